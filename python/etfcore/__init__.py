@@ -1,0 +1,61 @@
+"""etfcore — neural-collapse geometry.
+
+- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames (SPEC §6).
+- :class:`CollapseStats`: streaming, mergeable sufficient statistics and every collapse metric
+  computed from them (SPEC §3, §5).
+- :func:`collapse_metrics`: every metric on in-memory arrays in one call.
+- :func:`pinv_psd`: the explicit pseudo-inverse policy (SPEC §4).
+- :mod:`etfcore.data`: embedded data (digits, Gaussian mixtures, long-tail profiles).
+- :mod:`etfcore.errors`: the exception hierarchy (all ``ValueError``).
+
+Importing etfcore never imports torch.
+"""
+
+from . import data, errors
+from ._core import FORMAT_VERSION
+from .errors import (
+    CorruptDataError,
+    DegenerateInputError,
+    DimensionError,
+    DTypeError,
+    EtfcoreError,
+    IncompatibleStatsError,
+    LabelError,
+    NonFiniteError,
+    NumericalError,
+    ParameterError,
+    ShapeError,
+    TooFewClassesError,
+)
+from .frames import etf, orthogonal_frame
+from .metrics import classifier_predictions, collapse_metrics, numerical_rank_of, pinv_psd
+from .stats import CollapseStats, NC1Split, PinvResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CollapseStats",
+    "NC1Split",
+    "PinvResult",
+    "classifier_predictions",
+    "collapse_metrics",
+    "data",
+    "errors",
+    "etf",
+    "numerical_rank_of",
+    "orthogonal_frame",
+    "pinv_psd",
+    "EtfcoreError",
+    "ShapeError",
+    "DTypeError",
+    "NonFiniteError",
+    "LabelError",
+    "TooFewClassesError",
+    "DimensionError",
+    "IncompatibleStatsError",
+    "CorruptDataError",
+    "ParameterError",
+    "DegenerateInputError",
+    "NumericalError",
+]

@@ -1,0 +1,81 @@
+"""Embedded data that needs no download (SPEC §10): scikit-learn's handwritten digits and seeded
+Gaussian mixtures, plus the long-tail class-count profile."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import ParameterError
+
+
+def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -> np.ndarray:
+    """CIFAR-LT profile ``n_k = floor(n_max · ρ^{k/(K-1)})`` with ``ρ = n_min/n_max`` in (0, 1].
+
+    >>> long_tail_counts(3, 100, 0.1).tolist()
+    [100, 31, 10]
+    """
+    if num_classes < 1 or max_count < 1:
+        raise ParameterError("num_classes and max_count must be positive")
+    if not (0.0 < imbalance_ratio <= 1.0):
+        raise ParameterError(f"imbalance_ratio must be in (0, 1], got {imbalance_ratio}")
+    if num_classes == 1:
+        return np.array([max_count])
+    k = np.arange(num_classes)
+    counts = np.floor(max_count * imbalance_ratio ** (k / (num_classes - 1)) + 1e-9).astype(np.int64)
+    return np.maximum(counts, 1)
+
+
+def gaussian_mixture(
+    num_classes: int,
+    dim: int,
+    samples_per_class: Union[int, Sequence[int]],
+    *,
+    seed: int,
+    mean_scale: float = 3.0,
+    within_scale: float = 1.0,
+    means: Optional[np.ndarray] = None,
+    covariance_scales: Optional[Sequence[float]] = None,
+    offset: float = 0.0,
+    dtype=np.float64,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Seeded Gaussian mixture ``h = μ_y + s_y · within_scale · z + offset``.
+
+    Means are ``mean_scale`` times random unit vectors (or given ``means`` ``(K, p)``); each class
+    has isotropic covariance ``(s_k · within_scale)² I`` (``covariance_scales`` gives ``s_k``,
+    default 1). ``samples_per_class`` is an int or a per-class list (e.g. :func:`long_tail_counts`).
+    Samples are ordered by class. Returns ``(features (N, p), labels (N,))``.
+
+    >>> H, y = gaussian_mixture(3, 5, 10, seed=0)
+    >>> H.shape, np.bincount(y).tolist()
+    ((30, 5), [10, 10, 10])
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.broadcast_to(np.asarray(samples_per_class, dtype=np.int64), (num_classes,))
+    if (counts < 0).any():
+        raise ParameterError("samples_per_class must be non-negative")
+    if means is None:
+        m = rng.standard_normal((num_classes, dim))
+        m *= mean_scale / np.linalg.norm(m, axis=1, keepdims=True)
+    else:
+        m = np.asarray(means, dtype=np.float64)
+        if m.shape != (num_classes, dim):
+            raise ParameterError(f"means must have shape ({num_classes}, {dim}), got {m.shape}")
+    scales = np.ones(num_classes) if covariance_scales is None else np.asarray(covariance_scales, float)
+    y = np.repeat(np.arange(num_classes), counts)
+    h = m[y] + (scales[y] * within_scale)[:, None] * rng.standard_normal((y.size, dim)) + offset
+    return h.astype(dtype), y
+
+
+def load_digits(*, scale: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten digits (1797 images of 8×8 pixels, 10 classes), shipped with
+    scikit-learn, so no download. Features ``(1797, 64)`` float64 (pixel values / 16 when
+    ``scale``) and int64 labels."""
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
+        raise ImportError("the digits data need scikit-learn: pip install scikit-learn") from e
+    d = _load()
+    x = d.data.astype(np.float64)
+    return (x / 16.0 if scale else x), d.target.astype(np.int64)

@@ -1,0 +1,109 @@
+"""One-call metrics on in-memory arrays, and the numerical helpers behind them."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._validation import as_features, as_labels, as_matrix64, as_vector64, check_weighting
+from .errors import ParameterError
+from .stats import CollapseStats
+
+
+def collapse_metrics(
+    features: Any,
+    labels: Any,
+    classifier: Any = None,
+    bias: Any = None,
+    *,
+    num_classes: Optional[int] = None,
+    weighting: str = "weighted",
+    rtol: Optional[float] = None,
+    numerical_rank: bool = True,
+) -> Dict[str, Any]:
+    """Every metric of SPEC §5 on ``features`` ``(N, p)`` and integer ``labels`` ``(N,)``.
+
+    One statistics pass (:class:`CollapseStats`), then every covariance metric; with a
+    ``classifier`` ``(K, p)`` (and optional ``bias``) also NC3 and NC4; the per-class numerical
+    rank needs the samples and costs ``O(Σ_k n_k p min(n_k, p))``. For ``weighting="balanced"`` on
+    imbalanced classes a second pass computes the balanced within-class scatter.
+
+    Keys: ``num_samples, num_classes_present, dim, weighting, vci, vci_rank, vci_normalizer,
+    probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between, nc1_split_orthogonal,
+    squared_distance, within_trace_per_dim, cdnv, nc2_equinorm, nc2_equiangularity,
+    nc2_max_equiangularity, nc2_etf_error, cosine_within, cosine_total, class_separation``
+    (cosine keys only without all-zero rows), ``numerical_rank``, and with a classifier
+    ``nc3, nc3_cosines, nc4``.
+
+    >>> import numpy as np, etfcore as ec
+    >>> H, y = ec.data.gaussian_mixture(num_classes=4, dim=8, samples_per_class=50, seed=0)
+    >>> m = ec.collapse_metrics(H, y, classifier=ec.etf(4, 8, seed=0))
+    >>> sorted(k for k in m if k.startswith("nc"))[:3]
+    ['nc1', 'nc1_rank', 'nc1_split_between']
+    """
+    check_weighting(weighting)
+    h = as_features(features)
+    y = as_labels(labels, h.shape[0])
+    w = None if classifier is None else as_matrix64(classifier, "classifier")
+    if num_classes is None:
+        if w is not None:
+            num_classes = w.shape[0]
+        elif y.size:
+            num_classes = int(y.max()) + 1 if y.min() >= 0 else 1
+        else:
+            num_classes = 1
+    stats = CollapseStats(num_classes, h.shape[1]).update(h, y)
+    counts = stats.class_counts[stats.class_counts > 0]
+    if weighting == "balanced" and counts.size and (counts != counts[0]).any():
+        stats._raw.attach_balanced_scatter(h, y)
+    out = stats.metrics(weighting, classifier=w, rtol=rtol)
+    if w is not None:
+        out["nc4"] = stats.nc4(h, w, bias)
+    if numerical_rank:
+        out["numerical_rank"] = numerical_rank_of(h, y, num_classes)[0]
+    return out
+
+
+def numerical_rank_of(
+    features: Any, labels: Any, num_classes: Optional[int] = None, *, centred: bool = False
+) -> Tuple[float, Dict[int, float]]:
+    """Per class ``‖H_k‖_*² / ‖H_k‖_F²`` (paper 004) and its mean over classes.
+
+    ``centred=True`` subtracts each class mean first. Returns ``(mean, {class: value})``.
+    """
+    h = as_features(features)
+    y = as_labels(labels, h.shape[0])
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 1
+    mean, cls, vals = _core.numerical_rank(h, y, int(num_classes), bool(centred))
+    return float(mean), {int(k): float(v) for k, v in zip(cls, vals)}
+
+
+def pinv_psd(
+    matrix: Any, *, rank: Optional[int] = None, rtol: Optional[float] = None
+) -> Tuple[np.ndarray, int, str]:
+    """Pseudo-inverse of a symmetric PSD matrix by the explicit policy of SPEC §4.
+
+    Keeps eigenvalues ``> rtol·λ_max`` (default ``rtol = n·eps``) or exactly the top ``rank``.
+    Returns ``(pinv, rank_used, method)``; ``method`` is ``"cholesky"`` when the fast path
+    provably kept every eigenvalue, else ``"eigh"``.
+
+    >>> import numpy as np, etfcore as ec
+    >>> P, r, _ = ec.pinv_psd(np.diag([1.0, 1e-20]))
+    >>> r, float(P[0, 0])
+    (1, 1.0)
+    """
+    a = as_matrix64(matrix, "matrix")
+    if rank is not None and rank < 0:
+        raise ParameterError(f"rank must be >= 0, got {rank}")
+    return _core.pinv_psd(a, rank, rtol)
+
+
+def classifier_predictions(features: Any, classifier: Any, bias: Any = None) -> np.ndarray:
+    """``argmax_k (W h + b)`` per row (ties to the lowest index)."""
+    h = as_features(features)
+    w = as_matrix64(classifier, "classifier")
+    b = None if bias is None else as_vector64(bias, w.shape[0], "bias")
+    return _core.classifier_predictions(h, w, b)

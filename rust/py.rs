@@ -1,0 +1,721 @@
+//! The Python binding: converts arguments, releases the GIL around heavy work and maps
+//! [`EtfError`] once onto the `etfcore` exception hierarchy. No logic lives here.
+
+use crate::error::EtfError;
+use crate::linalg::{to_ndarray, RankPolicy, SymPinv};
+use crate::metrics::{self, ClassGeometry, PinvMetric, VciNormalizer, Weighting};
+use crate::stats::CollapseStats;
+use crate::{etf, samples};
+use ndarray::{Array1, Array2, ArrayView2};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+create_exception!(
+    etfcore,
+    EtfcoreError,
+    PyValueError,
+    "Base class of every etfcore error (a ValueError)."
+);
+create_exception!(
+    etfcore,
+    ShapeError,
+    EtfcoreError,
+    "Wrong number of dimensions, wrong shape or mismatched lengths."
+);
+create_exception!(
+    etfcore,
+    DTypeError,
+    EtfcoreError,
+    "An array of an unsupported dtype."
+);
+create_exception!(
+    etfcore,
+    NonFiniteError,
+    EtfcoreError,
+    "NaN or Inf in an input."
+);
+create_exception!(
+    etfcore,
+    LabelError,
+    EtfcoreError,
+    "Labels negative, not below num_classes, or not integers."
+);
+create_exception!(
+    etfcore,
+    TooFewClassesError,
+    EtfcoreError,
+    "Fewer than two classes with samples."
+);
+create_exception!(
+    etfcore,
+    DimensionError,
+    EtfcoreError,
+    "A dimension too small for the object (e.g. an ETF with dim < K-1)."
+);
+create_exception!(
+    etfcore,
+    IncompatibleStatsError,
+    EtfcoreError,
+    "Statistics that cannot be merged (K, dim, options or format version differ)."
+);
+create_exception!(
+    etfcore,
+    CorruptDataError,
+    EtfcoreError,
+    "Serialised statistics that are truncated or modified."
+);
+create_exception!(
+    etfcore,
+    ParameterError,
+    EtfcoreError,
+    "A parameter outside its domain."
+);
+create_exception!(
+    etfcore,
+    DegenerateInputError,
+    EtfcoreError,
+    "Input valid in form but degenerate for the metric."
+);
+create_exception!(
+    etfcore,
+    NumericalError,
+    EtfcoreError,
+    "A numerical routine failed."
+);
+
+fn to_py(e: EtfError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        EtfError::Shape(_) => ShapeError::new_err(msg),
+        EtfError::DType(_) => DTypeError::new_err(msg),
+        EtfError::NonFinite { .. } => NonFiniteError::new_err(msg),
+        EtfError::Label(_) => LabelError::new_err(msg),
+        EtfError::TooFewClasses { .. } => TooFewClassesError::new_err(msg),
+        EtfError::Dimension(_) => DimensionError::new_err(msg),
+        EtfError::Incompatible(_) => IncompatibleStatsError::new_err(msg),
+        EtfError::Corrupt(_) => CorruptDataError::new_err(msg),
+        EtfError::Parameter(_) => ParameterError::new_err(msg),
+        EtfError::Degenerate(_) => DegenerateInputError::new_err(msg),
+        EtfError::Numerical(_) => NumericalError::new_err(msg),
+    }
+}
+
+trait IntoPyResult<T> {
+    fn py(self) -> PyResult<T>;
+}
+impl<T> IntoPyResult<T> for crate::Result<T> {
+    fn py(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+/// A 2-D float32 or float64 array, borrowed without copying.
+enum Features<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+fn features<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Features<'py>> {
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<'py, f32>>() {
+        return Ok(Features::F32(a));
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<'py, f64>>() {
+        return Ok(Features::F64(a));
+    }
+    let desc = match obj.cast::<numpy::PyUntypedArray>() {
+        Ok(a) => format!("a {}-D array of dtype {}", a.ndim(), a.dtype()),
+        Err(_) => format!("an object of type {}", obj.get_type().name()?),
+    };
+    Err(DTypeError::new_err(format!(
+        "{what} must be a 2-D float32 or float64 numpy array, got {desc}"
+    )))
+}
+
+/// Runs `$body` with `$h` bound to an `ArrayView2` of the right element type.
+macro_rules! with_features {
+    ($f:expr, $h:ident => $body:expr) => {
+        match &$f {
+            Features::F32(a) => {
+                let $h = a.as_array();
+                $body
+            }
+            Features::F64(a) => {
+                let $h = a.as_array();
+                $body
+            }
+        }
+    };
+}
+
+fn matrix64<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray2<'py, f64>> {
+    obj.extract::<PyReadonlyArray2<'py, f64>>()
+        .map_err(|_| DTypeError::new_err(format!("{what} must be a 2-D float64 numpy array")))
+}
+
+fn weighting(s: &str) -> PyResult<Weighting> {
+    s.parse().py()
+}
+
+fn pinv_tuple(m: PinvMetric) -> (f64, usize, &'static str, usize) {
+    (m.value, m.rank, m.method.as_str(), m.normalizer)
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, lengths=None, canonical=false))]
+fn simplex_etf<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    lengths: Option<Vec<f64>>,
+    canonical: bool,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let w = py
+        .detach(|| {
+            if canonical {
+                etf::canonical_simplex_etf(num_classes, dim, lengths.as_deref())
+            } else {
+                etf::simplex_etf(num_classes, dim, seed, lengths.as_deref())
+            }
+        })
+        .py()?;
+    Ok(w.into_pyarray(py))
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, lengths=None))]
+fn orthogonal_frame<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    lengths: Option<Vec<f64>>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let w = py
+        .detach(|| etf::orthogonal_frame(num_classes, dim, seed, lengths.as_deref()))
+        .py()?;
+    Ok(w.into_pyarray(py))
+}
+
+/// `(pinv, rank, method)` of a symmetric PSD matrix under the explicit policy.
+#[pyfunction]
+#[pyo3(signature = (matrix, rank=None, rtol=None))]
+fn pinv_psd<'py>(
+    py: Python<'py>,
+    matrix: &Bound<'py, PyAny>,
+    rank: Option<usize>,
+    rtol: Option<f64>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, &'static str)> {
+    let a = matrix64(matrix, "matrix")?;
+    let v = a.as_array();
+    let (n, m) = v.dim();
+    if n != m {
+        return Err(ShapeError::new_err(format!(
+            "matrix must be square, got ({n}, {m})"
+        )));
+    }
+    if let Some(((i, j), _)) = v.indexed_iter().find(|(_, x)| !x.is_finite()) {
+        return Err(to_py(EtfError::NonFinite {
+            what: "matrix".into(),
+            row: i,
+            col: j,
+        }));
+    }
+    let policy = match (rank, rtol) {
+        (Some(_), Some(_)) => {
+            return Err(ParameterError::new_err(
+                "give either rank or rtol, not both",
+            ))
+        }
+        (Some(r), None) => RankPolicy::Top(r),
+        (None, t) => RankPolicy::Rtol(t),
+    };
+    let res = py
+        .detach(|| {
+            let f = faer::Mat::from_fn(n, n, |i, j| v[[i, j]]);
+            SymPinv::new(f.as_ref(), policy, true)
+                .map(|p| (to_ndarray(p.matrix().as_ref()), p.rank, p.method.as_str()))
+        })
+        .py()?;
+    Ok((res.0.into_pyarray(py), res.1, res.2))
+}
+
+#[pyfunction]
+#[pyo3(signature = (features, labels, num_classes, centred=false))]
+fn numerical_rank<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    num_classes: usize,
+    centred: bool,
+) -> PyResult<(f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    let f = self::features(features, "features")?;
+    let y = labels.as_array();
+    let (mean, per) =
+        with_features!(f, h => py.detach(|| samples::numerical_rank(h, y, num_classes, centred)))
+            .py()?;
+    let cls: Array1<i64> = per.iter().map(|(k, _)| *k as i64).collect();
+    let val: Array1<f64> = per.iter().map(|(_, v)| *v).collect();
+    Ok((mean, cls.into_pyarray(py), val.into_pyarray(py)))
+}
+
+/// The raw statistics object; `etfcore.CollapseStats` wraps it with the documented API.
+#[pyclass(module = "etfcore._core", name = "RawCollapseStats")]
+struct PyCollapseStats {
+    inner: CollapseStats,
+    balanced_scatter: Option<Vec<f64>>,
+    cache: HashMap<Weighting, Arc<ClassGeometry>>,
+}
+
+impl PyCollapseStats {
+    fn invalidate(&mut self) {
+        self.cache.clear();
+        self.balanced_scatter = None;
+    }
+
+    fn geometry(&mut self, py: Python<'_>, w: &str) -> PyResult<Arc<ClassGeometry>> {
+        let w = weighting(w)?;
+        if let Some(g) = self.cache.get(&w) {
+            return Ok(g.clone());
+        }
+        let (inner, bs) = (&self.inner, self.balanced_scatter.as_deref());
+        let g = Arc::new(py.detach(|| ClassGeometry::new(inner, w, bs)).py()?);
+        self.cache.insert(w, g.clone());
+        Ok(g)
+    }
+}
+
+fn col_major_to_rows(m: faer::MatRef<'_, f64>) -> Array2<f64> {
+    // p × K (columns are classes) → K × p (rows are classes)
+    Array2::from_shape_fn((m.ncols(), m.nrows()), |(i, j)| m[(j, i)])
+}
+
+#[pymethods]
+impl PyCollapseStats {
+    #[new]
+    #[pyo3(signature = (num_classes, dim, track_class_scatter=false))]
+    fn new(num_classes: usize, dim: usize, track_class_scatter: bool) -> PyResult<Self> {
+        Ok(PyCollapseStats {
+            inner: CollapseStats::new(num_classes, dim, track_class_scatter).py()?,
+            balanced_scatter: None,
+            cache: HashMap::new(),
+        })
+    }
+
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let f = self::features(features, "features")?;
+        let y = labels.as_array();
+        let inner = &mut self.inner;
+        with_features!(f, h => py.detach(|| inner.update(h, y))).py()?;
+        self.invalidate();
+        Ok(())
+    }
+
+    fn merge(&mut self, py: Python<'_>, other: PyRef<'_, PyCollapseStats>) -> PyResult<()> {
+        let (inner, o) = (&mut self.inner, &other.inner);
+        py.detach(|| inner.merge(o)).py()?;
+        self.invalidate();
+        Ok(())
+    }
+
+    fn reshift(&mut self, shift: Vec<f64>) -> PyResult<()> {
+        self.inner.reshift(&shift).py()?;
+        self.invalidate();
+        Ok(())
+    }
+
+    fn copy(&self) -> Self {
+        PyCollapseStats {
+            inner: self.inner.clone(),
+            balanced_scatter: self.balanced_scatter.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let b = py.detach(|| self.inner.to_bytes());
+        PyBytes::new(py, &b)
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = py.detach(|| CollapseStats::from_bytes(data)).py()?;
+        Ok(PyCollapseStats {
+            inner,
+            balanced_scatter: None,
+            cache: HashMap::new(),
+        })
+    }
+
+    fn __eq__(&self, other: PyRef<'_, PyCollapseStats>) -> bool {
+        self.inner == other.inner
+    }
+
+    #[getter]
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    #[getter]
+    fn num_samples(&self) -> u64 {
+        self.inner.num_samples()
+    }
+    #[getter]
+    fn track_class_scatter(&self) -> bool {
+        self.inner.tracks_class_scatter()
+    }
+    #[getter]
+    fn class_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner
+            .counts()
+            .iter()
+            .map(|&c| c as i64)
+            .collect::<Array1<i64>>()
+            .into_pyarray(py)
+    }
+    #[getter]
+    fn shift<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<f64>>> {
+        self.inner
+            .shift()
+            .map(|s| Array1::from(s.to_vec()).into_pyarray(py))
+    }
+    #[getter]
+    fn class_sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let (k, p) = (self.inner.num_classes(), self.inner.dim());
+        Array2::from_shape_vec((k, p), self.inner.class_sums().to_vec())
+            .unwrap()
+            .into_pyarray(py)
+    }
+    #[getter]
+    fn class_unit_sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let (k, p) = (self.inner.num_classes(), self.inner.dim());
+        Array2::from_shape_vec((k, p), self.inner.class_unit_sums().to_vec())
+            .unwrap()
+            .into_pyarray(py)
+    }
+    #[getter]
+    fn class_sq_norms<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from(self.inner.class_sq_norms().to_vec()).into_pyarray(py)
+    }
+    #[getter]
+    fn class_zero_rows<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner
+            .class_zero_rows()
+            .iter()
+            .map(|&c| c as i64)
+            .collect::<Array1<i64>>()
+            .into_pyarray(py)
+    }
+    #[getter]
+    fn scatter<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let p = self.inner.dim();
+        Array2::from_shape_vec((p, p), self.inner.scatter())
+            .unwrap()
+            .into_pyarray(py)
+    }
+    fn class_scatter<'py>(&self, py: Python<'py>, k: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let p = self.inner.dim();
+        if k >= self.inner.num_classes() {
+            return Err(to_py(EtfError::Label(format!(
+                "class {k} is outside 0..{}",
+                self.inner.num_classes()
+            ))));
+        }
+        let s = self.inner.class_scatter(k).ok_or_else(|| {
+            ParameterError::new_err("per-class scatters are not tracked: create the statistics with track_class_scatter=True")
+        })?;
+        Ok(Array2::from_shape_vec((p, p), s).unwrap().into_pyarray(py))
+    }
+
+    /// Computes the balanced within-class scatter from the very samples of these statistics.
+    fn attach_balanced_scatter(
+        &mut self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let f = self::features(features, "features")?;
+        let y = labels.as_array();
+        let inner = &self.inner;
+        let s =
+            with_features!(f, h => py.detach(|| samples::balanced_scatter(inner, h, y))).py()?;
+        self.cache.remove(&Weighting::Balanced);
+        self.balanced_scatter = Some(s);
+        Ok(())
+    }
+
+    /// `dict` of the geometry: present classes, counts, weights, means and covariances.
+    fn geometry_dict<'py>(
+        &mut self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let g = self.geometry(py, weighting)?;
+        let d = PyDict::new(py);
+        d.set_item(
+            "present",
+            g.present
+                .iter()
+                .map(|&k| k as i64)
+                .collect::<Array1<i64>>()
+                .into_pyarray(py),
+        )?;
+        d.set_item(
+            "counts",
+            g.counts
+                .iter()
+                .map(|&k| k as i64)
+                .collect::<Array1<i64>>()
+                .into_pyarray(py),
+        )?;
+        d.set_item("weights", Array1::from(g.weights.clone()).into_pyarray(py))?;
+        d.set_item(
+            "global_mean",
+            Array1::from(g.global_mean.clone()).into_pyarray(py),
+        )?;
+        d.set_item(
+            "class_means",
+            col_major_to_rows(g.class_means.as_ref()).into_pyarray(py),
+        )?;
+        d.set_item(
+            "centred_means",
+            col_major_to_rows(g.centred_means.as_ref()).into_pyarray(py),
+        )?;
+        d.set_item(
+            "class_variances",
+            Array1::from(g.class_variances.clone()).into_pyarray(py),
+        )?;
+        d.set_item("within_trace", g.within_trace)?;
+        d.set_item("between_trace", g.between_trace())?;
+        Ok(d)
+    }
+
+    fn between_class_covariance<'py>(
+        &mut self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let g = self.geometry(py, weighting)?;
+        Ok(to_ndarray(g.between.as_ref()).into_pyarray(py))
+    }
+    fn within_class_covariance<'py>(
+        &mut self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let g = self.geometry(py, weighting)?;
+        Ok(to_ndarray(g.within().py()?.as_ref()).into_pyarray(py))
+    }
+    fn total_covariance<'py>(
+        &mut self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let g = self.geometry(py, weighting)?;
+        Ok(to_ndarray(g.total().py()?.as_ref()).into_pyarray(py))
+    }
+
+    #[pyo3(signature = (weighting, normalizer, rank=None, rtol=None))]
+    fn vci(
+        &mut self,
+        py: Python<'_>,
+        weighting: &str,
+        normalizer: &Bound<'_, PyAny>,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<(f64, usize, &'static str, usize)> {
+        let norm =
+            if let Ok(r) = normalizer.extract::<usize>() {
+                VciNormalizer::Fixed(r)
+            } else {
+                match normalizer.extract::<String>()?.as_str() {
+                    "min" => VciNormalizer::MinDimClasses,
+                    "numerical" => VciNormalizer::Numerical,
+                    other => return Err(ParameterError::new_err(format!(
+                        "normalizer must be 'min', 'numerical' or a positive int, got {other:?}"
+                    ))),
+                }
+            };
+        let g = self.geometry(py, weighting)?;
+        py.detach(|| metrics::vci(&g, norm, rank, rtol))
+            .py()
+            .map(pinv_tuple)
+    }
+    #[pyo3(signature = (rank=None, rtol=None))]
+    fn probe_mse(
+        &mut self,
+        py: Python<'_>,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<(f64, usize, &'static str, usize)> {
+        let g = self.geometry(py, "weighted")?;
+        py.detach(|| metrics::probe_mse(&g, rank, rtol))
+            .py()
+            .map(pinv_tuple)
+    }
+    #[pyo3(signature = (weighting, rank=None, rtol=None))]
+    fn nc1(
+        &mut self,
+        py: Python<'_>,
+        weighting: &str,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<(f64, usize, &'static str, usize)> {
+        let g = self.geometry(py, weighting)?;
+        py.detach(|| metrics::nc1(&g, rank, rtol))
+            .py()
+            .map(pinv_tuple)
+    }
+    #[pyo3(signature = (weighting, rtol=None))]
+    fn nc1_split(
+        &mut self,
+        py: Python<'_>,
+        weighting: &str,
+        rtol: Option<f64>,
+    ) -> PyResult<(f64, f64, usize)> {
+        let g = self.geometry(py, weighting)?;
+        py.detach(|| metrics::nc1_split(&g, rtol)).py()
+    }
+    fn squared_distance(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        Ok(metrics::squared_distance(&*self.geometry(py, weighting)?))
+    }
+    fn within_trace_per_dim(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        Ok(metrics::within_trace_per_dim(
+            &*self.geometry(py, weighting)?,
+        ))
+    }
+    fn cdnv(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        let g = self.geometry(py, weighting)?;
+        Ok(py.detach(|| metrics::cdnv(&g)))
+    }
+    fn nc2(&mut self, py: Python<'_>, weighting: &str) -> PyResult<(f64, f64, f64, f64)> {
+        let g = self.geometry(py, weighting)?;
+        let r = py.detach(|| metrics::nc2(&g));
+        Ok((
+            r.equinorm,
+            r.equiangularity,
+            r.max_equiangularity,
+            r.etf_error,
+        ))
+    }
+    fn nc3<'py>(
+        &mut self,
+        py: Python<'py>,
+        weighting: &str,
+        classifier: &Bound<'py, PyAny>,
+    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
+        let w = matrix64(classifier, "classifier")?;
+        let k = self.inner.num_classes();
+        if w.shape() != [k, self.inner.dim()] {
+            return Err(ShapeError::new_err(format!(
+                "classifier must have shape ({k}, {}), got {:?}",
+                self.inner.dim(),
+                w.shape()
+            )));
+        }
+        let wv = w.as_array().to_owned();
+        let g = self.geometry(py, weighting)?;
+        let (v, cos) = py
+            .detach(|| metrics::nc3(&g, wv.as_slice().unwrap(), k))
+            .py()?;
+        Ok((v, Array1::from(cos).into_pyarray(py)))
+    }
+    fn cosine_metrics(&self) -> PyResult<(f64, f64, f64)> {
+        metrics::cosine_metrics(&self.inner).py()
+    }
+    #[pyo3(signature = (features, classifier, bias=None))]
+    fn nc4(
+        &mut self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        classifier: &Bound<'_, PyAny>,
+        bias: Option<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<f64> {
+        let f = self::features(features, "features")?;
+        let w = matrix64(classifier, "classifier")?;
+        let g = self.geometry(py, "weighted")?;
+        let (wv, bv) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
+        with_features!(f, h => py.detach(|| samples::nc4(h, &g, wv, bv))).py()
+    }
+    fn nearest_class_mean<'py>(
+        &mut self,
+        py: Python<'py>,
+        features: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let f = self::features(features, "features")?;
+        let g = self.geometry(py, "weighted")?;
+        let out = with_features!(f, h => py.detach(|| samples::nearest_class_mean(h, &g))).py()?;
+        Ok(out
+            .into_iter()
+            .map(|k| k as i64)
+            .collect::<Array1<i64>>()
+            .into_pyarray(py))
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (features, classifier, bias=None))]
+fn classifier_predictions<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    classifier: &Bound<'py, PyAny>,
+    bias: Option<PyReadonlyArray1<'py, f64>>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let f = self::features(features, "features")?;
+    let w = matrix64(classifier, "classifier")?;
+    let (wv, bv): (ArrayView2<'_, f64>, _) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
+    let out =
+        with_features!(f, h => py.detach(|| samples::classifier_predictions(h, wv, bv))).py()?;
+    Ok(out
+        .into_iter()
+        .map(|k| k as i64)
+        .collect::<Array1<i64>>()
+        .into_pyarray(py))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;
+    m.add_function(wrap_pyfunction!(orthogonal_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(pinv_psd, m)?)?;
+    m.add_function(wrap_pyfunction!(numerical_rank, m)?)?;
+    m.add_function(wrap_pyfunction!(classifier_predictions, m)?)?;
+    m.add_class::<PyCollapseStats>()?;
+    m.add("FORMAT_VERSION", crate::stats::FORMAT_VERSION)?;
+    m.add("CHUNK_ROWS", crate::stats::CHUNK_ROWS)?;
+    m.add("EtfcoreError", py.get_type::<EtfcoreError>())?;
+    m.add("ShapeError", py.get_type::<ShapeError>())?;
+    m.add("DTypeError", py.get_type::<DTypeError>())?;
+    m.add("NonFiniteError", py.get_type::<NonFiniteError>())?;
+    m.add("LabelError", py.get_type::<LabelError>())?;
+    m.add("TooFewClassesError", py.get_type::<TooFewClassesError>())?;
+    m.add("DimensionError", py.get_type::<DimensionError>())?;
+    m.add(
+        "IncompatibleStatsError",
+        py.get_type::<IncompatibleStatsError>(),
+    )?;
+    m.add("CorruptDataError", py.get_type::<CorruptDataError>())?;
+    m.add("ParameterError", py.get_type::<ParameterError>())?;
+    m.add(
+        "DegenerateInputError",
+        py.get_type::<DegenerateInputError>(),
+    )?;
+    m.add("NumericalError", py.get_type::<NumericalError>())?;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Metrics that need the samples themselves (SPEC §5): NC4 and per-class numerical rank,
+//! and the balanced within-class scatter of imbalanced data computed from arrays.
+
+use crate::error::{EtfError, Result};
+use crate::linalg::{sym_eig_desc, Real};
+use crate::metrics::ClassGeometry;
+use crate::stats::{pass, validate_batch, CollapseStats, PassOptions, CHUNK_ROWS};
+use faer::Mat;
+use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
+
+/// `Σ_i (1/n_{y_i}) (h_i - c)(h_i - c)ᵀ` with the shift and counts of `stats`, which must have
+/// been accumulated from exactly these samples. One pass; feeds `ClassGeometry::new` for the
+/// balanced within-class covariance of imbalanced classes.
+pub fn balanced_scatter<T: Real>(
+    stats: &CollapseStats,
+    h: ArrayView2<'_, T>,
+    y: ArrayView1<'_, i64>,
+) -> Result<Vec<f64>> {
+    validate_batch(&h, &y, stats.num_classes(), stats.dim())?;
+    let mut counts = vec![0u64; stats.num_classes()];
+    y.iter().for_each(|&v| counts[v as usize] += 1);
+    if counts != stats.counts() {
+        return Err(EtfError::Incompatible(
+            "balanced_scatter needs the very samples the statistics were accumulated from".into(),
+        ));
+    }
+    let shift = stats.shift().ok_or(EtfError::TooFewClasses {
+        present: 0,
+        needed: 2,
+    })?;
+    let scale: Vec<f64> = counts
+        .iter()
+        .map(|&c| if c > 0 { 1.0 / (c as f64).sqrt() } else { 0.0 })
+        .collect();
+    let opts = PassOptions {
+        track_class_scatter: false,
+        row_scale: Some(&scale),
+    };
+    let part = pass(&h, &y, stats.num_classes(), shift, &opts, true)?;
+    let p = stats.dim();
+    let mut s = part.scatter;
+    crate::linalg::symmetrize_from_lower(&mut s, p);
+    Ok(s)
+}
+
+fn check_features<T: Real>(h: &ArrayView2<'_, T>, dim: usize) -> Result<()> {
+    if h.ncols() != dim {
+        return Err(EtfError::Shape(format!(
+            "features have {} columns, expected {dim}",
+            h.ncols()
+        )));
+    }
+    for (i, row) in h.rows().into_iter().enumerate() {
+        if let Some(j) = row.iter().position(|v| !v.to_f64().is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: "features".into(),
+                row: i,
+                col: j,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Nearest class mean of each row among the present classes (indices into `0..num_classes`),
+/// by exact differences `Σ_j (h_j - μ_kj)²`: the expanded square `‖h‖² - 2hᵀμ + ‖μ‖²`
+/// (one GEMM) only screens; every class whose screened distance lies within a rigorous rounding
+/// bound of the minimum is re-evaluated exactly. Ties go to the lowest class index.
+pub fn nearest_class_mean<T: Real>(h: ArrayView2<'_, T>, g: &ClassGeometry) -> Result<Vec<usize>> {
+    let p = g.dim;
+    check_features(&h, p)?;
+    let kp = g.num_present();
+    let means = &g.class_means; // p × K
+    let mnorm: Vec<f64> = (0..kp)
+        .map(|k| (0..p).map(|i| means[(i, k)] * means[(i, k)]).sum())
+        .collect();
+    let mmax = mnorm.iter().cloned().fold(0.0, f64::max);
+    let n = h.nrows();
+    let mut out = vec![0usize; n];
+    out.par_chunks_mut(CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            let r0 = c * CHUNK_ROWS;
+            let m = dst.len();
+            let x = Mat::from_fn(m, p, |i, j| h[[r0 + i, j]].to_f64());
+            let dots = &x * means;
+            for i in 0..m {
+                let hn: f64 = (0..p).map(|j| x[(i, j)] * x[(i, j)]).sum();
+                let d: Vec<f64> = (0..kp)
+                    .map(|k| hn - 2.0 * dots[(i, k)] + mnorm[k])
+                    .collect();
+                let dmin = d.iter().cloned().fold(f64::INFINITY, f64::min);
+                // |error| of each screened distance ≤ 2(p+2)·eps·(‖h‖² + ‖μ‖²)·(1 + slack)
+                let tol = 4.0 * (p as f64 + 2.0) * f64::EPSILON * (hn + mmax) + f64::MIN_POSITIVE;
+                let mut best = (f64::INFINITY, usize::MAX);
+                for k in 0..kp {
+                    if d[k] <= dmin + 2.0 * tol {
+                        let exact: f64 = (0..p).map(|j| (x[(i, j)] - means[(j, k)]).powi(2)).sum();
+                        if exact < best.0 {
+                            best = (exact, k);
+                        }
+                    }
+                }
+                dst[i] = g.present[best.1];
+            }
+        });
+    Ok(out)
+}
+
+/// Argmax of `W h + b` per row (ties to the lowest index).
+pub fn classifier_predictions<T: Real>(
+    h: ArrayView2<'_, T>,
+    weight: ArrayView2<'_, f64>,
+    bias: Option<ArrayView1<'_, f64>>,
+) -> Result<Vec<usize>> {
+    let (k, p) = weight.dim();
+    check_features(&h, p)?;
+    if let Some(b) = &bias {
+        if b.len() != k {
+            return Err(EtfError::Shape(format!(
+                "bias has {} entries, classifier has {k} rows",
+                b.len()
+            )));
+        }
+    }
+    let wt = Mat::from_fn(p, k, |i, j| weight[[j, i]]);
+    let n = h.nrows();
+    let mut out = vec![0usize; n];
+    out.par_chunks_mut(CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            let r0 = c * CHUNK_ROWS;
+            let x = Mat::from_fn(dst.len(), p, |i, j| h[[r0 + i, j]].to_f64());
+            let z = &x * &wt;
+            for (i, d) in dst.iter_mut().enumerate() {
+                let mut best = (f64::NEG_INFINITY, 0usize);
+                for j in 0..k {
+                    let v = z[(i, j)] + bias.as_ref().map_or(0.0, |b| b[j]);
+                    if v > best.0 {
+                        best = (v, j);
+                    }
+                }
+                *d = best.1;
+            }
+        });
+    Ok(out)
+}
+
+/// NC4: the fraction of rows where the classifier's argmax differs from the nearest class mean.
+pub fn nc4<T: Real>(
+    h: ArrayView2<'_, T>,
+    g: &ClassGeometry,
+    weight: ArrayView2<'_, f64>,
+    bias: Option<ArrayView1<'_, f64>>,
+) -> Result<f64> {
+    if h.nrows() == 0 {
+        return Err(EtfError::Shape("NC4 needs at least one sample".into()));
+    }
+    let a = nearest_class_mean(h.view(), g)?;
+    let b = classifier_predictions(h, weight, bias)?;
+    Ok(a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64 / a.len() as f64)
+}
+
+/// Per present class `‖H_k‖_*² / ‖H_k‖_F²` (optionally of the class-centred `H_k`), and their mean.
+/// Singular values come from the eigenvalues of the smaller Gram of `H_k` (cost per class
+/// `O(n_k p min(n_k, p))`); classes whose matrix is zero are skipped.
+pub fn numerical_rank<T: Real>(
+    h: ArrayView2<'_, T>,
+    y: ArrayView1<'_, i64>,
+    num_classes: usize,
+    centred: bool,
+) -> Result<(f64, Vec<(usize, f64)>)> {
+    let p = h.ncols();
+    validate_batch(&h, &y, num_classes, p)?;
+    check_features(&h, p)?;
+    let mut members: Vec<Vec<usize>> = vec![vec![]; num_classes];
+    for (i, &c) in y.iter().enumerate() {
+        members[c as usize].push(i);
+    }
+    let per: Vec<Result<Option<(usize, f64)>>> = members
+        .par_iter()
+        .enumerate()
+        .filter(|(_, m)| !m.is_empty())
+        .map(|(k, rows)| {
+            let nk = rows.len();
+            let mut x = Mat::from_fn(nk, p, |i, j| h[[rows[i], j]].to_f64());
+            if centred {
+                for j in 0..p {
+                    let mu = (0..nk).map(|i| x[(i, j)]).sum::<f64>() / nk as f64;
+                    for i in 0..nk {
+                        x[(i, j)] -= mu;
+                    }
+                }
+            }
+            let gram = if nk <= p {
+                &x * x.transpose()
+            } else {
+                x.transpose() * &x
+            };
+            let (vals, _) = sym_eig_desc(gram.as_ref())?;
+            let fro2: f64 = vals.iter().map(|v| v.max(0.0)).sum();
+            if fro2 <= 0.0 {
+                return Ok(None);
+            }
+            let nuc: f64 = vals.iter().map(|v| v.max(0.0).sqrt()).sum();
+            Ok(Some((k, nuc * nuc / fro2)))
+        })
+        .collect();
+    let mut out = vec![];
+    for r in per {
+        if let Some(v) = r? {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(EtfError::Degenerate(
+            "every class's feature matrix is zero".into(),
+        ));
+    }
+    let mean = out.iter().map(|(_, v)| v).sum::<f64>() / out.len() as f64;
+    Ok((mean, out))
+}

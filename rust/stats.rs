@@ -1,0 +1,698 @@
+//! Streaming, mergeable sufficient statistics of labelled features (SPEC §3).
+//!
+//! For a fixed shift vector `c` (the mean of the first non-empty batch) the state is
+//! `n_k`, `s_k = Σ_{y_i=k} (h_i - c)`, `q_k = Σ_{y_i=k} ‖h_i - c‖²`, the scatter
+//! `S = Σ_i (h_i - c)(h_i - c)ᵀ`, the per-class sums of unit vectors `u_k = Σ_{y_i=k} h_i/‖h_i‖`
+//! (cosine metrics) and, optionally, per-class scatters `S_k` (balanced within-class covariance
+//! on imbalanced data; `O(K p²)` memory). Everything is accumulated in f64. Memory is
+//! `O(K p + p²)`, independent of the number of samples.
+//!
+//! One `update` is one pass over the batch, split into chunks of rows processed by
+//! `rayon::current_num_threads()` workers, each with its own partial statistics; the chunk's
+//! shifted rows are copied once into a per-worker buffer (so any input strides work) and the
+//! scatter of a chunk is computed by a blocked triangular GEMM in the input precision, then
+//! added in f64. The partials are validated and reduced before anything is written, so a
+//! failed update leaves the state exactly as it was.
+
+use crate::error::{EtfError, Result};
+use crate::linalg::{symmetrize_from_lower, Real};
+use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
+
+/// Rows per chunk of the statistics pass.
+pub const CHUNK_ROWS: usize = 1024;
+
+/// Format version written by [`CollapseStats::to_bytes`].
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"ETFCSTAT";
+const FLAG_SHIFT: u32 = 1;
+const FLAG_CLASS_SCATTER: u32 = 2;
+
+/// Sufficient statistics of labelled features for every covariance metric of SPEC §5.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollapseStats {
+    num_classes: usize,
+    dim: usize,
+    shift: Option<Vec<f64>>,
+    counts: Vec<u64>,
+    class_sums: Vec<f64>,
+    class_sq_norms: Vec<f64>,
+    class_unit_sums: Vec<f64>,
+    class_zero_rows: Vec<u64>,
+    /// Lower triangle (row-major `p × p`) of `S`; the upper triangle is kept at zero.
+    scatter: Vec<f64>,
+    /// Lower triangles of the `S_k` (`K × p × p`), when tracked.
+    class_scatter: Option<Vec<f64>>,
+}
+
+/// Per-worker partial statistics of one pass.
+pub(crate) struct Partial<T> {
+    counts: Vec<u64>,
+    sums: Vec<f64>,
+    sq: Vec<f64>,
+    unit: Vec<f64>,
+    zeros: Vec<u64>,
+    pub(crate) scatter: Vec<f64>,
+    class_scatter: Option<Vec<f64>>,
+    buf: Vec<T>,
+    work: Vec<T>,
+}
+
+impl<T: Real> Partial<T> {
+    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Self {
+        Partial {
+            counts: vec![0; k],
+            sums: vec![0.0; k * p],
+            sq: vec![0.0; k],
+            unit: vec![0.0; k * p],
+            zeros: vec![0; k],
+            scatter: if want_scatter {
+                vec![0.0; p * p]
+            } else {
+                vec![]
+            },
+            class_scatter: if track {
+                Some(vec![0.0; k * p * p])
+            } else {
+                None
+            },
+            buf: Vec::with_capacity(CHUNK_ROWS * p),
+            work: vec![],
+        }
+    }
+
+    fn add(&mut self, o: &Partial<T>) {
+        add_into(&mut self.sums, &o.sums);
+        add_into(&mut self.sq, &o.sq);
+        add_into(&mut self.unit, &o.unit);
+        add_into(&mut self.scatter, &o.scatter);
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        for (a, b) in self.zeros.iter_mut().zip(&o.zeros) {
+            *a += b;
+        }
+        if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), o.class_scatter.as_ref()) {
+            add_into(a, b);
+        }
+    }
+}
+
+fn add_into(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// Options of one statistics pass.
+pub(crate) struct PassOptions<'a> {
+    pub track_class_scatter: bool,
+    /// Multiply the rows of class k by `row_scale[k]` before the scatter product (so the
+    /// scatter is `Σ_i row_scale[y_i]² (h_i - c)(h_i - c)ᵀ`); sums are unaffected.
+    pub row_scale: Option<&'a [f64]>,
+}
+
+/// Checks shapes and labels of a batch; labels must lie in `0..num_classes`.
+pub fn validate_batch<T>(
+    h: &ArrayView2<'_, T>,
+    y: &ArrayView1<'_, i64>,
+    num_classes: usize,
+    dim: usize,
+) -> Result<()> {
+    let (n, p) = h.dim();
+    if p != dim {
+        return Err(EtfError::Shape(format!(
+            "features have {p} columns but the statistics were created with dim={dim}"
+        )));
+    }
+    if y.len() != n {
+        return Err(EtfError::Shape(format!(
+            "features have {n} rows but labels have {} entries",
+            y.len()
+        )));
+    }
+    if let Some((i, &v)) = y
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| v < 0 || v as u64 >= num_classes as u64)
+    {
+        return Err(EtfError::Label(format!(
+            "label {v} at index {i} is outside 0..{num_classes} (num_classes={num_classes})"
+        )));
+    }
+    Ok(())
+}
+
+/// Column means of `h` in f64, checking finiteness.
+fn first_batch_mean<T: Real>(h: &ArrayView2<'_, T>, what: &str) -> Result<Vec<f64>> {
+    let (n, p) = h.dim();
+    let mut m = vec![0.0; p];
+    for (i, row) in h.rows().into_iter().enumerate() {
+        for (j, (acc, v)) in m.iter_mut().zip(row.iter()).enumerate() {
+            let v = v.to_f64();
+            if !v.is_finite() {
+                return Err(EtfError::NonFinite {
+                    what: what.into(),
+                    row: i,
+                    col: j,
+                });
+            }
+            *acc += v;
+        }
+    }
+    for v in m.iter_mut() {
+        *v /= n as f64;
+    }
+    Ok(m)
+}
+
+/// One pass over `h` with shift `c`: the partial statistics, or the first error in row order.
+pub(crate) fn pass<T: Real>(
+    h: &ArrayView2<'_, T>,
+    y: &ArrayView1<'_, i64>,
+    num_classes: usize,
+    shift: &[f64],
+    opts: &PassOptions<'_>,
+    want_scatter: bool,
+) -> Result<Partial<T>> {
+    let (n, p) = h.dim();
+    let k = num_classes;
+    let nchunks = n.div_ceil(CHUNK_ROWS);
+    let workers = rayon::current_num_threads().clamp(1, nchunks.max(1));
+    let results: Vec<Result<Partial<T>>> = (0..workers)
+        .into_par_iter()
+        .map(|w| {
+            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter);
+            let mut order: Vec<usize> = Vec::with_capacity(CHUNK_ROWS);
+            let mut ci = w;
+            while ci < nchunks {
+                let r0 = ci * CHUNK_ROWS;
+                let r1 = (r0 + CHUNK_ROWS).min(n);
+                order.clear();
+                order.extend(r0..r1);
+                if opts.track_class_scatter {
+                    order.sort_by_key(|&i| y[i]);
+                }
+                part.buf.clear();
+                for &i in &order {
+                    let cls = y[i] as usize;
+                    let row = h.row(i);
+                    let scale = opts.row_scale.map_or(1.0, |s| s[cls]);
+                    let sums = &mut part.sums[cls * p..(cls + 1) * p];
+                    let mut sq = 0.0;
+                    let mut raw_sq = 0.0;
+                    for (j, (&v, (s, c))) in row.iter().zip(sums.iter_mut().zip(shift)).enumerate()
+                    {
+                        let v = v.to_f64();
+                        if !v.is_finite() {
+                            return Err(EtfError::NonFinite {
+                                what: "features".into(),
+                                row: i,
+                                col: j,
+                            });
+                        }
+                        let x = v - c;
+                        *s += x;
+                        sq += x * x;
+                        raw_sq += v * v;
+                        part.buf.push(T::from_f64(x * scale));
+                    }
+                    part.sq[cls] += sq;
+                    part.counts[cls] += 1;
+                    if raw_sq > 0.0 {
+                        let inv = 1.0 / raw_sq.sqrt();
+                        let unit = &mut part.unit[cls * p..(cls + 1) * p];
+                        for (u, &v) in unit.iter_mut().zip(row.iter()) {
+                            *u += v.to_f64() * inv;
+                        }
+                    } else {
+                        part.zeros[cls] += 1;
+                    }
+                }
+                let m = r1 - r0;
+                if want_scatter {
+                    T::accumulate_gram(&part.buf, m, p, &mut part.work, &mut part.scatter);
+                }
+                if let Some(cs) = part.class_scatter.as_mut() {
+                    let mut start = 0;
+                    while start < m {
+                        let cls = y[order[start]] as usize;
+                        let mut end = start;
+                        while end < m && y[order[end]] as usize == cls {
+                            end += 1;
+                        }
+                        T::accumulate_gram(
+                            &part.buf[start * p..end * p],
+                            end - start,
+                            p,
+                            &mut part.work,
+                            &mut cs[cls * p * p..(cls + 1) * p * p],
+                        );
+                        start = end;
+                    }
+                }
+                ci += workers;
+            }
+            Ok(part)
+        })
+        .collect();
+    // Report the error with the smallest row, whichever worker found it.
+    let mut first_err: Option<EtfError> = None;
+    let mut parts = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(p) => parts.push(p),
+            Err(e) => {
+                let better = match (&first_err, &e) {
+                    (None, _) => true,
+                    (
+                        Some(EtfError::NonFinite { row: a, .. }),
+                        EtfError::NonFinite { row: b, .. },
+                    ) => b < a,
+                    _ => false,
+                };
+                if better {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let mut it = parts.into_iter();
+    let mut total = it
+        .next()
+        .unwrap_or_else(|| Partial::new(k, p, opts.track_class_scatter, want_scatter));
+    for part in it {
+        total.add(&part);
+    }
+    Ok(total)
+}
+
+/// Adds `s δᵀ + δ sᵀ + n δδᵀ` to the lower triangle of a scatter (re-expressing a scatter of
+/// `x_i = h_i - c_old` as one of `h_i - c_new = x_i + δ`, `δ = c_old - c_new`).
+fn shift_scatter_lower(scatter: &mut [f64], sum: &[f64], n: f64, delta: &[f64]) {
+    let p = delta.len();
+    for i in 0..p {
+        for j in 0..=i {
+            scatter[i * p + j] += sum[i] * delta[j] + delta[i] * sum[j] + n * delta[i] * delta[j];
+        }
+    }
+}
+
+impl CollapseStats {
+    /// Empty statistics for `num_classes` classes of `dim`-dimensional features.
+    pub fn new(num_classes: usize, dim: usize, track_class_scatter: bool) -> Result<Self> {
+        if num_classes < 1 {
+            return Err(EtfError::Parameter("num_classes must be at least 1".into()));
+        }
+        if dim < 1 {
+            return Err(EtfError::Parameter("dim must be at least 1".into()));
+        }
+        let (k, p) = (num_classes, dim);
+        let cells = (k as u128) * (p as u128) * (p as u128);
+        if track_class_scatter && cells > (1u128 << 31) {
+            return Err(EtfError::Parameter(format!(
+                "track_class_scatter needs K·p² = {cells} f64 values ({:.1} GiB); too large",
+                cells as f64 * 8.0 / (1u64 << 30) as f64
+            )));
+        }
+        Ok(CollapseStats {
+            num_classes: k,
+            dim: p,
+            shift: None,
+            counts: vec![0; k],
+            class_sums: vec![0.0; k * p],
+            class_sq_norms: vec![0.0; k],
+            class_unit_sums: vec![0.0; k * p],
+            class_zero_rows: vec![0; k],
+            scatter: vec![0.0; p * p],
+            class_scatter: if track_class_scatter {
+                Some(vec![0.0; k * p * p])
+            } else {
+                None
+            },
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn tracks_class_scatter(&self) -> bool {
+        self.class_scatter.is_some()
+    }
+    pub fn shift(&self) -> Option<&[f64]> {
+        self.shift.as_deref()
+    }
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+    pub fn num_samples(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// `s_k` (K × p row-major), relative to the shift.
+    pub fn class_sums(&self) -> &[f64] {
+        &self.class_sums
+    }
+    /// `q_k = Σ ‖h_i - c‖²` per class.
+    pub fn class_sq_norms(&self) -> &[f64] {
+        &self.class_sq_norms
+    }
+    /// `u_k = Σ h_i/‖h_i‖` per class (K × p).
+    pub fn class_unit_sums(&self) -> &[f64] {
+        &self.class_unit_sums
+    }
+    /// Number of all-zero rows seen per class (they have no direction; cosine metrics refuse them).
+    pub fn class_zero_rows(&self) -> &[u64] {
+        &self.class_zero_rows
+    }
+    /// The full symmetric scatter `S` (p × p row-major), relative to the shift.
+    pub fn scatter(&self) -> Vec<f64> {
+        let mut s = self.scatter.clone();
+        symmetrize_from_lower(&mut s, self.dim);
+        s
+    }
+    /// The full symmetric `S_k` (p × p), when tracked.
+    pub fn class_scatter(&self, k: usize) -> Option<Vec<f64>> {
+        let p = self.dim;
+        self.class_scatter.as_ref().map(|cs| {
+            let mut s = cs[k * p * p..(k + 1) * p * p].to_vec();
+            symmetrize_from_lower(&mut s, p);
+            s
+        })
+    }
+
+    /// Accumulates one batch (`h`: `N × p`, `y`: `N` labels in `0..K`). All-or-nothing.
+    pub fn update<T: Real>(&mut self, h: ArrayView2<'_, T>, y: ArrayView1<'_, i64>) -> Result<()> {
+        validate_batch(&h, &y, self.num_classes, self.dim)?;
+        if h.nrows() == 0 {
+            return Ok(());
+        }
+        let new_shift = match &self.shift {
+            Some(_) => None,
+            None => Some(first_batch_mean(&h, "features")?),
+        };
+        let shift = new_shift
+            .as_deref()
+            .or(self.shift.as_deref())
+            .expect("shift set");
+        let opts = PassOptions {
+            track_class_scatter: self.class_scatter.is_some(),
+            row_scale: None,
+        };
+        let part = pass(&h, &y, self.num_classes, shift, &opts, true)?;
+        // Commit: nothing below can fail.
+        if let Some(s) = new_shift {
+            self.shift = Some(s);
+        }
+        add_into(&mut self.class_sums, &part.sums);
+        add_into(&mut self.class_sq_norms, &part.sq);
+        add_into(&mut self.class_unit_sums, &part.unit);
+        add_into(&mut self.scatter, &part.scatter);
+        for (a, b) in self.counts.iter_mut().zip(&part.counts) {
+            *a += b;
+        }
+        for (a, b) in self.class_zero_rows.iter_mut().zip(&part.zeros) {
+            *a += b;
+        }
+        if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), part.class_scatter.as_ref()) {
+            add_into(a, b);
+        }
+        Ok(())
+    }
+
+    /// Re-expresses the statistics relative to a new shift vector (exact up to rounding).
+    pub fn reshift(&mut self, new_shift: &[f64]) -> Result<()> {
+        let p = self.dim;
+        if new_shift.len() != p {
+            return Err(EtfError::Shape(format!(
+                "shift has {} entries, dim={p}",
+                new_shift.len()
+            )));
+        }
+        if let Some((j, _)) = new_shift.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: "shift".into(),
+                row: 0,
+                col: j,
+            });
+        }
+        let Some(old) = self.shift.as_ref() else {
+            self.shift = Some(new_shift.to_vec());
+            return Ok(());
+        };
+        let delta: Vec<f64> = old.iter().zip(new_shift).map(|(a, b)| a - b).collect();
+        let dd: f64 = delta.iter().map(|d| d * d).sum();
+        let mut total = vec![0.0; p];
+        for k in 0..self.num_classes {
+            let n = self.counts[k] as f64;
+            let s = &mut self.class_sums[k * p..(k + 1) * p];
+            let ds: f64 = s.iter().zip(&delta).map(|(a, b)| a * b).sum();
+            if let Some(cs) = self.class_scatter.as_mut() {
+                shift_scatter_lower(&mut cs[k * p * p..(k + 1) * p * p], s, n, &delta);
+            }
+            self.class_sq_norms[k] += 2.0 * ds + n * dd;
+            for ((t, si), d) in total.iter_mut().zip(s.iter_mut()).zip(&delta) {
+                *t += *si;
+                *si += n * d;
+            }
+        }
+        let nt = self.num_samples() as f64;
+        shift_scatter_lower(&mut self.scatter, &total, nt, &delta);
+        self.shift = Some(new_shift.to_vec());
+        Ok(())
+    }
+
+    /// Checks that `other` can be merged into `self`.
+    pub fn check_compatible(&self, other: &CollapseStats) -> Result<()> {
+        if self.num_classes != other.num_classes || self.dim != other.dim {
+            return Err(EtfError::Incompatible(format!(
+                "cannot merge statistics of (num_classes={}, dim={}) with (num_classes={}, dim={})",
+                self.num_classes, self.dim, other.num_classes, other.dim
+            )));
+        }
+        if self.tracks_class_scatter() != other.tracks_class_scatter() {
+            return Err(EtfError::Incompatible(
+                "cannot merge statistics with and without track_class_scatter".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `other` (re-expressed to this shift): the same as one pass over both inputs.
+    pub fn merge(&mut self, other: &CollapseStats) -> Result<()> {
+        self.check_compatible(other)?;
+        let Some(other_shift) = other.shift.as_ref() else {
+            return Ok(());
+        };
+        let Some(my_shift) = self.shift.clone() else {
+            *self = other.clone();
+            return Ok(());
+        };
+        let mut o = other.clone();
+        if other_shift != &my_shift {
+            o.reshift(&my_shift)?;
+        }
+        add_into(&mut self.class_sums, &o.class_sums);
+        add_into(&mut self.class_sq_norms, &o.class_sq_norms);
+        add_into(&mut self.class_unit_sums, &o.class_unit_sums);
+        add_into(&mut self.scatter, &o.scatter);
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        for (a, b) in self.class_zero_rows.iter_mut().zip(&o.class_zero_rows) {
+            *a += b;
+        }
+        if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), o.class_scatter.as_ref()) {
+            add_into(a, b);
+        }
+        Ok(())
+    }
+
+    /// Serialises to a versioned little-endian format with an FNV-1a checksum.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (k, p) = (self.num_classes, self.dim);
+        let mut out = Vec::with_capacity(64 + 8 * (3 * k * p + p * p / 2 + 4 * k + p));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let mut flags = 0u32;
+        if self.shift.is_some() {
+            flags |= FLAG_SHIFT;
+        }
+        if self.class_scatter.is_some() {
+            flags |= FLAG_CLASS_SCATTER;
+        }
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&(k as u64).to_le_bytes());
+        out.extend_from_slice(&(p as u64).to_le_bytes());
+        let put = |out: &mut Vec<u8>, v: &[f64]| {
+            v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+        };
+        if let Some(s) = &self.shift {
+            put(&mut out, s);
+        }
+        self.counts
+            .iter()
+            .for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+        put(&mut out, &self.class_sums);
+        put(&mut out, &self.class_sq_norms);
+        put(&mut out, &self.class_unit_sums);
+        self.class_zero_rows
+            .iter()
+            .for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+        let lower = |out: &mut Vec<u8>, s: &[f64]| {
+            for i in 0..p {
+                for j in 0..=i {
+                    out.extend_from_slice(&s[i * p + j].to_le_bytes());
+                }
+            }
+        };
+        lower(&mut out, &self.scatter);
+        if let Some(cs) = &self.class_scatter {
+            for c in 0..k {
+                lower(&mut out, &cs[c * p * p..(c + 1) * p * p]);
+            }
+        }
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parses bytes written by [`to_bytes`](Self::to_bytes), validating every field.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let corrupt = |m: &str| EtfError::Corrupt(format!("invalid CollapseStats bytes: {m}"));
+        if bytes.len() < 40 + 8 {
+            return Err(corrupt(&format!(
+                "{} bytes is too short for the header",
+                bytes.len()
+            )));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(corrupt("wrong magic (not an etfcore CollapseStats blob)"));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(EtfError::Incompatible(format!(
+                "CollapseStats format version {version} is not supported (this etfcore reads version {FORMAT_VERSION})"
+            )));
+        }
+        let flags = u32_at(12);
+        if flags & !(FLAG_SHIFT | FLAG_CLASS_SCATTER) != 0 {
+            return Err(corrupt(&format!("unknown flags {flags:#x}")));
+        }
+        let (k64, p64) = (u64_at(16), u64_at(24));
+        if k64 == 0 || p64 == 0 || k64 > (1 << 32) || p64 > (1 << 24) {
+            return Err(corrupt(&format!(
+                "implausible num_classes={k64}, dim={p64}"
+            )));
+        }
+        let (k, p) = (k64 as usize, p64 as usize);
+        let has_shift = flags & FLAG_SHIFT != 0;
+        let track = flags & FLAG_CLASS_SCATTER != 0;
+        let tri = p * (p + 1) / 2;
+        let words = (if has_shift { p } else { 0 })
+            + k
+            + 3 * k * p
+            + k
+            + k
+            + tri
+            + if track { k * tri } else { 0 };
+        let expected = 32u128 + 8 * words as u128 + 8;
+        if bytes.len() as u128 != expected {
+            return Err(corrupt(&format!(
+                "length {} but the header implies {expected}",
+                bytes.len()
+            )));
+        }
+        let body = &bytes[..bytes.len() - 8];
+        if fnv1a(body) != u64_at(bytes.len() - 8) {
+            return Err(corrupt("checksum mismatch (truncated or modified)"));
+        }
+        let mut rd = Reader { bytes, off: 32 };
+        let shift = if has_shift { Some(rd.f64s(p)?) } else { None };
+        let counts = rd.u64s(k);
+        let class_sums = rd.f64s(k * p)?;
+        let class_sq_norms = rd.f64s(k)?;
+        let class_unit_sums = rd.f64s(k * p)?;
+        let class_zero_rows = rd.u64s(k);
+        let unpack = |v: Vec<f64>| {
+            let mut s = vec![0.0; p * p];
+            let mut it = v.into_iter();
+            for i in 0..p {
+                for j in 0..=i {
+                    s[i * p + j] = it.next().unwrap();
+                }
+            }
+            s
+        };
+        let scatter = unpack(rd.f64s(tri)?);
+        let class_scatter = if track {
+            let mut cs = Vec::with_capacity(k * p * p);
+            for _ in 0..k {
+                cs.extend(unpack(rd.f64s(tri)?));
+            }
+            Some(cs)
+        } else {
+            None
+        };
+        let n: u64 = counts.iter().sum();
+        if (n > 0) != has_shift {
+            return Err(corrupt("sample count and shift presence disagree"));
+        }
+        if class_zero_rows.iter().zip(&counts).any(|(z, c)| z > c) {
+            return Err(corrupt("more zero rows than samples in a class"));
+        }
+        Ok(CollapseStats {
+            num_classes: k,
+            dim: p,
+            shift,
+            counts,
+            class_sums,
+            class_sq_norms,
+            class_unit_sums,
+            class_zero_rows,
+            scatter,
+            class_scatter,
+        })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    off: usize,
+}
+
+impl Reader<'_> {
+    fn u64s(&mut self, n: usize) -> Vec<u64> {
+        let b = &self.bytes[self.off..self.off + 8 * n];
+        self.off += 8 * n;
+        b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+    fn f64s(&mut self, n: usize) -> Result<Vec<f64>> {
+        let v: Vec<f64> = self.u64s(n).into_iter().map(f64::from_bits).collect();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(EtfError::Corrupt(
+                "invalid CollapseStats bytes: non-finite value".into(),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
