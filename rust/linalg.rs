@@ -96,8 +96,28 @@ impl Real for f64 {
     fn from_f64(v: f64) -> Self {
         v
     }
-    fn accumulate_gram(x: &[f64], m: usize, p: usize, _work: &mut Vec<f64>, acc: &mut [f64]) {
-        blocked_lower_gram!(matrixmultiply::dgemm, f64, x, m, p, acc, 1.0);
+    fn accumulate_gram(x: &[f64], m: usize, p: usize, work: &mut Vec<f64>, acc: &mut [f64]) {
+        work.resize(p * p, 0.0);
+        blocked_lower_gram!(
+            matrixmultiply::dgemm,
+            f64,
+            x,
+            m,
+            p,
+            work.as_mut_slice(),
+            0.0
+        );
+        add_lower(work, acc, p);
+    }
+}
+
+/// `acc[i, j] += work[i, j]` for `j ≤ i` (the upper triangle of `acc` stays untouched).
+fn add_lower<T: Real>(work: &[T], acc: &mut [f64], p: usize) {
+    for i in 0..p {
+        let (src, dst) = (&work[i * p..i * p + i + 1], &mut acc[i * p..i * p + i + 1]);
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s.to_f64();
+        }
     }
 }
 

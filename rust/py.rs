@@ -539,18 +539,19 @@ impl PyCollapseStats {
         rank: Option<usize>,
         rtol: Option<f64>,
     ) -> PyResult<(f64, usize, &'static str, usize)> {
-        let norm =
-            if let Ok(r) = normalizer.extract::<usize>() {
-                VciNormalizer::Fixed(r)
-            } else {
-                match normalizer.extract::<String>()?.as_str() {
-                    "min" => VciNormalizer::MinDimClasses,
-                    "numerical" => VciNormalizer::Numerical,
-                    other => return Err(ParameterError::new_err(format!(
+        let norm = if let Ok(r) = normalizer.extract::<usize>() {
+            VciNormalizer::Fixed(r)
+        } else {
+            match normalizer.extract::<String>()?.as_str() {
+                "min" => VciNormalizer::MinDimClasses,
+                "numerical" => VciNormalizer::Numerical,
+                other => {
+                    return Err(ParameterError::new_err(format!(
                         "normalizer must be 'min', 'numerical' or a positive int, got {other:?}"
-                    ))),
+                    )))
                 }
-            };
+            }
+        };
         let g = self.geometry(py, weighting)?;
         py.detach(|| metrics::vci(&g, norm, rank, rtol))
             .py()

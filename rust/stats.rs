@@ -598,10 +598,8 @@ impl CollapseStats {
         let track = flags & FLAG_CLASS_SCATTER != 0;
         let tri = p * (p + 1) / 2;
         let words = (if has_shift { p } else { 0 })
-            + k
-            + 3 * k * p
-            + k
-            + k
+            + 3 * k // counts, squared norms, zero rows
+            + 2 * k * p // class sums, unit sums
             + tri
             + if track { k * tri } else { 0 };
         let expected = 32u128 + 8 * words as u128 + 8;
