@@ -1,1 +1,104 @@
-fn main() {}
+//! Criterion benches of the metric kernels: statistics update (f32/f64), merge, the
+//! pseudo-inverse metrics (VCI, NC1) and ETF construction. Pure Rust, no Python needed.
+//! The side-by-side comparison against numpy/torch/research loops is `benches/compare.py`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use etfcore::metrics::{self, ClassGeometry, VciNormalizer, Weighting};
+use etfcore::{etf, CollapseStats};
+use ndarray::{Array1, Array2};
+use std::hint::black_box;
+
+fn data(n: usize, p: usize, k: usize) -> (Array2<f32>, Array1<i64>) {
+    let mut s = 0x9E3779B97F4A7C15u64;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let means: Vec<f32> = (0..k * p).map(|_| 3.0 * next()).collect();
+    let y: Array1<i64> = (0..n).map(|i| (i % k) as i64).collect();
+    let h = Array2::from_shape_fn((n, p), |(i, j)| 5.0 + means[(i % k) * p + j] + next());
+    (h, y)
+}
+
+fn bench_update(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stats_update");
+    g.sample_size(10);
+    for &(n, p, k) in &[(20_000usize, 256usize, 100usize), (20_000, 1024, 1000)] {
+        let (h, y) = data(n, p, k);
+        let h64 = h.mapv(|v| v as f64);
+        g.throughput(Throughput::Elements((n * p) as u64));
+        g.bench_with_input(
+            BenchmarkId::new("f32", format!("{n}x{p}_K{k}")),
+            &(),
+            |b, _| {
+                b.iter(|| {
+                    let mut s = CollapseStats::new(k, p, false).unwrap();
+                    s.update(h.view(), y.view()).unwrap();
+                    black_box(s.num_samples())
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("f64", format!("{n}x{p}_K{k}")),
+            &(),
+            |b, _| {
+                b.iter(|| {
+                    let mut s = CollapseStats::new(k, p, false).unwrap();
+                    s.update(h64.view(), y.view()).unwrap();
+                    black_box(s.num_samples())
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn bench_merge_and_metrics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("metrics");
+    g.sample_size(10);
+    for &(p, k) in &[(256usize, 100usize), (1024, 1000)] {
+        let (h, y) = data(4 * k + 2 * p, p, k);
+        let mut s = CollapseStats::new(k, p, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        let mut other = CollapseStats::new(k, p, false).unwrap();
+        other
+            .update(h.slice(ndarray::s![..k, ..]), y.slice(ndarray::s![..k]))
+            .unwrap();
+        g.bench_function(BenchmarkId::new("merge", format!("p{p}_K{k}")), |b| {
+            b.iter(|| {
+                let mut a = s.clone();
+                a.merge(&other).unwrap();
+                black_box(a.num_samples())
+            })
+        });
+        g.bench_function(BenchmarkId::new("geometry", format!("p{p}_K{k}")), |b| {
+            b.iter(|| black_box(ClassGeometry::new(&s, Weighting::Weighted, None).unwrap()))
+        });
+        let geo = ClassGeometry::new(&s, Weighting::Weighted, None).unwrap();
+        g.bench_function(BenchmarkId::new("vci", format!("p{p}_K{k}")), |b| {
+            b.iter(|| {
+                black_box(metrics::vci(&geo, VciNormalizer::MinDimClasses, None, None).unwrap())
+            })
+        });
+        g.bench_function(BenchmarkId::new("nc1", format!("p{p}_K{k}")), |b| {
+            b.iter(|| black_box(metrics::nc1(&geo, None, None).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+fn bench_etf(c: &mut Criterion) {
+    let mut g = c.benchmark_group("etf");
+    g.sample_size(10);
+    for &(k, p) in &[(100usize, 512usize), (1000, 1024)] {
+        g.bench_function(BenchmarkId::new("simplex_etf", format!("K{k}_p{p}")), |b| {
+            b.iter(|| black_box(etf::simplex_etf(k, p, 0, None).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_update, bench_merge_and_metrics, bench_etf);
+criterion_main!(benches);

@@ -193,43 +193,55 @@ pub(crate) fn pass<T: Real>(
                 if opts.track_class_scatter {
                     order.sort_by_key(|&i| y[i]);
                 }
-                part.buf.clear();
-                for &i in &order {
+                let m = r1 - r0;
+                part.buf.resize(m * p, T::default());
+                let mut rowbuf: Vec<T> = Vec::new();
+                for (r, &i) in order.iter().enumerate() {
                     let cls = y[i] as usize;
                     let row = h.row(i);
+                    // Contiguous rows are read in place; strided rows are gathered once.
+                    let src: &[T] = match row.as_slice() {
+                        Some(sl) => sl,
+                        None => {
+                            rowbuf.clear();
+                            rowbuf.extend(row.iter().copied());
+                            &rowbuf
+                        }
+                    };
                     let scale = opts.row_scale.map_or(1.0, |s| s[cls]);
                     let sums = &mut part.sums[cls * p..(cls + 1) * p];
-                    let mut sq = 0.0;
-                    let mut raw_sq = 0.0;
-                    for (j, (&v, (s, c))) in row.iter().zip(sums.iter_mut().zip(shift)).enumerate()
-                    {
-                        let v = v.to_f64();
-                        if !v.is_finite() {
+                    let dst = &mut part.buf[r * p..(r + 1) * p];
+                    let (mut sq, mut raw_sq) = (0.0f64, 0.0f64);
+                    // Branch-free so it vectorises; a NaN/Inf makes raw_sq non-finite.
+                    for j in 0..p {
+                        let v = src[j].to_f64();
+                        let x = v - shift[j];
+                        sums[j] += x;
+                        sq += x * x;
+                        raw_sq += v * v;
+                        dst[j] = T::from_f64(x * scale);
+                    }
+                    if !raw_sq.is_finite() {
+                        if let Some(j) = src.iter().position(|v| !v.to_f64().is_finite()) {
                             return Err(EtfError::NonFinite {
                                 what: "features".into(),
                                 row: i,
                                 col: j,
                             });
                         }
-                        let x = v - c;
-                        *s += x;
-                        sq += x * x;
-                        raw_sq += v * v;
-                        part.buf.push(T::from_f64(x * scale));
                     }
                     part.sq[cls] += sq;
                     part.counts[cls] += 1;
                     if raw_sq > 0.0 {
                         let inv = 1.0 / raw_sq.sqrt();
                         let unit = &mut part.unit[cls * p..(cls + 1) * p];
-                        for (u, &v) in unit.iter_mut().zip(row.iter()) {
+                        for (u, &v) in unit.iter_mut().zip(src) {
                             *u += v.to_f64() * inv;
                         }
                     } else {
                         part.zeros[cls] += 1;
                     }
                 }
-                let m = r1 - r0;
                 if want_scatter {
                     T::accumulate_gram(&part.buf, m, p, &mut part.work, &mut part.scatter);
                 }
@@ -693,4 +705,150 @@ fn fnv1a(data: &[u8]) -> u64 {
         h = h.wrapping_mul(0x100000001b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{self, ClassGeometry, VciNormalizer, Weighting};
+    use ndarray::{Array1, Array2};
+
+    fn data(n: usize, p: usize, k: usize, seed: u64) -> (Array2<f64>, Array1<i64>) {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let y: Array1<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        let means: Vec<f64> = (0..k * p).map(|_| 4.0 * next()).collect();
+        let h = Array2::from_shape_fn((n, p), |(i, j)| 100.0 + means[(i % k) * p + j] + next());
+        (h, y)
+    }
+
+    /// Direct two-pass reference of the weighted Σ_W.
+    fn naive_within(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> Array2<f64> {
+        let (n, p) = h.dim();
+        let mut mu = Array2::<f64>::zeros((k, p));
+        let mut cnt = vec![0.0; k];
+        for i in 0..n {
+            let c = y[i] as usize;
+            cnt[c] += 1.0;
+            for j in 0..p {
+                mu[[c, j]] += h[[i, j]];
+            }
+        }
+        for c in 0..k {
+            for j in 0..p {
+                mu[[c, j]] /= cnt[c];
+            }
+        }
+        Array2::from_shape_fn((p, p), |(a, b)| {
+            (0..n)
+                .map(|i| {
+                    (h[[i, a]] - mu[[y[i] as usize, a]]) * (h[[i, b]] - mu[[y[i] as usize, b]])
+                })
+                .sum::<f64>()
+                / n as f64
+        })
+    }
+
+    #[test]
+    fn within_matches_naive_for_both_precisions() {
+        let (h, y) = data(2500, 9, 4, 1);
+        let want = naive_within(&h, &y, 4);
+        let mut s = CollapseStats::new(4, 9, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        let g = ClassGeometry::new(&s, Weighting::Weighted, None).unwrap();
+        let h32 = h.mapv(|v| v as f32);
+        let mut s32 = CollapseStats::new(4, 9, false).unwrap();
+        s32.update(h32.view(), y.view()).unwrap();
+        let g32 = ClassGeometry::new(&s32, Weighting::Weighted, None).unwrap();
+        for a in 0..9 {
+            for b in 0..9 {
+                assert!((g.within.as_ref().unwrap()[(a, b)] - want[[a, b]]).abs() < 1e-10);
+                assert!((g32.within.as_ref().unwrap()[(a, b)] - want[[a, b]]).abs() < 2e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn merge_and_streaming_equal_one_pass() {
+        let (h, y) = data(3000, 6, 3, 2);
+        let mut one = CollapseStats::new(3, 6, true).unwrap();
+        one.update(h.view(), y.view()).unwrap();
+        let mut a = CollapseStats::new(3, 6, true).unwrap();
+        let mut b = CollapseStats::new(3, 6, true).unwrap();
+        a.update(
+            h.slice(ndarray::s![..1000, ..]),
+            y.slice(ndarray::s![..1000]),
+        )
+        .unwrap();
+        b.update(
+            h.slice(ndarray::s![1000.., ..]),
+            y.slice(ndarray::s![1000..]),
+        )
+        .unwrap();
+        b.merge(&a).unwrap(); // different shifts
+        let (g1, g2) = (
+            ClassGeometry::new(&one, Weighting::Balanced, None).unwrap(),
+            ClassGeometry::new(&b, Weighting::Balanced, None).unwrap(),
+        );
+        let v1 = metrics::vci(&g1, VciNormalizer::MinDimClasses, None, None)
+            .unwrap()
+            .value;
+        let v2 = metrics::vci(&g2, VciNormalizer::MinDimClasses, None, None)
+            .unwrap()
+            .value;
+        assert!((v1 - v2).abs() < 1e-10, "{v1} {v2}");
+        assert_eq!(one.counts(), b.counts());
+    }
+
+    #[test]
+    fn bytes_round_trip_and_corruption() {
+        let (h, y) = data(500, 5, 3, 3);
+        let mut s = CollapseStats::new(3, 5, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        let bytes = s.to_bytes();
+        assert_eq!(CollapseStats::from_bytes(&bytes).unwrap(), s);
+        let mut bad = bytes.clone();
+        bad[100] ^= 1;
+        assert!(matches!(
+            CollapseStats::from_bytes(&bad),
+            Err(EtfError::Corrupt(_))
+        ));
+        assert!(matches!(
+            CollapseStats::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(EtfError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn failed_update_is_atomic() {
+        let (mut h, y) = data(3000, 4, 2, 4);
+        let mut s = CollapseStats::new(2, 4, false).unwrap();
+        s.update(h.slice(ndarray::s![..10, ..]), y.slice(ndarray::s![..10]))
+            .unwrap();
+        let before = s.clone();
+        h[[2900, 2]] = f64::NAN;
+        let e = s.update(h.view(), y.view()).unwrap_err();
+        assert_eq!(
+            e,
+            EtfError::NonFinite {
+                what: "features".into(),
+                row: 2900,
+                col: 2
+            }
+        );
+        assert_eq!(s, before);
+        let bad_y: Array1<i64> = y.mapv(|v| if v == 1 { 2 } else { v });
+        assert!(matches!(
+            s.update(h.view(), bad_y.view()),
+            Err(EtfError::Label(_))
+        ));
+        assert_eq!(s, before);
+    }
 }
