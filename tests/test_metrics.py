@@ -3,6 +3,8 @@ float64 input unless stated)."""
 
 import numpy as np
 import pytest
+
+import etfcore as ec
 from conftest import (
     mixture,
     ref_cosine,
@@ -12,8 +14,6 @@ from conftest import (
     ref_probe_mse,
     ref_vci,
 )
-
-import etfcore as ec
 
 RTOL = 1e-10
 

@@ -1,11 +1,11 @@
 """Hypothesis property tests of SPEC §5's invariances."""
 
 import numpy as np
-from conftest import ref_geometry, ref_probe_mse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import etfcore as ec
+from conftest import ref_geometry, ref_probe_mse
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

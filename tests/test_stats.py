@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import mixture, ref_vci
 
 import etfcore as ec
+from conftest import mixture, ref_vci
 
 
 def _assert_same(a, b, rtol=1e-10):

@@ -91,13 +91,13 @@ class CollapseStats:
         self._raw = _core.RawCollapseStats(int(num_classes), int(dim), bool(track_class_scatter))
 
     @classmethod
-    def _wrap(cls, raw) -> "CollapseStats":
+    def _wrap(cls, raw) -> CollapseStats:
         obj = cls.__new__(cls)
         obj._raw = raw
         return obj
 
     # ----------------------------------------------------------------- accumulation
-    def update(self, features: Any, labels: Any) -> "CollapseStats":
+    def update(self, features: Any, labels: Any) -> CollapseStats:
         """Adds a batch: ``features`` ``(n, p)`` float32/float64 (any strides, no copy), integer
         ``labels`` ``(n,)``. All-or-nothing: on error the statistics are unchanged."""
         h = as_features(features)
@@ -105,7 +105,7 @@ class CollapseStats:
         self._raw.update(h, y)
         return self
 
-    def merge(self, other: "CollapseStats") -> "CollapseStats":
+    def merge(self, other: CollapseStats) -> CollapseStats:
         """Adds ``other``'s statistics (same ``K``, ``p`` and options): the result equals one pass
         over both inputs, to rounding."""
         if not isinstance(other, CollapseStats):
@@ -113,13 +113,13 @@ class CollapseStats:
         self._raw.merge(other._raw)
         return self
 
-    def __iadd__(self, other: "CollapseStats") -> "CollapseStats":
+    def __iadd__(self, other: CollapseStats) -> CollapseStats:
         return self.merge(other)
 
-    def copy(self) -> "CollapseStats":
+    def copy(self) -> CollapseStats:
         return CollapseStats._wrap(self._raw.copy())
 
-    def reshift(self, shift: Any) -> "CollapseStats":
+    def reshift(self, shift: Any) -> CollapseStats:
         """Re-expresses the statistics relative to another shift vector (exact up to rounding)."""
         self._raw.reshift([float(v) for v in as_vector64(shift, self.dim, "shift")])
         return self
@@ -130,7 +130,7 @@ class CollapseStats:
         return self._raw.to_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CollapseStats":
+    def from_bytes(cls, data: bytes) -> CollapseStats:
         """Parses :meth:`to_bytes` output; corrupted or truncated data raise ``CorruptDataError``,
         another format version ``IncompatibleStatsError``."""
         return cls._wrap(_core.RawCollapseStats.from_bytes(bytes(data)))
@@ -140,7 +140,7 @@ class CollapseStats:
             f.write(self.to_bytes())
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "CollapseStats":
+    def load(cls, path: Union[str, os.PathLike]) -> CollapseStats:
         with open(path, "rb") as f:
             return cls.from_bytes(f.read())
 
