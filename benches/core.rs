@@ -100,5 +100,27 @@ fn bench_etf(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_update, bench_merge_and_metrics, bench_etf);
+fn bench_rf(c: &mut Criterion) {
+    use etfcore::rf::{empirical_kernel, Activation, Projection};
+    let mut g = c.benchmark_group("rf");
+    g.sample_size(10);
+    let (x, _) = data(2048, 256, 2);
+    g.bench_function("empirical_kernel_relu_n2048_p256_m1024", |b| {
+        b.iter(|| {
+            black_box(
+                empirical_kernel(&Activation::Relu, x.view(), 1024, Projection::Gaussian, 0)
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_update,
+    bench_merge_and_metrics,
+    bench_etf,
+    bench_rf
+);
 criterion_main!(benches);

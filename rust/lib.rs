@@ -13,6 +13,7 @@ pub mod error;
 pub mod etf;
 pub mod linalg;
 pub mod metrics;
+pub mod rf;
 pub mod samples;
 pub mod stats;
 

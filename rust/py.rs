@@ -4,6 +4,7 @@
 use crate::error::EtfError;
 use crate::linalg::{to_ndarray, RankPolicy, SymPinv};
 use crate::metrics::{self, ClassGeometry, PinvMetric, VciNormalizer, Weighting};
+use crate::rf::{self, Activation, D2Convention, Projection};
 use crate::stats::CollapseStats;
 use crate::{etf, samples};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -689,6 +690,163 @@ fn classifier_predictions<'py>(
         .into_pyarray(py))
 }
 
+fn activation(name: &str, params: Vec<f64>) -> PyResult<Activation> {
+    Activation::from_name(name, &params).py()
+}
+
+fn projection(name: &str, density: f64) -> PyResult<Projection> {
+    Ok(match name {
+        "gaussian" => Projection::Gaussian,
+        "orthogonal" => Projection::Orthogonal,
+        "etf" => Projection::Etf,
+        "sparse_ternary" => Projection::SparseTernary { density },
+        other => {
+            return Err(ParameterError::new_err(format!(
+            "projection must be 'gaussian', 'orthogonal', 'etf' or 'sparse_ternary', got {other:?}"
+        )))
+        }
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, params, tau, convention="paper000", closed_form=true))]
+fn rf_coefficients(
+    name: &str,
+    params: Vec<f64>,
+    tau: f64,
+    convention: &str,
+    closed_form: bool,
+) -> PyResult<(f64, f64, f64)> {
+    let act = activation(name, params)?;
+    let conv = match convention {
+        "paper000" => D2Convention::Paper000,
+        "liao2018" => D2Convention::Liao2018,
+        other => {
+            return Err(ParameterError::new_err(format!(
+                "convention must be 'paper000' or 'liao2018', got {other:?}"
+            )))
+        }
+    };
+    let [d0, d1, d2] = rf::coefficients(&act, tau, conv, closed_form).py()?;
+    Ok((d0, d1, d2))
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, params, tau, closed_form=true))]
+fn rf_moments(
+    name: &str,
+    params: Vec<f64>,
+    tau: f64,
+    closed_form: bool,
+) -> PyResult<(f64, f64, f64, f64)> {
+    let act = activation(name, params)?;
+    if !(tau > 0.0) || !tau.is_finite() {
+        return Err(ParameterError::new_err(format!(
+            "tau must be finite and > 0, got {tau}"
+        )));
+    }
+    let m = if closed_form {
+        rf::closed_form_moments(&act, tau).unwrap_or_else(|| rf::quadrature_moments(&act, tau))
+    } else {
+        rf::quadrature_moments(&act, tau)
+    };
+    Ok((m[0], m[1], m[2], m[3]))
+}
+
+#[pyfunction]
+fn rf_has_closed_form(name: &str, params: Vec<f64>) -> PyResult<bool> {
+    Ok(rf::closed_form_moments(&activation(name, params)?, 1.0).is_some())
+}
+
+#[pyfunction]
+fn rf_apply<'py>(
+    py: Python<'py>,
+    name: &str,
+    params: Vec<f64>,
+    values: PyReadonlyArray2<'py, f64>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let act = activation(name, params)?;
+    let v = values.as_array();
+    let out = py.detach(|| v.mapv(|t| act.apply(t)));
+    Ok(out.into_pyarray(py))
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, params, x, y=None, series=false, order=40))]
+fn rf_expected_kernel<'py>(
+    py: Python<'py>,
+    name: &str,
+    params: Vec<f64>,
+    x: PyReadonlyArray2<'py, f64>,
+    y: Option<PyReadonlyArray2<'py, f64>>,
+    series: bool,
+    order: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let act = activation(name, params)?;
+    let (xv, yv) = (x.as_array(), y.as_ref().map(|a| a.as_array()));
+    let k = py
+        .detach(|| rf::expected_kernel(&act, xv, yv, series, order))
+        .py()?;
+    Ok(k.into_pyarray(py))
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, params, x, num_features, projection="gaussian", density=1.0/3.0, seed=0))]
+#[allow(clippy::too_many_arguments)]
+fn rf_empirical_kernel<'py>(
+    py: Python<'py>,
+    name: &str,
+    params: Vec<f64>,
+    x: &Bound<'py, PyAny>,
+    num_features: usize,
+    projection: &str,
+    density: f64,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let act = activation(name, params)?;
+    let proj = self::projection(projection, density)?;
+    let f = self::features(x, "x")?;
+    Ok(match &f {
+        Features::F32(a) => {
+            let v = a.as_array();
+            py.detach(|| rf::empirical_kernel(&act, v, num_features, proj, seed))
+                .py()?
+                .into_pyarray(py)
+                .into_any()
+        }
+        Features::F64(a) => {
+            let v = a.as_array();
+            py.detach(|| rf::empirical_kernel(&act, v, num_features, proj, seed))
+                .py()?
+                .into_pyarray(py)
+                .into_any()
+        }
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (projection, rows, dim, seed, start=0, density=1.0/3.0))]
+fn rf_projection<'py>(
+    py: Python<'py>,
+    projection: &str,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    start: usize,
+    density: f64,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let proj = self::projection(projection, density)?;
+    if dim == 0 {
+        return Err(ParameterError::new_err("dim must be positive"));
+    }
+    let w = py
+        .detach(|| rf::projection_rows(proj, start, rows, dim, seed))
+        .py()?;
+    Ok(Array2::from_shape_vec((rows, dim), w)
+        .unwrap()
+        .into_pyarray(py))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -698,6 +856,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(numerical_rank, m)?)?;
     m.add_function(wrap_pyfunction!(classifier_predictions, m)?)?;
     m.add_class::<PyCollapseStats>()?;
+    m.add_function(wrap_pyfunction!(rf_coefficients, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_has_closed_form, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_expected_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_empirical_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(rf_projection, m)?)?;
     m.add("FORMAT_VERSION", crate::stats::FORMAT_VERSION)?;
     m.add("CHUNK_ROWS", crate::stats::CHUNK_ROWS)?;
     m.add("EtfcoreError", py.get_type::<EtfcoreError>())?;

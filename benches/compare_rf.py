@@ -1,0 +1,83 @@
+"""Empirical random-feature kernel: etfcore against numpy's ``σ(X @ W.T)`` then Gram, same run.
+
+Issue 3's workload: n=8192, p=1024, m=4096, float32, ReLU. Each method runs in its own process
+(peak memory above the input is its own); both use the very same W (etfcore's seeded projection),
+and the results are compared.
+
+    python benches/compare_rf.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
+
+
+def now_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+
+def run(method, path, m):
+    from etfcore import rf
+
+    X = np.load(path + ".X.npy")
+    W = np.load(path + ".W.npy") if method == "numpy" else None
+    base = now_mib()
+    t0 = time.perf_counter()
+    if method == "numpy":
+        S = np.maximum(X @ W.T, 0, dtype=np.float32)
+        K = (S @ S.T) / np.float32(m)
+    else:
+        K = rf.kernel(X, "relu", m, seed=0)
+    secs = time.perf_counter() - t0
+    np.save(path + f".{method}.K.npy", K[:64, :64])
+    return dict(seconds=secs, peak_extra_mib=peak_mib() - base)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--method")
+    ap.add_argument("--path")
+    ap.add_argument("--m", type=int)
+    a = ap.parse_args()
+    if a.method:
+        print(json.dumps(run(a.method, a.path, a.m)))
+        return
+    from etfcore import rf
+
+    n, p, m = (2048, 256, 1024) if a.quick else (8192, 1024, 4096)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "d")
+        np.save(path + ".X.npy", (rng.standard_normal((n, p), dtype=np.float32) / np.sqrt(p)).astype(np.float32))
+        np.save(path + ".W.npy", rf.projection(m, p, seed=0).astype(np.float32))
+        res = {}
+        for meth in ("numpy", "etfcore"):
+            out = subprocess.run([sys.executable, __file__, "--method", meth, "--path", path, "--m", str(m)], capture_output=True, text=True, check=True)
+            res[meth] = json.loads(out.stdout.strip().splitlines()[-1])
+        Kn, Ke = np.load(path + ".numpy.K.npy"), np.load(path + ".etfcore.K.npy")
+    err = float(np.abs(Kn - Ke).max() / np.abs(Kn).max())
+    print(f"n={n} p={p} m={m} float32 ReLU, {os.cpu_count()} CPU threads")
+    print(f"{'method':<10}{'time s':>9}{'peak extra MiB':>16}")
+    for k, r in res.items():
+        print(f"{k:<10}{r['seconds']:>9.2f}{r['peak_extra_mib']:>16.0f}")
+    print(f"speed-up {res['numpy']['seconds'] / res['etfcore']['seconds']:.2f}x, memory ratio "
+          f"{res['etfcore']['peak_extra_mib'] / res['numpy']['peak_extra_mib']:.2f}, max rel diff {err:.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+r"""Random-feature kernels and their large-dimensional equivalent (paper 000 §3.1).
+
+Every definition follows ``shared/RANDOM_FEATURES.md``; samples are **rows** in every API (the
+document writes ``X`` as ``p × n``). Features should be scaled so that ``‖x_i‖²`` is of order one
+(e.g. ``x_i = (μ_a + C_a^{1/2} z_i)/√p``).
+
+- :func:`coefficients`: ``(d0, d1, d2)`` of an activation at variance ``τ``, with
+  ``F_k = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]``, ``d1 = F_1²``, ``d2 = F_2²/2`` (paper 000; ``convention=
+  "liao2018"`` gives ``F_2²/4``), ``d0 = E σ²(√τ ξ) - F_0² - τ F_1²``.
+- :func:`kernel`: the empirical kernel ``(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ``.
+- :func:`expected_kernel`: ``E_w[σ(wᵀx_i) σ(wᵀx_j)]`` for Gaussian ``w`` (closed forms or the
+  Hermite series).
+- :func:`equivalent_kernel`: the deterministic equivalent ``K̃`` with its d1/d2/d0 parts.
+- :class:`RandomFeatureRidge`, :func:`ridge_test_mse_theory`, :func:`ridge_test_mse`: random-feature
+  ridge regression and its deterministic test MSE (paper 000 Fig. 2).
+
+>>> import numpy as np
+>>> from etfcore import rf
+>>> d0, d1, d2 = rf.coefficients("relu", tau=1.0)
+>>> round(d1, 6), round(d2, 6)
+(0.25, 0.079577)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._validation import as_features, as_labels
+from .errors import ParameterError, ShapeError
+from .stats import CollapseStats
+
+_PARAMS = {"polynomial": 3, "leaky_relu": 1, "ternary": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """An activation σ by name with its parameters: ``polynomial (a0, a1, a2)``,
+    ``leaky_relu (slope,)``, ``ternary (lower, upper)``; the others take none."""
+
+    name: str
+    params: Tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Validates the name and parameters in the core.
+        _core.rf_coefficients(self.name, list(self.params), 1.0)
+
+    def __call__(self, t: Any) -> np.ndarray:
+        a = np.asarray(t, dtype=np.float64)
+        return _core.rf_apply(self.name, list(self.params), np.ascontiguousarray(a.reshape(1, -1))).reshape(a.shape)
+
+    @property
+    def has_closed_form(self) -> bool:
+        return _core.rf_has_closed_form(self.name, list(self.params))
+
+
+ActivationLike = Union[str, Activation]
+
+
+def activation(name: str, *params: float) -> Activation:
+    return Activation(name, tuple(float(p) for p in params))
+
+
+def polynomial(a2: float, a1: float = 1.0, a0: float = 0.0) -> Activation:
+    """``σ(t) = a2 t² + a1 t + a0`` (paper 000 Fig. 2 uses ``a2 t² + t``)."""
+    return Activation("polynomial", (float(a0), float(a1), float(a2)))
+
+
+def leaky_relu(slope: float) -> Activation:
+    return Activation("leaky_relu", (float(slope),))
+
+
+def ternary(lower: float, upper: float) -> Activation:
+    """``1{t > upper} - 1{t < lower}``."""
+    return Activation("ternary", (float(lower), float(upper)))
+
+
+def _act(a: ActivationLike) -> Activation:
+    if isinstance(a, Activation):
+        return a
+    if isinstance(a, str):
+        if a in _PARAMS:
+            raise ParameterError(f"activation {a!r} needs parameters: use rf.activation({a!r}, ...)")
+        return Activation(a)
+    raise ParameterError(f"activation must be a name or rf.Activation, got {type(a).__name__}")
+
+
+def coefficients(
+    activation: ActivationLike, tau: float, *, convention: str = "paper000", method: str = "auto"
+) -> Tuple[float, float, float]:
+    """``(d0, d1, d2)`` at variance ``tau``. ``method="quadrature"`` forces composite Gauss–Legendre
+    quadrature against the Gaussian density (panels split at σ's kinks, exact to ~1e-12 for every
+    activation); ``"auto"`` uses the closed form where one exists."""
+    a = _act(activation)
+    if method not in ("auto", "closed", "quadrature"):
+        raise ParameterError(f"method must be 'auto', 'closed' or 'quadrature', got {method!r}")
+    if method == "closed" and not a.has_closed_form:
+        raise ParameterError(f"{a.name} has no closed form; use method='quadrature'")
+    return _core.rf_coefficients(a.name, list(a.params), float(tau), convention, method != "quadrature")
+
+
+def moments(activation: ActivationLike, tau: float, *, method: str = "auto") -> Tuple[float, float, float, float]:
+    """``(F_0, F_1, F_2, E σ²(√τ ξ))``."""
+    a = _act(activation)
+    return _core.rf_moments(a.name, list(a.params), float(tau), method != "quadrature")
+
+
+def projection(num_features: int, dim: int, *, kind: str = "gaussian", seed: int, density: float = 1 / 3) -> np.ndarray:
+    """The ``(num_features, dim)`` projection ``W`` of unit-variance entries used by :func:`kernel`
+    (``gaussian``, ``orthogonal`` rows × √p, simplex ``etf`` rows × √p, ``sparse_ternary``)."""
+    return _core.rf_projection(kind, int(num_features), int(dim), int(seed), 0, float(density))
+
+
+def features(X: Any, activation: ActivationLike, num_features: int, *, projection_kind: str = "gaussian", seed: int, density: float = 1 / 3) -> np.ndarray:
+    """Random features ``σ(X Wᵀ)``, shape ``(n, num_features)`` (materialised; for kernels use
+    :func:`kernel`, which never holds them)."""
+    a = _act(activation)
+    x = as_features(X, "X").astype(np.float64, copy=False)
+    W = projection(num_features, x.shape[1], kind=projection_kind, seed=seed, density=density)
+    return _core.rf_apply(a.name, list(a.params), np.ascontiguousarray(x @ W.T))
+
+
+def kernel(
+    X: Any,
+    activation: ActivationLike,
+    num_features: int,
+    *,
+    projection: str = "gaussian",
+    seed: int,
+    density: float = 1 / 3,
+) -> np.ndarray:
+    """Empirical kernel ``K_m = (1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ`` (``n × n``, dtype of ``X``).
+
+    Computed in the core in blocks of 256 projection rows generated from ``seed`` (block ``b``
+    depends only on ``(seed, b)``), multithreaded, GIL released; extra memory beside the output is
+    ``O(256·(n + p))``. Sums are in the input precision, as numpy's would be.
+    """
+    a = _act(activation)
+    x = as_features(X, "X")
+    return _core.rf_empirical_kernel(a.name, list(a.params), x, int(num_features), projection, float(density), int(seed))
+
+
+def expected_kernel(
+    X: Any, activation: ActivationLike, Y: Any = None, *, method: str = "auto", order: int = 40
+) -> np.ndarray:
+    """Exact ``E_w[σ(wᵀx_i) σ(wᵀy_j)]``, ``w ~ N(0, I_p)``: closed forms (linear, polynomial, ReLU,
+    leaky ReLU, |t|, sign, Heaviside, erf, sin, cos, exp) or, for the rest or with
+    ``method="series"``, ``Σ_{k≤order} ρ^k/k! h_k(r_i) h_k(r_j)`` with ``h_k(r) = E[σ(√r ξ) He_k(ξ)]``
+    (and ``E σ²(‖x_i‖ξ)`` on the diagonal when ``Y`` is None)."""
+    a = _act(activation)
+    x = as_features(X, "X").astype(np.float64, copy=False)
+    y = None if Y is None else as_features(Y, "Y").astype(np.float64, copy=False)
+    if method not in ("auto", "series"):
+        raise ParameterError(f"method must be 'auto' or 'series', got {method!r}")
+    return _core.rf_expected_kernel(a.name, list(a.params), x, y, method == "series", int(order))
+
+
+@dataclasses.dataclass
+class EquivalentKernel:
+    """``K̃ = d1·XXᵀ + d2_part + d0·I`` and what it was built from.
+
+    ``d1_part = d1 · X Xᵀ`` (class means and noise Gram), ``d2_part = (d2/2)(ψ + J t/√p)(…)ᵀ +
+    (d2/p) J T Jᵀ`` (covariance information only), ``d0_part = d0 · I``.
+    """
+
+    kernel: np.ndarray
+    d1_part: np.ndarray
+    d2_part: np.ndarray
+    d0_part: np.ndarray
+    coefficients: Tuple[float, float, float]
+    tau: float
+    t: np.ndarray
+    T: np.ndarray
+    psi: np.ndarray
+
+    def covariance_share(self) -> float:
+        """``‖P d2_part P‖_F / ‖P K̃ P‖_F``: how much of the (centred) kernel carries covariance
+        information."""
+        n = self.kernel.shape[0]
+        P = np.eye(n) - 1.0 / n
+        return float(np.linalg.norm(P @ self.d2_part @ P) / np.linalg.norm(P @ self.kernel @ P))
+
+
+def _unbiased_cov_products(covs, counts):
+    """``tr(C_a C_b)`` with an unbiased diagonal (Gaussian data): for ``a = b``,
+    ``(n-1)²/((n-2)(n+1)) [tr S² - (tr S)²/(n-1)]`` with ``S`` the unbiased sample covariance."""
+    K = len(covs)
+    Q = np.empty((K, K))
+    for a in range(K):
+        for b in range(a, K):
+            Q[a, b] = Q[b, a] = np.sum(covs[a] * covs[b])
+        n = counts[a]
+        if n > 3:
+            S = covs[a]
+            Q[a, a] = (n - 1) ** 2 / ((n - 2) * (n + 1)) * (np.sum(S * S) - np.trace(S) ** 2 / (n - 1))
+    return Q
+
+
+def equivalent_kernel(
+    X: Any,
+    y: Any,
+    activation: ActivationLike,
+    *,
+    num_classes: Optional[int] = None,
+    class_means: Optional[np.ndarray] = None,
+    class_covariances: Optional[Sequence[np.ndarray]] = None,
+    tau: Optional[float] = None,
+    convention: str = "paper000",
+) -> EquivalentKernel:
+    r"""Deterministic equivalent of the random-feature kernel (RANDOM_FEATURES.md):
+
+    .. math:: \tilde K = d_1 XX^\top + \tfrac{d_2}{2}(\psi + Jt/\sqrt p)(\psi + Jt/\sqrt p)^\top + \tfrac{d_2}{p} J T J^\top + d_0 I_n
+
+    ``X`` ``(n, p)`` with rows ``x_i = (μ_a + C_a^{1/2} z_i)/√p``. By default every quantity is
+    estimated from the data through the core's class statistics (``CollapseStats`` with per-class
+    scatters): ``Σ_a`` the class covariance of the rows (``= C_a/p``), ``τ = tr C°/p``,
+    ``t_a = √p (tr Σ_a - tr Σ°)``, ``T_ab = p·tr(Σ_a° Σ_b°)`` with an unbiased estimate of
+    ``tr Σ_a²``, ``ω_i = x_i - x̄_{y_i}`` and ``ψ_i = ‖ω_i‖² - tr Σ_{y_i}``. Pass ``class_means``
+    ``(K, p)`` and ``class_covariances`` (``K`` matrices, of the rows' distribution, i.e. ``C_a/p``)
+    to use known population values instead.
+    """
+    a = _act(activation)
+    x = as_features(X, "X").astype(np.float64, copy=False)
+    labels = as_labels(y, x.shape[0])
+    n, p = x.shape
+    K = int(num_classes) if num_classes is not None else int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=K)
+    present = np.flatnonzero(counts)
+    if present.size < 1:
+        raise ParameterError("equivalent_kernel needs at least one sample")
+    c = counts / n
+    if class_means is None or class_covariances is None:
+        stats = CollapseStats(K, p, track_class_scatter=True).update(x, labels)
+        means = stats.class_means()
+        covs = [stats.class_covariance(k) * counts[k] / max(counts[k] - 1, 1) if counts[k] else np.zeros((p, p)) for k in range(K)]
+    else:
+        means = np.asarray(class_means, dtype=np.float64) / 1.0
+        covs = [np.asarray(C, dtype=np.float64) for C in class_covariances]
+        if means.shape != (K, p) or len(covs) != K:
+            raise ShapeError(f"class_means must be ({K}, {p}) and class_covariances {K} matrices")
+    traces = np.array([np.trace(C) for C in covs])
+    tr_circ = float(c @ traces)
+    tau_hat = tr_circ if tau is None else float(tau)
+    if class_covariances is None:
+        Q = _unbiased_cov_products(covs, counts)
+    else:
+        Q = np.array([[np.sum(A * B) for B in covs] for A in covs])
+    # tr(Σ_a° Σ_b°) with Σ° = Σ_c c_c Σ_c
+    Qc = Q - (Q @ c)[:, None] - (Q @ c)[None, :] + c @ Q @ c
+    T = p * Qc
+    t = np.sqrt(p) * (traces - tr_circ)
+    omega = x - means[labels]
+    psi = np.einsum("ij,ij->i", omega, omega) - traces[labels]
+    d0, d1, d2_user = coefficients(a, tau_hat, convention=convention)
+    d2 = d2_user * (2.0 if convention == "liao2018" else 1.0)  # the formula uses paper 000's d2
+    v = psi + t[labels] / np.sqrt(p)
+    d1_part = d1 * (x @ x.T)
+    d2_part = (d2 / 2.0) * np.outer(v, v) + (d2 / p) * T[np.ix_(labels, labels)]
+    d0_part = d0 * np.eye(n)
+    return EquivalentKernel(d1_part + d2_part + d0_part, d1_part, d2_part, d0_part, (d0, d1, d2_user), tau_hat, t, T, psi)
+
+
+def centred_relative_error(K: np.ndarray, K_approx: np.ndarray) -> float:
+    """``‖P(K - K̃)P‖₂ / ‖P K P‖₂`` with ``P = I - 11ᵀ/n`` (operator norms)."""
+    n = K.shape[0]
+    P = np.eye(n) - 1.0 / n
+    return float(np.linalg.norm(P @ (K - K_approx) @ P, 2) / np.linalg.norm(P @ K @ P, 2))
+
+
+class RandomFeatureRidge:
+    """Random-feature ridge regression: ``β = Σ (ΣᵀΣ/n + γI)⁻¹ y / n`` with ``Σ = σ(W Xᵀ)``
+    (``N × n``, Gaussian ``W`` from ``seed``), predictions ``Σ̂ᵀ β``."""
+
+    def __init__(self, activation: ActivationLike, num_features: int, gamma: float, *, seed: int, projection_kind: str = "gaussian"):
+        if gamma <= 0:
+            raise ParameterError(f"gamma must be > 0, got {gamma}")
+        self.activation = _act(activation)
+        self.num_features = int(num_features)
+        self.gamma = float(gamma)
+        self.seed = int(seed)
+        self.projection_kind = projection_kind
+        self.beta_: Optional[np.ndarray] = None
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        return features(X, self.activation, self.num_features, projection_kind=self.projection_kind, seed=self.seed).T
+
+    def fit(self, X: Any, y: Any) -> RandomFeatureRidge:
+        x = as_features(X, "X").astype(np.float64, copy=False)
+        t = np.asarray(y, dtype=np.float64)
+        if t.shape[0] != x.shape[0]:
+            raise ShapeError(f"X has {x.shape[0]} rows but y has {t.shape[0]}")
+        S = self._features(x)
+        n = x.shape[0]
+        self.beta_ = S @ np.linalg.solve(S.T @ S / n + self.gamma * np.eye(n), t) / n
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self.beta_ is None:
+            raise ParameterError("call fit before predict")
+        return self._features(as_features(X, "X").astype(np.float64, copy=False)).T @ self.beta_
+
+
+def ridge_test_mse_theory(
+    X_train: Any, y_train: Any, X_test: Any, y_test: Any, activation: ActivationLike, num_features: int, gamma: float
+) -> float:
+    """Deterministic equivalent of the test MSE of :class:`RandomFeatureRidge` through the exact
+    uncentred expected kernel (RANDOM_FEATURES.md, "Random-feature ridge regression")."""
+    a = _act(activation)
+    X = as_features(X_train, "X_train").astype(np.float64, copy=False)
+    Xh = as_features(X_test, "X_test").astype(np.float64, copy=False)
+    y = np.asarray(y_train, dtype=np.float64)
+    yh = np.asarray(y_test, dtype=np.float64)
+    n, N = X.shape[0], int(num_features)
+    Kxx = expected_kernel(X, a)
+    Khx = expected_kernel(Xh, a, X)
+    kh_diag = np.array([expected_kernel(row[None, :], a)[0, 0] for row in Xh]) if Xh.shape[0] < 64 else np.diag(expected_kernel(Xh, a))
+    delta = 0.0
+    I = np.eye(n)
+    for _ in range(500):
+        new = np.trace(Kxx @ np.linalg.inv(N / n * Kxx / (1 + delta) + gamma * I)) / n
+        if abs(new - delta) < 1e-12 * max(1.0, abs(new)):
+            delta = new
+            break
+        delta = new
+    theta = N / (n * (1 + delta))
+    Kb, Khb = theta * Kxx, theta * Khx
+    Qb = np.linalg.inv(Kb + gamma * I)
+    D = 1 - np.trace(Kb @ Qb @ Kb @ Qb) / N
+    bias = np.sum((yh - Khb @ Qb @ y) ** 2) / Xh.shape[0]
+    var = (y @ Qb @ Kb @ Qb @ y) / (N * D)
+    spread = (theta * kh_diag.sum() - np.trace(Khb @ (Qb + gamma * Qb @ Qb) @ Khb.T)) / Xh.shape[0]
+    return float(bias + var * spread)
+
+
+def ridge_test_mse(
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    activation: ActivationLike,
+    num_features: int,
+    gamma: float,
+    *,
+    seeds: Sequence[int] = tuple(range(10)),
+) -> Dict[str, float]:
+    """Simulated test MSE over ``seeds`` (mean, std) beside :func:`ridge_test_mse_theory`."""
+    yh = np.asarray(y_test, dtype=np.float64)
+    sims = []
+    for s in seeds:
+        model = RandomFeatureRidge(activation, num_features, gamma, seed=s).fit(X_train, y_train)
+        sims.append(np.mean((model.predict(X_test) - yh) ** 2))
+    return {
+        "simulation_mean": float(np.mean(sims)),
+        "simulation_std": float(np.std(sims)),
+        "theory": ridge_test_mse_theory(X_train, y_train, X_test, y_test, activation, num_features, gamma),
+    }
+
+
+def test_mse_curve(
+    X_train: Any, y_train: Any, X_test: Any, y_test: Any, a2_values: Sequence[float], *, num_features: int, gamma: float, seeds: Sequence[int] = tuple(range(5))
+) -> Dict[str, np.ndarray]:
+    """Paper 000 Fig. 2: test MSE against ``a2`` for ``σ(t) = a2 t² + t`` (theory and simulation)."""
+    rows = [ridge_test_mse(X_train, y_train, X_test, y_test, polynomial(a2), num_features, gamma, seeds=seeds) for a2 in a2_values]
+    return {
+        "a2": np.asarray(a2_values, dtype=float),
+        "theory": np.array([r["theory"] for r in rows]),
+        "simulation_mean": np.array([r["simulation_mean"] for r in rows]),
+        "simulation_std": np.array([r["simulation_std"] for r in rows]),
+    }
+
+
+test_mse_curve.__test__ = False  # not a pytest test
+
+
+def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = "") -> None:
+    """Draws :func:`test_mse_curve`'s output to ``path`` (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(curve["a2"], curve["theory"], "-", label="theory (deterministic equivalent)")
+    ax.errorbar(curve["a2"], curve["simulation_mean"], yerr=curve["simulation_std"], fmt="o", ms=4, capsize=2, label="simulation")
+    ax.set_xlabel(r"$a_2$ in $\sigma(t) = a_2 t^2 + t$")
+    ax.set_ylabel("test MSE")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,895 @@
+//! Random-feature kernels (paper 000 §3.1; `shared/RANDOM_FEATURES.md`). Samples are rows.
+//!
+//! - [`Activation`]: σ, with `F_k(τ) = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]` by quadrature for any σ
+//!   and in closed form where one exists, and the coefficients `d0, d1, d2`.
+//! - [`expected_kernel`]: `K_ij = E_w[σ(wᵀx_i) σ(wᵀx_j)]` for Gaussian `w`, closed forms or the
+//!   Hermite (Mehler) series.
+//! - [`empirical_kernel`]: `(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ` in blocks of projection rows, generated
+//!   block by block from the seed (never holding the `n × m` features nor `W`).
+
+use crate::error::{EtfError, Result};
+use crate::linalg::Real;
+use ndarray::{Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use std::f64::consts::{PI, SQRT_2};
+
+/// Activation functions σ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Linear,
+    /// `a2 t² + a1 t + a0`
+    Polynomial {
+        a0: f64,
+        a1: f64,
+        a2: f64,
+    },
+    Relu,
+    /// `max(t, 0) + slope · min(t, 0)`
+    LeakyRelu {
+        slope: f64,
+    },
+    Abs,
+    Sign,
+    /// `1{t > 0}`
+    Heaviside,
+    Sin,
+    Cos,
+    Erf,
+    Tanh,
+    Exp,
+    /// `1{t > θ₊} - 1{t < θ₋}` with `θ₋ ≤ θ₊`.
+    Ternary {
+        lower: f64,
+        upper: f64,
+    },
+}
+
+fn phi(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * PI).sqrt()
+}
+fn big_phi(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / SQRT_2)
+}
+
+impl Activation {
+    /// Parses a name; parameters come separately.
+    pub fn from_name(name: &str, params: &[f64]) -> Result<Self> {
+        let need = |n: usize| -> Result<()> {
+            if params.len() != n {
+                return Err(EtfError::Parameter(format!(
+                    "activation {name:?} takes {n} parameter(s), got {}",
+                    params.len()
+                )));
+            }
+            Ok(())
+        };
+        let a = match name {
+            "linear" => {
+                need(0)?;
+                Activation::Linear
+            }
+            "polynomial" => {
+                need(3)?;
+                Activation::Polynomial {
+                    a0: params[0],
+                    a1: params[1],
+                    a2: params[2],
+                }
+            }
+            "relu" => {
+                need(0)?;
+                Activation::Relu
+            }
+            "leaky_relu" => {
+                need(1)?;
+                Activation::LeakyRelu { slope: params[0] }
+            }
+            "abs" => {
+                need(0)?;
+                Activation::Abs
+            }
+            "sign" => {
+                need(0)?;
+                Activation::Sign
+            }
+            "heaviside" => {
+                need(0)?;
+                Activation::Heaviside
+            }
+            "sin" => {
+                need(0)?;
+                Activation::Sin
+            }
+            "cos" => {
+                need(0)?;
+                Activation::Cos
+            }
+            "erf" => {
+                need(0)?;
+                Activation::Erf
+            }
+            "tanh" => {
+                need(0)?;
+                Activation::Tanh
+            }
+            "exp" => {
+                need(0)?;
+                Activation::Exp
+            }
+            "ternary" => {
+                need(2)?;
+                Activation::Ternary {
+                    lower: params[0],
+                    upper: params[1],
+                }
+            }
+            _ => return Err(EtfError::Parameter(format!(
+                "unknown activation {name:?}; known: linear, polynomial, relu, leaky_relu, abs, \
+                     sign, heaviside, sin, cos, erf, tanh, exp, ternary"
+            ))),
+        };
+        if params.iter().any(|v| !v.is_finite()) {
+            return Err(EtfError::Parameter(format!(
+                "activation {name:?} parameters must be finite"
+            )));
+        }
+        if let Activation::Ternary { lower, upper } = a {
+            if lower > upper {
+                return Err(EtfError::Parameter(format!(
+                    "ternary thresholds need lower <= upper, got lower={lower}, upper={upper}"
+                )));
+            }
+        }
+        Ok(a)
+    }
+
+    #[inline]
+    pub fn apply(&self, t: f64) -> f64 {
+        match *self {
+            Activation::Linear => t,
+            Activation::Polynomial { a0, a1, a2 } => (a2 * t + a1) * t + a0,
+            Activation::Relu => t.max(0.0),
+            Activation::LeakyRelu { slope } => {
+                if t > 0.0 {
+                    t
+                } else {
+                    slope * t
+                }
+            }
+            Activation::Abs => t.abs(),
+            Activation::Sign => {
+                if t > 0.0 {
+                    1.0
+                } else if t < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Heaviside => (t > 0.0) as i32 as f64,
+            Activation::Sin => t.sin(),
+            Activation::Cos => t.cos(),
+            Activation::Erf => libm::erf(t),
+            Activation::Tanh => t.tanh(),
+            Activation::Exp => t.exp(),
+            Activation::Ternary { lower, upper } => {
+                (t > upper) as i32 as f64 - (t < lower) as i32 as f64
+            }
+        }
+    }
+
+    /// Points where σ is not smooth (quadrature panels are split there).
+    fn kinks(&self) -> Vec<f64> {
+        match *self {
+            Activation::Relu
+            | Activation::LeakyRelu { .. }
+            | Activation::Abs
+            | Activation::Sign
+            | Activation::Heaviside => {
+                vec![0.0]
+            }
+            Activation::Ternary { lower, upper } => vec![lower, upper],
+            _ => vec![],
+        }
+    }
+
+    /// Is σ odd (so `F_0 = F_2 = 0`)?
+    pub fn is_odd(&self) -> bool {
+        match *self {
+            Activation::Linear
+            | Activation::Sign
+            | Activation::Sin
+            | Activation::Erf
+            | Activation::Tanh => true,
+            Activation::Polynomial { a0, a2, .. } => a0 == 0.0 && a2 == 0.0,
+            Activation::LeakyRelu { slope } => slope == 1.0,
+            Activation::Ternary { lower, upper } => lower == -upper,
+            _ => false,
+        }
+    }
+}
+
+/// Gauss–Legendre nodes and weights on [-1, 1] (Newton on the Legendre recurrence).
+fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut x = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    for i in 0..n.div_ceil(2) {
+        let mut z = (PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
+        let mut dp = 0.0;
+        for _ in 0..100 {
+            let (mut p0, mut p1) = (1.0, z);
+            for k in 2..=n {
+                let p2 = ((2 * k - 1) as f64 * z * p1 - (k - 1) as f64 * p0) / k as f64;
+                p0 = p1;
+                p1 = p2;
+            }
+            let pn = if n == 1 { z } else { p1 };
+            let pnm1 = if n == 1 { 1.0 } else { p0 };
+            dp = n as f64 * (z * pn - pnm1) / (z * z - 1.0);
+            let dz = pn / dp;
+            z -= dz;
+            if dz.abs() < 1e-16 {
+                break;
+            }
+        }
+        x[i] = -z;
+        x[n - 1 - i] = z;
+        w[i] = 2.0 / ((1.0 - z * z) * dp * dp);
+        w[n - 1 - i] = w[i];
+    }
+    (x, w)
+}
+
+/// Nodes and weights for `E[f(ξ)]`, ξ ~ N(0,1): composite Gauss–Legendre on panels of
+/// `[-L, L]`, split at `breaks` (σ's kinks in ξ units) so each panel integrand is smooth.
+pub struct GaussianQuadrature {
+    pub nodes: Vec<f64>,
+    pub weights: Vec<f64>,
+}
+
+impl GaussianQuadrature {
+    pub fn new(breaks: &[f64], centre: f64) -> Self {
+        let half = 40.0 + centre.abs();
+        let mut cuts: Vec<f64> = vec![-half, half];
+        let panel = 1.0;
+        let mut c = -half;
+        while c < half {
+            cuts.push(c);
+            c += panel;
+        }
+        cuts.extend(breaks.iter().copied().filter(|b| b.abs() < half));
+        cuts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cuts.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+        let (gx, gw) = gauss_legendre(24);
+        let mut nodes = vec![];
+        let mut weights = vec![];
+        for win in cuts.windows(2) {
+            let (a, b) = (win[0], win[1]);
+            let (m, h) = ((a + b) / 2.0, (b - a) / 2.0);
+            for (x, w) in gx.iter().zip(&gw) {
+                let xi = m + h * x;
+                let dens = phi(xi);
+                if dens > 0.0 {
+                    nodes.push(xi);
+                    weights.push(w * h * dens);
+                }
+            }
+        }
+        GaussianQuadrature { nodes, weights }
+    }
+
+    /// Quadrature for `E[g(σ(s ξ))·…]` with σ's kinks mapped to ξ units (`s = √τ`).
+    pub fn for_activation(act: &Activation, s: f64) -> Self {
+        let breaks: Vec<f64> = if s > 0.0 {
+            act.kinks().iter().map(|k| k / s).collect()
+        } else {
+            vec![]
+        };
+        let centre = if let Activation::Exp = act {
+            2.0 * s
+        } else {
+            0.0
+        };
+        Self::new(&breaks, centre)
+    }
+}
+
+/// `h_k(r) = E[σ(√r ξ) He_k(ξ)]` for k = 0..=kmax, and `E[σ²(√r ξ)]`.
+pub fn hermite_moments(act: &Activation, r: f64, kmax: usize) -> (Vec<f64>, f64) {
+    let s = r.max(0.0).sqrt();
+    let q = GaussianQuadrature::for_activation(act, s);
+    let mut h = vec![0.0; kmax + 1];
+    let mut e2 = 0.0;
+    for (&x, &w) in q.nodes.iter().zip(&q.weights) {
+        let f = act.apply(s * x);
+        e2 += w * f * f;
+        let (mut he0, mut he1) = (1.0, x);
+        h[0] += w * f;
+        if kmax >= 1 {
+            h[1] += w * f * x;
+        }
+        for k in 2..=kmax {
+            let he2 = x * he1 - (k - 1) as f64 * he0;
+            h[k] += w * f * he2;
+            he0 = he1;
+            he1 = he2;
+        }
+    }
+    (h, e2)
+}
+
+/// Convention of `d2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum D2Convention {
+    /// `d2 = F_2²/2` (paper 000: `σ = a2 t² + a1 t` gives `d2 = 2 a2²`).
+    Paper000,
+    /// `d2 = F_2²/4` (Liao & Couillet 2018, ternary-features code).
+    Liao2018,
+}
+
+/// `(F_0, F_1, F_2, E σ²)` at variance τ, in closed form when one exists.
+pub fn closed_form_moments(act: &Activation, tau: f64) -> Option<[f64; 4]> {
+    let s = tau.sqrt();
+    let e = (-tau).exp();
+    Some(match *act {
+        Activation::Linear => [0.0, 1.0, 0.0, tau],
+        Activation::Polynomial { a0, a1, a2 } => [
+            a2 * tau + a0,
+            a1,
+            2.0 * a2,
+            3.0 * a2 * a2 * tau * tau + a1 * a1 * tau + a0 * a0 + 2.0 * a0 * a2 * tau,
+        ],
+        Activation::Relu => [
+            s / (2.0 * PI).sqrt(),
+            0.5,
+            1.0 / (2.0 * PI * tau).sqrt(),
+            tau / 2.0,
+        ],
+        Activation::LeakyRelu { slope: a } => [
+            (1.0 - a) * s / (2.0 * PI).sqrt(),
+            (1.0 + a) / 2.0,
+            (1.0 - a) / (2.0 * PI * tau).sqrt(),
+            tau * (1.0 + a * a) / 2.0,
+        ],
+        Activation::Abs => [(2.0 * tau / PI).sqrt(), 0.0, (2.0 / (PI * tau)).sqrt(), tau],
+        Activation::Sign => [0.0, (2.0 / (PI * tau)).sqrt(), 0.0, 1.0],
+        Activation::Heaviside => [0.5, 1.0 / (2.0 * PI * tau).sqrt(), 0.0, 0.5],
+        Activation::Sin => [0.0, e.sqrt(), 0.0, (1.0 - e * e) / 2.0],
+        Activation::Cos => [e.sqrt(), 0.0, -e.sqrt(), (1.0 + e * e) / 2.0],
+        Activation::Erf => {
+            let q = 2.0 * tau / (2.0 * tau + 1.0);
+            [
+                0.0,
+                2.0 / (PI * (1.0 + 2.0 * tau)).sqrt(),
+                0.0,
+                2.0 / PI * q.asin(),
+            ]
+        }
+        Activation::Exp => {
+            let h = (tau / 2.0).exp();
+            [h, h, h, (2.0 * tau).exp()]
+        }
+        Activation::Ternary { lower, upper } => {
+            let (a, b) = (upper / s, lower / s);
+            [
+                (1.0 - big_phi(a)) - big_phi(b),
+                (phi(a) + phi(b)) / s,
+                (a * phi(a) + b * phi(b)) / tau,
+                (1.0 - big_phi(a)) + big_phi(b),
+            ]
+        }
+        Activation::Tanh => return None,
+    })
+}
+
+/// `(F_0, F_1, F_2, E σ²)` by quadrature.
+pub fn quadrature_moments(act: &Activation, tau: f64) -> [f64; 4] {
+    let (h, e2) = hermite_moments(act, tau, 2);
+    [h[0], h[1] / tau.sqrt(), h[2] / tau, e2]
+}
+
+/// `(d0, d1, d2)` at τ; `closed_form = false` forces quadrature.
+pub fn coefficients(
+    act: &Activation,
+    tau: f64,
+    convention: D2Convention,
+    closed_form: bool,
+) -> Result<[f64; 3]> {
+    if !(tau > 0.0) || !tau.is_finite() {
+        return Err(EtfError::Parameter(format!(
+            "tau must be finite and > 0, got {tau}"
+        )));
+    }
+    let m = if closed_form {
+        closed_form_moments(act, tau).unwrap_or_else(|| quadrature_moments(act, tau))
+    } else {
+        quadrature_moments(act, tau)
+    };
+    let [f0, f1, f2, e2] = m;
+    let d1 = f1 * f1;
+    let d2 = match convention {
+        D2Convention::Paper000 => f2 * f2 / 2.0,
+        D2Convention::Liao2018 => f2 * f2 / 4.0,
+    };
+    Ok([e2 - f0 * f0 - tau * f1 * f1, d1, d2])
+}
+
+/// Exact expected kernel `E_w[σ(wᵀx_i) σ(wᵀx_j)]`, w ~ N(0, I_p), for the rows of `x` (and `y`):
+/// closed forms for linear, polynomial, ReLU, leaky ReLU, |t|, sign, Heaviside, erf, sin, cos,
+/// exp; otherwise (or with `series = true`) the Mehler series
+/// `Σ_{k ≤ kmax} ρ^k/k! h_k(r_i) h_k(r_j)` off the diagonal and `E σ²(‖x_i‖ ξ)` on it.
+pub fn expected_kernel<T: Real>(
+    act: &Activation,
+    x: ArrayView2<'_, T>,
+    y: Option<ArrayView2<'_, T>>,
+    series: bool,
+    kmax: usize,
+) -> Result<Array2<f64>> {
+    let p = x.ncols();
+    let yv = y.unwrap_or(x.view());
+    if yv.ncols() != p {
+        return Err(EtfError::Shape(format!(
+            "x has {p} columns but y has {}",
+            yv.ncols()
+        )));
+    }
+    let same = y.is_none();
+    let xf = x.mapv(|v| v.to_f64());
+    let yf = yv.mapv(|v| v.to_f64());
+    for (name, m) in [("x", &xf), ("y", &yf)] {
+        if let Some(((i, j), _)) = m.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: name.into(),
+                row: i,
+                col: j,
+            });
+        }
+    }
+    let c = xf.dot(&yf.t());
+    let rx: Vec<f64> = xf.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let ry: Vec<f64> = yf.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let (n1, n2) = c.dim();
+    let closed = !series
+        && closed_form_moments(act, 1.0).is_some()
+        && !matches!(act, Activation::Ternary { .. });
+    let mut k = Array2::<f64>::zeros((n1, n2));
+    if closed {
+        k.axis_iter_mut(ndarray::Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut row)| {
+                for j in 0..n2 {
+                    row[j] = closed_pair(act, rx[i], ry[j], c[[i, j]]);
+                }
+            });
+    } else {
+        let mx: Vec<(Vec<f64>, f64)> = rx
+            .par_iter()
+            .map(|&r| hermite_moments(act, r, kmax))
+            .collect();
+        let my: Vec<(Vec<f64>, f64)> = if same {
+            mx.clone()
+        } else {
+            ry.par_iter()
+                .map(|&r| hermite_moments(act, r, kmax))
+                .collect()
+        };
+        let mut fact = vec![1.0; kmax + 1];
+        for kk in 1..=kmax {
+            fact[kk] = fact[kk - 1] * kk as f64;
+        }
+        k.axis_iter_mut(ndarray::Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut row)| {
+                for j in 0..n2 {
+                    if same && i == j {
+                        row[j] = mx[i].1;
+                        continue;
+                    }
+                    let denom = (rx[i] * ry[j]).sqrt();
+                    let rho = if denom > 0.0 {
+                        (c[[i, j]] / denom).clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    let (hx, hy) = (&mx[i].0, &my[j].0);
+                    let mut acc = 0.0;
+                    let mut rp = 1.0;
+                    for kk in 0..=kmax {
+                        acc += rp / fact[kk] * hx[kk] * hy[kk];
+                        rp *= rho;
+                    }
+                    row[j] = acc;
+                }
+            });
+    }
+    Ok(k)
+}
+
+fn closed_pair(act: &Activation, ri: f64, rj: f64, c: f64) -> f64 {
+    let nn = (ri * rj).sqrt();
+    let rho = if nn > 0.0 {
+        (c / nn).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    let theta = rho.acos();
+    let relu = |th: f64| nn * (th.sin() + (PI - th) * th.cos()) / (2.0 * PI);
+    match *act {
+        Activation::Linear => c,
+        Activation::Polynomial { a0, a1, a2 } => {
+            a2 * a2 * (ri * rj + 2.0 * c * c) + a1 * a1 * c + a0 * a2 * (ri + rj) + a0 * a0
+        }
+        Activation::Relu => relu(theta),
+        Activation::LeakyRelu { slope: a } => {
+            (1.0 + a * a) * relu(theta)
+                + 2.0 * a * nn * (theta.sin() - theta * theta.cos()) / (2.0 * PI) * -1.0
+        }
+        Activation::Abs => 2.0 / PI * nn * ((1.0 - rho * rho).max(0.0).sqrt() + rho * rho.asin()),
+        Activation::Sign => 2.0 / PI * rho.asin(),
+        Activation::Heaviside => (PI - theta) / (2.0 * PI),
+        Activation::Erf => {
+            2.0 / PI * (2.0 * c / ((1.0 + 2.0 * ri) * (1.0 + 2.0 * rj)).sqrt()).asin()
+        }
+        Activation::Sin => (-(ri + rj) / 2.0).exp() * c.sinh(),
+        Activation::Cos => (-(ri + rj) / 2.0).exp() * c.cosh(),
+        Activation::Exp => ((ri + rj + 2.0 * c) / 2.0).exp(),
+        Activation::Tanh | Activation::Ternary { .. } => unreachable!(),
+    }
+}
+
+/// Random projections `W` (`m × p`), every entry of unit variance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Projection {
+    Gaussian,
+    /// Orthonormal rows scaled by √p (independent Haar blocks of at most p rows).
+    Orthogonal,
+    /// Rows of simplex ETFs scaled by √p (independent blocks of at most p+1 rows).
+    Etf,
+    /// Entries 0 with probability `1 - density`, else ±1/√density.
+    SparseTernary {
+        density: f64,
+    },
+}
+
+/// Rows per generated block of `W` (and per pass of the empirical kernel).
+pub const PROJECTION_BLOCK: usize = 256;
+
+fn block_seed(seed: u64, block: usize) -> u64 {
+    seed ^ (block as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(17)
+}
+
+/// Rows `[r0, r0 + rows)` of the projection matrix, row-major. Block `b` of
+/// `PROJECTION_BLOCK` rows depends only on `(seed, b)`, so any row range is reproducible.
+pub fn projection_rows(
+    proj: Projection,
+    r0: usize,
+    rows: usize,
+    p: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    if let Projection::SparseTernary { density } = proj {
+        if !(density > 0.0 && density <= 1.0) {
+            return Err(EtfError::Parameter(format!(
+                "sparse ternary density must be in (0, 1], got {density}"
+            )));
+        }
+    }
+    let mut out = Vec::with_capacity(rows * p);
+    let b0 = r0 / PROJECTION_BLOCK;
+    let b1 = (r0 + rows).div_ceil(PROJECTION_BLOCK);
+    for b in b0..b1 {
+        let blk = projection_block(proj, b, p, seed)?;
+        let start = (b * PROJECTION_BLOCK).max(r0) - b * PROJECTION_BLOCK;
+        let end = ((b + 1) * PROJECTION_BLOCK).min(r0 + rows) - b * PROJECTION_BLOCK;
+        out.extend_from_slice(&blk[start * p..end * p]);
+    }
+    Ok(out)
+}
+
+fn projection_block(proj: Projection, b: usize, p: usize, seed: u64) -> Result<Vec<f64>> {
+    let n = PROJECTION_BLOCK;
+    let mut rng = ChaCha12Rng::seed_from_u64(block_seed(seed, b));
+    let sp = (p as f64).sqrt();
+    Ok(match proj {
+        Projection::Gaussian => (0..n * p)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect(),
+        Projection::SparseTernary { density } => {
+            let v = 1.0 / density.sqrt();
+            (0..n * p)
+                .map(|_| {
+                    let u: f64 = rng.random();
+                    if u < density / 2.0 {
+                        v
+                    } else if u < density {
+                        -v
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        }
+        Projection::Orthogonal | Projection::Etf => {
+            // Independent sub-blocks of at most p (orthogonal) or p+1 (ETF) rows.
+            let cap = if let Projection::Etf = proj { p + 1 } else { p };
+            let mut out = Vec::with_capacity(n * p);
+            let mut sub = 0u64;
+            while out.len() < n * p {
+                let rows = cap
+                    .min(n - out.len() / p)
+                    .max(if let Projection::Etf = proj { 2 } else { 1 });
+                let s = block_seed(block_seed(seed, b), sub as usize + 1);
+                let m = if let Projection::Etf = proj {
+                    crate::etf::simplex_etf(rows, p, s, None)?
+                } else {
+                    crate::etf::orthogonal_frame(rows, p, s, None)?
+                };
+                let take = rows.min(n - out.len() / p);
+                out.extend(m.iter().take(take * p).map(|v| v * sp));
+                sub += 1;
+            }
+            out
+        }
+    })
+}
+
+/// A raw pointer that may cross threads (each thread writes disjoint blocks).
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+
+/// Empirical random-feature kernel `K = (1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ` (`n × n`, in `T`), `X` `n × p`.
+///
+/// W is generated block by block (`PROJECTION_BLOCK` rows, reproducible from `seed`); for each
+/// block the `block × n` features `σ(W_b Xᵀ)` are formed and their Gram added to the lower
+/// triangle of `K` by column blocks in parallel. Extra memory: `O(block · (n + p))` beside `K`.
+pub fn empirical_kernel<T: Real + RfGemm>(
+    act: &Activation,
+    x: ArrayView2<'_, T>,
+    num_features: usize,
+    proj: Projection,
+    seed: u64,
+) -> Result<Array2<T>> {
+    let (n, p) = x.dim();
+    if num_features == 0 {
+        return Err(EtfError::Parameter("num_features must be positive".into()));
+    }
+    if let Some(((i, j), _)) = x.indexed_iter().find(|(_, v)| !v.to_f64().is_finite()) {
+        return Err(EtfError::NonFinite {
+            what: "features".into(),
+            row: i,
+            col: j,
+        });
+    }
+    let xs = x.as_standard_layout();
+    let xs = xs.as_slice().unwrap();
+    let mut k = vec![T::default(); n * n];
+    let mut z = vec![T::default(); PROJECTION_BLOCK * n];
+    let scale = 1.0 / num_features as f64;
+    let mut r0 = 0;
+    while r0 < num_features {
+        let rows = PROJECTION_BLOCK.min(num_features - r0);
+        let w: Vec<T> = projection_rows(proj, r0, rows, p, seed)?
+            .into_iter()
+            .map(T::from_f64)
+            .collect();
+        // Z (rows × n) = W_b Xᵀ, then σ in place; parallel over column panels of Z.
+        let zp = SyncPtr(z.as_mut_ptr());
+        let panels = n.div_ceil(256);
+        (0..panels).into_par_iter().for_each(|pi| {
+            let c0 = pi * 256;
+            let cols = 256.min(n - c0);
+            let zp = zp;
+            // SAFETY: panel `pi` writes only columns c0..c0+cols of Z.
+            unsafe {
+                T::gemm(
+                    rows,
+                    p,
+                    cols,
+                    T::from_f64(1.0),
+                    w.as_ptr(),
+                    p as isize,
+                    1,
+                    xs.as_ptr().add(c0 * p),
+                    1,
+                    p as isize,
+                    T::from_f64(0.0),
+                    zp.0.add(c0),
+                    n as isize,
+                    1,
+                );
+                for r in 0..rows {
+                    for c in c0..c0 + cols {
+                        let v = zp.0.add(r * n + c);
+                        *v = T::from_f64(act.apply((*v).to_f64()));
+                    }
+                }
+            }
+        });
+        // K[lower] += Zᵀ Z / m by column blocks of K.
+        let kp = SyncPtr(k.as_mut_ptr());
+        let nb = n.div_ceil(128);
+        let zr = &z;
+        (0..nb).into_par_iter().for_each(|bi| {
+            let j0 = bi * 128;
+            let b = 128.min(n - j0);
+            let kp = kp;
+            // SAFETY: block `bi` writes only K[j0.., j0..j0+b], disjoint across blocks.
+            unsafe {
+                T::gemm(
+                    n - j0,
+                    rows,
+                    b,
+                    T::from_f64(scale),
+                    zr.as_ptr().add(j0),
+                    1,
+                    n as isize,
+                    zr.as_ptr().add(j0),
+                    n as isize,
+                    1,
+                    T::from_f64(1.0),
+                    kp.0.add(j0 * n + j0),
+                    n as isize,
+                    1,
+                );
+            }
+        });
+        r0 += rows;
+    }
+    for i in 0..n {
+        for j in 0..i {
+            k[j * n + i] = k[i * n + j];
+        }
+    }
+    Ok(Array2::from_shape_vec((n, n), k).unwrap())
+}
+
+/// The GEMM of an element type (matrixmultiply's sgemm/dgemm).
+pub trait RfGemm: Sized {
+    /// `C (m×n) = α A (m×k) B (k×n) + β C`, arbitrary strides.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+impl RfGemm for f32 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+impl RfGemm for f64 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Activation; 13] = [
+        Activation::Linear,
+        Activation::Polynomial {
+            a0: 0.3,
+            a1: -0.7,
+            a2: 1.2,
+        },
+        Activation::Relu,
+        Activation::LeakyRelu { slope: 0.2 },
+        Activation::Abs,
+        Activation::Sign,
+        Activation::Heaviside,
+        Activation::Sin,
+        Activation::Cos,
+        Activation::Erf,
+        Activation::Tanh,
+        Activation::Exp,
+        Activation::Ternary {
+            lower: -0.4,
+            upper: 0.7,
+        },
+    ];
+
+    #[test]
+    fn closed_forms_equal_quadrature() {
+        for act in ALL {
+            for &tau in &[0.05, 0.3, 1.0, 2.5, 6.0] {
+                if let Some(cf) = closed_form_moments(&act, tau) {
+                    let q = quadrature_moments(&act, tau);
+                    for i in 0..4 {
+                        assert!(
+                            (cf[i] - q[i]).abs() < 1e-10 * (1.0 + cf[i].abs()),
+                            "{act:?} tau={tau} i={i}: {} vs {}",
+                            cf[i],
+                            q[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn table_values() {
+        let tau = 1.7;
+        let [d0, d1, d2] =
+            coefficients(&Activation::Relu, tau, D2Convention::Paper000, true).unwrap();
+        assert!((d0 - tau * (0.25 - 1.0 / (2.0 * PI))).abs() < 1e-14);
+        assert!((d1 - 0.25).abs() < 1e-14 && (d2 - 1.0 / (4.0 * PI * tau)).abs() < 1e-14);
+        let [_, d1, d2] = coefficients(
+            &Activation::Polynomial {
+                a0: 0.0,
+                a1: 0.5,
+                a2: 3.0,
+            },
+            tau,
+            D2Convention::Paper000,
+            true,
+        )
+        .unwrap();
+        assert!((d1 - 0.25).abs() < 1e-14 && (d2 - 18.0).abs() < 1e-12);
+        let [_, _, d2l] = coefficients(
+            &Activation::Polynomial {
+                a0: 0.0,
+                a1: 0.5,
+                a2: 3.0,
+            },
+            tau,
+            D2Convention::Liao2018,
+            true,
+        )
+        .unwrap();
+        assert!((d2l - 9.0).abs() < 1e-12);
+    }
+}
