@@ -351,6 +351,38 @@ impl PyCollapseStats {
     }
 
     #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn from_parts(
+        num_classes: usize,
+        dim: usize,
+        shift: Option<Vec<f64>>,
+        counts: Vec<u64>,
+        class_sums: Vec<f64>,
+        class_sq_norms: Vec<f64>,
+        class_unit_sums: Vec<f64>,
+        class_zero_rows: Vec<u64>,
+        scatter: Vec<f64>,
+    ) -> PyResult<Self> {
+        let inner = CollapseStats::from_parts(
+            num_classes,
+            dim,
+            shift,
+            counts,
+            class_sums,
+            class_sq_norms,
+            class_unit_sums,
+            class_zero_rows,
+            scatter,
+        )
+        .py()?;
+        Ok(PyCollapseStats {
+            inner,
+            balanced_scatter: None,
+            cache: HashMap::new(),
+        })
+    }
+
+    #[staticmethod]
     fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
         let inner = py.detach(|| CollapseStats::from_bytes(data)).py()?;
         Ok(PyCollapseStats {

@@ -126,10 +126,12 @@ impl Activation {
                     upper: params[1],
                 }
             }
-            _ => return Err(EtfError::Parameter(format!(
+            _ => {
+                return Err(EtfError::Parameter(format!(
                 "unknown activation {name:?}; known: linear, polynomial, relu, leaky_relu, abs, \
                      sign, heaviside, sin, cos, erf, tanh, exp, ternary"
-            ))),
+            )))
+            }
         };
         if params.iter().any(|v| !v.is_finite()) {
             return Err(EtfError::Parameter(format!(

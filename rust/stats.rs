@@ -525,6 +525,79 @@ impl CollapseStats {
         Ok(())
     }
 
+    /// Statistics accumulated elsewhere (e.g. on a GPU by torch), validated. `scatter` is the full
+    /// symmetric `p × p` matrix (row-major); only its lower triangle is kept.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        num_classes: usize,
+        dim: usize,
+        shift: Option<Vec<f64>>,
+        counts: Vec<u64>,
+        class_sums: Vec<f64>,
+        class_sq_norms: Vec<f64>,
+        class_unit_sums: Vec<f64>,
+        class_zero_rows: Vec<u64>,
+        scatter: Vec<f64>,
+    ) -> Result<Self> {
+        let (k, p) = (num_classes, dim);
+        let mut s = CollapseStats::new(k, p, false)?;
+        let check = |name: &str, len: usize, want: usize| -> Result<()> {
+            if len != want {
+                return Err(EtfError::Shape(format!(
+                    "{name} has {len} values, expected {want}"
+                )));
+            }
+            Ok(())
+        };
+        check("counts", counts.len(), k)?;
+        check("class_sums", class_sums.len(), k * p)?;
+        check("class_sq_norms", class_sq_norms.len(), k)?;
+        check("class_unit_sums", class_unit_sums.len(), k * p)?;
+        check("class_zero_rows", class_zero_rows.len(), k)?;
+        check("scatter", scatter.len(), p * p)?;
+        if let Some(sh) = &shift {
+            check("shift", sh.len(), p)?;
+        }
+        for (name, v) in [
+            ("shift", shift.as_deref().unwrap_or(&[])),
+            ("class_sums", &class_sums[..]),
+            ("class_sq_norms", &class_sq_norms[..]),
+            ("class_unit_sums", &class_unit_sums[..]),
+            ("scatter", &scatter[..]),
+        ] {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(EtfError::NonFinite {
+                    what: name.into(),
+                    row: i / p.max(1),
+                    col: i % p.max(1),
+                });
+            }
+        }
+        let n: u64 = counts.iter().sum();
+        if (n > 0) != shift.is_some() {
+            return Err(EtfError::Incompatible(
+                "a shift is required exactly when there are samples".into(),
+            ));
+        }
+        if class_zero_rows.iter().zip(&counts).any(|(z, c)| z > c) {
+            return Err(EtfError::Incompatible(
+                "more zero rows than samples in a class".into(),
+            ));
+        }
+        s.shift = shift;
+        s.counts = counts;
+        s.class_sums = class_sums;
+        s.class_sq_norms = class_sq_norms;
+        s.class_unit_sums = class_unit_sums;
+        s.class_zero_rows = class_zero_rows;
+        for i in 0..p {
+            for j in 0..=i {
+                s.scatter[i * p + j] = scatter[i * p + j];
+            }
+        }
+        Ok(s)
+    }
+
     /// Serialises to a versioned little-endian format with an FNV-1a checksum.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (k, p) = (self.num_classes, self.dim);

@@ -124,6 +124,53 @@ def _rf_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(v: str):
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import PRESETS, TrainConfig, Trainer
+
+    if args.list_presets:
+        for name, kw in PRESETS.items():
+            print(f"{name:<22} {kw}")
+        return 0
+    cfg: dict = {}
+    if args.preset:
+        if args.preset not in PRESETS:
+            from .errors import ParameterError
+
+            raise ParameterError(f"unknown preset {args.preset!r}; known: {sorted(PRESETS)}")
+        cfg.update(PRESETS[args.preset])
+    if args.config:
+        import tomllib
+
+        with open(args.config, "rb") as f:
+            cfg.update(tomllib.load(f))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        cfg[key] = _parse_value(value)
+    if args.device:
+        cfg["device"] = args.device
+    config = TrainConfig.from_dict(cfg)
+    trainer = Trainer(config, out_dir=args.out)
+    print(f"training on {trainer.device}: {config}")
+    trainer.fit(resume=f"{args.out}/checkpoint.pt" if args.resume else None)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .training.demo import run_demo
+
+    run_demo(epochs=args.epochs, seeds=range(args.seeds), out_dir=args.out, device=args.device)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
@@ -141,7 +188,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cur.add_argument("--a2-max", type=float, default=1.0)
     cur.add_argument("--points", type=int, default=6)
     cur.add_argument("--seeds", type=int, default=5)
+    tr = sub.add_parser("train", help="train a model with a fixed-ETF or learned head (needs torch)")
+    tr.add_argument("--preset", help="a preset name (see --list-presets)")
+    tr.add_argument("--config", help="a TOML file of TrainConfig keys")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    tr.add_argument("--device", help="auto (default), cpu or cuda[:i]")
+    tr.add_argument("--out", default="out/train", help="directory for metrics.jsonl/csv and checkpoint.pt")
+    tr.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")
+    tr.add_argument("--list-presets", action="store_true")
+    dm = sub.add_parser("demo", help="the main job: heads and losses on digits, balanced and long-tail (needs torch)")
+    dm.add_argument("--epochs", type=int, default=30)
+    dm.add_argument("--seeds", type=int, default=3)
+    dm.add_argument("--out", default="out/demo")
+    dm.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if args.command in ("train", "demo"):
+        try:
+            return _train(args) if args.command == "train" else _demo(args)
+        except EtfcoreError as e:
+            print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
     if args.command == "rf-curve":
         return _rf_curve(args)
     if args.command == "report":

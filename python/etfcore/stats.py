@@ -135,6 +135,30 @@ class CollapseStats:
         another format version ``IncompatibleStatsError``."""
         return cls._wrap(_core.RawCollapseStats.from_bytes(bytes(data)))
 
+    @classmethod
+    def from_parts(
+        cls,
+        num_classes: int,
+        dim: int,
+        *,
+        shift: Optional[Any],
+        class_counts: Any,
+        class_sums: Any,
+        class_sq_norms: Any,
+        class_unit_sums: Any,
+        class_zero_rows: Any,
+        scatter: Any,
+    ) -> CollapseStats:
+        """Statistics accumulated elsewhere (e.g. on a GPU by
+        :class:`etfcore.training.TorchCollapseStats`), validated by the core."""
+        f = lambda a: [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]  # noqa: E731
+        i = lambda a: [int(v) for v in np.asarray(a, dtype=np.int64).ravel()]  # noqa: E731
+        raw = _core.RawCollapseStats.from_parts(
+            int(num_classes), int(dim), None if shift is None else f(shift), i(class_counts),
+            f(class_sums), f(class_sq_norms), f(class_unit_sums), i(class_zero_rows), f(scatter),
+        )
+        return cls._wrap(raw)
+
     def save(self, path: Union[str, os.PathLike]) -> None:
         with open(path, "wb") as f:
             f.write(self.to_bytes())

@@ -1,0 +1,161 @@
+"""Classifier heads (SPEC §8): fixed simplex ETF, learnable linear, centred class means."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import DimensionError, LabelError, ShapeError
+from ..frames import etf as _etf
+
+
+def _check_features(h: torch.Tensor, dim: int) -> None:
+    if h.dim() != 2 or h.shape[1] != dim:
+        raise ShapeError(f"head expects features of shape (batch, {dim}), got {tuple(h.shape)}")
+
+
+class FixedETFHead(nn.Module):
+    r"""Fixed simplex-ETF classifier ``logits = W φ(h)`` (bias zero).
+
+    ``W`` (``K × p``) comes from :func:`etfcore.etf` with an explicit ``seed`` and is a persistent
+    buffer: optimisers never see it and a checkpoint restores exactly the same frame (the seed is
+    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (paper 004: lets ReLU features
+    reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2 normalisation.
+
+    >>> import torch, etfcore.nn as enn
+    >>> head = enn.FixedETFHead(num_classes=10, dim=16, seed=0)
+    >>> head(torch.randn(4, 16)).shape
+    torch.Size([4, 10])
+    """
+
+    weight: torch.Tensor
+    seed: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        seed: int = 0,
+        lengths: Optional[Sequence[float]] = None,
+        projector: bool = False,
+        batch_norm: bool = False,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim < num_classes - 1:
+            raise DimensionError(f"a fixed ETF head for K={num_classes} classes needs dim >= K-1 = {num_classes - 1}, got dim={dim}")
+        self.num_classes, self.dim = int(num_classes), int(dim)
+        w = _etf(num_classes, dim, seed=seed, lengths=lengths)
+        self.register_buffer("weight", torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)), persistent=True)
+        self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64), persistent=True)
+        self.projector = nn.Linear(dim, dim) if projector else None
+        self.bn = nn.BatchNorm1d(dim) if batch_norm else None
+        self.normalize = bool(normalize)
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """The features the frame classifies (after projector / BN / normalisation)."""
+        _check_features(h, self.dim)
+        if self.projector is not None:
+            h = self.projector(h)
+        if self.bn is not None:
+            h = self.bn(h)
+        if self.normalize:
+            h = F.normalize(h, dim=1)
+        return h
+
+    def classify(self, u: torch.Tensor) -> torch.Tensor:
+        return u @ self.weight.to(u.dtype).T
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(h))
+
+
+class LinearHead(nn.Module):
+    """Learnable ``nn.Linear(p, K)`` — the "trainable model" baseline."""
+
+    def __init__(self, num_classes: int, dim: int, *, bias: bool = True) -> None:
+        super().__init__()
+        self.num_classes, self.dim = int(num_classes), int(dim)
+        self.linear = nn.Linear(dim, num_classes, bias=bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        _check_features(h, self.dim)
+        return h
+
+    def classify(self, u: torch.Tensor) -> torch.Tensor:
+        return self.linear(u)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(h))
+
+
+def centred_means_weights(class_means: torch.Tensor) -> torch.Tensor:
+    r"""Paper 001's classifier ``M̄ = M P / ‖M P‖₂`` (spectral norm), ``P = I - 11ᵀ/K``, returned
+    as ``K × p`` weights (rows ``M̄ᵀ``); ``class_means`` is ``K × p``."""
+    if class_means.dim() != 2:
+        raise ShapeError(f"class_means must be (K, p), got {tuple(class_means.shape)}")
+    centred = class_means - class_means.mean(0, keepdim=True)  # (M P)ᵀ
+    return centred / torch.linalg.matrix_norm(centred, ord=2)
+
+
+class CentredMeansHead(nn.Module):
+    """Centred-means heads (paper 001).
+
+    - ``mode="cm"``: fixed weights ``M̄ᵀ`` (a buffer);
+    - ``mode="wicm"``: a trainable linear head initialised with ``M̄ᵀ``;
+    - ``mode="lwm"``: ``W = (M Ω)ᵀ`` with ``M`` fixed and ``Ω`` (``K × K``) learned, from identity.
+
+    ``class_means`` (``K × p``) are the training features' class means (e.g. from
+    :class:`etfcore.CollapseStats`).
+    """
+
+    def __init__(self, class_means, *, mode: str = "cm", bias: bool = False) -> None:
+        super().__init__()
+        m = torch.as_tensor(np.asarray(class_means), dtype=torch.float32)
+        if mode not in ("cm", "wicm", "lwm"):
+            raise ValueError(f"mode must be 'cm', 'wicm' or 'lwm', got {mode!r}")
+        self.mode = mode
+        self.num_classes, self.dim = m.shape
+        w = centred_means_weights(m)
+        if mode == "cm":
+            self.register_buffer("fixed_weight", w)
+        elif mode == "wicm":
+            self.trainable_weight = nn.Parameter(w.clone())
+        else:
+            self.register_buffer("means", m.T.contiguous())  # p × K
+            self.omega = nn.Parameter(torch.eye(self.num_classes))
+        self.bias = nn.Parameter(torch.zeros(self.num_classes)) if bias else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self.mode == "cm":
+            return self.fixed_weight
+        if self.mode == "wicm":
+            return self.trainable_weight
+        return (self.means @ self.omega).T
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        _check_features(h, self.dim)
+        return h
+
+    def classify(self, u: torch.Tensor) -> torch.Tensor:
+        out = u @ self.weight.T
+        return out if self.bias is None else out + self.bias
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(h))
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Raises :class:`LabelError` for labels outside ``0..num_classes-1``."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise LabelError(f"labels must lie in 0..{num_classes - 1}, got range [{int(labels.min())}, {int(labels.max())}]")
