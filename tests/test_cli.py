@@ -32,3 +32,11 @@ def test_data_helpers():
     np.testing.assert_array_equal(ec.data.long_tail_counts(3, 100, 0.1), [100, 31, 10])
     x, y = ec.data.load_digits()
     assert x.shape == (1797, 64) and np.bincount(y).size == 10
+
+
+def test_report_plots_and_metrics_alias(tmp_path, capsys):
+    H, y = ec.data.gaussian_mixture(3, 6, 20, seed=0)
+    np.save(tmp_path / "h.npy", H)
+    np.save(tmp_path / "y.npy", y)
+    assert main(["metrics", "--features", str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"), "--plots", str(tmp_path / "p")]) == 0
+    assert len(list((tmp_path / "p").glob("*.png"))) == 2

@@ -215,3 +215,43 @@ def test_training_on_cuda():
     tr = Trainer(TrainConfig(epochs=3, progress=False, device="cuda"))
     hist = tr.fit()
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+DIST_SCRIPT = r'''
+import os, sys, socket
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import etfcore as ec
+from etfcore.training import TorchCollapseStats
+
+def work(rank, world, port, out):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
+    t = TorchCollapseStats(4, 6)
+    t.update(torch.from_numpy(H[rank::world]) + rank, torch.from_numpy(y[rank::world]))  # rank-dependent data
+    t.sync()
+    if rank == 0:
+        open(out, "wb").write(t.to_core().to_bytes())
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    mp.spawn(work, args=(2, port, sys.argv[1]), nprocs=2, join=True)
+'''
+
+
+def test_distributed_sync_equals_one_pass(tmp_path):
+    script = tmp_path / "dist.py"
+    script.write_text(DIST_SCRIPT)
+    out = tmp_path / "stats.bin"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=120)
+    synced = ec.CollapseStats.from_bytes(out.read_bytes())
+    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
+    H2 = H.copy()
+    H2[1::2] += 1  # what rank 1 saw
+    ref = ec.CollapseStats(4, 6).update(H2, y)
+    np.testing.assert_array_equal(synced.class_counts, ref.class_counts)
+    np.testing.assert_allclose(synced.total_covariance(), ref.total_covariance(), atol=1e-12)
+    assert synced.vci().value == pytest.approx(ref.vci().value, rel=1e-12)

@@ -66,14 +66,52 @@ def format_table(columns: List[Tuple[str, Dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _embedded(weighting: str) -> List[Tuple[str, Dict[str, Any]]]:
-    out = []
+def _embedded_data():
     x, y = data.load_digits()
-    out.append(("digits (pixels)", collapse_metrics(x, y, classifier=etf(10, x.shape[1], seed=0), weighting=weighting)))
+    yield "digits (pixels)", x, y
     for name, within in (("GMM loose", 1.0), ("GMM collapsed", 0.05)):
         h, yy = data.gaussian_mixture(10, 64, data.long_tail_counts(10, 200, 0.1), seed=0, within_scale=within)
-        out.append((name, collapse_metrics(h, yy, classifier=etf(10, 64, seed=0), weighting=weighting)))
-    return out
+        yield name, h, yy
+
+
+def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[str]:
+    """Heat map of the within-class covariance Σ_W (paper 000 Fig. 3 shows tr C°/p of it) and the
+    spectra of Σ_B and Σ_T (paper 003 Fig. 2) for one feature set; returns the files written."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .stats import CollapseStats
+
+    os.makedirs(out_dir, exist_ok=True)
+    st = CollapseStats(int(y.max()) + 1, h.shape[1]).update(h, y)
+    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    sw = st.within_class_covariance()
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    lim = np.abs(sw).max()
+    im = ax.imshow(sw, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(f"{name}: Σ_W (tr/p = {np.trace(sw) / sw.shape[0]:.3g})")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    f1 = os.path.join(out_dir, f"within_covariance_{slug}.png")
+    fig.savefig(f1, dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for label, mat in (("Σ_T", st.total_covariance()), ("Σ_B", st.between_class_covariance())):
+        ev = np.clip(np.linalg.eigvalsh(mat)[::-1], 1e-16, None)
+        ax.semilogy(np.arange(1, ev.size + 1), ev, label=label)
+    ax.set_xlabel("index")
+    ax.set_ylabel("eigenvalue")
+    ax.set_title(f"{name}: spectra")
+    ax.legend()
+    fig.tight_layout()
+    f2 = os.path.join(out_dir, f"spectra_{slug}.png")
+    fig.savefig(f2, dpi=110)
+    plt.close(fig)
+    return [f1, f2]
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -82,9 +120,14 @@ def _report(args: argparse.Namespace) -> int:
         h = np.load(args.features, mmap_mode="r")
         y = np.load(args.labels)
         w = np.load(args.classifier) if args.classifier else None
-        cols = [(args.features, collapse_metrics(h, y, classifier=w, weighting=args.weighting))]
+        sets = [(args.features, h, y, w)]
     else:
-        cols = _embedded(args.weighting)
+        sets = [(n, h, y, etf(10, h.shape[1], seed=0)) for n, h, y in _embedded_data()]
+    cols = [(n, collapse_metrics(h, y, classifier=w, weighting=args.weighting)) for n, h, y, w in sets]
+    if args.plots:
+        for n, h, y, _ in sets:
+            for f in write_plots(n, np.asarray(h), np.asarray(y), args.plots):
+                print(f"wrote {f}", file=sys.stderr)
     if args.json:
         print(json.dumps({n: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()} for n, m in cols}, indent=2))
     else:
@@ -175,12 +218,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("report", help="collapse metrics of embedded data or saved features")
+    rep = sub.add_parser("report", aliases=["metrics"], help="collapse metrics of embedded data or saved features")
     rep.add_argument("--features", help=".npy file of features (N, p)")
     rep.add_argument("--labels", help=".npy file of integer labels (N,)")
     rep.add_argument("--classifier", help=".npy file of classifier weights (K, p) for NC3/NC4")
     rep.add_argument("--weighting", choices=["weighted", "balanced"], default="weighted")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (needs matplotlib)")
     cur = sub.add_parser("rf-curve", help="paper 000 Fig. 2 on the embedded digits: RF ridge test MSE vs a2")
     cur.add_argument("--out", help="PNG path for the plot")
     cur.add_argument("--num-features", type=int, default=512)
@@ -210,7 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     if args.command == "rf-curve":
         return _rf_curve(args)
-    if args.command == "report":
+    if args.command in ("report", "metrics"):
         if bool(args.features) != bool(args.labels):
             parser.error("--features and --labels go together")
         try:

@@ -68,29 +68,68 @@ def embedded(name: str, *, seed: int, imbalance_ratio: float = 1.0, test_fractio
     }
 
 
-def torchvision_dataset(name: str, root: str, *, train: bool, download: bool = True, transform=None) -> Dataset:  # pragma: no cover - needs torchvision
-    """CIFAR-10/100, STL-10, SVHN, Flowers-102, Oxford Pets, DTD or an image folder through
-    torchvision (downloads on a user's machine)."""
+TORCHVISION = ("cifar10", "cifar100", "cifar100-coarse", "stl10", "svhn", "flowers102", "pets", "dtd", "folder")
+
+
+def torchvision_dataset(name: str, root: str, *, train: bool, download: bool = True, transform=None) -> Dataset:
+    """CIFAR-10/100 (``cifar100-coarse``: CIFAR-100 images with the 20 superclass labels), STL-10,
+    SVHN, Flowers-102, Oxford Pets, DTD or an image folder (``root/<class>/<image>``) through
+    torchvision; downloads on a user's machine when ``download``."""
     try:
         import torchvision.datasets as tvd
-    except ImportError as e:
-        raise ImportError("torchvision datasets need torchvision: pip install torchvision") from e
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("these datasets need torchvision: pip install torchvision") from e
     split_name = "train" if train else "test"
+    coarse = (lambda t: CIFAR100_COARSE[t]) if name == "cifar100-coarse" else None
     table = {
         "cifar10": lambda: tvd.CIFAR10(root, train=train, download=download, transform=transform),
         "cifar100": lambda: tvd.CIFAR100(root, train=train, download=download, transform=transform),
+        "cifar100-coarse": lambda: tvd.CIFAR100(root, train=train, download=download, transform=transform, target_transform=coarse),
         "stl10": lambda: tvd.STL10(root, split=split_name, download=download, transform=transform),
         "svhn": lambda: tvd.SVHN(root, split=split_name, download=download, transform=transform),
         "flowers102": lambda: tvd.Flowers102(root, split=split_name, download=download, transform=transform),
         "pets": lambda: tvd.OxfordIIITPet(root, split="trainval" if train else "test", download=download, transform=transform),
         "dtd": lambda: tvd.DTD(root, split=split_name, download=download, transform=transform),
-        "folder": lambda: tvd.ImageFolder(root, transform=transform),
+        "folder": lambda: tvd.ImageFolder(f"{root}/{split_name}", transform=transform),
     }
     if name not in table:
         raise ParameterError(f"unknown dataset {name!r}; known: {sorted(table)}")
     return table[name]()
 
 
+def dataset_labels(ds: Dataset) -> np.ndarray:
+    """All labels of a dataset without loading images where torchvision keeps them as a list."""
+    if isinstance(ds, TensorDataset):
+        return ds.tensors[1].numpy()
+    if isinstance(ds, torch.utils.data.Subset):
+        return dataset_labels(ds.dataset)[np.asarray(ds.indices)]
+    for attr in ("targets", "labels", "_labels"):
+        if hasattr(ds, attr):
+            t = np.asarray(getattr(ds, attr))
+            tt = getattr(ds, "target_transform", None)
+            return np.array([tt(int(v)) for v in t]) if tt is not None else t
+    return np.array([int(t) for _, t in ds])
+
+
+def image_datasets(name: str, root: str, *, seed: int, imbalance_ratio: float = 1.0, download: bool = True, image_size: int = 32) -> Dict[str, object]:
+    """Train/test splits of a torchvision dataset with the usual transforms (train: random crop with
+    padding and horizontal flip; both: resize to ``image_size``, per-channel normalisation), the
+    training split long-tail subsampled when ``imbalance_ratio < 1``."""
+    import torchvision.transforms as T
+
+    norm = T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    train_tf = T.Compose([T.Resize((image_size, image_size)), T.RandomCrop(image_size, padding=image_size // 8), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    test_tf = T.Compose([T.Resize((image_size, image_size)), T.ToTensor(), norm])
+    train = torchvision_dataset(name, root, train=True, download=download, transform=train_tf)
+    test = torchvision_dataset(name, root, train=False, download=download, transform=test_tf)
+    y = dataset_labels(train)
+    k = int(max(y.max(), dataset_labels(test).max())) + 1
+    if imbalance_ratio < 1.0:
+        train = torch.utils.data.Subset(train, long_tail_indices(y, imbalance_ratio, seed=seed).tolist())
+        y = dataset_labels(train)
+    return {"train": train, "test": test, "num_classes": k, "input_shape": (3, image_size, image_size), "train_counts": np.bincount(y, minlength=k)}
+
+
 def dataset_counts(ds: Dataset, num_classes: Optional[int] = None) -> np.ndarray:
-    labels = ds.tensors[1].numpy() if isinstance(ds, TensorDataset) else np.array([int(t) for _, t in ds])
+    labels = dataset_labels(ds)
     return np.bincount(labels, minlength=num_classes or int(labels.max()) + 1)

@@ -38,7 +38,7 @@ CHOICES = {
     "loss": ("ce", "weighted_ce", "label_smoothing", "dot_regression", "dot_regression_parity", "hinge_ce", "generalised_labels"),
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "step", "constant"),
-    "dataset": ("digits", "gmm"),
+    "dataset": ("digits", "gmm") + datasets.TORCHVISION,
 }
 
 
@@ -47,6 +47,9 @@ class TrainConfig:
     """Every option of a run; :meth:`from_dict` refuses unknown keys and bad values."""
 
     dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = True
+    image_size: int = 32
     imbalance_ratio: float = 1.0
     backbone: str = "mlp"
     feature_dim: int = 32
@@ -153,15 +156,20 @@ class Trainer:
         self.out_dir = out_dir
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
-        d = datasets.embedded(config.dataset, seed=config.seed, imbalance_ratio=config.imbalance_ratio)
+        if config.dataset in ("digits", "gmm"):
+            d = datasets.embedded(config.dataset, seed=config.seed, imbalance_ratio=config.imbalance_ratio)
+            input_shape = (d["input_dim"],)
+        else:
+            d = datasets.image_datasets(config.dataset, config.data_root, seed=config.seed, imbalance_ratio=config.imbalance_ratio, download=config.download, image_size=config.image_size)
+            input_shape = d["input_shape"]
         self.num_classes = d["num_classes"]
         self.train_set, self.test_set = d["train"], d["test"]
         self.train_counts = d["train_counts"]
         for name, ds in (("train", self.train_set), ("test", self.test_set)):
-            y = ds.tensors[1]
+            y = datasets.dataset_labels(ds)
             if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
                 raise LabelError(f"{name} labels fall outside the head's {self.num_classes} classes")
-        self.model = self._build_model(d["input_dim"]).to(self.device)
+        self.model = self._build_model(input_shape).to(self.device)
         self.criterion = self._build_loss().to(self.device)
         self.optimizer = self._build_optimizer()
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
@@ -173,14 +181,15 @@ class Trainer:
         self.minor = torch.as_tensor(self.train_counts <= config.minor_threshold)
 
     # ------------------------------------------------------------------ construction
-    def _build_model(self, input_dim: int) -> Model:
+    def _build_model(self, input_shape) -> Model:
         c = self.config
         if c.backbone == "mlp":
-            backbone = MLP(input_dim, c.feature_dim)
+            backbone = MLP(int(np.prod(input_shape)), c.feature_dim)
         elif c.backbone in ("cnn", "cnn-sw"):
-            backbone = SmallCNN(c.feature_dim, norm="sw" if c.backbone == "cnn-sw" else "bn")
-        else:  # pragma: no cover - torchvision
-            backbone = resnet(c.backbone, feature_dim=c.feature_dim)
+            channels = input_shape[0] if len(input_shape) == 3 else 1
+            backbone = SmallCNN(c.feature_dim, in_channels=channels, norm="sw" if c.backbone == "cnn-sw" else "bn")
+        else:
+            backbone = resnet(c.backbone, feature_dim=c.feature_dim, small_input=c.image_size <= 64)
         if c.head == "etf":
             head = FixedETFHead(self.num_classes, c.feature_dim, seed=c.etf_seed, projector=c.projector, batch_norm=c.head_batch_norm, normalize=c.normalize_features)
         elif c.head == "linear":
