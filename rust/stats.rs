@@ -166,6 +166,24 @@ fn first_batch_mean<T: Real>(h: &ArrayView2<'_, T>, what: &str) -> Result<Vec<f6
     Ok(m)
 }
 
+/// The first non-finite value of `h` in row-major order (the error path only).
+fn first_non_finite<T: Real>(h: &ArrayView2<'_, T>) -> EtfError {
+    for (i, row) in h.rows().into_iter().enumerate() {
+        if let Some(j) = row.iter().position(|v| !v.to_f64().is_finite()) {
+            return EtfError::NonFinite {
+                what: "features".into(),
+                row: i,
+                col: j,
+            };
+        }
+    }
+    EtfError::NonFinite {
+        what: "features".into(),
+        row: 0,
+        col: 0,
+    }
+}
+
 /// One pass over `h` with shift `c`: the partial statistics, or the first error in row order.
 pub(crate) fn pass<T: Real>(
     h: &ArrayView2<'_, T>,
@@ -177,6 +195,11 @@ pub(crate) fn pass<T: Real>(
 ) -> Result<Partial<T>> {
     let (n, p) = h.dim();
     let k = num_classes;
+    // Rows are visited in label order (stable): consecutive rows then update the same class
+    // rows of the K × p sums, which stay in cache. The scatter does not depend on the order.
+    let mut sorted: Vec<usize> = (0..n).collect();
+    sorted.sort_by_key(|&i| y[i]);
+    let sorted = &sorted;
     let nchunks = n.div_ceil(CHUNK_ROWS);
     let workers = rayon::current_num_threads().clamp(1, nchunks.max(1));
     let results: Vec<Result<Partial<T>>> = (0..workers)
@@ -189,10 +212,7 @@ pub(crate) fn pass<T: Real>(
                 let r0 = ci * CHUNK_ROWS;
                 let r1 = (r0 + CHUNK_ROWS).min(n);
                 order.clear();
-                order.extend(r0..r1);
-                if opts.track_class_scatter {
-                    order.sort_by_key(|&i| y[i]);
-                }
+                order.extend_from_slice(&sorted[r0..r1]);
                 let m = r1 - r0;
                 part.buf.resize(m * p, T::default());
                 let mut rowbuf: Vec<T> = Vec::new();
