@@ -18,16 +18,8 @@ import tempfile
 import time
 
 import numpy as np
-
-
-def peak_mib():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
-
-
-def now_mib():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+from compare import rss_now_mib as now_mib  # benches/ is the script's directory
+from compare import rss_peak_mib as peak_mib
 
 
 def run(method, path, m):

@@ -12,104 +12,106 @@ pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
     const NAME: &'static str;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
+
+    /// `C (m×n) = α A (m×k) B (k×n) + β C` with arbitrary strides (matrixmultiply's s/dgemm).
+    ///
+    /// # Safety
+    /// Every pointer/stride pair must address valid elements for the given sizes, and `c` must
+    /// not alias `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+
     /// Adds the lower triangle (with diagonal) of `xᵀ x` to `acc` (`p × p`, row-major, f64),
-    /// `x` being `m × p` row-major. `work` is scratch space the implementation may resize.
-    fn accumulate_gram(x: &[Self], m: usize, p: usize, work: &mut Vec<Self>, acc: &mut [f64]);
-}
-
-/// Column-block width of the blocked triangular product.
-const GRAM_BLOCK: usize = 128;
-
-/// Lower trapezoid blocks: for each column block `[j0, j0+b)`, `C[j0.., j0..j0+b] (+)= X[:, j0..]ᵀ X[:, j0..j0+b]`.
-/// About half the flops of the full product; `c` is `p × p` row-major.
-macro_rules! blocked_lower_gram {
-    ($gemm:path, $t:ty, $x:expr, $m:expr, $p:expr, $c:expr, $beta:expr) => {{
-        let (x, m, p, c): (&[$t], usize, usize, &mut [$t]) = ($x, $m, $p, $c);
-        debug_assert!(x.len() >= m * p && c.len() >= p * p);
+    /// `x` being `m × p` row-major. The product of one chunk is formed in the input precision
+    /// (the data are already shifted, so chunk sums are well scaled) by column blocks
+    /// `C[j0.., j0..j0+b] = X[:, j0..]ᵀ X[:, j0..j0+b]` (about half the flops of the full
+    /// product), then added in f64: f64 accumulation across chunks. `work` is scratch.
+    fn accumulate_gram(x: &[Self], m: usize, p: usize, work: &mut Vec<Self>, acc: &mut [f64]) {
+        assert!(x.len() >= m * p && acc.len() >= p * p);
+        work.resize(p * p, Self::default());
         let mut j0 = 0;
         while j0 < p {
             let b = GRAM_BLOCK.min(p - j0);
-            // SAFETY: every pointer/stride pair addresses elements inside `x` (m × p) and `c`
-            // (p × p); the blocks of `c` written by different iterations are disjoint.
+            // SAFETY: the pointers address `x` (m × p) and `work` (p × p) within bounds; blocks of
+            // `work` written by different iterations are disjoint.
             unsafe {
-                $gemm(
+                Self::gemm(
                     p - j0,
                     m,
                     b,
-                    1.0,
+                    Self::from_f64(1.0),
                     x.as_ptr().add(j0),
                     1,
                     p as isize,
                     x.as_ptr().add(j0),
                     p as isize,
                     1,
-                    $beta,
-                    c.as_mut_ptr().add(j0 * p + j0),
+                    Self::from_f64(0.0),
+                    work.as_mut_ptr().add(j0 * p + j0),
                     p as isize,
                     1,
                 );
             }
             j0 += b;
         }
-    }};
-}
-
-impl Real for f32 {
-    const NAME: &'static str = "float32";
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    /// f32 products over one chunk (the data are already shifted, so the chunk sums are
-    /// well scaled), then added to the f64 accumulator: f64 accumulation across chunks.
-    fn accumulate_gram(x: &[f32], m: usize, p: usize, work: &mut Vec<f32>, acc: &mut [f64]) {
-        work.resize(p * p, 0.0);
-        blocked_lower_gram!(
-            matrixmultiply::sgemm,
-            f32,
-            x,
-            m,
-            p,
-            work.as_mut_slice(),
-            0.0
-        );
-        for i in 0..p {
-            let (src, dst) = (&work[i * p..i * p + i + 1], &mut acc[i * p..i * p + i + 1]);
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d += *s as f64;
-            }
-        }
-    }
-}
-
-impl Real for f64 {
-    const NAME: &'static str = "float64";
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn accumulate_gram(x: &[f64], m: usize, p: usize, work: &mut Vec<f64>, acc: &mut [f64]) {
-        work.resize(p * p, 0.0);
-        blocked_lower_gram!(
-            matrixmultiply::dgemm,
-            f64,
-            x,
-            m,
-            p,
-            work.as_mut_slice(),
-            0.0
-        );
         add_lower(work, acc, p);
     }
 }
+
+/// Column-block width of the blocked triangular product.
+const GRAM_BLOCK: usize = 128;
+
+macro_rules! impl_real {
+    ($t:ty, $name:literal, $gemm:path) => {
+        impl Real for $t {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: $t,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            }
+        }
+    };
+}
+
+impl_real!(f32, "float32", matrixmultiply::sgemm);
+impl_real!(f64, "float64", matrixmultiply::dgemm);
 
 /// `acc[i, j] += work[i, j]` for `j ≤ i` (the upper triangle of `acc` stays untouched).
 fn add_lower<T: Real>(work: &[T], acc: &mut [f64], p: usize) {

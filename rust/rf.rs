@@ -653,7 +653,7 @@ unsafe impl<T> Sync for SyncPtr<T> {}
 /// W is generated block by block (`PROJECTION_BLOCK` rows, reproducible from `seed`); for each
 /// block the `block × n` features `σ(W_b Xᵀ)` are formed and their Gram added to the lower
 /// triangle of `K` by column blocks in parallel. Extra memory: `O(block · (n + p))` beside `K`.
-pub fn empirical_kernel<T: Real + RfGemm>(
+pub fn empirical_kernel<T: Real>(
     act: &Activation,
     x: ArrayView2<'_, T>,
     num_features: usize,
@@ -754,68 +754,6 @@ pub fn empirical_kernel<T: Real + RfGemm>(
     Ok(Array2::from_shape_vec((n, n), k).unwrap())
 }
 
-/// The GEMM of an element type (matrixmultiply's sgemm/dgemm).
-pub trait RfGemm: Sized {
-    /// `C (m×n) = α A (m×k) B (k×n) + β C`, arbitrary strides.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
-}
-impl RfGemm for f32 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    ) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-    }
-}
-impl RfGemm for f64 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
-    ) {
-        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,6 +795,38 @@ mod tests {
                             q[i]
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empirical_kernel_matches_naive() {
+        let (n, p, m) = (37usize, 11usize, 300usize);
+        let x = Array2::from_shape_fn((n, p), |(i, j)| ((i * 31 + j * 7) % 13) as f64 / 13.0 - 0.5);
+        for proj in [
+            Projection::Gaussian,
+            Projection::Orthogonal,
+            Projection::Etf,
+            Projection::SparseTernary { density: 0.3 },
+        ] {
+            let act = Activation::Relu;
+            let k = empirical_kernel(&act, x.view(), m, proj, 9).unwrap();
+            let w = projection_rows(proj, 0, m, p, 9).unwrap();
+            for i in 0..n {
+                for j in 0..n {
+                    let want: f64 = (0..m)
+                        .map(|r| {
+                            let zi: f64 = (0..p).map(|c| w[r * p + c] * x[[i, c]]).sum();
+                            let zj: f64 = (0..p).map(|c| w[r * p + c] * x[[j, c]]).sum();
+                            act.apply(zi) * act.apply(zj)
+                        })
+                        .sum::<f64>()
+                        / m as f64;
+                    assert!(
+                        (k[[i, j]] - want).abs() < 1e-10 * (1.0 + want.abs()),
+                        "{proj:?}"
+                    );
                 }
             }
         }
