@@ -37,6 +37,32 @@ pub enum EtfError {
 
 pub type Result<T> = std::result::Result<T, EtfError>;
 
+/// A zero-filled vector allocated fallibly: a request the machine cannot satisfy becomes an
+/// error instead of aborting the process.
+pub fn try_zeros<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        EtfError::Dimension(format!(
+            "{what} needs {n} values ({:.1} GiB), which cannot be allocated",
+            (n as f64) * std::mem::size_of::<T>() as f64 / (1u64 << 30) as f64
+        ))
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// Refuses dense objects above `2^31` elements (16 GiB of f64) before any allocation.
+pub fn check_dense_size(rows: usize, cols: usize, what: &str) -> Result<()> {
+    let n = rows as u128 * cols as u128;
+    if n > 1u128 << 31 {
+        return Err(EtfError::Dimension(format!(
+            "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); too large",
+            n as f64 * 8.0 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
 impl fmt::Display for EtfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,7 +8,7 @@
 //! signs of `R`'s diagonal fixed) from an explicit seed. Hence `W Wᵀ = K/(K-1) (I - 11ᵀ/K)`:
 //! unit rows, pairwise inner products `-1/(K-1)`, rows summing to zero, and `p = K-1` works.
 
-use crate::error::{EtfError, Result};
+use crate::error::{check_dense_size, EtfError, Result};
 use faer::{Mat, Par};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -112,6 +112,7 @@ fn simplex_from_rows(num_classes: usize, rows: Mat<f64>, lengths: Option<&[f64]>
 
 fn check_simplex_dim(num_classes: usize, dim: usize) -> Result<()> {
     check_classes(num_classes)?;
+    check_dense_size(num_classes, dim, "the frame")?;
     if dim < num_classes - 1 {
         return Err(EtfError::Dimension(format!(
             "a simplex ETF for K={num_classes} classes needs dim >= K-1 = {}, got dim={dim}",
@@ -180,6 +181,7 @@ pub fn orthogonal_frame(
         )));
     }
     check_lengths(lengths, num_classes)?;
+    check_dense_size(num_classes, dim, "the frame")?;
     Ok(finish(
         haar_orthonormal_rows(num_classes, dim, seed),
         lengths,

@@ -7,7 +7,7 @@
 //! - [`empirical_kernel`]: `(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ` in blocks of projection rows, generated
 //!   block by block from the seed (never holding the `n × m` features nor `W`).
 
-use crate::error::{EtfError, Result};
+use crate::error::{check_dense_size, try_zeros, EtfError, Result};
 use crate::linalg::Real;
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -439,6 +439,7 @@ pub fn expected_kernel<T: Real>(
         )));
     }
     let same = y.is_none();
+    check_dense_size(x.nrows(), yv.nrows(), "the kernel")?;
     let xf = x.mapv(|v| v.to_f64());
     let yf = yv.mapv(|v| v.to_f64());
     for (name, m) in [("x", &xf), ("y", &yf)] {
@@ -576,6 +577,7 @@ pub fn projection_rows(
     p: usize,
     seed: u64,
 ) -> Result<Vec<f64>> {
+    check_dense_size(rows, p, "the projection")?;
     if let Projection::SparseTernary { density } = proj {
         if !(density > 0.0 && density <= 1.0) {
             return Err(EtfError::Parameter(format!(
@@ -673,8 +675,9 @@ pub fn empirical_kernel<T: Real>(
     }
     let xs = x.as_standard_layout();
     let xs = xs.as_slice().unwrap();
-    let mut k = vec![T::default(); n * n];
-    let mut z = vec![T::default(); PROJECTION_BLOCK * n];
+    check_dense_size(n, n, "the kernel")?;
+    let mut k: Vec<T> = try_zeros(n * n, "the kernel")?;
+    let mut z: Vec<T> = try_zeros(PROJECTION_BLOCK * n, "a block of random features")?;
     let scale = 1.0 / num_features as f64;
     let mut r0 = 0;
     while r0 < num_features {

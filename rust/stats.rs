@@ -14,7 +14,7 @@
 //! added in f64. The partials are validated and reduced before anything is written, so a
 //! failed update leaves the state exactly as it was.
 
-use crate::error::{EtfError, Result};
+use crate::error::{check_dense_size, try_zeros, EtfError, Result};
 use crate::linalg::{symmetrize_from_lower, Real};
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
@@ -350,18 +350,20 @@ impl CollapseStats {
                 cells as f64 * 8.0 / (1u64 << 30) as f64
             )));
         }
+        check_dense_size(k, p, "class sums (num_classes × dim)")?;
+        check_dense_size(p, p, "the scatter (dim × dim)")?;
         Ok(CollapseStats {
             num_classes: k,
             dim: p,
             shift: None,
-            counts: vec![0; k],
-            class_sums: vec![0.0; k * p],
-            class_sq_norms: vec![0.0; k],
-            class_unit_sums: vec![0.0; k * p],
-            class_zero_rows: vec![0; k],
-            scatter: vec![0.0; p * p],
+            counts: try_zeros(k, "class counts")?,
+            class_sums: try_zeros(k * p, "class sums")?,
+            class_sq_norms: try_zeros(k, "class norms")?,
+            class_unit_sums: try_zeros(k * p, "class unit-vector sums")?,
+            class_zero_rows: try_zeros(k, "class zero rows")?,
+            scatter: try_zeros(p * p, "the scatter")?,
             class_scatter: if track_class_scatter {
-                Some(vec![0.0; k * p * p])
+                Some(try_zeros(k * p * p, "per-class scatters")?)
             } else {
                 None
             },

@@ -100,3 +100,18 @@ def test_pinv_errors():
         ec.pinv_psd(np.array([[1.0, np.nan], [np.nan, 1.0]]))
     with pytest.raises(ec.NumericalError, match="positive"):
         ec.pinv_psd(np.diag([1.0, 0.0]), rank=2)
+
+
+def test_absurd_sizes_are_errors_not_aborts():
+    with pytest.raises(ec.DimensionError, match="too large"):
+        ec.CollapseStats(10**9, 10**6)
+    with pytest.raises(ec.DimensionError, match="too large"):
+        ec.CollapseStats(2, 10**6)  # a 10^6 × 10^6 scatter
+    with pytest.raises(ec.DimensionError, match="too large"):
+        ec.etf(10**6, 10**6)
+    with pytest.raises(ec.DimensionError, match="too large"):
+        ec.orthogonal_frame(10**6, 10**6)
+    from etfcore import rf
+
+    with pytest.raises(ec.DimensionError, match="too large"):
+        rf.projection(10**7, 10**6, seed=0)
