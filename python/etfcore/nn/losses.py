@@ -43,7 +43,8 @@ class DotRegressionLoss(nn.Module):
 
     def __init__(self, weight: torch.Tensor, *, parity: bool = False) -> None:
         super().__init__()
-        self.weight = weight  # shared with the head (a buffer there)
+        # The fixed frame (e.g. ``FixedETFHead.weight``), a non-persistent buffer: ``.to()`` moves it.
+        self.register_buffer("weight", weight.detach(), persistent=False)
         self.parity = bool(parity)
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,7 @@ class HingeCrossEntropy(nn.Module):
 
     def __init__(self, weight: torch.Tensor, *, tau_plus: Union[float, Sequence[float]] = 13 * math.pi / 36, tau_minus: float = math.pi) -> None:
         super().__init__()
-        self.weight = weight
+        self.register_buffer("weight", weight.detach(), persistent=False)
         k = weight.shape[0]
         tp = torch.as_tensor(tau_plus, dtype=torch.float32)
         if tp.dim() == 0:
