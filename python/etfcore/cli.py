@@ -1,8 +1,11 @@
-"""Command line: ``etfcore report`` prints collapse metrics of embedded data or saved features.
+"""Command line.
 
-    etfcore report                       # digits (scikit-learn, no download) + a Gaussian mixture
-    etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--weighting balanced]
-    etfcore report --json                # machine-readable output
+    etfcore demo                          # the main job: heads and losses on digits (needs torch)
+    etfcore train --preset digits-etf-hinge [--set epochs=50] [--config run.toml] [--out DIR]
+    etfcore report                        # collapse metrics of embedded data (no torch)
+    etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
+    etfcore report --run DIR              # curves and a Markdown summary of a training run
+    etfcore rf-curve --out fig.png        # paper 000 Fig. 2 on the embedded digits
 """
 
 from __future__ import annotations
@@ -114,8 +117,88 @@ def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[s
     return [f1, f2]
 
 
+def markdown_table(columns: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The :func:`format_table` rows as a Markdown table."""
+    head = ["metric"] + [name for name, _ in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in _ROWS:
+        if any(key in m for _, m in columns):
+            lines.append("| " + " | ".join([label] + [_fmt(m.get(key, "")) for _, m in columns]) + " |")
+    return "\n".join(lines)
+
+
+_RUN_CURVES = [
+    ("train_loss", "training loss"),
+    ("test_acc", "held-out accuracy"),
+    ("vci", "VCI"),
+    ("nc1", "NC1"),
+    ("nc2_etf_error", "NC2 ETF error"),
+    ("nc3", "NC3"),
+]
+
+
+def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
+    """Metric curves over epochs and a Markdown summary of a training run (its metrics.jsonl)."""
+    import os
+
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        from .errors import ParameterError
+
+        raise ParameterError(f"{path} not found: --run takes the --out directory of `etfcore train`")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    os.makedirs(out_dir, exist_ok=True)
+    last = rows[-1]
+    keys = sorted(k for k in last if k != "epoch")
+    md = [f"# Training run `{run_dir}`", "", f"{len(rows)} epochs. Final epoch:", "", "| metric | value |", "|---|---|"]
+    md += [f"| {k} | {_fmt(last[k])} |" for k in keys]
+    tracked = [r for r in rows if "train_vci" in r]
+    if tracked:
+        cols = ["epoch", "train_loss", "test_acc", "train_vci", "test_vci", "train_nc1", "test_nc1"]
+        md += ["", "Per tracked epoch:", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        md += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in tracked]
+    files = []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 3, figsize=(12, 6.4))
+        for ax, (key, label) in zip(axes.ravel(), _RUN_CURVES):
+            for split in ("train", "test") if key not in ("train_loss", "test_acc") else ("",):
+                k = f"{split}_{key}" if split else key
+                pts = [(r["epoch"], r[k]) for r in rows if k in r]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=3, label=split or None)
+            ax.set_title(label)
+            ax.set_xlabel("epoch")
+            if key == "nc1":
+                ax.set_yscale("log")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        files.append(os.path.join(out_dir, "curves.png"))
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+        md += ["", "![metric curves](curves.png)"]
+    except ImportError:
+        md += ["", "(matplotlib not installed: no plots)"]
+    files.append(os.path.join(out_dir, "summary.md"))
+    with open(files[-1], "w") as f:
+        f.write("\n".join(md) + "\n")
+    return "\n".join(md), files
+
+
 def _report(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.run:
+        text, files = run_report(args.run, args.plots or args.run)
+        print(text)
+        for f in files:
+            print(f"wrote {f}", file=sys.stderr)
+        return 0
     if args.features:
         h = np.load(args.features, mmap_mode="r")
         y = np.load(args.labels)
@@ -128,6 +211,10 @@ def _report(args: argparse.Namespace) -> int:
         for n, h, y, _ in sets:
             for f in write_plots(n, np.asarray(h), np.asarray(y), args.plots):
                 print(f"wrote {f}", file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"# Collapse metrics ({args.weighting} convention)\n\n" + markdown_table(cols) + "\n")
+        print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
         print(json.dumps({n: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()} for n, m in cols}, indent=2))
     else:
@@ -224,7 +311,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep.add_argument("--classifier", help=".npy file of classifier weights (K, p) for NC3/NC4")
     rep.add_argument("--weighting", choices=["weighted", "balanced"], default="weighted")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (needs matplotlib)")
+    rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (with --run: where curves and summary go)")
+    rep.add_argument("--markdown", metavar="FILE", help="also write the metrics table as Markdown")
+    rep.add_argument("--run", metavar="DIR", help="report on a training run (the --out directory of `etfcore train`)")
     cur = sub.add_parser("rf-curve", help="paper 000 Fig. 2 on the embedded digits: RF ridge test MSE vs a2")
     cur.add_argument("--out", help="PNG path for the plot")
     cur.add_argument("--num-features", type=int, default=512)
@@ -257,6 +346,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command in ("report", "metrics"):
         if bool(args.features) != bool(args.labels):
             parser.error("--features and --labels go together")
+        if args.run and args.features:
+            parser.error("--run and --features are separate reports")
         try:
             return _report(args)
         except EtfcoreError as e:
