@@ -183,6 +183,16 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     torch.testing.assert_close(resumed.model(x), full.model(x))
 
 
+def test_custom_backbone_module():
+    net = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 24))
+    tr = Trainer(TrainConfig(epochs=2, feature_dim=24, progress=False), backbone=net)
+    assert tr.model.backbone is net
+    hist = tr.fit()
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    with pytest.raises(ec.ShapeError, match="expects \\(1, 32\\)"):
+        Trainer(TrainConfig(epochs=1, feature_dim=32, progress=False), backbone=torch.nn.Linear(64, 20))
+
+
 def test_config_errors_before_training():
     with pytest.raises(ec.ParameterError, match="unknown config key"):
         TrainConfig.from_dict({"epochz": 3})

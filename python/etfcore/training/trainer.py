@@ -150,9 +150,12 @@ class Trainer:
     evaluates and tracks collapse every ``track_every`` epochs, logs to ``out_dir/metrics.jsonl``
     and ``metrics.csv``, and checkpoints to ``out_dir/checkpoint.pt`` (resumable)."""
 
-    def __init__(self, config: TrainConfig, out_dir: Optional[str] = None) -> None:
+    def __init__(self, config: TrainConfig, out_dir: Optional[str] = None, *, backbone: Optional[torch.nn.Module] = None) -> None:
+        """``backbone``: any module mapping a batch of inputs to ``(batch, config.feature_dim)``
+        features, used instead of ``config.backbone`` (its width is checked before training)."""
         config.validate()
         self.config = config
+        self._custom_backbone = backbone
         self.out_dir = out_dir
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
@@ -183,7 +186,18 @@ class Trainer:
     # ------------------------------------------------------------------ construction
     def _build_model(self, input_shape) -> Model:
         c = self.config
-        if c.backbone == "mlp":
+        if self._custom_backbone is not None:
+            backbone = self._custom_backbone
+            x0 = self.train_set[0][0][None]
+            backbone.eval()
+            with torch.no_grad():
+                out = backbone(x0)
+            backbone.train()
+            if out.dim() != 2 or out.shape[1] != c.feature_dim:
+                from ..errors import ShapeError
+
+                raise ShapeError(f"the backbone returns features of shape {tuple(out.shape)} for one sample; the head expects (1, {c.feature_dim}) (config.feature_dim)")
+        elif c.backbone == "mlp":
             backbone = MLP(int(np.prod(input_shape)), c.feature_dim)
         elif c.backbone in ("cnn", "cnn-sw"):
             channels = input_shape[0] if len(input_shape) == 3 else 1
