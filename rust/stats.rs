@@ -241,14 +241,9 @@ pub(crate) fn pass<T: Real>(
                         raw_sq += v * v;
                         dst[j] = T::from_f64(x * scale);
                     }
-                    if !raw_sq.is_finite() {
-                        if let Some(j) = src.iter().position(|v| !v.to_f64().is_finite()) {
-                            return Err(EtfError::NonFinite {
-                                what: "features".into(),
-                                row: i,
-                                col: j,
-                            });
-                        }
+                    if !raw_sq.is_finite() && src.iter().any(|v| !v.to_f64().is_finite()) {
+                        // Rows are visited in label order: report the first bad value row-major.
+                        return Err(first_non_finite(h));
                     }
                     part.sq[cls] += sq;
                     part.counts[cls] += 1;
@@ -288,29 +283,9 @@ pub(crate) fn pass<T: Real>(
             Ok(part)
         })
         .collect();
-    // Report the error with the smallest row, whichever worker found it.
-    let mut first_err: Option<EtfError> = None;
     let mut parts = Vec::with_capacity(results.len());
     for r in results {
-        match r {
-            Ok(p) => parts.push(p),
-            Err(e) => {
-                let better = match (&first_err, &e) {
-                    (None, _) => true,
-                    (
-                        Some(EtfError::NonFinite { row: a, .. }),
-                        EtfError::NonFinite { row: b, .. },
-                    ) => b < a,
-                    _ => false,
-                };
-                if better {
-                    first_err = Some(e);
-                }
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
+        parts.push(r?);
     }
     let mut it = parts.into_iter();
     let mut total = it

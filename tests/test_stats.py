@@ -117,6 +117,19 @@ def test_failed_update_leaves_state_unchanged(rng):
     assert fresh.shift is None and fresh.num_samples == 0
 
 
+def test_first_non_finite_in_row_order_whatever_the_labels(rng):
+    H, y = mixture(rng)
+    y = np.sort(y)[::-1].copy()  # label order opposite to row order
+    H = H.copy()
+    H[40, 2] = np.nan
+    H[3, 5] = np.inf
+    with pytest.raises(ec.NonFiniteError, match="row 3, column 5"):
+        ec.CollapseStats(5, 12).update(H, y)
+    st = ec.CollapseStats(5, 12).update(H[50:], y[50:])  # the shift exists: the pass itself finds it
+    with pytest.raises(ec.NonFiniteError, match="row 3, column 5"):
+        st.update(H[:50], y[:50])
+
+
 def test_merge_mismatch_errors(rng):
     a = ec.CollapseStats(5, 12)
     with pytest.raises(ec.IncompatibleStatsError, match="num_classes"):
