@@ -350,29 +350,42 @@ impl PyCollapseStats {
         PyBytes::new(py, &b)
     }
 
+    /// Statistics accumulated elsewhere; every array is a flat contiguous numpy array (no
+    /// per-element conversion in Python).
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
         num_classes: usize,
         dim: usize,
-        shift: Option<Vec<f64>>,
-        counts: Vec<u64>,
-        class_sums: Vec<f64>,
-        class_sq_norms: Vec<f64>,
-        class_unit_sums: Vec<f64>,
-        class_zero_rows: Vec<u64>,
-        scatter: Vec<f64>,
+        shift: Option<PyReadonlyArray1<'_, f64>>,
+        counts: PyReadonlyArray1<'_, i64>,
+        class_sums: PyReadonlyArray1<'_, f64>,
+        class_sq_norms: PyReadonlyArray1<'_, f64>,
+        class_unit_sums: PyReadonlyArray1<'_, f64>,
+        class_zero_rows: PyReadonlyArray1<'_, i64>,
+        scatter: PyReadonlyArray1<'_, f64>,
     ) -> PyResult<Self> {
+        let f = |a: &PyReadonlyArray1<'_, f64>| a.as_array().to_vec();
+        let u = |a: &PyReadonlyArray1<'_, i64>, what: &str| -> PyResult<Vec<u64>> {
+            a.as_array()
+                .iter()
+                .map(|&v| {
+                    u64::try_from(v).map_err(|_| {
+                        ParameterError::new_err(format!("{what} must be >= 0, got {v}"))
+                    })
+                })
+                .collect()
+        };
         let inner = CollapseStats::from_parts(
             num_classes,
             dim,
-            shift,
-            counts,
-            class_sums,
-            class_sq_norms,
-            class_unit_sums,
-            class_zero_rows,
-            scatter,
+            shift.as_ref().map(f),
+            u(&counts, "counts")?,
+            f(&class_sums),
+            f(&class_sq_norms),
+            f(&class_unit_sums),
+            u(&class_zero_rows, "class_zero_rows")?,
+            f(&scatter),
         )
         .py()?;
         Ok(PyCollapseStats {

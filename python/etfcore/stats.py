@@ -151,8 +151,8 @@ class CollapseStats:
     ) -> CollapseStats:
         """Statistics accumulated elsewhere (e.g. on a GPU by
         :class:`etfcore.training.TorchCollapseStats`), validated by the core."""
-        f = lambda a: [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]  # noqa: E731
-        i = lambda a: [int(v) for v in np.asarray(a, dtype=np.int64).ravel()]  # noqa: E731
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float64).ravel()  # noqa: E731
+        i = lambda a: np.ascontiguousarray(a, dtype=np.int64).ravel()  # noqa: E731
         raw = _core.RawCollapseStats.from_parts(
             int(num_classes), int(dim), None if shift is None else f(shift), i(class_counts),
             f(class_sums), f(class_sq_norms), f(class_unit_sums), i(class_zero_rows), f(scatter),
