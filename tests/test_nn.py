@@ -284,7 +284,7 @@ def test_resnet32_parameter_count_and_features():
     assert round(with_fc / 1e6, 2) == 0.46  # He et al. (2016), Table 6
     r20 = sum(p.numel() for p in enn.CifarResNet(20, feature_dim=10).parameters())
     assert r20 == _cifar_resnet_params(3, 10) and round(r20 / 1e6, 2) == 0.27
-    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 64) and net.feature_dim == 64
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 64) and net.feature_dim == 64
     n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     assert n_conv == 31  # 31 convolutions + the classifier = 32 weighted layers
     with pytest.raises(ec.ParameterError):
@@ -300,9 +300,9 @@ def test_resnet_with_switchable_whitening_in_the_early_layers():
     assert not any(isinstance(m, sw) for m in net.layer2.modules())
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert n_bn == 20 - 5  # resnet18 has 20 BatchNorm2d: stem + 4 in layer1 became SW
-    out = net(torch.randn(4, 3, 32, 32))
+    out = net(torch.randn(2, 3, 8, 8))
     out.sum().backward()
-    assert out.shape == (4, 16) and net.bn1.mean_logits.grad is not None
+    assert out.shape == (2, 16) and net.bn1.mean_logits.grad is not None
     full = enn.resnet("resnet18", norm="sw", sw_stages=range(5))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in full.modules())
     with pytest.raises(ec.ParameterError):

@@ -158,18 +158,18 @@ def resnet(
     feature_dim: Optional[int] = None,
     norm: str = "bn",
     sw_stages: Sequence[int] = (0, 1),
-    sw_modes: Sequence[str] = ("bw", "iw", "bn", "in", "ln"),
+    sw_modes: Sequence[str] = ("bw", "iw"),
 ) -> nn.Module:
     """torchvision ResNet-18/34/50/101 returning pooled features (``fc`` replaced).
 
     ``small_input`` uses the 32×32 stem (3×3 stride-1 first convolution, no max-pool).
     ``feature_dim`` adds a linear layer (the projector on top of ReLU features of the hinge-CE
     paper). ``norm="sw"`` replaces BatchNorm by :class:`SwitchableWhitening` (groups of 16
-    channels, ``sw_modes`` mixed) in the stages listed in ``sw_stages``: 0 is the stem's
-    ``bn1``, 1–4 every BatchNorm of ``layer1``–``layer4`` (downsample branches included). The
-    default, stem and first stage, follows Pan et al.'s use of whitening in the early layers,
-    where the per-group ``G×G`` eigendecompositions are cheap; ``sw_stages=(0, 1, 2, 3, 4)``
-    replaces every BatchNorm."""
+    channels, mixing ``sw_modes``; default batch + instance whitening, the variant Pan et al.
+    report on ImageNet) in the stages listed in ``sw_stages``: 0 is the stem's ``bn1``, 1–4
+    every BatchNorm of ``layer1``–``layer4`` (downsample branches included). The default, stem
+    and first stage, is etfcore's choice to bound the cost of the per-group eigendecompositions;
+    ``sw_stages=range(5)`` replaces every BatchNorm."""
     try:
         import torchvision
     except ImportError as e:  # pragma: no cover - depends on the environment

@@ -9,7 +9,7 @@ subsampled, so it stays as balanced as the dataset's own test split. Everything 
 >>> dm = ClassificationDataModule(dataset="digits", imbalance_ratio=0.1, val_fraction=0.1,
 ...                               batch_size=64, seed=0).prepare()
 >>> dm.num_classes, dm.input_shape, dm.train_counts.tolist()
-(10, (64,), [113, 88, 69, 56, 43, 33, 26, 20, 15, 11])
+(10, (64,), [102, 78, 61, 47, 36, 28, 21, 17, 13, 10])
 >>> x, y = next(iter(dm.train_dataloader())); x.shape, y.dtype
 (torch.Size([64, 64]), torch.int64)
 """
