@@ -414,3 +414,35 @@ def test_datamodule_rejects_bad_arguments():
             ClassificationDataModule(**kw)
     with pytest.raises(ec.ParameterError, match="setup"):
         ClassificationDataModule().train_dataloader()
+
+
+def test_datamodule_drives_a_lightning_trainer_with_and_without_validation():
+    import lightning
+
+    import etfcore.nn as enn
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.head = enn.MLP(64, 16), enn.FixedETFHead(10, 16)
+            self.loss, self.val_batches = enn.CrossEntropy(), 0
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return self.loss(self.head(self.net(x)), y)
+
+        def validation_step(self, batch, _):
+            self.val_batches += 1
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    for fraction, batches in ((0.0, 0), (0.1, 2)):
+        dm = ClassificationDataModule(dataset="digits", val_fraction=fraction, batch_size=64)
+        model = Tiny()
+        trainer = lightning.Trainer(
+            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        assert model.val_batches == batches and trainer.global_step == len(dm.train_dataloader())

@@ -113,6 +113,20 @@ def test_every_loss_rejects_labels_outside_the_classes(bad):
         enn.DotRegressionLoss(W)(torch.randn(3, 6), torch.tensor([0, 1]))
 
 
+def test_dot_regression_warns_once_on_unnormalised_features():
+    W = torch.from_numpy(ec.etf(4, 6, seed=0)).float()
+    y = torch.arange(4)
+    crit = enn.DotRegressionLoss(W)
+    with pytest.warns(RuntimeWarning, match="normalise"):
+        crit(3 * torch.randn(4, 6), y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        crit(3 * torch.randn(4, 6), y)  # once only
+        enn.DotRegressionLoss(W)(F.normalize(torch.randn(4, 6), dim=1), y)
+
+
 # ---------------------------------------------------------------- CE with temperature, MSE
 def test_cross_entropy_temperature_against_numpy():
     rng = np.random.default_rng(0)

@@ -17,6 +17,7 @@ vectorised comparison: a label outside ``0..K-1`` raises :class:`etfcore.LabelEr
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -153,8 +154,12 @@ class DotRegressionLoss(nn.Module):
     drops ``‖w‖`` from the denominator as the authors' public code does (gradient
     ``-(1 - cos) ‖w‖ w``; identical for unit-norm rows). Averaged over the batch.
 
+    The loss only pulls directions: nothing controls ``‖h‖``, which drifts unless the features
+    are normalised (Yang et al. L2-normalise them: ``FixedETFHead(normalize=True)``). The first
+    call warns (``RuntimeWarning``, once) when the features are not unit vectors.
+
     >>> W = torch.eye(3)
-    >>> float(DotRegressionLoss(W)(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])))
+    >>> float(DotRegressionLoss(W)(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0])))
     0.0
     """
 
@@ -166,6 +171,7 @@ class DotRegressionLoss(nn.Module):
         # The fixed frame (e.g. ``FixedETFHead.weight``), a non-persistent buffer moved by .to().
         self.register_buffer("weight", weight.detach(), persistent=False)
         self.parity = bool(parity)
+        self._norms_checked = False
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(features, self.weight.shape[1], "features")
@@ -175,6 +181,16 @@ class DotRegressionLoss(nn.Module):
         with torch.no_grad():
             hn = features.norm(dim=1).clamp_min(1e-12)
             wn = w.norm(dim=1)
+            if not self._norms_checked:
+                self._norms_checked = True
+                if bool(((hn - 1).abs() > 1e-3).any()):
+                    warnings.warn(
+                        "DotRegressionLoss on features that are not unit vectors: dot regression "
+                        "does not control ‖h‖ (normalise the features, e.g. "
+                        "FixedETFHead(normalize=True))",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         denom = hn if self.parity else wn * hn
         return ((dot - wn * hn) ** 2 / (2 * denom)).mean()
 
