@@ -24,11 +24,12 @@ class FixedETFHead(nn.Module):
 
     ``W`` (``K × p``) comes from :func:`etfcore.etf` with an explicit ``seed`` and is a persistent
     buffer: optimisers never see it and a checkpoint restores exactly the same frame (the seed is
-    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (as in the hinge-CE paper: lets
-    ReLU features reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2
-    normalisation, in that order: ``φ(h) = normalize(BN(P h))``. ``batch_norm=True, normalize=True`` (without
-    projector) is the feature head of Yang et al.'s public code: BatchNorm1d on the pooled
-    features, then division by their L2 norm, so the frame classifies unit vectors.
+    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (as in the hinge-CE paper:
+    lets ReLU features reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2
+    normalisation, in that order: ``φ(h) = normalize(BN(P h))``. ``batch_norm=True,
+    normalize=True`` (without projector) is the feature head of Yang et al.'s public code:
+    BatchNorm1d on the pooled features, then division by their L2 norm, so the frame classifies
+    unit vectors.
     ``lengths`` gives per-class row norms ``‖w_k‖`` (e.g. :func:`class_count_lengths`).
 
     >>> import torch, etfcore.nn as enn
