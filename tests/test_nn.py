@@ -68,6 +68,7 @@ def _all_losses(W, counts):
     ]
 
 
+@pytest.mark.filterwarnings("ignore:DotRegressionLoss")
 def test_mixup_combination_works_for_every_loss():
     # λ L(out, y) + (1-λ) L(out, y[π]) for every loss: finite, differentiable; label smoothing and
     # class weights keep their own normalisation in each term (checked in numpy for CE).
@@ -96,6 +97,7 @@ def test_mixup_combination_works_for_every_loss():
 
 
 # ---------------------------------------------------------------- labels
+@pytest.mark.filterwarnings("ignore:DotRegressionLoss")
 @pytest.mark.parametrize("bad", [-1, 4])
 def test_every_loss_rejects_labels_outside_the_classes(bad):
     # DotRegressionLoss used to read w[-1] = w_{K-1} silently for label -1.

@@ -189,7 +189,7 @@ class DotRegressionLoss(nn.Module):
                         "does not control ‖h‖ (normalise the features, e.g. "
                         "FixedETFHead(normalize=True))",
                         RuntimeWarning,
-                        stacklevel=2,
+                        stacklevel=4,  # the caller of the module
                     )
         denom = hn if self.parity else wn * hn
         return ((dot - wn * hn) ** 2 / (2 * denom)).mean()
@@ -339,6 +339,9 @@ class GeneralisedLabelsLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(logits, self.k, "logits")
+        if target.shape[:1] != logits.shape[:1]:
+            want, got = logits.shape[0], tuple(target.shape)
+            raise ShapeError(f"target must have shape ({want},), got {got}")
         t = self.targets(target).to(logits.dtype)
         return -(t * F.log_softmax(logits, dim=1)).sum(1).mean()
 
