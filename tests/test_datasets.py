@@ -446,3 +446,17 @@ def test_datamodule_drives_a_lightning_trainer_with_and_without_validation():
         )  # fmt: skip
         trainer.fit(model, datamodule=dm)
         assert model.val_batches == batches and trainer.global_step == len(dm.train_dataloader())
+
+
+def test_training_order_depends_only_on_seed_and_epoch():
+    dm = ClassificationDataModule(dataset="digits", batch_size=1000).prepare()
+    first = dm.train_dataloader()
+    orders = []
+    for epoch in range(3):
+        first.sampler.set_epoch(epoch)
+        orders.append(next(iter(first))[1])
+    assert not torch.equal(orders[0], orders[1])
+    resumed = dm.train_dataloader()  # a fresh loader, as after a resume at epoch 2
+    resumed.sampler.set_epoch(2)
+    assert torch.equal(next(iter(resumed))[1], orders[2])
+    assert isinstance(resumed.sampler, torch.utils.data.RandomSampler)  # DDP swaps it as usual

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from ..errors import LabelError, ParameterError
 from . import datasets as D
@@ -30,6 +30,24 @@ DatasetSpec = Union[str, Tuple[Dataset, Dataset]]
 
 #: Default ``image_size`` per dataset (others: 224).
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "cifar100-coarse": 32, "svhn": 32, "stl10": 96}
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random permutation per epoch that is a function of ``(seed, epoch)`` only: Lightning calls
+    :meth:`set_epoch` before every epoch, so a run resumed at epoch ``e`` shuffles exactly as the
+    uninterrupted run did. (Under DDP, Lightning replaces it by a ``DistributedSampler``, as for
+    any ``RandomSampler``.)"""
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.data_source), generator=gen).tolist())
 
 
 class RelabelledSubset(Dataset):
@@ -117,7 +135,8 @@ class ClassificationDataModule(lightning.LightningDataModule):
         val_fraction: fraction of each class of the training split held out as a validation
             split (stratified, seeded, taken before long-tail subsampling; 0 = none).
         batch_size, num_workers: of the data loaders.
-        seed: seeds every split, the subsampling and the training loader's shuffling.
+        seed: seeds every split, the subsampling and the training loader's shuffling (a
+            permutation per epoch that depends only on ``(seed, epoch)``).
         augment: random crops/flips on the training images (image datasets only).
         train_transform, test_transform: replace the default image transforms.
 
@@ -219,8 +238,8 @@ class ClassificationDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self._ready(self.train_dataset)
-        gen = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, shuffle=True, generator=gen, drop_last=len(ds) > self.batch_size)
+        sampler = EpochSeededSampler(ds, self.seed)
+        return self._loader(ds, sampler=sampler, drop_last=len(ds) > self.batch_size)
 
     def val_dataloader(self):
         self._ready(self.train_dataset)
@@ -274,4 +293,4 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return RelabelledSubset(base, idx, labels, transform)
 
 
-__all__ = ["ClassificationDataModule", "RelabelledSubset", "label_lookup"]
+__all__ = ["ClassificationDataModule", "EpochSeededSampler", "RelabelledSubset", "label_lookup"]
