@@ -1,23 +1,31 @@
-"""Real dataset loaders on tiny files written in their formats (no download)."""
+"""Dataset loaders on tiny files written in each dataset's own format (no download), the index
+arithmetic (long tail, stratified validation split, label maps) against independent counts, and
+ClassificationDataModule."""
 
+import json
 import pickle
+import urllib.error
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
+pytest.importorskip("lightning")
+Image = pytest.importorskip("PIL.Image")
+scipy_io = pytest.importorskip("scipy.io")
 
-from etfcore.training import CIFAR100_COARSE, TrainConfig, Trainer  # noqa: E402
+import etfcore as ec  # noqa: E402
 from etfcore.training import datasets as D  # noqa: E402
+from etfcore.training.datamodule import ClassificationDataModule  # noqa: E402
+
+tvd = torchvision.datasets
 
 
 @pytest.fixture
 def no_md5(monkeypatch):
     # The tiny files are in the real formats but not the real bytes: skip the MD5 integrity check.
-    for cls in (torchvision.datasets.CIFAR10, torchvision.datasets.CIFAR100, torchvision.datasets.SVHN):
-        monkeypatch.setattr(cls, "_check_integrity", lambda self: True, raising=False)
-    for mod in (torchvision.datasets.svhn, torchvision.datasets.cifar):
+    for mod in (tvd.svhn, tvd.cifar, tvd.stl10, tvd.flowers102):
         monkeypatch.setattr(mod, "check_integrity", lambda *a, **k: True)
 
 
@@ -26,74 +34,429 @@ def _dump(path, obj):
         pickle.dump(obj, f)
 
 
+def _img(path, rng, size=8, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size, 3) if mode == "RGB" else (size, size)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(path)
+
+
 def write_cifar10(root, n=20, seed=0):
     rng = np.random.default_rng(seed)
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        _dump(d / name, {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))})
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        _dump(d / name, {"data": x, "labels": list(rng.integers(0, 10, n))})
     _dump(d / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
 
 
-def write_cifar100(root, n=50, seed=0):
+def write_cifar100(root, n=300, seed=0):
     rng = np.random.default_rng(seed)
     d = root / "cifar-100-python"
     d.mkdir(parents=True)
     for name in ("train", "test"):
-        fine = rng.integers(0, 100, n)
-        _dump(d / name, {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": list(fine), "coarse_labels": list(np.asarray(CIFAR100_COARSE)[fine])})
-    _dump(d / "meta", {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"s{i}" for i in range(20)]})
+        fine = rng.permutation(np.arange(n) % 100)
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        coarse = list(np.asarray(D.CIFAR100_COARSE)[fine])
+        _dump(d / name, {"data": x, "fine_labels": list(fine), "coarse_labels": coarse})
+    meta = {"fine_label_names": [f"f{i}" for i in range(100)]}
+    _dump(d / "meta", {**meta, "coarse_label_names": [f"s{i}" for i in range(20)]})
 
 
-def test_cifar10_format_and_training(tmp_path, no_md5):
+def _labels(name, root, train=True, **kw):
+    return D.dataset_labels(D.torchvision_dataset(name, str(root), train=train, **kw))
+
+
+# ---------------------------------------------------------------- formats
+def test_cifar10_format(tmp_path, no_md5):
     write_cifar10(tmp_path)
-    ds = D.torchvision_dataset("cifar10", str(tmp_path), train=True, download=False)
+    ds = D.torchvision_dataset("cifar10", str(tmp_path), train=True)
     assert len(ds) == 100
-    tr = Trainer(TrainConfig(dataset="cifar10", data_root=str(tmp_path), download=False, backbone="cnn", epochs=1, batch_size=16, progress=False))
-    hist = tr.fit()
-    assert np.isfinite(hist[-1]["train_loss"]) and "test_vci" in hist[-1]
+    d = tmp_path / "cifar-10-batches-py"
+    raw = [pickle.load(open(d / f"data_batch_{i}", "rb")) for i in (1, 2)]
+    np.testing.assert_array_equal(D.dataset_labels(ds)[:40], raw[0]["labels"] + raw[1]["labels"])
 
 
-def test_cifar100_coarse_labels(tmp_path, no_md5):
+def test_cifar100_fine_coarse_and_label_map(tmp_path, no_md5):
     write_cifar100(tmp_path)
-    fine = D.torchvision_dataset("cifar100", str(tmp_path), train=True, download=False)
-    coarse = D.torchvision_dataset("cifar100-coarse", str(tmp_path), train=True, download=False)
-    with open(tmp_path / "cifar-100-python" / "train", "rb") as f:
-        raw = pickle.load(f)
-    np.testing.assert_array_equal(D.dataset_labels(fine), raw["fine_labels"])
+    raw = pickle.load(open(tmp_path / "cifar-100-python" / "train", "rb"))
+    np.testing.assert_array_equal(_labels("cifar100", tmp_path), raw["fine_labels"])
+    coarse = D.torchvision_dataset("cifar100-coarse", str(tmp_path), train=True)
     np.testing.assert_array_equal(D.dataset_labels(coarse), raw["coarse_labels"])
     assert coarse[3][1] == raw["coarse_labels"][3]
     np.testing.assert_array_equal(D.coarse_labels(raw["fine_labels"]), raw["coarse_labels"])
+    # The same through the DataModule's label_map: fine → coarse, 20 classes, 15 samples each.
+    dm = ClassificationDataModule(
+        dataset="cifar100", data_root=str(tmp_path), label_map=D.CIFAR100_COARSE, batch_size=8
+    ).prepare()
+    assert dm.num_classes == 20 and dm.train_counts.tolist() == [15] * 20
+    assert dm.input_shape == (3, 32, 32)
+    x, y = next(iter(dm.test_dataloader()))
+    traw = pickle.load(open(tmp_path / "cifar-100-python" / "test", "rb"))
+    np.testing.assert_array_equal(y.numpy(), traw["coarse_labels"][:8])
+    assert y.dtype == torch.int64 and x.shape == (8, 3, 32, 32)
 
 
 def test_svhn_format(tmp_path, no_md5):
-    scipy_io = pytest.importorskip("scipy.io")
     rng = np.random.default_rng(0)
     y = rng.integers(1, 11, (12, 1))  # SVHN stores digit 0 as label 10
-    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8), "y": y})
-    ds = D.torchvision_dataset("svhn", str(tmp_path), train=True, download=False)
-    np.testing.assert_array_equal(D.dataset_labels(ds), np.where(y.ravel() == 10, 0, y.ravel()))
+    x = rng.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8)
+    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": y})
+    want = np.where(y.ravel() == 10, 0, y.ravel())
+    np.testing.assert_array_equal(_labels("svhn", tmp_path), want)
 
 
-def test_image_folder_and_long_tail(tmp_path):
-    from PIL import Image
+def test_stl10_format(tmp_path, no_md5):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "stl10_binary"
+    d.mkdir()
+    y = rng.integers(1, 11, 6).astype(np.uint8)  # stored 1..10
+    rng.integers(0, 256, 6 * 3 * 96 * 96, dtype=np.uint8).tofile(d / "train_X.bin")
+    y.tofile(d / "train_y.bin")
+    ds = D.torchvision_dataset("stl10", str(tmp_path), train=True)
+    np.testing.assert_array_equal(D.dataset_labels(ds), y - 1)
+    assert np.asarray(ds[0][0]).shape == (96, 96, 3)
 
+
+def test_flowers102_format(tmp_path, no_md5):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "flowers-102"
+    labels = rng.integers(1, 103, 9)
+    for i in range(1, 10):
+        _img(base / "jpg" / f"image_{i:05d}.jpg", rng)
+    scipy_io.savemat(base / "imagelabels.mat", {"labels": labels[None, :]})
+    sets = {"trnid": [[1, 4, 7]], "valid": [[2, 5]], "tstid": [[3, 6, 8, 9]]}
+    sets = {k: np.array(v) for k, v in sets.items()}
+    scipy_io.savemat(base / "setid.mat", sets)
+    np.testing.assert_array_equal(_labels("flowers102", tmp_path), labels[[0, 3, 6]] - 1)
+    np.testing.assert_array_equal(_labels("flowers102", tmp_path, False), labels[[2, 5, 7, 8]] - 1)
+
+
+def test_pets_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "oxford-iiit-pet"
+    rows = {"trainval": [("Abyssinian_1", 1), ("beagle_2", 2)], "test": [("beagle_3", 2)]}
+    (base / "annotations").mkdir(parents=True)
+    for split, items in rows.items():
+        lines = [f"{n} {c} {1 + (c > 1)} 1" for n, c in items]
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        for n, _ in items:
+            _img(base / "images" / f"{n}.jpg", rng)
+    np.testing.assert_array_equal(_labels("pets", tmp_path), [0, 1])
+    np.testing.assert_array_equal(_labels("pets", tmp_path, False), [1])
+
+
+def test_dtd_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "dtd" / "dtd"
+    files = {"train1": ["banded/a.jpg", "woven/b.jpg", "banded/c.jpg"], "test1": ["woven/d.jpg"]}
+    (base / "labels").mkdir(parents=True)
+    for split, names in files.items():
+        (base / "labels" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for n in names:
+            _img(base / "images" / n, rng)
+    np.testing.assert_array_equal(_labels("dtd", tmp_path), [0, 1, 0])
+
+
+def test_fgvc_aircraft_format(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "fgvc-aircraft-2013b" / "data"
+    d.mkdir(parents=True)
+    (d / "variants.txt").write_text("707-320\nA300B4\nCessna 172\n")
+    rows = {
+        "trainval": [("1000001", "A300B4"), ("1000002", "Cessna 172")],
+        "test": [("1000003", "707-320")],
+    }
+    for split, items in rows.items():
+        (d / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v in items))
+        for i, _ in items:
+            _img(d / "images" / f"{i}.jpg", rng)
+    np.testing.assert_array_equal(_labels("fgvc-aircraft", tmp_path), [1, 2])
+    np.testing.assert_array_equal(_labels("fgvc-aircraft", tmp_path, False), [0])
+
+
+def test_stanford_cars_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "stanford_cars"
+    (base / "devkit").mkdir(parents=True)
+    dt = [("fname", "O"), ("class", "O")]
+    for split, items, mat in (
+        ("train", [("00001.jpg", 3), ("00002.jpg", 1)], base / "devkit" / "cars_train_annos.mat"),
+        ("test", [("00001.jpg", 2), ("00002.jpg", 3)], base / "cars_test_annos_withlabels.mat"),
+    ):
+        ann = np.array(items, dtype=dt)
+        scipy_io.savemat(mat, {"annotations": ann[None, :]})
+        for f, _ in items:
+            _img(base / f"cars_{split}" / f, rng)
+    names = np.array(["AM General", "Acura", "Audi"], dtype=object)
+    scipy_io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": names[None, :]})
+    np.testing.assert_array_equal(_labels("stanford-cars", tmp_path), [2, 0])
+    np.testing.assert_array_equal(_labels("stanford-cars", tmp_path, False), [1, 2])
+
+
+def test_food101_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "food-101"
+    (base / "meta").mkdir(parents=True)
+    meta = {
+        "train": {"ramen": ["ramen/1", "ramen/2"], "apple_pie": ["apple_pie/3"]},
+        "test": {"ramen": ["ramen/4"]},
+    }
+    for split, m in meta.items():
+        (base / "meta" / f"{split}.json").write_text(json.dumps(m))
+        for paths in m.values():
+            for p in paths:
+                _img(base / "images" / f"{p}.jpg", rng)
+    assert sorted(_labels("food101", tmp_path).tolist()) == [0, 1, 1]
+
+
+def test_caltech101_has_a_seeded_stratified_split(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "caltech101" / "101_ObjectCategories"
+    for cat, n in (("BACKGROUND_Google", 2), ("accordion", 10), ("airplanes", 5)):
+        for i in range(1, n + 1):
+            _img(base / cat / f"image_{i:04d}.jpg", rng, mode="L" if i == 1 else "RGB")
+    tr = _labels("caltech101", tmp_path, seed=3)
+    te = _labels("caltech101", tmp_path, False, seed=3)
+    assert np.bincount(tr).tolist() == [8, 4] and np.bincount(te).tolist() == [2, 1]
+    dm = ClassificationDataModule(dataset="caltech101", data_root=str(tmp_path), image_size=16)
+    x, _ = dm.prepare().train_dataset[0]  # grayscale images become RGB
+    assert x.shape == (3, 16, 16)
+
+
+def test_sun397_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "SUN397"
+    base.mkdir()
+    (base / "ClassName.txt").write_text("/a/abbey\n/b/beach\n")
+    for cat, n in (("a/abbey", 5), ("b/beach", 10)):
+        for i in range(n):
+            _img(base / cat / f"sun_{cat[-3:]}{i}.jpg", rng)
+    tr, te = _labels("sun397", tmp_path), _labels("sun397", tmp_path, False)
+    assert np.bincount(tr).tolist() == [4, 8] and np.bincount(te).tolist() == [1, 2]
+
+
+def test_cub200_format(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "CUB_200_2011"
+    items = [
+        (1, "001.Albatross/a.jpg", 1, 1),
+        (2, "002.Auklet/b.jpg", 2, 0),
+        (3, "002.Auklet/c.jpg", 2, 1),
+    ]
+    base.mkdir()
+    (base / "images.txt").write_text("".join(f"{i} {p}\n" for i, p, _, _ in items))
+    (base / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, _, c, _ in items))
+    (base / "train_test_split.txt").write_text("".join(f"{i} {t}\n" for i, _, _, t in items))
+    for _, p, _, _ in items:
+        _img(base / "images" / p, rng)
+    np.testing.assert_array_equal(_labels("cub200", tmp_path), [0, 1])
+    np.testing.assert_array_equal(_labels("cub200", tmp_path, False), [1])
+    ds = D.torchvision_dataset("cub200", str(tmp_path), train=False)
+    assert ds[0][0].size == (8, 8) and ds[0][1] == 1
+
+
+def _imagenet(root, rng):
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    for split, n in (("train", 4), ("val", 2)):
+        for w in wnids:
+            for i in range(n):
+                _img(root / split / w / f"{w}_{i}.JPEG", rng)
+    return wnids
+
+
+def test_imagenet_folder_and_imagenet_lt_lists(tmp_path):
+    rng = np.random.default_rng(0)
+    wnids = _imagenet(tmp_path, rng)
+    np.testing.assert_array_equal(_labels("imagenet", tmp_path), np.repeat([0, 1, 2], 4))
+    np.testing.assert_array_equal(_labels("imagenet", tmp_path, False), np.repeat([0, 1, 2], 2))
+    per_class = ((0, 4), (1, 2), (2, 1))
+    lt = [(f"train/{wnids[c]}/{wnids[c]}_{i}.JPEG", c) for c, n in per_class for i in range(n)]
+    (tmp_path / "ImageNet_LT_train.txt").write_text("".join(f"{p} {c}\n" for p, c in lt))
+    test = [(f"val/{w}/{w}_{i}.JPEG", c) for c, w in enumerate(wnids) for i in range(2)]
+    (tmp_path / "ImageNet_LT_test.txt").write_text("".join(f"{p} {c}\n" for p, c in test))
+    dm = ClassificationDataModule(dataset="imagenet-lt", data_root=str(tmp_path), batch_size=4)
+    dm.prepare()
+    assert dm.train_counts.tolist() == [4, 2, 1] and dm.num_classes == 3
+    assert dm.input_shape == (3, 224, 224)
+    np.testing.assert_array_equal(D.dataset_labels(dm.test_dataset), np.repeat([0, 1, 2], 2))
+    (tmp_path / "ImageNet_LT_test.txt").write_text("val/x.JPEG\n")
+    with pytest.raises(ec.ParameterError, match="ImageNet_LT_test.txt:1"):
+        D.torchvision_dataset("imagenet-lt", str(tmp_path), train=False)
+
+
+def test_image_folder_long_tail(tmp_path):
     rng = np.random.default_rng(0)
     for split, n in (("train", 12), ("test", 3)):
         for c in range(3):
-            d = tmp_path / split / f"class{c}"
-            d.mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    out = D.image_datasets("folder", str(tmp_path), seed=0, imbalance_ratio=0.25, download=False, image_size=16)
+                _img(tmp_path / split / f"class{c}" / f"{i}.png", rng)
+    out = D.image_datasets("folder", str(tmp_path), seed=0, imbalance_ratio=0.25, image_size=16)
     np.testing.assert_array_equal(out["train_counts"], [12, 6, 3])
-    x, y = out["train"][0]
+    x, _ = out["train"][0]
     assert tuple(x.shape) == (3, 16, 16)
 
 
-def test_resnet_backbone_with_small_stem():
-    from etfcore.nn import resnet
+# ---------------------------------------------------------------- missing files, offline
+@pytest.mark.parametrize(
+    "name", ["cifar10", "flowers102", "stanford-cars", "cub200", "imagenet-lt", "sun397"]
+)
+def test_missing_files_name_the_url_root_and_download_flag(tmp_path, name):
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.torchvision_dataset(name, str(tmp_path / "nowhere"), train=True, download=False)
+    msg = str(err.value)
+    assert D.URLS[name].split()[0] in msg and str(tmp_path / "nowhere") in msg
+    assert "download=False" in msg and isinstance(err.value, ec.EtfcoreError)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
 
-    net = resnet("resnet18", feature_dim=64)
-    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 64)
-    assert isinstance(net.maxpool, torch.nn.Identity)
+
+def test_offline_download_is_a_typed_error(tmp_path, monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tvd.cifar, "download_and_extract_archive", offline)
+    dm = ClassificationDataModule(dataset="cifar10", data_root=str(tmp_path), download=True)
+    with pytest.raises(D.DatasetNotFoundError, match="download=false") as err:
+        dm.prepare()
+    assert D.URLS["cifar10"] in str(err.value) and str(tmp_path) in str(err.value)
+
+
+# ---------------------------------------------------------------- index arithmetic
+def test_long_tail_profile_counts_and_balanced_test_split():
+    y = np.repeat(np.arange(10), 50)
+    rho = 0.02
+    keep = D.long_tail_indices(y, rho, seed=0)
+    want = [int(np.floor(50 * rho ** (k / 9) + 1e-9)) for k in range(10)]
+    assert np.bincount(y[keep]).tolist() == want == [50, 32, 20, 13, 8, 5, 3, 2, 1, 1]
+    assert not np.array_equal(keep, D.long_tail_indices(y, rho, seed=1))
+    np.testing.assert_array_equal(keep, D.long_tail_indices(y, rho, seed=0))
+    dm = ClassificationDataModule(dataset="gmm", imbalance_ratio=0.1, seed=2).prepare()
+    test_counts = np.bincount(D.dataset_labels(dm.test_dataset))
+    _, _, _, yte = D.embedded_arrays("gmm", seed=2)
+    np.testing.assert_array_equal(test_counts, np.bincount(yte))  # untouched by the long tail
+    _, ytr, _, _ = D.embedded_arrays("gmm", seed=2)
+    n_max = np.bincount(ytr).min()
+    want = [int(np.floor(n_max * 0.1 ** (k / 9) + 1e-9)) for k in range(10)]
+    assert dm.train_counts.tolist() == want
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    dm = ClassificationDataModule(dataset="digits", val_fraction=0.2, seed=5, imbalance_ratio=0.5)
+    dm.prepare()
+    _, ytr, _, _ = D.embedded_arrays("digits", seed=5)
+    full = np.bincount(ytr)
+    val = np.bincount(D.dataset_labels(dm.val_dataset), minlength=10)
+    np.testing.assert_array_equal(val, np.rint(0.2 * full))  # per class, before the long tail
+    left = full - val
+    want = [int(np.floor(left.min() * 0.5 ** (k / 9) + 1e-9)) for k in range(10)]
+    assert dm.train_counts.tolist() == want
+    xs = lambda ds: {tuple(r) for r in ds.tensors[0].numpy().round(6)}  # noqa: E731
+    assert not xs(dm.train_dataset) & xs(dm.val_dataset)
+    kw = dict(dataset="digits", val_fraction=0.2, seed=5, imbalance_ratio=0.5)
+    again = ClassificationDataModule(**kw).prepare()
+    assert torch.equal(again.val_dataset.tensors[0], dm.val_dataset.tensors[0])
+    b1, b2 = next(iter(dm.train_dataloader())), next(iter(again.train_dataloader()))
+    assert torch.equal(b1[0], b2[0]) and torch.equal(b1[1], b2[1])
+    assert dm.val_dataloader() is not None and len(dm.val_dataloader()) > 0
+    assert ClassificationDataModule(dataset="digits").prepare().val_dataloader() == []
+
+
+def test_stratified_split_brute_force():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 500)
+    kept, held = D.stratified_split(y, 0.3, seed=1)
+    assert np.intersect1d(kept, held).size == 0 and kept.size + held.size == 500
+    for c in range(7):
+        assert (y[held] == c).sum() == round(0.3 * (y == c).sum())
+
+
+def test_classes_subset_and_label_map_on_a_user_dataset_pair():
+    x = torch.randn(60, 3)
+    y = torch.arange(60) % 6
+    pair = (torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x[:12], y[:12]))
+    dm = ClassificationDataModule(dataset=pair, classes=[4, 1], batch_size=100).prepare()
+    assert dm.num_classes == 2 and dm.train_counts.tolist() == [10, 10]
+    xb, yb = next(iter(dm.test_dataloader()))
+    orig = y[:12][(y[:12] == 4) | (y[:12] == 1)]
+    np.testing.assert_array_equal(yb.numpy(), np.where(orig.numpy() == 4, 0, 1))
+    torch.testing.assert_close(xb, x[:12][(y[:12] == 4) | (y[:12] == 1)])
+    coarse = ClassificationDataModule(dataset=pair, label_map=[0, 0, 1, 1, 2, -1]).prepare()
+    assert coarse.num_classes == 3 and coarse.train_counts.tolist() == [20, 20, 10]
+    with pytest.raises(ec.LabelError):
+        ClassificationDataModule(dataset=pair, classes=[6]).prepare()
+    with pytest.raises(ec.ParameterError):
+        ClassificationDataModule(dataset=pair, label_map=[0, 1]).prepare()
+
+
+def test_mnist1d_is_generated_locally_and_leaves_global_rngs_alone(monkeypatch):
+    mnist1d_data = pytest.importorskip("mnist1d.data")
+
+    def no_network(*a, **k):
+        raise AssertionError("MNIST-1D must not touch the network")
+
+    monkeypatch.setattr(mnist1d_data.requests, "get", no_network)
+    D._mnist1d.cache_clear()
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    dm = ClassificationDataModule(dataset="mnist1d", batch_size=32).prepare()
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    assert dm.input_shape == (40,) and dm.num_classes == 10
+    assert len(dm.train_dataset) == 4000 and len(dm.test_dataset) == 1000
+    args = mnist1d_data.get_dataset_args()
+    ref = mnist1d_data.make_dataset(args)  # the package's own generation, seed 42
+    np.testing.assert_allclose(dm.train_dataset.tensors[0].numpy(), ref["x"], rtol=1e-6)
+    np.testing.assert_array_equal(dm.train_dataset.tensors[1].numpy(), ref["y"])
+
+
+def test_datamodule_rejects_bad_arguments():
+    for kw in ({"dataset": "nope"}, {"imbalance_ratio": 0.0}, {"val_fraction": 1.0}):
+        with pytest.raises(ec.ParameterError):
+            ClassificationDataModule(**kw)
+    with pytest.raises(ec.ParameterError, match="setup"):
+        ClassificationDataModule().train_dataloader()
+
+
+def test_datamodule_drives_a_lightning_trainer_with_and_without_validation():
+    import lightning
+
+    import etfcore.nn as enn
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.head = enn.MLP(64, 16), enn.FixedETFHead(10, 16)
+            self.loss, self.val_batches = enn.CrossEntropy(), 0
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return self.loss(self.head(self.net(x)), y)
+
+        def validation_step(self, batch, _):
+            self.val_batches += 1
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    for fraction, batches in ((0.0, 0), (0.1, 2)):
+        dm = ClassificationDataModule(dataset="digits", val_fraction=fraction, batch_size=64)
+        model = Tiny()
+        trainer = lightning.Trainer(
+            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        assert model.val_batches == batches and trainer.global_step == len(dm.train_dataloader())
+
+
+def test_training_order_depends_only_on_seed_and_epoch():
+    dm = ClassificationDataModule(dataset="digits", batch_size=1000).prepare()
+    first = dm.train_dataloader()
+    orders = []
+    for epoch in range(3):
+        first.sampler.set_epoch(epoch)
+        orders.append(next(iter(first))[1])
+    assert not torch.equal(orders[0], orders[1])
+    resumed = dm.train_dataloader()  # a fresh loader, as after a resume at epoch 2
+    resumed.sampler.set_epoch(2)
+    assert torch.equal(next(iter(resumed))[1], orders[2])
+    assert isinstance(resumed.sampler, torch.utils.data.RandomSampler)  # DDP swaps it as usual

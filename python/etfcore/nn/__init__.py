@@ -1,15 +1,25 @@
-"""PyTorch modules: classifier heads, the papers' losses, Switchable Whitening and small backbones.
+"""PyTorch modules: classifier heads, the papers' losses, Switchable Whitening and backbones.
 
 Importing this subpackage imports torch; ``import etfcore`` alone never does.
 """
 
-from .backbones import MLP, SmallCNN, resnet
-from .heads import CentredMeansHead, FixedETFHead, LinearHead, centred_means_weights
+from .backbones import MLP, CifarResNet, SmallCNN, resnet, resnet32
+from .heads import (
+    CentredMeansHead,
+    FixedETFHead,
+    LinearHead,
+    centred_means_weights,
+    class_count_lengths,
+)
 from .losses import (
+    HINGE_TAU_PLUS,
     CrossEntropy,
     DotRegressionLoss,
     GeneralisedLabelsLoss,
     HingeCrossEntropy,
+    MSELoss,
+    WithinClassCosineRegulariser,
+    check_target,
     mixup,
 )
 from .whitening import SwitchableWhitening
@@ -17,15 +27,22 @@ from .whitening import SwitchableWhitening
 __all__ = [
     "MLP",
     "SmallCNN",
+    "CifarResNet",
     "resnet",
+    "resnet32",
     "FixedETFHead",
     "LinearHead",
     "CentredMeansHead",
     "centred_means_weights",
+    "class_count_lengths",
     "CrossEntropy",
+    "MSELoss",
     "DotRegressionLoss",
     "HingeCrossEntropy",
+    "HINGE_TAU_PLUS",
     "GeneralisedLabelsLoss",
+    "WithinClassCosineRegulariser",
+    "check_target",
     "mixup",
     "SwitchableWhitening",
 ]

@@ -1,13 +1,22 @@
-"""Backbones that return penultimate features: an MLP and a small CNN for the embedded 8×8
-digits, and torchvision ResNets (with a 32×32 stem) when torchvision is installed."""
+"""Backbones that return penultimate features: an MLP and a small CNN for the embedded data,
+He et al.'s CIFAR ResNets (``resnet32``: 3 stages of 5 basic blocks, 0.46M parameters), and
+torchvision ResNets (32×32 stem option, Switchable Whitening in the early layers) when
+torchvision is installed. Each has ``feature_dim``.
+
+>>> import torch
+>>> resnet32()(torch.randn(2, 3, 32, 32)).shape
+torch.Size([2, 64])
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from ..errors import ParameterError
 from .whitening import SwitchableWhitening
 
 
@@ -30,25 +39,37 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
+_ALL_SW = ("bw", "iw", "bn", "in", "ln")
+
+
+def _sw(channels: int, modes: Sequence[str] = _ALL_SW, group_size: int = 16) -> nn.Module:
+    return SwitchableWhitening(channels, group_size=min(group_size, channels), modes=tuple(modes))
+
+
+def norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    """``"bn"`` → ``BatchNorm2d``; ``"sw"`` → :class:`SwitchableWhitening` (groups of 16
+    channels, all five statistics mixed)."""
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "sw":
+        return _sw
+    raise ParameterError(f"norm must be 'bn' or 'sw', got {norm!r}")
+
+
 class SmallCNN(nn.Module):
     """Two 3×3 convolutions (normalisation: BatchNorm or Switchable Whitening), pooling, linear to
     ``feature_dim``. Input ``(N, in_channels, H, W)``; a flat ``(N, H·W)`` input is reshaped to
     square images."""
 
-    def __init__(self, feature_dim: int, *, in_channels: int = 1, width: int = 32, norm: str = "bn") -> None:
+    def __init__(
+        self, feature_dim: int, *, in_channels: int = 1, width: int = 32, norm: str = "bn"
+    ) -> None:
         super().__init__()
-
-        def norm_layer(c: int) -> nn.Module:
-            if norm == "bn":
-                return nn.BatchNorm2d(c)
-            if norm == "sw":
-                return SwitchableWhitening(c, group_size=8, modes=("bw", "iw", "bn", "in", "ln"))
-            raise ValueError(f"norm must be 'bn' or 'sw', got {norm!r}")
-
+        make = (lambda c: _sw(c, group_size=8)) if norm == "sw" else norm_layer(norm)
         self.in_channels = in_channels
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), norm_layer(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, 2 * width, 3, padding=1), norm_layer(2 * width), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, width, 3, padding=1), make(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1), make(2 * width), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(2),
         )
         self.fc = nn.Linear(8 * width, feature_dim)
@@ -61,21 +82,125 @@ class SmallCNN(nn.Module):
         return self.fc(self.body(x).flatten(1))
 
 
-def resnet(name: str = "resnet18", *, small_input: bool = True, feature_dim: Optional[int] = None) -> nn.Module:
-    """torchvision ResNet-18/50 returning pooled features (``fc`` replaced). ``small_input`` uses
-    the 32×32 stem (3×3 stride-1 first convolution, no max-pool). ``feature_dim`` adds a linear layer
-    (paper 004's projector on top of ReLU features)."""
+class _CifarBlock(nn.Module):
+    """He et al.'s CIFAR basic block: two 3×3 convolutions; the shortcut is the identity, or, when
+    the shape changes, "option A": stride-2 subsampling and zero channels (no parameters)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, make_norm) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = make_norm(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = make_norm(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad:
+            x = F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """He et al. (2016)'s CIFAR ResNet of depth ``6n+2``: a 3×3 convolution to 16 channels, three
+    stages of ``n`` basic blocks (16, 32, 64 channels; stride 2 at the start of stages 2 and 3),
+    global average pooling. Returns the 64 pooled features (or ``feature_dim`` through a linear
+    layer). Depth 32 (``n = 5``) has 463,504 parameters (0.46M with a 10-class linear layer)."""
+
+    def __init__(
+        self,
+        depth: int = 32,
+        *,
+        in_channels: int = 3,
+        feature_dim: Optional[int] = None,
+        norm: str = "bn",
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ParameterError(f"a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, …), got {depth}")
+        n = (depth - 2) // 6
+        make = norm_layer(norm)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = make(16)
+        blocks, c = [], 16
+        for stage, width in enumerate((16, 32, 64)):
+            for b in range(n):
+                stride = 2 if (stage > 0 and b == 0) else 1
+                blocks.append(_CifarBlock(c, width, stride, make))
+                c = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Identity() if feature_dim is None else nn.Linear(64, feature_dim)
+        self.feature_dim = 64 if feature_dim is None else int(feature_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(out.mean((2, 3)))
+
+
+def resnet32(*, in_channels: int = 3, feature_dim: Optional[int] = None, norm: str = "bn"):
+    """He et al.'s CIFAR ResNet-32 (:class:`CifarResNet` with depth 32): the backbone of the dot
+    regression and hinge-CE papers' CIFAR-LT experiments."""
+    return CifarResNet(32, in_channels=in_channels, feature_dim=feature_dim, norm=norm)
+
+
+def resnet(
+    name: str = "resnet18",
+    *,
+    small_input: bool = True,
+    feature_dim: Optional[int] = None,
+    norm: str = "bn",
+    sw_stages: Sequence[int] = (0, 1),
+    sw_modes: Sequence[str] = ("bw", "iw"),
+) -> nn.Module:
+    """torchvision ResNet-18/34/50/101 returning pooled features (``fc`` replaced).
+
+    ``small_input`` uses the 32×32 stem (3×3 stride-1 first convolution, no max-pool).
+    ``feature_dim`` adds a linear layer (the projector on top of ReLU features of the hinge-CE
+    paper). ``norm="sw"`` replaces BatchNorm by :class:`SwitchableWhitening` (groups of 16
+    channels, mixing ``sw_modes``; default batch + instance whitening, the variant Pan et al.
+    report on ImageNet) in the stages listed in ``sw_stages``: 0 is the stem's ``bn1``, 1–4
+    every BatchNorm of ``layer1``–``layer4`` (downsample branches included). The default, stem
+    and first stage, is etfcore's choice to bound the cost of the per-group eigendecompositions;
+    ``sw_stages=range(5)`` replaces every BatchNorm."""
     try:
         import torchvision
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("ResNet backbones need torchvision: pip install torchvision") from e
-    if name not in ("resnet18", "resnet50"):
-        raise ValueError(f"name must be 'resnet18' or 'resnet50', got {name!r}")
+    if name not in ("resnet18", "resnet34", "resnet50", "resnet101"):
+        raise ParameterError(f"name must be resnet18/34/50/101, got {name!r}")
+    if norm not in ("bn", "sw"):
+        raise ParameterError(f"norm must be 'bn' or 'sw', got {norm!r}")
+    if any(s not in range(5) for s in sw_stages):
+        raise ParameterError(f"sw_stages must be a subset of 0..4, got {tuple(sw_stages)}")
     net = getattr(torchvision.models, name)(weights=None)
     if small_input:
         net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
+    if norm == "sw":
+        _replace_batchnorm(net, sw_stages, sw_modes)
     out = net.fc.in_features
     net.fc = nn.Identity() if feature_dim is None else nn.Linear(out, feature_dim)
     net.feature_dim = out if feature_dim is None else feature_dim
     return net
+
+
+def _replace_batchnorm(net: nn.Module, stages: Sequence[int], modes: Sequence[str]) -> None:
+    if 0 in stages:
+        net.bn1 = _sw(net.bn1.num_features, modes)
+    for s in stages:
+        if s == 0:
+            continue
+        layer = getattr(net, f"layer{s}")
+        for name, module in list(layer.named_modules()):
+            if isinstance(module, nn.BatchNorm2d):
+                parent_name, _, child = name.rpartition(".")
+                parent = layer.get_submodule(parent_name) if parent_name else layer
+                setattr(parent, child, _sw(module.num_features, modes))

@@ -1,4 +1,5 @@
-"""Classifier heads (SPEC §8): fixed simplex ETF, learnable linear, centred class means."""
+"""Classifier heads: fixed simplex ETF, learnable linear, centred class means; per-class ETF
+lengths from class counts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import DimensionError, LabelError, ShapeError
+from ..errors import DimensionError, ParameterError, ShapeError
 from ..frames import etf as _etf
 
 
@@ -23,8 +24,13 @@ class FixedETFHead(nn.Module):
 
     ``W`` (``K × p``) comes from :func:`etfcore.etf` with an explicit ``seed`` and is a persistent
     buffer: optimisers never see it and a checkpoint restores exactly the same frame (the seed is
-    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (paper 004: lets ReLU features
-    reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2 normalisation.
+    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (as in the hinge-CE paper:
+    lets ReLU features reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2
+    normalisation, in that order: ``φ(h) = normalize(BN(P h))``. ``batch_norm=True,
+    normalize=True`` (without projector) is the feature head of Yang et al.'s public code:
+    BatchNorm1d on the pooled features, then division by their L2 norm, so the frame classifies
+    unit vectors.
+    ``lengths`` gives per-class row norms ``‖w_k‖`` (e.g. :func:`class_count_lengths`).
 
     >>> import torch, etfcore.nn as enn
     >>> head = enn.FixedETFHead(num_classes=10, dim=16, seed=0)
@@ -48,10 +54,14 @@ class FixedETFHead(nn.Module):
     ) -> None:
         super().__init__()
         if dim < num_classes - 1:
-            raise DimensionError(f"a fixed ETF head for K={num_classes} classes needs dim >= K-1 = {num_classes - 1}, got dim={dim}")
+            raise DimensionError(
+                f"a fixed ETF head for K={num_classes} classes needs dim >= K-1 = "
+                f"{num_classes - 1}, got dim={dim}"
+            )
         self.num_classes, self.dim = int(num_classes), int(dim)
         w = _etf(num_classes, dim, seed=seed, lengths=lengths)
-        self.register_buffer("weight", torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)), persistent=True)
+        wt = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        self.register_buffer("weight", wt, persistent=True)
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64), persistent=True)
         self.projector = nn.Linear(dim, dim) if projector else None
         self.bn = nn.BatchNorm1d(dim) if batch_norm else None
@@ -98,9 +108,24 @@ class LinearHead(nn.Module):
         return self.classify(self.features(h))
 
 
+def class_count_lengths(counts: Sequence[int]) -> np.ndarray:
+    r"""Per-class ETF lengths ``‖w_k‖ = √((N/K)/n_k)`` from the training class counts ``n_k``
+    (``N = Σ n_k``): Yang et al.'s balance of the gradients of the backbone under long tail
+    (rare classes get longer vectors; all lengths are 1 when the classes are balanced).
+
+    >>> class_count_lengths([400, 100]).tolist()
+    [0.7905694150420949, 1.5811388300841898]
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size < 2 or not np.all(np.isfinite(n)) or (n <= 0).any():
+        raise ParameterError("counts must be a 1-D sequence of at least 2 positive class counts")
+    return np.sqrt(n.sum() / n.size / n)
+
+
 def centred_means_weights(class_means: torch.Tensor) -> torch.Tensor:
-    r"""Paper 001's classifier ``M̄ = M P / ‖M P‖₂`` (spectral norm), ``P = I - 11ᵀ/K``, returned
-    as ``K × p`` weights (rows ``M̄ᵀ``); ``class_means`` is ``K × p``."""
+    r"""Seddik & Tamaazousti's classifier ``M̄ = M P / ‖M P‖₂`` (spectral norm),
+    ``P = I - 11ᵀ/K``, returned as ``K × p`` weights (rows ``M̄ᵀ``); ``class_means`` is
+    ``K × p``."""
     if class_means.dim() != 2:
         raise ShapeError(f"class_means must be (K, p), got {tuple(class_means.shape)}")
     centred = class_means - class_means.mean(0, keepdim=True)  # (M P)ᵀ
@@ -108,7 +133,7 @@ def centred_means_weights(class_means: torch.Tensor) -> torch.Tensor:
 
 
 class CentredMeansHead(nn.Module):
-    """Centred-means heads (paper 001).
+    """Centred-means heads (Seddik & Tamaazousti).
 
     - ``mode="cm"``: fixed weights ``M̄ᵀ`` (a buffer);
     - ``mode="wicm"``: a trainable linear head initialised with ``M̄ᵀ``;
@@ -122,7 +147,7 @@ class CentredMeansHead(nn.Module):
         super().__init__()
         m = torch.as_tensor(np.asarray(class_means), dtype=torch.float32)
         if mode not in ("cm", "wicm", "lwm"):
-            raise ValueError(f"mode must be 'cm', 'wicm' or 'lwm', got {mode!r}")
+            raise ParameterError(f"mode must be 'cm', 'wicm' or 'lwm', got {mode!r}")
         self.mode = mode
         self.num_classes, self.dim = m.shape
         w = centred_means_weights(m)
@@ -153,9 +178,3 @@ class CentredMeansHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(h))
-
-
-def check_labels(labels: torch.Tensor, num_classes: int) -> None:
-    """Raises :class:`LabelError` for labels outside ``0..num_classes-1``."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise LabelError(f"labels must lie in 0..{num_classes - 1}, got range [{int(labels.min())}, {int(labels.max())}]")

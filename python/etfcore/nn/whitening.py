@@ -1,4 +1,4 @@
-"""Switchable Whitening (Pan et al., ICCV 2019; paper 000's baseline, SPEC §8)."""
+"""Switchable Whitening (Pan et al., ICCV 2019), the whitening baseline of Tiomoko Ali et al."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from ..errors import ParameterError, ShapeError
 
 _MODES = ("bw", "iw", "bn", "in", "ln")
 
@@ -38,10 +40,12 @@ class SwitchableWhitening(nn.Module):
     ) -> None:
         super().__init__()
         if num_channels % group_size:
-            raise ValueError(f"num_channels={num_channels} is not a multiple of group_size={group_size}")
+            raise ParameterError(
+                f"num_channels={num_channels} is not a multiple of group_size={group_size}"
+            )
         bad = [m for m in modes if m not in _MODES]
         if bad or not modes:
-            raise ValueError(f"modes must be a non-empty subset of {_MODES}, got {tuple(modes)}")
+            raise ParameterError(f"modes must be a non-empty subset of {_MODES}, got {modes!r}")
         self.num_channels, self.group_size = num_channels, group_size
         self.groups = num_channels // group_size
         self.modes = tuple(modes)
@@ -64,10 +68,12 @@ class SwitchableWhitening(nn.Module):
         elif x.dim() == 4:
             x = x.flatten(2)
         else:
-            raise ValueError(f"SwitchableWhitening expects (N, C) or (N, C, H, W), got {tuple(shape)}")
+            raise ShapeError(
+                f"SwitchableWhitening expects (N, C) or (N, C, H, W), got {tuple(shape)}"
+            )
         n, c, hw = x.shape
         if c != self.num_channels:
-            raise ValueError(f"expected {self.num_channels} channels, got {c}")
+            raise ShapeError(f"expected {self.num_channels} channels, got {c}")
         g, G = self.groups, self.group_size
         xg = x.reshape(n, g, G, hw).float()
         eye = torch.eye(G, device=x.device, dtype=xg.dtype)
@@ -92,7 +98,8 @@ class SwitchableWhitening(nn.Module):
                 covs.append(cov_b.expand(n, g, G, G))
             elif m == "bn":
                 means.append(mu_b.expand(n, g, G))
-                covs.append(torch.diag_embed(torch.diagonal(cov_b, dim1=-2, dim2=-1)).expand(n, g, G, G))
+                diag = torch.diag_embed(torch.diagonal(cov_b, dim1=-2, dim2=-1))
+                covs.append(diag.expand(n, g, G, G))
             elif m == "iw":
                 means.append(mu_i)
                 covs.append(cov_i)

@@ -274,15 +274,15 @@ class Trainer:
             total, seen = 0.0, 0
             for x, y in loader:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                target = y
-                if c.mixup_alpha > 0 and not self.criterion.uses_features:
-                    x, target = mixup(x, y, self.num_classes, c.mixup_alpha, generator=gen)
+                y_perm, lam = y, 1.0
+                if c.mixup_alpha > 0:
+                    x, y_perm, lam = mixup(x, y, c.mixup_alpha, generator=gen)
                 with torch.autocast(self.device.type, enabled=self.use_amp):
                     u = self.model.features(x)
-                    if self.criterion.uses_features:
-                        loss = self.criterion(u.float(), y)
-                    else:
-                        loss = self.criterion(self.model.head.classify(u).float(), target)
+                    out = u if self.criterion.uses_features else self.model.head.classify(u)
+                    loss = self.criterion(out.float(), y)
+                    if lam < 1.0:
+                        loss = lam * loss + (1 - lam) * self.criterion(out.float(), y_perm)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
