@@ -285,7 +285,8 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict({**raw, **flags})
         trainer = Trainer(config, out_dir=args.out)
         trainer.fit()
-    print(f"run directory: {trainer.run_dir}")
+    if trainer.lightning is None or trainer.lightning.is_global_zero:
+        print(f"run directory: {trainer.run_dir}")
     return 0
 
 

@@ -128,7 +128,10 @@ class CollapseTracker(L.Callback):
             for k, v in row.items()
             if k != "epoch"
         }
-        pl_module.log_dict(logged, on_epoch=True, sync_dist=False, batch_size=1)
+        if (
+            trainer.loggers or trainer.checkpoint_callbacks
+        ):  # (costly for ~100 keys: skip if unused)
+            pl_module.log_dict(logged, on_epoch=True, sync_dist=False, batch_size=1)
         row["seconds"] = time.perf_counter() - self._t0
         self.history.append(row)
         if self.jsonl and trainer.is_global_zero:
@@ -170,7 +173,7 @@ class CollapseTracker(L.Callback):
         module.train(was)
         with stats.sync_context(), counts.sync_context():
             core = stats.to_core()
-            c = {key: v.cpu() for key, v in counts.compute().items()}
+            c = {key: getattr(counts, key).cpu() for key in counts._defaults}
         m = core.metrics(classifier=stats.classifier)
         from .metric import nc_cosine_statistics
 

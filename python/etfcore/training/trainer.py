@@ -242,6 +242,7 @@ class Trainer:
             warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
             warnings.filterwarnings("ignore", ".*have no `validation_step`.*")
+            warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
             try:
                 self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
             except SystemExit:
@@ -251,6 +252,7 @@ class Trainer:
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGINT, previous)
+        self.run_dir = interrupted.run_dir or self.run_dir
         self.history = tracker.history
         return self.history
 
@@ -278,7 +280,14 @@ class Trainer:
 
 
 class _InterruptFlag(L.Callback):
+    """Records a Ctrl-C, and the run directory every process agrees on (rank 0's)."""
+
     seen = False
+    run_dir: Optional[str] = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.loggers:
+            self.run_dir = trainer.log_dir
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
