@@ -339,6 +339,10 @@ def test_cli_projector_no_and_amp_zero(tmp_path):
     ck = torch.load(str(tmp_path / "run/version_0/checkpoints/last.ckpt"), weights_only=False)
     assert ck["etfcore_config"]["projector"] is False and ck["etfcore_config"]["amp"] is False
     assert not any(k.startswith("head.projector") for k in ck["state_dict"])
+    # --resume takes the run's own config; changing what it computes is refused
+    assert main(["train", "--resume", "--set", "lr=0.3", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--resume", "--set", "progress=no", "--out", str(tmp_path)]) == 0
+    assert os.listdir(tmp_path / "run") == ["version_0"]
 
 
 @pytest.mark.slow
