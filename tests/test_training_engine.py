@@ -355,3 +355,26 @@ def test_cli_ddp_two_processes_on_cpu(tmp_path):
     rows = [json.loads(s) for s in open(tmp_path / "run/version_0/metrics.jsonl")]
     assert len(rows) == 1 and rows[0]["train_num_samples"] == 1258  # each sample once
     assert math.isfinite(rows[0]["test_vci"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_ctrl_c_keeps_the_checkpoint_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
+    args = ["train", "--set", "epochs=500", "--set", "progress=no", "--accelerator", "cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etfcore.cli", *args, "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "last checkpoint kept" in err and "Traceback" not in err
+    assert torch.load(str(last), weights_only=False)["epoch"] >= 0
