@@ -15,6 +15,7 @@ import glob
 import os
 import re
 import signal
+import typing
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -26,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ..errors import ParameterError
 from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
-from .config import TrainConfig, load_toml, to_toml
+from .config import TrainConfig, load_toml, parse_value, to_toml
 
 # Keys a resumed run may change (where and how it runs, not what it computes).
 RESUMABLE_KEYS = (
@@ -100,25 +101,37 @@ def _load(checkpoint: str) -> Dict[str, Any]:
         raise ParameterError(f"cannot read checkpoint {checkpoint!r}: {e}") from None
 
 
-def resume_config(checkpoint: str, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
-    """The config a checkpoint was written with, with ``overrides`` of :data:`RESUMABLE_KEYS`."""
-    ck = _load(checkpoint)
-    if "etfcore_config" not in ck:
-        raise ParameterError(f"{checkpoint!r} was not written by etfcore train")
-    saved = TrainConfig.from_dict(ck["etfcore_config"])
-    overrides = dict(overrides or {})
+def _check_same_run(saved: TrainConfig, config: TrainConfig, checkpoint: str) -> None:
     changed = sorted(
         k
-        for k, v in overrides.items()
-        if k not in RESUMABLE_KEYS
-        and TrainConfig.from_dict({k: v}).to_dict()[k] != getattr(saved, k)
+        for k in saved.to_dict()
+        if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)
     )
     if changed:
         raise ParameterError(
-            f"a resumed run keeps its configuration; cannot change {changed} "
-            f"(may change: {', '.join(RESUMABLE_KEYS)})"
+            f"{checkpoint!r} was written with a different configuration ({', '.join(changed)}); "
+            f"a resumed run may change only {', '.join(RESUMABLE_KEYS)}"
         )
-    return saved.replace(**overrides)
+
+
+def _saved_config(ck: Dict[str, Any], checkpoint: str) -> TrainConfig:
+    if "etfcore_config" not in ck:
+        raise ParameterError(f"{checkpoint!r} was not written by etfcore train")
+    return TrainConfig.from_dict(ck["etfcore_config"])
+
+
+def resume_config(checkpoint: str, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """The config a checkpoint was written with, with ``overrides`` of :data:`RESUMABLE_KEYS`."""
+    saved = _saved_config(_load(checkpoint), checkpoint)
+    hints = typing.get_type_hints(TrainConfig)
+    merged = saved.to_dict()
+    for k, v in (overrides or {}).items():
+        if k not in hints:
+            raise ParameterError(f"unknown config key {k!r}; see `etfcore train --print-config`")
+        merged[k] = parse_value(k, hints[k], v)
+    config = TrainConfig.from_dict(merged)
+    _check_same_run(saved, config, checkpoint)
+    return config
 
 
 class Trainer:
@@ -193,7 +206,9 @@ class Trainer:
                     os.path.basename(os.path.dirname(run)),
                 )
             version = int(m.group(1)) if m else None
-            self.module.start_epoch = int(_load(ckpt).get("epoch", -1)) + 1
+            ck = _load(ckpt)
+            _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
+            self.module.start_epoch = int(ck.get("epoch", -1)) + 1
         tracker = CollapseTracker(
             every=c.track_every, sample=c.track_sample, minor_threshold=c.minor_threshold
         )
@@ -299,9 +314,7 @@ def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
     module cannot be rebuilt from the config: load their ``backbone.*`` weights into your module."""
     ckpt = find_checkpoint(path)
     ck = _load(ckpt)
-    if "etfcore_config" not in ck:
-        raise ParameterError(f"{ckpt!r} was not written by etfcore train")
-    config = TrainConfig.from_dict(ck["etfcore_config"])
+    config = _saved_config(ck, ckpt)
     if ck.get("etfcore_custom_backbone"):
         raise ParameterError(
             f"{ckpt!r} was trained with a custom backbone module; build it and "
