@@ -316,6 +316,9 @@ def test_cli_errors_are_messages(tmp_path):
         ["train", "--config", str(tmp_path / "missing.toml")],
         ["train", "--config", str(bad)],
         ["train", "--set", "amp=maybe"],
+        ["train", "--precision", "17"],
+        ["train", "--strategy", "nonsense"],
+        ["train", "--set", "freeze_backbone=yes"],  # nothing left to train
         ["train", "--resume", str(tmp_path)],  # a directory with no checkpoint
         ["train", "--set", "dataset=cifar10", "--set", "download=false",
          "--set", f"data_root={tmp_path}"],

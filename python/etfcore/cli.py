@@ -256,6 +256,7 @@ def _rf_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_DEPS = ("torch", "lightning", "torchmetrics", "torchvision", "tomli")
 _LIGHTNING_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 
 
@@ -322,7 +323,8 @@ def _run_torch_command(args: argparse.Namespace) -> int:
             return 2
         raise
     except ImportError as e:
-        print(f"etfcore: error: {e} (pip install 'etfcore[train]')", file=sys.stderr)
+        hint = " (pip install 'etfcore[train]')" if e.name in _TRAIN_DEPS else ""
+        print(f"etfcore: error: {e}{hint}", file=sys.stderr)
         return 2
 
 

@@ -189,5 +189,10 @@ def build_module(
         else None
     )
     module = ClassifierModule(backbone, head, criterion, config, regulariser=reg)
+    if not any(p.requires_grad for p in module.parameters()):
+        raise ParameterError(
+            "nothing to train: the backbone is frozen and the head has no parameters "
+            "(use a projector, head_batch_norm, or a learnable head)"
+        )
     module.input_shape, module.custom_backbone = tuple(datamodule.input_shape), custom
     return module

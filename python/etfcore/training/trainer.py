@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
@@ -200,12 +201,9 @@ class Trainer:
             ckpt = find_checkpoint(where)
             run = run_dir_of(ckpt)
             m = re.fullmatch(r"version_(\d+)", os.path.basename(run))
-            if self.out_dir is None or m is None:
-                self.out_dir, name = (
-                    os.path.dirname(os.path.dirname(run)),
-                    os.path.basename(os.path.dirname(run)),
-                )
-            version = int(m.group(1)) if m else None
+            if m is not None:  # continue in place: OUT/NAME/version_N of the checkpoint
+                self.out_dir = os.path.dirname(os.path.dirname(run))
+                name, version = os.path.basename(os.path.dirname(run)), int(m.group(1))
             ck = _load(ckpt)
             _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
             self.module.start_epoch = int(ck.get("epoch", -1)) + 1
@@ -237,19 +235,23 @@ class Trainer:
         if c.progress:
             callbacks.append(TQDMProgressBar(leave=False))
         kw.update(self.trainer_kwargs)
-        self.lightning = L.Trainer(
-            accelerator=c.accelerator,
-            devices=_devices(c.devices),
-            strategy=c.strategy,
-            num_nodes=c.num_nodes,
-            precision=_precision(c),
-            max_epochs=c.epochs,
-            callbacks=callbacks,
-            enable_progress_bar=c.progress,
-            enable_model_summary=kw.pop("enable_model_summary", c.progress),
-            num_sanity_val_steps=0,
-            **kw,
-        )
+        try:
+            self.lightning = L.Trainer(
+                accelerator=c.accelerator,
+                devices=_devices(c.devices),
+                strategy=c.strategy,
+                num_nodes=c.num_nodes,
+                precision=_precision(c),
+                max_epochs=c.epochs,
+                callbacks=callbacks,
+                enable_progress_bar=c.progress,
+                enable_model_summary=kw.pop("enable_model_summary", c.progress),
+                num_sanity_val_steps=0,
+                **kw,
+            )
+        except (MisconfigurationException, ValueError, TypeError) as e:
+            # Lightning refuses accelerator/devices/strategy/precision it cannot honour.
+            raise ParameterError(f"Lightning cannot run these settings: {e}") from None
         previous = signal.getsignal(signal.SIGINT)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
