@@ -4,6 +4,7 @@ loss and a :class:`~etfcore.training.module.ClassifierModule`. One function per 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -44,6 +45,10 @@ def build_datamodule(config: TrainConfig):
         seed=config.seed,
     )
     if getattr(dm, "num_classes", None) is None:
+        # Download on the first process of a node only; processes a launcher (torchrun, SLURM)
+        # starts beside it need the data on disk already.
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            dm.prepare_data()
         dm.setup("fit")
     return dm
 

@@ -2,7 +2,10 @@
 
 After each tracked epoch, :class:`CollapseTracker` passes over the training split and the held-out
 splits (validation when the datamodule has one, and test) in eval mode, each process over its own
-interleaved shard (no padding, so the union is each split exactly once), and logs for every split:
+interleaved shard (no padding, so the union is each split exactly once), and logs for every split.
+The training split is the datamodule's ``train_eval_dataset`` when it has one (no augmentation),
+else its ``train_dataset`` (random augmentations then apply to the tracked features too).
+
 
 - accuracy (``acc``), per-class mean accuracy (``mean_class_acc``), minor/major-class accuracy
   (minor: at most ``minor_threshold`` training samples), the split's loss (``loss``);
@@ -114,8 +117,10 @@ class CollapseTracker(L.Callback):
         }
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
             dm = trainer.datamodule
+            # the training split in eval transforms when the datamodule offers it
+            train_eval = getattr(dm, "train_eval_dataset", None) or dm.train_dataset
             splits = [
-                ("train", dm.train_dataset),
+                ("train", train_eval),
                 ("val", getattr(dm, "val_dataset", None)),
                 ("test", getattr(dm, "test_dataset", None)),
             ]
