@@ -18,7 +18,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 def test_import_etfcore_does_not_import_torch():
     code = "import sys, etfcore; etfcore.CollapseStats(2, 2); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run.stdout
     assert out.strip() == "False"
 
 
@@ -59,7 +60,8 @@ def test_hinge_ce_reduces_to_ce_and_theorem_1():
     u = torch.randn(7, 6)
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
     plain = torch.nn.functional.cross_entropy(u @ W.T, y)
-    assert float(enn.HingeCrossEntropy(W, tau_plus=0.0, tau_minus=math.pi)(u, y)) == pytest.approx(float(plain), rel=1e-6)
+    as_ce = enn.HingeCrossEntropy(W, tau_plus=0.0, tau_minus=math.pi)(u, y)
+    assert float(as_ce) == pytest.approx(float(plain), rel=1e-6)
     # Features inside their cones: angle to w_y ≤ τ⁺ and to the others ≥ τ⁻ → zero gradient.
     tau = 0.3
     theta_k = math.acos(-1 / 3)
@@ -115,7 +117,7 @@ def test_switchable_whitening_train_and_eval():
     for _ in range(20):
         sw(torch.randn(2048, 16) @ mix + 3)
     sw.eval()
-    small = torch.randn(4, 16) @ mix + 3  # eval mode uses running statistics: works on any batch size
+    small = torch.randn(4, 16) @ mix + 3  # eval mode: running statistics, any batch size
     y_eval = sw(small)
     assert y_eval.shape == (4, 16)
     big = sw(torch.randn(4096, 16) @ mix + 3)

@@ -264,6 +264,12 @@ def test_run_logs_metrics_that_match_the_core_and_runs_stay_apart(tmp_path):
         assert os.path.exists(os.path.join(a.run_dir, f)), f
     backbone, config = load_pretrained(a.run_dir)
     assert config == cfg
+    assert load_pretrained(os.path.join(a.run_dir, "checkpoints", "last.ckpt"))[1] == cfg
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ec.ParameterError, match="no checkpoint"):
+        load_pretrained(str(tmp_path / "empty"))
+    with pytest.raises(ec.ParameterError, match="neither a checkpoint file nor a run directory"):
+        load_pretrained(str(tmp_path / "missing"))
     with torch.no_grad():
         torch.testing.assert_close(backbone(x[:5]), a.module.backbone.eval()(x[:5]))
 
