@@ -262,6 +262,8 @@ def test_run_logs_metrics_that_match_the_core_and_runs_stay_apart(tmp_path):
     assert "NaN" not in text
     for f in ("config.toml", "metrics.csv", "checkpoints/last.ckpt"):
         assert os.path.exists(os.path.join(a.run_dir, f)), f
+    saved = config_mod.load_toml(os.path.join(a.run_dir, "config.toml"))
+    assert TrainConfig.from_dict(saved) == cfg  # the saved config re-runs the same run
     backbone, config = load_pretrained(a.run_dir)
     assert config == cfg
     assert load_pretrained(os.path.join(a.run_dir, "checkpoints", "last.ckpt"))[1] == cfg
