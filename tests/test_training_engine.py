@@ -177,6 +177,22 @@ def test_collapse_metrics_equals_core_and_validates():
     assert m.to_core().to_bytes() == before
 
 
+def test_fixed_shift_error_follows_the_documented_bound():
+    """Relative error of Σ_W ≤ 10·eps64·(1 + ‖μ - c‖²/σ²) against a two-pass float64 reference."""
+    H, y = ec.data.gaussian_mixture(5, 16, 400, seed=1)
+    for offset in (0.0, 1e3, 1e4):
+        X = H + offset
+        ref = sum(np.cov(X[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+        sigma2 = np.trace(ref) / 16
+        for shift in (None, X.mean(0) + 1.0):
+            m = CollapseMetrics(5, 16, shift=shift)
+            m.update(torch.from_numpy(X), torch.from_numpy(y))
+            got = m.to_core().within_class_covariance()
+            c = np.zeros(16) if shift is None else shift
+            bound = 10 * np.finfo(np.float64).eps * (1 + ((X.mean(0) - c) ** 2).sum() / sigma2)
+            assert np.abs(got - ref).max() / np.abs(ref).max() <= bound, (offset, shift)
+
+
 def test_nc_cosine_statistics_against_numpy():
     H, y = ec.data.gaussian_mixture(5, 8, 40, seed=2)
     W = ec.etf(5, 8, seed=1)

@@ -12,8 +12,10 @@ synchronisation is torchmetrics' own (``dist_reduce_fx="sum"``). **The shift is 
 accumulation** (an argument, zero by default) and is the same on every rank, so no collective
 is needed inside ``update`` and ranks may see different numbers of batches. Numerics: the core
 recovers ``Σ_W = S - Σ_k s_k s_kᵀ/n_k`` in float64; the rounding error relative to ``Σ_W`` grows
-like ``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance), i.e. ~1e-10 even
-for an offset 1000 σ away from ``c``. The tracking callback passes the previous evaluation's global
+like ``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance per coordinate):
+measured 1e-11, 1e-9, 1e-7 for ``c = 0`` and an offset of 100, 1000, 10 000 σ in each of 16
+coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference).
+The tracking callback passes the previous evaluation's global
 mean as ``c`` (identical on every rank after synchronisation), which keeps ``‖μ - c‖`` small.
 
 >>> import torch
