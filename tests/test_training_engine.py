@@ -325,8 +325,12 @@ def test_interrupted_and_resumed_run_is_bit_for_bit_the_uninterrupted_one(tmp_pa
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
     return subprocess.run(
-        [sys.executable, "-m", "etfcore.cli", *args], capture_output=True, text=True, env=env,
-        timeout=300, **kw,
+        [sys.executable, "-m", "etfcore.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kw,
     )
 
 
@@ -344,8 +348,15 @@ def test_cli_errors_are_messages(tmp_path):
         ["train", "--strategy", "nonsense"],
         ["train", "--set", "freeze_backbone=yes"],  # nothing left to train
         ["train", "--resume", str(tmp_path)],  # a directory with no checkpoint
-        ["train", "--set", "dataset=cifar10", "--set", "download=false",
-         "--set", f"data_root={tmp_path}"],
+        [
+            "train",
+            "--set",
+            "dataset=cifar10",
+            "--set",
+            "download=false",
+            "--set",
+            f"data_root={tmp_path}",
+        ],
     ]
     for args in cases:
         assert main(args + ["--out", str(tmp_path / "o")]) == 2, args
@@ -366,8 +377,21 @@ def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
 def test_cli_projector_no_and_amp_zero(tmp_path):
     from etfcore.cli import main
 
-    args = ["train", "--set", "epochs=1", "--set", "progress=no", "--set", "projector=no",
-            "--set", "amp=0", "--accelerator", "cpu", "--out", str(tmp_path)]
+    args = [
+        "train",
+        "--set",
+        "epochs=1",
+        "--set",
+        "progress=no",
+        "--set",
+        "projector=no",
+        "--set",
+        "amp=0",
+        "--accelerator",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     ck = torch.load(str(tmp_path / "run/version_0/checkpoints/last.ckpt"), weights_only=False)
     assert ck["etfcore_config"]["projector"] is False and ck["etfcore_config"]["amp"] is False
@@ -380,8 +404,21 @@ def test_cli_projector_no_and_amp_zero(tmp_path):
 
 @pytest.mark.slow
 def test_cli_ddp_two_processes_on_cpu(tmp_path):
-    r = _cli("train", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
-             "--set", "epochs=1", "--set", "progress=false", "--out", str(tmp_path))
+    r = _cli(
+        "train",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--set",
+        "epochs=1",
+        "--set",
+        "progress=false",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = os.listdir(tmp_path / "run")
     assert runs == ["version_0"]  # both processes wrote into one run
@@ -400,7 +437,10 @@ def test_ctrl_c_keeps_the_checkpoint_and_exits_130(tmp_path):
     args = ["train", "--set", "epochs=500", "--set", "progress=no", "--accelerator", "cpu"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "etfcore.cli", *args, "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
