@@ -18,7 +18,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 def test_import_etfcore_does_not_import_torch():
     code = "import sys, etfcore; etfcore.CollapseStats(2, 2); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run.stdout
     assert out.strip() == "False"
 
 
@@ -59,7 +60,8 @@ def test_hinge_ce_reduces_to_ce_and_theorem_1():
     u = torch.randn(7, 6)
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
     plain = torch.nn.functional.cross_entropy(u @ W.T, y)
-    assert float(enn.HingeCrossEntropy(W, tau_plus=0.0, tau_minus=math.pi)(u, y)) == pytest.approx(float(plain), rel=1e-6)
+    as_ce = enn.HingeCrossEntropy(W, tau_plus=0.0, tau_minus=math.pi)(u, y)
+    assert float(as_ce) == pytest.approx(float(plain), rel=1e-6)
     # Features inside their cones: angle to w_y ≤ τ⁺ and to the others ≥ τ⁻ → zero gradient.
     tau = 0.3
     theta_k = math.acos(-1 / 3)
@@ -101,8 +103,6 @@ def test_generalised_labels_and_mixup():
     den = 1 + (3 - 2) * 0.1
     np.testing.assert_allclose(t[0].numpy(), alpha[0] * np.array([0.9, 0.1, 0.1]) / den, rtol=1e-6)
     np.testing.assert_allclose(t[1].numpy(), alpha[2] * np.array([0.1, 0.1, 0.9]) / den, rtol=1e-6)
-    x, soft = enn.mixup(torch.randn(8, 3), torch.arange(8) % 3, 3, alpha=0.4, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(soft.sum(1), torch.ones(8))
 
 
 def test_switchable_whitening_train_and_eval():
@@ -117,7 +117,7 @@ def test_switchable_whitening_train_and_eval():
     for _ in range(20):
         sw(torch.randn(2048, 16) @ mix + 3)
     sw.eval()
-    small = torch.randn(4, 16) @ mix + 3  # eval mode uses running statistics: works on any batch size
+    small = torch.randn(4, 16) @ mix + 3  # eval mode: running statistics, any batch size
     y_eval = sw(small)
     assert y_eval.shape == (4, 16)
     big = sw(torch.randn(4096, 16) @ mix + 3)
@@ -146,51 +146,15 @@ def test_torch_stats_equal_core_stats():
     assert t.to_core().num_samples == 100
 
 
-def test_short_training_loss_falls_and_logged_vci_matches_core(tmp_path):
-    cfg = TrainConfig(epochs=6, progress=False, seed=0)
-    tr = Trainer(cfg, out_dir=str(tmp_path))
-    hist = tr.fit()
-    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
-    H, y = tr.extract_features("train")
-    core = ec.CollapseStats(tr.num_classes, H.shape[1]).update(H, y)
-    assert hist[-1]["train_vci"] == pytest.approx(core.vci().value, rel=1e-5)
-    assert hist[-1]["train_nc1"] == pytest.approx(core.nc1().value, rel=1e-4)
-    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 6
-    assert (tmp_path / "metrics.csv").exists() and (tmp_path / "checkpoint.pt").exists()
-
-
-def test_checkpoint_round_trip_and_resume(tmp_path):
-    cfg = TrainConfig(epochs=4, progress=False, seed=1, etf_seed=5)
-    full = Trainer(cfg, out_dir=str(tmp_path / "a"))
-    full.fit()
-    x = full.test_set.tensors[0][:16]
-    # identical outputs after reloading
-    other = Trainer(cfg)
-    other.load_checkpoint(str(tmp_path / "a" / "checkpoint.pt"))
-    full.model.eval()
-    other.model.eval()
-    torch.testing.assert_close(full.model(x), other.model(x), rtol=0, atol=0)
-    torch.testing.assert_close(other.model.head.weight, torch.from_numpy(ec.etf(10, 32, seed=5)).float())
-    # resume 2 → 4 epochs gives the same history as 4 straight epochs (deterministic on CPU)
-    part = Trainer(cfg, out_dir=str(tmp_path / "b"))
-    part.fit(stop_after=2)  # "interrupted" after 2 of 4 epochs
-    resumed = Trainer(cfg, out_dir=str(tmp_path / "b"))
-    hist = resumed.fit(resume=str(tmp_path / "b" / "checkpoint.pt"))
-    assert len(hist) == 4
-    for a, b in zip(hist, full.history):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
-    resumed.model.eval()
-    torch.testing.assert_close(resumed.model(x), full.model(x))
-
-
 def test_custom_backbone_module():
     net = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 24))
-    tr = Trainer(TrainConfig(epochs=2, feature_dim=24, progress=False), backbone=net)
+    cfg = TrainConfig(epochs=2, feature_dim=24, progress=False, accelerator="cpu")
+    tr = Trainer(cfg, backbone=net)
     assert tr.model.backbone is net
     hist = tr.fit()
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     with pytest.raises(ec.ShapeError, match="expects \\(1, 32\\)"):
-        Trainer(TrainConfig(epochs=1, feature_dim=32, progress=False), backbone=torch.nn.Linear(64, 20))
+        Trainer(TrainConfig(epochs=1, progress=False), backbone=torch.nn.Linear(64, 20))
 
 
 def test_config_errors_before_training():
@@ -202,66 +166,19 @@ def test_config_errors_before_training():
         TrainConfig.from_dict({"head": "linear", "loss": "hinge_ce"})
     with pytest.raises(ec.ParameterError):
         TrainConfig.from_dict({"imbalance_ratio": 0})
-    if not torch.cuda.is_available():
-        with pytest.raises(ec.ParameterError, match="CUDA is not available"):
-            Trainer(TrainConfig(device="cuda", progress=False))
     with pytest.raises(ec.DimensionError):
         Trainer(TrainConfig(feature_dim=4, progress=False))
 
 
-def test_cli_train_and_errors(tmp_path):
-    from etfcore.cli import main
-
-    assert main(["train", "--preset", "digits-etf-ce", "--set", "epochs=2", "--set", "progress=false", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "metrics.jsonl").exists()
-    assert main(["train", "--preset", "nope"]) == 2
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('head = "etf"\nloss = "dot_regression"\nepochs = 1\nprogress = false\nunknown_key = 1\n')
-    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "x")]) == 2
-
-
 @cuda
 def test_training_on_cuda():
-    tr = Trainer(TrainConfig(epochs=3, progress=False, device="cuda"))
-    hist = tr.fit()
-    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-
-
-DIST_SCRIPT = r'''
-import os, sys, socket
-import numpy as np
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-import etfcore as ec
-from etfcore.training import TorchCollapseStats
-
-def work(rank, world, port, out):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    for precision in ("32-true", "16-mixed", "bf16-mixed"):
+        cfg = TrainConfig(epochs=3, progress=False, accelerator="gpu", precision=precision)
+        hist = Trainer(cfg).fit()
+        assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+        assert 0 <= hist[-1]["train_vci"] <= 1
+    m = TorchCollapseStats(4, 6, device="cuda")
     H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
-    t = TorchCollapseStats(4, 6)
-    t.update(torch.from_numpy(H[rank::world]) + rank, torch.from_numpy(y[rank::world]))  # rank-dependent data
-    t.sync()
-    if rank == 0:
-        open(out, "wb").write(t.to_core().to_bytes())
-    dist.destroy_process_group()
-
-if __name__ == "__main__":
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    mp.spawn(work, args=(2, port, sys.argv[1]), nprocs=2, join=True)
-'''
-
-
-def test_distributed_sync_equals_one_pass(tmp_path):
-    script = tmp_path / "dist.py"
-    script.write_text(DIST_SCRIPT)
-    out = tmp_path / "stats.bin"
-    subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=120)
-    synced = ec.CollapseStats.from_bytes(out.read_bytes())
-    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
-    H2 = H.copy()
-    H2[1::2] += 1  # what rank 1 saw
-    ref = ec.CollapseStats(4, 6).update(H2, y)
-    np.testing.assert_array_equal(synced.class_counts, ref.class_counts)
-    np.testing.assert_allclose(synced.total_covariance(), ref.total_covariance(), atol=1e-12)
-    assert synced.vci().value == pytest.approx(ref.vci().value, rel=1e-12)
+    m.update(torch.from_numpy(H).cuda(), torch.from_numpy(y).cuda())
+    ref = ec.CollapseStats(4, 6).update(H, y)
+    assert m.to_core().vci().value == pytest.approx(ref.vci().value, rel=1e-10)

@@ -2,6 +2,8 @@
 
     etfcore demo                          # the main job: heads and losses on digits (needs torch)
     etfcore train --preset digits-etf-hinge [--set epochs=50] [--config run.toml] [--out DIR]
+                  [--accelerator gpu --devices 2 --strategy ddp] [--resume [RUN]]
+    etfcore train --print-config | --list-presets
     etfcore report                        # collapse metrics of embedded data (no torch)
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
@@ -254,51 +256,76 @@ def _rf_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(v: str):
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
+_TRAIN_DEPS = ("torch", "lightning", "torchmetrics", "torchvision", "tomli")
+_LIGHTNING_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import PRESETS, TrainConfig, Trainer
+    from .training.config import PRESETS, TrainConfig, describe_fields
 
     if args.list_presets:
         for name, kw in PRESETS.items():
-            print(f"{name:<22} {kw}")
+            print(f"{name:<32} {', '.join(f'{k}={v}' for k, v in kw.items())}")
         return 0
-    cfg: dict = {}
-    if args.preset:
-        if args.preset not in PRESETS:
-            from .errors import ParameterError
+    if args.print_config:
+        print(describe_fields())
+        return 0
+    from .training.trainer import Trainer, config_from_sources, find_checkpoint, resume_config
 
-            raise ParameterError(f"unknown preset {args.preset!r}; known: {sorted(PRESETS)}")
-        cfg.update(PRESETS[args.preset])
-    if args.config:
-        import tomllib
-
-        with open(args.config, "rb") as f:
-            cfg.update(tomllib.load(f))
-    for item in args.set:
-        key, _, value = item.partition("=")
-        cfg[key] = _parse_value(value)
-    if args.device:
-        cfg["device"] = args.device
-    config = TrainConfig.from_dict(cfg)
-    trainer = Trainer(config, out_dir=args.out)
-    print(f"training on {trainer.device}: {config}")
-    trainer.fit(resume=f"{args.out}/checkpoint.pt" if args.resume else None)
+    flags = {k: str(getattr(args, k)) for k in _LIGHTNING_FLAGS if getattr(args, k) is not None}
+    if args.resume is not None:
+        # The run's own config; --set/--accelerator/... may change only where it runs.
+        ckpt = find_checkpoint(args.resume or args.out)
+        overrides = config_from_sources(None, None, args.set)
+        config = resume_config(ckpt, {**overrides, **flags})
+        trainer = Trainer(config, out_dir=args.out)
+        print(f"resuming {ckpt}", flush=True)
+        trainer.fit(resume=ckpt)
+    else:
+        raw = config_from_sources(args.preset, args.config, args.set)
+        config = TrainConfig.from_dict({**raw, **flags})
+        trainer = Trainer(config, out_dir=args.out)
+        trainer.fit()
+    if trainer.lightning is None or trainer.lightning.is_global_zero:
+        print(f"run directory: {trainer.run_dir}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .training.demo import run_demo
 
-    run_demo(epochs=args.epochs, seeds=range(args.seeds), out_dir=args.out, device=args.device)
+    run_demo(
+        epochs=args.epochs, seeds=range(args.seeds), out_dir=args.out,
+        accelerator=args.accelerator, progress=not args.no_progress,
+    )
     return 0
+
+
+def _run_torch_command(args: argparse.Namespace) -> int:
+    """``train``/``demo`` with every failure a user can cause as ``etfcore: error: ...``
+    (exit 2) and Ctrl-C as a message (exit 130)."""
+    try:
+        return _train(args) if args.command == "train" else _demo(args)
+    except KeyboardInterrupt as e:
+        msg = str(e) or "interrupted"
+        print(f"\netfcore: {msg}; resume with `etfcore train --resume`", file=sys.stderr)
+        return 130
+    except EtfcoreError as e:
+        print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"etfcore: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as e:
+        text = str(e)
+        if "download" in text.lower() or "url" in text.lower() or "urlopen" in text.lower():
+            print(f"etfcore: error: {text}", file=sys.stderr)
+            return 2
+        raise
+    except ImportError as e:
+        hint = " (pip install 'etfcore[train]')" if e.name in _TRAIN_DEPS else ""
+        print(f"etfcore: error: {e}{hint}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -321,26 +348,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cur.add_argument("--a2-max", type=float, default=1.0)
     cur.add_argument("--points", type=int, default=6)
     cur.add_argument("--seeds", type=int, default=5)
-    tr = sub.add_parser("train", help="train a model with a fixed-ETF or learned head (needs torch)")
+    tr = sub.add_parser(
+        "train", help="train with a fixed-ETF or learned head on Lightning (needs torch)"
+    )
     tr.add_argument("--preset", help="a preset name (see --list-presets)")
-    tr.add_argument("--config", help="a TOML file of TrainConfig keys")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
-    tr.add_argument("--device", help="auto (default), cpu or cuda[:i]")
-    tr.add_argument("--out", default="out/train", help="directory for metrics.jsonl/csv and checkpoint.pt")
-    tr.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")
-    tr.add_argument("--list-presets", action="store_true")
-    dm = sub.add_parser("demo", help="the main job: heads and losses on digits, balanced and long-tail (needs torch)")
+    tr.add_argument("--config", help="a TOML file of config keys (see --print-config)")
+    tr.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key"
+    )
+    tr.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ...")
+    tr.add_argument("--devices", help="Lightning devices: auto, a count, or a list like 0,1")
+    tr.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")
+    tr.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
+    tr.add_argument("--precision", help="Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    tr.add_argument("--out", default="out/train", help="runs go to OUT/NAME/version_N")
+    tr.add_argument(
+        "--resume", nargs="?", const="", default=None, metavar="RUN",
+        help="continue the latest run under OUT, or RUN (a run directory or checkpoint)",
+    )
+    tr.add_argument("--list-presets", action="store_true", help="print the presets")
+    tr.add_argument("--print-config", action="store_true", help="print every config key")
+    dm = sub.add_parser(
+        "demo", help="the main job: heads and losses on digits, balanced and long-tail"
+    )
     dm.add_argument("--epochs", type=int, default=30)
     dm.add_argument("--seeds", type=int, default=3)
     dm.add_argument("--out", default="out/demo")
-    dm.add_argument("--device", default="auto")
+    dm.add_argument("--accelerator", default="auto")
+    dm.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
     args = parser.parse_args(argv)
     if args.command in ("train", "demo"):
-        try:
-            return _train(args) if args.command == "train" else _demo(args)
-        except EtfcoreError as e:
-            print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
-            return 2
+        return _run_torch_command(args)
     if args.command == "rf-curve":
         return _rf_curve(args)
     if args.command in ("report", "metrics"):

@@ -1,16 +1,24 @@
-"""Training with fixed-ETF heads and collapse tracking (imports torch)."""
+"""Training with fixed-ETF or learned heads on PyTorch Lightning, with collapse tracking
+(imports torch and lightning)."""
 
+from .callbacks import CollapseTracker
+from .config import PRESETS, TrainConfig
 from .datasets import CIFAR100_COARSE, coarse_labels, embedded, long_tail_indices
+from .metric import CollapseMetrics
+from .module import ClassifierModule
 from .tracking import TorchCollapseStats
-from .trainer import PRESETS, Model, TrainConfig, Trainer, resolve_device
+from .trainer import Trainer, TrainingInterrupted, load_pretrained
 
 __all__ = [
+    "CollapseMetrics",
+    "CollapseTracker",
+    "ClassifierModule",
     "TorchCollapseStats",
     "Trainer",
+    "TrainingInterrupted",
     "TrainConfig",
-    "Model",
     "PRESETS",
-    "resolve_device",
+    "load_pretrained",
     "embedded",
     "long_tail_indices",
     "coarse_labels",

@@ -1,397 +1,352 @@
-"""Training with fixed-ETF or learned heads and per-epoch collapse tracking (SPEC §8, §10).
+"""The front door: ``Trainer(config, out_dir=..., backbone=...).fit()`` on ``lightning.Trainer``.
 
-Penultimate features are accumulated on the training device into :class:`TorchCollapseStats`
-during the evaluation pass (never materialised on the host); the core computes the metrics.
+A run with ``out_dir`` lives in ``out_dir/<name>/version_N`` (a new run takes the next free
+``N`` and never touches an older one): ``config.toml`` (the resolved config), ``metrics.jsonl``
+(one row per epoch, NaN as ``null``), Lightning's ``metrics.csv`` (and TensorBoard events when
+``tensorboard`` is installed), ``checkpoints/last.ckpt`` and ``checkpoints/best-*.ckpt`` (highest
+held-out accuracy: the validation split when there is one, else the test split).
+``fit(resume=...)`` continues the latest version (or a given run directory or checkpoint) in
+place. Without ``out_dir`` nothing is written.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
-import math
+import glob
 import os
-import random
-import time
-from typing import Any, Dict, List, Optional
+import re
+import signal
+import typing
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
+import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
 
-from ..errors import LabelError, ParameterError
-from ..nn.backbones import MLP, SmallCNN, resnet
-from ..nn.heads import CentredMeansHead, FixedETFHead, LinearHead
-from ..nn.losses import (
-    CrossEntropy,
-    DotRegressionLoss,
-    GeneralisedLabelsLoss,
-    HingeCrossEntropy,
-    mixup,
+from ..errors import ParameterError
+from .build import build_backbone, build_datamodule, build_module
+from .callbacks import CollapseTracker, truncate_jsonl
+from .config import TrainConfig, load_toml, parse_value, to_toml
+
+# Keys a resumed run may change (where and how it runs, not what it computes).
+RESUMABLE_KEYS = (
+    "accelerator",
+    "devices",
+    "strategy",
+    "num_nodes",
+    "progress",
+    "num_workers",
+    "data_root",
+    "download",
+    "name",
 )
-from . import datasets
-from .tracking import TorchCollapseStats
-
-CHOICES = {
-    "backbone": ("mlp", "cnn", "cnn-sw", "resnet18", "resnet50"),
-    "head": ("etf", "linear", "cm", "wicm", "lwm"),
-    "loss": ("ce", "weighted_ce", "label_smoothing", "dot_regression", "dot_regression_parity", "hinge_ce", "generalised_labels"),
-    "optimizer": ("sgd", "adamw"),
-    "schedule": ("cosine", "step", "constant"),
-    "dataset": ("digits", "gmm") + datasets.TORCHVISION,
-}
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Every option of a run; :meth:`from_dict` refuses unknown keys and bad values."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Trainer.fit`; ``checkpoint`` is the last one kept (or None)."""
 
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = True
-    image_size: int = 32
-    imbalance_ratio: float = 1.0
-    backbone: str = "mlp"
-    feature_dim: int = 32
-    head: str = "etf"
-    etf_seed: int = 0
-    projector: bool = False
-    head_batch_norm: bool = False
-    normalize_features: bool = False
-    loss: str = "ce"
-    label_smoothing: float = 0.1
-    tau_plus: float = 13 * math.pi / 36
-    tau_minus: float = math.pi
-    minor_threshold: int = 50
-    hinge_minor_only: bool = True
-    mixup_alpha: float = 0.0
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: int = 1
-    step_size: int = 10
-    step_gamma: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    track_every: int = 1
-    progress: bool = True
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> TrainConfig:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ParameterError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
-        cfg = cls(**{k: (type(getattr(cls, k))(v) if getattr(cls, k) is not None and not isinstance(getattr(cls, k), bool) else v) for k, v in d.items()})
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        for key, allowed in CHOICES.items():
-            if getattr(self, key) not in allowed:
-                raise ParameterError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        if self.loss in ("dot_regression", "dot_regression_parity", "hinge_ce") and self.head != "etf":
-            raise ParameterError(f"loss {self.loss!r} needs a fixed frame: use head='etf'")
-        if not (0 < self.imbalance_ratio <= 1):
-            raise ParameterError(f"imbalance_ratio must be in (0, 1], got {self.imbalance_ratio}")
-        for key in ("epochs", "batch_size", "feature_dim", "track_every"):
-            if getattr(self, key) < 1:
-                raise ParameterError(f"{key} must be >= 1")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+    def __init__(self, message: str, checkpoint: Optional[str]) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "digits-linear-ce": dict(head="linear", loss="ce"),
-    "digits-etf-ce": dict(head="etf", loss="ce"),
-    "digits-etf-dr": dict(head="etf", loss="dot_regression", normalize_features=True, lr=0.1),
-    "digits-etf-hinge": dict(head="etf", loss="hinge_ce"),
-    "digits-cm": dict(head="cm", loss="ce"),
-    "digits-lt-etf-hinge": dict(head="etf", loss="hinge_ce", imbalance_ratio=0.1),
-    "gmm-etf-ce": dict(dataset="gmm", head="etf", loss="ce"),
-}
+def _devices(spec: str) -> Union[str, int, List[int]]:
+    spec = spec.strip()
+    if spec.isdigit() or (spec.startswith("-") and spec[1:].isdigit()):
+        return int(spec)
+    if "," in spec:
+        return [int(s) for s in spec.split(",") if s.strip()]
+    return spec
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
+def _precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    gpu = config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return "16-mixed" if config.amp and gpu else "32-true"
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+def find_checkpoint(path: str) -> str:
+    """A checkpoint file from a file, a run directory, or a directory of versioned runs (the
+    latest version with a checkpoint)."""
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise ParameterError(f"{path!r} is neither a checkpoint file nor a run directory")
+    last = os.path.join(path, "checkpoints", "last.ckpt")
+    if os.path.isfile(last):
+        return last
+    versions = sorted(
+        glob.glob(
+            os.path.join(path, "**", "version_*", "checkpoints", "last.ckpt"), recursive=True
+        ),
+        key=os.path.getmtime,
+    )
+    if versions:
+        return versions[-1]
+    raise ParameterError(f"no checkpoint in {path!r} (looked for checkpoints/last.ckpt)")
 
 
-class Model(torch.nn.Module):
-    """``backbone → head``; ``features`` gives what the head's frame classifies."""
+def run_dir_of(checkpoint: str) -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
 
-    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.features(self.backbone(x))
+def _load(checkpoint: str) -> Dict[str, Any]:
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise ParameterError(f"cannot read checkpoint {checkpoint!r}: {e}") from None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.classify(self.features(x))
+
+def _check_same_run(saved: TrainConfig, config: TrainConfig, checkpoint: str) -> None:
+    changed = sorted(
+        k
+        for k in saved.to_dict()
+        if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)
+    )
+    if changed:
+        raise ParameterError(
+            f"{checkpoint!r} was written with a different configuration ({', '.join(changed)}); "
+            f"a resumed run may change only {', '.join(RESUMABLE_KEYS)}"
+        )
+
+
+def _saved_config(ck: Dict[str, Any], checkpoint: str) -> TrainConfig:
+    if "etfcore_config" not in ck:
+        raise ParameterError(f"{checkpoint!r} was not written by etfcore train")
+    return TrainConfig.from_dict(ck["etfcore_config"])
+
+
+def resume_config(checkpoint: str, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """The config a checkpoint was written with, with ``overrides`` of :data:`RESUMABLE_KEYS`."""
+    saved = _saved_config(_load(checkpoint), checkpoint)
+    hints = typing.get_type_hints(TrainConfig)
+    merged = saved.to_dict()
+    for k, v in (overrides or {}).items():
+        if k not in hints:
+            raise ParameterError(f"unknown config key {k!r}; see `etfcore train --print-config`")
+        merged[k] = parse_value(k, hints[k], v)
+    config = TrainConfig.from_dict(merged)
+    _check_same_run(saved, config, checkpoint)
+    return config
 
 
 class Trainer:
-    """Runs a :class:`TrainConfig`: builds data, model, loss, optimiser and schedule, trains,
-    evaluates and tracks collapse every ``track_every`` epochs, logs to ``out_dir/metrics.jsonl``
-    and ``metrics.csv``, and checkpoints to ``out_dir/checkpoint.pt`` (resumable)."""
+    """Trains a :class:`TrainConfig` with ``lightning.Trainer``.
 
-    def __init__(self, config: TrainConfig, out_dir: Optional[str] = None, *, backbone: Optional[torch.nn.Module] = None) -> None:
-        """``backbone``: any module mapping a batch of inputs to ``(batch, config.feature_dim)``
-        features, used instead of ``config.backbone`` (its width is checked before training)."""
+    ``backbone``: any module mapping a batch to ``(batch, config.feature_dim)`` features, used
+    instead of ``config.backbone`` (its width is checked before training). ``callbacks`` are added
+    to Lightning's; ``trainer_kwargs`` go to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
+
+    >>> cfg = TrainConfig(epochs=1, progress=False, accelerator="cpu")
+    >>> history = Trainer(cfg).fit()          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: Optional[str] = None,
+        *,
+        backbone: Optional[torch.nn.Module] = None,
+        callbacks: Sequence[Any] = (),
+        **trainer_kwargs: Any,
+    ) -> None:
         config.validate()
-        self.config = config
-        self._custom_backbone = backbone
-        self.out_dir = out_dir
-        self.device = resolve_device(config.device)
-        seed_everything(config.seed)
-        if config.dataset in ("digits", "gmm"):
-            d = datasets.embedded(config.dataset, seed=config.seed, imbalance_ratio=config.imbalance_ratio)
-            input_shape = (d["input_dim"],)
-        else:
-            d = datasets.image_datasets(config.dataset, config.data_root, seed=config.seed, imbalance_ratio=config.imbalance_ratio, download=config.download, image_size=config.image_size)
-            input_shape = d["input_shape"]
-        self.num_classes = d["num_classes"]
-        self.train_set, self.test_set = d["train"], d["test"]
-        self.train_counts = d["train_counts"]
-        for name, ds in (("train", self.train_set), ("test", self.test_set)):
-            y = datasets.dataset_labels(ds)
-            if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-                raise LabelError(f"{name} labels fall outside the head's {self.num_classes} classes")
-        self.model = self._build_model(input_shape).to(self.device)
-        self.criterion = self._build_loss().to(self.device)
-        self.optimizer = self._build_optimizer()
-        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.epoch = 0
+        self.config, self.out_dir = config, out_dir
+        self.custom_backbone = backbone is not None
+        torch.manual_seed(config.seed)
+        self.datamodule = build_datamodule(config)
+        self.module = build_module(config, self.datamodule, backbone)
+        self.extra_callbacks, self.trainer_kwargs = list(callbacks), trainer_kwargs
+        self.num_classes = int(self.datamodule.num_classes)
+        self.run_dir: Optional[str] = None
         self.history: List[Dict[str, Any]] = []
-        self.minor = torch.as_tensor(self.train_counts <= config.minor_threshold)
+        self.lightning: Optional[L.Trainer] = None
 
-    # ------------------------------------------------------------------ construction
-    def _build_model(self, input_shape) -> Model:
+    @property
+    def model(self):
+        return self.module
+
+    def _loggers(self, root: str, name: str, version: Optional[int]) -> list:
+        csv = CSVLogger(root, name=name, version=version)
+        loggers: list = [csv]
+        try:
+            import tensorboard  # noqa: F401
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(
+                TensorBoardLogger(
+                    root, name=name, version=csv.version, sub_dir="tb", default_hp_metric=False
+                )
+            )
+        except ImportError:
+            pass
+        return loggers
+
+    def fit(self, resume: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Trains to ``config.epochs``; ``resume`` (a checkpoint, a run directory, or ``True``
+        for the latest run under ``out_dir``) continues an interrupted run exactly. Returns one row
+        per epoch (the run's whole history when resumed). Ctrl-C raises
+        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint."""
         c = self.config
-        if self._custom_backbone is not None:
-            backbone = self._custom_backbone
-            x0 = self.train_set[0][0][None]
-            backbone.eval()
-            with torch.no_grad():
-                out = backbone(x0)
-            backbone.train()
-            if out.dim() != 2 or out.shape[1] != c.feature_dim:
-                from ..errors import ShapeError
-
-                raise ShapeError(f"the backbone returns features of shape {tuple(out.shape)} for one sample; the head expects (1, {c.feature_dim}) (config.feature_dim)")
-        elif c.backbone == "mlp":
-            backbone = MLP(int(np.prod(input_shape)), c.feature_dim)
-        elif c.backbone in ("cnn", "cnn-sw"):
-            channels = input_shape[0] if len(input_shape) == 3 else 1
-            backbone = SmallCNN(c.feature_dim, in_channels=channels, norm="sw" if c.backbone == "cnn-sw" else "bn")
-        else:
-            backbone = resnet(c.backbone, feature_dim=c.feature_dim, small_input=c.image_size <= 64)
-        if c.head == "etf":
-            head = FixedETFHead(self.num_classes, c.feature_dim, seed=c.etf_seed, projector=c.projector, batch_norm=c.head_batch_norm, normalize=c.normalize_features)
-        elif c.head == "linear":
-            head = LinearHead(self.num_classes, c.feature_dim)
-        else:
-            # Paper 001's heads from the class means of the initial backbone's training features.
-            stats = TorchCollapseStats(self.num_classes, c.feature_dim)
-            backbone.eval()
-            with torch.no_grad():
-                for x, y in DataLoader(self.train_set, batch_size=512):
-                    stats.update(backbone(x), y)
-            backbone.train()
-            means = np.nan_to_num(stats.to_core().class_means())
-            head = CentredMeansHead(means, mode=c.head)
-        return Model(backbone, head)
-
-    def _build_loss(self) -> torch.nn.Module:
-        c = self.config
-        w = getattr(self.model.head, "weight", None)
-        if c.loss == "ce":
-            return CrossEntropy()
-        if c.loss == "weighted_ce":
-            counts = torch.as_tensor(self.train_counts, dtype=torch.float32).clamp_min(1)
-            return CrossEntropy(class_weights=counts.sum() / (len(counts) * counts))
-        if c.loss == "label_smoothing":
-            return CrossEntropy(label_smoothing=c.label_smoothing)
-        if c.loss in ("dot_regression", "dot_regression_parity"):
-            return DotRegressionLoss(w, parity=c.loss.endswith("parity"))
-        if c.loss == "hinge_ce":
-            if c.hinge_minor_only and self.config.imbalance_ratio < 1:
-                return HingeCrossEntropy.for_minor_classes(w, self.train_counts.tolist(), tau_plus=c.tau_plus, threshold=c.minor_threshold, tau_minus=c.tau_minus)
-            return HingeCrossEntropy(w, tau_plus=c.tau_plus, tau_minus=c.tau_minus)
-        return GeneralisedLabelsLoss(self.train_counts.tolist())
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=True)
-        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-
-    def _lr_factor(self, step: int) -> float:
-        c = self.config
-        warm = c.warmup_epochs * self.steps_per_epoch
-        if step < warm:
-            return (step + 1) / warm
-        if c.schedule == "constant":
-            return 1.0
-        if c.schedule == "step":
-            return c.step_gamma ** ((step // self.steps_per_epoch) // c.step_size)
-        total = max(1, c.epochs * self.steps_per_epoch - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / total)))
-
-    # ------------------------------------------------------------------ loop
-    def fit(self, resume: Optional[str] = None, *, stop_after: Optional[int] = None) -> List[Dict[str, Any]]:
-        """Trains up to ``config.epochs`` (or only ``stop_after`` more epochs); ``resume`` restores
-        a checkpoint first. Every epoch's shuffling is seeded by ``(seed, epoch)``, so a resumed run
-        is the same as an uninterrupted one (on CPU)."""
+        name = c.name or "run"
+        ckpt = None
+        version: Optional[int] = None
         if resume:
-            self.load_checkpoint(resume)
-        c = self.config
-        last = c.epochs if stop_after is None else min(c.epochs, self.epoch + stop_after)
-        while self.epoch < last:
-            t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(c.seed * 7919 + self.epoch)
-            loader = DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, generator=gen, drop_last=len(self.train_set) > c.batch_size)
-            self.model.train()
-            total, seen = 0.0, 0
-            for x, y in loader:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                y_perm, lam = y, 1.0
-                if c.mixup_alpha > 0:
-                    x, y_perm, lam = mixup(x, y, c.mixup_alpha, generator=gen)
-                with torch.autocast(self.device.type, enabled=self.use_amp):
-                    u = self.model.features(x)
-                    out = u if self.criterion.uses_features else self.model.head.classify(u)
-                    loss = self.criterion(out.float(), y)
-                    if lam < 1.0:
-                        loss = lam * loss + (1 - lam) * self.criterion(out.float(), y_perm)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                total += float(loss.detach()) * len(y)
-                seen += len(y)
-            self.epoch += 1
-            row: Dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": total / seen}
-            if self.epoch % c.track_every == 0 or self.epoch == c.epochs:
-                row.update(self.evaluate())
-            row["seconds"] = time.perf_counter() - t0
-            self.history.append(row)
-            self._log(row)
-            if c.progress:
-                msg = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k in ("train_loss", "test_acc", "train_vci", "train_nc1"))
-                print(f"[epoch {self.epoch}/{c.epochs}] {msg}", flush=True)
-            if self.out_dir:
-                self.save_checkpoint(os.path.join(self.out_dir, "checkpoint.pt"))
+            where = resume if isinstance(resume, str) else os.path.join(self.out_dir or ".", name)
+            ckpt = find_checkpoint(where)
+            run = run_dir_of(ckpt)
+            m = re.fullmatch(r"version_(\d+)", os.path.basename(run))
+            if m is not None:  # continue in place: OUT/NAME/version_N of the checkpoint
+                self.out_dir = os.path.dirname(os.path.dirname(run))
+                name, version = os.path.basename(os.path.dirname(run)), int(m.group(1))
+            ck = _load(ckpt)
+            _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
+            self.module.start_epoch = int(ck.get("epoch", -1)) + 1
+        tracker = CollapseTracker(
+            every=c.track_every, sample=c.track_sample, minor_threshold=c.minor_threshold
+        )
+        callbacks: list = [tracker, *self.extra_callbacks]
+        interrupted = _InterruptFlag()
+        callbacks.append(interrupted)
+        kw: Dict[str, Any] = dict(logger=False, enable_checkpointing=False)
+        if self.out_dir is not None:
+            loggers = self._loggers(self.out_dir, name, version)
+            self.run_dir = loggers[0].log_dir
+            callbacks += [
+                ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False),
+                ModelCheckpoint(
+                    monitor="val_acc"
+                    if getattr(self.datamodule, "val_dataset", None)
+                    else "test_acc",
+                    mode="max",
+                    save_top_k=1,
+                    every_n_epochs=c.track_every,
+                    filename="best-{epoch}",
+                ),
+            ]
+            kw = dict(logger=loggers)
+            if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+                self._prepare_run_dir(ckpt, tracker)
+        if c.progress:
+            callbacks.append(TQDMProgressBar(leave=False))
+        kw.update(self.trainer_kwargs)
+        try:
+            self.lightning = L.Trainer(
+                accelerator=c.accelerator,
+                devices=_devices(c.devices),
+                strategy=c.strategy,
+                num_nodes=c.num_nodes,
+                precision=_precision(c),
+                max_epochs=c.epochs,
+                callbacks=callbacks,
+                enable_progress_bar=c.progress,
+                enable_model_summary=kw.pop("enable_model_summary", c.progress),
+                num_sanity_val_steps=0,
+                **kw,
+            )
+        except (MisconfigurationException, ValueError, TypeError) as e:
+            # Lightning refuses accelerator/devices/strategy/precision it cannot honour.
+            raise ParameterError(f"Lightning cannot run these settings: {e}") from None
+        previous = signal.getsignal(signal.SIGINT)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+            warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+            warnings.filterwarnings("ignore", ".*have no `validation_step`.*")
+            warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
+            warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
+            try:
+                self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
+            except SystemExit:
+                if not interrupted.seen:
+                    raise
+                self._interrupted()
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+        self.run_dir = interrupted.run_dir or self.run_dir
+        self.history = tracker.history
         return self.history
 
-    @torch.no_grad()
-    def evaluate(self) -> Dict[str, Any]:
-        """Accuracy and collapse metrics on the train and held-out splits (one pass each)."""
-        self.model.eval()
-        out: Dict[str, Any] = {}
-        K, p = self.num_classes, self.model.head.dim
-        for split, ds in (("train", self.train_set), ("test", self.test_set)):
-            stats = TorchCollapseStats(K, p, device=self.device)
-            correct = torch.zeros(K, device=self.device)
-            count = torch.zeros(K, device=self.device)
-            for x, y in DataLoader(ds, batch_size=512):
-                x, y = x.to(self.device), y.to(self.device)
-                with torch.autocast(self.device.type, enabled=self.use_amp):
-                    u = self.model.features(x)
-                u = u.float()
-                stats.update(u, y)
-                pred = self.model.head.classify(u).argmax(1)
-                correct.index_add_(0, y, (pred == y).float())
-                count.index_add_(0, y, torch.ones_like(y, dtype=torch.float))
-            acc_k = (correct / count.clamp_min(1)).cpu()
-            present = (count > 0).cpu()
-            out[f"{split}_acc"] = float(correct.sum() / count.sum())
-            out[f"{split}_mean_class_acc"] = float(acc_k[present].mean())
-            minor = self.minor & present
-            major = ~self.minor & present
-            out[f"{split}_minor_acc"] = float(acc_k[minor].mean()) if minor.any() else float("nan")
-            out[f"{split}_major_acc"] = float(acc_k[major].mean()) if major.any() else float("nan")
-            core = stats.to_core()
-            w = self.model.head.weight.detach().float().cpu().numpy()
-            m = core.metrics(classifier=w)
-            for key in ("vci", "nc1", "probe_mse", "squared_distance", "within_trace_per_dim", "cdnv", "nc2_etf_error", "nc2_equinorm", "nc3"):
-                out[f"{split}_{key}"] = float(m[key])
-        self.model.train()
-        return out
+    def _prepare_run_dir(self, ckpt: Optional[str], tracker: CollapseTracker) -> None:
+        run = self.run_dir
+        os.makedirs(run, exist_ok=True)
+        tracker.jsonl = os.path.join(run, "metrics.jsonl")
+        if ckpt is not None:
+            done = int(_load(ckpt).get("epoch", -1)) + 1
+            tracker.history = truncate_jsonl(tracker.jsonl, done)
+            old = os.path.join(run, "metrics.csv")
+            if os.path.exists(old):  # Lightning's CSV logger starts a fresh file: keep the old one
+                os.replace(old, os.path.join(run, f"metrics-until-epoch{done}.csv"))
+        with open(os.path.join(run, "config.toml"), "w") as f:
+            f.write(to_toml(self.config.to_dict()))
 
-    # ------------------------------------------------------------------ persistence
-    def state(self) -> Dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "config": dataclasses.asdict(self.config),
-            "etf_seed": self.config.etf_seed,
-            "history": self.history,
-            "torch_rng": torch.get_rng_state(),
-        }
+    def _interrupted(self) -> None:
+        last = None
+        if self.run_dir:
+            path = os.path.join(self.run_dir, "checkpoints", "last.ckpt")
+            last = path if os.path.exists(path) else None
+        msg = "training interrupted"
+        msg += f"; last checkpoint kept: {last}" if last else "; no epoch finished, nothing kept"
+        raise TrainingInterrupted(msg, last)
 
-    def save_checkpoint(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
 
-    def load_checkpoint(self, path: str) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
-        if ck["config"] != {**dataclasses.asdict(self.config), "epochs": ck["config"]["epochs"], "device": ck["config"]["device"], "progress": ck["config"]["progress"]}:
-            raise ParameterError("checkpoint was written with a different configuration")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.epoch = ck["epoch"]
-        self.history = ck["history"]
-        torch.set_rng_state(ck["torch_rng"])
+class _InterruptFlag(L.Callback):
+    """Records a Ctrl-C, and the run directory every process agrees on (rank 0's)."""
 
-    def _log(self, row: Dict[str, Any]) -> None:
-        if not self.out_dir:
-            return
-        os.makedirs(self.out_dir, exist_ok=True)
-        with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
-        path = os.path.join(self.out_dir, "metrics.csv")
-        keys = sorted({k for r in self.history for k in r})
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
+    seen = False
+    run_dir: Optional[str] = None
 
-    @torch.no_grad()
-    def extract_features(self, split: str = "train"):
-        """``(features, labels)`` of a split as numpy arrays (for offline analysis and tests)."""
-        self.model.eval()
-        ds = self.train_set if split == "train" else self.test_set
-        hs, ys = [], []
-        for x, y in DataLoader(ds, batch_size=512):
-            hs.append(self.model.features(x.to(self.device)).float().cpu())
-            ys.append(y)
-        self.model.train()
-        return torch.cat(hs).numpy(), torch.cat(ys).numpy()
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.loggers:
+            self.run_dir = trainer.log_dir
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
+
+
+def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
+    """``(backbone, config)`` of a run directory or checkpoint file: the trained feature
+    extractor (eval mode, on CPU) and the config it was trained with. Runs with a custom backbone
+    module cannot be rebuilt from the config: load their ``backbone.*`` weights into your module."""
+    ckpt = find_checkpoint(path)
+    ck = _load(ckpt)
+    config = _saved_config(ck, ckpt)
+    if ck.get("etfcore_custom_backbone"):
+        raise ParameterError(
+            f"{ckpt!r} was trained with a custom backbone module; build it and "
+            "load the state_dict entries under 'backbone.'"
+        )
+    backbone = build_backbone(config, ck["etfcore_input_shape"])
+    state = {
+        k[len("backbone.") :]: v for k, v in ck["state_dict"].items() if k.startswith("backbone.")
+    }
+    backbone.load_state_dict(state)
+    return backbone.eval(), config
+
+
+def config_from_sources(
+    preset: Optional[str], config_file: Optional[str], sets: Sequence[str]
+) -> Dict[str, Any]:
+    """The raw mapping of ``--preset``, then ``--config``, then each ``--set KEY=VALUE``."""
+    from .config import PRESETS
+
+    cfg: Dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ParameterError(f"unknown preset {preset!r}; see `etfcore train --list-presets`")
+        cfg.update(PRESETS[preset], name=preset)
+    if config_file:
+        cfg.update(load_toml(config_file))
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ParameterError(f"--set takes KEY=VALUE, got {item!r}")
+        cfg[key.strip()] = value
+    return cfg

@@ -1,0 +1,222 @@
+"""Per-epoch collapse tracking as a Lightning callback, and the run's ``metrics.jsonl``.
+
+After each tracked epoch, :class:`CollapseTracker` passes over the training split and the held-out
+splits (validation when the datamodule has one, and test) in eval mode, each process over its own
+interleaved shard (no padding, so the union is each split exactly once), and logs for every split.
+The training split is the datamodule's ``train_eval_dataset`` when it has one (no augmentation),
+else its ``train_dataset`` (random augmentations then apply to the tracked features too).
+
+
+- accuracy (``acc``), per-class mean accuracy (``mean_class_acc``), minor/major-class accuracy
+  (minor: at most ``minor_threshold`` training samples), the split's loss (``loss``);
+- every metric of :class:`~etfcore.training.metric.CollapseMetrics` (VCI, NC1, nc1_split, squared
+  distance, cosine within/separation, NC2, NC3, Yang et al.'s NC cosine statistics), synchronised
+  across processes by torchmetrics;
+- NC4 and the numerical rank on a bounded sample: the first ``track_sample`` rows of the pass on
+  rank 0, against the class means of the whole split;
+- hinge CE: the in-cone fraction, among samples of classes with ``τ⁺ > 0``, of features within
+  ``τ⁺`` of their class vector.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchmetrics import Metric
+
+from ..metrics import numerical_rank_of
+from .metric import CollapseMetrics
+
+
+class SplitCounts(Metric):
+    """Sum-reduced per-class hits and counts, loss sum and in-cone counts of one pass."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        k = int(num_classes)
+        self.add_state("correct", torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("loss_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("in_cone", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred, y, loss, cone=None) -> None:
+        self.correct.index_add_(0, y, (pred == y).double())
+        self.count.index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+        self.loss_sum += float(loss) * len(y)
+        if cone is not None:
+            self.in_cone += torch.stack([cone[0].sum(), cone[1].sum()]).double()
+
+    def compute(self) -> Dict[str, torch.Tensor]:
+        return {
+            "correct": self.correct,
+            "count": self.count,
+            "loss_sum": self.loss_sum,
+            "in_cone": self.in_cone,
+        }
+
+
+def _cone(criterion, u: torch.Tensor, y: torch.Tensor):
+    """``(inside, eligible)`` per sample for hinge CE (``cos_tau_plus`` buffer), else None."""
+    cos_tp = getattr(criterion, "cos_tau_plus", None)
+    if cos_tp is None:
+        return None
+    w = criterion.weight.to(u.dtype)[y]
+    cos = torch.nn.functional.cosine_similarity(u, w, dim=1)
+    limit = cos_tp.to(u.device, u.dtype)[y]
+    eligible = limit < 1
+    return (cos >= limit) & eligible, eligible
+
+
+def json_safe(v: Any) -> Any:
+    """NaN and infinities as ``None`` (JSON ``null``); numpy scalars as Python numbers."""
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+class CollapseTracker(L.Callback):
+    """Tracks accuracy and collapse every ``every`` epochs (and at the last); keeps one row per
+    epoch in :attr:`history` and, when ``jsonl`` is given, appends it there (rank 0)."""
+
+    def __init__(
+        self,
+        *,
+        every: int = 1,
+        sample: int = 2048,
+        minor_threshold: int = 50,
+        jsonl: Optional[str] = None,
+        history: Optional[List[Dict[str, Any]]] = None,
+    ):
+        self.every, self.sample, self.minor_threshold = int(every), int(sample), minor_threshold
+        self.jsonl = jsonl
+        self.history: List[Dict[str, Any]] = list(history or [])
+        self._shift: Dict[str, torch.Tensor] = {}
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        row: Dict[str, Any] = {
+            "epoch": epoch,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "train_loss": float(pl_module.epoch_loss.compute()),
+        }
+        if epoch % self.every == 0 or epoch == trainer.max_epochs:
+            dm = trainer.datamodule
+            # the training split in eval transforms when the datamodule offers it
+            train_eval = getattr(dm, "train_eval_dataset", None) or dm.train_dataset
+            splits = [
+                ("train", train_eval),
+                ("val", getattr(dm, "val_dataset", None)),
+                ("test", getattr(dm, "test_dataset", None)),
+            ]
+            minor = torch.as_tensor(np.asarray(dm.train_counts) <= self.minor_threshold)
+            for split, ds in splits:
+                if ds is not None and len(ds):
+                    row.update(self.evaluate(trainer, pl_module, split, ds, minor))
+        logged = {
+            ("epoch_train_loss" if k == "train_loss" else k): float(v)
+            for k, v in row.items()
+            if k != "epoch"
+        }
+        if (
+            trainer.loggers or trainer.checkpoint_callbacks
+        ):  # (costly for ~100 keys: skip if unused)
+            pl_module.log_dict(logged, on_epoch=True, sync_dist=False, batch_size=1)
+        row["seconds"] = time.perf_counter() - self._t0
+        self.history.append(row)
+        if self.jsonl and trainer.is_global_zero:
+            with open(self.jsonl, "a") as f:
+                f.write(json.dumps({k: json_safe(v) for k, v in row.items()}) + "\n")
+
+    @torch.no_grad()
+    def evaluate(self, trainer, module, split: str, dataset, minor: torch.Tensor) -> Dict[str, Any]:
+        """One eval-mode pass over this process's shard of ``dataset``; synchronised metrics."""
+        k, p = module.num_classes, module.head.dim
+        dev = module.device
+        weight = module.head.weight.detach().float()
+        stats = CollapseMetrics(k, p, shift=self._shift.get(split), classifier=weight).to(dev)
+        counts = SplitCounts(k).to(dev)
+        shard = Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))
+        loader = DataLoader(shard, batch_size=512, num_workers=module.config.num_workers)
+        kept_h: List[torch.Tensor] = []
+        kept_y: List[torch.Tensor] = []
+        kept = 0
+        was = module.training
+        module.eval()
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
+            with trainer.precision_plugin.forward_context():
+                u = module.features(x)
+            u = u.float()
+            out = module.outputs(u)
+            stats.update(u, y)
+            counts.update(
+                module.head.classify(u).argmax(1),
+                y,
+                module.criterion(out, y),
+                _cone(module.criterion, u, y),
+            )
+            if kept < self.sample:
+                kept_h.append(u[: self.sample - kept].cpu())
+                kept_y.append(y[: self.sample - kept].cpu())
+                kept += len(kept_h[-1])
+        module.train(was)
+        with stats.sync_context(), counts.sync_context():
+            core = stats.to_core()
+            c = {key: getattr(counts, key).cpu() for key in counts._defaults}
+        m = core.metrics(classifier=stats.classifier)
+        from .metric import nc_cosine_statistics
+
+        m.update(nc_cosine_statistics(core, stats.classifier))
+        self._shift[split] = torch.from_numpy(core.global_mean())
+        if kept_h:
+            h, yy = torch.cat(kept_h).double().numpy(), torch.cat(kept_y).numpy()
+            bias = getattr(getattr(module.head, "linear", module.head), "bias", None)
+            b = None if bias is None else bias.detach().double().cpu().numpy()
+            m["nc4"] = core.nc4(h, stats.classifier, b)
+            m["numerical_rank"] = numerical_rank_of(h, yy)
+        present = c["count"] > 0
+        acc = c["correct"] / c["count"].clamp_min(1)
+        mi, ma = minor & present, ~minor & present
+        out = {
+            "acc": float(c["correct"].sum() / c["count"].sum()),
+            "mean_class_acc": float(acc[present].mean()),
+            "minor_acc": float(acc[mi].mean()) if mi.any() else float("nan"),
+            "major_acc": float(acc[ma].mean()) if ma.any() else float("nan"),
+            "loss": float(c["loss_sum"] / c["count"].sum()),
+        }
+        if module.criterion.__class__.__name__ == "HingeCrossEntropy":
+            out["in_cone"] = (
+                float(c["in_cone"][0] / c["in_cone"][1]) if c["in_cone"][1] else math.nan
+            )
+        for key, v in m.items():
+            if np.ndim(v) == 0 and not isinstance(v, str):
+                out[key] = float(v)
+        return {f"{split}_{key}": v for key, v in out.items()}
+
+
+def truncate_jsonl(path: str, last_epoch: int) -> List[Dict[str, Any]]:
+    """Keeps the rows of epochs ``<= last_epoch`` (a resumed run's checkpoint) and returns them."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [r for r in rows if r.get("epoch", 0) <= last_epoch]
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return rows

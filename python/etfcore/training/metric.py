@@ -1,0 +1,190 @@
+r"""Collapse statistics as a torchmetrics :class:`~torchmetrics.Metric`.
+
+The states are the sufficient statistics of :class:`etfcore.CollapseStats` about a fixed shift
+``c`` (``x_i = h_i - c``), all float64 except the integer counts, all sum-reduced:
+
+- ``counts[k] = n_k``, ``class_sums[k] = Σ_{y_i=k} x_i``, ``class_sq_norms[k] = Σ_{y_i=k} ‖x_i‖²``,
+- ``class_unit_sums[k] = Σ_{y_i=k, h_i≠0} h_i/‖h_i‖``, ``class_zero_rows[k]`` (rows ``h_i = 0``),
+- ``scatter = Σ_i x_i x_iᵀ``.
+
+Because every state is a plain sum, merging shards or processes is a sum, and DDP
+synchronisation is torchmetrics' own (``dist_reduce_fx="sum"``). **The shift is fixed before
+accumulation** (an argument, zero by default) and is the same on every rank, so no collective
+is needed inside ``update`` and ranks may see different numbers of batches. Numerics: the core
+recovers ``Σ_W = S - Σ_k s_k s_kᵀ/n_k`` in float64; the rounding error relative to ``Σ_W`` grows
+like ``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance per coordinate):
+measured 1e-11, 1e-9, 1e-7 for ``c = 0`` and an offset of 100, 1000, 10 000 σ in each of 16
+coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference).
+The tracking callback passes the previous evaluation's global
+mean as ``c`` (identical on every rank after synchronisation), which keeps ``‖μ - c‖`` small.
+
+>>> import torch
+>>> m = CollapseMetrics(3, 4)
+>>> m.update(torch.randn(30, 4), torch.arange(30) % 3)
+>>> out = m.compute()
+>>> out["num_samples"], 0 <= out["vci"] <= 1
+(30, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from ..errors import DTypeError, LabelError, NonFiniteError, ShapeError
+from ..stats import CollapseStats
+
+
+def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> None:
+    """Raises etfcore's typed errors for a batch that cannot be accumulated."""
+    if not isinstance(features, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise DTypeError("features and labels must be torch tensors")
+    if not features.is_floating_point():
+        raise DTypeError(f"features must be floating point, got {features.dtype}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise DTypeError(f"labels must be integers, got {labels.dtype}")
+    if features.dim() != 2 or features.shape[1] != dim:
+        raise ShapeError(f"features must be (n, {dim}), got {tuple(features.shape)}")
+    if labels.shape != (features.shape[0],):
+        raise ShapeError(f"labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
+    if labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise LabelError(f"labels must lie in 0..{num_classes - 1}, got range [{lo}, {hi}]")
+    bad = ~torch.isfinite(features)
+    if bool(bad.any()):
+        row, col = bad.nonzero()[0].tolist()
+        raise NonFiniteError(f"features contain a non-finite value at row {row}, column {col}")
+
+
+class CollapseMetrics(Metric):
+    r"""Streaming collapse statistics of features ``(n, p)`` with labels in ``0..K-1``;
+    :meth:`compute` returns every metric of :meth:`etfcore.CollapseStats.metrics` (plus NC3 and
+    Yang et al.'s NC cosine statistics when ``classifier`` is given), computed by the Rust core.
+
+    ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default zero), see the module
+    docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and the cosine statistics.
+
+    >>> import torch, etfcore as ec
+    >>> W = torch.from_numpy(ec.etf(3, 4, seed=0)).float()
+    >>> m = CollapseMetrics(3, 4, classifier=W)
+    >>> m.update(torch.randn(60, 4), torch.arange(60) % 3)
+    >>> sorted(k for k in m.compute() if k.startswith("nc_cos"))[:2]
+    ['nc_cos_classifier_mean', 'nc_cos_classifier_std']
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    counts: torch.Tensor
+    class_sums: torch.Tensor
+    class_sq_norms: torch.Tensor
+    class_unit_sums: torch.Tensor
+    class_zero_rows: torch.Tensor
+    scatter: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        shift: Optional[Any] = None,
+        classifier: Optional[Any] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_classes, self.dim = int(num_classes), int(dim)
+        k, p = self.num_classes, self.dim
+        f64 = dict(dtype=torch.float64)
+        self.add_state("counts", torch.zeros(k, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("class_sums", torch.zeros(k, p, **f64), dist_reduce_fx="sum")
+        self.add_state("class_sq_norms", torch.zeros(k, **f64), dist_reduce_fx="sum")
+        self.add_state("class_unit_sums", torch.zeros(k, p, **f64), dist_reduce_fx="sum")
+        self.add_state("class_zero_rows", torch.zeros(k, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("scatter", torch.zeros(p, p, **f64), dist_reduce_fx="sum")
+        c = torch.zeros(p, **f64) if shift is None else torch.as_tensor(shift, **f64).clone()
+        if c.shape != (p,) or not bool(torch.isfinite(c).all()):
+            raise ShapeError(f"shift must be a finite ({p},) vector, got shape {tuple(c.shape)}")
+        self.register_buffer("shift", c)
+        self.classifier = (
+            None
+            if classifier is None
+            else np.asarray(torch.as_tensor(classifier).detach().cpu().double())
+        )
+        if self.classifier is not None and self.classifier.shape != (k, p):
+            raise ShapeError(f"classifier must be ({k}, {p}), got {self.classifier.shape}")
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Adds a batch; validates it first, so a bad batch leaves the state as it was."""
+        check_batch(features, labels, self.num_classes, self.dim)
+        if features.shape[0] == 0:
+            return
+        h = features.detach().to(device=self.scatter.device, dtype=torch.float64)
+        y = labels.detach().to(device=self.scatter.device, dtype=torch.int64)
+        x = h - self.shift
+        self.counts += torch.bincount(y, minlength=self.num_classes)
+        self.class_sums.index_add_(0, y, x)
+        self.class_sq_norms.index_add_(0, y, (x * x).sum(1))
+        norms = h.norm(dim=1)
+        nz = norms > 0
+        self.class_unit_sums.index_add_(0, y[nz], h[nz] / norms[nz, None])
+        self.class_zero_rows += torch.bincount(y[~nz], minlength=self.num_classes)
+        self.scatter += x.T @ x
+
+    def to_core(self) -> CollapseStats:
+        """The current (local, or synchronised inside :meth:`compute`) states as the core's
+        :class:`etfcore.CollapseStats` (copies ``O(K·p + p²)`` numbers to the host)."""
+        cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        empty = int(self.counts.sum()) == 0
+        return CollapseStats.from_parts(
+            self.num_classes,
+            self.dim,
+            shift=None if empty else cpu(self.shift),
+            class_counts=cpu(self.counts),
+            class_sums=cpu(self.class_sums),
+            class_sq_norms=cpu(self.class_sq_norms),
+            class_unit_sums=cpu(self.class_unit_sums),
+            class_zero_rows=cpu(self.class_zero_rows),
+            scatter=cpu(self.scatter),
+        )
+
+    def compute(self) -> Dict[str, Any]:
+        """Every collapse metric (a dict of Python numbers; ``nc3_cosines`` an array)."""
+        stats = self.to_core()
+        out = stats.metrics(classifier=self.classifier)
+        if self.classifier is not None:
+            out.update(nc_cosine_statistics(stats, self.classifier))
+        out["global_mean"] = stats.global_mean()
+        return out
+
+
+def nc_cosine_statistics(stats: CollapseStats, classifier: np.ndarray) -> Dict[str, float]:
+    r"""Yang et al.'s collapse statistics over the present classes, ``h_G`` the global (sample)
+    mean, ``h_c`` the class means, ``w_k`` the classifier rows:
+
+    - ``nc_cos_means_{mean,std}``: ``cos∠(h_c - h_G, h_k - h_G)`` over pairs ``c ≠ k``;
+    - ``nc_cos_classifier_{mean,std}``: ``cos∠(h_c - h_G, w_k)`` over pairs ``c ≠ k``;
+    - ``nc_cos_own_{mean,std}``: ``cos∠(h_c - h_G, w_c)`` over classes.
+
+    Under collapse onto a simplex ETF the pair cosines tend to ``-1/(K-1)`` and their spread to 0.
+    """
+    present = stats.present_classes()
+    m = stats.class_means()[present] - stats.global_mean()
+    w = np.asarray(classifier, dtype=np.float64)[present]
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-300)  # noqa: E731
+    cm, cw = unit(m) @ unit(m).T, unit(m) @ unit(w).T
+    off = ~np.eye(len(present), dtype=bool)
+    own = np.diag(cw)
+    return {
+        "nc_cos_means_mean": float(cm[off].mean()),
+        "nc_cos_means_std": float(cm[off].std()),
+        "nc_cos_classifier_mean": float(cw[off].mean()),
+        "nc_cos_classifier_std": float(cw[off].std()),
+        "nc_cos_own_mean": float(own.mean()),
+        "nc_cos_own_std": float(own.std()),
+    }

@@ -1,0 +1,180 @@
+r"""The LightningModule: ``backbone → head → loss``, with mixup for every loss, an optional
+within-class cosine regulariser, a frozen-backbone mode, and the optimiser/schedule of a
+:class:`~etfcore.training.config.TrainConfig`.
+
+Training step, with ``u = head.features(backbone(x))`` and ``out = u`` for losses on features
+(dot regression, hinge CE) or ``out = head.classify(u)`` (logits) otherwise:
+
+.. math:: L = λ\,ℓ(out, y) + (1-λ)\,ℓ(out, y_π) + λ\,R(u, y) + (1-λ)\,R(u, y_π)
+
+where mixup draws ``λ ~ Beta(α, α)`` and a permutation ``π`` of the batch (``λ = 1`` without
+mixup), ``ℓ`` is the configured loss on hard labels (so class weights, label smoothing and
+generalised labels keep their own normalisation), and ``R`` the regulariser (0 if off).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from .. import nn as enn
+from .config import TrainConfig
+
+
+class WarmupSchedule:
+    """Learning-rate factor per optimiser step: linear warm-up over ``warmup`` steps, then cosine
+    to 0, step decay (``gamma`` every ``step_every`` steps) or constant. A plain object, so
+    ``LambdaLR`` checkpoints it.
+
+    >>> s = WarmupSchedule("cosine", total=100, warmup=10)
+    >>> s(0), s(9), s(10), round(s(55), 3), s(100)
+    (0.1, 1.0, 1.0, 0.5, 0.0)
+    """
+
+    def __init__(
+        self, kind: str, *, total: int, warmup: int, step_every: int = 1, gamma: float = 0.1
+    ) -> None:
+        self.kind, self.total, self.warmup = kind, int(total), int(warmup)
+        self.step_every, self.gamma = max(1, int(step_every)), float(gamma)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "step":
+            return self.gamma ** (step // self.step_every)
+        span = max(1, self.total - self.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup) / span)))
+
+
+class ClassifierModule(L.LightningModule):
+    """``backbone`` (any module mapping inputs to ``(batch, p)`` features), ``head`` (an
+    ``etfcore.nn`` head with ``features``/``classify``), ``criterion`` (an ``etfcore.nn`` loss on
+    ``(outputs, int64 labels)``), optional ``regulariser`` (a term ``R(features, labels)``).
+
+    Every epoch reseeds torch's generator from ``(seed, epoch, rank)`` before its data is drawn, so
+    shuffling, augmentation, dropout and mixup depend only on the seed and the epoch: a run
+    resumed from an epoch's checkpoint continues exactly as the uninterrupted run (on CPU).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        criterion: nn.Module,
+        config: TrainConfig,
+        *,
+        regulariser: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.head, self.criterion = backbone, head, criterion
+        self.regulariser = regulariser
+        self.config = config
+        self.num_classes = int(head.num_classes)
+        self._mix_gen = torch.Generator()
+        self.input_shape: Optional[Tuple[int, ...]] = None  # recorded in checkpoints
+        self.custom_backbone = False
+        self.start_epoch, self._seeded_epoch = 0, -1
+        self.epoch_loss = (
+            MeanMetric()
+        )  # the epoch's mean training loss, synchronised by torchmetrics
+        if config.freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ model
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head's frame classifies (after projector / BN / normalisation)."""
+        return self.head.features(self.backbone(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.classify(self.features(x))
+
+    def outputs(self, u: torch.Tensor) -> torch.Tensor:
+        """What the loss takes: features or logits (``criterion.uses_features``)."""
+        return u if self.criterion.uses_features else self.head.classify(u)
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.backbone.eval()  # frozen: BatchNorm statistics stay as they were
+        return self
+
+    # ------------------------------------------------------------------ training
+    def _reseed(self, epoch: int) -> None:
+        seed = (self.config.seed * 1_000_003 + epoch) * 64 + self.global_rank
+        torch.manual_seed(seed)
+        self._mix_gen.manual_seed(seed + 1)
+        self._seeded_epoch = epoch
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch != self._seeded_epoch:
+            self._reseed(self.current_epoch)  # before this epoch's iterator is created
+        self._seeded_epoch = -1
+        self.epoch_loss.reset()
+
+    def loss_terms(
+        self, u: torch.Tensor, y: torch.Tensor, y_perm: Optional[torch.Tensor], lam: float
+    ) -> torch.Tensor:
+        out = self.outputs(u).float()
+        loss = self.criterion(out, y)
+        if self.regulariser is not None:
+            loss = loss + self.regulariser(u.float(), y)
+        if y_perm is None or lam == 1.0:
+            return loss
+        other = self.criterion(out, y_perm)
+        if self.regulariser is not None:
+            other = other + self.regulariser(u.float(), y_perm)
+        return lam * loss + (1 - lam) * other
+
+    def training_step(
+        self, batch: Tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        x, y = batch
+        y_perm, lam = None, 1.0
+        if self.config.mixup_alpha > 0:
+            x, y_perm, lam = enn.mixup(x, y, self.config.mixup_alpha, generator=self._mix_gen)
+        loss = self.loss_terms(self.features(x), y, y_perm, lam)
+        self.epoch_loss.update(loss.detach(), len(y))
+        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def configure_optimizers(self) -> Dict[str, Any]:
+        c = self.config
+        params = [p for p in self.parameters() if p.requires_grad]
+        if c.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                params,
+                lr=c.lr,
+                momentum=c.momentum,
+                weight_decay=c.weight_decay,
+                nesterov=c.nesterov and c.momentum > 0,
+            )
+        else:
+            opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        # Lightning creates the first epoch's data iterator here (to count the steps), before
+        # ``on_train_epoch_start``, also when resuming: seed it now (``start_epoch`` is set by a
+        # resuming trainer).
+        self._reseed(self.start_epoch)
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, c.epochs))
+        schedule = WarmupSchedule(
+            c.schedule,
+            total=total,
+            warmup=round(c.warmup_epochs * per_epoch),
+            step_every=c.step_size * per_epoch,
+            gamma=c.step_gamma,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["etfcore_config"] = self.config.to_dict()
+        checkpoint["etfcore_input_shape"] = list(self.input_shape or ())
+        checkpoint["etfcore_custom_backbone"] = self.custom_backbone

@@ -1,0 +1,453 @@
+"""The Lightning training engine: config parsing, mixup for every loss, CollapseMetrics (also
+under a real 2-process gloo run), run directories, exact resume, Ctrl-C, the CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+L = pytest.importorskip("lightning")
+
+import etfcore as ec  # noqa: E402
+from etfcore.training import (  # noqa: E402
+    CollapseMetrics,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    load_pretrained,
+)
+from etfcore.training import config as config_mod  # noqa: E402
+from etfcore.training.build import build_datamodule, build_module  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = dict(progress=False, accelerator="cpu")
+
+
+# ---------------------------------------------------------------- typed config
+def test_booleans_and_numbers_parse_by_type():
+    for text, want in [("no", False), ("0", False), ("off", False), ("yes", True), ("1", True)]:
+        assert TrainConfig.from_dict({"projector": text}).projector is want
+    assert TrainConfig.from_dict({"amp": "0"}).amp is False
+    assert TrainConfig.from_dict({"epochs": "3", "lr": "1e-2"}).epochs == 3
+    assert TrainConfig.from_dict({"classes": "3,5,8"}).classes == [3, 5, 8]
+    assert TrainConfig.from_dict({"tau_plus": "none"}).tau_plus is None
+    with pytest.raises(ec.ParameterError, match="projector must be a boolean"):
+        TrainConfig.from_dict({"projector": "maybe"})
+    with pytest.raises(ec.ParameterError, match="epochs must be an integer"):
+        TrainConfig.from_dict({"epochs": "2.5"})
+    with pytest.raises(ec.ParameterError, match="unknown config key"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ec.ParameterError, match="needs normalize_features"):
+        TrainConfig.from_dict({"loss": "dot_regression"})
+
+
+def test_print_config_documents_every_field():
+    text = config_mod.describe_fields()
+    for f in config_mod.TrainConfig.fields():
+        line = next(s for s in text.splitlines() if s.startswith(f.name + " "))
+        assert len(line.split()) >= 4, line  # name, type, default, doc
+
+
+def test_every_preset_is_a_valid_config():
+    for kw in config_mod.PRESETS.values():
+        TrainConfig.from_dict(kw)
+
+
+def test_toml_falls_back_to_tomli_before_311(tmp_path, monkeypatch):
+    pytest.importorskip("tomli")
+    path = tmp_path / "c.toml"
+    path.write_text('loss = "hinge_ce"\nepochs = 2\n')
+    monkeypatch.setattr(config_mod.sys, "version_info", (3, 9, 0))
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` would fail
+    assert config_mod.load_toml(str(path)) == {"loss": "hinge_ce", "epochs": 2}
+    path.write_text("loss = \n")
+    with pytest.raises(ec.ParameterError, match="not valid TOML"):
+        config_mod.load_toml(str(path))
+
+
+# ---------------------------------------------------------------- the training step
+def _module(**kw):
+    cfg = TrainConfig(**{**QUIET, **kw})
+    torch.manual_seed(0)
+    return build_module(cfg, build_datamodule(cfg))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(loss="dot_regression", normalize_features=True),
+        dict(loss="hinge_ce"),
+        dict(loss="generalised_labels", imbalance_ratio=0.1),
+        dict(loss="label_smoothing"),
+        dict(loss="weighted_ce", imbalance_ratio=0.1),
+        dict(loss="ce"),
+    ],
+)
+def test_mixup_applies_to_every_loss(kw, monkeypatch):
+    """The training step returns λ·L(out, y) + (1-λ)·L(out, y_π) on the mixed batch, with the
+    loss's own hard-label form, for every loss (the mixing itself is etfcore.nn.mixup's)."""
+    from etfcore.training import module as module_mod
+
+    m = _module(mixup_alpha=0.7, **kw)
+    m.eval()  # BatchNorm in eval mode: the same features in both computations
+    m.log = lambda *a, **k: None
+    x, y = torch.randn(16, 64), torch.arange(16) % 10
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    lam = 0.3
+    xm = lam * x + (1 - lam) * x[perm]
+    calls = []
+
+    def fake_mixup(x_, y_, alpha, generator):
+        calls.append(alpha)
+        return xm, y_[perm], lam
+
+    monkeypatch.setattr(module_mod.enn, "mixup", fake_mixup)
+    got = m.training_step((x, y), 0)
+    out = m.outputs(m.features(xm)).float()
+    want = lam * m.criterion(out, y) + (1 - lam) * m.criterion(out, y[perm])
+    assert calls == [0.7]
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, m.criterion(out, y))  # the permuted term matters
+    # the real mixup returns a mixed batch, permuted labels and λ in (0, 1)
+    xm2, yp, lam2 = module_mod.enn.mixup(x, y, 0.7, generator=torch.Generator().manual_seed(3))
+    assert xm2.shape == x.shape and sorted(yp.tolist()) == sorted(y.tolist()) and 0 < lam2 < 1
+
+
+def test_mixup_keeps_label_smoothing_and_class_weight_normalisation():
+    m = _module(loss="label_smoothing", label_smoothing=0.2, mixup_alpha=1.0)
+    logits = torch.randn(8, 10)
+    y, yp = torch.arange(8), torch.arange(8).flip(0)
+    ref = lambda t: torch.nn.functional.cross_entropy(logits, t, label_smoothing=0.2)  # noqa: E731
+    got = 0.3 * m.criterion(logits, y) + 0.7 * m.criterion(logits, yp)
+    torch.testing.assert_close(got, 0.3 * ref(y) + 0.7 * ref(yp))
+    w = _module(loss="weighted_ce", imbalance_ratio=0.1, mixup_alpha=1.0)
+    cw = w.criterion.class_weights
+
+    def wce(t):  # the weighted mean: Σ w_y ℓ / Σ w_y
+        nll = -torch.log_softmax(logits, 1)[torch.arange(8), t]
+        return (cw[t] * nll).sum() / cw[t].sum()
+
+    got = 0.3 * w.criterion(logits, y) + 0.7 * w.criterion(logits, yp)
+    torch.testing.assert_close(got, 0.3 * wce(y) + 0.7 * wce(yp))
+
+
+def test_freeze_backbone_trains_the_head_only():
+    m = _module(head="linear", freeze_backbone=True)
+    assert not any(p.requires_grad for p in m.backbone.parameters())
+    m.train()
+    assert not m.backbone.training and m.head.training
+
+
+def test_warmup_schedule():
+    from etfcore.training.module import WarmupSchedule
+
+    s = WarmupSchedule("step", total=100, warmup=0, step_every=10, gamma=0.5)
+    assert [s(0), s(10), s(25)] == [1.0, 0.5, 0.25]
+    c = WarmupSchedule("cosine", total=100, warmup=20)
+    assert c(19) == 1.0 and c(60) == pytest.approx(0.5) and c(100) == 0.0
+
+
+# ---------------------------------------------------------------- CollapseMetrics
+def test_collapse_metrics_equals_core_and_validates():
+    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=50.0)
+    m = CollapseMetrics(4, 6, shift=np.full(6, 49.0))
+    for i in range(0, 100, 33):
+        m.update(torch.from_numpy(H[i : i + 33]), torch.from_numpy(y[i : i + 33]))
+    ref = ec.CollapseStats(4, 6).update(H, y)
+    got = m.compute()
+    np.testing.assert_allclose(m.to_core().total_covariance(), ref.total_covariance(), atol=1e-11)
+    assert got["vci"] == pytest.approx(ref.vci().value, rel=1e-10)
+    assert got["nc1"] == pytest.approx(ref.nc1().value, rel=1e-9)
+    before = m.to_core().to_bytes()
+    with pytest.raises(ec.DTypeError):
+        m.update(torch.randn(2, 6), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ec.DTypeError):
+        m.update(torch.randn(2, 6), torch.tensor([True, False]))
+    with pytest.raises(ec.LabelError):
+        m.update(torch.randn(2, 6), torch.tensor([0, 4]))
+    bad = torch.randn(2, 6)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ec.NonFiniteError, match="row 1, column 2"):
+        m.update(bad, torch.tensor([0, 1]))
+    assert m.to_core().to_bytes() == before
+
+
+def test_fixed_shift_error_follows_the_documented_bound():
+    """Relative error of Σ_W ≤ 10·eps64·(1 + ‖μ - c‖²/σ²) against a two-pass float64 reference."""
+    H, y = ec.data.gaussian_mixture(5, 16, 400, seed=1)
+    for offset in (0.0, 1e3, 1e4):
+        X = H + offset
+        ref = sum(np.cov(X[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+        sigma2 = np.trace(ref) / 16
+        for shift in (None, X.mean(0) + 1.0):
+            m = CollapseMetrics(5, 16, shift=shift)
+            m.update(torch.from_numpy(X), torch.from_numpy(y))
+            got = m.to_core().within_class_covariance()
+            c = np.zeros(16) if shift is None else shift
+            bound = 10 * np.finfo(np.float64).eps * (1 + ((X.mean(0) - c) ** 2).sum() / sigma2)
+            assert np.abs(got - ref).max() / np.abs(ref).max() <= bound, (offset, shift)
+
+
+def test_nc_cosine_statistics_against_numpy():
+    H, y = ec.data.gaussian_mixture(5, 8, 40, seed=2)
+    W = ec.etf(5, 8, seed=1)
+    m = CollapseMetrics(5, 8, classifier=torch.from_numpy(W))
+    m.update(torch.from_numpy(H), torch.from_numpy(y))
+    got = m.compute()
+    mu = np.stack([H[y == k].mean(0) for k in range(5)]) - H.mean(0)
+    u = mu / np.linalg.norm(mu, axis=1, keepdims=True)
+    wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    off = ~np.eye(5, dtype=bool)
+    assert got["nc_cos_means_std"] == pytest.approx((u @ u.T)[off].std(), rel=1e-9)
+    assert got["nc_cos_classifier_mean"] == pytest.approx((u @ wn.T)[off].mean(), rel=1e-9)
+    assert got["nc_cos_own_std"] == pytest.approx(np.diag(u @ wn.T).std(), rel=1e-9)
+
+
+DDP_METRIC = r"""
+import sys, socket
+import numpy as np, torch, torch.distributed as dist, torch.multiprocessing as mp
+import etfcore as ec
+from etfcore.training import CollapseMetrics
+
+def work(rank, world, port, out):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
+    m = CollapseMetrics(4, 6, shift=np.full(6, 5.0))
+    mine = np.arange(len(y)) % world == rank
+    for i in range(0, int(mine.sum()), 7 + rank):  # ranks see different numbers of batches
+        m.update(torch.from_numpy(H[mine][i:i + 7 + rank] + rank),
+                 torch.from_numpy(y[mine][i:i + 7 + rank]))
+    vci = m.compute()["vci"]
+    with m.sync_context():
+        blob = m.to_core().to_bytes()
+    if rank == 0:
+        open(out, "wb").write(blob)
+        open(out + ".vci", "w").write(repr(vci))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    mp.spawn(work, args=(2, port, sys.argv[1]), nprocs=2, join=True)
+"""
+
+
+def test_ddp_synced_collapse_metrics_equal_one_pass_over_the_union(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_METRIC)
+    out = tmp_path / "stats.bin"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=180)
+    synced = ec.CollapseStats.from_bytes(out.read_bytes())
+    H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
+    H2 = H.copy()
+    H2[1::2] += 1  # what rank 1 saw
+    ref = ec.CollapseStats(4, 6).update(H2, y)
+    np.testing.assert_array_equal(synced.class_counts, ref.class_counts)
+    np.testing.assert_allclose(synced.total_covariance(), ref.total_covariance(), atol=1e-12)
+    assert float((tmp_path / "stats.bin.vci").read_text()) == pytest.approx(
+        ref.vci().value, rel=1e-12
+    )
+
+
+# ---------------------------------------------------------------- runs
+def test_run_logs_metrics_that_match_the_core_and_runs_stay_apart(tmp_path):
+    cfg = TrainConfig(epochs=2, **QUIET)
+    a = Trainer(cfg, out_dir=str(tmp_path))
+    hist = a.fit()
+    b = Trainer(cfg, out_dir=str(tmp_path))
+    b.fit()
+    assert a.run_dir.endswith("version_0") and b.run_dir.endswith("version_1")
+    rows = [json.loads(s) for s in open(os.path.join(a.run_dir, "metrics.jsonl"))]
+    assert [r["epoch"] for r in rows] == [1, 2]  # the second run did not append here
+    # logged VCI equals the core's on features extracted independently
+    dm = a.datamodule
+    a.module.eval()
+    with torch.no_grad():
+        x, y = dm.train_dataset.tensors
+        H = a.module.features(x).double().numpy()
+    core = ec.CollapseStats(10, 32).update(H, y.numpy())
+    assert hist[-1]["train_vci"] == pytest.approx(core.vci().value, rel=1e-6)
+    assert hist[-1]["train_nc1"] == pytest.approx(core.nc1().value, rel=1e-5)
+    assert rows[-1]["train_minor_acc"] is None  # NaN (no minor class) is null, not NaN
+    text = open(os.path.join(a.run_dir, "metrics.jsonl")).read()
+    assert "NaN" not in text
+    for f in ("config.toml", "metrics.csv", "checkpoints/last.ckpt"):
+        assert os.path.exists(os.path.join(a.run_dir, f)), f
+    saved = config_mod.load_toml(os.path.join(a.run_dir, "config.toml"))
+    assert TrainConfig.from_dict(saved) == cfg  # the saved config re-runs the same run
+    backbone, config = load_pretrained(a.run_dir)
+    assert config == cfg
+    assert load_pretrained(os.path.join(a.run_dir, "checkpoints", "last.ckpt"))[1] == cfg
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ec.ParameterError, match="no checkpoint"):
+        load_pretrained(str(tmp_path / "empty"))
+    with pytest.raises(ec.ParameterError, match="neither a checkpoint file nor a run directory"):
+        load_pretrained(str(tmp_path / "missing"))
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x[:5]), a.module.backbone.eval()(x[:5]))
+
+
+class _StopAt(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_run_is_bit_for_bit_the_uninterrupted_one(tmp_path):
+    cfg = TrainConfig(epochs=4, seed=1, mixup_alpha=0.4, track_every=2, **QUIET)
+    full = Trainer(cfg, out_dir=str(tmp_path / "a"))
+    h_full = full.fit()
+    part = Trainer(cfg, out_dir=str(tmp_path / "b"), callbacks=[_StopAt(2)])
+    with pytest.raises(TrainingInterrupted) as info:
+        part.fit()
+    assert info.value.checkpoint.endswith("last.ckpt")
+    resumed = Trainer(cfg, out_dir=str(tmp_path / "b"))
+    h_res = resumed.fit(resume=True)
+    assert resumed.run_dir == part.run_dir
+    assert [r["train_loss"] for r in h_res] == [r["train_loss"] for r in h_full]
+    sa, sb = full.module.state_dict(), resumed.module.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    rows = [json.loads(s) for s in open(os.path.join(resumed.run_dir, "metrics.jsonl"))]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    other = Trainer(cfg.replace(lr=0.3), out_dir=str(tmp_path / "b"))
+    with pytest.raises(ec.ParameterError, match="different configuration \\(lr\\)"):
+        other.fit(resume=True)
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
+    return subprocess.run(
+        [sys.executable, "-m", "etfcore.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+def test_cli_errors_are_messages(tmp_path):
+    from etfcore.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 2\n")
+    cases = [
+        ["train", "--preset", "nope"],
+        ["train", "--config", str(tmp_path / "missing.toml")],
+        ["train", "--config", str(bad)],
+        ["train", "--set", "amp=maybe"],
+        ["train", "--precision", "17"],
+        ["train", "--strategy", "nonsense"],
+        ["train", "--set", "freeze_backbone=yes"],  # nothing left to train
+        ["train", "--resume", str(tmp_path)],  # a directory with no checkpoint
+        [
+            "train",
+            "--set",
+            "dataset=cifar10",
+            "--set",
+            "download=false",
+            "--set",
+            f"data_root={tmp_path}",
+        ],
+    ]
+    for args in cases:
+        assert main(args + ["--out", str(tmp_path / "o")]) == 2, args
+
+
+def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
+    from etfcore import cli
+    from etfcore.training import trainer as trainer_mod
+
+    def interrupted(self, resume=None):
+        raise TrainingInterrupted("training interrupted; last checkpoint kept: X", "X")
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", interrupted)
+    assert cli.main(["train", "--set", "progress=no", "--out", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_cli_projector_no_and_amp_zero(tmp_path):
+    from etfcore.cli import main
+
+    args = [
+        "train",
+        "--set",
+        "epochs=1",
+        "--set",
+        "progress=no",
+        "--set",
+        "projector=no",
+        "--set",
+        "amp=0",
+        "--accelerator",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    ck = torch.load(str(tmp_path / "run/version_0/checkpoints/last.ckpt"), weights_only=False)
+    assert ck["etfcore_config"]["projector"] is False and ck["etfcore_config"]["amp"] is False
+    assert not any(k.startswith("head.projector") for k in ck["state_dict"])
+    # --resume takes the run's own config; changing what it computes is refused
+    assert main(["train", "--resume", "--set", "lr=0.3", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--resume", "--set", "progress=no", "--out", str(tmp_path)]) == 0
+    assert os.listdir(tmp_path / "run") == ["version_0"]
+
+
+@pytest.mark.slow
+def test_cli_ddp_two_processes_on_cpu(tmp_path):
+    r = _cli(
+        "train",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--set",
+        "epochs=1",
+        "--set",
+        "progress=false",
+        "--out",
+        str(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = os.listdir(tmp_path / "run")
+    assert runs == ["version_0"]  # both processes wrote into one run
+    rows = [json.loads(s) for s in open(tmp_path / "run/version_0/metrics.jsonl")]
+    assert len(rows) == 1 and rows[0]["train_num_samples"] == 1258  # each sample once
+    assert math.isfinite(rows[0]["test_vci"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_ctrl_c_keeps_the_checkpoint_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
+    args = ["train", "--set", "epochs=500", "--set", "progress=no", "--accelerator", "cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etfcore.cli", *args, "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "last checkpoint kept" in err and "Traceback" not in err
+    assert torch.load(str(last), weights_only=False)["epoch"] >= 0
