@@ -68,6 +68,8 @@ class CollapseMetrics(Metric):
     ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default zero), see the module
     docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and the cosine statistics.
 
+    Examples
+    --------
     >>> import torch, etfcore as ec
     >>> W = torch.from_numpy(ec.etf(3, 4, seed=0)).float()
     >>> m = CollapseMetrics(3, 4, classifier=W)
