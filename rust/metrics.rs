@@ -5,9 +5,10 @@
 //! Only classes with samples take part; `K` below is the number of present classes.
 
 use crate::error::{EtfError, Result};
-use crate::linalg::{kept_rank, mat_ref, sym_eig_desc, PinvMethod, RankPolicy, SymPinv};
+use crate::linalg::{kept_rank, sym_eig_desc, PinvMethod, Precision, RankPolicy, SymPinv};
 use crate::stats::CollapseStats;
 use faer::{Mat, MatRef};
+use ndarray::{ArrayView1, ArrayView2};
 use std::str::FromStr;
 
 /// Covariance convention (SPEC §2).
@@ -37,6 +38,8 @@ impl FromStr for Weighting {
 pub struct ClassGeometry {
     pub weighting: Weighting,
     pub dim: usize,
+    /// Input precision of the statistics: default thresholds are `n · eps(precision)`.
+    pub precision: Precision,
     pub num_samples: u64,
     /// Indices (in `0..num_classes`) of the classes with samples.
     pub present: Vec<usize>,
@@ -77,6 +80,31 @@ pub enum VciNormalizer {
     Fixed(usize),
 }
 
+impl FromStr for VciNormalizer {
+    type Err = EtfError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "min" => Ok(VciNormalizer::MinDimClasses),
+            "numerical" => Ok(VciNormalizer::Numerical),
+            _ => Err(EtfError::Parameter(format!(
+                "normalizer must be 'min', 'numerical' or a positive int, got {s:?}"
+            ))),
+        }
+    }
+}
+
+impl VciNormalizer {
+    /// A fixed `r`, which must be positive.
+    pub fn fixed(r: usize) -> Result<Self> {
+        if r == 0 {
+            return Err(EtfError::Parameter(
+                "the VCI normaliser r must be positive".into(),
+            ));
+        }
+        Ok(VciNormalizer::Fixed(r))
+    }
+}
+
 fn outer_sum(a: MatRef<'_, f64>, w: &[f64]) -> Mat<f64> {
     // Σ_k w_k a_k a_kᵀ = (A diag √w)(A diag √w)ᵀ
     let aw = Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * w[j].sqrt());
@@ -103,7 +131,10 @@ impl ClassGeometry {
                 needed: 2,
             });
         }
-        let shift = stats.shift().expect("non-empty statistics have a shift");
+        let shift = stats.shift().ok_or(EtfError::TooFewClasses {
+            present: 0,
+            needed: 2,
+        })?;
         let counts: Vec<u64> = present.iter().map(|&k| stats.counts()[k]).collect();
         let n: u64 = counts.iter().sum();
         let sums = stats.class_sums();
@@ -182,6 +213,7 @@ impl ClassGeometry {
         Ok(ClassGeometry {
             weighting,
             dim: p,
+            precision: stats.effective_precision(),
             num_samples: n,
             present,
             counts,
@@ -220,15 +252,33 @@ impl ClassGeometry {
     pub fn between_trace(&self) -> f64 {
         (0..self.dim).map(|i| self.between[(i, i)]).sum()
     }
+
+    /// The pseudo-inverse policy of the `(rank, rtol)` options, the default threshold being
+    /// `p · eps` of the precision the statistics were built from.
+    pub fn policy(&self, rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
+        Ok(RankPolicy::from_options(rank, rtol)?.resolve(self.dim, self.precision))
+    }
+
+    /// Refuses identical class means (`Σ_B = 0`), for which every between-class ratio is
+    /// undefined.
+    fn check_separated(&self, metric: &str) -> Result<()> {
+        if self.between_trace() > 0.0 {
+            return Ok(());
+        }
+        Err(EtfError::Degenerate(format!(
+            "{metric} is undefined: every class has the same mean (Σ_B = 0)"
+        )))
+    }
 }
 
-fn rank_policy(rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
-    match (rank, rtol) {
-        (Some(_), Some(_)) => Err(EtfError::Parameter(
-            "give either rank or rtol, not both".into(),
-        )),
-        (Some(r), None) => Ok(RankPolicy::Top(r)),
-        (None, rtol) => Ok(RankPolicy::Rtol(rtol)),
+/// A finite value, or `Degenerate` naming the metric (the guard against a silent NaN/inf).
+fn finite(v: f64, metric: &str) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(EtfError::Degenerate(format!(
+            "{metric} is not finite on these statistics ({v}); the class geometry is degenerate"
+        )))
     }
 }
 
@@ -290,13 +340,28 @@ pub fn vci(
     rank: Option<usize>,
     rtol: Option<f64>,
 ) -> Result<PinvMetric> {
-    let (d, pinv) = total_quad_forms(g, rank_policy(rank, rtol)?)?;
+    let (d, pinv) = total_quad_forms(g, g.policy(rank, rtol)?)?;
+    let spec = match normalizer {
+        VciNormalizer::Numerical => Some(between_spectrum(g)?),
+        _ => None,
+    };
+    vci_from(g, normalizer, &d, &pinv, spec.as_ref())
+}
+
+fn vci_from(
+    g: &ClassGeometry,
+    normalizer: VciNormalizer,
+    d: &[f64],
+    pinv: &SymPinv,
+    spec: Option<&BetweenSpectrum>,
+) -> Result<PinvMetric> {
+    g.check_separated("VCI")?;
     let tr: f64 = d.iter().zip(&g.weights).map(|(d, w)| d * w).sum();
     let r = match normalizer {
         VciNormalizer::MinDimClasses => g.dim.min(g.num_present() - 1),
         VciNormalizer::Numerical => {
-            let spec = between_spectrum(g)?;
-            kept_rank(&spec.values, RankPolicy::Rtol(None))?.0
+            let values = &spec.expect("spectrum given").values;
+            kept_rank(values, g.policy(None, None)?)?.0
         }
         VciNormalizer::Fixed(r) => r,
     };
@@ -306,7 +371,7 @@ pub fn vci(
         ));
     }
     Ok(PinvMetric {
-        value: 1.0 - tr / r as f64,
+        value: finite(1.0 - tr / r as f64, "VCI")?,
         rank: pinv.rank,
         method: pinv.method,
         normalizer: r,
@@ -322,11 +387,15 @@ pub fn probe_mse(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> R
             "probe_mse is defined with the weighted geometry".into(),
         ));
     }
-    let (d, pinv) = total_quad_forms(g, rank_policy(rank, rtol)?)?;
+    let (d, pinv) = total_quad_forms(g, g.policy(rank, rtol)?)?;
+    probe_mse_from(g, &d, &pinv)
+}
+
+fn probe_mse_from(g: &ClassGeometry, d: &[f64], pinv: &SymPinv) -> Result<PinvMetric> {
     let s2: f64 = g.weights.iter().map(|w| w * w).sum();
-    let sd: f64 = g.weights.iter().zip(&d).map(|(w, d)| w * w * d).sum();
+    let sd: f64 = g.weights.iter().zip(d).map(|(w, d)| w * w * d).sum();
     Ok(PinvMetric {
-        value: 0.5 * (1.0 - s2) - 0.5 * sd,
+        value: finite(0.5 * (1.0 - s2) - 0.5 * sd, "probe_mse")?,
         rank: pinv.rank,
         method: pinv.method,
         normalizer: pinv.rank,
@@ -337,8 +406,14 @@ pub fn probe_mse(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> R
 /// `rtol · λ_max` (or exactly the top `rank`).
 pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<PinvMetric> {
     g.within()?;
+    let policy = g.policy(rank, rtol)?;
     let spec = between_spectrum(g)?;
-    let policy = rank_policy(rank, rtol)?;
+    nc1_from(g, &spec, policy)
+}
+
+fn nc1_from(g: &ClassGeometry, spec: &BetweenSpectrum, policy: RankPolicy) -> Result<PinvMetric> {
+    g.within()?;
+    g.check_separated("NC1")?;
     if let RankPolicy::Top(r) = policy {
         if r > spec.values.len() {
             return Err(EtfError::Parameter(format!(
@@ -348,10 +423,15 @@ pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<
         }
     }
     let (r, _) = kept_rank(&spec.values, policy)?;
-    let q = spec.within_quad.as_ref().unwrap();
+    if r == 0 {
+        return Err(EtfError::Degenerate(
+            "NC1 is undefined: Σ_B keeps no eigenvalue above the threshold".into(),
+        ));
+    }
+    let q = spec.within_quad.as_ref().expect("Σ_W available");
     let s: f64 = (0..r).map(|j| q[j] / spec.values[j]).sum();
     Ok(PinvMetric {
-        value: s / g.num_present() as f64,
+        value: finite(s / g.num_present() as f64, "NC1")?,
         rank: r,
         method: PinvMethod::Eigh,
         normalizer: r,
@@ -360,17 +440,30 @@ pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<
 
 /// `(tr(P_B Σ_W), tr Σ_W - tr(P_B Σ_W), rank of P_B)`, P_B the projector on span{μ_k - μ_G}.
 pub fn nc1_split(g: &ClassGeometry, rtol: Option<f64>) -> Result<(f64, f64, usize)> {
-    let w = g.within()?;
+    g.within()?;
+    let policy = g.policy(None, rtol)?;
     let spec = between_spectrum(g)?;
-    let (r, _) = kept_rank(&spec.values, RankPolicy::Rtol(rtol))?;
-    let inside: f64 = spec.within_quad.as_ref().unwrap()[..r].iter().sum();
+    nc1_split_from(g, &spec, policy)
+}
+
+fn nc1_split_from(
+    g: &ClassGeometry,
+    spec: &BetweenSpectrum,
+    policy: RankPolicy,
+) -> Result<(f64, f64, usize)> {
+    let w = g.within()?;
+    let (r, _) = kept_rank(&spec.values, policy)?;
+    let inside: f64 = spec.within_quad.as_ref().expect("Σ_W available")[..r]
+        .iter()
+        .sum();
     let tr: f64 = (0..g.dim).map(|i| w[(i, i)]).sum();
     Ok((inside, tr - inside, r))
 }
 
-/// `Tr Σ_W / Tr Σ_B` (Hui et al.).
-pub fn squared_distance(g: &ClassGeometry) -> f64 {
-    g.within_trace / g.between_trace()
+/// `Tr Σ_W / Tr Σ_B` (Hui et al.); `Degenerate` when every class has the same mean.
+pub fn squared_distance(g: &ClassGeometry) -> Result<f64> {
+    g.check_separated("the squared distance")?;
+    finite(g.within_trace / g.between_trace(), "the squared distance")
 }
 
 /// `Tr Σ_W / p` (paper 000 Fig. 3).
@@ -382,18 +475,39 @@ fn centred_gram(g: &ClassGeometry) -> Mat<f64> {
     g.centred_means.transpose() * &g.centred_means
 }
 
+/// `‖μ_k - μ_l‖²` of present classes `k`, `l` by exact differences.
+fn mean_distance2(g: &ClassGeometry, k: usize, l: usize) -> f64 {
+    (0..g.dim)
+        .map(|i| (g.centred_means[(i, k)] - g.centred_means[(i, l)]).powi(2))
+        .sum()
+}
+
 /// Class-distance normalised variance: mean over k<l of `(σ_k² + σ_l²) / (2‖μ_k - μ_l‖²)`.
-pub fn cdnv(g: &ClassGeometry) -> f64 {
+///
+/// Distances come from the Gram of the centred means, and any pair whose expanded distance is
+/// small against the norms (cancellation) is recomputed by exact differences. Two classes with
+/// the same mean make it undefined: `Degenerate`, naming them.
+pub fn cdnv(g: &ClassGeometry) -> Result<f64> {
     let c = centred_gram(g);
     let kp = g.num_present();
     let mut total = 0.0;
     for k in 0..kp {
         for l in (k + 1)..kp {
-            let d2 = (c[(k, k)] + c[(l, l)] - 2.0 * c[(k, l)]).max(0.0);
+            let scale = c[(k, k)] + c[(l, l)];
+            let mut d2 = c[(k, k)] + c[(l, l)] - 2.0 * c[(k, l)];
+            if !(d2 > 1e-6 * scale) {
+                d2 = mean_distance2(g, k, l);
+            }
+            if !(d2 > 0.0) {
+                return Err(EtfError::Degenerate(format!(
+                    "CDNV is undefined: classes {} and {} have the same mean",
+                    g.present[k], g.present[l]
+                )));
+            }
             total += (g.class_variances[k] + g.class_variances[l]) / (2.0 * d2);
         }
     }
-    total / (kp * (kp - 1) / 2) as f64
+    finite(total / (kp * (kp - 1) / 2) as f64, "CDNV")
 }
 
 /// NC2 statistics of the centred class means.
@@ -416,10 +530,18 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-pub fn nc2(g: &ClassGeometry) -> Nc2 {
+/// NC2 of the centred class means; `Degenerate` when a class mean equals the global mean (its
+/// angles are undefined).
+pub fn nc2(g: &ClassGeometry) -> Result<Nc2> {
     let c = centred_gram(g);
     let kp = g.num_present();
     let norms: Vec<f64> = (0..kp).map(|k| c[(k, k)].max(0.0).sqrt()).collect();
+    if let Some(k) = (0..kp).find(|&k| !(norms[k] > 0.0)) {
+        return Err(EtfError::Degenerate(format!(
+            "NC2 is undefined: the mean of class {} equals the global mean",
+            g.present[k]
+        )));
+    }
     let (m, s) = mean_std(&norms);
     let mut cosines = Vec::with_capacity(kp * (kp - 1) / 2);
     for k in 0..kp {
@@ -440,28 +562,88 @@ pub fn nc2(g: &ClassGeometry) -> Nc2 {
             e += d * d;
         }
     }
-    Nc2 {
-        equinorm: s / m,
-        equiangularity: cs,
-        max_equiangularity: maxeq,
-        etf_error: e.sqrt(),
+    Ok(Nc2 {
+        equinorm: finite(s / m, "NC2 equinorm")?,
+        equiangularity: finite(cs, "NC2 equiangularity")?,
+        max_equiangularity: finite(maxeq, "NC2 max-equiangularity")?,
+        etf_error: finite(e.sqrt(), "NC2 ETF error")?,
+    })
+}
+
+/// NC3 of a classifier against the centred class means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nc3 {
+    /// `‖W/‖W‖_F - M̄ᵀ/‖M̄‖_F‖_F²` over the present classes.
+    pub distance: f64,
+    /// `cos(w_k, μ_k - μ_G)` per present class.
+    pub cosines: Vec<f64>,
+}
+
+/// Checks a `K × p` classifier (and optional bias) for statistics of `K` classes in `p`
+/// dimensions: shape (blaming the classifier), finite weights and bias.
+pub fn validate_classifier(
+    w: &ArrayView2<'_, f64>,
+    bias: Option<&ArrayView1<'_, f64>>,
+    num_classes: Option<usize>,
+    dim: usize,
+) -> Result<()> {
+    let (k, q) = w.dim();
+    if q != dim {
+        return Err(EtfError::Shape(format!(
+            "classifier has {q} columns but the features have dim={dim}"
+        )));
     }
+    if let Some(kk) = num_classes {
+        if k != kk {
+            return Err(EtfError::Shape(format!(
+                "classifier has {k} rows but the statistics have num_classes={kk}"
+            )));
+        }
+    }
+    if k == 0 {
+        return Err(EtfError::Shape("classifier has no rows".into()));
+    }
+    if let Some(((i, j), _)) = w.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(EtfError::NonFinite {
+            what: "classifier".into(),
+            row: i,
+            col: j,
+        });
+    }
+    if let Some(b) = bias {
+        if b.len() != k {
+            return Err(EtfError::Shape(format!(
+                "bias has {} entries, classifier has {k} rows",
+                b.len()
+            )));
+        }
+        if let Some((i, _)) = b.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: "bias".into(),
+                row: 0,
+                col: i,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// NC3: `‖W/‖W‖_F - M̄ᵀ/‖M̄‖_F‖_F²` over the present classes' rows of the `K × p` classifier,
-/// and per present class `cos(w_k, μ_k - μ_G)`.
-pub fn nc3(g: &ClassGeometry, classifier: &[f64], num_classes: usize) -> Result<(f64, Vec<f64>)> {
+/// and per present class `cos(w_k, μ_k - μ_G)`. A classifier whose present rows are all zero, a
+/// zero row of a present class, or a class mean equal to the global mean make it undefined
+/// (`Degenerate`).
+pub fn nc3(g: &ClassGeometry, classifier: ArrayView2<'_, f64>, num_classes: usize) -> Result<Nc3> {
     let p = g.dim;
-    if classifier.len() != num_classes * p {
-        return Err(EtfError::Shape(format!(
-            "classifier must be ({num_classes}, {p}), got {} values",
-            classifier.len()
-        )));
-    }
-    let w = mat_ref(classifier, num_classes, p);
+    validate_classifier(&classifier, None, Some(num_classes), p)?;
     let kp = g.num_present();
-    let wp = Mat::from_fn(kp, p, |j, i| w[(g.present[j], i)]);
+    let wp = Mat::from_fn(kp, p, |j, i| classifier[[g.present[j], i]]);
     let (wn, mn) = (wp.norm_l2(), g.centred_means.norm_l2());
+    if !(wn > 0.0) {
+        return Err(EtfError::Degenerate(
+            "NC3 is undefined: the classifier rows of the present classes are all zero".into(),
+        ));
+    }
+    g.check_separated("NC3")?;
     let mut dist = 0.0;
     let mut cos = Vec::with_capacity(kp);
     for j in 0..kp {
@@ -474,9 +656,24 @@ pub fn nc3(g: &ClassGeometry, classifier: &[f64], num_classes: usize) -> Result<
             nw += a * a;
             nm += b * b;
         }
-        cos.push(dot / (nw.sqrt() * nm.sqrt()));
+        if !(nw > 0.0) {
+            return Err(EtfError::Degenerate(format!(
+                "NC3 cosine is undefined: classifier row {} is zero",
+                g.present[j]
+            )));
+        }
+        if !(nm > 0.0) {
+            return Err(EtfError::Degenerate(format!(
+                "NC3 cosine is undefined: the mean of class {} equals the global mean",
+                g.present[j]
+            )));
+        }
+        cos.push(finite(dot / (nw.sqrt() * nm.sqrt()), "NC3 cosine")?);
     }
-    Ok((dist, cos))
+    Ok(Nc3 {
+        distance: finite(dist, "NC3")?,
+        cosines: cos,
+    })
 }
 
 /// Kornblith et al.'s cosine statistics from the per-class unit-vector sums:
@@ -512,5 +709,115 @@ pub fn cosine_metrics(stats: &CollapseStats) -> Result<(f64, f64, f64)> {
     dw /= present.len() as f64;
     let n = stats.num_samples() as f64;
     let dt = 1.0 - total.iter().map(|x| x * x).sum::<f64>() / (n * n);
-    Ok((dw, dt, 1.0 - dw / dt))
+    // d_total is a mean of 1 - cos over pairs: at rounding level every row has the same
+    // direction and class_separation = 1 - d_within/d_total is undefined.
+    if !(dt > 64.0 * f64::EPSILON) {
+        return Err(EtfError::Degenerate(format!(
+            "class_separation is undefined: every feature row has the same direction \
+             (d_total = {dt:e})"
+        )));
+    }
+    Ok((dw, dt, finite(1.0 - dw / dt, "class_separation")?))
+}
+
+/// The NC1 split of [`report`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Nc1Split {
+    pub between_span: f64,
+    pub orthogonal: f64,
+    pub rank: usize,
+}
+
+/// Kornblith et al.'s cosine statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cosine {
+    pub within: f64,
+    pub total: f64,
+    pub class_separation: f64,
+}
+
+/// Every metric computable from the statistics under one weighting (see [`report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub weighting: Weighting,
+    pub precision: Precision,
+    pub num_samples: u64,
+    pub num_classes_present: usize,
+    pub dim: usize,
+    pub vci: PinvMetric,
+    pub probe_mse: PinvMetric,
+    pub nc1: PinvMetric,
+    pub nc1_split: Nc1Split,
+    pub squared_distance: f64,
+    pub within_trace_per_dim: f64,
+    pub cdnv: f64,
+    pub nc2: Nc2,
+    /// `None` when all-zero rows were seen (they have no direction).
+    pub cosine: Option<Cosine>,
+    /// With a classifier.
+    pub nc3: Option<Nc3>,
+}
+
+/// Every statistics metric in one pass over the factorisations: the geometry (cached by the
+/// statistics), one pseudo-inverse of `Σ_T` shared by VCI and the probe MSE (two when the
+/// weighting is balanced, since the probe is always weighted), and one spectrum of `Σ_B`
+/// shared by NC1 and its split. `rtol` as for each metric (default `p · eps(precision)`).
+pub fn report(
+    stats: &CollapseStats,
+    weighting: Weighting,
+    rtol: Option<f64>,
+    classifier: Option<ArrayView2<'_, f64>>,
+) -> Result<Report> {
+    let g = stats.geometry(weighting)?;
+    let policy = g.policy(None, rtol)?;
+    g.within()?;
+    if let Some(w) = &classifier {
+        validate_classifier(w, None, Some(stats.num_classes()), stats.dim())?;
+    }
+    let (d, pinv) = total_quad_forms(&g, policy)?;
+    let vci = vci_from(&g, VciNormalizer::MinDimClasses, &d, &pinv, None)?;
+    let probe = if weighting == Weighting::Weighted {
+        probe_mse_from(&g, &d, &pinv)?
+    } else {
+        let gw = stats.geometry(Weighting::Weighted)?;
+        let (dw, pw) = total_quad_forms(&gw, gw.policy(None, rtol)?)?;
+        probe_mse_from(&gw, &dw, &pw)?
+    };
+    let spec = between_spectrum(&g)?;
+    let nc1 = nc1_from(&g, &spec, policy)?;
+    let (a, b, r) = nc1_split_from(&g, &spec, policy)?;
+    let cosine = if stats.class_zero_rows().iter().all(|&z| z == 0) {
+        let (within, total, class_separation) = cosine_metrics(stats)?;
+        Some(Cosine {
+            within,
+            total,
+            class_separation,
+        })
+    } else {
+        None
+    };
+    Ok(Report {
+        weighting,
+        precision: g.precision,
+        num_samples: g.num_samples,
+        num_classes_present: g.num_present(),
+        dim: g.dim,
+        vci,
+        probe_mse: probe,
+        nc1,
+        nc1_split: Nc1Split {
+            between_span: a,
+            orthogonal: b,
+            rank: r,
+        },
+        squared_distance: squared_distance(&g)?,
+        within_trace_per_dim: within_trace_per_dim(&g),
+        cdnv: cdnv(&g)?,
+        nc2: nc2(&g)?,
+        cosine,
+        nc3: match classifier {
+            Some(w) => Some(nc3(&g, w, stats.num_classes())?),
+            None => None,
+        },
+    })
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{EtfError, Result};
 use crate::linalg::{sym_eig_desc, Real};
-use crate::metrics::ClassGeometry;
+use crate::metrics::{validate_classifier, ClassGeometry};
 use crate::stats::{pass, validate_batch, CollapseStats, PassOptions, CHUNK_ROWS};
 use faer::Mat;
 use ndarray::{ArrayView1, ArrayView2};
@@ -47,7 +47,7 @@ pub fn balanced_scatter<T: Real>(
 fn check_features<T: Real>(h: &ArrayView2<'_, T>, dim: usize) -> Result<()> {
     if h.ncols() != dim {
         return Err(EtfError::Shape(format!(
-            "features have {} columns, expected {dim}",
+            "features have {} columns, expected dim={dim}",
             h.ncols()
         )));
     }
@@ -115,15 +115,8 @@ pub fn classifier_predictions<T: Real>(
     bias: Option<ArrayView1<'_, f64>>,
 ) -> Result<Vec<usize>> {
     let (k, p) = weight.dim();
+    validate_classifier(&weight, bias.as_ref(), None, h.ncols())?;
     check_features(&h, p)?;
-    if let Some(b) = &bias {
-        if b.len() != k {
-            return Err(EtfError::Shape(format!(
-                "bias has {} entries, classifier has {k} rows",
-                b.len()
-            )));
-        }
-    }
     let wt = Mat::from_fn(p, k, |i, j| weight[[j, i]]);
     let n = h.nrows();
     let mut out = vec![0usize; n];
@@ -151,12 +144,14 @@ pub fn classifier_predictions<T: Real>(
 pub fn nc4<T: Real>(
     h: ArrayView2<'_, T>,
     g: &ClassGeometry,
+    num_classes: usize,
     weight: ArrayView2<'_, f64>,
     bias: Option<ArrayView1<'_, f64>>,
 ) -> Result<f64> {
     if h.nrows() == 0 {
         return Err(EtfError::Shape("NC4 needs at least one sample".into()));
     }
+    validate_classifier(&weight, bias.as_ref(), Some(num_classes), g.dim)?;
     let a = nearest_class_mean(h.view(), g)?;
     let b = classifier_predictions(h, weight, bias)?;
     Ok(a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64 / a.len() as f64)
@@ -174,7 +169,12 @@ pub fn numerical_rank<T: Real>(
     let p = h.ncols();
     validate_batch(&h, &y, num_classes, p)?;
     check_features(&h, p)?;
-    let mut members: Vec<Vec<usize>> = vec![vec![]; num_classes];
+    crate::error::check_dense_size(num_classes, 1, "the classes")?;
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    members
+        .try_reserve_exact(num_classes)
+        .map_err(|_| EtfError::Dimension(format!("num_classes={num_classes} is too large")))?;
+    members.resize(num_classes, vec![]);
     for (i, &c) in y.iter().enumerate() {
         members[c as usize].push(i);
     }

@@ -205,7 +205,7 @@ def test_ridge_theory_matches_simulation():
 def test_rf_errors():
     with pytest.raises(ec.ParameterError, match="unknown activation"):
         rf.coefficients("swish", 1.0)
-    with pytest.raises(ec.ParameterError, match="needs parameters"):
+    with pytest.raises(ec.ParameterError, match="takes 3 parameter"):
         rf.coefficients("polynomial", 1.0)
     with pytest.raises(ec.ParameterError, match="takes 1"):
         rf.activation("leaky_relu")

@@ -1,10 +1,10 @@
 """etfcore — neural-collapse geometry.
 
-- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames (SPEC §6).
+- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames.
 - :class:`CollapseStats`: streaming, mergeable sufficient statistics and every collapse metric
-  computed from them (SPEC §3, §5).
+  computed from them.
 - :func:`collapse_metrics`: every metric on in-memory arrays in one call.
-- :func:`pinv_psd`: the explicit pseudo-inverse policy (SPEC §4).
+- :func:`pinv_psd`: the explicit pseudo-inverse policy.
 - :mod:`etfcore.data`: embedded data (digits, Gaussian mixtures, long-tail profiles).
 - :mod:`etfcore.errors`: the exception hierarchy (all ``ValueError``).
 

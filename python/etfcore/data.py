@@ -1,4 +1,4 @@
-"""Embedded data that needs no download (SPEC §10): scikit-learn's handwritten digits and seeded
+"""Embedded data that needs no download : scikit-learn's handwritten digits and seeded
 Gaussian mixtures, plus the long-tail class-count profile."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -
     if num_classes == 1:
         return np.array([max_count])
     k = np.arange(num_classes)
-    counts = np.floor(max_count * imbalance_ratio ** (k / (num_classes - 1)) + 1e-9).astype(np.int64)
+    profile = max_count * imbalance_ratio ** (k / (num_classes - 1))
+    counts = np.floor(profile + 1e-9).astype(np.int64)
     return np.maximum(counts, 1)
 
 
@@ -62,7 +63,11 @@ def gaussian_mixture(
         m = np.asarray(means, dtype=np.float64)
         if m.shape != (num_classes, dim):
             raise ParameterError(f"means must have shape ({num_classes}, {dim}), got {m.shape}")
-    scales = np.ones(num_classes) if covariance_scales is None else np.asarray(covariance_scales, float)
+    scales = (
+        np.ones(num_classes)
+        if covariance_scales is None
+        else np.asarray(covariance_scales, float)
+    )
     y = np.repeat(np.arange(num_classes), counts)
     h = m[y] + (scales[y] * within_scale)[:, None] * rng.standard_normal((y.size, dim)) + offset
     return h.astype(dtype), y
