@@ -66,6 +66,23 @@ pub fn check_dense_size(rows: usize, cols: usize, what: &str) -> Result<()> {
 /// Largest number of elements of one dense object built from user sizes (`2^31`, 16 GiB of f64).
 pub const MAX_DENSE: u128 = 1 << 31;
 
+/// Largest number of elements of a frame or projection matrix returned whole (`2^28`, 2 GiB of
+/// f64): larger ones are refused up front rather than risking an allocation failure mid-way.
+pub const MAX_FRAME: u128 = 1 << 28;
+
+/// Refuses a returned matrix of more than [`MAX_FRAME`] elements.
+pub fn check_frame_size(rows: usize, cols: usize, what: &str) -> Result<()> {
+    let n = rows as u128 * cols as u128;
+    if n > MAX_FRAME {
+        return Err(EtfError::Dimension(format!(
+            "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); more than 2^28 \
+             values is refused",
+            n as f64 * 8.0 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
 /// Largest amount of work (multiply-adds) accepted for one call: `2^53` (days of compute on
 /// one machine). More is refused up front instead of running for ever with the GIL released.
 pub const MAX_WORK: u128 = 1 << 53;

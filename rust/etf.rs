@@ -8,7 +8,7 @@
 //! signs of `R`'s diagonal fixed) from an explicit seed. Hence `W Wᵀ = K/(K-1) (I - 11ᵀ/K)`:
 //! unit rows, pairwise inner products `-1/(K-1)`, rows summing to zero, and `p = K-1` works.
 
-use crate::error::{check_dense_size, check_work, probe_alloc, EtfError, Result};
+use crate::error::{check_frame_size, check_work, probe_alloc, EtfError, Result};
 use faer::{Mat, Par};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -113,7 +113,7 @@ fn simplex_from_rows(num_classes: usize, rows: Mat<f64>, lengths: Option<&[f64]>
 /// Refuses frames whose size or QR work is absurd, and checks that the working memory of the
 /// dense routines (a few copies of the frame) can be allocated before calling them.
 fn check_frame_resources(num_classes: usize, dim: usize) -> Result<()> {
-    check_dense_size(num_classes, dim, "the frame")?;
+    check_frame_size(num_classes, dim, "the frame")?;
     check_work(
         dim as u128 * num_classes as u128 * num_classes as u128,
         "the frame's QR factorisation",

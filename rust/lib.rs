@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod rf;
 pub mod samples;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 #[cfg(feature = "python")]
 mod py;

@@ -675,7 +675,7 @@ pub fn projection_rows(
         return Err(EtfError::Parameter("dim must be positive".into()));
     }
     proj.validate()?;
-    check_dense_size(rows, p, "the projection")?;
+    crate::error::check_frame_size(rows, p, "the projection")?;
     let end = r0
         .checked_add(rows)
         .ok_or_else(|| EtfError::Parameter(format!("rows {r0} + {rows} overflow")))?;

@@ -29,7 +29,7 @@ from .errors import (
 )
 from .frames import etf, orthogonal_frame
 from .metrics import classifier_predictions, collapse_metrics, numerical_rank_of, pinv_psd
-from .stats import CollapseStats, NC1Split, PinvResult
+from .stats import CollapseStats, NC1Split, PinvResult, merge_stats
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "data",
     "errors",
     "etf",
+    "merge_stats",
     "numerical_rank_of",
     "orthogonal_frame",
     "pinv_psd",
