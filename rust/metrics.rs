@@ -1016,7 +1016,7 @@ mod tests {
             let mut nc = 0.0;
             for (i, u) in unit.iter().enumerate() {
                 if y[i] as usize == c {
-                    sc = sc + u;
+                    sc += u;
                     nc += 1.0;
                 }
             }

@@ -307,6 +307,9 @@ fn pinv_psd<'py>(
     Ok((m.into_pyarray(py), r, method.as_str()))
 }
 
+/// `(mean, classes, values)` of `numerical_rank`.
+type RankResult<'py> = (f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
+
 #[pyfunction]
 #[pyo3(signature = (features, labels, num_classes, centred=false))]
 fn numerical_rank<'py>(
@@ -315,7 +318,7 @@ fn numerical_rank<'py>(
     labels: PyReadonlyArray1<'py, i64>,
     num_classes: usize,
     centred: bool,
-) -> PyResult<(f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<RankResult<'py>> {
     let f = self::features(features, "features")?;
     let y = labels.as_array();
     let (mean, per) = with_features!(f, h => detach(py, || {

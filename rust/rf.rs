@@ -323,9 +323,9 @@ pub fn hermite_moments(act: &Activation, r: f64, kmax: usize) -> (Vec<f64>, f64)
         if kmax >= 1 {
             h[1] += w * f * x;
         }
-        for k in 2..=kmax {
+        for (k, hk) in h.iter_mut().enumerate().skip(2) {
             let he2 = x * he1 - (k - 1) as f64 * he0;
-            h[k] += w * f * he2;
+            *hk += w * f * he2;
             he0 = he1;
             he1 = he2;
         }
@@ -593,7 +593,7 @@ fn closed_pair(act: &Activation, ri: f64, rj: f64, c: f64) -> f64 {
         Activation::Relu => relu(theta),
         Activation::LeakyRelu { slope: a } => {
             (1.0 + a * a) * relu(theta)
-                + 2.0 * a * nn * (theta.sin() - theta * theta.cos()) / (2.0 * PI) * -1.0
+                - 2.0 * a * nn * (theta.sin() - theta * theta.cos()) / (2.0 * PI)
         }
         Activation::Abs => 2.0 / PI * nn * ((1.0 - rho * rho).max(0.0).sqrt() + rho * rho.asin()),
         Activation::Sign => 2.0 / PI * rho.asin(),
@@ -736,7 +736,7 @@ fn projection_block(
             // block; the QR of each needs a few times its size.
             let cap = if let Projection::Etf = proj { p + 1 } else { p };
             probe_alloc(
-                4 * 8 * (cap.min(PROJECTION_BLOCK).max(2) as u128) * p as u128,
+                4 * 8 * (cap.clamp(2, PROJECTION_BLOCK) as u128) * p as u128,
                 "an orthogonal block of the projection",
             )?;
             let mut sub = 0u64;
@@ -817,6 +817,7 @@ pub fn empirical_kernel<T: Real>(
         (0..panels).into_par_iter().for_each(|pi| {
             let c0 = pi * 256;
             let cols = 256.min(n - c0);
+            #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw field
             let zp = zp;
             // SAFETY: panel `pi` writes only columns c0..c0+cols of Z.
             unsafe {
@@ -851,6 +852,7 @@ pub fn empirical_kernel<T: Real>(
         (0..nb).into_par_iter().for_each(|bi| {
             let j0 = bi * 128;
             let b = 128.min(n - j0);
+            #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw field
             let kp = kp;
             // SAFETY: block `bi` writes only K[j0.., j0..j0+b], disjoint across blocks.
             unsafe {

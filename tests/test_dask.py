@@ -34,9 +34,12 @@ def test_map_reduce_of_statistics_on_a_local_cluster():
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     seeds = list(range(6))
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         parts = client.map(shard_stats, seeds)
         while len(parts) > 1:  # pairwise tree reduction, on the workers
             parts = [

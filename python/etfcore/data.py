@@ -64,9 +64,7 @@ def gaussian_mixture(
         if m.shape != (num_classes, dim):
             raise ParameterError(f"means must have shape ({num_classes}, {dim}), got {m.shape}")
     scales = (
-        np.ones(num_classes)
-        if covariance_scales is None
-        else np.asarray(covariance_scales, float)
+        np.ones(num_classes) if covariance_scales is None else np.asarray(covariance_scales, float)
     )
     y = np.repeat(np.arange(num_classes), counts)
     h = m[y] + (scales[y] * within_scale)[:, None] * rng.standard_normal((y.size, dim)) + offset

@@ -89,7 +89,8 @@ def numerical_rank_of(
 
     >>> import numpy as np, etfcore as ec
     >>> H = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
-    >>> ec.numerical_rank_of(H, np.array([0, 0, 1, 1]))
+    >>> mean, per = ec.numerical_rank_of(H, np.array([0, 0, 1, 1]))
+    >>> round(mean, 12), {k: round(v, 12) for k, v in per.items()}
     (1.0, {0: 1.0, 1: 1.0})
     """
     h = as_features(features)

@@ -36,7 +36,6 @@ from ._validation import (
     as_float,
     as_index,
     as_labels,
-    as_optional_index,
     as_str,
 )
 from .errors import NonFiniteError, ParameterError, ShapeError
@@ -91,9 +90,7 @@ def _act(a: ActivationLike) -> Activation:
         return a
     if isinstance(a, str):
         return Activation(a)
-    raise ParameterError(
-        f"activation must be a name or rf.Activation, got {type(a).__name__}"
-    )
+    raise ParameterError(f"activation must be a name or rf.Activation, got {type(a).__name__}")
 
 
 def coefficients(
