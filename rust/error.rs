@@ -75,8 +75,8 @@ pub fn check_frame_size(rows: usize, cols: usize, what: &str) -> Result<()> {
     let n = rows as u128 * cols as u128;
     if n > MAX_FRAME {
         return Err(EtfError::Dimension(format!(
-            "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); more than 2^28 \
-             values is refused",
+            "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); too large (at \
+             most 2^28 values)",
             n as f64 * 8.0 / (1u64 << 30) as f64
         )));
     }

@@ -633,17 +633,11 @@ impl PyCollapseStats {
 
     /// Class means `K × p` (rows of classes without samples are NaN).
     fn class_means<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let (g, k) = detach(py, || {
+        let (v, k, p) = detach(py, || {
             let s = self.read();
-            Ok((s.geometry(Weighting::Weighted)?, s.num_classes()))
+            Ok((s.class_means()?, s.num_classes(), s.dim()))
         })?;
-        let mut out = Array2::from_elem((k, g.dim), f64::NAN);
-        for (j, &c) in g.present.iter().enumerate() {
-            for i in 0..g.dim {
-                out[[c, i]] = g.class_means[(i, j)];
-            }
-        }
-        Ok(out.into_pyarray(py))
+        rows(py, v, k, p)
     }
 
     fn between_class_covariance<'py>(

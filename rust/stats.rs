@@ -107,26 +107,31 @@ impl<T: Real> Partial<T> {
             && self.class_scatter.as_deref().map_or(true, fin)
     }
 
-    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Self {
-        Partial {
-            counts: vec![0; k],
-            sums: vec![0.0; k * p],
-            sq: vec![0.0; k],
-            unit: vec![0.0; k * p],
-            zeros: vec![0; k],
+    /// Zeroed partial statistics; every buffer is allocated fallibly (a worker's share of a
+    /// large pass becomes a `Dimension` error, not an abort).
+    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Result<Self> {
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(CHUNK_ROWS * p)
+            .map_err(|_| EtfError::Dimension("a chunk buffer cannot be allocated".into()))?;
+        Ok(Partial {
+            counts: try_zeros(k, "partial counts")?,
+            sums: try_zeros(k * p, "partial class sums")?,
+            sq: try_zeros(k, "partial norms")?,
+            unit: try_zeros(k * p, "partial unit sums")?,
+            zeros: try_zeros(k, "partial zero rows")?,
             scatter: if want_scatter {
-                vec![0.0; p * p]
+                try_zeros(p * p, "a partial scatter")?
             } else {
                 vec![]
             },
             class_scatter: if track {
-                Some(vec![0.0; k * p * p])
+                Some(try_zeros(k * p * p, "partial per-class scatters")?)
             } else {
                 None
             },
-            buf: Vec::with_capacity(CHUNK_ROWS * p),
+            buf,
             work: vec![],
-        }
+        })
     }
 
     fn add(&mut self, o: &Partial<T>) {
@@ -277,7 +282,7 @@ pub(crate) fn pass<T: Real>(
     let results: Vec<Result<Partial<T>>> = (0..workers)
         .into_par_iter()
         .map(|w| {
-            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter);
+            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter)?;
             let mut order: Vec<usize> = Vec::with_capacity(CHUNK_ROWS);
             let mut ci = w;
             while ci < nchunks {
@@ -373,9 +378,10 @@ pub(crate) fn pass<T: Real>(
         parts.push(r?);
     }
     let mut it = parts.into_iter();
-    let mut total = it
-        .next()
-        .unwrap_or_else(|| Partial::new(k, p, opts.track_class_scatter, want_scatter));
+    let mut total = match it.next() {
+        Some(t) => t,
+        None => Partial::new(k, p, opts.track_class_scatter, want_scatter)?,
+    };
     for part in it {
         total.add(&part);
     }
@@ -528,6 +534,20 @@ impl CollapseStats {
         Ok((0..p * p)
             .map(|ij| s[ij] / n as f64 - m[ij / p] * m[ij % p])
             .collect())
+    }
+
+    /// Class means `μ_k` as a `K × p` row-major matrix; rows of classes without samples are NaN.
+    pub fn class_means(&self) -> Result<Vec<f64>> {
+        let g = self.geometry(Weighting::Weighted)?;
+        let p = self.dim;
+        let mut out = try_zeros(self.num_classes * p, "the class means")?;
+        out.iter_mut().for_each(|v| *v = f64::NAN);
+        for (j, &c) in g.present.iter().enumerate() {
+            for i in 0..p {
+                out[c * p + i] = g.class_means[(i, j)];
+            }
+        }
+        Ok(out)
     }
 
     /// The precision of the input the statistics were built from (the coarsest when merged);

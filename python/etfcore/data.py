@@ -1,4 +1,4 @@
-"""Embedded data that needs no download : scikit-learn's handwritten digits and seeded
+"""Embedded data that needs no download: scikit-learn's handwritten digits and seeded
 Gaussian mixtures, plus the long-tail class-count profile."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._validation import as_float, as_index
 from .errors import ParameterError
 
 
@@ -16,6 +17,9 @@ def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -
     >>> long_tail_counts(3, 100, 0.1).tolist()
     [100, 31, 10]
     """
+    num_classes = as_index(num_classes, "num_classes")
+    max_count = as_index(max_count, "max_count")
+    imbalance_ratio = as_float(imbalance_ratio, "imbalance_ratio")
     if num_classes < 1 or max_count < 1:
         raise ParameterError("num_classes and max_count must be positive")
     if not (0.0 < imbalance_ratio <= 1.0):
@@ -52,7 +56,8 @@ def gaussian_mixture(
     >>> H.shape, np.bincount(y).tolist()
     ((30, 5), [10, 10, 10])
     """
-    rng = np.random.default_rng(seed)
+    num_classes, dim = as_index(num_classes, "num_classes"), as_index(dim, "dim")
+    rng = np.random.default_rng(as_index(seed, "seed"))
     counts = np.broadcast_to(np.asarray(samples_per_class, dtype=np.int64), (num_classes,))
     if (counts < 0).any():
         raise ParameterError("samples_per_class must be non-negative")
