@@ -62,6 +62,29 @@ def test_one_object_updated_from_many_threads_keeps_every_batch():
     np.testing.assert_allclose(s.total_covariance(), one.total_covariance(), rtol=1e-9, atol=1e-12)
 
 
+def test_two_objects_merging_into_each_other_from_two_threads():
+    H, y = _mixture()
+    a, b = _stats(H, y), _stats(H[::2], y[::2])
+    na, nb = a.num_samples, b.num_samples
+    ta = threading.Thread(target=lambda: [a.merge(b) for _ in range(20)])
+    tb = threading.Thread(target=lambda: [b.merge(a) for _ in range(20)])
+    ta.start(), tb.start()
+    ta.join(timeout=60), tb.join(timeout=60)
+    assert not ta.is_alive() and not tb.is_alive()  # no deadlock
+    assert a.num_samples >= na + 20 * nb and b.num_samples >= nb + 20 * na
+
+
+def test_cached_geometry_follows_every_mutation():
+    H, y = _mixture()
+    s = _stats(H[:100], y[:100], k=4)
+    first = (s.vci().value, s.class_means().copy())
+    s.update(H[100:], y[100:])
+    assert s.vci().value == _stats(H, y).vci().value != first[0]
+    assert not np.allclose(s.class_means(), first[1])
+    s.reshift(np.zeros(H.shape[1]))
+    assert s.vci() == pytest.approx(_stats(H, y).vci(), rel=1e-10)
+
+
 def test_merge_with_itself_doubles():
     H, y = _mixture()
     s = _stats(H, y)
