@@ -374,9 +374,8 @@ def test_high_order_series_stays_finite_and_exact():
     for name in ("relu", "erf", "sign"):
         K = rf.expected_kernel(X, name, method="series", order=400)
         assert np.isfinite(K).all()
-        np.testing.assert_allclose(K, rf.expected_kernel(X, name), atol=2e-3)
-    K = rf.expected_kernel(X, "erf", method="series", order=400)
-    np.testing.assert_allclose(K, rf.expected_kernel(X, "erf"), atol=1e-10)
+        # measured: relu 4e-16, erf 4e-16, sign 9e-9 (the discontinuous σ converges slowest)
+        np.testing.assert_allclose(K, rf.expected_kernel(X, name), atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- precision
