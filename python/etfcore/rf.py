@@ -498,7 +498,7 @@ def test_mse_curve(
     }
 
 
-test_mse_curve.__test__ = False  # not a pytest test
+test_mse_curve.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = "") -> None:
