@@ -54,12 +54,62 @@ pub fn try_zeros<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
 /// Refuses dense objects above `2^31` elements (16 GiB of f64) before any allocation.
 pub fn check_dense_size(rows: usize, cols: usize, what: &str) -> Result<()> {
     let n = rows as u128 * cols as u128;
-    if n > 1u128 << 31 {
+    if n > MAX_DENSE {
         return Err(EtfError::Dimension(format!(
             "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); too large",
             n as f64 * 8.0 / (1u64 << 30) as f64
         )));
     }
+    Ok(())
+}
+
+/// Largest number of elements of one dense object built from user sizes (`2^31`, 16 GiB of f64).
+pub const MAX_DENSE: u128 = 1 << 31;
+
+/// Largest number of elements of a frame or projection matrix returned whole (`2^28`, 2 GiB of
+/// f64): larger ones are refused up front rather than risking an allocation failure mid-way.
+pub const MAX_FRAME: u128 = 1 << 28;
+
+/// Refuses a returned matrix of more than [`MAX_FRAME`] elements.
+pub fn check_frame_size(rows: usize, cols: usize, what: &str) -> Result<()> {
+    let n = rows as u128 * cols as u128;
+    if n > MAX_FRAME {
+        return Err(EtfError::Dimension(format!(
+            "{what} would be {rows} × {cols} = {n} values ({:.1} GiB of f64); too large (at \
+             most 2^28 values)",
+            n as f64 * 8.0 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
+/// Largest amount of work (multiply-adds) accepted for one call: `2^53` (days of compute on
+/// one machine). More is refused up front instead of running for ever with the GIL released.
+pub const MAX_WORK: u128 = 1 << 53;
+
+/// Refuses a computation of more than [`MAX_WORK`] multiply-adds before starting it.
+pub fn check_work(work: u128, what: &str) -> Result<()> {
+    if work > MAX_WORK {
+        return Err(EtfError::Dimension(format!(
+            "{what} would take about {work:.3e} multiply-adds (more than 2^53); refused",
+            work = work as f64
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` could be allocated right now (a fallible reservation, released at once):
+/// a dense routine of a library that aborts on allocation failure is only called after it.
+pub fn probe_alloc(bytes: u128, what: &str) -> Result<()> {
+    let fail = || {
+        EtfError::Dimension(format!(
+            "{what} needs {:.1} GiB of working memory, which cannot be allocated",
+            bytes as f64 / (1u64 << 30) as f64
+        ))
+    };
+    let n = usize::try_from(bytes).map_err(|_| fail())?;
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| fail())?;
     Ok(())
 }
 

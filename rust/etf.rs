@@ -8,7 +8,7 @@
 //! signs of `R`'s diagonal fixed) from an explicit seed. Hence `W Wᵀ = K/(K-1) (I - 11ᵀ/K)`:
 //! unit rows, pairwise inner products `-1/(K-1)`, rows summing to zero, and `p = K-1` works.
 
-use crate::error::{check_dense_size, EtfError, Result};
+use crate::error::{check_frame_size, check_work, probe_alloc, EtfError, Result};
 use faer::{Mat, Par};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -110,9 +110,23 @@ fn simplex_from_rows(num_classes: usize, rows: Mat<f64>, lengths: Option<&[f64]>
     finish(w, lengths)
 }
 
+/// Refuses frames whose size or QR work is absurd, and checks that the working memory of the
+/// dense routines (a few copies of the frame) can be allocated before calling them.
+fn check_frame_resources(num_classes: usize, dim: usize) -> Result<()> {
+    check_frame_size(num_classes, dim, "the frame")?;
+    check_work(
+        dim as u128 * num_classes as u128 * num_classes as u128,
+        "the frame's QR factorisation",
+    )?;
+    probe_alloc(
+        4 * 8 * num_classes as u128 * dim as u128,
+        "the frame's factorisation",
+    )
+}
+
 fn check_simplex_dim(num_classes: usize, dim: usize) -> Result<()> {
     check_classes(num_classes)?;
-    check_dense_size(num_classes, dim, "the frame")?;
+    check_frame_resources(num_classes, dim)?;
     if dim < num_classes - 1 {
         return Err(EtfError::Dimension(format!(
             "a simplex ETF for K={num_classes} classes needs dim >= K-1 = {}, got dim={dim}",
@@ -181,7 +195,7 @@ pub fn orthogonal_frame(
         )));
     }
     check_lengths(lengths, num_classes)?;
-    check_dense_size(num_classes, dim, "the frame")?;
+    check_frame_resources(num_classes, dim)?;
     Ok(finish(
         haar_orthonormal_rows(num_classes, dim, seed),
         lengths,

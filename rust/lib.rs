@@ -9,6 +9,9 @@
 //!
 //! The crate knows nothing of Python; `py` (feature `python`) is the thin binding.
 
+// `!(x > 0.0)` is the NaN-rejecting comparison, used on purpose throughout.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod error;
 pub mod etf;
 pub mod linalg;
@@ -16,6 +19,8 @@ pub mod metrics;
 pub mod rf;
 pub mod samples;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 #[cfg(feature = "python")]
 mod py;

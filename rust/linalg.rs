@@ -7,9 +7,60 @@ use crate::error::{EtfError, Result};
 use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Mat, MatRef, Par, Side};
 
+/// The floating-point precision statistics were built from: it sets the default
+/// pseudo-inverse threshold `rtol = n · eps(precision)` (float32 input carries float32 rounding,
+/// which an f64 cut would keep as rank).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    /// Machine epsilon of the precision.
+    pub fn eps(self) -> f64 {
+        match self {
+            Precision::F32 => f32::EPSILON as f64,
+            Precision::F64 => f64::EPSILON,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "float32",
+            Precision::F64 => "float64",
+        }
+    }
+    /// The coarser of two precisions (what merged statistics carry).
+    pub fn coarser(self, other: Precision) -> Precision {
+        self.min(other)
+    }
+    /// The coarser of two optional precisions (`None`: no input seen yet).
+    pub fn coarser_opt(a: Option<Precision>, b: Option<Precision>) -> Option<Precision> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(x.coarser(y)),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = EtfError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "float32" => Ok(Precision::F32),
+            "float64" => Ok(Precision::F64),
+            _ => Err(EtfError::Parameter(format!(
+                "precision must be 'float32' or 'float64', got {s:?}"
+            ))),
+        }
+    }
+}
+
 /// Floating-point element types accepted for features (f32 and f64).
 pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
     const NAME: &'static str;
+    const PRECISION: Precision;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 
@@ -77,9 +128,10 @@ pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
 const GRAM_BLOCK: usize = 128;
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $gemm:path) => {
+    ($t:ty, $name:literal, $prec:expr, $gemm:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
+            const PRECISION: Precision = $prec;
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -110,8 +162,8 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "float32", matrixmultiply::sgemm);
-impl_real!(f64, "float64", matrixmultiply::dgemm);
+impl_real!(f32, "float32", Precision::F32, matrixmultiply::sgemm);
+impl_real!(f64, "float64", Precision::F64, matrixmultiply::dgemm);
 
 /// `acc[i, j] += work[i, j]` for `j ≤ i` (the upper triangle of `acc` stays untouched).
 fn add_lower<T: Real>(work: &[T], acc: &mut [f64], p: usize) {
@@ -142,8 +194,37 @@ pub enum RankPolicy {
 }
 
 impl RankPolicy {
+    /// The default `rtol = n · eps(f64)` of a float64 matrix of size `n`.
     pub fn default_rtol(n: usize) -> f64 {
-        n.max(1) as f64 * f64::EPSILON
+        Self::default_rtol_for(n, Precision::F64)
+    }
+
+    /// The default `rtol = n · eps(precision)`.
+    pub fn default_rtol_for(n: usize, precision: Precision) -> f64 {
+        n.max(1) as f64 * precision.eps()
+    }
+
+    /// The policy of the user-facing `(rank, rtol)` options: at most one of them; `rtol` finite
+    /// and `>= 0`.
+    pub fn from_options(rank: Option<usize>, rtol: Option<f64>) -> Result<Self> {
+        match (rank, rtol) {
+            (Some(_), Some(_)) => Err(EtfError::Parameter(
+                "give either rank or rtol, not both".into(),
+            )),
+            (Some(r), None) => Ok(RankPolicy::Top(r)),
+            (None, Some(t)) if !(t >= 0.0 && t.is_finite()) => Err(EtfError::Parameter(format!(
+                "rtol must be finite and >= 0, got {t}"
+            ))),
+            (None, t) => Ok(RankPolicy::Rtol(t)),
+        }
+    }
+
+    /// Replaces a default threshold by `rtol = n · eps(precision)`.
+    pub fn resolve(self, n: usize, precision: Precision) -> Self {
+        match self {
+            RankPolicy::Rtol(None) => RankPolicy::Rtol(Some(Self::default_rtol_for(n, precision))),
+            other => other,
+        }
     }
 }
 
@@ -296,6 +377,31 @@ impl SymPinv {
     pub fn matrix(&self) -> Mat<f64> {
         self.factor.transpose() * &self.factor
     }
+}
+
+/// Pseudo-inverse of a symmetric PSD `n × n` matrix (row-major) under the explicit policy:
+/// `(A^†, rank used, method)`. The default threshold is `n · eps(f64)`.
+pub fn pinv_psd(
+    a: ndarray::ArrayView2<'_, f64>,
+    policy: RankPolicy,
+) -> Result<(ndarray::Array2<f64>, usize, PinvMethod)> {
+    let (n, m) = a.dim();
+    if n != m {
+        return Err(EtfError::Shape(format!(
+            "matrix must be square, got ({n}, {m})"
+        )));
+    }
+    if let Some(((i, j), _)) = a.indexed_iter().find(|(_, x)| !x.is_finite()) {
+        return Err(EtfError::NonFinite {
+            what: "matrix".into(),
+            row: i,
+            col: j,
+        });
+    }
+    crate::error::check_dense_size(n, n, "the matrix")?;
+    let f = Mat::from_fn(n, n, |i, j| a[[i, j]]);
+    let p = SymPinv::new(f.as_ref(), policy, true)?;
+    Ok((to_ndarray(p.matrix().as_ref()), p.rank, p.method))
 }
 
 /// Row-major slice → faer view.

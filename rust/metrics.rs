@@ -5,9 +5,10 @@
 //! Only classes with samples take part; `K` below is the number of present classes.
 
 use crate::error::{EtfError, Result};
-use crate::linalg::{kept_rank, mat_ref, sym_eig_desc, PinvMethod, RankPolicy, SymPinv};
+use crate::linalg::{kept_rank, sym_eig_desc, PinvMethod, Precision, RankPolicy, SymPinv};
 use crate::stats::CollapseStats;
 use faer::{Mat, MatRef};
+use ndarray::{ArrayView1, ArrayView2};
 use std::str::FromStr;
 
 /// Covariance convention (SPEC §2).
@@ -37,6 +38,8 @@ impl FromStr for Weighting {
 pub struct ClassGeometry {
     pub weighting: Weighting,
     pub dim: usize,
+    /// Input precision of the statistics: default thresholds are `n · eps(precision)`.
+    pub precision: Precision,
     pub num_samples: u64,
     /// Indices (in `0..num_classes`) of the classes with samples.
     pub present: Vec<usize>,
@@ -77,6 +80,31 @@ pub enum VciNormalizer {
     Fixed(usize),
 }
 
+impl FromStr for VciNormalizer {
+    type Err = EtfError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "min" => Ok(VciNormalizer::MinDimClasses),
+            "numerical" => Ok(VciNormalizer::Numerical),
+            _ => Err(EtfError::Parameter(format!(
+                "normalizer must be 'min', 'numerical' or a positive int, got {s:?}"
+            ))),
+        }
+    }
+}
+
+impl VciNormalizer {
+    /// A fixed `r`, which must be positive.
+    pub fn fixed(r: usize) -> Result<Self> {
+        if r == 0 {
+            return Err(EtfError::Parameter(
+                "the VCI normaliser r must be positive".into(),
+            ));
+        }
+        Ok(VciNormalizer::Fixed(r))
+    }
+}
+
 fn outer_sum(a: MatRef<'_, f64>, w: &[f64]) -> Mat<f64> {
     // Σ_k w_k a_k a_kᵀ = (A diag √w)(A diag √w)ᵀ
     let aw = Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * w[j].sqrt());
@@ -103,7 +131,10 @@ impl ClassGeometry {
                 needed: 2,
             });
         }
-        let shift = stats.shift().expect("non-empty statistics have a shift");
+        let shift = stats.shift().ok_or(EtfError::TooFewClasses {
+            present: 0,
+            needed: 2,
+        })?;
         let counts: Vec<u64> = present.iter().map(|&k| stats.counts()[k]).collect();
         let n: u64 = counts.iter().sum();
         let sums = stats.class_sums();
@@ -182,6 +213,7 @@ impl ClassGeometry {
         Ok(ClassGeometry {
             weighting,
             dim: p,
+            precision: stats.effective_precision(),
             num_samples: n,
             present,
             counts,
@@ -220,15 +252,33 @@ impl ClassGeometry {
     pub fn between_trace(&self) -> f64 {
         (0..self.dim).map(|i| self.between[(i, i)]).sum()
     }
+
+    /// The pseudo-inverse policy of the `(rank, rtol)` options, the default threshold being
+    /// `p · eps` of the precision the statistics were built from.
+    pub fn policy(&self, rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
+        Ok(RankPolicy::from_options(rank, rtol)?.resolve(self.dim, self.precision))
+    }
+
+    /// Refuses identical class means (`Σ_B = 0`), for which every between-class ratio is
+    /// undefined.
+    fn check_separated(&self, metric: &str) -> Result<()> {
+        if self.between_trace() > 0.0 {
+            return Ok(());
+        }
+        Err(EtfError::Degenerate(format!(
+            "{metric} is undefined: every class has the same mean (Σ_B = 0)"
+        )))
+    }
 }
 
-fn rank_policy(rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
-    match (rank, rtol) {
-        (Some(_), Some(_)) => Err(EtfError::Parameter(
-            "give either rank or rtol, not both".into(),
-        )),
-        (Some(r), None) => Ok(RankPolicy::Top(r)),
-        (None, rtol) => Ok(RankPolicy::Rtol(rtol)),
+/// A finite value, or `Degenerate` naming the metric (the guard against a silent NaN/inf).
+fn finite(v: f64, metric: &str) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(EtfError::Degenerate(format!(
+            "{metric} is not finite on these statistics ({v}); the class geometry is degenerate"
+        )))
     }
 }
 
@@ -290,13 +340,28 @@ pub fn vci(
     rank: Option<usize>,
     rtol: Option<f64>,
 ) -> Result<PinvMetric> {
-    let (d, pinv) = total_quad_forms(g, rank_policy(rank, rtol)?)?;
+    let (d, pinv) = total_quad_forms(g, g.policy(rank, rtol)?)?;
+    let spec = match normalizer {
+        VciNormalizer::Numerical => Some(between_spectrum(g)?),
+        _ => None,
+    };
+    vci_from(g, normalizer, &d, &pinv, spec.as_ref())
+}
+
+fn vci_from(
+    g: &ClassGeometry,
+    normalizer: VciNormalizer,
+    d: &[f64],
+    pinv: &SymPinv,
+    spec: Option<&BetweenSpectrum>,
+) -> Result<PinvMetric> {
+    g.check_separated("VCI")?;
     let tr: f64 = d.iter().zip(&g.weights).map(|(d, w)| d * w).sum();
     let r = match normalizer {
         VciNormalizer::MinDimClasses => g.dim.min(g.num_present() - 1),
         VciNormalizer::Numerical => {
-            let spec = between_spectrum(g)?;
-            kept_rank(&spec.values, RankPolicy::Rtol(None))?.0
+            let values = &spec.expect("spectrum given").values;
+            kept_rank(values, g.policy(None, None)?)?.0
         }
         VciNormalizer::Fixed(r) => r,
     };
@@ -306,7 +371,7 @@ pub fn vci(
         ));
     }
     Ok(PinvMetric {
-        value: 1.0 - tr / r as f64,
+        value: finite(1.0 - tr / r as f64, "VCI")?,
         rank: pinv.rank,
         method: pinv.method,
         normalizer: r,
@@ -322,11 +387,15 @@ pub fn probe_mse(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> R
             "probe_mse is defined with the weighted geometry".into(),
         ));
     }
-    let (d, pinv) = total_quad_forms(g, rank_policy(rank, rtol)?)?;
+    let (d, pinv) = total_quad_forms(g, g.policy(rank, rtol)?)?;
+    probe_mse_from(g, &d, &pinv)
+}
+
+fn probe_mse_from(g: &ClassGeometry, d: &[f64], pinv: &SymPinv) -> Result<PinvMetric> {
     let s2: f64 = g.weights.iter().map(|w| w * w).sum();
-    let sd: f64 = g.weights.iter().zip(&d).map(|(w, d)| w * w * d).sum();
+    let sd: f64 = g.weights.iter().zip(d).map(|(w, d)| w * w * d).sum();
     Ok(PinvMetric {
-        value: 0.5 * (1.0 - s2) - 0.5 * sd,
+        value: finite(0.5 * (1.0 - s2) - 0.5 * sd, "probe_mse")?,
         rank: pinv.rank,
         method: pinv.method,
         normalizer: pinv.rank,
@@ -337,8 +406,14 @@ pub fn probe_mse(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> R
 /// `rtol · λ_max` (or exactly the top `rank`).
 pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<PinvMetric> {
     g.within()?;
+    let policy = g.policy(rank, rtol)?;
     let spec = between_spectrum(g)?;
-    let policy = rank_policy(rank, rtol)?;
+    nc1_from(g, &spec, policy)
+}
+
+fn nc1_from(g: &ClassGeometry, spec: &BetweenSpectrum, policy: RankPolicy) -> Result<PinvMetric> {
+    g.within()?;
+    g.check_separated("NC1")?;
     if let RankPolicy::Top(r) = policy {
         if r > spec.values.len() {
             return Err(EtfError::Parameter(format!(
@@ -348,10 +423,15 @@ pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<
         }
     }
     let (r, _) = kept_rank(&spec.values, policy)?;
-    let q = spec.within_quad.as_ref().unwrap();
+    if r == 0 {
+        return Err(EtfError::Degenerate(
+            "NC1 is undefined: Σ_B keeps no eigenvalue above the threshold".into(),
+        ));
+    }
+    let q = spec.within_quad.as_ref().expect("Σ_W available");
     let s: f64 = (0..r).map(|j| q[j] / spec.values[j]).sum();
     Ok(PinvMetric {
-        value: s / g.num_present() as f64,
+        value: finite(s / g.num_present() as f64, "NC1")?,
         rank: r,
         method: PinvMethod::Eigh,
         normalizer: r,
@@ -360,17 +440,30 @@ pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<
 
 /// `(tr(P_B Σ_W), tr Σ_W - tr(P_B Σ_W), rank of P_B)`, P_B the projector on span{μ_k - μ_G}.
 pub fn nc1_split(g: &ClassGeometry, rtol: Option<f64>) -> Result<(f64, f64, usize)> {
-    let w = g.within()?;
+    g.within()?;
+    let policy = g.policy(None, rtol)?;
     let spec = between_spectrum(g)?;
-    let (r, _) = kept_rank(&spec.values, RankPolicy::Rtol(rtol))?;
-    let inside: f64 = spec.within_quad.as_ref().unwrap()[..r].iter().sum();
+    nc1_split_from(g, &spec, policy)
+}
+
+fn nc1_split_from(
+    g: &ClassGeometry,
+    spec: &BetweenSpectrum,
+    policy: RankPolicy,
+) -> Result<(f64, f64, usize)> {
+    let w = g.within()?;
+    let (r, _) = kept_rank(&spec.values, policy)?;
+    let inside: f64 = spec.within_quad.as_ref().expect("Σ_W available")[..r]
+        .iter()
+        .sum();
     let tr: f64 = (0..g.dim).map(|i| w[(i, i)]).sum();
     Ok((inside, tr - inside, r))
 }
 
-/// `Tr Σ_W / Tr Σ_B` (Hui et al.).
-pub fn squared_distance(g: &ClassGeometry) -> f64 {
-    g.within_trace / g.between_trace()
+/// `Tr Σ_W / Tr Σ_B` (Hui et al.); `Degenerate` when every class has the same mean.
+pub fn squared_distance(g: &ClassGeometry) -> Result<f64> {
+    g.check_separated("the squared distance")?;
+    finite(g.within_trace / g.between_trace(), "the squared distance")
 }
 
 /// `Tr Σ_W / p` (paper 000 Fig. 3).
@@ -382,18 +475,39 @@ fn centred_gram(g: &ClassGeometry) -> Mat<f64> {
     g.centred_means.transpose() * &g.centred_means
 }
 
+/// `‖μ_k - μ_l‖²` of present classes `k`, `l` by exact differences.
+fn mean_distance2(g: &ClassGeometry, k: usize, l: usize) -> f64 {
+    (0..g.dim)
+        .map(|i| (g.centred_means[(i, k)] - g.centred_means[(i, l)]).powi(2))
+        .sum()
+}
+
 /// Class-distance normalised variance: mean over k<l of `(σ_k² + σ_l²) / (2‖μ_k - μ_l‖²)`.
-pub fn cdnv(g: &ClassGeometry) -> f64 {
+///
+/// Distances come from the Gram of the centred means, and any pair whose expanded distance is
+/// small against the norms (cancellation) is recomputed by exact differences. Two classes with
+/// the same mean make it undefined: `Degenerate`, naming them.
+pub fn cdnv(g: &ClassGeometry) -> Result<f64> {
     let c = centred_gram(g);
     let kp = g.num_present();
     let mut total = 0.0;
     for k in 0..kp {
         for l in (k + 1)..kp {
-            let d2 = (c[(k, k)] + c[(l, l)] - 2.0 * c[(k, l)]).max(0.0);
+            let scale = c[(k, k)] + c[(l, l)];
+            let mut d2 = c[(k, k)] + c[(l, l)] - 2.0 * c[(k, l)];
+            if !(d2 > 1e-6 * scale) {
+                d2 = mean_distance2(g, k, l);
+            }
+            if !(d2 > 0.0) {
+                return Err(EtfError::Degenerate(format!(
+                    "CDNV is undefined: classes {} and {} have the same mean",
+                    g.present[k], g.present[l]
+                )));
+            }
             total += (g.class_variances[k] + g.class_variances[l]) / (2.0 * d2);
         }
     }
-    total / (kp * (kp - 1) / 2) as f64
+    finite(total / (kp * (kp - 1) / 2) as f64, "CDNV")
 }
 
 /// NC2 statistics of the centred class means.
@@ -416,10 +530,18 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-pub fn nc2(g: &ClassGeometry) -> Nc2 {
+/// NC2 of the centred class means; `Degenerate` when a class mean equals the global mean (its
+/// angles are undefined).
+pub fn nc2(g: &ClassGeometry) -> Result<Nc2> {
     let c = centred_gram(g);
     let kp = g.num_present();
     let norms: Vec<f64> = (0..kp).map(|k| c[(k, k)].max(0.0).sqrt()).collect();
+    if let Some(k) = (0..kp).find(|&k| !(norms[k] > 0.0)) {
+        return Err(EtfError::Degenerate(format!(
+            "NC2 is undefined: the mean of class {} equals the global mean",
+            g.present[k]
+        )));
+    }
     let (m, s) = mean_std(&norms);
     let mut cosines = Vec::with_capacity(kp * (kp - 1) / 2);
     for k in 0..kp {
@@ -440,28 +562,88 @@ pub fn nc2(g: &ClassGeometry) -> Nc2 {
             e += d * d;
         }
     }
-    Nc2 {
-        equinorm: s / m,
-        equiangularity: cs,
-        max_equiangularity: maxeq,
-        etf_error: e.sqrt(),
+    Ok(Nc2 {
+        equinorm: finite(s / m, "NC2 equinorm")?,
+        equiangularity: finite(cs, "NC2 equiangularity")?,
+        max_equiangularity: finite(maxeq, "NC2 max-equiangularity")?,
+        etf_error: finite(e.sqrt(), "NC2 ETF error")?,
+    })
+}
+
+/// NC3 of a classifier against the centred class means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nc3 {
+    /// `‖W/‖W‖_F - M̄ᵀ/‖M̄‖_F‖_F²` over the present classes.
+    pub distance: f64,
+    /// `cos(w_k, μ_k - μ_G)` per present class.
+    pub cosines: Vec<f64>,
+}
+
+/// Checks a `K × p` classifier (and optional bias) for statistics of `K` classes in `p`
+/// dimensions: shape (blaming the classifier), finite weights and bias.
+pub fn validate_classifier(
+    w: &ArrayView2<'_, f64>,
+    bias: Option<&ArrayView1<'_, f64>>,
+    num_classes: Option<usize>,
+    dim: usize,
+) -> Result<()> {
+    let (k, q) = w.dim();
+    if q != dim {
+        return Err(EtfError::Shape(format!(
+            "classifier has {q} columns but the features have dim={dim}"
+        )));
     }
+    if let Some(kk) = num_classes {
+        if k != kk {
+            return Err(EtfError::Shape(format!(
+                "classifier has {k} rows but the statistics have num_classes={kk}"
+            )));
+        }
+    }
+    if k == 0 {
+        return Err(EtfError::Shape("classifier has no rows".into()));
+    }
+    if let Some(((i, j), _)) = w.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(EtfError::NonFinite {
+            what: "classifier".into(),
+            row: i,
+            col: j,
+        });
+    }
+    if let Some(b) = bias {
+        if b.len() != k {
+            return Err(EtfError::Shape(format!(
+                "bias has {} entries, classifier has {k} rows",
+                b.len()
+            )));
+        }
+        if let Some((i, _)) = b.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: "bias".into(),
+                row: 0,
+                col: i,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// NC3: `‖W/‖W‖_F - M̄ᵀ/‖M̄‖_F‖_F²` over the present classes' rows of the `K × p` classifier,
-/// and per present class `cos(w_k, μ_k - μ_G)`.
-pub fn nc3(g: &ClassGeometry, classifier: &[f64], num_classes: usize) -> Result<(f64, Vec<f64>)> {
+/// and per present class `cos(w_k, μ_k - μ_G)`. A classifier whose present rows are all zero, a
+/// zero row of a present class, or a class mean equal to the global mean make it undefined
+/// (`Degenerate`).
+pub fn nc3(g: &ClassGeometry, classifier: ArrayView2<'_, f64>, num_classes: usize) -> Result<Nc3> {
     let p = g.dim;
-    if classifier.len() != num_classes * p {
-        return Err(EtfError::Shape(format!(
-            "classifier must be ({num_classes}, {p}), got {} values",
-            classifier.len()
-        )));
-    }
-    let w = mat_ref(classifier, num_classes, p);
+    validate_classifier(&classifier, None, Some(num_classes), p)?;
     let kp = g.num_present();
-    let wp = Mat::from_fn(kp, p, |j, i| w[(g.present[j], i)]);
+    let wp = Mat::from_fn(kp, p, |j, i| classifier[[g.present[j], i]]);
     let (wn, mn) = (wp.norm_l2(), g.centred_means.norm_l2());
+    if !(wn > 0.0) {
+        return Err(EtfError::Degenerate(
+            "NC3 is undefined: the classifier rows of the present classes are all zero".into(),
+        ));
+    }
+    g.check_separated("NC3")?;
     let mut dist = 0.0;
     let mut cos = Vec::with_capacity(kp);
     for j in 0..kp {
@@ -474,9 +656,24 @@ pub fn nc3(g: &ClassGeometry, classifier: &[f64], num_classes: usize) -> Result<
             nw += a * a;
             nm += b * b;
         }
-        cos.push(dot / (nw.sqrt() * nm.sqrt()));
+        if !(nw > 0.0) {
+            return Err(EtfError::Degenerate(format!(
+                "NC3 cosine is undefined: classifier row {} is zero",
+                g.present[j]
+            )));
+        }
+        if !(nm > 0.0) {
+            return Err(EtfError::Degenerate(format!(
+                "NC3 cosine is undefined: the mean of class {} equals the global mean",
+                g.present[j]
+            )));
+        }
+        cos.push(finite(dot / (nw.sqrt() * nm.sqrt()), "NC3 cosine")?);
     }
-    Ok((dist, cos))
+    Ok(Nc3 {
+        distance: finite(dist, "NC3")?,
+        cosines: cos,
+    })
 }
 
 /// Kornblith et al.'s cosine statistics from the per-class unit-vector sums:
@@ -512,5 +709,398 @@ pub fn cosine_metrics(stats: &CollapseStats) -> Result<(f64, f64, f64)> {
     dw /= present.len() as f64;
     let n = stats.num_samples() as f64;
     let dt = 1.0 - total.iter().map(|x| x * x).sum::<f64>() / (n * n);
-    Ok((dw, dt, 1.0 - dw / dt))
+    // d_total is a mean of 1 - cos over pairs: at rounding level every row has the same
+    // direction and class_separation = 1 - d_within/d_total is undefined.
+    if !(dt > 64.0 * f64::EPSILON) {
+        return Err(EtfError::Degenerate(format!(
+            "class_separation is undefined: every feature row has the same direction \
+             (d_total = {dt:e})"
+        )));
+    }
+    Ok((dw, dt, finite(1.0 - dw / dt, "class_separation")?))
+}
+
+/// The NC1 split of [`report`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Nc1Split {
+    pub between_span: f64,
+    pub orthogonal: f64,
+    pub rank: usize,
+}
+
+/// Kornblith et al.'s cosine statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cosine {
+    pub within: f64,
+    pub total: f64,
+    pub class_separation: f64,
+}
+
+/// Every metric computable from the statistics under one weighting (see [`report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub weighting: Weighting,
+    pub precision: Precision,
+    pub num_samples: u64,
+    pub num_classes_present: usize,
+    pub dim: usize,
+    pub vci: PinvMetric,
+    pub probe_mse: PinvMetric,
+    pub nc1: PinvMetric,
+    pub nc1_split: Nc1Split,
+    pub squared_distance: f64,
+    pub within_trace_per_dim: f64,
+    pub cdnv: f64,
+    pub nc2: Nc2,
+    /// `None` when all-zero rows were seen (they have no direction).
+    pub cosine: Option<Cosine>,
+    /// With a classifier.
+    pub nc3: Option<Nc3>,
+}
+
+/// Every statistics metric in one pass over the factorisations: the geometry (cached by the
+/// statistics), one pseudo-inverse of `Σ_T` shared by VCI and the probe MSE (two when the
+/// weighting is balanced, since the probe is always weighted), and one spectrum of `Σ_B`
+/// shared by NC1 and its split. `rtol` as for each metric (default `p · eps(precision)`).
+pub fn report(
+    stats: &CollapseStats,
+    weighting: Weighting,
+    rtol: Option<f64>,
+    classifier: Option<ArrayView2<'_, f64>>,
+) -> Result<Report> {
+    let g = stats.geometry(weighting)?;
+    let policy = g.policy(None, rtol)?;
+    g.within()?;
+    if let Some(w) = &classifier {
+        validate_classifier(w, None, Some(stats.num_classes()), stats.dim())?;
+    }
+    let (d, pinv) = total_quad_forms(&g, policy)?;
+    let vci = vci_from(&g, VciNormalizer::MinDimClasses, &d, &pinv, None)?;
+    let probe = if weighting == Weighting::Weighted {
+        probe_mse_from(&g, &d, &pinv)?
+    } else {
+        let gw = stats.geometry(Weighting::Weighted)?;
+        let (dw, pw) = total_quad_forms(&gw, gw.policy(None, rtol)?)?;
+        probe_mse_from(&gw, &dw, &pw)?
+    };
+    let spec = between_spectrum(&g)?;
+    let nc1 = nc1_from(&g, &spec, policy)?;
+    let (a, b, r) = nc1_split_from(&g, &spec, policy)?;
+    let cosine = if stats.class_zero_rows().iter().all(|&z| z == 0) {
+        let (within, total, class_separation) = cosine_metrics(stats)?;
+        Some(Cosine {
+            within,
+            total,
+            class_separation,
+        })
+    } else {
+        None
+    };
+    Ok(Report {
+        weighting,
+        precision: g.precision,
+        num_samples: g.num_samples,
+        num_classes_present: g.num_present(),
+        dim: g.dim,
+        vci,
+        probe_mse: probe,
+        nc1,
+        nc1_split: Nc1Split {
+            between_span: a,
+            orthogonal: b,
+            rank: r,
+        },
+        squared_distance: squared_distance(&g)?,
+        within_trace_per_dim: within_trace_per_dim(&g),
+        cdnv: cdnv(&g)?,
+        nc2: nc2(&g)?,
+        cosine,
+        nc3: match classifier {
+            Some(w) => Some(nc3(&g, w, stats.num_classes())?),
+            None => None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{mixture, pinv, solve};
+    use ndarray::{Array1, Array2};
+
+    /// Plain-loop class geometry: (present means, weights, μ_G, Σ_B, Σ_W, per-class covariances).
+    struct Brute {
+        means: Vec<Array1<f64>>,
+        weights: Vec<f64>,
+        mg: Array1<f64>,
+        sb: Array2<f64>,
+        sw: Array2<f64>,
+        covs: Vec<Array2<f64>>,
+    }
+
+    fn brute(h: &Array2<f64>, y: &Array1<i64>, k: usize, w: Weighting) -> Brute {
+        let (n, p) = h.dim();
+        let mut sums = vec![Array1::<f64>::zeros(p); k];
+        let mut cnt = vec![0.0; k];
+        for i in 0..n {
+            let c = y[i] as usize;
+            cnt[c] += 1.0;
+            sums[c] = &sums[c] + &h.row(i);
+        }
+        let means: Vec<Array1<f64>> = (0..k).map(|c| &sums[c] / cnt[c]).collect();
+        let weights: Vec<f64> = match w {
+            Weighting::Weighted => cnt.iter().map(|c| c / n as f64).collect(),
+            Weighting::Balanced => vec![1.0 / k as f64; k],
+        };
+        let mut mg = Array1::<f64>::zeros(p);
+        for c in 0..k {
+            mg = mg + weights[c] * &means[c];
+        }
+        let outer = |a: &Array1<f64>| Array2::from_shape_fn((p, p), |(i, j)| a[i] * a[j]);
+        let mut sb = Array2::<f64>::zeros((p, p));
+        for c in 0..k {
+            sb = sb + weights[c] * outer(&(&means[c] - &mg));
+        }
+        let mut covs = vec![Array2::<f64>::zeros((p, p)); k];
+        for i in 0..n {
+            let c = y[i] as usize;
+            covs[c] = &covs[c] + &(outer(&(&h.row(i).to_owned() - &means[c])) / cnt[c]);
+        }
+        let mut sw = Array2::<f64>::zeros((p, p));
+        for c in 0..k {
+            sw = sw + weights[c] * &covs[c];
+        }
+        Brute {
+            means,
+            weights,
+            mg,
+            sb,
+            sw,
+            covs,
+        }
+    }
+
+    fn stats_of(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> CollapseStats {
+        let mut s = CollapseStats::new(k, h.ncols(), true).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        s
+    }
+
+    fn trace(a: &Array2<f64>) -> f64 {
+        a.diag().sum()
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn geometry_and_metrics_match_brute_force() {
+        let (k, p) = (4, 6);
+        let (h, y) = mixture(300, p, k, 6.0, 5.0, 1);
+        let s = stats_of(&h, &y, k);
+        for w in [Weighting::Weighted, Weighting::Balanced] {
+            let b = brute(&h, &y, k, w);
+            let g = s.geometry(w).unwrap();
+            let sw = g.within().unwrap();
+            for i in 0..p {
+                assert!(close(g.global_mean[i], b.mg[i], 1e-12));
+                for j in 0..p {
+                    assert!(close(g.between[(i, j)], b.sb[[i, j]], 1e-11), "{w:?} Σ_B");
+                    assert!(close(sw[(i, j)], b.sw[[i, j]], 1e-11), "{w:?} Σ_W");
+                }
+            }
+            let st = &b.sw + &b.sb;
+            let r = p.min(k - 1);
+            let eps = p as f64 * f64::EPSILON;
+            let want_vci = 1.0 - trace(&pinv(&st, eps, p).dot(&b.sb)) / r as f64;
+            let v = vci(&g, VciNormalizer::MinDimClasses, None, None).unwrap();
+            assert!(close(v.value, want_vci, 1e-10), "{} {want_vci}", v.value);
+            let want_nc1 = trace(&b.sw.dot(&pinv(&b.sb, eps, r))) / k as f64;
+            let n1 = nc1(&g, None, None).unwrap();
+            assert!(close(n1.value, want_nc1, 1e-9), "{} {want_nc1}", n1.value);
+            assert_eq!(n1.rank, r);
+            let sd = squared_distance(&g).unwrap();
+            assert!(close(sd, trace(&b.sw) / trace(&b.sb), 1e-11));
+            let mut want_cdnv = 0.0;
+            for a in 0..k {
+                for c in a + 1..k {
+                    let d = &b.means[a] - &b.means[c];
+                    want_cdnv += (trace(&b.covs[a]) + trace(&b.covs[c])) / (2.0 * d.dot(&d));
+                }
+            }
+            want_cdnv /= (k * (k - 1) / 2) as f64;
+            assert!(close(cdnv(&g).unwrap(), want_cdnv, 1e-10));
+            // NC2 from the centred means directly.
+            let cm: Vec<Array1<f64>> = b.means.iter().map(|m| m - &b.mg).collect();
+            let norms: Vec<f64> = cm.iter().map(|m| m.dot(m).sqrt()).collect();
+            let mean = norms.iter().sum::<f64>() / k as f64;
+            let sd_n = (norms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+            let n2 = nc2(&g).unwrap();
+            assert!(close(n2.equinorm, sd_n / mean, 1e-10));
+            let _ = &b.weights;
+        }
+    }
+
+    #[test]
+    fn probe_mse_equals_least_squares() {
+        let (k, p, n) = (3, 5, 240);
+        let (h, y) = mixture(n, p, k, 3.0, -2.0, 2);
+        let s = stats_of(&h, &y, k);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        // min over (W, b) of (1/2N) Σ ‖W h_i + b - e_{y_i}‖² by the normal equations.
+        let x = Array2::from_shape_fn((n, p + 1), |(i, j)| if j < p { h[[i, j]] } else { 1.0 });
+        let t = Array2::from_shape_fn((n, k), |(i, c)| (y[i] as usize == c) as i32 as f64);
+        let beta = solve(&x.t().dot(&x), &x.t().dot(&t));
+        let r = x.dot(&beta) - &t;
+        let want = r.iter().map(|v| v * v).sum::<f64>() / (2.0 * n as f64);
+        let got = probe_mse(&g, None, None).unwrap().value;
+        assert!(close(got, want, 1e-9), "{got} {want}");
+    }
+
+    #[test]
+    fn report_equals_each_metric() {
+        let (k, p) = (5, 7);
+        let (h, y) = mixture(400, p, k, 4.0, 1.0, 3);
+        let s = stats_of(&h, &y, k);
+        let w = Array2::from_shape_fn((k, p), |(i, j)| ((i * 3 + j) % 5) as f64 - 2.0);
+        for wt in [Weighting::Weighted, Weighting::Balanced] {
+            let r = report(&s, wt, None, Some(w.view())).unwrap();
+            let g = s.geometry(wt).unwrap();
+            let gw = s.geometry(Weighting::Weighted).unwrap();
+            assert_eq!(
+                r.vci,
+                vci(&g, VciNormalizer::MinDimClasses, None, None).unwrap()
+            );
+            assert_eq!(r.probe_mse, probe_mse(&gw, None, None).unwrap());
+            assert_eq!(r.nc1, nc1(&g, None, None).unwrap());
+            let (a, b, rk) = nc1_split(&g, None).unwrap();
+            assert_eq!(
+                r.nc1_split,
+                Nc1Split {
+                    between_span: a,
+                    orthogonal: b,
+                    rank: rk
+                }
+            );
+            assert_eq!(r.squared_distance, squared_distance(&g).unwrap());
+            assert_eq!(r.cdnv, cdnv(&g).unwrap());
+            assert_eq!(r.nc2, nc2(&g).unwrap());
+            assert_eq!(r.nc3.unwrap(), nc3(&g, w.view(), k).unwrap());
+            let (cw, ct, cs) = cosine_metrics(&s).unwrap();
+            assert_eq!(
+                r.cosine.unwrap(),
+                Cosine {
+                    within: cw,
+                    total: ct,
+                    class_separation: cs
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn cosine_metrics_match_rows() {
+        let (k, p) = (3, 4);
+        let (h, y) = mixture(90, p, k, 2.0, 0.5, 4);
+        let s = stats_of(&h, &y, k);
+        let unit: Vec<Array1<f64>> = h
+            .rows()
+            .into_iter()
+            .map(|r| &r / r.dot(&r).sqrt())
+            .collect();
+        let mut dw = 0.0;
+        let mut tot = Array1::<f64>::zeros(p);
+        for c in 0..k {
+            let mut sc = Array1::<f64>::zeros(p);
+            let mut nc = 0.0;
+            for (i, u) in unit.iter().enumerate() {
+                if y[i] as usize == c {
+                    sc += u;
+                    nc += 1.0;
+                }
+            }
+            dw += 1.0 - sc.dot(&sc) / (nc * nc);
+            tot = tot + sc;
+        }
+        dw /= k as f64;
+        let n = h.nrows() as f64;
+        let dt = 1.0 - tot.dot(&tot) / (n * n);
+        let (a, b, c) = cosine_metrics(&s).unwrap();
+        assert!(close(a, dw, 1e-12) && close(b, dt, 1e-12) && close(c, 1.0 - dw / dt, 1e-10));
+    }
+
+    #[test]
+    fn degenerate_geometry_is_refused_not_nan() {
+        // Two classes with the very same samples: identical means.
+        let h = Array2::from_shape_fn((8, 3), |(i, j)| ((i % 4) * 3 + j) as f64);
+        let y: Array1<i64> = (0..8).map(|i| (i / 4) as i64).collect();
+        let s = stats_of(&h, &y, 2);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let deg = |r: Result<f64>| matches!(r, Err(EtfError::Degenerate(_)));
+        assert!(deg(squared_distance(&g)));
+        assert!(deg(cdnv(&g)));
+        assert!(deg(nc2(&g).map(|n| n.equinorm)));
+        assert!(deg(
+            vci(&g, VciNormalizer::MinDimClasses, None, None).map(|v| v.value)
+        ));
+        assert!(deg(nc1(&g, None, None).map(|v| v.value)));
+        assert!(deg(
+            report(&s, Weighting::Weighted, None, None).map(|r| r.cdnv)
+        ));
+        // Rows that all point the same way: class separation is undefined.
+        let h = Array2::from_shape_fn((6, 2), |(i, _)| 1.0 + i as f64);
+        let y: Array1<i64> = (0..6).map(|i| (i % 2) as i64).collect();
+        let s = stats_of(&h, &y, 2);
+        assert!(deg(cosine_metrics(&s).map(|c| c.2)));
+    }
+
+    #[test]
+    fn classifier_is_validated_and_blamed() {
+        let (h, y) = mixture(60, 4, 3, 3.0, 0.0, 5);
+        let s = stats_of(&h, &y, 3);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let wide = Array2::<f64>::ones((3, 5));
+        match nc3(&g, wide.view(), 3) {
+            Err(EtfError::Shape(m)) => assert!(m.starts_with("classifier"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let short = Array2::<f64>::ones((2, 4));
+        assert!(matches!(nc3(&g, short.view(), 3), Err(EtfError::Shape(_))));
+        let mut nan = Array2::<f64>::ones((3, 4));
+        nan[[1, 2]] = f64::NAN;
+        assert!(matches!(
+            nc3(&g, nan.view(), 3),
+            Err(EtfError::NonFinite { .. })
+        ));
+        let zero = Array2::<f64>::zeros((3, 4));
+        assert!(matches!(
+            nc3(&g, zero.view(), 3),
+            Err(EtfError::Degenerate(_))
+        ));
+    }
+
+    #[test]
+    fn float32_statistics_cut_at_float32_precision() {
+        // p > N: Σ_T has rank N - 1; float32 rounding must not count as rank.
+        let (k, p, n) = (4, 60, 24);
+        let (h, y) = mixture(n, p, k, 3.0, 10.0, 6);
+        let h32 = h.mapv(|v| v as f32);
+        let mut s = CollapseStats::new(k, p, false).unwrap();
+        s.update(h32.view(), y.view()).unwrap();
+        assert_eq!(s.precision(), Some(Precision::F32));
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let v = vci(&g, VciNormalizer::MinDimClasses, None, None).unwrap();
+        assert_eq!(v.rank, n - 1);
+        // N ≤ p: a linear probe separates the classes exactly, so VCI is 0 up to rounding.
+        assert!(v.value.abs() < 1e-6, "{}", v.value);
+        // The float64 cut keeps float32 noise as rank.
+        let tight = vci(
+            &g,
+            VciNormalizer::MinDimClasses,
+            None,
+            Some(p as f64 * f64::EPSILON),
+        );
+        assert!(tight.unwrap().rank > n - 1);
+    }
 }

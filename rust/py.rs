@@ -1,13 +1,22 @@
-//! The Python binding: converts arguments, releases the GIL around heavy work and maps
-//! [`EtfError`] once onto the `etfcore` exception hierarchy. No logic lives here.
+//! The Python binding: converts arguments and results, releases the GIL around core work and
+//! maps [`EtfError`] once onto the `etfcore` exception hierarchy. No logic lives here: parsing
+//! (`FromStr`), validation, caches and state are the core's.
+//!
+//! Conventions for every binding (appended ones included):
+//! - arrays arrive as borrowed numpy arrays (`features()` for float32/float64 matrices,
+//!   `PyReadonlyArray{1,2}<f64|i64>` otherwise), viewed with `as_array()`, never copied;
+//! - the core call runs inside [`detach`]: GIL released, a panic turned into an
+//!   `EtfcoreError` subclass (a safety net only: the core refuses bad input itself), and the
+//!   core's `Result` mapped by [`to_py`];
+//! - results go back as numpy arrays (`into_pyarray`), tuples or dicts of plain values.
 
 use crate::error::EtfError;
-use crate::linalg::{to_ndarray, RankPolicy, SymPinv};
-use crate::metrics::{self, ClassGeometry, PinvMetric, VciNormalizer, Weighting};
+use crate::linalg::{pinv_psd as core_pinv_psd, Precision, RankPolicy};
+use crate::metrics::{self, PinvMetric, Report, VciNormalizer, Weighting};
 use crate::rf::{self, Activation, D2Convention, Projection};
 use crate::stats::CollapseStats;
 use crate::{etf, samples};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
@@ -15,8 +24,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 create_exception!(
     etfcore,
@@ -58,7 +67,7 @@ create_exception!(
     etfcore,
     DimensionError,
     EtfcoreError,
-    "A dimension too small for the object (e.g. an ETF with dim < K-1)."
+    "A dimension too small for the object (e.g. an ETF with dim < K-1), or sizes too large."
 );
 create_exception!(
     etfcore,
@@ -88,9 +97,10 @@ create_exception!(
     etfcore,
     NumericalError,
     EtfcoreError,
-    "A numerical routine failed."
+    "A numerical routine failed (or overflowed)."
 );
 
+/// The one mapping of core errors onto the exception hierarchy.
 fn to_py(e: EtfError) -> PyErr {
     let msg = e.to_string();
     match e {
@@ -115,6 +125,27 @@ impl<T> IntoPyResult<T> for crate::Result<T> {
     fn py(self) -> PyResult<T> {
         self.map_err(to_py)
     }
+}
+
+/// Runs core work with the GIL released; a panic (a bug: the core validates its input) becomes
+/// a `NumericalError` instead of a `PanicException`, and core errors are mapped by [`to_py`].
+fn detach<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    F: FnOnce() -> crate::Result<T> + Send,
+    T: Send,
+{
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            NumericalError::new_err(format!(
+                "internal error in etfcore (please report it): {what}"
+            ))
+        })?
+        .py()
 }
 
 /// A 2-D float32 or float64 array, borrowed without copying.
@@ -160,12 +191,68 @@ fn matrix64<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArra
         .map_err(|_| DTypeError::new_err(format!("{what} must be a 2-D float64 numpy array")))
 }
 
-fn weighting(s: &str) -> PyResult<Weighting> {
-    s.parse().py()
+fn indices<'py>(py: Python<'py>, v: Vec<usize>) -> Bound<'py, PyArray1<i64>> {
+    v.into_iter()
+        .map(|k| k as i64)
+        .collect::<Array1<i64>>()
+        .into_pyarray(py)
 }
 
-fn pinv_tuple(m: PinvMetric) -> (f64, usize, &'static str, usize) {
+fn counts<'py>(py: Python<'py>, v: &[u64]) -> Bound<'py, PyArray1<i64>> {
+    v.iter()
+        .map(|&c| c as i64)
+        .collect::<Array1<i64>>()
+        .into_pyarray(py)
+}
+
+fn square<'py>(py: Python<'py>, v: Vec<f64>, n: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    Ok(Array2::from_shape_vec((n, n), v)
+        .map_err(|e| ShapeError::new_err(e.to_string()))?
+        .into_pyarray(py))
+}
+
+fn rows<'py>(
+    py: Python<'py>,
+    v: Vec<f64>,
+    r: usize,
+    c: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    Ok(Array2::from_shape_vec((r, c), v)
+        .map_err(|e| ShapeError::new_err(e.to_string()))?
+        .into_pyarray(py))
+}
+
+fn faer_to_numpy<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
+    crate::linalg::to_ndarray(m).into_pyarray(py)
+}
+
+/// `p × K` (columns are classes) → `K × p` (rows are classes).
+fn columns_as_rows<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
+    Array2::from_shape_fn((m.ncols(), m.nrows()), |(i, j)| m[(j, i)]).into_pyarray(py)
+}
+
+/// int64 → u64, refusing negative values.
+fn unsigned(a: &PyReadonlyArray1<'_, i64>, what: &str) -> PyResult<Vec<u64>> {
+    a.as_array()
+        .iter()
+        .map(|&v| {
+            u64::try_from(v)
+                .map_err(|_| ParameterError::new_err(format!("{what} must be >= 0, got {v}")))
+        })
+        .collect()
+}
+
+type PinvTuple = (f64, usize, &'static str, usize);
+
+fn pinv_tuple(m: PinvMetric) -> PinvTuple {
     (m.value, m.rank, m.method.as_str(), m.normalizer)
+}
+
+/// A VCI normaliser as Python passes it: a name or a positive int.
+#[derive(FromPyObject)]
+enum NormalizerArg {
+    Int(usize),
+    Name(String),
 }
 
 #[pyfunction]
@@ -178,15 +265,13 @@ fn simplex_etf<'py>(
     lengths: Option<Vec<f64>>,
     canonical: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let w = py
-        .detach(|| {
-            if canonical {
-                etf::canonical_simplex_etf(num_classes, dim, lengths.as_deref())
-            } else {
-                etf::simplex_etf(num_classes, dim, seed, lengths.as_deref())
-            }
-        })
-        .py()?;
+    let w = detach(py, || {
+        if canonical {
+            etf::canonical_simplex_etf(num_classes, dim, lengths.as_deref())
+        } else {
+            etf::simplex_etf(num_classes, dim, seed, lengths.as_deref())
+        }
+    })?;
     Ok(w.into_pyarray(py))
 }
 
@@ -199,9 +284,9 @@ fn orthogonal_frame<'py>(
     seed: u64,
     lengths: Option<Vec<f64>>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let w = py
-        .detach(|| etf::orthogonal_frame(num_classes, dim, seed, lengths.as_deref()))
-        .py()?;
+    let w = detach(py, || {
+        etf::orthogonal_frame(num_classes, dim, seed, lengths.as_deref())
+    })?;
     Ok(w.into_pyarray(py))
 }
 
@@ -216,37 +301,14 @@ fn pinv_psd<'py>(
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, &'static str)> {
     let a = matrix64(matrix, "matrix")?;
     let v = a.as_array();
-    let (n, m) = v.dim();
-    if n != m {
-        return Err(ShapeError::new_err(format!(
-            "matrix must be square, got ({n}, {m})"
-        )));
-    }
-    if let Some(((i, j), _)) = v.indexed_iter().find(|(_, x)| !x.is_finite()) {
-        return Err(to_py(EtfError::NonFinite {
-            what: "matrix".into(),
-            row: i,
-            col: j,
-        }));
-    }
-    let policy = match (rank, rtol) {
-        (Some(_), Some(_)) => {
-            return Err(ParameterError::new_err(
-                "give either rank or rtol, not both",
-            ))
-        }
-        (Some(r), None) => RankPolicy::Top(r),
-        (None, t) => RankPolicy::Rtol(t),
-    };
-    let res = py
-        .detach(|| {
-            let f = faer::Mat::from_fn(n, n, |i, j| v[[i, j]]);
-            SymPinv::new(f.as_ref(), policy, true)
-                .map(|p| (to_ndarray(p.matrix().as_ref()), p.rank, p.method.as_str()))
-        })
-        .py()?;
-    Ok((res.0.into_pyarray(py), res.1, res.2))
+    let (m, r, method) = detach(py, || {
+        core_pinv_psd(v, RankPolicy::from_options(rank, rtol)?)
+    })?;
+    Ok((m.into_pyarray(py), r, method.as_str()))
 }
+
+/// `(mean, classes, values)` of `numerical_rank`.
+type RankResult<'py> = (f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
 
 #[pyfunction]
 #[pyo3(signature = (features, labels, num_classes, centred=false))]
@@ -256,463 +318,15 @@ fn numerical_rank<'py>(
     labels: PyReadonlyArray1<'py, i64>,
     num_classes: usize,
     centred: bool,
-) -> PyResult<(f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<RankResult<'py>> {
     let f = self::features(features, "features")?;
     let y = labels.as_array();
-    let (mean, per) =
-        with_features!(f, h => py.detach(|| samples::numerical_rank(h, y, num_classes, centred)))
-            .py()?;
-    let cls: Array1<i64> = per.iter().map(|(k, _)| *k as i64).collect();
+    let (mean, per) = with_features!(f, h => detach(py, || {
+        samples::numerical_rank(h, y, num_classes, centred)
+    }))?;
+    let cls: Vec<usize> = per.iter().map(|(k, _)| *k).collect();
     let val: Array1<f64> = per.iter().map(|(_, v)| *v).collect();
-    Ok((mean, cls.into_pyarray(py), val.into_pyarray(py)))
-}
-
-/// The raw statistics object; `etfcore.CollapseStats` wraps it with the documented API.
-#[pyclass(module = "etfcore._core", name = "RawCollapseStats")]
-struct PyCollapseStats {
-    inner: CollapseStats,
-    balanced_scatter: Option<Vec<f64>>,
-    cache: HashMap<Weighting, Arc<ClassGeometry>>,
-}
-
-impl PyCollapseStats {
-    fn invalidate(&mut self) {
-        self.cache.clear();
-        self.balanced_scatter = None;
-    }
-
-    fn geometry(&mut self, py: Python<'_>, w: &str) -> PyResult<Arc<ClassGeometry>> {
-        let w = weighting(w)?;
-        if let Some(g) = self.cache.get(&w) {
-            return Ok(g.clone());
-        }
-        let (inner, bs) = (&self.inner, self.balanced_scatter.as_deref());
-        let g = Arc::new(py.detach(|| ClassGeometry::new(inner, w, bs)).py()?);
-        self.cache.insert(w, g.clone());
-        Ok(g)
-    }
-}
-
-fn col_major_to_rows(m: faer::MatRef<'_, f64>) -> Array2<f64> {
-    // p × K (columns are classes) → K × p (rows are classes)
-    Array2::from_shape_fn((m.ncols(), m.nrows()), |(i, j)| m[(j, i)])
-}
-
-#[pymethods]
-impl PyCollapseStats {
-    #[new]
-    #[pyo3(signature = (num_classes, dim, track_class_scatter=false))]
-    fn new(num_classes: usize, dim: usize, track_class_scatter: bool) -> PyResult<Self> {
-        Ok(PyCollapseStats {
-            inner: CollapseStats::new(num_classes, dim, track_class_scatter).py()?,
-            balanced_scatter: None,
-            cache: HashMap::new(),
-        })
-    }
-
-    fn update(
-        &mut self,
-        py: Python<'_>,
-        features: &Bound<'_, PyAny>,
-        labels: PyReadonlyArray1<'_, i64>,
-    ) -> PyResult<()> {
-        let f = self::features(features, "features")?;
-        let y = labels.as_array();
-        let inner = &mut self.inner;
-        with_features!(f, h => py.detach(|| inner.update(h, y))).py()?;
-        self.invalidate();
-        Ok(())
-    }
-
-    fn merge(&mut self, py: Python<'_>, other: PyRef<'_, PyCollapseStats>) -> PyResult<()> {
-        let (inner, o) = (&mut self.inner, &other.inner);
-        py.detach(|| inner.merge(o)).py()?;
-        self.invalidate();
-        Ok(())
-    }
-
-    fn reshift(&mut self, shift: Vec<f64>) -> PyResult<()> {
-        self.inner.reshift(&shift).py()?;
-        self.invalidate();
-        Ok(())
-    }
-
-    fn copy(&self) -> Self {
-        PyCollapseStats {
-            inner: self.inner.clone(),
-            balanced_scatter: self.balanced_scatter.clone(),
-            cache: self.cache.clone(),
-        }
-    }
-
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let b = py.detach(|| self.inner.to_bytes());
-        PyBytes::new(py, &b)
-    }
-
-    /// Statistics accumulated elsewhere; every array is a flat contiguous numpy array (no
-    /// per-element conversion in Python).
-    #[staticmethod]
-    #[allow(clippy::too_many_arguments)]
-    fn from_parts(
-        num_classes: usize,
-        dim: usize,
-        shift: Option<PyReadonlyArray1<'_, f64>>,
-        counts: PyReadonlyArray1<'_, i64>,
-        class_sums: PyReadonlyArray1<'_, f64>,
-        class_sq_norms: PyReadonlyArray1<'_, f64>,
-        class_unit_sums: PyReadonlyArray1<'_, f64>,
-        class_zero_rows: PyReadonlyArray1<'_, i64>,
-        scatter: PyReadonlyArray1<'_, f64>,
-    ) -> PyResult<Self> {
-        let f = |a: &PyReadonlyArray1<'_, f64>| a.as_array().to_vec();
-        let u = |a: &PyReadonlyArray1<'_, i64>, what: &str| -> PyResult<Vec<u64>> {
-            a.as_array()
-                .iter()
-                .map(|&v| {
-                    u64::try_from(v).map_err(|_| {
-                        ParameterError::new_err(format!("{what} must be >= 0, got {v}"))
-                    })
-                })
-                .collect()
-        };
-        let inner = CollapseStats::from_parts(
-            num_classes,
-            dim,
-            shift.as_ref().map(f),
-            u(&counts, "counts")?,
-            f(&class_sums),
-            f(&class_sq_norms),
-            f(&class_unit_sums),
-            u(&class_zero_rows, "class_zero_rows")?,
-            f(&scatter),
-        )
-        .py()?;
-        Ok(PyCollapseStats {
-            inner,
-            balanced_scatter: None,
-            cache: HashMap::new(),
-        })
-    }
-
-    #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let inner = py.detach(|| CollapseStats::from_bytes(data)).py()?;
-        Ok(PyCollapseStats {
-            inner,
-            balanced_scatter: None,
-            cache: HashMap::new(),
-        })
-    }
-
-    fn __eq__(&self, other: PyRef<'_, PyCollapseStats>) -> bool {
-        self.inner == other.inner
-    }
-
-    #[getter]
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    #[getter]
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    #[getter]
-    fn num_samples(&self) -> u64 {
-        self.inner.num_samples()
-    }
-    #[getter]
-    fn track_class_scatter(&self) -> bool {
-        self.inner.tracks_class_scatter()
-    }
-    #[getter]
-    fn class_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        self.inner
-            .counts()
-            .iter()
-            .map(|&c| c as i64)
-            .collect::<Array1<i64>>()
-            .into_pyarray(py)
-    }
-    #[getter]
-    fn shift<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<f64>>> {
-        self.inner
-            .shift()
-            .map(|s| Array1::from(s.to_vec()).into_pyarray(py))
-    }
-    #[getter]
-    fn class_sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
-        let (k, p) = (self.inner.num_classes(), self.inner.dim());
-        Array2::from_shape_vec((k, p), self.inner.class_sums().to_vec())
-            .unwrap()
-            .into_pyarray(py)
-    }
-    #[getter]
-    fn class_unit_sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
-        let (k, p) = (self.inner.num_classes(), self.inner.dim());
-        Array2::from_shape_vec((k, p), self.inner.class_unit_sums().to_vec())
-            .unwrap()
-            .into_pyarray(py)
-    }
-    #[getter]
-    fn class_sq_norms<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        Array1::from(self.inner.class_sq_norms().to_vec()).into_pyarray(py)
-    }
-    #[getter]
-    fn class_zero_rows<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        self.inner
-            .class_zero_rows()
-            .iter()
-            .map(|&c| c as i64)
-            .collect::<Array1<i64>>()
-            .into_pyarray(py)
-    }
-    #[getter]
-    fn scatter<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
-        let p = self.inner.dim();
-        Array2::from_shape_vec((p, p), self.inner.scatter())
-            .unwrap()
-            .into_pyarray(py)
-    }
-    fn class_scatter<'py>(&self, py: Python<'py>, k: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let p = self.inner.dim();
-        if k >= self.inner.num_classes() {
-            return Err(to_py(EtfError::Label(format!(
-                "class {k} is outside 0..{}",
-                self.inner.num_classes()
-            ))));
-        }
-        let s = self.inner.class_scatter(k).ok_or_else(|| {
-            ParameterError::new_err("per-class scatters are not tracked: create the statistics with track_class_scatter=True")
-        })?;
-        Ok(Array2::from_shape_vec((p, p), s).unwrap().into_pyarray(py))
-    }
-
-    /// Computes the balanced within-class scatter from the very samples of these statistics.
-    fn attach_balanced_scatter(
-        &mut self,
-        py: Python<'_>,
-        features: &Bound<'_, PyAny>,
-        labels: PyReadonlyArray1<'_, i64>,
-    ) -> PyResult<()> {
-        let f = self::features(features, "features")?;
-        let y = labels.as_array();
-        let inner = &self.inner;
-        let s =
-            with_features!(f, h => py.detach(|| samples::balanced_scatter(inner, h, y))).py()?;
-        self.cache.remove(&Weighting::Balanced);
-        self.balanced_scatter = Some(s);
-        Ok(())
-    }
-
-    /// `dict` of the geometry: present classes, counts, weights, means and covariances.
-    fn geometry_dict<'py>(
-        &mut self,
-        py: Python<'py>,
-        weighting: &str,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let g = self.geometry(py, weighting)?;
-        let d = PyDict::new(py);
-        d.set_item(
-            "present",
-            g.present
-                .iter()
-                .map(|&k| k as i64)
-                .collect::<Array1<i64>>()
-                .into_pyarray(py),
-        )?;
-        d.set_item(
-            "counts",
-            g.counts
-                .iter()
-                .map(|&k| k as i64)
-                .collect::<Array1<i64>>()
-                .into_pyarray(py),
-        )?;
-        d.set_item("weights", Array1::from(g.weights.clone()).into_pyarray(py))?;
-        d.set_item(
-            "global_mean",
-            Array1::from(g.global_mean.clone()).into_pyarray(py),
-        )?;
-        d.set_item(
-            "class_means",
-            col_major_to_rows(g.class_means.as_ref()).into_pyarray(py),
-        )?;
-        d.set_item(
-            "centred_means",
-            col_major_to_rows(g.centred_means.as_ref()).into_pyarray(py),
-        )?;
-        d.set_item(
-            "class_variances",
-            Array1::from(g.class_variances.clone()).into_pyarray(py),
-        )?;
-        d.set_item("within_trace", g.within_trace)?;
-        d.set_item("between_trace", g.between_trace())?;
-        Ok(d)
-    }
-
-    fn between_class_covariance<'py>(
-        &mut self,
-        py: Python<'py>,
-        weighting: &str,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let g = self.geometry(py, weighting)?;
-        Ok(to_ndarray(g.between.as_ref()).into_pyarray(py))
-    }
-    fn within_class_covariance<'py>(
-        &mut self,
-        py: Python<'py>,
-        weighting: &str,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let g = self.geometry(py, weighting)?;
-        Ok(to_ndarray(g.within().py()?.as_ref()).into_pyarray(py))
-    }
-    fn total_covariance<'py>(
-        &mut self,
-        py: Python<'py>,
-        weighting: &str,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let g = self.geometry(py, weighting)?;
-        Ok(to_ndarray(g.total().py()?.as_ref()).into_pyarray(py))
-    }
-
-    #[pyo3(signature = (weighting, normalizer, rank=None, rtol=None))]
-    fn vci(
-        &mut self,
-        py: Python<'_>,
-        weighting: &str,
-        normalizer: &Bound<'_, PyAny>,
-        rank: Option<usize>,
-        rtol: Option<f64>,
-    ) -> PyResult<(f64, usize, &'static str, usize)> {
-        let norm = if let Ok(r) = normalizer.extract::<usize>() {
-            VciNormalizer::Fixed(r)
-        } else {
-            match normalizer.extract::<String>()?.as_str() {
-                "min" => VciNormalizer::MinDimClasses,
-                "numerical" => VciNormalizer::Numerical,
-                other => {
-                    return Err(ParameterError::new_err(format!(
-                        "normalizer must be 'min', 'numerical' or a positive int, got {other:?}"
-                    )))
-                }
-            }
-        };
-        let g = self.geometry(py, weighting)?;
-        py.detach(|| metrics::vci(&g, norm, rank, rtol))
-            .py()
-            .map(pinv_tuple)
-    }
-    #[pyo3(signature = (rank=None, rtol=None))]
-    fn probe_mse(
-        &mut self,
-        py: Python<'_>,
-        rank: Option<usize>,
-        rtol: Option<f64>,
-    ) -> PyResult<(f64, usize, &'static str, usize)> {
-        let g = self.geometry(py, "weighted")?;
-        py.detach(|| metrics::probe_mse(&g, rank, rtol))
-            .py()
-            .map(pinv_tuple)
-    }
-    #[pyo3(signature = (weighting, rank=None, rtol=None))]
-    fn nc1(
-        &mut self,
-        py: Python<'_>,
-        weighting: &str,
-        rank: Option<usize>,
-        rtol: Option<f64>,
-    ) -> PyResult<(f64, usize, &'static str, usize)> {
-        let g = self.geometry(py, weighting)?;
-        py.detach(|| metrics::nc1(&g, rank, rtol))
-            .py()
-            .map(pinv_tuple)
-    }
-    #[pyo3(signature = (weighting, rtol=None))]
-    fn nc1_split(
-        &mut self,
-        py: Python<'_>,
-        weighting: &str,
-        rtol: Option<f64>,
-    ) -> PyResult<(f64, f64, usize)> {
-        let g = self.geometry(py, weighting)?;
-        py.detach(|| metrics::nc1_split(&g, rtol)).py()
-    }
-    fn squared_distance(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
-        Ok(metrics::squared_distance(&*self.geometry(py, weighting)?))
-    }
-    fn within_trace_per_dim(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
-        Ok(metrics::within_trace_per_dim(
-            &*self.geometry(py, weighting)?,
-        ))
-    }
-    fn cdnv(&mut self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
-        let g = self.geometry(py, weighting)?;
-        Ok(py.detach(|| metrics::cdnv(&g)))
-    }
-    fn nc2(&mut self, py: Python<'_>, weighting: &str) -> PyResult<(f64, f64, f64, f64)> {
-        let g = self.geometry(py, weighting)?;
-        let r = py.detach(|| metrics::nc2(&g));
-        Ok((
-            r.equinorm,
-            r.equiangularity,
-            r.max_equiangularity,
-            r.etf_error,
-        ))
-    }
-    fn nc3<'py>(
-        &mut self,
-        py: Python<'py>,
-        weighting: &str,
-        classifier: &Bound<'py, PyAny>,
-    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
-        let w = matrix64(classifier, "classifier")?;
-        let k = self.inner.num_classes();
-        if w.shape() != [k, self.inner.dim()] {
-            return Err(ShapeError::new_err(format!(
-                "classifier must have shape ({k}, {}), got {:?}",
-                self.inner.dim(),
-                w.shape()
-            )));
-        }
-        let wv = w.as_array().to_owned();
-        let g = self.geometry(py, weighting)?;
-        let (v, cos) = py
-            .detach(|| metrics::nc3(&g, wv.as_slice().unwrap(), k))
-            .py()?;
-        Ok((v, Array1::from(cos).into_pyarray(py)))
-    }
-    fn cosine_metrics(&self) -> PyResult<(f64, f64, f64)> {
-        metrics::cosine_metrics(&self.inner).py()
-    }
-    #[pyo3(signature = (features, classifier, bias=None))]
-    fn nc4(
-        &mut self,
-        py: Python<'_>,
-        features: &Bound<'_, PyAny>,
-        classifier: &Bound<'_, PyAny>,
-        bias: Option<PyReadonlyArray1<'_, f64>>,
-    ) -> PyResult<f64> {
-        let f = self::features(features, "features")?;
-        let w = matrix64(classifier, "classifier")?;
-        let g = self.geometry(py, "weighted")?;
-        let (wv, bv) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
-        with_features!(f, h => py.detach(|| samples::nc4(h, &g, wv, bv))).py()
-    }
-    fn nearest_class_mean<'py>(
-        &mut self,
-        py: Python<'py>,
-        features: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let f = self::features(features, "features")?;
-        let g = self.geometry(py, "weighted")?;
-        let out = with_features!(f, h => py.detach(|| samples::nearest_class_mean(h, &g))).py()?;
-        Ok(out
-            .into_iter()
-            .map(|k| k as i64)
-            .collect::<Array1<i64>>()
-            .into_pyarray(py))
-    }
+    Ok((mean, indices(py, cls), val.into_pyarray(py)))
 }
 
 #[pyfunction]
@@ -725,32 +339,478 @@ fn classifier_predictions<'py>(
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let f = self::features(features, "features")?;
     let w = matrix64(classifier, "classifier")?;
-    let (wv, bv): (ArrayView2<'_, f64>, _) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
-    let out =
-        with_features!(f, h => py.detach(|| samples::classifier_predictions(h, wv, bv))).py()?;
-    Ok(out
-        .into_iter()
-        .map(|k| k as i64)
-        .collect::<Array1<i64>>()
-        .into_pyarray(py))
+    let (wv, bv) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
+    let out = with_features!(f, h => detach(py, || samples::classifier_predictions(h, wv, bv)))?;
+    Ok(indices(py, out))
+}
+
+/// The statistics object; `etfcore.CollapseStats` wraps it with the documented API.
+///
+/// The state sits behind a read-write lock, so one object is safe to share between threads:
+/// updates and merges serialise (every batch lands), metrics read concurrently. Locks are
+/// only taken with the GIL released (inside [`detach`]).
+#[pyclass(module = "etfcore._core", name = "RawCollapseStats", frozen)]
+struct PyCollapseStats {
+    inner: RwLock<CollapseStats>,
+}
+
+impl PyCollapseStats {
+    fn wrap(s: CollapseStats) -> Self {
+        PyCollapseStats {
+            inner: RwLock::new(s),
+        }
+    }
+    // A poisoned lock only means a panic happened in a reader or writer; every mutation of the
+    // core is all-or-nothing, so the state is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, CollapseStats> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, CollapseStats> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn report_dict<'py>(py: Python<'py>, r: Report) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("precision", r.precision.as_str())?;
+    d.set_item("num_samples", r.num_samples)?;
+    d.set_item("num_classes_present", r.num_classes_present)?;
+    d.set_item("dim", r.dim)?;
+    d.set_item("vci", pinv_tuple(r.vci))?;
+    d.set_item("probe_mse", pinv_tuple(r.probe_mse))?;
+    d.set_item("nc1", pinv_tuple(r.nc1))?;
+    let s = r.nc1_split;
+    d.set_item("nc1_split", (s.between_span, s.orthogonal, s.rank))?;
+    d.set_item("squared_distance", r.squared_distance)?;
+    d.set_item("within_trace_per_dim", r.within_trace_per_dim)?;
+    d.set_item("cdnv", r.cdnv)?;
+    let n = r.nc2;
+    d.set_item(
+        "nc2",
+        (
+            n.equinorm,
+            n.equiangularity,
+            n.max_equiangularity,
+            n.etf_error,
+        ),
+    )?;
+    d.set_item(
+        "cosine",
+        r.cosine.map(|c| (c.within, c.total, c.class_separation)),
+    )?;
+    match r.nc3 {
+        Some(n3) => d.set_item(
+            "nc3",
+            (n3.distance, Array1::from(n3.cosines).into_pyarray(py)),
+        )?,
+        None => d.set_item("nc3", py.None())?,
+    }
+    Ok(d)
+}
+
+#[pymethods]
+impl PyCollapseStats {
+    #[new]
+    #[pyo3(signature = (num_classes, dim, track_class_scatter=false))]
+    fn new(
+        py: Python<'_>,
+        num_classes: usize,
+        dim: usize,
+        track_class_scatter: bool,
+    ) -> PyResult<Self> {
+        let s = detach(py, || {
+            CollapseStats::new(num_classes, dim, track_class_scatter)
+        })?;
+        Ok(Self::wrap(s))
+    }
+
+    fn update(
+        &self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let f = self::features(features, "features")?;
+        let y = labels.as_array();
+        with_features!(f, h => detach(py, || self.write().update(h, y)))
+    }
+
+    /// Adds `other` (a snapshot of it, so `s.merge(s)` doubles and two objects merging into
+    /// each other from two threads cannot deadlock).
+    fn merge(&self, py: Python<'_>, other: &Bound<'_, PyCollapseStats>) -> PyResult<()> {
+        let o = other.get();
+        detach(py, || {
+            let snapshot = o.read().clone();
+            self.write().merge(&snapshot)
+        })
+    }
+
+    fn reshift(&self, py: Python<'_>, shift: PyReadonlyArray1<'_, f64>) -> PyResult<()> {
+        let v = shift.as_array();
+        detach(py, || self.write().reshift(&v.to_vec()))
+    }
+
+    fn copy(&self, py: Python<'_>) -> PyResult<Self> {
+        Ok(Self::wrap(detach(py, || Ok(self.read().clone()))?))
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let b = detach(py, || Ok(self.read().to_bytes()))?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// Statistics accumulated elsewhere; every array is a flat contiguous numpy array (no
+    /// per-element conversion in Python).
+    #[staticmethod]
+    #[pyo3(signature = (num_classes, dim, shift, counts, class_sums, class_sq_norms, class_unit_sums, class_zero_rows, scatter, precision=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_parts(
+        py: Python<'_>,
+        num_classes: usize,
+        dim: usize,
+        shift: Option<PyReadonlyArray1<'_, f64>>,
+        counts: PyReadonlyArray1<'_, i64>,
+        class_sums: PyReadonlyArray1<'_, f64>,
+        class_sq_norms: PyReadonlyArray1<'_, f64>,
+        class_unit_sums: PyReadonlyArray1<'_, f64>,
+        class_zero_rows: PyReadonlyArray1<'_, i64>,
+        scatter: PyReadonlyArray1<'_, f64>,
+        precision: Option<&str>,
+    ) -> PyResult<Self> {
+        let precision: Option<Precision> = precision.map(str::parse).transpose().py()?;
+        let f = |a: &PyReadonlyArray1<'_, f64>| a.as_array().to_vec();
+        let (sh, c, cs, sq, us, zr, sc) = (
+            shift.as_ref().map(f),
+            unsigned(&counts, "counts")?,
+            f(&class_sums),
+            f(&class_sq_norms),
+            f(&class_unit_sums),
+            unsigned(&class_zero_rows, "class_zero_rows")?,
+            f(&scatter),
+        );
+        let s = detach(py, || {
+            CollapseStats::from_parts(num_classes, dim, sh, c, cs, sq, us, zr, sc, precision)
+        })?;
+        Ok(Self::wrap(s))
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        Ok(Self::wrap(detach(py, || CollapseStats::from_bytes(data))?))
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyCollapseStats>) -> PyResult<bool> {
+        let o = other.get();
+        if std::ptr::eq(self, o) {
+            return Ok(true);
+        }
+        detach(py, || {
+            let snapshot = o.read().clone();
+            Ok(*self.read() == snapshot)
+        })
+    }
+
+    #[getter]
+    fn num_classes(&self, py: Python<'_>) -> PyResult<usize> {
+        detach(py, || Ok(self.read().num_classes()))
+    }
+    #[getter]
+    fn dim(&self, py: Python<'_>) -> PyResult<usize> {
+        detach(py, || Ok(self.read().dim()))
+    }
+    #[getter]
+    fn num_samples(&self, py: Python<'_>) -> PyResult<u64> {
+        detach(py, || Ok(self.read().num_samples()))
+    }
+    #[getter]
+    fn track_class_scatter(&self, py: Python<'_>) -> PyResult<bool> {
+        detach(py, || Ok(self.read().tracks_class_scatter()))
+    }
+    #[getter]
+    fn precision(&self, py: Python<'_>) -> PyResult<Option<&'static str>> {
+        detach(py, || Ok(self.read().precision().map(Precision::as_str)))
+    }
+    #[getter]
+    fn class_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let c = detach(py, || Ok(self.read().counts().to_vec()))?;
+        Ok(counts(py, &c))
+    }
+    #[getter]
+    fn shift<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<f64>>>> {
+        let s = detach(py, || Ok(self.read().shift().map(|s| s.to_vec())))?;
+        Ok(s.map(|s| Array1::from(s).into_pyarray(py)))
+    }
+    #[getter]
+    fn class_sums<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, k, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.class_sums().to_vec(), s.num_classes(), s.dim()))
+        })?;
+        rows(py, v, k, p)
+    }
+    #[getter]
+    fn class_unit_sums<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, k, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.class_unit_sums().to_vec(), s.num_classes(), s.dim()))
+        })?;
+        rows(py, v, k, p)
+    }
+    #[getter]
+    fn class_sq_norms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let v = detach(py, || Ok(self.read().class_sq_norms().to_vec()))?;
+        Ok(Array1::from(v).into_pyarray(py))
+    }
+    #[getter]
+    fn class_zero_rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let c = detach(py, || Ok(self.read().class_zero_rows().to_vec()))?;
+        Ok(counts(py, &c))
+    }
+    #[getter]
+    fn scatter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.scatter(), s.dim()))
+        })?;
+        square(py, v, p)
+    }
+    fn class_scatter<'py>(&self, py: Python<'py>, k: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.try_class_scatter(k)?, s.dim()))
+        })?;
+        square(py, v, p)
+    }
+    fn class_covariance<'py>(
+        &self,
+        py: Python<'py>,
+        k: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.class_covariance(k)?, s.dim()))
+        })?;
+        square(py, v, p)
+    }
+
+    /// Computes the balanced within-class scatter from the very samples of these statistics.
+    fn attach_balanced_scatter(
+        &self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let f = self::features(features, "features")?;
+        let y = labels.as_array();
+        with_features!(f, h => detach(py, || self.write().attach_balanced_scatter(h, y)))
+    }
+
+    /// `dict` of the geometry: present classes, counts, weights, means and covariances.
+    fn geometry_dict<'py>(&self, py: Python<'py>, weighting: &str) -> PyResult<Bound<'py, PyDict>> {
+        let w: Weighting = weighting.parse().py()?;
+        let g = detach(py, || self.read().geometry(w))?;
+        let d = PyDict::new(py);
+        d.set_item("present", indices(py, g.present.clone()))?;
+        d.set_item("counts", counts(py, &g.counts))?;
+        d.set_item("weights", Array1::from(g.weights.clone()).into_pyarray(py))?;
+        d.set_item(
+            "global_mean",
+            Array1::from(g.global_mean.clone()).into_pyarray(py),
+        )?;
+        d.set_item("class_means", columns_as_rows(py, g.class_means.as_ref()))?;
+        d.set_item(
+            "centred_means",
+            columns_as_rows(py, g.centred_means.as_ref()),
+        )?;
+        d.set_item(
+            "class_variances",
+            Array1::from(g.class_variances.clone()).into_pyarray(py),
+        )?;
+        d.set_item("within_trace", g.within_trace)?;
+        d.set_item("between_trace", g.between_trace())?;
+        Ok(d)
+    }
+
+    /// Class means `K × p` (rows of classes without samples are NaN).
+    fn class_means<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let (v, k, p) = detach(py, || {
+            let s = self.read();
+            Ok((s.class_means()?, s.num_classes(), s.dim()))
+        })?;
+        rows(py, v, k, p)
+    }
+
+    fn between_class_covariance<'py>(
+        &self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let w: Weighting = weighting.parse().py()?;
+        let g = detach(py, || self.read().geometry(w))?;
+        Ok(faer_to_numpy(py, g.between.as_ref()))
+    }
+    fn within_class_covariance<'py>(
+        &self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let w: Weighting = weighting.parse().py()?;
+        let g = detach(py, || self.read().geometry(w))?;
+        Ok(faer_to_numpy(py, g.within().py()?.as_ref()))
+    }
+    fn total_covariance<'py>(
+        &self,
+        py: Python<'py>,
+        weighting: &str,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let w: Weighting = weighting.parse().py()?;
+        let t = detach(py, || self.read().geometry(w)?.total())?;
+        Ok(faer_to_numpy(py, t.as_ref()))
+    }
+
+    #[pyo3(signature = (weighting, normalizer, rank=None, rtol=None))]
+    fn vci(
+        &self,
+        py: Python<'_>,
+        weighting: &str,
+        normalizer: NormalizerArg,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<PinvTuple> {
+        let w: Weighting = weighting.parse().py()?;
+        let norm: VciNormalizer = match normalizer {
+            NormalizerArg::Int(r) => VciNormalizer::fixed(r),
+            NormalizerArg::Name(s) => s.parse(),
+        }
+        .py()?;
+        let m = detach(py, || {
+            metrics::vci(&*self.read().geometry(w)?, norm, rank, rtol)
+        })?;
+        Ok(pinv_tuple(m))
+    }
+    #[pyo3(signature = (rank=None, rtol=None))]
+    fn probe_mse(
+        &self,
+        py: Python<'_>,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<PinvTuple> {
+        let m = detach(py, || {
+            metrics::probe_mse(&*self.read().geometry(Weighting::Weighted)?, rank, rtol)
+        })?;
+        Ok(pinv_tuple(m))
+    }
+    #[pyo3(signature = (weighting, rank=None, rtol=None))]
+    fn nc1(
+        &self,
+        py: Python<'_>,
+        weighting: &str,
+        rank: Option<usize>,
+        rtol: Option<f64>,
+    ) -> PyResult<PinvTuple> {
+        let w: Weighting = weighting.parse().py()?;
+        let m = detach(py, || metrics::nc1(&*self.read().geometry(w)?, rank, rtol))?;
+        Ok(pinv_tuple(m))
+    }
+    #[pyo3(signature = (weighting, rtol=None))]
+    fn nc1_split(
+        &self,
+        py: Python<'_>,
+        weighting: &str,
+        rtol: Option<f64>,
+    ) -> PyResult<(f64, f64, usize)> {
+        let w: Weighting = weighting.parse().py()?;
+        detach(py, || metrics::nc1_split(&*self.read().geometry(w)?, rtol))
+    }
+    fn squared_distance(&self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        let w: Weighting = weighting.parse().py()?;
+        detach(py, || metrics::squared_distance(&*self.read().geometry(w)?))
+    }
+    fn within_trace_per_dim(&self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        let w: Weighting = weighting.parse().py()?;
+        detach(py, || {
+            Ok(metrics::within_trace_per_dim(&*self.read().geometry(w)?))
+        })
+    }
+    fn cdnv(&self, py: Python<'_>, weighting: &str) -> PyResult<f64> {
+        let w: Weighting = weighting.parse().py()?;
+        detach(py, || metrics::cdnv(&*self.read().geometry(w)?))
+    }
+    fn nc2(&self, py: Python<'_>, weighting: &str) -> PyResult<(f64, f64, f64, f64)> {
+        let w: Weighting = weighting.parse().py()?;
+        let r = detach(py, || metrics::nc2(&*self.read().geometry(w)?))?;
+        Ok((
+            r.equinorm,
+            r.equiangularity,
+            r.max_equiangularity,
+            r.etf_error,
+        ))
+    }
+    fn nc3<'py>(
+        &self,
+        py: Python<'py>,
+        weighting: &str,
+        classifier: &Bound<'py, PyAny>,
+    ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
+        let w: Weighting = weighting.parse().py()?;
+        let c = matrix64(classifier, "classifier")?;
+        let cv = c.as_array();
+        let r = detach(py, || {
+            let s = self.read();
+            metrics::nc3(&*s.geometry(w)?, cv, s.num_classes())
+        })?;
+        Ok((r.distance, Array1::from(r.cosines).into_pyarray(py)))
+    }
+    fn cosine_metrics(&self, py: Python<'_>) -> PyResult<(f64, f64, f64)> {
+        detach(py, || metrics::cosine_metrics(&self.read()))
+    }
+    #[pyo3(signature = (features, classifier, bias=None))]
+    fn nc4(
+        &self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        classifier: &Bound<'_, PyAny>,
+        bias: Option<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<f64> {
+        let f = self::features(features, "features")?;
+        let w = matrix64(classifier, "classifier")?;
+        let (wv, bv) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
+        with_features!(f, h => detach(py, || {
+            let s = self.read();
+            samples::nc4(h, &*s.geometry(Weighting::Weighted)?, s.num_classes(), wv, bv)
+        }))
+    }
+    fn nearest_class_mean<'py>(
+        &self,
+        py: Python<'py>,
+        features: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let f = self::features(features, "features")?;
+        let out = with_features!(f, h => detach(py, || {
+            samples::nearest_class_mean(h, &*self.read().geometry(Weighting::Weighted)?)
+        }))?;
+        Ok(indices(py, out))
+    }
+
+    /// Every statistics metric in one pass (see `metrics::report`), as a dict.
+    #[pyo3(signature = (weighting, rtol=None, classifier=None))]
+    fn report<'py>(
+        &self,
+        py: Python<'py>,
+        weighting: &str,
+        rtol: Option<f64>,
+        classifier: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let w: Weighting = weighting.parse().py()?;
+        let c = classifier.map(|c| matrix64(c, "classifier")).transpose()?;
+        let cv = c.as_ref().map(|c| c.as_array());
+        let r = detach(py, || metrics::report(&self.read(), w, rtol, cv))?;
+        report_dict(py, r)
+    }
 }
 
 fn activation(name: &str, params: Vec<f64>) -> PyResult<Activation> {
     Activation::from_name(name, &params).py()
-}
-
-fn projection(name: &str, density: f64) -> PyResult<Projection> {
-    Ok(match name {
-        "gaussian" => Projection::Gaussian,
-        "orthogonal" => Projection::Orthogonal,
-        "etf" => Projection::Etf,
-        "sparse_ternary" => Projection::SparseTernary { density },
-        other => {
-            return Err(ParameterError::new_err(format!(
-            "projection must be 'gaussian', 'orthogonal', 'etf' or 'sparse_ternary', got {other:?}"
-        )))
-        }
-    })
 }
 
 #[pyfunction]
@@ -763,15 +823,7 @@ fn rf_coefficients(
     closed_form: bool,
 ) -> PyResult<(f64, f64, f64)> {
     let act = activation(name, params)?;
-    let conv = match convention {
-        "paper000" => D2Convention::Paper000,
-        "liao2018" => D2Convention::Liao2018,
-        other => {
-            return Err(ParameterError::new_err(format!(
-                "convention must be 'paper000' or 'liao2018', got {other:?}"
-            )))
-        }
-    };
+    let conv: D2Convention = convention.parse().py()?;
     let [d0, d1, d2] = rf::coefficients(&act, tau, conv, closed_form).py()?;
     Ok((d0, d1, d2))
 }
@@ -785,22 +837,13 @@ fn rf_moments(
     closed_form: bool,
 ) -> PyResult<(f64, f64, f64, f64)> {
     let act = activation(name, params)?;
-    if !(tau > 0.0) || !tau.is_finite() {
-        return Err(ParameterError::new_err(format!(
-            "tau must be finite and > 0, got {tau}"
-        )));
-    }
-    let m = if closed_form {
-        rf::closed_form_moments(&act, tau).unwrap_or_else(|| rf::quadrature_moments(&act, tau))
-    } else {
-        rf::quadrature_moments(&act, tau)
-    };
-    Ok((m[0], m[1], m[2], m[3]))
+    let [a, b, c, d] = rf::moments(&act, tau, closed_form).py()?;
+    Ok((a, b, c, d))
 }
 
 #[pyfunction]
 fn rf_has_closed_form(name: &str, params: Vec<f64>) -> PyResult<bool> {
-    Ok(rf::closed_form_moments(&activation(name, params)?, 1.0).is_some())
+    Ok(activation(name, params)?.has_closed_form())
 }
 
 #[pyfunction]
@@ -812,7 +855,7 @@ fn rf_apply<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let act = activation(name, params)?;
     let v = values.as_array();
-    let out = py.detach(|| v.mapv(|t| act.apply(t)));
+    let out = detach(py, || Ok(act.apply_all(v)))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -829,9 +872,7 @@ fn rf_expected_kernel<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let act = activation(name, params)?;
     let (xv, yv) = (x.as_array(), y.as_ref().map(|a| a.as_array()));
-    let k = py
-        .detach(|| rf::expected_kernel(&act, xv, yv, series, order))
-        .py()?;
+    let k = detach(py, || rf::expected_kernel(&act, xv, yv, series, order))?;
     Ok(k.into_pyarray(py))
 }
 
@@ -849,24 +890,13 @@ fn rf_empirical_kernel<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let act = activation(name, params)?;
-    let proj = self::projection(projection, density)?;
+    let proj = Projection::parse(projection, density).py()?;
     let f = self::features(x, "x")?;
-    Ok(match &f {
-        Features::F32(a) => {
-            let v = a.as_array();
-            py.detach(|| rf::empirical_kernel(&act, v, num_features, proj, seed))
-                .py()?
-                .into_pyarray(py)
-                .into_any()
-        }
-        Features::F64(a) => {
-            let v = a.as_array();
-            py.detach(|| rf::empirical_kernel(&act, v, num_features, proj, seed))
-                .py()?
-                .into_pyarray(py)
-                .into_any()
-        }
-    })
+    Ok(with_features!(f, v => detach(py, || {
+        rf::empirical_kernel(&act, v, num_features, proj, seed)
+    })?
+    .into_pyarray(py)
+    .into_any()))
 }
 
 #[pyfunction]
@@ -880,19 +910,12 @@ fn rf_projection<'py>(
     start: usize,
     density: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let proj = self::projection(projection, density)?;
-    if dim == 0 {
-        return Err(ParameterError::new_err("dim must be positive"));
-    }
-    let w = py
-        .detach(|| rf::projection_rows(proj, start, rows, dim, seed))
-        .py()?;
-    Ok(Array2::from_shape_vec((rows, dim), w)
-        .unwrap()
-        .into_pyarray(py))
+    let proj = Projection::parse(projection, density).py()?;
+    let w = detach(py, || rf::projection_rows(proj, start, rows, dim, seed))?;
+    self::rows(py, w, rows, dim)
 }
 
-#[pymodule]
+#[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;

@@ -7,7 +7,7 @@
 //! - [`empirical_kernel`]: `(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ` in blocks of projection rows, generated
 //!   block by block from the seed (never holding the `n × m` features nor `W`).
 
-use crate::error::{check_dense_size, try_zeros, EtfError, Result};
+use crate::error::{check_dense_size, check_work, probe_alloc, try_zeros, EtfError, Result};
 use crate::linalg::Real;
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -146,6 +146,16 @@ impl Activation {
             }
         }
         Ok(a)
+    }
+
+    /// σ applied to every entry.
+    pub fn apply_all(&self, values: ArrayView2<'_, f64>) -> Array2<f64> {
+        values.mapv(|t| self.apply(t))
+    }
+
+    /// Whether `(F_0, F_1, F_2, E σ²)` have a closed form (otherwise quadrature is used).
+    pub fn has_closed_form(&self) -> bool {
+        closed_form_moments(self, 1.0).is_some()
     }
 
     #[inline]
@@ -313,14 +323,59 @@ pub fn hermite_moments(act: &Activation, r: f64, kmax: usize) -> (Vec<f64>, f64)
         if kmax >= 1 {
             h[1] += w * f * x;
         }
-        for k in 2..=kmax {
+        for (k, hk) in h.iter_mut().enumerate().skip(2) {
             let he2 = x * he1 - (k - 1) as f64 * he0;
+            *hk += w * f * he2;
+            he0 = he1;
+            he1 = he2;
+        }
+    }
+    (h, e2)
+}
+
+/// `ĥ_k(r) = E[σ(√r ξ) He_k(ξ)] / √(k!)` for k = 0..=kmax, by the normalised recurrence
+/// `He_k/√k! = (x He_{k-1}/√(k-1)! - √(k-1) He_{k-2}/√(k-2)!)/√k`, which neither overflows
+/// nor loses the factorial at high order (the Mehler series is `Σ ρ^k ĥ_k(r_i) ĥ_k(r_j)`).
+pub fn hermite_moments_normalized(act: &Activation, r: f64, kmax: usize) -> (Vec<f64>, f64) {
+    let s = r.max(0.0).sqrt();
+    let q = GaussianQuadrature::for_activation(act, s);
+    let mut h = vec![0.0; kmax + 1];
+    let mut e2 = 0.0;
+    let sq: Vec<f64> = (0..=kmax + 1).map(|k| (k as f64).sqrt()).collect();
+    for (&x, &w) in q.nodes.iter().zip(&q.weights) {
+        let f = act.apply(s * x);
+        e2 += w * f * f;
+        let (mut he0, mut he1) = (1.0, x);
+        h[0] += w * f;
+        if kmax >= 1 {
+            h[1] += w * f * x;
+        }
+        for k in 2..=kmax {
+            let he2 = (x * he1 - sq[k - 1] * he0) / sq[k];
             h[k] += w * f * he2;
             he0 = he1;
             he1 = he2;
         }
     }
     (h, e2)
+}
+
+/// Largest order of the Mehler series accepted by [`expected_kernel`].
+pub const MAX_SERIES_ORDER: usize = 2000;
+
+/// `(F_0, F_1, F_2, E σ²(√τ ξ))` at variance `tau` (closed form where one exists and
+/// `closed_form`, else quadrature).
+pub fn moments(act: &Activation, tau: f64, closed_form: bool) -> Result<[f64; 4]> {
+    if !(tau > 0.0) || !tau.is_finite() {
+        return Err(EtfError::Parameter(format!(
+            "tau must be finite and > 0, got {tau}"
+        )));
+    }
+    Ok(if closed_form {
+        closed_form_moments(act, tau).unwrap_or_else(|| quadrature_moments(act, tau))
+    } else {
+        quadrature_moments(act, tau)
+    })
 }
 
 /// Convention of `d2`.
@@ -330,6 +385,19 @@ pub enum D2Convention {
     Paper000,
     /// `d2 = F_2²/4` (Liao & Couillet 2018, ternary-features code).
     Liao2018,
+}
+
+impl std::str::FromStr for D2Convention {
+    type Err = EtfError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "paper000" => Ok(D2Convention::Paper000),
+            "liao2018" => Ok(D2Convention::Liao2018),
+            _ => Err(EtfError::Parameter(format!(
+                "convention must be 'paper000' or 'liao2018', got {s:?}"
+            ))),
+        }
+    }
 }
 
 /// `(F_0, F_1, F_2, E σ²)` at variance τ, in closed form when one exists.
@@ -400,17 +468,7 @@ pub fn coefficients(
     convention: D2Convention,
     closed_form: bool,
 ) -> Result<[f64; 3]> {
-    if !(tau > 0.0) || !tau.is_finite() {
-        return Err(EtfError::Parameter(format!(
-            "tau must be finite and > 0, got {tau}"
-        )));
-    }
-    let m = if closed_form {
-        closed_form_moments(act, tau).unwrap_or_else(|| quadrature_moments(act, tau))
-    } else {
-        quadrature_moments(act, tau)
-    };
-    let [f0, f1, f2, e2] = m;
+    let [f0, f1, f2, e2] = moments(act, tau, closed_form)?;
     let d1 = f1 * f1;
     let d2 = match convention {
         D2Convention::Paper000 => f2 * f2 / 2.0,
@@ -439,7 +497,16 @@ pub fn expected_kernel<T: Real>(
         )));
     }
     let same = y.is_none();
+    if kmax > MAX_SERIES_ORDER {
+        return Err(EtfError::Parameter(format!(
+            "order={kmax} exceeds the largest series order {MAX_SERIES_ORDER}"
+        )));
+    }
     check_dense_size(x.nrows(), yv.nrows(), "the kernel")?;
+    check_work(
+        x.nrows() as u128 * yv.nrows() as u128 * (p as u128 + kmax as u128 + 1),
+        "the expected kernel",
+    )?;
     let xf = x.mapv(|v| v.to_f64());
     let yf = yv.mapv(|v| v.to_f64());
     for (name, m) in [("x", &xf), ("y", &yf)] {
@@ -471,19 +538,15 @@ pub fn expected_kernel<T: Real>(
     } else {
         let mx: Vec<(Vec<f64>, f64)> = rx
             .par_iter()
-            .map(|&r| hermite_moments(act, r, kmax))
+            .map(|&r| hermite_moments_normalized(act, r, kmax))
             .collect();
         let my: Vec<(Vec<f64>, f64)> = if same {
             mx.clone()
         } else {
             ry.par_iter()
-                .map(|&r| hermite_moments(act, r, kmax))
+                .map(|&r| hermite_moments_normalized(act, r, kmax))
                 .collect()
         };
-        let mut fact = vec![1.0; kmax + 1];
-        for kk in 1..=kmax {
-            fact[kk] = fact[kk - 1] * kk as f64;
-        }
         k.axis_iter_mut(ndarray::Axis(0))
             .into_par_iter()
             .enumerate()
@@ -503,7 +566,7 @@ pub fn expected_kernel<T: Real>(
                     let mut acc = 0.0;
                     let mut rp = 1.0;
                     for kk in 0..=kmax {
-                        acc += rp / fact[kk] * hx[kk] * hy[kk];
+                        acc += rp * hx[kk] * hy[kk];
                         rp *= rho;
                     }
                     row[j] = acc;
@@ -530,7 +593,7 @@ fn closed_pair(act: &Activation, ri: f64, rj: f64, c: f64) -> f64 {
         Activation::Relu => relu(theta),
         Activation::LeakyRelu { slope: a } => {
             (1.0 + a * a) * relu(theta)
-                + 2.0 * a * nn * (theta.sin() - theta * theta.cos()) / (2.0 * PI) * -1.0
+                - 2.0 * a * nn * (theta.sin() - theta * theta.cos()) / (2.0 * PI)
         }
         Activation::Abs => 2.0 / PI * nn * ((1.0 - rho * rho).max(0.0).sqrt() + rho * rho.asin()),
         Activation::Sign => 2.0 / PI * rho.asin(),
@@ -559,6 +622,37 @@ pub enum Projection {
     },
 }
 
+impl Projection {
+    /// Parses a projection name; `density` is used (and checked) by `"sparse_ternary"` only.
+    pub fn parse(name: &str, density: f64) -> Result<Self> {
+        let proj = match name {
+            "gaussian" => Projection::Gaussian,
+            "orthogonal" => Projection::Orthogonal,
+            "etf" => Projection::Etf,
+            "sparse_ternary" => Projection::SparseTernary { density },
+            other => {
+                return Err(EtfError::Parameter(format!(
+                    "projection must be 'gaussian', 'orthogonal', 'etf' or 'sparse_ternary', \
+                     got {other:?}"
+                )))
+            }
+        };
+        proj.validate()?;
+        Ok(proj)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Projection::SparseTernary { density } = *self {
+            if !(density > 0.0 && density <= 1.0) {
+                return Err(EtfError::Parameter(format!(
+                    "sparse ternary density must be in (0, 1], got {density}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Rows per generated block of `W` (and per pass of the empirical kernel).
 pub const PROJECTION_BLOCK: usize = 256;
 
@@ -577,57 +671,78 @@ pub fn projection_rows(
     p: usize,
     seed: u64,
 ) -> Result<Vec<f64>> {
-    check_dense_size(rows, p, "the projection")?;
-    if let Projection::SparseTernary { density } = proj {
-        if !(density > 0.0 && density <= 1.0) {
-            return Err(EtfError::Parameter(format!(
-                "sparse ternary density must be in (0, 1], got {density}"
-            )));
-        }
+    if p == 0 {
+        return Err(EtfError::Parameter("dim must be positive".into()));
     }
-    let mut out = Vec::with_capacity(rows * p);
+    proj.validate()?;
+    crate::error::check_frame_size(rows, p, "the projection")?;
+    let end = r0
+        .checked_add(rows)
+        .ok_or_else(|| EtfError::Parameter(format!("rows {r0} + {rows} overflow")))?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(rows * p).map_err(|_| {
+        EtfError::Dimension(format!("the projection ({rows} × {p}) cannot be allocated"))
+    })?;
     let b0 = r0 / PROJECTION_BLOCK;
-    let b1 = (r0 + rows).div_ceil(PROJECTION_BLOCK);
+    let b1 = end.div_ceil(PROJECTION_BLOCK);
     for b in b0..b1 {
-        let blk = projection_block(proj, b, p, seed)?;
+        let upto = ((b + 1) * PROJECTION_BLOCK).min(end) - b * PROJECTION_BLOCK;
+        let blk = projection_block(proj, b, p, seed, upto)?;
         let start = (b * PROJECTION_BLOCK).max(r0) - b * PROJECTION_BLOCK;
-        let end = ((b + 1) * PROJECTION_BLOCK).min(r0 + rows) - b * PROJECTION_BLOCK;
+        let end = ((b + 1) * PROJECTION_BLOCK).min(end) - b * PROJECTION_BLOCK;
         out.extend_from_slice(&blk[start * p..end * p]);
     }
     Ok(out)
 }
 
-fn projection_block(proj: Projection, b: usize, p: usize, seed: u64) -> Result<Vec<f64>> {
-    let n = PROJECTION_BLOCK;
+/// The first `upto` rows (at most `PROJECTION_BLOCK`) of block `b`: the stream of a block is
+/// sequential, so they do not depend on `upto`.
+fn projection_block(
+    proj: Projection,
+    b: usize,
+    p: usize,
+    seed: u64,
+    upto: usize,
+) -> Result<Vec<f64>> {
+    let n = upto.min(PROJECTION_BLOCK);
     let mut rng = ChaCha12Rng::seed_from_u64(block_seed(seed, b));
     let sp = (p as f64).sqrt();
-    Ok(match proj {
-        Projection::Gaussian => (0..n * p)
-            .map(|_| StandardNormal.sample(&mut rng))
-            .collect(),
+    let mut out: Vec<f64> = Vec::new();
+    out.try_reserve_exact(n * p).map_err(|_| {
+        EtfError::Dimension(format!(
+            "a block of the projection ({n} × {p}) cannot be allocated"
+        ))
+    })?;
+    match proj {
+        Projection::Gaussian => out.extend((0..n * p).map(|_| {
+            let v: f64 = StandardNormal.sample(&mut rng);
+            v
+        })),
         Projection::SparseTernary { density } => {
             let v = 1.0 / density.sqrt();
-            (0..n * p)
-                .map(|_| {
-                    let u: f64 = rng.random();
-                    if u < density / 2.0 {
-                        v
-                    } else if u < density {
-                        -v
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
+            out.extend((0..n * p).map(|_| {
+                let u: f64 = rng.random();
+                if u < density / 2.0 {
+                    v
+                } else if u < density {
+                    -v
+                } else {
+                    0.0
+                }
+            }))
         }
         Projection::Orthogonal | Projection::Etf => {
-            // Independent sub-blocks of at most p (orthogonal) or p+1 (ETF) rows.
+            // Independent sub-blocks of at most p (orthogonal) or p+1 (ETF) rows of the full
+            // block; the QR of each needs a few times its size.
             let cap = if let Projection::Etf = proj { p + 1 } else { p };
-            let mut out = Vec::with_capacity(n * p);
+            probe_alloc(
+                4 * 8 * (cap.clamp(2, PROJECTION_BLOCK) as u128) * p as u128,
+                "an orthogonal block of the projection",
+            )?;
             let mut sub = 0u64;
             while out.len() < n * p {
                 let rows = cap
-                    .min(n - out.len() / p)
+                    .min(PROJECTION_BLOCK - out.len() / p)
                     .max(if let Projection::Etf = proj { 2 } else { 1 });
                 let s = block_seed(block_seed(seed, b), sub as usize + 1);
                 let m = if let Projection::Etf = proj {
@@ -639,9 +754,9 @@ fn projection_block(proj: Projection, b: usize, p: usize, seed: u64) -> Result<V
                 out.extend(m.iter().take(take * p).map(|v| v * sp));
                 sub += 1;
             }
-            out
         }
-    })
+    }
+    Ok(out)
 }
 
 /// A raw pointer that may cross threads (each thread writes disjoint blocks).
@@ -666,6 +781,16 @@ pub fn empirical_kernel<T: Real>(
     if num_features == 0 {
         return Err(EtfError::Parameter("num_features must be positive".into()));
     }
+    if p == 0 {
+        return Err(EtfError::Shape("x must have at least one column".into()));
+    }
+    proj.validate()?;
+    check_dense_size(PROJECTION_BLOCK, p, "a block of the projection")?;
+    // W X^T for every block plus the Gram of the features: ~ m·n·(p + n/2) multiply-adds.
+    check_work(
+        num_features as u128 * n as u128 * (p as u128 + n as u128 / 2 + 1),
+        "the empirical kernel",
+    )?;
     if let Some(((i, j), _)) = x.indexed_iter().find(|(_, v)| !v.to_f64().is_finite()) {
         return Err(EtfError::NonFinite {
             what: "features".into(),
@@ -692,6 +817,7 @@ pub fn empirical_kernel<T: Real>(
         (0..panels).into_par_iter().for_each(|pi| {
             let c0 = pi * 256;
             let cols = 256.min(n - c0);
+            #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw field
             let zp = zp;
             // SAFETY: panel `pi` writes only columns c0..c0+cols of Z.
             unsafe {
@@ -726,6 +852,7 @@ pub fn empirical_kernel<T: Real>(
         (0..nb).into_par_iter().for_each(|bi| {
             let j0 = bi * 128;
             let b = 128.min(n - j0);
+            #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw field
             let kp = kp;
             // SAFETY: block `bi` writes only K[j0.., j0..j0+b], disjoint across blocks.
             unsafe {

@@ -3,7 +3,7 @@
 
 use crate::error::{EtfError, Result};
 use crate::linalg::{sym_eig_desc, Real};
-use crate::metrics::ClassGeometry;
+use crate::metrics::{validate_classifier, ClassGeometry};
 use crate::stats::{pass, validate_batch, CollapseStats, PassOptions, CHUNK_ROWS};
 use faer::Mat;
 use ndarray::{ArrayView1, ArrayView2};
@@ -47,7 +47,7 @@ pub fn balanced_scatter<T: Real>(
 fn check_features<T: Real>(h: &ArrayView2<'_, T>, dim: usize) -> Result<()> {
     if h.ncols() != dim {
         return Err(EtfError::Shape(format!(
-            "features have {} columns, expected {dim}",
+            "features have {} columns, expected dim={dim}",
             h.ncols()
         )));
     }
@@ -115,15 +115,8 @@ pub fn classifier_predictions<T: Real>(
     bias: Option<ArrayView1<'_, f64>>,
 ) -> Result<Vec<usize>> {
     let (k, p) = weight.dim();
+    validate_classifier(&weight, bias.as_ref(), None, h.ncols())?;
     check_features(&h, p)?;
-    if let Some(b) = &bias {
-        if b.len() != k {
-            return Err(EtfError::Shape(format!(
-                "bias has {} entries, classifier has {k} rows",
-                b.len()
-            )));
-        }
-    }
     let wt = Mat::from_fn(p, k, |i, j| weight[[j, i]]);
     let n = h.nrows();
     let mut out = vec![0usize; n];
@@ -151,12 +144,14 @@ pub fn classifier_predictions<T: Real>(
 pub fn nc4<T: Real>(
     h: ArrayView2<'_, T>,
     g: &ClassGeometry,
+    num_classes: usize,
     weight: ArrayView2<'_, f64>,
     bias: Option<ArrayView1<'_, f64>>,
 ) -> Result<f64> {
     if h.nrows() == 0 {
         return Err(EtfError::Shape("NC4 needs at least one sample".into()));
     }
+    validate_classifier(&weight, bias.as_ref(), Some(num_classes), g.dim)?;
     let a = nearest_class_mean(h.view(), g)?;
     let b = classifier_predictions(h, weight, bias)?;
     Ok(a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64 / a.len() as f64)
@@ -174,7 +169,12 @@ pub fn numerical_rank<T: Real>(
     let p = h.ncols();
     validate_batch(&h, &y, num_classes, p)?;
     check_features(&h, p)?;
-    let mut members: Vec<Vec<usize>> = vec![vec![]; num_classes];
+    crate::error::check_dense_size(num_classes, 1, "the classes")?;
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    members
+        .try_reserve_exact(num_classes)
+        .map_err(|_| EtfError::Dimension(format!("num_classes={num_classes} is too large")))?;
+    members.resize(num_classes, vec![]);
     for (i, &c) in y.iter().enumerate() {
         members[c as usize].push(i);
     }
@@ -220,4 +220,146 @@ pub fn numerical_rank<T: Real>(
     }
     let mean = out.iter().map(|(_, v)| v).sum::<f64>() / out.len() as f64;
     Ok((mean, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Weighting;
+    use crate::test_util::{jacobi_eig, mixture};
+    use ndarray::{Array1, Array2};
+
+    fn stats_of(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> CollapseStats {
+        let mut s = CollapseStats::new(k, h.ncols(), false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        s
+    }
+
+    fn brute_means(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> Vec<Vec<f64>> {
+        let p = h.ncols();
+        let mut m = vec![vec![0.0; p]; k];
+        let mut c = vec![0.0; k];
+        for (i, row) in h.rows().into_iter().enumerate() {
+            let l = y[i] as usize;
+            c[l] += 1.0;
+            for j in 0..p {
+                m[l][j] += row[j];
+            }
+        }
+        for l in 0..k {
+            m[l].iter_mut().for_each(|v| *v /= c[l]);
+        }
+        m
+    }
+
+    #[test]
+    fn nearest_class_mean_matches_exact_differences_with_a_large_offset() {
+        let (k, p) = (5, 8);
+        let (h, y) = mixture(500, p, k, 0.5, 1e8, 7);
+        let s = stats_of(&h, &y, k);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let got = nearest_class_mean(h.view(), &g).unwrap();
+        // Brute force with the same means the core holds (exact differences).
+        let means: Vec<Vec<f64>> = (0..k)
+            .map(|c| (0..p).map(|i| g.class_means[(i, c)]).collect())
+            .collect();
+        for (i, row) in h.rows().into_iter().enumerate() {
+            let d: Vec<f64> = means
+                .iter()
+                .map(|m| (0..p).map(|j| (row[j] - m[j]).powi(2)).sum())
+                .collect();
+            let best = (0..k).fold(0, |b, c| if d[c] < d[b] { c } else { b });
+            assert_eq!(got[i], best, "row {i}");
+        }
+        let _ = brute_means(&h, &y, k);
+    }
+
+    #[test]
+    fn classifier_predictions_and_nc4_match_brute_force() {
+        let (k, p) = (4, 6);
+        let (h, y) = mixture(300, p, k, 2.0, 0.0, 8);
+        let w = Array2::from_shape_fn((k, p), |(i, j)| ((i * 7 + j * 3) % 5) as f64 - 2.0);
+        let b = Array1::from(vec![0.1, -0.2, 0.3, 0.0]);
+        let got = classifier_predictions(h.view(), w.view(), Some(b.view())).unwrap();
+        let s = stats_of(&h, &y, k);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let ncc = nearest_class_mean(h.view(), &g).unwrap();
+        let mut differ = 0;
+        for (i, row) in h.rows().into_iter().enumerate() {
+            let z: Vec<f64> = (0..k)
+                .map(|c| (0..p).map(|j| w[[c, j]] * row[j]).sum::<f64>() + b[c])
+                .collect();
+            let best = (0..k).fold(0, |bb, c| if z[c] > z[bb] { c } else { bb });
+            assert_eq!(got[i], best);
+            differ += (best != ncc[i]) as usize;
+        }
+        let nc4v = nc4(h.view(), &g, k, w.view(), Some(b.view())).unwrap();
+        assert_eq!(nc4v, differ as f64 / h.nrows() as f64);
+    }
+
+    #[test]
+    fn numerical_rank_matches_singular_values() {
+        let (k, p) = (3, 5);
+        let (h, y) = mixture(60, p, k, 2.0, 1.0, 9);
+        let (mean, per) = numerical_rank(h.view(), y.view(), k, false).unwrap();
+        let mut total = 0.0;
+        for (c, v) in &per {
+            let rows: Vec<usize> = (0..h.nrows()).filter(|&i| y[i] as usize == *c).collect();
+            let x = Array2::from_shape_fn((rows.len(), p), |(i, j)| h[[rows[i], j]]);
+            let (ev, _) = jacobi_eig(&x.t().dot(&x));
+            let nuc: f64 = ev.iter().map(|l| l.max(0.0).sqrt()).sum();
+            let fro: f64 = x.iter().map(|v| v * v).sum();
+            let want = nuc * nuc / fro;
+            assert!((v - want).abs() < 1e-9 * want, "{v} {want}");
+            total += want;
+        }
+        assert!((mean - total / k as f64).abs() < 1e-9);
+    }
+
+    #[test]
+    fn balanced_scatter_matches_direct_sum() {
+        let (k, p) = (3, 4);
+        let (h, y) = mixture(90, p, k, 2.0, 3.0, 10);
+        let s = stats_of(&h, &y, k);
+        let got = balanced_scatter(&s, h.view(), y.view()).unwrap();
+        let c = s.shift().unwrap();
+        let counts = s.counts();
+        for a in 0..p {
+            for b in 0..p {
+                let want: f64 = (0..h.nrows())
+                    .map(|i| (h[[i, a]] - c[a]) * (h[[i, b]] - c[b]) / counts[y[i] as usize] as f64)
+                    .sum();
+                assert!((got[a * p + b] - want).abs() < 1e-10 * (1.0 + want.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_classifiers_are_typed_errors() {
+        let (h, y) = mixture(40, 3, 2, 2.0, 0.0, 11);
+        let s = stats_of(&h, &y, 2);
+        let g = s.geometry(Weighting::Weighted).unwrap();
+        let mut w = Array2::<f64>::ones((2, 3));
+        w[[0, 0]] = f64::NAN;
+        assert!(matches!(
+            nc4(h.view(), &g, 2, w.view(), None),
+            Err(EtfError::NonFinite { .. })
+        ));
+        let w = Array2::<f64>::ones((3, 3));
+        assert!(matches!(
+            nc4(h.view(), &g, 2, w.view(), None),
+            Err(EtfError::Shape(_))
+        ));
+        let w = Array2::<f64>::ones((2, 4));
+        match classifier_predictions(h.view(), w.view(), None) {
+            Err(EtfError::Shape(m)) => assert!(m.starts_with("classifier"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let b = Array1::from(vec![f64::INFINITY, 0.0]);
+        let w = Array2::<f64>::ones((2, 3));
+        assert!(matches!(
+            classifier_predictions(h.view(), w.view(), Some(b.view())),
+            Err(EtfError::NonFinite { .. })
+        ));
+    }
 }

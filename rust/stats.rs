@@ -14,22 +14,38 @@
 //! added in f64. The partials are validated and reduced before anything is written, so a
 //! failed update leaves the state exactly as it was.
 
-use crate::error::{check_dense_size, try_zeros, EtfError, Result};
-use crate::linalg::{symmetrize_from_lower, Real};
+use crate::error::{check_dense_size, probe_alloc, try_zeros, EtfError, Result};
+use crate::linalg::{symmetrize_from_lower, Precision, Real};
+use crate::metrics::{ClassGeometry, Weighting};
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
 
 /// Rows per chunk of the statistics pass.
 pub const CHUNK_ROWS: usize = 1024;
 
-/// Format version written by [`CollapseStats::to_bytes`].
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by [`CollapseStats::to_bytes`] (version 1, without the precision
+/// flag, is still read, as float64 statistics).
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"ETFCSTAT";
 const FLAG_SHIFT: u32 = 1;
 const FLAG_CLASS_SCATTER: u32 = 2;
+/// Version 2: the statistics were built (at least partly) from float32 input.
+const FLAG_FLOAT32: u32 = 4;
+
+/// Class geometries computed from the current state, one per weighting; built on first use
+/// (through `&self`, thread-safe) and dropped by every mutation.
+#[derive(Debug, Clone, Default)]
+struct GeometryCache {
+    weighted: OnceLock<Arc<ClassGeometry>>,
+    balanced: OnceLock<Arc<ClassGeometry>>,
+}
 
 /// Sufficient statistics of labelled features for every covariance metric of SPEC §5.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Metrics read a cached [`ClassGeometry`] ([`geometry`](Self::geometry), `&self`); `update`,
+/// `merge`, `reshift` and `attach_balanced_scatter` invalidate it.
+#[derive(Debug, Clone)]
 pub struct CollapseStats {
     num_classes: usize,
     dim: usize,
@@ -43,6 +59,28 @@ pub struct CollapseStats {
     scatter: Vec<f64>,
     /// Lower triangles of the `S_k` (`K × p × p`), when tracked.
     class_scatter: Option<Vec<f64>>,
+    /// Precision of the input (the coarsest seen); `None` before any sample.
+    precision: Option<Precision>,
+    /// `Σ_k S_k/n_k` (full `p × p`) computed from the very samples, for the balanced `Σ_W`.
+    balanced_scatter: Option<Vec<f64>>,
+    cache: GeometryCache,
+}
+
+impl PartialEq for CollapseStats {
+    /// Equal statistics (the cache and the attached balanced scatter are derived data).
+    fn eq(&self, o: &Self) -> bool {
+        self.num_classes == o.num_classes
+            && self.dim == o.dim
+            && self.shift == o.shift
+            && self.counts == o.counts
+            && self.class_sums == o.class_sums
+            && self.class_sq_norms == o.class_sq_norms
+            && self.class_unit_sums == o.class_unit_sums
+            && self.class_zero_rows == o.class_zero_rows
+            && self.scatter == o.scatter
+            && self.class_scatter == o.class_scatter
+            && self.precision == o.precision
+    }
 }
 
 /// Per-worker partial statistics of one pass.
@@ -59,26 +97,41 @@ pub(crate) struct Partial<T> {
 }
 
 impl<T: Real> Partial<T> {
-    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Self {
-        Partial {
-            counts: vec![0; k],
-            sums: vec![0.0; k * p],
-            sq: vec![0.0; k],
-            unit: vec![0.0; k * p],
-            zeros: vec![0; k],
+    /// Whether every accumulated value is finite (finite inputs whose squares overflow are not).
+    fn is_finite(&self) -> bool {
+        let fin = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        fin(&self.sums)
+            && fin(&self.sq)
+            && fin(&self.unit)
+            && fin(&self.scatter)
+            && self.class_scatter.as_deref().map_or(true, fin)
+    }
+
+    /// Zeroed partial statistics; every buffer is allocated fallibly (a worker's share of a
+    /// large pass becomes a `Dimension` error, not an abort).
+    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Result<Self> {
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(CHUNK_ROWS * p)
+            .map_err(|_| EtfError::Dimension("a chunk buffer cannot be allocated".into()))?;
+        Ok(Partial {
+            counts: try_zeros(k, "partial counts")?,
+            sums: try_zeros(k * p, "partial class sums")?,
+            sq: try_zeros(k, "partial norms")?,
+            unit: try_zeros(k * p, "partial unit sums")?,
+            zeros: try_zeros(k, "partial zero rows")?,
             scatter: if want_scatter {
-                vec![0.0; p * p]
+                try_zeros(p * p, "a partial scatter")?
             } else {
                 vec![]
             },
             class_scatter: if track {
-                Some(vec![0.0; k * p * p])
+                Some(try_zeros(k * p * p, "partial per-class scatters")?)
             } else {
                 None
             },
-            buf: Vec::with_capacity(CHUNK_ROWS * p),
+            buf,
             work: vec![],
-        }
+        })
     }
 
     fn add(&mut self, o: &Partial<T>) {
@@ -160,10 +213,34 @@ fn first_batch_mean<T: Real>(h: &ArrayView2<'_, T>, what: &str) -> Result<Vec<f6
             *acc += v;
         }
     }
-    for v in m.iter_mut() {
-        *v /= n as f64;
+    if m.iter().all(|v| v.is_finite()) {
+        for v in m.iter_mut() {
+            *v /= n as f64;
+        }
+    } else {
+        // The plain sum overflowed: sum the scaled values instead.
+        m.iter_mut().for_each(|v| *v = 0.0);
+        let inv = 1.0 / n as f64;
+        for row in h.rows() {
+            for (acc, v) in m.iter_mut().zip(row.iter()) {
+                *acc += v.to_f64() * inv;
+            }
+        }
     }
     Ok(m)
+}
+
+/// `‖v‖` of a row whose plain sum of squares overflowed or underflowed (scaled by `max |v|`).
+fn scaled_norm<T: Real>(src: &[T]) -> f64 {
+    let m = src.iter().fold(0.0f64, |a, v| a.max(v.to_f64().abs()));
+    if m == 0.0 {
+        return 0.0;
+    }
+    m * src
+        .iter()
+        .map(|v| (v.to_f64() / m).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// The first non-finite value of `h` in row-major order (the error path only).
@@ -205,7 +282,7 @@ pub(crate) fn pass<T: Real>(
     let results: Vec<Result<Partial<T>>> = (0..workers)
         .into_par_iter()
         .map(|w| {
-            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter);
+            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter)?;
             let mut order: Vec<usize> = Vec::with_capacity(CHUNK_ROWS);
             let mut ci = w;
             while ci < nchunks {
@@ -247,11 +324,24 @@ pub(crate) fn pass<T: Real>(
                     }
                     part.sq[cls] += sq;
                     part.counts[cls] += 1;
-                    if raw_sq > 0.0 {
-                        let inv = 1.0 / raw_sq.sqrt();
+                    // Squares of huge values overflow and of tiny ones underflow: rescale then.
+                    let norm = if raw_sq.is_finite() && raw_sq >= 1e-280 {
+                        raw_sq.sqrt()
+                    } else {
+                        scaled_norm(src)
+                    };
+                    if norm > 0.0 {
                         let unit = &mut part.unit[cls * p..(cls + 1) * p];
-                        for (u, &v) in unit.iter_mut().zip(src) {
-                            *u += v.to_f64() * inv;
+                        if norm >= 1e-140 {
+                            let inv = 1.0 / norm;
+                            for (u, &v) in unit.iter_mut().zip(src) {
+                                *u += v.to_f64() * inv;
+                            }
+                        } else {
+                            // 1/norm would overflow for subnormal rows.
+                            for (u, &v) in unit.iter_mut().zip(src) {
+                                *u += v.to_f64() / norm;
+                            }
                         }
                     } else {
                         part.zeros[cls] += 1;
@@ -288,9 +378,10 @@ pub(crate) fn pass<T: Real>(
         parts.push(r?);
     }
     let mut it = parts.into_iter();
-    let mut total = it
-        .next()
-        .unwrap_or_else(|| Partial::new(k, p, opts.track_class_scatter, want_scatter));
+    let mut total = match it.next() {
+        Some(t) => t,
+        None => Partial::new(k, p, opts.track_class_scatter, want_scatter)?,
+    };
     for part in it {
         total.add(&part);
     }
@@ -308,6 +399,19 @@ fn shift_scatter_lower(scatter: &mut [f64], sum: &[f64], n: f64, delta: &[f64]) 
     }
 }
 
+/// Whether `a + b` is finite element by element (checked before committing a sum).
+fn sum_finite(a: &[f64], b: &[f64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x + y).is_finite())
+}
+
+fn overflow_error() -> EtfError {
+    EtfError::Numerical(
+        "the statistics would overflow float64 (the squares of the features are too large); \
+         rescale the features"
+            .into(),
+    )
+}
+
 impl CollapseStats {
     /// Empty statistics for `num_classes` classes of `dim`-dimensional features.
     pub fn new(num_classes: usize, dim: usize, track_class_scatter: bool) -> Result<Self> {
@@ -320,7 +424,7 @@ impl CollapseStats {
         let (k, p) = (num_classes, dim);
         let cells = (k as u128) * (p as u128) * (p as u128);
         if track_class_scatter && cells > (1u128 << 31) {
-            return Err(EtfError::Parameter(format!(
+            return Err(EtfError::Dimension(format!(
                 "track_class_scatter needs K·p² = {cells} f64 values ({:.1} GiB); too large",
                 cells as f64 * 8.0 / (1u64 << 30) as f64
             )));
@@ -342,6 +446,9 @@ impl CollapseStats {
             } else {
                 None
             },
+            precision: None,
+            balanced_scatter: None,
+            cache: GeometryCache::default(),
         })
     }
 
@@ -360,8 +467,9 @@ impl CollapseStats {
     pub fn counts(&self) -> &[u64] {
         &self.counts
     }
+    /// `N = Σ n_k` (validated not to overflow on every path that changes the counts).
     pub fn num_samples(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c))
     }
     /// `s_k` (K × p row-major), relative to the shift.
     pub fn class_sums(&self) -> &[f64] {
@@ -388,14 +496,115 @@ impl CollapseStats {
     /// The full symmetric `S_k` (p × p), when tracked.
     pub fn class_scatter(&self, k: usize) -> Option<Vec<f64>> {
         let p = self.dim;
+        if k >= self.num_classes {
+            return None;
+        }
         self.class_scatter.as_ref().map(|cs| {
             let mut s = cs[k * p * p..(k + 1) * p * p].to_vec();
             symmetrize_from_lower(&mut s, p);
             s
         })
     }
+    /// The full symmetric `S_k` of class `k` (`p × p`), or an error naming what is missing.
+    pub fn try_class_scatter(&self, k: usize) -> Result<Vec<f64>> {
+        if k >= self.num_classes {
+            return Err(EtfError::Label(format!(
+                "class {k} is outside 0..{}",
+                self.num_classes
+            )));
+        }
+        self.class_scatter(k).ok_or_else(|| {
+            EtfError::Parameter("per-class scatters need track_class_scatter=True".into())
+        })
+    }
 
-    /// Accumulates one batch (`h`: `N × p`, `y`: `N` labels in `0..K`). All-or-nothing.
+    /// The covariance `C_k = S_k/n_k - m_k m_kᵀ` of class `k` (`p × p`, `m_k = s_k/n_k`, both
+    /// relative to the shift), which needs per-class scatters and samples in class `k`.
+    pub fn class_covariance(&self, k: usize) -> Result<Vec<f64>> {
+        let s = self.try_class_scatter(k)?;
+        let n = self.counts[k];
+        if n == 0 {
+            return Err(EtfError::Degenerate(format!("class {k} has no samples")));
+        }
+        let p = self.dim;
+        let m: Vec<f64> = self.class_sums[k * p..(k + 1) * p]
+            .iter()
+            .map(|v| v / n as f64)
+            .collect();
+        Ok((0..p * p)
+            .map(|ij| s[ij] / n as f64 - m[ij / p] * m[ij % p])
+            .collect())
+    }
+
+    /// Class means `μ_k` as a `K × p` row-major matrix; rows of classes without samples are NaN.
+    pub fn class_means(&self) -> Result<Vec<f64>> {
+        let g = self.geometry(Weighting::Weighted)?;
+        let p = self.dim;
+        let mut out = try_zeros(self.num_classes * p, "the class means")?;
+        out.iter_mut().for_each(|v| *v = f64::NAN);
+        for (j, &c) in g.present.iter().enumerate() {
+            for i in 0..p {
+                out[c * p + i] = g.class_means[(i, j)];
+            }
+        }
+        Ok(out)
+    }
+
+    /// The precision of the input the statistics were built from (the coarsest when merged);
+    /// `None` before the first sample.
+    pub fn precision(&self) -> Option<Precision> {
+        self.precision
+    }
+    /// The precision that sets default thresholds (float64 before any sample).
+    pub fn effective_precision(&self) -> Precision {
+        self.precision.unwrap_or(Precision::F64)
+    }
+    /// The attached balanced scatter `Σ_k S_k/n_k`, if any.
+    pub fn balanced_scatter(&self) -> Option<&[f64]> {
+        self.balanced_scatter.as_deref()
+    }
+
+    /// The class geometry under `weighting`, computed once per state and cached (thread-safe;
+    /// every mutation drops the cache).
+    pub fn geometry(&self, weighting: Weighting) -> Result<Arc<ClassGeometry>> {
+        let cell = match weighting {
+            Weighting::Weighted => &self.cache.weighted,
+            Weighting::Balanced => &self.cache.balanced,
+        };
+        if let Some(g) = cell.get() {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(ClassGeometry::new(
+            self,
+            weighting,
+            self.balanced_scatter.as_deref(),
+        )?);
+        Ok(cell.get_or_init(|| g).clone())
+    }
+
+    fn invalidate(&mut self) {
+        self.cache = GeometryCache::default();
+        self.balanced_scatter = None;
+    }
+
+    /// Computes and keeps `Σ_k S_k/n_k` from the very samples of these statistics (one pass),
+    /// which makes the balanced `Σ_W` available on imbalanced classes.
+    pub fn attach_balanced_scatter<T: Real>(
+        &mut self,
+        h: ArrayView2<'_, T>,
+        y: ArrayView1<'_, i64>,
+    ) -> Result<()> {
+        let s = crate::samples::balanced_scatter(self, h, y)?;
+        self.cache.balanced = OnceLock::new();
+        self.balanced_scatter = Some(s);
+        Ok(())
+    }
+
+    /// Accumulates one batch (`h`: `N × p`, `y`: `N` labels in `0..K`). All-or-nothing: on any
+    /// error (shape, label, non-finite value, overflow) the state is unchanged.
+    ///
+    /// float32 chunks whose float32 product overflows are recomputed in float64; float64 input
+    /// whose squares overflow float64 is refused with `EtfError::Numerical`.
     pub fn update<T: Real>(&mut self, h: ArrayView2<'_, T>, y: ArrayView1<'_, i64>) -> Result<()> {
         validate_batch(&h, &y, self.num_classes, self.dim)?;
         if h.nrows() == 0 {
@@ -409,32 +618,70 @@ impl CollapseStats {
             .as_deref()
             .or(self.shift.as_deref())
             .expect("shift set");
+        if !shift.iter().all(|v| v.is_finite()) {
+            return Err(overflow_error());
+        }
         let opts = PassOptions {
             track_class_scatter: self.class_scatter.is_some(),
             row_scale: None,
         };
         let part = pass(&h, &y, self.num_classes, shift, &opts, true)?;
+        if part.is_finite() {
+            return self.commit(&part, new_shift, T::PRECISION);
+        }
+        if T::PRECISION == Precision::F32 {
+            // The float32 product overflowed: redo this batch in float64 (one copy of it).
+            let (n, p) = h.dim();
+            probe_alloc(8 * n as u128 * p as u128, "a float64 copy of the batch")?;
+            let h64 = h.mapv(|v| v.to_f64());
+            let part = pass(&h64.view(), &y, self.num_classes, shift, &opts, true)?;
+            if part.is_finite() {
+                return self.commit(&part, new_shift, T::PRECISION);
+            }
+        }
+        Err(overflow_error())
+    }
+
+    fn commit<T: Real>(
+        &mut self,
+        part: &Partial<T>,
+        new_shift: Option<Vec<f64>>,
+        precision: Precision,
+    ) -> Result<()> {
+        let ok = sum_finite(&self.class_sums, &part.sums)
+            && sum_finite(&self.class_sq_norms, &part.sq)
+            && sum_finite(&self.class_unit_sums, &part.unit)
+            && sum_finite(&self.scatter, &part.scatter)
+            && match (self.class_scatter.as_ref(), part.class_scatter.as_ref()) {
+                (Some(a), Some(b)) => sum_finite(a, b),
+                _ => true,
+            };
+        if !ok {
+            return Err(overflow_error());
+        }
+        let counts = add_counts(&self.counts, &part.counts)?;
         // Commit: nothing below can fail.
         if let Some(s) = new_shift {
             self.shift = Some(s);
         }
+        self.counts = counts;
         add_into(&mut self.class_sums, &part.sums);
         add_into(&mut self.class_sq_norms, &part.sq);
         add_into(&mut self.class_unit_sums, &part.unit);
         add_into(&mut self.scatter, &part.scatter);
-        for (a, b) in self.counts.iter_mut().zip(&part.counts) {
-            *a += b;
-        }
         for (a, b) in self.class_zero_rows.iter_mut().zip(&part.zeros) {
             *a += b;
         }
         if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), part.class_scatter.as_ref()) {
             add_into(a, b);
         }
+        self.precision = Precision::coarser_opt(self.precision, Some(precision));
+        self.invalidate();
         Ok(())
     }
 
     /// Re-expresses the statistics relative to a new shift vector (exact up to rounding).
+    /// All-or-nothing.
     pub fn reshift(&mut self, new_shift: &[f64]) -> Result<()> {
         let p = self.dim;
         if new_shift.len() != p {
@@ -451,28 +698,45 @@ impl CollapseStats {
             });
         }
         let Some(old) = self.shift.as_ref() else {
-            self.shift = Some(new_shift.to_vec());
+            // No samples: the shift is not used.
             return Ok(());
         };
         let delta: Vec<f64> = old.iter().zip(new_shift).map(|(a, b)| a - b).collect();
         let dd: f64 = delta.iter().map(|d| d * d).sum();
+        let mut class_sums = self.class_sums.clone();
+        let mut class_sq_norms = self.class_sq_norms.clone();
+        let mut class_scatter = self.class_scatter.clone();
+        let mut scatter = self.scatter.clone();
         let mut total = vec![0.0; p];
         for k in 0..self.num_classes {
             let n = self.counts[k] as f64;
-            let s = &mut self.class_sums[k * p..(k + 1) * p];
+            let s = &mut class_sums[k * p..(k + 1) * p];
             let ds: f64 = s.iter().zip(&delta).map(|(a, b)| a * b).sum();
-            if let Some(cs) = self.class_scatter.as_mut() {
+            if let Some(cs) = class_scatter.as_mut() {
                 shift_scatter_lower(&mut cs[k * p * p..(k + 1) * p * p], s, n, &delta);
             }
-            self.class_sq_norms[k] += 2.0 * ds + n * dd;
+            class_sq_norms[k] += 2.0 * ds + n * dd;
             for ((t, si), d) in total.iter_mut().zip(s.iter_mut()).zip(&delta) {
                 *t += *si;
                 *si += n * d;
             }
         }
         let nt = self.num_samples() as f64;
-        shift_scatter_lower(&mut self.scatter, &total, nt, &delta);
+        shift_scatter_lower(&mut scatter, &total, nt, &delta);
+        let fin = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !(fin(&class_sums)
+            && fin(&class_sq_norms)
+            && fin(&scatter)
+            && class_scatter.as_deref().map_or(true, fin))
+        {
+            return Err(overflow_error());
+        }
+        self.class_sums = class_sums;
+        self.class_sq_norms = class_sq_norms;
+        self.class_scatter = class_scatter;
+        self.scatter = scatter;
         self.shift = Some(new_shift.to_vec());
+        self.invalidate();
         Ok(())
     }
 
@@ -492,7 +756,8 @@ impl CollapseStats {
         Ok(())
     }
 
-    /// Adds `other` (re-expressed to this shift): the same as one pass over both inputs.
+    /// Adds `other` (re-expressed to this shift): the same as one pass over both inputs. The
+    /// precision becomes the coarser of the two. All-or-nothing.
     pub fn merge(&mut self, other: &CollapseStats) -> Result<()> {
         self.check_compatible(other)?;
         let Some(other_shift) = other.shift.as_ref() else {
@@ -500,30 +765,100 @@ impl CollapseStats {
         };
         let Some(my_shift) = self.shift.clone() else {
             *self = other.clone();
+            self.invalidate();
             return Ok(());
         };
         let mut o = other.clone();
         if other_shift != &my_shift {
             o.reshift(&my_shift)?;
         }
+        let ok = sum_finite(&self.class_sums, &o.class_sums)
+            && sum_finite(&self.class_sq_norms, &o.class_sq_norms)
+            && sum_finite(&self.class_unit_sums, &o.class_unit_sums)
+            && sum_finite(&self.scatter, &o.scatter)
+            && match (self.class_scatter.as_ref(), o.class_scatter.as_ref()) {
+                (Some(a), Some(b)) => sum_finite(a, b),
+                _ => true,
+            };
+        if !ok {
+            return Err(overflow_error());
+        }
+        let counts = add_counts(&self.counts, &o.counts)?;
+        let zeros = add_counts(&self.class_zero_rows, &o.class_zero_rows)?;
+        self.counts = counts;
+        self.class_zero_rows = zeros;
         add_into(&mut self.class_sums, &o.class_sums);
         add_into(&mut self.class_sq_norms, &o.class_sq_norms);
         add_into(&mut self.class_unit_sums, &o.class_unit_sums);
         add_into(&mut self.scatter, &o.scatter);
-        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
-            *a += b;
-        }
-        for (a, b) in self.class_zero_rows.iter_mut().zip(&o.class_zero_rows) {
-            *a += b;
-        }
         if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), o.class_scatter.as_ref()) {
             add_into(a, b);
+        }
+        self.precision = Precision::coarser_opt(self.precision, o.precision);
+        self.invalidate();
+        Ok(())
+    }
+
+    /// Checks every invariant of a state built from outside data (`from_parts`, `from_bytes`):
+    /// finite values, a total count that fits in `u64`, a shift exactly when there are samples,
+    /// no more zero rows than samples, non-negative squared norms and scatter diagonals, and
+    /// all-zero sums for classes without samples. Returns a description of the first violation.
+    fn check_invariants(&self) -> std::result::Result<(), String> {
+        let p = self.dim;
+        let mut n = 0u64;
+        for &c in &self.counts {
+            n = n
+                .checked_add(c)
+                .ok_or("the class counts sum to more than 2^64 - 1")?;
+        }
+        if (n > 0) != self.shift.is_some() {
+            return Err("a shift is required exactly when there are samples".into());
+        }
+        if (n > 0) != self.precision.is_some() {
+            return Err("a precision is recorded exactly when there are samples".into());
+        }
+        let fields: [(&str, &[f64]); 6] = [
+            ("shift", self.shift.as_deref().unwrap_or(&[])),
+            ("class_sums", &self.class_sums),
+            ("class_sq_norms", &self.class_sq_norms),
+            ("class_unit_sums", &self.class_unit_sums),
+            ("scatter", &self.scatter),
+            (
+                "class_scatter",
+                self.class_scatter.as_deref().unwrap_or(&[]),
+            ),
+        ];
+        for (name, v) in fields {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(format!("{name} has a non-finite value at index {i}"));
+            }
+        }
+        for k in 0..self.num_classes {
+            if self.class_zero_rows[k] > self.counts[k] {
+                return Err(format!("class {k} has more zero rows than samples"));
+            }
+            if self.class_sq_norms[k] < 0.0 {
+                return Err(format!("class {k} has a negative sum of squared norms"));
+            }
+            if self.counts[k] == 0 {
+                let row = k * p..(k + 1) * p;
+                if self.class_sq_norms[k] != 0.0
+                    || self.class_sums[row.clone()].iter().any(|&v| v != 0.0)
+                    || self.class_unit_sums[row].iter().any(|&v| v != 0.0)
+                {
+                    return Err(format!("class {k} has no samples but non-zero sums"));
+                }
+            }
+        }
+        if let Some(i) = (0..p).find(|&i| self.scatter[i * p + i] < 0.0) {
+            return Err(format!("the scatter has a negative diagonal entry at {i}"));
         }
         Ok(())
     }
 
     /// Statistics accumulated elsewhere (e.g. on a GPU by torch), validated. `scatter` is the full
-    /// symmetric `p × p` matrix (row-major); only its lower triangle is kept.
+    /// symmetric `p × p` matrix (row-major); only its lower triangle is kept. `precision` is
+    /// the input precision (float64 when `None` and there are samples).
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         num_classes: usize,
@@ -535,6 +870,7 @@ impl CollapseStats {
         class_unit_sums: Vec<f64>,
         class_zero_rows: Vec<u64>,
         scatter: Vec<f64>,
+        precision: Option<Precision>,
     ) -> Result<Self> {
         let (k, p) = (num_classes, dim);
         let mut s = CollapseStats::new(k, p, false)?;
@@ -570,28 +906,24 @@ impl CollapseStats {
                 });
             }
         }
-        let n: u64 = counts.iter().sum();
-        if (n > 0) != shift.is_some() {
-            return Err(EtfError::Incompatible(
-                "a shift is required exactly when there are samples".into(),
-            ));
-        }
-        if class_zero_rows.iter().zip(&counts).any(|(z, c)| z > c) {
-            return Err(EtfError::Incompatible(
-                "more zero rows than samples in a class".into(),
-            ));
-        }
+        let has_samples = counts.iter().any(|&c| c > 0);
         s.shift = shift;
         s.counts = counts;
         s.class_sums = class_sums;
         s.class_sq_norms = class_sq_norms;
         s.class_unit_sums = class_unit_sums;
         s.class_zero_rows = class_zero_rows;
+        s.precision = if has_samples {
+            Some(precision.unwrap_or(Precision::F64))
+        } else {
+            None
+        };
         for i in 0..p {
             for j in 0..=i {
                 s.scatter[i * p + j] = scatter[i * p + j];
             }
         }
+        s.check_invariants().map_err(EtfError::Incompatible)?;
         Ok(s)
     }
 
@@ -607,6 +939,9 @@ impl CollapseStats {
         }
         if self.class_scatter.is_some() {
             flags |= FLAG_CLASS_SCATTER;
+        }
+        if self.precision == Some(Precision::F32) {
+            flags |= FLAG_FLOAT32;
         }
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(k as u64).to_le_bytes());
@@ -645,10 +980,12 @@ impl CollapseStats {
         out
     }
 
-    /// Parses bytes written by [`to_bytes`](Self::to_bytes), validating every field.
+    /// Parses bytes written by [`to_bytes`](Self::to_bytes) (format version 1 or 2), validating
+    /// the header with checked arithmetic, the length, the checksum and every invariant of the
+    /// state before anything is allocated or returned.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let corrupt = |m: &str| EtfError::Corrupt(format!("invalid CollapseStats bytes: {m}"));
-        if bytes.len() < 40 + 8 {
+        if bytes.len() < 40 {
             return Err(corrupt(&format!(
                 "{} bytes is too short for the header",
                 bytes.len()
@@ -660,36 +997,49 @@ impl CollapseStats {
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if version != 1 && version != FORMAT_VERSION {
             return Err(EtfError::Incompatible(format!(
-                "CollapseStats format version {version} is not supported (this etfcore reads version {FORMAT_VERSION})"
+                "CollapseStats format version {version} is not supported (this etfcore reads \
+                 versions 1 to {FORMAT_VERSION})"
             )));
         }
         let flags = u32_at(12);
-        if flags & !(FLAG_SHIFT | FLAG_CLASS_SCATTER) != 0 {
+        let known = if version == 1 {
+            FLAG_SHIFT | FLAG_CLASS_SCATTER
+        } else {
+            FLAG_SHIFT | FLAG_CLASS_SCATTER | FLAG_FLOAT32
+        };
+        if flags & !known != 0 {
             return Err(corrupt(&format!("unknown flags {flags:#x}")));
         }
         let (k64, p64) = (u64_at(16), u64_at(24));
-        if k64 == 0 || p64 == 0 || k64 > (1 << 32) || p64 > (1 << 24) {
+        if k64 == 0 || p64 == 0 {
             return Err(corrupt(&format!(
                 "implausible num_classes={k64}, dim={p64}"
             )));
         }
-        let (k, p) = (k64 as usize, p64 as usize);
         let has_shift = flags & FLAG_SHIFT != 0;
         let track = flags & FLAG_CLASS_SCATTER != 0;
+        // Sizes in u128: no product of header fields can wrap.
+        let (k, p) = (k64 as u128, p64 as u128);
         let tri = p * (p + 1) / 2;
         let words = (if has_shift { p } else { 0 })
             + 3 * k // counts, squared norms, zero rows
             + 2 * k * p // class sums, unit sums
             + tri
             + if track { k * tri } else { 0 };
-        let expected = 32u128 + 8 * words as u128 + 8;
+        let expected = 32 + 8 * words + 8;
         if bytes.len() as u128 != expected {
             return Err(corrupt(&format!(
                 "length {} but the header implies {expected}",
                 bytes.len()
             )));
+        }
+        // Every size is now bounded by the length of the input.
+        let (k, p, tri) = (k as usize, p as usize, tri as usize);
+        check_dense_size(p, p, "the scatter")?;
+        if track {
+            check_dense_size(k * p, p, "the per-class scatters")?;
         }
         let body = &bytes[..bytes.len() - 8];
         if fnv1a(body) != u64_at(bytes.len() - 8) {
@@ -702,34 +1052,36 @@ impl CollapseStats {
         let class_sq_norms = rd.f64s(k)?;
         let class_unit_sums = rd.f64s(k * p)?;
         let class_zero_rows = rd.u64s(k);
-        let unpack = |v: Vec<f64>| {
-            let mut s = vec![0.0; p * p];
+        let unpack = |v: Vec<f64>| -> Result<Vec<f64>> {
+            let mut s = try_zeros(p * p, "the scatter")?;
             let mut it = v.into_iter();
             for i in 0..p {
                 for j in 0..=i {
-                    s[i * p + j] = it.next().unwrap();
+                    s[i * p + j] = it.next().unwrap_or(0.0);
                 }
             }
-            s
+            Ok(s)
         };
-        let scatter = unpack(rd.f64s(tri)?);
+        let scatter = unpack(rd.f64s(tri)?)?;
         let class_scatter = if track {
-            let mut cs = Vec::with_capacity(k * p * p);
+            let mut cs = Vec::new();
+            cs.try_reserve_exact(k * p * p)
+                .map_err(|_| corrupt("per-class scatters too large to allocate"))?;
             for _ in 0..k {
-                cs.extend(unpack(rd.f64s(tri)?));
+                cs.extend(unpack(rd.f64s(tri)?)?);
             }
             Some(cs)
         } else {
             None
         };
-        let n: u64 = counts.iter().sum();
-        if (n > 0) != has_shift {
-            return Err(corrupt("sample count and shift presence disagree"));
-        }
-        if class_zero_rows.iter().zip(&counts).any(|(z, c)| z > c) {
-            return Err(corrupt("more zero rows than samples in a class"));
-        }
-        Ok(CollapseStats {
+        let has_samples = counts.iter().any(|&c| c > 0);
+        let precision = match (has_samples, flags & FLAG_FLOAT32 != 0) {
+            (false, false) => None,
+            (false, true) => return Err(corrupt("a precision flag without samples")),
+            (true, true) => Some(Precision::F32),
+            (true, false) => Some(Precision::F64),
+        };
+        let s = CollapseStats {
             num_classes: k,
             dim: p,
             shift,
@@ -740,8 +1092,23 @@ impl CollapseStats {
             class_zero_rows,
             scatter,
             class_scatter,
-        })
+            precision,
+            balanced_scatter: None,
+            cache: GeometryCache::default(),
+        };
+        s.check_invariants().map_err(|m| corrupt(&m))?;
+        Ok(s)
     }
+}
+
+/// `a + b` element by element, refusing counts that would overflow `u64`.
+fn add_counts(a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.checked_add(*y))
+        .collect::<Option<Vec<u64>>>()
+        .filter(|v| v.iter().try_fold(0u64, |s, &c| s.checked_add(c)).is_some())
+        .ok_or_else(|| EtfError::Incompatible("the sample counts would overflow u64".into()))
 }
 
 struct Reader<'a> {
@@ -920,5 +1287,148 @@ mod tests {
             Err(EtfError::Label(_))
         ));
         assert_eq!(s, before);
+    }
+
+    /// A blob with a valid checksum (the attacker recomputes it) and the given header fields.
+    fn crafted(version: u32, flags: u32, k: u64, p: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&k.to_le_bytes());
+        out.extend_from_slice(&p.to_le_bytes());
+        out.extend_from_slice(body);
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn crafted_blobs_are_refused_without_panicking() {
+        // Header sizes whose products wrap in usize.
+        for (k, p) in [
+            (1u64 << 32, 1u64 << 24),
+            (u64::MAX, u64::MAX),
+            (3, 1u64 << 40),
+        ] {
+            let b = crafted(2, FLAG_CLASS_SCATTER | FLAG_SHIFT, k, p, &[0u8; 64]);
+            assert!(matches!(
+                CollapseStats::from_bytes(&b),
+                Err(EtfError::Corrupt(_))
+            ));
+        }
+        // Valid layout, counts whose sum wraps u64.
+        let mut s = CollapseStats::new(2, 1, false).unwrap();
+        let (h, y) = data(4, 1, 2, 1);
+        s.update(h.view(), y.view()).unwrap();
+        let mut b = s.to_bytes();
+        let off = 32 + 8; // after the header and the shift (p = 1)
+        b[off..off + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        b[off + 8..off + 16].copy_from_slice(&2u64.to_le_bytes());
+        let n = b.len();
+        let sum = fnv1a(&b[..n - 8]);
+        b[n - 8..].copy_from_slice(&sum.to_le_bytes());
+        assert!(matches!(
+            CollapseStats::from_bytes(&b),
+            Err(EtfError::Corrupt(_))
+        ));
+        // Samples without a shift.
+        let e = CollapseStats::new(2, 1, false).unwrap().to_bytes();
+        let mut body = e[32..e.len() - 8].to_vec();
+        body[..8].copy_from_slice(&5u64.to_le_bytes());
+        assert!(matches!(
+            CollapseStats::from_bytes(&crafted(2, 0, 2, 1, &body)),
+            Err(EtfError::Corrupt(_))
+        ));
+        // Unknown version.
+        assert!(matches!(
+            CollapseStats::from_bytes(&crafted(9, 0, 2, 1, &body)),
+            Err(EtfError::Incompatible(_))
+        ));
+    }
+
+    #[test]
+    fn version_1_reads_as_float64_and_float32_round_trips() {
+        let (h, y) = data(50, 3, 2, 5);
+        let h32 = h.mapv(|v| v as f32);
+        let mut s = CollapseStats::new(2, 3, false).unwrap();
+        s.update(h32.view(), y.view()).unwrap();
+        assert_eq!(s.precision(), Some(Precision::F32));
+        let b = s.to_bytes();
+        assert_eq!(CollapseStats::from_bytes(&b).unwrap(), s);
+        // The same body under version 1 without the float32 flag is float64.
+        let flags = u32::from_le_bytes(b[12..16].try_into().unwrap()) & !FLAG_FLOAT32;
+        let v1 = crafted(1, flags, 2, 3, &b[32..b.len() - 8]);
+        let r = CollapseStats::from_bytes(&v1).unwrap();
+        assert_eq!(r.precision(), Some(Precision::F64));
+        assert_eq!(r.counts(), s.counts());
+        // Version 1 never had the float32 flag.
+        let bad = crafted(1, flags | FLAG_FLOAT32, 2, 3, &b[32..b.len() - 8]);
+        assert!(CollapseStats::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn overflowing_squares_are_refused_or_computed_safely() {
+        // float64 values whose squares overflow: refused, state unchanged.
+        let (h, y) = data(40, 3, 2, 6);
+        let mut s = CollapseStats::new(2, 3, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        let before = s.clone();
+        let big = h.mapv(|v| v * 1e200);
+        assert!(matches!(
+            s.update(big.view(), y.view()),
+            Err(EtfError::Numerical(_))
+        ));
+        assert_eq!(s, before);
+        let mut fresh = CollapseStats::new(2, 3, false).unwrap();
+        assert!(fresh.update(big.view(), y.view()).is_err());
+        assert_eq!(fresh, CollapseStats::new(2, 3, false).unwrap());
+        // float32 values whose float32 products overflow: computed in float64 instead.
+        let h32 = h.mapv(|v| (v * 1e18) as f32);
+        let mut s32 = CollapseStats::new(2, 3, false).unwrap();
+        s32.update(h32.view(), y.view()).unwrap();
+        let h64 = h32.mapv(|v| v as f64);
+        let mut s64 = CollapseStats::new(2, 3, false).unwrap();
+        s64.update(h64.view(), y.view()).unwrap();
+        let scale = s64.scatter().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in s32.scatter().iter().zip(s64.scatter()) {
+            assert!(a.is_finite() && (a - b).abs() <= 1e-5 * scale);
+        }
+        // float32 near its maximum: finite statistics.
+        let top = h.mapv(|v| (v.signum() * 3e38) as f32);
+        let mut st = CollapseStats::new(2, 3, false).unwrap();
+        st.update(top.view(), y.view()).unwrap();
+        assert!(st.scatter().iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn subnormal_and_huge_rows_keep_their_direction() {
+        let h = ndarray::arr2(&[[1e-310, 0.0], [0.0, 2e-310], [1e150, 1e150], [-1e150, 0.0]]);
+        let y = ndarray::arr1(&[0i64, 0, 1, 1]);
+        let mut s = CollapseStats::new(2, 2, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        assert_eq!(s.class_zero_rows(), &[0, 0]);
+        let u = s.class_unit_sums();
+        let r = 0.5f64.sqrt();
+        let want = [1.0, 1.0, r - 1.0, r];
+        for (a, b) in u.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{u:?}");
+        }
+    }
+
+    #[test]
+    fn merging_a_copy_of_itself_doubles() {
+        let (h, y) = data(100, 4, 3, 7);
+        let mut s = CollapseStats::new(3, 4, false).unwrap();
+        s.update(h.view(), y.view()).unwrap();
+        let copy = s.clone();
+        s.merge(&copy).unwrap();
+        let mut twice = CollapseStats::new(3, 4, false).unwrap();
+        twice.update(h.view(), y.view()).unwrap();
+        twice.update(h.view(), y.view()).unwrap();
+        assert_eq!(s.counts(), twice.counts());
+        for (a, b) in s.scatter().iter().zip(twice.scatter()) {
+            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()));
+        }
     }
 }

@@ -41,7 +41,9 @@ def test_update_errors():
 
 
 def test_too_few_classes():
-    st = ec.CollapseStats(3, 4).update(np.random.default_rng(0).normal(size=(10, 4)), np.zeros(10, int))
+    st = ec.CollapseStats(3, 4).update(
+        np.random.default_rng(0).normal(size=(10, 4)), np.zeros(10, int)
+    )
     with pytest.raises(ec.TooFewClassesError, match="only 1 present"):
         st.vci()
     with pytest.raises(ec.TooFewClassesError):

@@ -25,11 +25,17 @@ def test_covariances_match_reference(rng, weighting):
     g = ref_geometry(H, y, weighting)
     scale = np.abs(g["ST"]).max()
     np.testing.assert_allclose(st.total_covariance(weighting), g["ST"], rtol=0, atol=RTOL * scale)
-    np.testing.assert_allclose(st.between_class_covariance(weighting), g["SB"], rtol=0, atol=RTOL * scale)
-    np.testing.assert_allclose(st.within_class_covariance(weighting), g["SW"], rtol=0, atol=RTOL * scale)
+    np.testing.assert_allclose(
+        st.between_class_covariance(weighting), g["SB"], rtol=0, atol=RTOL * scale
+    )
+    np.testing.assert_allclose(
+        st.within_class_covariance(weighting), g["SW"], rtol=0, atol=RTOL * scale
+    )
     np.testing.assert_allclose(st.global_mean(weighting), g["mG"], rtol=RTOL, atol=RTOL)
     np.testing.assert_allclose(st.class_means(), g["mu"], rtol=RTOL)
-    np.testing.assert_allclose(st.class_variances(weighting), [np.trace(c) for c in g["covs"]], rtol=1e-9)
+    np.testing.assert_allclose(
+        st.class_variances(weighting), [np.trace(c) for c in g["covs"]], rtol=1e-9
+    )
     for k in range(5):
         np.testing.assert_allclose(st.class_covariance(k), g["covs"][k], atol=RTOL * scale)
 
@@ -38,7 +44,9 @@ def test_total_is_within_plus_between_weighted(rng):
     H, y = mixture(rng)
     st = ec.CollapseStats(5, 12).update(H, y)
     np.testing.assert_allclose(
-        st.total_covariance(), st.within_class_covariance() + st.between_class_covariance(), atol=1e-12
+        st.total_covariance(),
+        st.within_class_covariance() + st.between_class_covariance(),
+        atol=1e-12,
     )
 
 
@@ -46,7 +54,9 @@ def test_balanced_equals_weighted_on_balanced_data(rng):
     H, y = mixture(rng, counts=30)
     st = ec.CollapseStats(5, 12).update(H, y)  # no per-class scatter needed when balanced
     for f in ("total_covariance", "between_class_covariance", "within_class_covariance"):
-        np.testing.assert_allclose(getattr(st, f)("weighted"), getattr(st, f)("balanced"), atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(st, f)("weighted"), getattr(st, f)("balanced"), atol=1e-12
+        )
     assert st.vci("weighted").value == pytest.approx(st.vci("balanced").value, rel=1e-12)
     assert st.nc1("weighted").value == pytest.approx(st.nc1("balanced").value, rel=1e-10)
 
@@ -58,7 +68,9 @@ def test_balanced_within_on_imbalanced_data_needs_more_than_sums(rng):
         st.within_class_covariance("balanced")
     # Traces only need per-class sums of squares: available without tracking.
     g = ref_geometry(H, y, "balanced")
-    assert st.squared_distance("balanced") == pytest.approx(np.trace(g["SW"]) / np.trace(g["SB"]), rel=1e-10)
+    assert st.squared_distance("balanced") == pytest.approx(
+        np.trace(g["SW"]) / np.trace(g["SB"]), rel=1e-10
+    )
     # From arrays, collapse_metrics computes the balanced scatter in a second pass.
     m = ec.collapse_metrics(H, y, weighting="balanced")
     assert m["vci"] == pytest.approx(ref_vci(H, y, "balanced"), rel=1e-9)
@@ -118,7 +130,11 @@ def test_nc1_split_squared_distance_trace_cdnv(rng):
     assert st.squared_distance() == pytest.approx(np.trace(g["SW"]) / np.trace(g["SB"]), rel=1e-10)
     assert st.within_trace_per_dim() == pytest.approx(np.trace(g["SW"]) / 12, rel=1e-10)
     var = [np.trace(c) for c in g["covs"]]
-    pairs = [(var[k] + var[l]) / (2 * np.sum((g["mu"][k] - g["mu"][l]) ** 2)) for k in range(5) for l in range(k + 1, 5)]
+    pairs = [
+        (var[k] + var[l]) / (2 * np.sum((g["mu"][k] - g["mu"][l]) ** 2))
+        for k in range(5)
+        for l in range(k + 1, 5)
+    ]
     assert st.cdnv() == pytest.approx(np.mean(pairs), rel=1e-9)
 
 
@@ -136,12 +152,16 @@ def test_nc2_nc3(rng):
     assert nc2["equinorm"] == pytest.approx(norms.std() / norms.mean(), rel=1e-10)
     assert nc2["equiangularity"] == pytest.approx(cos[iu].std(), rel=1e-9)
     assert nc2["max_equiangularity"] == pytest.approx(np.abs(cos[iu] + 1 / 4).mean(), rel=1e-9)
-    assert nc2["etf_error"] == pytest.approx(np.linalg.norm(G / np.linalg.norm(G) - P / np.linalg.norm(P)), rel=1e-9)
+    assert nc2["etf_error"] == pytest.approx(
+        np.linalg.norm(G / np.linalg.norm(G) - P / np.linalg.norm(P)), rel=1e-9
+    )
     W = ec.etf(5, 12, seed=3)
     val, cosw = st.nc3(W)
     want = np.linalg.norm(W / np.linalg.norm(W) - C / np.linalg.norm(C)) ** 2
     assert val == pytest.approx(want, rel=1e-10)
-    np.testing.assert_allclose(cosw, np.sum(W * C, 1) / (np.linalg.norm(W, axis=1) * norms), rtol=1e-10)
+    np.testing.assert_allclose(
+        cosw, np.sum(W * C, 1) / (np.linalg.norm(W, axis=1) * norms), rtol=1e-10
+    )
 
 
 def test_nc2_exact_on_etf_means(rng):
@@ -219,9 +239,23 @@ def test_collapse_metrics_keys_and_values(rng):
     H, y = mixture(rng)
     W = ec.etf(5, 12, seed=0)
     m = ec.collapse_metrics(H, y, classifier=W)
-    for key in ["vci", "probe_mse", "nc1", "squared_distance", "cdnv", "nc2_etf_error", "nc3", "nc4",
-                "cosine_within", "class_separation", "numerical_rank", "within_trace_per_dim",
-                "nc1_split_between", "vci_rank", "nc1_rank"]:
+    for key in [
+        "vci",
+        "probe_mse",
+        "nc1",
+        "squared_distance",
+        "cdnv",
+        "nc2_etf_error",
+        "nc3",
+        "nc4",
+        "cosine_within",
+        "class_separation",
+        "numerical_rank",
+        "within_trace_per_dim",
+        "nc1_split_between",
+        "vci_rank",
+        "nc1_rank",
+    ]:
         assert key in m
     assert m["vci"] == pytest.approx(ref_vci(H, y), rel=1e-10)
     assert m["probe_mse"] == pytest.approx(ref_probe_mse(H, y), rel=1e-9)

@@ -19,7 +19,11 @@ def labelled(draw, min_k=2, max_k=6, min_p=2, max_p=10):
     counts = rng.integers(p + 2, 3 * p + 5, size=k)
     means = rng.normal(size=(k, p)) * draw(st.floats(0.5, 5.0))
     y = np.repeat(np.arange(k), counts)
-    H = means[y] + rng.normal(size=(y.size, p)) * draw(st.floats(0.1, 2.0)) + draw(st.floats(-50, 50))
+    H = (
+        means[y]
+        + rng.normal(size=(y.size, p)) * draw(st.floats(0.1, 2.0))
+        + draw(st.floats(-50, 50))
+    )
     perm = rng.permutation(y.size)
     return H[perm], y[perm], k, rng
 
@@ -40,7 +44,9 @@ def test_total_equals_within_plus_between(d):
     H, y, k, _ = d
     s = stats_of(H, y, k)
     T = s.total_covariance()
-    np.testing.assert_allclose(T, s.within_class_covariance() + s.between_class_covariance(), atol=1e-10 * np.abs(T).max())
+    np.testing.assert_allclose(
+        T, s.within_class_covariance() + s.between_class_covariance(), atol=1e-10 * np.abs(T).max()
+    )
     np.testing.assert_allclose(T, ref_geometry(H, y)["ST"], atol=1e-9 * np.abs(T).max())
 
 
@@ -111,7 +117,16 @@ def test_sample_permutation_and_relabelling(d):
     perm = rng.permutation(y.size)
     relabel = rng.permutation(k)
     m2 = stats_of(H[perm], relabel[y[perm]], k).metrics()
-    for key in ("vci", "probe_mse", "nc1", "squared_distance", "cdnv", "nc2_etf_error", "nc2_equinorm", "class_separation"):
+    for key in (
+        "vci",
+        "probe_mse",
+        "nc1",
+        "squared_distance",
+        "cdnv",
+        "nc2_etf_error",
+        "nc2_equinorm",
+        "class_separation",
+    ):
         assert abs(m[key] - m2[key]) < 1e-8 * max(1.0, abs(m[key])), key
 
 

@@ -13,7 +13,9 @@ def _assert_same(a, b, rtol=1e-10):
         np.testing.assert_allclose(x, z, rtol=0, atol=rtol * np.abs(z).max())
     np.testing.assert_array_equal(a.class_counts, b.class_counts)
     assert a.vci().value == pytest.approx(b.vci().value, rel=rtol)
-    assert a.cosine_metrics()["class_separation"] == pytest.approx(b.cosine_metrics()["class_separation"], rel=rtol)
+    assert a.cosine_metrics()["class_separation"] == pytest.approx(
+        b.cosine_metrics()["class_separation"], rel=rtol
+    )
 
 
 def test_streaming_equals_one_shot_equals_merged(rng):
@@ -61,7 +63,9 @@ def test_float32_accuracy_with_offset(rng):
     want = ref_vci(H32.astype(np.float64), y)
     assert st.vci().value == pytest.approx(want, rel=1e-5)
     ref64 = ec.CollapseStats(5, 16).update(H32.astype(np.float64), y)
-    np.testing.assert_allclose(st.within_class_covariance(), ref64.within_class_covariance(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        st.within_class_covariance(), ref64.within_class_covariance(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_bytes_round_trip_and_file(rng, tmp_path):
@@ -125,7 +129,9 @@ def test_first_non_finite_in_row_order_whatever_the_labels(rng):
     H[3, 5] = np.inf
     with pytest.raises(ec.NonFiniteError, match="row 3, column 5"):
         ec.CollapseStats(5, 12).update(H, y)
-    st = ec.CollapseStats(5, 12).update(H[50:], y[50:])  # the shift exists: the pass itself finds it
+    st = ec.CollapseStats(5, 12).update(
+        H[50:], y[50:]
+    )  # the shift exists: the pass itself finds it
     with pytest.raises(ec.NonFiniteError, match="row 3, column 5"):
         st.update(H[:50], y[:50])
 

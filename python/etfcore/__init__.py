@@ -1,10 +1,10 @@
 """etfcore — neural-collapse geometry.
 
-- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames (SPEC §6).
+- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames.
 - :class:`CollapseStats`: streaming, mergeable sufficient statistics and every collapse metric
-  computed from them (SPEC §3, §5).
+  computed from them.
 - :func:`collapse_metrics`: every metric on in-memory arrays in one call.
-- :func:`pinv_psd`: the explicit pseudo-inverse policy (SPEC §4).
+- :func:`pinv_psd`: the explicit pseudo-inverse policy.
 - :mod:`etfcore.data`: embedded data (digits, Gaussian mixtures, long-tail profiles).
 - :mod:`etfcore.errors`: the exception hierarchy (all ``ValueError``).
 
@@ -29,7 +29,7 @@ from .errors import (
 )
 from .frames import etf, orthogonal_frame
 from .metrics import classifier_predictions, collapse_metrics, numerical_rank_of, pinv_psd
-from .stats import CollapseStats, NC1Split, PinvResult
+from .stats import CollapseStats, NC1Split, PinvResult, merge_stats
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "data",
     "errors",
     "etf",
+    "merge_stats",
     "numerical_rank_of",
     "orthogonal_frame",
     "pinv_psd",

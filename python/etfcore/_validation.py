@@ -1,25 +1,54 @@
-"""Argument conversion shared by the public functions (no copies of feature matrices)."""
+"""Argument coercion shared by the public functions (no copies of feature matrices).
+
+These helpers only turn Python objects into what the core takes (arrays of the right dtype,
+machine integers, floats, strings) and raise a typed :class:`~etfcore.EtfcoreError` when an
+object cannot be turned into one. Every check of *values* (shapes against the statistics,
+labels against ``num_classes``, finiteness, domains) is the core's.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import operator
+from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import DTypeError, LabelError, ShapeError
+from .errors import DTypeError, LabelError, ParameterError, ShapeError
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_U64_MAX = 2**64 - 1
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "dtype")
+
+
+def _asarray(x: Any, name: str) -> np.ndarray:
+    """``np.asarray`` of numpy input, CPU torch tensors and nested sequences, with typed errors
+    for tensors of dtypes numpy lacks (bfloat16) and ragged sequences."""
+    if _is_tensor(x):
+        try:
+            x = x.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as e:
+            raise DTypeError(
+                f"{name}: a torch tensor of dtype {x.dtype} has no numpy equivalent; cast it "
+                f"(e.g. .float()) first ({e})"
+            ) from None
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise ShapeError(
+            f"{name} cannot be read as an array (ragged or mixed input): {e}"
+        ) from None
 
 
 def as_features(features: Any, name: str = "features") -> np.ndarray:
-    """A 2-D float32/float64 view of ``features`` (CPU torch tensors work through ``__array__``).
+    """A 2-D float32/float64 view of ``features`` (CPU torch tensors work too).
 
     No copy is made for native-endian float32/float64 input of any strides; non-native byte
     order is converted (one copy). Other dtypes are refused rather than silently cast.
     """
-    if hasattr(features, "detach") and hasattr(features, "cpu"):  # a torch tensor
-        features = features.detach().cpu().numpy()
-    arr = np.asarray(features)
+    arr = _asarray(features, name)
     if arr.ndim != 2:
         raise ShapeError(f"{name} must be 2-D (num_samples, dim), got shape {arr.shape}")
     if arr.dtype.newbyteorder("=") not in _FLOATS:
@@ -32,26 +61,22 @@ def as_features(features: Any, name: str = "features") -> np.ndarray:
     return arr
 
 
-def as_labels(labels: Any, num_samples: Optional[int] = None, name: str = "labels") -> np.ndarray:
-    """Contiguous int64 labels; refuses booleans, floats and objects with a :class:`LabelError`."""
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels)
+def as_labels(labels: Any, name: str = "labels") -> np.ndarray:
+    """Contiguous int64 labels; refuses booleans, floats and objects with a :class:`LabelError`
+    (their range is checked by the core)."""
+    arr = _asarray(labels, name)
     if arr.ndim != 1:
         raise ShapeError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind not in "iu":
         raise LabelError(f"{name} must be integers, got dtype {arr.dtype}")
-    if num_samples is not None and arr.shape[0] != num_samples:
-        raise ShapeError(f"features have {num_samples} rows but {name} have {arr.shape[0]} entries")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise LabelError(f"{name} contain a value above the int64 range")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def as_matrix64(matrix: Any, name: str) -> np.ndarray:
-    if hasattr(matrix, "detach") and hasattr(matrix, "cpu"):
-        matrix = matrix.detach().cpu().numpy()
-    arr = np.asarray(matrix)
+    """A contiguous float64 2-D array of a numeric array-like."""
+    arr = _asarray(matrix, name)
     if arr.ndim != 2:
         raise ShapeError(f"{name} must be 2-D, got shape {arr.shape}")
     if arr.dtype.kind not in "fiu":
@@ -59,20 +84,86 @@ def as_matrix64(matrix: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def as_vector64(vector: Any, length: int, name: str) -> np.ndarray:
-    if hasattr(vector, "detach") and hasattr(vector, "cpu"):
-        vector = vector.detach().cpu().numpy()
-    arr = np.asarray(vector)
-    if arr.ndim != 1 or arr.shape[0] != length:
-        raise ShapeError(f"{name} must have shape ({length},), got {arr.shape}")
+def as_vector64(vector: Any, name: str) -> np.ndarray:
+    """A contiguous float64 1-D array of a numeric array-like."""
+    arr = _asarray(vector, name)
+    if arr.ndim != 1:
+        raise ShapeError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind not in "fiu":
         raise DTypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def check_weighting(weighting: str) -> str:
-    from .errors import ParameterError
+def as_index(value: Any, name: str) -> int:
+    """A non-negative machine integer (``0 <= value < 2**64``): sizes, seeds, ranks, orders.
 
-    if weighting not in ("weighted", "balanced"):
-        raise ParameterError(f"weighting must be 'weighted' or 'balanced', got {weighting!r}")
-    return weighting
+    Integral values only (``3.7``, ``nan``, strings and ``True`` are refused, never truncated).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ParameterError(
+            f"{name} must be an integer, got {value!r} ({type(value).__name__})"
+        ) from None
+    if not 0 <= v <= _U64_MAX:
+        raise ParameterError(f"{name} must be in [0, 2**64 - 1], got {v}")
+    return v
+
+
+def as_optional_index(value: Any, name: str) -> Optional[int]:
+    return None if value is None else as_index(value, name)
+
+
+def as_float(value: Any, name: str) -> float:
+    """A Python float of a real number (its domain is checked by the core)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ParameterError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"{name} must be a real number, got {value!r} ({type(value).__name__})"
+        ) from None
+
+
+def as_optional_float(value: Any, name: str) -> Optional[float]:
+    return None if value is None else as_float(value, name)
+
+
+def as_str(value: Any, name: str) -> str:
+    """A string option (its allowed values are checked by the core)."""
+    if not isinstance(value, str):
+        raise ParameterError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def as_normalizer(value: Any) -> Union[str, int]:
+    """VCI's normaliser: a name or a non-negative integer (positivity is the core's check)."""
+    if isinstance(value, str):
+        return value
+    return as_index(value, "normalizer")
+
+
+def as_bytes(data: Any) -> bytes:
+    """``bytes`` of a bytes-like object (bytes, bytearray, memoryview)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise DTypeError(f"data must be bytes-like, got {type(data).__name__}")
+
+
+def as_flat64(values: Any, name: str) -> np.ndarray:
+    """A flat contiguous float64 array of a numeric array-like of any shape."""
+    arr = _asarray(values, name)
+    if arr.dtype.kind not in "fiu":
+        raise DTypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float64).ravel()
+
+
+def as_flat_int64(values: Any, name: str) -> np.ndarray:
+    """A flat contiguous int64 array of an integer array-like of any shape."""
+    arr = _asarray(values, name)
+    if arr.dtype.kind not in "iu":
+        raise DTypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64).ravel()

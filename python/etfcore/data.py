@@ -1,4 +1,4 @@
-"""Embedded data that needs no download (SPEC §10): scikit-learn's handwritten digits and seeded
+"""Embedded data that needs no download: scikit-learn's handwritten digits and seeded
 Gaussian mixtures, plus the long-tail class-count profile."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._validation import as_float, as_index
 from .errors import ParameterError
 
 
@@ -16,6 +17,9 @@ def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -
     >>> long_tail_counts(3, 100, 0.1).tolist()
     [100, 31, 10]
     """
+    num_classes = as_index(num_classes, "num_classes")
+    max_count = as_index(max_count, "max_count")
+    imbalance_ratio = as_float(imbalance_ratio, "imbalance_ratio")
     if num_classes < 1 or max_count < 1:
         raise ParameterError("num_classes and max_count must be positive")
     if not (0.0 < imbalance_ratio <= 1.0):
@@ -23,7 +27,8 @@ def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -
     if num_classes == 1:
         return np.array([max_count])
     k = np.arange(num_classes)
-    counts = np.floor(max_count * imbalance_ratio ** (k / (num_classes - 1)) + 1e-9).astype(np.int64)
+    profile = max_count * imbalance_ratio ** (k / (num_classes - 1))
+    counts = np.floor(profile + 1e-9).astype(np.int64)
     return np.maximum(counts, 1)
 
 
@@ -51,7 +56,8 @@ def gaussian_mixture(
     >>> H.shape, np.bincount(y).tolist()
     ((30, 5), [10, 10, 10])
     """
-    rng = np.random.default_rng(seed)
+    num_classes, dim = as_index(num_classes, "num_classes"), as_index(dim, "dim")
+    rng = np.random.default_rng(as_index(seed, "seed"))
     counts = np.broadcast_to(np.asarray(samples_per_class, dtype=np.int64), (num_classes,))
     if (counts < 0).any():
         raise ParameterError("samples_per_class must be non-negative")
@@ -62,7 +68,9 @@ def gaussian_mixture(
         m = np.asarray(means, dtype=np.float64)
         if m.shape != (num_classes, dim):
             raise ParameterError(f"means must have shape ({num_classes}, {dim}), got {m.shape}")
-    scales = np.ones(num_classes) if covariance_scales is None else np.asarray(covariance_scales, float)
+    scales = (
+        np.ones(num_classes) if covariance_scales is None else np.asarray(covariance_scales, float)
+    )
     y = np.repeat(np.arange(num_classes), counts)
     h = m[y] + (scales[y] * within_scale)[:, None] * rng.standard_normal((y.size, dim)) + offset
     return h.astype(dtype), y

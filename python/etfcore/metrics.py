@@ -7,8 +7,16 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, as_matrix64, as_vector64, check_weighting
-from .errors import ParameterError
+from ._validation import (
+    as_features,
+    as_index,
+    as_labels,
+    as_matrix64,
+    as_optional_float,
+    as_optional_index,
+    as_str,
+    as_vector64,
+)
 from .stats import CollapseStats
 
 
@@ -23,14 +31,15 @@ def collapse_metrics(
     rtol: Optional[float] = None,
     numerical_rank: bool = True,
 ) -> Dict[str, Any]:
-    """Every metric of SPEC §5 on ``features`` ``(N, p)`` and integer ``labels`` ``(N,)``.
+    """Every collapse metric on ``features`` ``(N, p)`` and integer ``labels`` ``(N,)``.
 
     One statistics pass (:class:`CollapseStats`), then every covariance metric; with a
     ``classifier`` ``(K, p)`` (and optional ``bias``) also NC3 and NC4; the per-class numerical
     rank needs the samples and costs ``O(Σ_k n_k p min(n_k, p))``. For ``weighting="balanced"`` on
     imbalanced classes a second pass computes the balanced within-class scatter.
 
-    Keys: ``num_samples, num_classes_present, dim, weighting, vci, vci_rank, vci_normalizer,
+    Keys: ``num_samples, num_classes_present, dim, weighting, precision, vci, vci_rank,
+    vci_normalizer,
     probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between, nc1_split_orthogonal,
     squared_distance, within_trace_per_dim, cdnv, nc2_equinorm, nc2_equiangularity,
     nc2_max_equiangularity, nc2_etf_error, cosine_within, cosine_total, class_separation``
@@ -43,18 +52,12 @@ def collapse_metrics(
     >>> sorted(k for k in m if k.startswith("nc"))[:3]
     ['nc1', 'nc1_rank', 'nc1_split_between']
     """
-    check_weighting(weighting)
+    weighting = as_str(weighting, "weighting")
     h = as_features(features)
-    y = as_labels(labels, h.shape[0])
+    y = as_labels(labels)
     w = None if classifier is None else as_matrix64(classifier, "classifier")
-    if num_classes is None:
-        if w is not None:
-            num_classes = w.shape[0]
-        elif y.size:
-            num_classes = int(y.max()) + 1 if y.min() >= 0 else 1
-        else:
-            num_classes = 1
-    stats = CollapseStats(num_classes, h.shape[1]).update(h, y)
+    k = _num_classes(num_classes, y, w)
+    stats = CollapseStats(k, h.shape[1]).update(h, y)
     counts = stats.class_counts[stats.class_counts > 0]
     if weighting == "balanced" and counts.size and (counts != counts[0]).any():
         stats._raw.attach_balanced_scatter(h, y)
@@ -62,29 +65,45 @@ def collapse_metrics(
     if w is not None:
         out["nc4"] = stats.nc4(h, w, bias)
     if numerical_rank:
-        out["numerical_rank"] = numerical_rank_of(h, y, num_classes)[0]
+        out["numerical_rank"] = numerical_rank_of(h, y, k)[0]
     return out
+
+
+def _num_classes(num_classes: Any, y: np.ndarray, classifier: Optional[np.ndarray]) -> int:
+    """``num_classes`` as given, else the classifier's rows, else ``max(labels) + 1`` (the core
+    checks the labels against it)."""
+    if num_classes is not None:
+        return as_index(num_classes, "num_classes")
+    if classifier is not None:
+        return classifier.shape[0]
+    return int(y.max()) + 1 if y.size and y.max() >= 0 else 1
 
 
 def numerical_rank_of(
     features: Any, labels: Any, num_classes: Optional[int] = None, *, centred: bool = False
 ) -> Tuple[float, Dict[int, float]]:
-    """Per class ``‖H_k‖_*² / ‖H_k‖_F²`` (paper 004) and its mean over classes.
+    """Per class ``‖H_k‖_*² / ‖H_k‖_F²`` (from "Do we need neural collapse?") and its mean over
+    classes.
 
     ``centred=True`` subtracts each class mean first. Returns ``(mean, {class: value})``.
+
+    >>> import numpy as np, etfcore as ec
+    >>> H = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    >>> mean, per = ec.numerical_rank_of(H, np.array([0, 0, 1, 1]))
+    >>> round(mean, 12), {k: round(v, 12) for k, v in per.items()}
+    (1.0, {0: 1.0, 1: 1.0})
     """
     h = as_features(features)
-    y = as_labels(labels, h.shape[0])
-    if num_classes is None:
-        num_classes = int(y.max()) + 1 if y.size else 1
-    mean, cls, vals = _core.numerical_rank(h, y, int(num_classes), bool(centred))
+    y = as_labels(labels)
+    k = _num_classes(num_classes, y, None)
+    mean, cls, vals = _core.numerical_rank(h, y, k, bool(centred))
     return float(mean), {int(k): float(v) for k, v in zip(cls, vals)}
 
 
 def pinv_psd(
     matrix: Any, *, rank: Optional[int] = None, rtol: Optional[float] = None
 ) -> Tuple[np.ndarray, int, str]:
-    """Pseudo-inverse of a symmetric PSD matrix by the explicit policy of SPEC §4.
+    """Pseudo-inverse of a symmetric PSD matrix by an explicit threshold.
 
     Keeps eigenvalues ``> rtol·λ_max`` (default ``rtol = n·eps``) or exactly the top ``rank``.
     Returns ``(pinv, rank_used, method)``; ``method`` is ``"cholesky"`` when the fast path
@@ -95,15 +114,22 @@ def pinv_psd(
     >>> r, float(P[0, 0])
     (1, 1.0)
     """
-    a = as_matrix64(matrix, "matrix")
-    if rank is not None and rank < 0:
-        raise ParameterError(f"rank must be >= 0, got {rank}")
-    return _core.pinv_psd(a, rank, rtol)
+    return _core.pinv_psd(
+        as_matrix64(matrix, "matrix"),
+        as_optional_index(rank, "rank"),
+        as_optional_float(rtol, "rtol"),
+    )
 
 
 def classifier_predictions(features: Any, classifier: Any, bias: Any = None) -> np.ndarray:
-    """``argmax_k (W h + b)`` per row (ties to the lowest index)."""
-    h = as_features(features)
-    w = as_matrix64(classifier, "classifier")
-    b = None if bias is None else as_vector64(bias, w.shape[0], "bias")
-    return _core.classifier_predictions(h, w, b)
+    """``argmax_k (W h + b)`` per row (ties to the lowest index); ``classifier`` is ``(K, p)``.
+
+    >>> import numpy as np, etfcore as ec
+    >>> ec.classifier_predictions(np.eye(2), np.array([[0.0, 1.0], [1.0, 0.0]])).tolist()
+    [1, 0]
+    """
+    return _core.classifier_predictions(
+        as_features(features),
+        as_matrix64(classifier, "classifier"),
+        None if bias is None else as_vector64(bias, "bias"),
+    )

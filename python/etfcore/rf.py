@@ -1,18 +1,19 @@
-r"""Random-feature kernels and their large-dimensional equivalent (paper 000 §3.1).
+r"""Random-feature kernels and their large-dimensional equivalent (Tiomoko Ali et al., "fixed
+random classifier", §3.1).
 
-Every definition follows ``shared/RANDOM_FEATURES.md``; samples are **rows** in every API (the
-document writes ``X`` as ``p × n``). Features should be scaled so that ``‖x_i‖²`` is of order one
-(e.g. ``x_i = (μ_a + C_a^{1/2} z_i)/√p``).
+Samples are **rows** in every API (the random-matrix literature writes ``X`` as ``p × n``).
+Features should be scaled so that ``‖x_i‖²`` is of order one (e.g.
+``x_i = (μ_a + C_a^{1/2} z_i)/√p``).
 
 - :func:`coefficients`: ``(d0, d1, d2)`` of an activation at variance ``τ``, with
-  ``F_k = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]``, ``d1 = F_1²``, ``d2 = F_2²/2`` (paper 000; ``convention=
-  "liao2018"`` gives ``F_2²/4``), ``d0 = E σ²(√τ ξ) - F_0² - τ F_1²``.
+  ``F_k = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]``, ``d1 = F_1²``, ``d2 = F_2²/2`` (Tiomoko Ali et al.;
+  ``convention="liao2018"`` gives ``F_2²/4``), ``d0 = E σ²(√τ ξ) - F_0² - τ F_1²``.
 - :func:`kernel`: the empirical kernel ``(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ``.
 - :func:`expected_kernel`: ``E_w[σ(wᵀx_i) σ(wᵀx_j)]`` for Gaussian ``w`` (closed forms or the
   Hermite series).
 - :func:`equivalent_kernel`: the deterministic equivalent ``K̃`` with its d1/d2/d0 parts.
-- :class:`RandomFeatureRidge`, :func:`ridge_test_mse_theory`, :func:`ridge_test_mse`: random-feature
-  ridge regression and its deterministic test MSE (paper 000 Fig. 2).
+- :class:`RandomFeatureRidge`, :func:`ridge_test_mse_theory`, :func:`ridge_test_mse`:
+  random-feature ridge regression and its deterministic test MSE.
 
 >>> import numpy as np
 >>> from etfcore import rf
@@ -29,11 +30,16 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels
-from .errors import ParameterError, ShapeError
+from ._validation import (
+    as_features,
+    as_flat64,
+    as_float,
+    as_index,
+    as_labels,
+    as_str,
+)
+from .errors import NonFiniteError, ParameterError, ShapeError
 from .stats import CollapseStats
-
-_PARAMS = {"polynomial": 3, "leaky_relu": 1, "ternary": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +52,12 @@ class Activation:
 
     def __post_init__(self) -> None:
         # Validates the name and parameters in the core.
-        _core.rf_coefficients(self.name, list(self.params), 1.0)
+        _core.rf_coefficients(as_str(self.name, "activation"), list(self.params), 1.0)
 
     def __call__(self, t: Any) -> np.ndarray:
         a = np.asarray(t, dtype=np.float64)
-        return _core.rf_apply(self.name, list(self.params), np.ascontiguousarray(a.reshape(1, -1))).reshape(a.shape)
+        flat = np.ascontiguousarray(a.reshape(1, -1))
+        return _core.rf_apply(self.name, list(self.params), flat).reshape(a.shape)
 
     @property
     def has_closed_form(self) -> bool:
@@ -61,11 +68,11 @@ ActivationLike = Union[str, Activation]
 
 
 def activation(name: str, *params: float) -> Activation:
-    return Activation(name, tuple(float(p) for p in params))
+    return Activation(name, tuple(as_float(p, "activation parameter") for p in params))
 
 
 def polynomial(a2: float, a1: float = 1.0, a0: float = 0.0) -> Activation:
-    """``σ(t) = a2 t² + a1 t + a0`` (paper 000 Fig. 2 uses ``a2 t² + t``)."""
+    """``σ(t) = a2 t² + a1 t + a0`` (Tiomoko Ali et al. Fig. 2 use ``a2 t² + t``)."""
     return Activation("polynomial", (float(a0), float(a1), float(a2)))
 
 
@@ -82,39 +89,72 @@ def _act(a: ActivationLike) -> Activation:
     if isinstance(a, Activation):
         return a
     if isinstance(a, str):
-        if a in _PARAMS:
-            raise ParameterError(f"activation {a!r} needs parameters: use rf.activation({a!r}, ...)")
         return Activation(a)
     raise ParameterError(f"activation must be a name or rf.Activation, got {type(a).__name__}")
 
 
 def coefficients(
-    activation: ActivationLike, tau: float, *, convention: str = "paper000", method: str = "auto"
+    activation: ActivationLike,
+    tau: float,
+    *,
+    convention: str = "paper000",
+    method: str = "auto",
 ) -> Tuple[float, float, float]:
-    """``(d0, d1, d2)`` at variance ``tau``. ``method="quadrature"`` forces composite Gauss–Legendre
-    quadrature against the Gaussian density (panels split at σ's kinks, exact to ~1e-12 for every
-    activation); ``"auto"`` uses the closed form where one exists."""
+    """``(d0, d1, d2)`` at variance ``tau``. ``method="quadrature"`` forces composite
+    Gauss–Legendre quadrature against the Gaussian density (panels split at σ's kinks, exact to
+    ~1e-12 for every activation); ``"auto"`` uses the closed form where one exists."""
     a = _act(activation)
     if method not in ("auto", "closed", "quadrature"):
         raise ParameterError(f"method must be 'auto', 'closed' or 'quadrature', got {method!r}")
     if method == "closed" and not a.has_closed_form:
         raise ParameterError(f"{a.name} has no closed form; use method='quadrature'")
-    return _core.rf_coefficients(a.name, list(a.params), float(tau), convention, method != "quadrature")
+    return _core.rf_coefficients(
+        a.name,
+        list(a.params),
+        as_float(tau, "tau"),
+        as_str(convention, "convention"),
+        method != "quadrature",
+    )
 
 
-def moments(activation: ActivationLike, tau: float, *, method: str = "auto") -> Tuple[float, float, float, float]:
+def moments(
+    activation: ActivationLike, tau: float, *, method: str = "auto"
+) -> Tuple[float, float, float, float]:
     """``(F_0, F_1, F_2, E σ²(√τ ξ))``."""
     a = _act(activation)
-    return _core.rf_moments(a.name, list(a.params), float(tau), method != "quadrature")
+    return _core.rf_moments(a.name, list(a.params), as_float(tau, "tau"), method != "quadrature")
 
 
-def projection(num_features: int, dim: int, *, kind: str = "gaussian", seed: int, density: float = 1 / 3) -> np.ndarray:
-    """The ``(num_features, dim)`` projection ``W`` of unit-variance entries used by :func:`kernel`
-    (``gaussian``, ``orthogonal`` rows × √p, simplex ``etf`` rows × √p, ``sparse_ternary``)."""
-    return _core.rf_projection(kind, int(num_features), int(dim), int(seed), 0, float(density))
+def projection(
+    num_features: int, dim: int, *, kind: str = "gaussian", seed: int, density: float = 1 / 3
+) -> np.ndarray:
+    """The ``(num_features, dim)`` projection ``W`` of unit-variance entries used by
+    :func:`kernel` (``gaussian``, ``orthogonal`` rows × √p, simplex ``etf`` rows × √p,
+    ``sparse_ternary``).
+
+    >>> from etfcore import rf
+    >>> rf.projection(3, 4, seed=0).shape
+    (3, 4)
+    """
+    return _core.rf_projection(
+        as_str(kind, "kind"),
+        as_index(num_features, "num_features"),
+        as_index(dim, "dim"),
+        as_index(seed, "seed"),
+        0,
+        as_float(density, "density"),
+    )
 
 
-def features(X: Any, activation: ActivationLike, num_features: int, *, projection_kind: str = "gaussian", seed: int, density: float = 1 / 3) -> np.ndarray:
+def features(
+    X: Any,
+    activation: ActivationLike,
+    num_features: int,
+    *,
+    projection_kind: str = "gaussian",
+    seed: int,
+    density: float = 1 / 3,
+) -> np.ndarray:
     """Random features ``σ(X Wᵀ)``, shape ``(n, num_features)`` (materialised; for kernels use
     :func:`kernel`, which never holds them)."""
     a = _act(activation)
@@ -139,31 +179,43 @@ def kernel(
     ``O(256·(n + p))``. Sums are in the input precision, as numpy's would be.
     """
     a = _act(activation)
-    x = as_features(X, "X")
-    return _core.rf_empirical_kernel(a.name, list(a.params), x, int(num_features), projection, float(density), int(seed))
+    return _core.rf_empirical_kernel(
+        a.name,
+        list(a.params),
+        as_features(X, "X"),
+        as_index(num_features, "num_features"),
+        as_str(projection, "projection"),
+        as_float(density, "density"),
+        as_index(seed, "seed"),
+    )
 
 
 def expected_kernel(
     X: Any, activation: ActivationLike, Y: Any = None, *, method: str = "auto", order: int = 40
 ) -> np.ndarray:
-    """Exact ``E_w[σ(wᵀx_i) σ(wᵀy_j)]``, ``w ~ N(0, I_p)``: closed forms (linear, polynomial, ReLU,
-    leaky ReLU, |t|, sign, Heaviside, erf, sin, cos, exp) or, for the rest or with
-    ``method="series"``, ``Σ_{k≤order} ρ^k/k! h_k(r_i) h_k(r_j)`` with ``h_k(r) = E[σ(√r ξ) He_k(ξ)]``
-    (and ``E σ²(‖x_i‖ξ)`` on the diagonal when ``Y`` is None)."""
+    """Exact ``E_w[σ(wᵀx_i) σ(wᵀy_j)]``, ``w ~ N(0, I_p)``: closed forms (linear, polynomial,
+    ReLU, leaky ReLU, |t|, sign, Heaviside, erf, sin, cos, exp) or, for the rest or with
+    ``method="series"``, ``Σ_{k≤order} ρ^k/k! h_k(r_i) h_k(r_j)`` with
+    ``h_k(r) = E[σ(√r ξ) He_k(ξ)]`` (and ``E σ²(‖x_i‖ξ)`` on the diagonal when ``Y`` is None),
+    computed with normalised Hermite polynomials ``He_k/√k!`` (stable at any order up to
+    2000)."""
     a = _act(activation)
     x = as_features(X, "X").astype(np.float64, copy=False)
     y = None if Y is None else as_features(Y, "Y").astype(np.float64, copy=False)
     if method not in ("auto", "series"):
         raise ParameterError(f"method must be 'auto' or 'series', got {method!r}")
-    return _core.rf_expected_kernel(a.name, list(a.params), x, y, method == "series", int(order))
+    return _core.rf_expected_kernel(
+        a.name, list(a.params), x, y, method == "series", as_index(order, "order")
+    )
 
 
 @dataclasses.dataclass
 class EquivalentKernel:
     """``K̃ = d1·XXᵀ + d2_part + d0·I`` and what it was built from.
 
-    ``d1_part = d1 · X Xᵀ`` (class means and noise Gram), ``d2_part = (d2/2)(ψ + J t/√p)(…)ᵀ +
-    (d2/p) J T Jᵀ`` (covariance information only), ``d0_part = d0 · I``.
+    ``d1_part = d1 · X Xᵀ`` (class means and noise Gram),
+    ``d2_part = (d2/2)(ψ + J t/√p)(…)ᵀ + (d2/p) J T Jᵀ`` (covariance information only),
+    ``d0_part = d0 · I``.
     """
 
     kernel: np.ndarray
@@ -195,7 +247,8 @@ def _unbiased_cov_products(covs, counts):
         n = counts[a]
         if n > 3:
             S = covs[a]
-            Q[a, a] = (n - 1) ** 2 / ((n - 2) * (n + 1)) * (np.sum(S * S) - np.trace(S) ** 2 / (n - 1))
+            factor = (n - 1) ** 2 / ((n - 2) * (n + 1))
+            Q[a, a] = factor * (np.sum(S * S) - np.trace(S) ** 2 / (n - 1))
     return Q
 
 
@@ -210,9 +263,11 @@ def equivalent_kernel(
     tau: Optional[float] = None,
     convention: str = "paper000",
 ) -> EquivalentKernel:
-    r"""Deterministic equivalent of the random-feature kernel (RANDOM_FEATURES.md):
+    r"""Deterministic equivalent of the random-feature kernel:
 
-    .. math:: \tilde K = d_1 XX^\top + \tfrac{d_2}{2}(\psi + Jt/\sqrt p)(\psi + Jt/\sqrt p)^\top + \tfrac{d_2}{p} J T J^\top + d_0 I_n
+    .. math::
+        \tilde K = d_1 XX^\top + \tfrac{d_2}{2}(\psi + Jt/\sqrt p)(\psi + Jt/\sqrt p)^\top
+        + \tfrac{d_2}{p} J T J^\top + d_0 I_n
 
     ``X`` ``(n, p)`` with rows ``x_i = (μ_a + C_a^{1/2} z_i)/√p``. By default every quantity is
     estimated from the data through the core's class statistics (``CollapseStats`` with per-class
@@ -224,9 +279,11 @@ def equivalent_kernel(
     """
     a = _act(activation)
     x = as_features(X, "X").astype(np.float64, copy=False)
-    labels = as_labels(y, x.shape[0])
+    labels = as_labels(y)
+    if labels.shape[0] != x.shape[0]:
+        raise ShapeError(f"X has {x.shape[0]} rows but y has {labels.shape[0]} entries")
     n, p = x.shape
-    K = int(num_classes) if num_classes is not None else int(labels.max()) + 1
+    K = as_index(num_classes, "num_classes") if num_classes is not None else int(labels.max()) + 1
     counts = np.bincount(labels, minlength=K)
     present = np.flatnonzero(counts)
     if present.size < 1:
@@ -235,7 +292,12 @@ def equivalent_kernel(
     if class_means is None or class_covariances is None:
         stats = CollapseStats(K, p, track_class_scatter=True).update(x, labels)
         means = stats.class_means()
-        covs = [stats.class_covariance(k) * counts[k] / max(counts[k] - 1, 1) if counts[k] else np.zeros((p, p)) for k in range(K)]
+        covs = [
+            stats.class_covariance(k) * counts[k] / max(counts[k] - 1, 1)
+            if counts[k]
+            else np.zeros((p, p))
+            for k in range(K)
+        ]
     else:
         means = np.asarray(class_means, dtype=np.float64) / 1.0
         covs = [np.asarray(C, dtype=np.float64) for C in class_covariances]
@@ -255,12 +317,22 @@ def equivalent_kernel(
     omega = x - means[labels]
     psi = np.einsum("ij,ij->i", omega, omega) - traces[labels]
     d0, d1, d2_user = coefficients(a, tau_hat, convention=convention)
-    d2 = d2_user * (2.0 if convention == "liao2018" else 1.0)  # the formula uses paper 000's d2
+    d2 = d2_user * (2.0 if convention == "liao2018" else 1.0)  # the formula's d2 convention
     v = psi + t[labels] / np.sqrt(p)
     d1_part = d1 * (x @ x.T)
     d2_part = (d2 / 2.0) * np.outer(v, v) + (d2 / p) * T[np.ix_(labels, labels)]
     d0_part = d0 * np.eye(n)
-    return EquivalentKernel(d1_part + d2_part + d0_part, d1_part, d2_part, d0_part, (d0, d1, d2_user), tau_hat, t, T, psi)
+    return EquivalentKernel(
+        d1_part + d2_part + d0_part,
+        d1_part,
+        d2_part,
+        d0_part,
+        (d0, d1, d2_user),
+        tau_hat,
+        t,
+        T,
+        psi,
+    )
 
 
 def centred_relative_error(K: np.ndarray, K_approx: np.ndarray) -> float:
@@ -274,24 +346,34 @@ class RandomFeatureRidge:
     """Random-feature ridge regression: ``β = Σ (ΣᵀΣ/n + γI)⁻¹ y / n`` with ``Σ = σ(W Xᵀ)``
     (``N × n``, Gaussian ``W`` from ``seed``), predictions ``Σ̂ᵀ β``."""
 
-    def __init__(self, activation: ActivationLike, num_features: int, gamma: float, *, seed: int, projection_kind: str = "gaussian"):
-        if gamma <= 0:
-            raise ParameterError(f"gamma must be > 0, got {gamma}")
+    def __init__(
+        self,
+        activation: ActivationLike,
+        num_features: int,
+        gamma: float,
+        *,
+        seed: int,
+        projection_kind: str = "gaussian",
+    ):
+        self.gamma = _check_gamma(gamma)
         self.activation = _act(activation)
-        self.num_features = int(num_features)
-        self.gamma = float(gamma)
-        self.seed = int(seed)
+        self.num_features = as_index(num_features, "num_features")
+        self.seed = as_index(seed, "seed")
         self.projection_kind = projection_kind
         self.beta_: Optional[np.ndarray] = None
 
     def _features(self, X: np.ndarray) -> np.ndarray:
-        return features(X, self.activation, self.num_features, projection_kind=self.projection_kind, seed=self.seed).T
+        return features(
+            X,
+            self.activation,
+            self.num_features,
+            projection_kind=self.projection_kind,
+            seed=self.seed,
+        ).T
 
     def fit(self, X: Any, y: Any) -> RandomFeatureRidge:
         x = as_features(X, "X").astype(np.float64, copy=False)
-        t = np.asarray(y, dtype=np.float64)
-        if t.shape[0] != x.shape[0]:
-            raise ShapeError(f"X has {x.shape[0]} rows but y has {t.shape[0]}")
+        t = _targets(y, x.shape[0], "y")
         S = self._features(x)
         n = x.shape[0]
         self.beta_ = S @ np.linalg.solve(S.T @ S / n + self.gamma * np.eye(n), t) / n
@@ -303,21 +385,48 @@ class RandomFeatureRidge:
         return self._features(as_features(X, "X").astype(np.float64, copy=False)).T @ self.beta_
 
 
+def _check_gamma(gamma: Any) -> float:
+    g = as_float(gamma, "gamma")
+    if not (np.isfinite(g) and g > 0):
+        raise ParameterError(f"gamma must be finite and > 0, got {g}")
+    return g
+
+
+def _targets(y: Any, n: int, name: str) -> np.ndarray:
+    """Finite float64 regression targets, one per row of the features."""
+    t = as_flat64(y, name)
+    if t.shape[0] != n:
+        raise ShapeError(f"the features have {n} rows but {name} has {t.shape[0]} entries")
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise NonFiniteError(f"{name} contains a non-finite value at index {bad[0]}")
+    return t
+
+
 def ridge_test_mse_theory(
-    X_train: Any, y_train: Any, X_test: Any, y_test: Any, activation: ActivationLike, num_features: int, gamma: float
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    activation: ActivationLike,
+    num_features: int,
+    gamma: float,
 ) -> float:
     """Deterministic equivalent of the test MSE of :class:`RandomFeatureRidge` through the exact
-    uncentred expected kernel (RANDOM_FEATURES.md, "Random-feature ridge regression")."""
+    uncentred expected kernel (Louart, Liao & Couillet's random-feature ridge regression)."""
     a = _act(activation)
+    gamma = _check_gamma(gamma)
     X = as_features(X_train, "X_train").astype(np.float64, copy=False)
     Xh = as_features(X_test, "X_test").astype(np.float64, copy=False)
-    y = np.asarray(y_train, dtype=np.float64)
-    yh = np.asarray(y_test, dtype=np.float64)
-    n, N = X.shape[0], int(num_features)
+    y = _targets(y_train, X.shape[0], "y_train")
+    yh = _targets(y_test, Xh.shape[0], "y_test")
+    n, N = X.shape[0], as_index(num_features, "num_features")
     Kxx = expected_kernel(X, a)
     Khx = expected_kernel(Xh, a, X)
     # K(x̂, x̂) = E σ²(‖x̂‖ ξ): only the diagonal of the test kernel is needed.
-    kh_diag = np.array([moments(a, max(float(r), 1e-300))[3] for r in np.einsum("ij,ij->i", Xh, Xh)])
+    kh_diag = np.array(
+        [moments(a, max(float(r), 1e-300))[3] for r in np.einsum("ij,ij->i", Xh, Xh)]
+    )
     delta = 0.0
     I = np.eye(n)
     for _ in range(500):
@@ -356,15 +465,31 @@ def ridge_test_mse(
     return {
         "simulation_mean": float(np.mean(sims)),
         "simulation_std": float(np.std(sims)),
-        "theory": ridge_test_mse_theory(X_train, y_train, X_test, y_test, activation, num_features, gamma),
+        "theory": ridge_test_mse_theory(
+            X_train, y_train, X_test, y_test, activation, num_features, gamma
+        ),
     }
 
 
 def test_mse_curve(
-    X_train: Any, y_train: Any, X_test: Any, y_test: Any, a2_values: Sequence[float], *, num_features: int, gamma: float, seeds: Sequence[int] = tuple(range(5))
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    a2_values: Sequence[float],
+    *,
+    num_features: int,
+    gamma: float,
+    seeds: Sequence[int] = tuple(range(5)),
 ) -> Dict[str, np.ndarray]:
-    """Paper 000 Fig. 2: test MSE against ``a2`` for ``σ(t) = a2 t² + t`` (theory and simulation)."""
-    rows = [ridge_test_mse(X_train, y_train, X_test, y_test, polynomial(a2), num_features, gamma, seeds=seeds) for a2 in a2_values]
+    """Test MSE against ``a2`` for ``σ(t) = a2 t² + t`` (theory and simulation), the curve of
+    Tiomoko Ali et al.'s Fig. 2."""
+    rows = [
+        ridge_test_mse(
+            X_train, y_train, X_test, y_test, polynomial(a2), num_features, gamma, seeds=seeds
+        )
+        for a2 in a2_values
+    ]
     return {
         "a2": np.asarray(a2_values, dtype=float),
         "theory": np.array([r["theory"] for r in rows]),
@@ -373,7 +498,7 @@ def test_mse_curve(
     }
 
 
-test_mse_curve.__test__ = False  # not a pytest test
+test_mse_curve.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = "") -> None:
@@ -385,7 +510,15 @@ def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = ""
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(curve["a2"], curve["theory"], "-", label="theory (deterministic equivalent)")
-    ax.errorbar(curve["a2"], curve["simulation_mean"], yerr=curve["simulation_std"], fmt="o", ms=4, capsize=2, label="simulation")
+    ax.errorbar(
+        curve["a2"],
+        curve["simulation_mean"],
+        yerr=curve["simulation_std"],
+        fmt="o",
+        ms=4,
+        capsize=2,
+        label="simulation",
+    )
     ax.set_xlabel(r"$a_2$ in $\sigma(t) = a_2 t^2 + t$")
     ax.set_ylabel("test MSE")
     if title:

@@ -1,4 +1,4 @@
-"""Streaming, mergeable collapse statistics (SPEC §3) and the metrics computed from them (SPEC §5).
+"""Streaming, mergeable collapse statistics and the metrics computed from them.
 
 The state is the sufficient statistics ``(n_k, s_k = Σ (h_i - c), S = Σ (h_i - c)(h_i - c)ᵀ)`` for a
 shift ``c`` (the mean of the first batch), plus per-class sums of squared norms (for the class
@@ -12,33 +12,73 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, as_matrix64, as_vector64, check_weighting
-from .errors import IncompatibleStatsError, ParameterError
+from ._validation import (
+    as_bytes,
+    as_features,
+    as_flat64,
+    as_flat_int64,
+    as_index,
+    as_labels,
+    as_matrix64,
+    as_normalizer,
+    as_optional_float,
+    as_optional_index,
+    as_str,
+    as_vector64,
+)
+from .errors import IncompatibleStatsError
 
 Weighting = str  # "weighted" (default) or "balanced"
 
 
-@dataclasses.dataclass(frozen=True)
-class PinvResult:
-    """A metric computed through a pseudo-inverse, with the rank that pseudo-inverse kept.
+class PinvResult(float):
+    """A metric computed through a pseudo-inverse: a ``float`` carrying the rank it kept.
 
-    ``float(result)`` gives the value. ``method`` is ``"eigh"`` or ``"cholesky"`` (the fast path,
-    taken only when it provably keeps every eigenvalue, i.e. gives the same result).
-    ``normalizer`` is VCI's ``r`` (for the other metrics it equals ``rank``).
+    It is the value itself (``round``, f-strings, comparisons and ``json.dumps`` work);
+    ``rank`` is the number of eigenvalues the pseudo-inverse kept, ``method`` is ``"eigh"`` or
+    ``"cholesky"`` (the fast path, taken only when it provably keeps every eigenvalue, i.e.
+    gives the same result), ``normalizer`` is VCI's ``r`` (for the other metrics it equals
+    ``rank``). ``value`` is the plain float.
+
+    >>> import json
+    >>> r = PinvResult(0.25, rank=3, method="eigh", normalizer=3)
+    >>> r + 1, f"{r:.1f}", r.rank, json.dumps({"vci": r})
+    (1.25, '0.2', 3, '{"vci": 0.25}')
     """
 
-    value: float
+    __slots__ = ("rank", "method", "normalizer")
     rank: int
     method: str
     normalizer: int
 
-    def __float__(self) -> float:
-        return float(self.value)
+    def __new__(cls, value: float, rank: int, method: str, normalizer: int) -> PinvResult:
+        obj = super().__new__(cls, value)
+        object.__setattr__(obj, "rank", int(rank))
+        object.__setattr__(obj, "method", str(method))
+        object.__setattr__(obj, "normalizer", int(normalizer))
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("PinvResult is immutable")
+
+    @property
+    def value(self) -> float:
+        """The plain float."""
+        return float(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"PinvResult(value={float(self)!r}, rank={self.rank}, method={self.method!r}, "
+            f"normalizer={self.normalizer})"
+        )
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (PinvResult, (float(self), self.rank, self.method, self.normalizer))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +90,35 @@ class NC1Split:
     rank: int
 
 
-def _pinv(t) -> PinvResult:
-    return PinvResult(float(t[0]), int(t[1]), str(t[2]), int(t[3]))
+def _pinv(t: Tuple[float, int, str, int]) -> PinvResult:
+    return PinvResult(t[0], t[1], t[2], t[3])
+
+
+def _from_bytes(data: bytes) -> CollapseStats:
+    return CollapseStats.from_bytes(data)
+
+
+def merge_stats(*parts: CollapseStats) -> CollapseStats:
+    """A new :class:`CollapseStats` holding the sum of ``parts`` (left unchanged): the reduce
+    step of a map-reduce over shards, equal to one pass over their union to rounding.
+
+    >>> import etfcore as ec
+    >>> H, y = ec.data.gaussian_mixture(3, 4, 20, seed=0)
+    >>> a = ec.CollapseStats(3, 4).update(H[::2], y[::2])
+    >>> b = ec.CollapseStats(3, 4).update(H[1::2], y[1::2])
+    >>> ec.merge_stats(a, b).num_samples, a.num_samples
+    (60, 30)
+    """
+    if not parts:
+        raise IncompatibleStatsError("merge_stats needs at least one CollapseStats")
+    if not isinstance(parts[0], CollapseStats):
+        raise IncompatibleStatsError(
+            f"can only merge a CollapseStats, got {type(parts[0]).__name__}"
+        )
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out.merge(p)
+    return out
 
 
 class CollapseStats:
@@ -67,7 +134,7 @@ class CollapseStats:
         *balanced* within-class covariance of *imbalanced* classes (which is not a function of
         ``(n_k, s_k, S)``) and for :meth:`class_covariance`.
 
-    Conventions (SPEC §2): ``weighting="weighted"`` (default) uses ``μ_G`` the sample mean and
+    Conventions: ``weighting="weighted"`` (default) uses ``μ_G`` the sample mean and
     class weights ``π_k = n_k/N``, so ``Σ_T = Σ_W + Σ_B`` exactly; ``"balanced"`` uses
     ``μ_G = mean_k μ_k`` and weights ``1/K``. All covariances are population (``1/N``).
 
@@ -88,10 +155,12 @@ class CollapseStats:
     __slots__ = ("_raw",)
 
     def __init__(self, num_classes: int, dim: int, *, track_class_scatter: bool = False) -> None:
-        self._raw = _core.RawCollapseStats(int(num_classes), int(dim), bool(track_class_scatter))
+        self._raw = _core.RawCollapseStats(
+            as_index(num_classes, "num_classes"), as_index(dim, "dim"), bool(track_class_scatter)
+        )
 
     @classmethod
-    def _wrap(cls, raw) -> CollapseStats:
+    def _wrap(cls, raw: _core.RawCollapseStats) -> CollapseStats:
         obj = cls.__new__(cls)
         obj._raw = raw
         return obj
@@ -99,17 +168,22 @@ class CollapseStats:
     # ----------------------------------------------------------------- accumulation
     def update(self, features: Any, labels: Any) -> CollapseStats:
         """Adds a batch: ``features`` ``(n, p)`` float32/float64 (any strides, no copy), integer
-        ``labels`` ``(n,)``. All-or-nothing: on error the statistics are unchanged."""
-        h = as_features(features)
-        y = as_labels(labels, h.shape[0])
-        self._raw.update(h, y)
+        ``labels`` ``(n,)``. All-or-nothing: on error the statistics are unchanged.
+
+        Thread-safe: one object may be updated from several threads (updates serialise, every
+        batch lands). Finite features whose squares overflow float64 raise ``NumericalError``
+        (float32 chunks whose float32 product overflows are recomputed in float64)."""
+        self._raw.update(as_features(features), as_labels(labels))
         return self
 
     def merge(self, other: CollapseStats) -> CollapseStats:
         """Adds ``other``'s statistics (same ``K``, ``p`` and options): the result equals one pass
-        over both inputs, to rounding."""
+        over both inputs, to rounding. ``s.merge(s)`` doubles ``s``. The precision becomes the
+        coarser of the two."""
         if not isinstance(other, CollapseStats):
-            raise IncompatibleStatsError(f"can only merge a CollapseStats, got {type(other).__name__}")
+            raise IncompatibleStatsError(
+                f"can only merge a CollapseStats, got {type(other).__name__}"
+            )
         self._raw.merge(other._raw)
         return self
 
@@ -117,11 +191,22 @@ class CollapseStats:
         return self.merge(other)
 
     def copy(self) -> CollapseStats:
+        """An independent copy (also what ``copy.copy`` and ``copy.deepcopy`` return)."""
         return CollapseStats._wrap(self._raw.copy())
+
+    def __copy__(self) -> CollapseStats:
+        return self.copy()
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> CollapseStats:
+        return self.copy()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickling (multiprocessing, Dask) goes through the versioned bytes format.
+        return (_from_bytes, (self.to_bytes(),))
 
     def reshift(self, shift: Any) -> CollapseStats:
         """Re-expresses the statistics relative to another shift vector (exact up to rounding)."""
-        self._raw.reshift([float(v) for v in as_vector64(shift, self.dim, "shift")])
+        self._raw.reshift(as_vector64(shift, "shift"))
         return self
 
     # ----------------------------------------------------------------- persistence
@@ -131,9 +216,10 @@ class CollapseStats:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CollapseStats:
-        """Parses :meth:`to_bytes` output; corrupted or truncated data raise ``CorruptDataError``,
-        another format version ``IncompatibleStatsError``."""
-        return cls._wrap(_core.RawCollapseStats.from_bytes(bytes(data)))
+        """Parses :meth:`to_bytes` output (format version 1 or 2); corrupted, truncated or
+        inconsistent data raise ``CorruptDataError``, another format version
+        ``IncompatibleStatsError``."""
+        return cls._wrap(_core.RawCollapseStats.from_bytes(as_bytes(data)))
 
     @classmethod
     def from_parts(
@@ -148,14 +234,24 @@ class CollapseStats:
         class_unit_sums: Any,
         class_zero_rows: Any,
         scatter: Any,
+        precision: Optional[str] = None,
     ) -> CollapseStats:
         """Statistics accumulated elsewhere (e.g. on a GPU by
-        :class:`etfcore.training.TorchCollapseStats`), validated by the core."""
-        f = lambda a: np.ascontiguousarray(a, dtype=np.float64).ravel()  # noqa: E731
-        i = lambda a: np.ascontiguousarray(a, dtype=np.int64).ravel()  # noqa: E731
+        :class:`etfcore.training.TorchCollapseStats`), validated by the core. ``precision``
+        (``"float32"`` or ``"float64"``, default float64) is the precision of the features they
+        were accumulated from: it sets the default pseudo-inverse threshold."""
+        f, i = as_flat64, as_flat_int64
         raw = _core.RawCollapseStats.from_parts(
-            int(num_classes), int(dim), None if shift is None else f(shift), i(class_counts),
-            f(class_sums), f(class_sq_norms), f(class_unit_sums), i(class_zero_rows), f(scatter),
+            as_index(num_classes, "num_classes"),
+            as_index(dim, "dim"),
+            None if shift is None else f(shift, "shift"),
+            i(class_counts, "class_counts"),
+            f(class_sums, "class_sums"),
+            f(class_sq_norms, "class_sq_norms"),
+            f(class_unit_sums, "class_unit_sums"),
+            i(class_zero_rows, "class_zero_rows"),
+            f(scatter, "scatter"),
+            None if precision is None else as_str(precision, "precision"),
         )
         return cls._wrap(raw)
 
@@ -171,13 +267,14 @@ class CollapseStats:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CollapseStats) and self._raw == other._raw
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
         present = int((self.class_counts > 0).sum())
         return (
             f"CollapseStats(num_classes={self.num_classes}, dim={self.dim}, "
-            f"num_samples={self.num_samples}, classes_present={present})"
+            f"num_samples={self.num_samples}, classes_present={present}, "
+            f"precision={self.precision!r})"
         )
 
     # ----------------------------------------------------------------- raw statistics
@@ -196,6 +293,13 @@ class CollapseStats:
     @property
     def track_class_scatter(self) -> bool:
         return self._raw.track_class_scatter
+
+    @property
+    def precision(self) -> Optional[str]:
+        """``"float32"`` or ``"float64"``: the precision of the features the statistics were
+        built from (the coarser one after merging float32 and float64 statistics); ``None``
+        before the first sample. The default pseudo-inverse threshold is ``p·eps`` of it."""
+        return self._raw.precision
 
     @property
     def class_counts(self) -> np.ndarray:
@@ -224,7 +328,7 @@ class CollapseStats:
 
     # ----------------------------------------------------------------- geometry
     def _geometry(self, weighting: Weighting) -> Dict[str, Any]:
-        return self._raw.geometry_dict(check_weighting(weighting))
+        return self._raw.geometry_dict(as_str(weighting, "weighting"))
 
     def present_classes(self) -> np.ndarray:
         """Indices of the classes with at least one sample."""
@@ -232,10 +336,7 @@ class CollapseStats:
 
     def class_means(self) -> np.ndarray:
         """``μ_k``, shape ``(K, p)``; rows of classes without samples are NaN."""
-        g = self._geometry("weighted")
-        out = np.full((self.num_classes, self.dim), np.nan)
-        out[g["present"]] = g["class_means"]
-        return out
+        return self._raw.class_means()
 
     def global_mean(self, weighting: Weighting = "weighted") -> np.ndarray:
         """``μ_G``: the sample mean (weighted) or the mean of the class means (balanced)."""
@@ -247,24 +348,20 @@ class CollapseStats:
 
     def total_covariance(self, weighting: Weighting = "weighted") -> np.ndarray:
         """``Σ_T = Σ_W + Σ_B`` (weighted: ``(1/N) Σ_i (h_i-μ_G)(h_i-μ_G)ᵀ``)."""
-        return self._raw.total_covariance(check_weighting(weighting))
+        return self._raw.total_covariance(as_str(weighting, "weighting"))
 
     def between_class_covariance(self, weighting: Weighting = "weighted") -> np.ndarray:
-        """``Σ_B = Σ_k w_k (μ_k-μ_G)(μ_k-μ_G)ᵀ``, ``w_k = π_k`` (weighted) or ``1/K`` (balanced)."""
-        return self._raw.between_class_covariance(check_weighting(weighting))
+        """``Σ_B = Σ_k w_k (μ_k-μ_G)(μ_k-μ_G)ᵀ``, ``w_k = π_k`` (weighted) or ``1/K``
+        (balanced)."""
+        return self._raw.between_class_covariance(as_str(weighting, "weighting"))
 
     def within_class_covariance(self, weighting: Weighting = "weighted") -> np.ndarray:
         """``Σ_W = Σ_k w_k C_k`` with ``C_k`` the class covariance (``1/n_k``)."""
-        return self._raw.within_class_covariance(check_weighting(weighting))
+        return self._raw.within_class_covariance(as_str(weighting, "weighting"))
 
     def class_covariance(self, k: int) -> np.ndarray:
-        """``C_k`` of one class (needs ``track_class_scatter=True``)."""
-        n = int(self.class_counts[k]) if 0 <= k < self.num_classes else 0
-        s = self._raw.class_scatter(int(k))
-        if n == 0:
-            raise ParameterError(f"class {k} has no samples")
-        m = self.class_sums[k] / n
-        return s / n - np.outer(m, m)
+        """``C_k`` of one class (needs ``track_class_scatter=True`` and samples in class k)."""
+        return self._raw.class_covariance(as_index(k, "k"))
 
     # ----------------------------------------------------------------- metrics
     def vci(
@@ -275,71 +372,107 @@ class CollapseStats:
         rank: Optional[int] = None,
         rtol: Optional[float] = None,
     ) -> PinvResult:
-        r"""Variability Collapse Index ``1 - Tr[Σ_T^† Σ_B] / r`` (paper 003).
+        r"""Variability Collapse Index ``1 - Tr[Σ_T^† Σ_B] / r`` (Xu & Liu).
 
         ``r = min(p, K-1)`` (``normalizer="min"``), the numerical rank of ``Σ_B``
         (``"numerical"``) or a given int. ``Σ_T^†`` keeps eigenvalues ``> rtol·λ_max``
-        (default ``rtol = p·eps``) or exactly the top ``rank``; the rank used is returned.
-        In ``[0, 1]``; 0 when ``Σ_W = 0``; invariant to invertible linear maps of the features.
+        (default ``rtol = p·eps`` of the input precision, see :attr:`precision`) or exactly the
+        top ``rank``; the rank used is returned. In ``[0, 1]``; 0 when ``Σ_W = 0``; invariant
+        to invertible linear maps of the features. Identical class means raise
+        ``DegenerateInputError``.
         """
-        return _pinv(self._raw.vci(check_weighting(weighting), normalizer, rank, rtol))
+        return _pinv(
+            self._raw.vci(
+                as_str(weighting, "weighting"),
+                as_normalizer(normalizer),
+                as_optional_index(rank, "rank"),
+                as_optional_float(rtol, "rtol"),
+            )
+        )
 
     def probe_mse(self, *, rank: Optional[int] = None, rtol: Optional[float] = None) -> PinvResult:
         r"""Minimum least-squares loss of a linear probe with bias onto one-hot labels,
         ``min_{W,b} (1/2N) Σ_i ‖W h_i + b - e_{y_i}‖²`` in closed form:
-        ``½(1 - Σ_k π_k²) - ½ Σ_k π_k² (μ_k-μ_G)ᵀ Σ_T^† (μ_k-μ_G)`` (paper 003 Thm 5.1, any balance)."""
-        return _pinv(self._raw.probe_mse(rank, rtol))
+        ``½(1 - Σ_k π_k²) - ½ Σ_k π_k² (μ_k-μ_G)ᵀ Σ_T^† (μ_k-μ_G)`` (Xu & Liu, Thm 5.1,
+        generalised to any class balance)."""
+        return _pinv(
+            self._raw.probe_mse(as_optional_index(rank, "rank"), as_optional_float(rtol, "rtol"))
+        )
 
     def nc1(
-        self, weighting: Weighting = "weighted", *, rank: Optional[int] = None, rtol: Optional[float] = None
+        self,
+        weighting: Weighting = "weighted",
+        *,
+        rank: Optional[int] = None,
+        rtol: Optional[float] = None,
     ) -> PinvResult:
-        r"""NC1 ``Tr[Σ_W Σ_B^†] / K`` with ``Σ_B^†`` over its top ``min(p, K-1)`` eigenvalues that also
-        exceed ``rtol·λ_max`` (default ``p·eps``), or exactly the top ``rank``."""
-        return _pinv(self._raw.nc1(check_weighting(weighting), rank, rtol))
+        r"""NC1 ``Tr[Σ_W Σ_B^†] / K`` with ``Σ_B^†`` over its top ``min(p, K-1)`` eigenvalues
+        that also exceed ``rtol·λ_max`` (default ``p·eps`` of the input precision), or exactly
+        the top ``rank``."""
+        return _pinv(
+            self._raw.nc1(
+                as_str(weighting, "weighting"),
+                as_optional_index(rank, "rank"),
+                as_optional_float(rtol, "rtol"),
+            )
+        )
 
-    def nc1_split(self, weighting: Weighting = "weighted", *, rtol: Optional[float] = None) -> NC1Split:
-        """``tr(P_B Σ_W)`` and ``tr Σ_W - tr(P_B Σ_W)``, ``P_B`` the projector on span{μ_k - μ_G}."""
-        a, b, r = self._raw.nc1_split(check_weighting(weighting), rtol)
+    def nc1_split(
+        self, weighting: Weighting = "weighted", *, rtol: Optional[float] = None
+    ) -> NC1Split:
+        """``tr(P_B Σ_W)`` and ``tr Σ_W - tr(P_B Σ_W)``, ``P_B`` the projector on
+        span{μ_k - μ_G}."""
+        a, b, r = self._raw.nc1_split(
+            as_str(weighting, "weighting"), as_optional_float(rtol, "rtol")
+        )
         return NC1Split(float(a), float(b), int(r))
 
     def squared_distance(self, weighting: Weighting = "weighted") -> float:
-        """``Tr Σ_W / Tr Σ_B`` (Hui et al.)."""
-        return self._raw.squared_distance(check_weighting(weighting))
+        """``Tr Σ_W / Tr Σ_B`` (Hui et al.); identical class means raise
+        ``DegenerateInputError``."""
+        return self._raw.squared_distance(as_str(weighting, "weighting"))
 
     def within_trace_per_dim(self, weighting: Weighting = "weighted") -> float:
-        """``Tr Σ_W / p`` (paper 000 Fig. 3)."""
-        return self._raw.within_trace_per_dim(check_weighting(weighting))
+        """``Tr Σ_W / p``."""
+        return self._raw.within_trace_per_dim(as_str(weighting, "weighting"))
 
     def cdnv(self, weighting: Weighting = "weighted") -> float:
-        """Mean over class pairs of ``(tr C_k + tr C_l) / (2‖μ_k - μ_l‖²)`` (Galanti et al.)."""
-        return self._raw.cdnv(check_weighting(weighting))
+        """Mean over class pairs of ``(tr C_k + tr C_l) / (2‖μ_k - μ_l‖²)`` (Galanti et al.);
+        two classes with the same mean raise ``DegenerateInputError``."""
+        return self._raw.cdnv(as_str(weighting, "weighting"))
 
     def nc2(self, weighting: Weighting = "weighted") -> Dict[str, float]:
         """Equinorm (std/mean of ``‖μ_k-μ_G‖``), equiangularity (std of pairwise cosines),
         max-equiangularity (mean ``|cos + 1/(K-1)|``) and the ETF error
-        ``‖G/‖G‖_F - P_K/‖P_K‖_F‖_F`` of the centred-mean Gram ``G``."""
-        a, b, c, d = self._raw.nc2(check_weighting(weighting))
+        ``‖G/‖G‖_F - P_K/‖P_K‖_F‖_F`` of the centred-mean Gram ``G``. A class mean equal to the
+        global mean raises ``DegenerateInputError``."""
+        a, b, c, d = self._raw.nc2(as_str(weighting, "weighting"))
         return {"equinorm": a, "equiangularity": b, "max_equiangularity": c, "etf_error": d}
 
-    def nc3(self, classifier: Any, weighting: Weighting = "weighted"):
+    def nc3(self, classifier: Any, weighting: Weighting = "weighted") -> Tuple[float, np.ndarray]:
         """``‖W/‖W‖_F - M̄ᵀ/‖M̄‖_F‖_F²`` over present classes and the per-class cosines
-        ``cos(w_k, μ_k - μ_G)``; ``classifier`` is ``(K, p)``."""
-        v, cos = self._raw.nc3(check_weighting(weighting), as_matrix64(classifier, "classifier"))
+        ``cos(w_k, μ_k - μ_G)``; ``classifier`` is ``(K, p)`` and finite; zero rows of present
+        classes raise ``DegenerateInputError``."""
+        v, cos = self._raw.nc3(
+            as_str(weighting, "weighting"), as_matrix64(classifier, "classifier")
+        )
         return float(v), cos
 
     def cosine_metrics(self) -> Dict[str, float]:
         """Kornblith et al.: ``d_within = mean_k [1 - ‖Σ_{y_i=k} ĥ_i‖²/n_k²]``,
-        ``d_total = 1 - ‖Σ_i ĥ_i‖²/N²``, ``class_separation = 1 - d_within/d_total``."""
+        ``d_total = 1 - ‖Σ_i ĥ_i‖²/N²``, ``class_separation = 1 - d_within/d_total``.
+        All-zero rows, or rows that all share one direction, raise ``DegenerateInputError``."""
         dw, dt, sep = self._raw.cosine_metrics()
         return {"cosine_within": dw, "cosine_total": dt, "class_separation": sep}
 
     def nc4(self, features: Any, classifier: Any, bias: Any = None) -> float:
         """Fraction of ``features`` rows where ``argmax(W h + b)`` differs from the nearest class
         mean of these statistics (exact differences; ties to the lowest class)."""
-        h = as_features(features)
-        w = as_matrix64(classifier, "classifier")
-        b = None if bias is None else as_vector64(bias, w.shape[0], "bias")
-        return self._raw.nc4(h, w, b)
+        return self._raw.nc4(
+            as_features(features),
+            as_matrix64(classifier, "classifier"),
+            None if bias is None else as_vector64(bias, "bias"),
+        )
 
     def nearest_class_mean(self, features: Any) -> np.ndarray:
         """Index of the nearest class mean for each row (the NCC classifier)."""
@@ -352,29 +485,48 @@ class CollapseStats:
         classifier: Any = None,
         rtol: Optional[float] = None,
     ) -> Dict[str, Any]:
-        """Every metric computable from the statistics, as a flat dict (see :func:`collapse_metrics`)."""
-        check_weighting(weighting)
+        """Every metric computable from the statistics, as a flat dict (see
+        :func:`collapse_metrics` for the keys), from one core report that builds ``Σ_T``'s
+        pseudo-inverse and ``Σ_B``'s spectrum once. Degenerate statistics (identical class
+        means, rows that all share one direction) raise ``DegenerateInputError``.
+
+        >>> import etfcore as ec
+        >>> H, y = ec.data.gaussian_mixture(3, 6, 40, seed=0)
+        >>> m = ec.CollapseStats(3, 6).update(H, y).metrics()
+        >>> m["vci"] == ec.CollapseStats(3, 6).update(H, y).vci(), m["precision"]
+        (True, 'float64')
+        """
+        w = as_str(weighting, "weighting")
+        r = self._raw.report(
+            w,
+            as_optional_float(rtol, "rtol"),
+            None if classifier is None else as_matrix64(classifier, "classifier"),
+        )
+        v, p, n1 = _pinv(r["vci"]), _pinv(r["probe_mse"]), _pinv(r["nc1"])
         out: Dict[str, Any] = {
-            "num_samples": self.num_samples,
-            "num_classes_present": int((self.class_counts > 0).sum()),
-            "dim": self.dim,
-            "weighting": weighting,
+            "num_samples": r["num_samples"],
+            "num_classes_present": r["num_classes_present"],
+            "dim": r["dim"],
+            "weighting": w,
+            "precision": r["precision"],
+            "vci": v.value,
+            "vci_rank": v.rank,
+            "vci_normalizer": v.normalizer,
+            "probe_mse": p.value,
+            "probe_mse_rank": p.rank,
+            "nc1": n1.value,
+            "nc1_rank": n1.rank,
+            "nc1_split_between": r["nc1_split"][0],
+            "nc1_split_orthogonal": r["nc1_split"][1],
+            "squared_distance": r["squared_distance"],
+            "within_trace_per_dim": r["within_trace_per_dim"],
+            "cdnv": r["cdnv"],
         }
-        v = self.vci(weighting, rtol=rtol)
-        out.update(vci=v.value, vci_rank=v.rank, vci_normalizer=v.normalizer)
-        p = self.probe_mse(rtol=rtol)
-        out.update(probe_mse=p.value, probe_mse_rank=p.rank)
-        n1 = self.nc1(weighting, rtol=rtol)
-        out.update(nc1=n1.value, nc1_rank=n1.rank)
-        sp = self.nc1_split(weighting, rtol=rtol)
-        out.update(nc1_split_between=sp.between_span, nc1_split_orthogonal=sp.orthogonal)
-        out["squared_distance"] = self.squared_distance(weighting)
-        out["within_trace_per_dim"] = self.within_trace_per_dim(weighting)
-        out["cdnv"] = self.cdnv(weighting)
-        out.update({f"nc2_{k}": v for k, v in self.nc2(weighting).items()})
-        if int(self._raw.class_zero_rows.sum()) == 0:
-            out.update(self.cosine_metrics())
-        if classifier is not None:
-            val, cos = self.nc3(classifier, weighting)
-            out.update(nc3=val, nc3_cosines=cos)
+        keys = ("equinorm", "equiangularity", "max_equiangularity", "etf_error")
+        out.update({f"nc2_{k}": x for k, x in zip(keys, r["nc2"])})
+        if r["cosine"] is not None:
+            dw, dt, sep = r["cosine"]
+            out.update(cosine_within=dw, cosine_total=dt, class_separation=sep)
+        if r["nc3"] is not None:
+            out.update(nc3=r["nc3"][0], nc3_cosines=r["nc3"][1])
         return out
