@@ -20,7 +20,14 @@ import time
 
 import numpy as np
 
-METHODS = ["numpy_bare_xtx", "etfcore", "numpy_tuned", "torch_cpu", "per_class_loop", "numpy_f64_reference"]
+METHODS = [
+    "numpy_bare_xtx",
+    "etfcore",
+    "numpy_tuned",
+    "torch_cpu",
+    "per_class_loop",
+    "numpy_f64_reference",
+]
 
 
 def rss_peak_mib() -> float:
@@ -169,7 +176,11 @@ def main() -> None:
         y = rng.integers(0, K, size=N)
         X = np.empty((N, p), np.float32)
         for i in range(0, N, 20_000):
-            X[i : i + 20_000] = 3.0 + means[y[i : i + 20_000]] + rng.standard_normal((min(20_000, N - i), p), dtype=np.float32)
+            X[i : i + 20_000] = (
+                3.0
+                + means[y[i : i + 20_000]]
+                + rng.standard_normal((min(20_000, N - i), p), dtype=np.float32)
+            )
         np.save(path + ".X.npy", X)
         np.save(path + ".y.npy", y)
         del X
@@ -178,14 +189,21 @@ def main() -> None:
         for m in METHODS:
             if m in args.skip.split(","):
                 continue
-            out = subprocess.run([sys.executable, __file__, "--method", m, "--path", path, "--K", str(K)], capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--method", m, "--path", path, "--K", str(K)],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode != 0:
                 results[m] = dict(skipped=out.stderr.strip().splitlines()[-1])
             else:
                 results[m] = json.loads(out.stdout.strip().splitlines()[-1])
     bare = results["numpy_bare_xtx"]["seconds"]
     ref = results.get("numpy_f64_reference", {})
-    print(f"{'method':<22}{'time s':>9}{'/ bare XᵀX':>12}{'etfcore speed-up':>18}{'peak extra MiB':>16}{'max rel err vs f64':>20}")
+    print(
+        f"{'method':<22}{'time s':>9}{'/ bare XᵀX':>12}{'etfcore speed-up':>18}"
+        f"{'peak extra MiB':>16}{'max rel err vs f64':>20}"
+    )
     ours = results["etfcore"]["seconds"]
     for m, r in results.items():
         if "skipped" in r:
@@ -193,8 +211,13 @@ def main() -> None:
             continue
         err = ""
         if ref and "vci" in r and "vci" in ref:
-            err = f"{max(abs(r[k] - ref[k]) / abs(ref[k]) for k in ('vci', 'nc1', 'probe_mse')):.2e}"
-        print(f"{m:<22}{r['seconds']:>9.2f}{r['seconds'] / bare:>12.2f}{r['seconds'] / ours:>18.2f}{r['peak_extra_mib']:>16.0f}{err:>20}")
+            err = (
+                f"{max(abs(r[k] - ref[k]) / abs(ref[k]) for k in ('vci', 'nc1', 'probe_mse')):.2e}"
+            )
+        print(
+            f"{m:<22}{r['seconds']:>9.2f}{r['seconds'] / bare:>12.2f}{r['seconds'] / ours:>18.2f}"
+            f"{r['peak_extra_mib']:>16.0f}{err:>20}"
+        )
     print(f"\ninput array: {N * p * 4 / 2**20:.0f} MiB")
 
 

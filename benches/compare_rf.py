@@ -55,11 +55,19 @@ def main():
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "d")
-        np.save(path + ".X.npy", (rng.standard_normal((n, p), dtype=np.float32) / np.sqrt(p)).astype(np.float32))
+        np.save(
+            path + ".X.npy",
+            (rng.standard_normal((n, p), dtype=np.float32) / np.sqrt(p)).astype(np.float32),
+        )
         np.save(path + ".W.npy", rf.projection(m, p, seed=0).astype(np.float32))
         res = {}
         for meth in ("numpy", "etfcore"):
-            out = subprocess.run([sys.executable, __file__, "--method", meth, "--path", path, "--m", str(m)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--method", meth, "--path", path, "--m", str(m)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res[meth] = json.loads(out.stdout.strip().splitlines()[-1])
         Kn, Ke = np.load(path + ".numpy.K.npy"), np.load(path + ".etfcore.K.npy")
     err = float(np.abs(Kn - Ke).max() / np.abs(Kn).max())
@@ -67,8 +75,11 @@ def main():
     print(f"{'method':<10}{'time s':>9}{'peak extra MiB':>16}")
     for k, r in res.items():
         print(f"{k:<10}{r['seconds']:>9.2f}{r['peak_extra_mib']:>16.0f}")
-    print(f"speed-up {res['numpy']['seconds'] / res['etfcore']['seconds']:.2f}x, memory ratio "
-          f"{res['etfcore']['peak_extra_mib'] / res['numpy']['peak_extra_mib']:.2f}, max rel diff {err:.1e}")
+    print(
+        f"speed-up {res['numpy']['seconds'] / res['etfcore']['seconds']:.2f}x, memory ratio "
+        f"{res['etfcore']['peak_extra_mib'] / res['numpy']['peak_extra_mib']:.2f}, "
+        f"max rel diff {err:.1e}"
+    )
 
 
 if __name__ == "__main__":

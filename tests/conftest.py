@@ -18,7 +18,13 @@ def ref_geometry(H, y, weighting="weighted"):
         w = n / N
         mG = H.mean(0)
         ST = (H - mG).T @ (H - mG) / N
-        SW = sum(np.outer(h - mu[np.searchsorted(classes, c)], h - mu[np.searchsorted(classes, c)]) for h, c in zip(H, y)) / N
+        SW = (
+            sum(
+                np.outer(h - mu[np.searchsorted(classes, c)], h - mu[np.searchsorted(classes, c)])
+                for h, c in zip(H, y)
+            )
+            / N
+        )
     else:
         w = np.full(K, 1.0 / K)
         mG = mu.mean(0)
