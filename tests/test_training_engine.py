@@ -451,3 +451,23 @@ def test_ctrl_c_keeps_the_checkpoint_and_exits_130(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "last checkpoint kept" in err and "Traceback" not in err
     assert torch.load(str(last), weights_only=False)["epoch"] >= 0
+
+
+def test_collapse_metrics_records_the_feature_precision():
+    """float32 features get the float32 pseudo-inverse cut, as the core's own pass gives them
+    (N = 50 samples in p = 200 dimensions: the float64 cut would keep float32 noise as rank)."""
+    import etfcore as ec
+    from etfcore.training import CollapseMetrics
+
+    rng = np.random.default_rng(0)
+    h = (rng.normal(size=(50, 200)) + 10.0).astype(np.float32)
+    y = np.arange(50) % 5
+    core = ec.CollapseStats(5, 200).update(h, y)
+    m32 = CollapseMetrics(5, 200)
+    m32.update(torch.from_numpy(h), torch.from_numpy(y))
+    s32 = m32.to_core()
+    assert s32.precision == core.precision == "float32"
+    assert s32.vci().rank == core.vci().rank
+    m64 = CollapseMetrics(5, 200)
+    m64.update(torch.from_numpy(h.astype(np.float64)), torch.from_numpy(y))
+    assert m64.to_core().precision == "float64"

@@ -109,6 +109,9 @@ class CollapseMetrics(Metric):
         self.add_state("class_unit_sums", torch.zeros(k, p, **f64), dist_reduce_fx="sum")
         self.add_state("class_zero_rows", torch.zeros(k, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("scatter", torch.zeros(p, p, **f64), dist_reduce_fx="sum")
+        # Batches of features coarser than float64 (their count, summed across processes): any
+        # makes the core's default pseudo-inverse cut follow float32's epsilon.
+        self.add_state("coarse_batches", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         c = torch.zeros(p, **f64) if shift is None else torch.as_tensor(shift, **f64).clone()
         if c.shape != (p,) or not bool(torch.isfinite(c).all()):
             raise ShapeError(f"shift must be a finite ({p},) vector, got shape {tuple(c.shape)}")
@@ -126,6 +129,8 @@ class CollapseMetrics(Metric):
         check_batch(features, labels, self.num_classes, self.dim)
         if features.shape[0] == 0:
             return
+        if features.dtype != torch.float64:
+            self.coarse_batches += 1
         h = features.detach().to(device=self.scatter.device, dtype=torch.float64)
         y = labels.detach().to(device=self.scatter.device, dtype=torch.int64)
         x = h - self.shift
@@ -140,7 +145,10 @@ class CollapseMetrics(Metric):
 
     def to_core(self) -> CollapseStats:
         """The current (local, or synchronised inside :meth:`compute`) states as the core's
-        :class:`etfcore.CollapseStats` (copies ``O(K·p + p²)`` numbers to the host)."""
+        :class:`etfcore.CollapseStats` (copies ``O(K·p + p²)`` numbers to the host). Its
+        precision is float32 when any batch arrived in float32 or a half precision (the default
+        pseudo-inverse cut is then ``p·eps(float32)``; pass an explicit ``rtol`` to the metrics
+        for half-precision features), float64 otherwise."""
         cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         empty = int(self.counts.sum()) == 0
         return CollapseStats.from_parts(
@@ -153,6 +161,7 @@ class CollapseMetrics(Metric):
             class_unit_sums=cpu(self.class_unit_sums),
             class_zero_rows=cpu(self.class_zero_rows),
             scatter=cpu(self.scatter),
+            precision="float32" if int(self.coarse_batches) else "float64",
         )
 
     def compute(self) -> Dict[str, Any]:
