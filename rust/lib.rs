@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod rf;
 pub mod samples;
 pub mod stats;
+pub mod transfer;
 
 #[cfg(feature = "python")]
 mod py;

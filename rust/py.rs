@@ -928,5 +928,197 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<DegenerateInputError>(),
     )?;
     m.add("NumericalError", py.get_type::<NumericalError>())?;
+    register_transfer(m)?;
+    Ok(())
+}
+
+// ================================================================================================
+// Transfer evaluation (`etfcore.transfer`): scores and the ridge-probe path from the statistics,
+// and the raw `TransferabilityStats`. A self-contained block; registered in `_core` by
+// `register_transfer`.
+// ================================================================================================
+
+use crate::transfer::{self as xfer, TransferabilityStats};
+
+/// `(value, rank of Σ_T^†)` of the H-score `tr(Σ_T^† Σ_B)`.
+#[pyfunction]
+#[pyo3(signature = (stats, rank=None, rtol=None))]
+fn transfer_hscore(
+    py: Python<'_>,
+    stats: PyRef<'_, PyCollapseStats>,
+    rank: Option<usize>,
+    rtol: Option<f64>,
+) -> PyResult<(f64, usize)> {
+    let inner = &stats.inner;
+    py.detach(|| xfer::hscore(inner, rank, rtol)).py()
+}
+
+type LogMeTuple<'py> = (
+    f64,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<i64>>,
+    usize,
+    bool,
+    usize,
+);
+
+/// LogME from the statistics: `(value, per-class evidence, present classes, iterations,
+/// converged, rank of FᵀF used)`.
+#[pyfunction]
+#[pyo3(signature = (stats, parity=false, tol=1e-12, max_iter=10000, rtol=None))]
+fn transfer_logme<'py>(
+    py: Python<'py>,
+    stats: PyRef<'py, PyCollapseStats>,
+    parity: bool,
+    tol: f64,
+    max_iter: usize,
+    rtol: Option<f64>,
+) -> PyResult<LogMeTuple<'py>> {
+    let inner = &stats.inner;
+    let r = py
+        .detach(|| xfer::logme(inner, parity, tol, max_iter, rtol))
+        .py()?;
+    let present: Array1<i64> = r.present.iter().map(|&k| k as i64).collect();
+    Ok((
+        r.value,
+        Array1::from(r.per_class).into_pyarray(py),
+        present.into_pyarray(py),
+        r.iterations,
+        r.converged,
+        r.rank,
+    ))
+}
+
+type RidgeTuple<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    usize,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// The ridge-probe path: `(present, π, μ_G, eigenvalues of Σ_T, eigenvectors (columns),
+/// G = VᵀC, rank kept at λ=0, training MSE at each λ)`.
+#[pyfunction]
+#[pyo3(signature = (stats, lambdas, rtol=None))]
+fn transfer_ridge_path<'py>(
+    py: Python<'py>,
+    stats: PyRef<'py, PyCollapseStats>,
+    lambdas: Vec<f64>,
+    rtol: Option<f64>,
+) -> PyResult<RidgeTuple<'py>> {
+    let inner = &stats.inner;
+    let (path, mse) = py
+        .detach(|| {
+            let path = xfer::RidgePath::new(inner, rtol)?;
+            let mse = path.train_mse(&lambdas)?;
+            Ok::<_, EtfError>((path, mse))
+        })
+        .py()?;
+    let present: Array1<i64> = path.present.iter().map(|&k| k as i64).collect();
+    Ok((
+        present.into_pyarray(py),
+        Array1::from(path.pi.clone()).into_pyarray(py),
+        Array1::from(path.global_mean.clone()).into_pyarray(py),
+        Array1::from(path.eigenvalues.clone()).into_pyarray(py),
+        to_ndarray(path.eigenvectors.as_ref()).into_pyarray(py),
+        to_ndarray(path.projected_targets.as_ref()).into_pyarray(py),
+        path.rank,
+        Array1::from(mse).into_pyarray(py),
+    ))
+}
+
+/// The raw transferability statistics; `etfcore.transfer.TransferabilityStats` wraps it.
+#[pyclass(module = "etfcore._core", name = "RawTransferabilityStats")]
+struct PyTransferabilityStats {
+    inner: TransferabilityStats,
+}
+
+#[pymethods]
+impl PyTransferabilityStats {
+    #[new]
+    fn new(num_classes: usize, dim: usize) -> PyResult<Self> {
+        Ok(PyTransferabilityStats {
+            inner: TransferabilityStats::new(num_classes, dim).py()?,
+        })
+    }
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        features: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let f = self::features(features, "features")?;
+        let y = labels.as_array();
+        let inner = &mut self.inner;
+        with_features!(f, h => py.detach(|| inner.update(h, y))).py()
+    }
+    fn merge(&mut self, py: Python<'_>, other: PyRef<'_, PyTransferabilityStats>) -> PyResult<()> {
+        let (inner, o) = (&mut self.inner, &other.inner);
+        py.detach(|| inner.merge(o)).py()
+    }
+    fn copy(&self) -> Self {
+        PyTransferabilityStats {
+            inner: self.inner.clone(),
+        }
+    }
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = py.detach(|| TransferabilityStats::from_bytes(data)).py()?;
+        Ok(PyTransferabilityStats { inner })
+    }
+    fn __eq__(&self, other: PyRef<'_, PyTransferabilityStats>) -> bool {
+        self.inner == other.inner
+    }
+    /// A copy of the inner collapse statistics.
+    fn collapse_stats(&self) -> PyCollapseStats {
+        PyCollapseStats {
+            inner: self.inner.collapse_stats().clone(),
+            balanced_scatter: None,
+            cache: HashMap::new(),
+        }
+    }
+    #[getter]
+    fn fourth_moment(&self) -> f64 {
+        self.inner.fourth_moment()
+    }
+    #[getter]
+    fn cubic_sum<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from(self.inner.cubic_sum().to_vec()).into_pyarray(py)
+    }
+    #[getter]
+    fn class_sq_sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let st = self.inner.collapse_stats();
+        Array2::from_shape_vec(
+            (st.num_classes(), st.dim()),
+            self.inner.class_sq_sums().to_vec(),
+        )
+        .expect("K × p")
+        .into_pyarray(py)
+    }
+    #[pyo3(signature = (rtol=None))]
+    fn regularized_hscore(&self, py: Python<'_>, rtol: Option<f64>) -> PyResult<(f64, f64, usize)> {
+        let inner = &self.inner;
+        py.detach(|| inner.regularized_hscore(rtol)).py()
+    }
+    #[pyo3(signature = (var_floor=None))]
+    fn gbc(&self, py: Python<'_>, var_floor: Option<f64>) -> PyResult<f64> {
+        let inner = &self.inner;
+        py.detach(|| inner.gbc(var_floor)).py()
+    }
+}
+
+fn register_transfer(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(transfer_hscore, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer_logme, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer_ridge_path, m)?)?;
+    m.add_class::<PyTransferabilityStats>()?;
+    m.add("XFER_FORMAT_VERSION", xfer::XFER_FORMAT_VERSION)?;
     Ok(())
 }

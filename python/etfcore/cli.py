@@ -334,7 +334,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dm.add_argument("--seeds", type=int, default=3)
     dm.add_argument("--out", default="out/demo")
     dm.add_argument("--device", default="auto")
+    from .transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
+    transfer_cli.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in transfer_cli.COMMANDS:
+        return transfer_cli.run(args)
     if args.command in ("train", "demo"):
         try:
             return _train(args) if args.command == "train" else _demo(args)

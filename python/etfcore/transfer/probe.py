@@ -13,9 +13,9 @@ scikit-learn's ``LogisticRegression(C=1/(λN))`` minimises the same objective.
 Protocol: features are centred by the training mean (a reparametrisation of the unpenalised bias:
 the solution is unchanged); ``standardize=True`` also divides each dimension by its training
 standard deviation (this *does* change the problem). A stratified, seeded validation split
-(``val_fraction`` of every class) is held out; the 97 strengths ``λ ∈ logspace(-6, 6, 97)`` are fitted
-on the rest from strong to weak, each warm-started from the previous solution; the strength with
-the best validation accuracy (the strongest one among ties) is refitted on all training data,
+(``val_fraction`` of every class) is held out; the 97 strengths ``λ ∈ logspace(-6, 6, 97)`` are
+fitted on the rest from strong to weak, each warm-started from the previous solution; the strength
+with the best validation accuracy (the strongest one among ties) is refitted on all training data,
 warm-started from its split solution, and evaluated on the test set.
 
 Memory-mapped or large inputs are streamed to the device in chunks of ``chunk_rows`` rows (the
