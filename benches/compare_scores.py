@@ -4,7 +4,8 @@ N×p feature matrix, the reference algorithm) and numpy H-score, on the same flo
 Workload (issue 7): N=200 000, p=1024, K=1000, float32 Gaussian mixture with an offset. Each
 method runs in its own subprocess on the same .npy file (memory-mapped), so its peak memory
 (VmHWM above the process after loading the libraries) is its own. etfcore streams the file in
-chunks of 16 384 rows into a CollapseStats; numpy loads the whole matrix in float64.
+chunks of 16 384 rows (plain reads into one buffer) into a CollapseStats; numpy loads the whole
+matrix in float64, takes its thin SVD and all classes' projections in one pass.
 
     python benches/compare_scores.py           # full size
     python benches/compare_scores.py --quick   # N=20 000, p=256, K=100
@@ -41,18 +42,26 @@ def now_mib() -> float:
     return float("nan")
 
 
-def numpy_logme(f: np.ndarray, y: np.ndarray) -> float:
-    """The reference fixed point (converged, all D eigenvalues) from an SVD of F."""
+def class_sums(a: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Per-class row sums by one sort and np.add.reduceat (every class present)."""
+    order = np.argsort(y, kind="stable")
+    starts = np.searchsorted(y[order], np.arange(k))
+    return np.add.reduceat(a[order], starts, axis=0)
+
+
+def numpy_logme(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """The converged fixed point from an SVD of F (all classes' projections uᵀy_k at once)."""
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     keep = s > s[0] * np.sqrt(d * np.finfo(float).eps)
     u, sig = u[:, keep], s[keep] ** 2
     r = sig.size
+    xs = class_sums(u, y, k)  # row k = u.T @ y_k
+    cnt = np.bincount(y, minlength=k).astype(np.float64)
     ev = []
-    for k in np.unique(y):
-        yk = (y == k).astype(np.float64)
-        x2 = (u.T @ yk) ** 2
-        rx2 = yk @ yk - x2.sum()
+    for c in range(k):
+        x2 = xs[c] ** 2
+        rx2 = cnt[c] - x2.sum()
         a, b = 1.0, 1.0
         for _ in range(10000):
             t = a / b
@@ -73,9 +82,7 @@ def numpy_hscore(f: np.ndarray, y: np.ndarray, k: int) -> float:
     fc = f - mg
     st = fc.T @ fc / n
     cnt = np.bincount(y, minlength=k).astype(np.float64)
-    means = np.zeros((k, f.shape[1]))
-    np.add.at(means, y, fc)
-    means /= cnt[:, None]
+    means = class_sums(fc, y, k) / cnt[:, None]
     sb = (means * (cnt / n)[:, None]).T @ means
     return float(np.trace(np.linalg.pinv(st, rcond=f.shape[1] * np.finfo(float).eps,
                                          hermitian=True) @ sb))
@@ -88,10 +95,18 @@ def run(method: str, path: str, k: int) -> dict:
     base = now_mib()
     t0 = time.perf_counter()
     if method == "etfcore_stream":
-        f = np.load(path, mmap_mode="r")
-        st = ec.CollapseStats(k, f.shape[1])
-        for a in range(0, f.shape[0], 16384):
-            st.update(np.asarray(f[a:a + 16384]), y[a:a + 16384])
+        mm = np.load(path, mmap_mode="r")
+        n, p, off = mm.shape[0], mm.shape[1], mm.offset
+        del mm
+        st = ec.CollapseStats(k, p)
+        rows = 16384
+        with open(path, "rb") as fh:  # plain reads into one reused buffer: no mapped pages
+            fh.seek(off)
+            buf = np.empty((rows, p), dtype=np.float32)
+            for a in range(0, n, rows):
+                m = min(rows, n - a)
+                fh.readinto(memoryview(buf[:m]).cast("B"))
+                st.update(buf[:m], y[a:a + m])
         t1 = time.perf_counter()
         logme = float(st.logme())
         t2 = time.perf_counter()
@@ -99,7 +114,7 @@ def run(method: str, path: str, k: int) -> dict:
     else:
         f = np.load(path).astype(np.float64)
         t1 = time.perf_counter()
-        logme = numpy_logme(f, y)
+        logme = numpy_logme(f, y, k)
         t2 = time.perf_counter()
         h = numpy_hscore(f, y, k)
     t3 = time.perf_counter()

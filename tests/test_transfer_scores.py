@@ -302,3 +302,28 @@ def test_all_scores_streaming_equals_in_memory():
     assert xs.regularized_hscore() == pytest.approx(s["regularized_hscore"], rel=1e-9)
     assert xs.gbc() == pytest.approx(s["gbc"], rel=1e-9)
     assert float(xs.collapse_stats.vci()) == pytest.approx(s["vci"], rel=1e-9)
+
+
+def test_score_errors_are_typed():
+    h, y = mixture(100, 4, 3, seed=13)
+    bad = h.copy()
+    bad[5, 1] = np.inf
+    for fn in (transfer.logme, transfer.hscore, transfer.gbc, transfer.regularized_hscore):
+        with pytest.raises(ec.NonFiniteError, match="row 5, column 1"):
+            fn(bad, y)
+    with pytest.raises(ec.TooFewClassesError):
+        transfer.logme(h, np.zeros(100, dtype=int))
+    st = ec.CollapseStats(3, 4).update(h, y)
+    with pytest.raises(ec.ShapeError, match="columns"):
+        transfer.ridge_path(st, [0.0], val_features=h[:, :3], val_labels=y)
+    with pytest.raises(ec.LabelError, match="without training samples"):
+        transfer.ridge_path(st, [0.0], val_features=h[:3], val_labels=[0, 1, 9])
+    with pytest.raises(ec.ParameterError, match="grid"):
+        transfer.ridge_path(st, [-1.0])
+    xs = transfer.TransferabilityStats(3, 4).update(h, y)
+    before = xs.to_bytes()
+    with pytest.raises(ec.LabelError):
+        xs.update(h[:10], np.full(10, 7))
+    assert xs.to_bytes() == before  # a failed update changes nothing
+    with pytest.raises(ec.IncompatibleStatsError):
+        xs.merge(transfer.TransferabilityStats(3, 5))
