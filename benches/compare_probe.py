@@ -50,9 +50,13 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--max-iter", type=int, default=1000)
     ap.add_argument("--skip-sklearn", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = ap.parse_args()
     import sklearn  # noqa: F401  (import before the clock)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from etfcore.transfer import DEFAULT_GRID, linear_probe, stratified_split
 
