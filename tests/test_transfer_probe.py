@@ -119,3 +119,18 @@ def test_probe_errors():
             transfer.linear_probe(x, y, x, y, seed=0, grid=grid)
     with pytest.raises(ec.TooFewClassesError):
         transfer.linear_probe(x, np.zeros(100, dtype=int), x, np.zeros(100, dtype=int), seed=0)
+
+
+def test_probe_without_torch_says_how_to_install():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from etfcore import transfer\n"
+        "print(transfer.logme(np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2))\n"
+        "try:\n"
+        "    transfer.linear_probe(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1], seed=0)\n"
+        "except ImportError as e:\n"
+        "    print('ImportError:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "ImportError: etfcore.transfer.linear_probe needs PyTorch" in out.stdout
