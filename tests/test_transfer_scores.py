@@ -289,6 +289,11 @@ def test_rank_report_with_source_baseline():
     assert "source_accuracy" in by and "weighted τ" in rep.table()
     with pytest.raises(ec.ParameterError, match="at least 2 candidate"):
         transfer.rank_report(["a"], {"logme": [0.1]})
+    rep2 = transfer.rank_report(["a", "b", "c"], {"logme": [0.3, 0.1, 0.2]}, [0.6, 0.8, 0.7])
+    agg = transfer.aggregate_agreement([rep, rep2])
+    assert agg["logme"]["weighted_tau"] == pytest.approx(
+        0.5 * (1.0 + rep2.agreement[0].weighted_tau))
+    assert agg["logme"]["targets"] == 2 and agg["vci"]["targets"] == 1
 
 
 def test_all_scores_streaming_equals_in_memory():

@@ -249,3 +249,23 @@ def rank_report(
                 d = -1
             agreement.append(rank_agreement(k, v, acc, d))
     return RankReport(list(candidates), sc, acc, agreement)
+
+
+def aggregate_agreement(reports: Sequence[RankReport]) -> Dict[str, Dict[str, float]]:
+    """Mean over targets of each score's weighted τ, Pearson and Spearman (the field's summary:
+    per-target agreement, then averaged), with the number of targets it was measured on."""
+    acc: Dict[str, List[RankAgreement]] = {}
+    for rep in reports:
+        for a in rep.agreement:
+            acc.setdefault(a.score, []).append(a)
+    if not acc:
+        raise ParameterError("no report carries ground-truth accuracies to aggregate")
+    return {
+        k: {
+            "weighted_tau": float(np.nanmean([a.weighted_tau for a in v])),
+            "pearson": float(np.nanmean([a.pearson for a in v])),
+            "spearman": float(np.nanmean([a.spearman for a in v])),
+            "targets": float(len(v)),
+        }
+        for k, v in acc.items()
+    }
