@@ -21,6 +21,7 @@ pub mod samples;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod transfer;
 
 #[cfg(feature = "python")]
 mod py;

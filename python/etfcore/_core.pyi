@@ -14,6 +14,8 @@ __all__ = [
     "EtfcoreError", "ShapeError", "DTypeError", "NonFiniteError", "LabelError",
     "TooFewClassesError", "DimensionError", "IncompatibleStatsError", "CorruptDataError",
     "ParameterError", "DegenerateInputError", "NumericalError",
+    "transfer_hscore", "transfer_logme", "transfer_ridge_path", "RawTransferabilityStats",
+    "XFER_FORMAT_VERSION",
 ]
 
 FORMAT_VERSION: int
@@ -106,3 +108,47 @@ class RawCollapseStats:
     def nc4(self, features: _F, classifier: npt.NDArray[np.float64], bias: Optional[npt.NDArray[np.float64]] = None) -> float: ...
     def nearest_class_mean(self, features: _F) -> npt.NDArray[np.int64]: ...
     def report(self, weighting: str, rtol: Optional[float] = None, classifier: Optional[npt.NDArray[np.float64]] = None) -> Dict[str, Any]: ...
+
+# ---------------------------------------------------------------------------------------------
+# Transfer evaluation (etfcore.transfer)
+# ---------------------------------------------------------------------------------------------
+XFER_FORMAT_VERSION: int
+
+def transfer_hscore(
+    stats: RawCollapseStats, rank: Optional[int] = None, rtol: Optional[float] = None
+) -> Tuple[float, int]: ...
+def transfer_logme(
+    stats: RawCollapseStats,
+    parity: bool = False,
+    tol: float = 1e-12,
+    max_iter: int = 10000,
+    rtol: Optional[float] = None,
+) -> Tuple[float, npt.NDArray[np.float64], npt.NDArray[np.int64], int, bool, int]: ...
+def transfer_ridge_path(
+    stats: RawCollapseStats, lambdas: Sequence[float], rtol: Optional[float] = None
+) -> Tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    int,
+    npt.NDArray[np.float64],
+]: ...
+
+@final
+class RawTransferabilityStats:
+    def __init__(self, num_classes: int, dim: int) -> None: ...
+    def update(self, features: _F, labels: npt.NDArray[np.int64]) -> None: ...
+    def merge(self, other: RawTransferabilityStats) -> None: ...
+    def copy(self) -> RawTransferabilityStats: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> RawTransferabilityStats: ...
+    def collapse_stats(self) -> RawCollapseStats: ...
+    fourth_moment: float
+    cubic_sum: npt.NDArray[np.float64]
+    class_sq_sums: npt.NDArray[np.float64]
+    def regularized_hscore(self, rtol: Optional[float] = None) -> Tuple[float, float, int]: ...
+    def gbc(self, var_floor: Optional[float] = None) -> float: ...

@@ -376,7 +376,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dm.add_argument("--out", default="out/demo")
     dm.add_argument("--accelerator", default="auto")
     dm.add_argument("--no-progress", action="store_true", help="no per-batch progress bars")
+    from .transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
+
+    transfer_cli.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in transfer_cli.COMMANDS:
+        return transfer_cli.run(args)
     if args.command in ("train", "demo"):
         return _run_torch_command(args)
     if args.command == "rf-curve":

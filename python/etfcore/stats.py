@@ -530,3 +530,24 @@ class CollapseStats:
         if r["nc3"] is not None:
             out.update(nc3=r["nc3"][0], nc3_cosines=r["nc3"][1])
         return out
+
+    # ----------------------------------------------------------------- transferability
+    def hscore(self, *, rank: Optional[int] = None, rtol: Optional[float] = None) -> float:
+        """H-score ``tr(Σ_T^† Σ_B)`` (weighted, population; see :mod:`etfcore.transfer`)."""
+        from .transfer.scores import hscore_from_stats
+
+        return hscore_from_stats(self, rank=rank, rtol=rtol)
+
+    def logme(self, *, parity: bool = False, tol: float = 1e-12, max_iter: int = 10000):
+        """LogME from the statistics (a ``LogMEResult``; ``float()`` gives the value; see
+        :func:`etfcore.transfer.logme_from_stats`)."""
+        from .transfer.scores import logme_from_stats
+
+        return logme_from_stats(self, parity=parity, tol=tol, max_iter=max_iter)
+
+    def ridge_path(self, grid: Any = None, **kw: Any):
+        """The ridge least-squares probe for every ``λ``
+        (see :func:`etfcore.transfer.ridge_path`)."""
+        from .transfer.scores import ridge_path
+
+        return ridge_path(self, grid, **kw)

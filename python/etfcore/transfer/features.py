@@ -1,0 +1,236 @@
+"""Penultimate features of a backbone over a dataset, and class subsets / label maps.
+
+:func:`extract_features` runs any ``nn.Module`` (in eval mode, without gradients) over any
+``Dataset`` or ``DataLoader`` and streams each batch's features into statistics
+(:class:`~etfcore.CollapseStats`, :class:`TransferabilityStats`, or anything with
+``update(features, labels)``) and, optionally, into a memory-mapped ``.npy`` file, so the
+features of a large dataset never need to be held in memory.
+
+:func:`select_classes` and :func:`map_labels` work on ``(features, labels)`` arrays and on
+map-style datasets whose items are ``(x, label)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import LabelError, ParameterError, ShapeError
+
+
+@dataclasses.dataclass
+class ExtractedFeatures:
+    """``features`` (``N × p`` array, a read/write memmap when ``out`` was given, or ``None`` with
+    ``keep=False``), ``labels`` (int64), and the ``stats`` that were updated (or ``None``)."""
+
+    features: Optional[np.ndarray]
+    labels: np.ndarray
+    stats: Any
+    path: Optional[str]
+
+
+def _dataset_labels(dataset: Any) -> np.ndarray:
+    for attr in ("targets", "labels", "y"):
+        v = getattr(dataset, attr, None)
+        if v is not None and len(v) == len(dataset):
+            return np.asarray(v.cpu() if hasattr(v, "cpu") else v).astype(np.int64)
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None and len(tensors) >= 2:
+        return np.asarray(tensors[1].cpu()).astype(np.int64)
+    return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
+class _Relabelled:
+    """A map-style dataset: items ``indices[i]`` of ``base`` with label ``mapping[label]``."""
+
+    def __init__(self, base: Any, indices: np.ndarray, mapping: Mapping[int, int]):
+        self.base, self.indices, self.mapping = base, indices, mapping
+        src = _dataset_labels(base)[indices]
+        self.targets = np.array([mapping[int(v)] for v in src], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[int(self.indices[i])][:2]
+        return x, self.mapping[int(y)]
+
+
+def select_classes(data: Any, labels_or_classes: Any, classes: Optional[Sequence[int]] = None):
+    """Keeps the samples of ``classes`` (original labels) and relabels them ``0..K'-1`` in the
+    given order.
+
+    Arrays: ``select_classes(features, labels, classes) -> (features_subset, new_labels)``.
+    Datasets: ``select_classes(dataset, classes) -> dataset`` whose items are
+    ``(x, new_label)`` (labels read from ``dataset.targets``/``.labels``/``.tensors[1]``, or by
+    indexing).
+
+    >>> import numpy as np
+    >>> f = np.arange(12.0).reshape(6, 2); y = np.array([0, 1, 2, 0, 1, 2])
+    >>> fs, ys = select_classes(f, y, [2, 0])
+    >>> ys.tolist(), fs[:, 0].tolist()
+    ([1, 0, 1, 0], [0.0, 4.0, 6.0, 10.0])
+    """
+    if classes is None:  # dataset form
+        cls = [int(c) for c in np.asarray(labels_or_classes).ravel()]
+        _check_classes(cls)
+        lab = _dataset_labels(data)
+        _check_present(cls, lab)
+        idx = np.flatnonzero(np.isin(lab, cls))
+        return _Relabelled(data, idx, {c: i for i, c in enumerate(cls)})
+    cls = [int(c) for c in np.asarray(classes).ravel()]
+    _check_classes(cls)
+    lab = _labels(labels_or_classes)
+    if int(getattr(data, "shape", [len(lab)])[0]) != lab.size:
+        raise ShapeError(f"features have {data.shape[0]} rows but labels have {lab.size}")
+    _check_present(cls, lab)
+    idx = np.flatnonzero(np.isin(lab, cls))
+    lookup = {c: i for i, c in enumerate(cls)}
+    return data[idx], np.array([lookup[int(v)] for v in lab[idx]], dtype=np.int64)
+
+
+def _labels(labels: Any) -> np.ndarray:
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    a = np.asarray(labels)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise LabelError(f"labels must be a 1-D integer array, got shape {a.shape} {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _check_classes(cls):
+    if len(cls) < 1:
+        raise ParameterError("classes is empty")
+    if len(set(cls)) != len(cls):
+        raise ParameterError(f"classes contains repeats: {cls}")
+
+
+def _check_present(cls, lab):
+    missing = sorted(set(cls) - set(np.unique(lab).tolist()))
+    if missing:
+        raise LabelError(f"requested classes have no samples: {missing[:10]}")
+
+
+def map_labels(data: Any, mapping: Any, labels: Any = None):
+    """Relabels through ``mapping`` (a sequence/array indexed by the original label, e.g. a
+    coarse label for each fine label, or a dict). ``map_labels(labels, mapping) -> new labels``
+    for an array; ``map_labels(dataset, mapping) -> dataset`` of ``(x, mapping[y])``.
+
+    >>> import numpy as np
+    >>> map_labels(np.array([0, 3, 1, 2]), [0, 0, 1, 1]).tolist()
+    [0, 1, 0, 1]
+    """
+    if isinstance(mapping, Mapping):
+        table = {int(k): int(v) for k, v in mapping.items()}
+    else:
+        arr = np.asarray(mapping)
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
+            raise ParameterError("mapping must be a 1-D integer sequence or a dict")
+        table = {i: int(v) for i, v in enumerate(arr)}
+    if isinstance(data, np.ndarray) or hasattr(data, "detach"):
+        lab = _labels(data)
+        missing = sorted(set(np.unique(lab).tolist()) - set(table))
+        if missing:
+            raise LabelError(f"labels {missing[:10]} have no entry in the mapping")
+        return np.array([table[int(v)] for v in lab], dtype=np.int64)
+    lab = _dataset_labels(data)
+    missing = sorted(set(np.unique(lab).tolist()) - set(table))
+    if missing:
+        raise LabelError(f"labels {missing[:10]} have no entry in the mapping")
+    return _Relabelled(data, np.arange(len(lab)), table)
+
+
+def extract_features(
+    backbone: Any,
+    data: Any,
+    *,
+    device: Any = "auto",
+    batch_size: int = 256,
+    stats: Any = None,
+    out: Union[str, os.PathLike, None] = None,
+    dtype: Any = np.float32,
+    keep: bool = True,
+    num_workers: int = 0,
+) -> ExtractedFeatures:
+    """Features ``backbone(x)`` (flattened to ``(batch, p)``) of every sample of ``data`` (a map-
+    style ``Dataset`` of ``(x, label)``, read in order, or a ``DataLoader``/iterable of
+    ``(x, y)`` batches), under ``torch.no_grad`` with the backbone in eval mode (its mode is
+    restored afterwards). Each batch updates ``stats`` (if given) and is written to ``out`` (a
+    ``.npy`` path, opened with ``numpy.lib.format.open_memmap``; needs ``len(dataset)``). With
+    ``keep=False`` and no ``out``, only the labels and the statistics are returned.
+
+    >>> import torch, numpy as np, etfcore as ec
+    >>> from etfcore import transfer
+    >>> x = torch.randn(50, 8); y = torch.arange(50) % 5
+    >>> ds = torch.utils.data.TensorDataset(x, y)
+    >>> st = ec.CollapseStats(5, 4)
+    >>> r = transfer.extract_features(torch.nn.Linear(8, 4), ds, batch_size=16, stats=st,
+    ...                               device="cpu")
+    >>> r.features.shape, st.num_samples
+    ((50, 4), 50)
+    """
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("extract_features needs PyTorch: pip install torch") from e
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    dev = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
+    )
+    if isinstance(data, torch.utils.data.DataLoader) or not hasattr(data, "__getitem__"):
+        loader = data
+        total = len(data.dataset) if hasattr(data, "dataset") else None
+    else:
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                             num_workers=num_workers)
+        total = len(data)
+    if out is not None and total is None:
+        raise ParameterError("writing to `out` needs a dataset of known length")
+    was_training = backbone.training
+    backbone.eval()
+    backbone.to(dev)
+    mm = None
+    kept = []
+    labels = []
+    row = 0
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                x, y = batch[0], batch[1]
+                f = backbone(x.to(dev))
+                f = f.reshape(f.shape[0], -1).float().cpu().numpy().astype(dtype, copy=False)
+                yy = np.asarray(y.cpu() if hasattr(y, "cpu") else y).astype(np.int64).ravel()
+                if stats is not None:
+                    stats.update(f, yy)
+                if out is not None:
+                    if mm is None:
+                        mm = np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=dtype,
+                                                       shape=(total, f.shape[1]))
+                    if row + f.shape[0] > total:
+                        raise ShapeError("the loader yielded more rows than len(dataset)")
+                    mm[row:row + f.shape[0]] = f
+                elif keep:
+                    kept.append(f)
+                labels.append(yy)
+                row += f.shape[0]
+    finally:
+        backbone.train(was_training)
+    if mm is not None:
+        mm.flush()
+        feats = mm
+    else:
+        feats = np.concatenate(kept) if (keep and kept) else None
+    lab = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+    return ExtractedFeatures(feats, lab, stats, None if out is None else os.fspath(out))
+
+
+def split_labels(labels: Any, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified, seeded ``(train, held_out)`` split (``fraction`` held out)."""
+    from .probe import stratified_split
+
+    m = stratified_split(_labels(labels), fraction, seed)
+    return np.flatnonzero(~m), np.flatnonzero(m)

@@ -1,0 +1,531 @@
+r"""Linear probe: multinomial logistic regression on frozen features, L2 strength chosen on a
+validation split (the protocol of Kornblith et al. 2019, used by Xu & Liu for VCI).
+
+Objective, for one strength ``λ``::
+
+    min_{W, b}  (1/N) Σ_i CE(W f_i + b, y_i) + (λ/2) ‖W‖_F²        (the bias is not penalised)
+
+solved by full-batch L-BFGS (strong-Wolfe line search) in torch on the features' device, until
+the largest absolute entry of the gradient of this objective is ``≤ tol`` (``tol = 1e-4`` is
+scikit-learn's default; ``converged`` reports whether it was reached within ``max_iter``).
+scikit-learn's ``LogisticRegression(C=1/(λN))`` minimises the same objective.
+
+Protocol: features are centred by the training mean (a reparametrisation of the unpenalised bias:
+the solution is unchanged); ``standardize=True`` also divides each dimension by its training
+standard deviation (this *does* change the problem). A stratified, seeded validation split
+(``val_fraction`` of every class) is held out; the 97 strengths ``λ ∈ logspace(-6, 6, 97)`` are
+fitted on the rest from strong to weak, each warm-started from the previous solution; the strength
+with the best validation accuracy (the strongest one among ties) is refitted on all training data,
+warm-started from its split solution, and evaluated on the test set.
+
+Memory-mapped or large inputs are streamed to the device in chunks of ``chunk_rows`` rows (the
+loss and gradient are sums over chunks), so a feature file larger than the device memory works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
+
+DEFAULT_GRID = np.logspace(-6.0, 6.0, 97)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - exercised only without torch
+        raise ImportError(
+            "etfcore.transfer.linear_probe needs PyTorch: pip install 'etfcore[torch]' "
+            "(or pip install torch)"
+        ) from e
+    return torch
+
+
+@dataclasses.dataclass
+class ProbeResult:
+    """The outcome of :func:`linear_probe`.
+
+    ``grid`` is increasing and ``validation_curve[i]`` is the validation accuracy (of the kind
+    named by ``selection``) at ``grid[i]``; ``l2 = grid[l2_index]`` was chosen and refitted on
+    all training data. ``iterations``/``converged`` are per grid point (split fits);
+    ``refit_iterations``/``refit_converged`` for the final fit. ``per_class_accuracy[j]`` is the
+    test accuracy of class ``classes[j]`` (NaN when the test set has none of it).
+    ``weight`` (``K × p``) and ``bias`` act on features centred (and scaled) as in training:
+    ``logits = ((f - feature_mean) / feature_scale) @ weight.T + bias``.
+    """
+
+    top1: float
+    mean_per_class: float
+    l2: float
+    l2_index: int
+    grid: np.ndarray
+    validation_curve: np.ndarray
+    selection: str
+    per_class_accuracy: np.ndarray
+    classes: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    refit_iterations: int
+    refit_converged: bool
+    num_train: int
+    num_val: int
+    num_test: int
+    device: str
+    dtype: str
+    tol: float
+    weight: np.ndarray
+    bias: np.ndarray
+    feature_mean: np.ndarray
+    feature_scale: Optional[np.ndarray]
+
+    def to_dict(self, arrays: bool = False) -> Dict[str, Any]:
+        """A JSON-ready dict (``arrays=True`` also includes the weights)."""
+        out: Dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("weight", "bias", "feature_mean", "feature_scale") and not arrays:
+                continue
+            if isinstance(v, np.ndarray):
+                v = [None if isinstance(x, float) and math.isnan(x) else x for x in v.tolist()]
+            elif isinstance(v, (np.floating, np.integer, np.bool_)):
+                v = v.item()
+            out[f.name] = v
+        return out
+
+
+# --------------------------------------------------------------------------- input handling
+def _rows(x: Any) -> int:
+    return int(x.shape[0])
+
+
+def _check_features(x: Any, name: str) -> None:
+    if x.ndim != 2:
+        raise ShapeError(f"{name} must be 2-D (num_samples, dim), got shape {tuple(x.shape)}")
+    kind = str(x.dtype)
+    if not ("float" in kind or "half" in kind or "double" in kind):
+        raise ParameterError(f"{name} must be floating point, got dtype {kind}")
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ShapeError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise LabelError(f"{name} must be integers, got dtype {y.dtype}")
+    if y.shape[0] != n:
+        raise ShapeError(f"features have {n} rows but {name} have {y.shape[0]} entries")
+    return y.astype(np.int64)
+
+
+def stratified_split(labels: Any, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of a stratified, seeded validation split: ``round(val_fraction · n_k)``
+    samples of every class ``k`` (drawn with ``numpy.random.default_rng(seed)``).
+
+    Raises :class:`~etfcore.errors.LabelError` when a class would have no sample on one side.
+
+    >>> m = stratified_split(np.repeat([0, 1], 10), 0.2, seed=0)
+    >>> int(m.sum()), int(m[:10].sum())
+    (4, 2)
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ParameterError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    y = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(y.shape[0], dtype=bool)
+    for k in np.unique(y):
+        idx = np.flatnonzero(y == k)
+        nv = int(round(val_fraction * idx.size))
+        if nv == 0 or nv == idx.size:
+            side = "validation" if nv == 0 else "training"
+            raise LabelError(
+                f"the validation split ({val_fraction:g} of each class) leaves class {int(k)} "
+                f"({idx.size} training samples) with no {side} sample; give more samples of "
+                "it, drop the class, or change val_fraction"
+            )
+        mask[rng.permutation(idx)[:nv]] = True
+    return mask
+
+
+class _Source:
+    """Rows of a feature matrix delivered to the device as centred (and scaled) chunks."""
+
+    def __init__(self, x, torch, device, dtype, chunk_rows, name):
+        self.x, self.torch, self.device, self.dtype, self.name = x, torch, device, dtype, name
+        self.n = _rows(x)
+        self.chunk = max(1, int(chunk_rows)) if chunk_rows else self.n
+        self.is_tensor = isinstance(x, torch.Tensor)
+
+    def block(self, a: int, b: int):
+        t = self.torch
+        blk = self.x[a:b]
+        if not self.is_tensor:
+            blk = t.from_numpy(np.array(blk, order="C"))  # a private copy (memmaps are read-only)
+        blk = blk.to(device=self.device, dtype=self.dtype)
+        if not bool(t.isfinite(blk).all()):
+            bad = (~t.isfinite(blk)).nonzero()[0].tolist()
+            raise NonFiniteError(
+                f"{self.name} contains a non-finite value (NaN or Inf) at row {a + bad[0]}, "
+                f"column {bad[1]}"
+            )
+        return blk
+
+    def blocks(self):
+        for a in range(0, self.n, self.chunk):
+            b = min(self.n, a + self.chunk)
+            yield a, b, self.block(a, b)
+
+
+class _Design:
+    """A set of rows (a mask over a source) as centred chunks, resident or streamed."""
+
+    def __init__(self, src: _Source, labels: np.ndarray, mask, mean, scale, resident: bool):
+        t = src.torch
+        self.src, self.mean, self.scale = src, mean, scale
+        self.mask = mask
+        self.src_labels = labels
+        self.n = int(labels.shape[0] if mask is None else mask.sum())
+        self.labels_np = labels if mask is None else labels[mask]
+        self._resident = None
+        self._y_blocks = []
+        if resident:
+            xs = [self._prep(blk, a, b) for a, b, blk in src.blocks()]
+            x = xs[0] if len(xs) == 1 else t.cat(xs)
+            y = t.from_numpy(self.labels_np).to(src.device)
+            self._resident = [(x, y)]
+
+    def _prep(self, blk, a, b):
+        if self.mask is not None:
+            m = self.mask[a:b]
+            if not m.all():
+                blk = blk[self.src.torch.from_numpy(m).to(blk.device)]
+        blk = blk - self.mean
+        if self.scale is not None:
+            blk = blk / self.scale
+        return blk
+
+    def chunks(self):
+        if self._resident is not None:
+            yield from self._resident
+            return
+        t = self.src.torch
+        lab = self.src_labels
+        for a, b, blk in self.src.blocks():
+            x = self._prep(blk, a, b)
+            y = lab[a:b] if self.mask is None else lab[a:b][self.mask[a:b]]
+            if x.shape[0]:
+                yield x, t.from_numpy(np.ascontiguousarray(y)).to(self.src.device)
+
+
+def _resolve_device(torch, device, x):
+    if device in (None, "auto"):
+        if isinstance(x, torch.Tensor):
+            return x.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _resolve_dtype(torch, dtype):
+    table = {"float32": torch.float32, "float64": torch.float64}
+    if isinstance(dtype, str):
+        if dtype not in table:
+            raise ParameterError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        return table[dtype]
+    if dtype not in (torch.float32, torch.float64):
+        raise ParameterError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _fits(torch, device, nbytes: int, limit: Optional[int]) -> bool:
+    if limit is not None:
+        return nbytes <= limit
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 3
+    try:
+        import os
+
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return True
+    return nbytes <= avail // 3
+
+
+# --------------------------------------------------------------------------- the solver
+def _objective(torch, design: _Design, w, b, lam: float, want_grad: bool = True):
+    """Loss ``(1/N) Σ CE + (λ/2)‖W‖²`` and its gradient, accumulated over chunks."""
+    n = design.n
+    loss = w.new_zeros((), dtype=torch.float64)  # accumulated in float64
+    gw = torch.zeros_like(w) if want_grad else None
+    gb = torch.zeros_like(b) if want_grad else None
+    for x, y in design.chunks():
+        z = torch.addmm(b, x, w.t())
+        logp = torch.log_softmax(z, dim=1)
+        rows = torch.arange(y.shape[0], device=y.device)
+        loss -= logp[rows, y].sum(dtype=torch.float64)
+        if want_grad:
+            p = logp.exp_()
+            p[rows, y] -= 1.0
+            gw.addmm_(p.t(), x)
+            gb += p.sum(0)
+    loss = loss / n + 0.5 * lam * (w * w).sum(dtype=torch.float64)
+    if want_grad:
+        gw.div_(n).add_(w, alpha=lam)
+        gb.div_(n)
+    return loss, gw, gb
+
+
+def _fit(torch, design, w, b, lam, tol, max_iter, history):
+    """L-BFGS from ``(w, b)`` (updated in place); returns (iterations, converged)."""
+    w.requires_grad_(False)
+    b.requires_grad_(False)
+    params = [w, b]
+    eps = torch.finfo(w.dtype).eps
+    opt = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=max_iter, max_eval=max_iter * 5 // 4 + 10,
+        tolerance_grad=tol, tolerance_change=eps * eps, history_size=history,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        loss, gw, gb = _objective(torch, design, w, b, lam)
+        w.grad, b.grad = gw, gb
+        return loss
+
+    opt.step(closure)
+    iters = int(opt.state[opt._params[0]].get("n_iter", 0))
+    _, gw, gb = _objective(torch, design, w, b, lam)
+    gmax = max(float(gw.abs().max()), float(gb.abs().max()))
+    w.grad = b.grad = None
+    return iters, bool(gmax <= tol)
+
+
+def _predict_counts(torch, design, w, b, k):
+    """(correct per class, total per class) of argmax predictions."""
+    correct = torch.zeros(k, dtype=torch.int64, device=w.device)
+    total = torch.zeros(k, dtype=torch.int64, device=w.device)
+    for x, y in design.chunks():
+        pred = torch.addmm(b, x, w.t()).argmax(1)
+        total += torch.bincount(y, minlength=k)
+        correct += torch.bincount(y[pred == y], minlength=k)
+    return correct.cpu().numpy(), total.cpu().numpy()
+
+
+def _accuracy(correct, total, kind):
+    if kind == "top1":
+        return float(correct.sum() / max(1, total.sum()))
+    present = total > 0
+    return float(np.mean(correct[present] / total[present]))
+
+
+# --------------------------------------------------------------------------- public entry
+def linear_probe(
+    train_features: Any,
+    train_labels: Any,
+    test_features: Any,
+    test_labels: Any,
+    *,
+    seed: int,
+    device: Any = "auto",
+    dtype: Any = "float32",
+    grid: Optional[Sequence[float]] = None,
+    val_fraction: float = 0.2,
+    selection: str = "top1",
+    standardize: bool = False,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    history_size: int = 20,
+    chunk_rows: Optional[int] = None,
+    max_resident_bytes: Optional[int] = None,
+) -> ProbeResult:
+    r"""Linear probe of frozen features: multinomial logistic regression with an unpenalised bias,
+    ``min (1/N) Σ CE(W f_i + b, y_i) + (λ/2)‖W‖²`` by full-batch L-BFGS, ``λ`` chosen on a
+    stratified validation split from ``grid`` (default 97 values log-spaced in ``[1e-6, 1e6]``,
+    swept strong → weak with warm starts), then refitted on all training data.
+
+    Features: numpy arrays (memory-mapped ``.npy`` files included) or torch tensors, ``(N, p)``;
+    labels: integers. Training labels may be any integers (they are mapped to ``0..K-1`` in sorted
+    order); every test label must occur in training. ``device="auto"`` is the tensor's device, or
+    CUDA when available, else CPU. ``dtype`` ``"float32"`` (default) or ``"float64"``.
+    ``selection`` ``"top1"`` or ``"mean_per_class"`` is the validation accuracy maximised.
+    When the training data (in ``dtype``) does not fit in a third of the device's free memory
+    (or ``max_resident_bytes``), or ``chunk_rows`` is given, features are streamed to the
+    device in chunks of ``chunk_rows`` rows (default 65 536) at every evaluation.
+
+    >>> import numpy as np
+    >>> from etfcore import data, transfer
+    >>> x, y = data.load_digits()
+    >>> r = transfer.linear_probe(x[:1200], y[:1200], x[1200:], y[1200:], seed=0,
+    ...                           grid=np.logspace(-4, 0, 5))
+    >>> r.top1 > 0.9, r.validation_curve.shape
+    (True, (5,))
+    """
+    torch = _torch()
+    if selection not in ("top1", "mean_per_class"):
+        raise ParameterError(f"selection must be 'top1' or 'mean_per_class', got {selection!r}")
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ParameterError(f"tol must be positive and finite, got {tol}")
+    if int(max_iter) < 1:
+        raise ParameterError(f"max_iter must be >= 1, got {max_iter}")
+    lams = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64).ravel()
+    if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
+        raise ParameterError(
+            f"the λ grid must be non-empty, finite and positive, got {np.asarray(grid)!r}"
+        )
+    lams = np.unique(lams)  # increasing, no repeats
+
+    for x, name in ((train_features, "train_features"), (test_features, "test_features")):
+        _check_features(x, name)
+    ntr, nte = _rows(train_features), _rows(test_features)
+    p = int(train_features.shape[1])
+    if int(test_features.shape[1]) != p:
+        raise ShapeError(
+            f"train_features have {p} columns but test_features have "
+            f"{int(test_features.shape[1])}: the features must come from the same backbone"
+        )
+    ytr_raw = _labels(train_labels, ntr, "train_labels")
+    yte_raw = _labels(test_labels, nte, "test_labels")
+    classes = np.unique(ytr_raw)
+    if classes.size < 2:
+        raise TooFewClassesError(
+            f"at least 2 classes with samples are needed, but only {classes.size} present"
+        )
+    unseen = np.setdiff1d(np.unique(yte_raw), classes)
+    if unseen.size:
+        raise LabelError(
+            f"test_labels contain {unseen.size} label(s) never seen in training "
+            f"(e.g. {unseen[:5].tolist()}); a probe cannot predict them"
+        )
+    ytr = np.searchsorted(classes, ytr_raw)
+    yte = np.searchsorted(classes, yte_raw)
+    k = classes.size
+    val_mask = stratified_split(ytr_raw, val_fraction, seed)
+
+    dev = _resolve_device(torch, device, train_features)
+    dt = _resolve_dtype(torch, dtype)
+    item = 4 if dt == torch.float32 else 8
+    resident = chunk_rows is None and _fits(torch, dev, ntr * p * item, max_resident_bytes)
+    chunk = chunk_rows if chunk_rows else (ntr if resident else 65536)
+
+    src = _Source(train_features, torch, dev, dt, chunk, "train_features")
+    # training mean (and scale) in float64, one streamed pass (also checks finiteness)
+    s1 = torch.zeros(p, dtype=torch.float64, device=dev)
+    s2 = torch.zeros(p, dtype=torch.float64, device=dev) if standardize else None
+    for _, _, blk in src.blocks():
+        b64 = blk.to(torch.float64)
+        s1 += b64.sum(0)
+        if standardize:
+            s2 += (b64 * b64).sum(0)
+    mean64 = s1 / ntr
+    scale = None
+    if standardize:
+        var = (s2 / ntr - mean64 * mean64).clamp_min(0)
+        sd = var.sqrt()
+        scale = torch.where(sd > 0, sd, torch.ones_like(sd)).to(dt)
+    mean = mean64.to(dt)
+
+    te_src = _Source(test_features, torch, dev, dt, chunk, "test_features")
+    te_res = chunk_rows is None and _fits(torch, dev, nte * p * item, max_resident_bytes)
+    sub = _Design(src, ytr, ~val_mask, mean, scale, resident)
+    val = _Design(src, ytr, val_mask, mean, scale, resident)
+    full = _Design(src, ytr, None, mean, scale, resident)
+    test = _Design(te_src, yte, None, mean, scale, te_res)
+
+    prior = np.bincount(ytr[~val_mask], minlength=k) / (~val_mask).sum()
+    w = torch.zeros(k, p, dtype=dt, device=dev)
+    b = torch.from_numpy(np.log(prior)).to(device=dev, dtype=dt)
+    b -= b.mean()
+    curve = np.empty(lams.size)
+    iters = np.empty(lams.size, dtype=np.int64)
+    conv = np.empty(lams.size, dtype=bool)
+    sols: List[Any] = [None] * lams.size
+    for i in range(lams.size - 1, -1, -1):  # strong → weak
+        iters[i], conv[i] = _fit(torch, sub, w, b, float(lams[i]), tol, int(max_iter),
+                                 history_size)
+        c, t = _predict_counts(torch, val, w, b, k)
+        curve[i] = _accuracy(c, t, selection)
+        sols[i] = (w.clone(), b.clone())
+    # the best validation accuracy; among ties the strongest regularisation
+    best = int(np.flatnonzero(curve == curve.max())[-1])
+    w, b = sols[best]
+    sols = []
+    r_iters, r_conv = _fit(torch, full, w, b, float(lams[best]), tol, int(max_iter),
+                           history_size)
+    c, t = _predict_counts(torch, test, w, b, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(t > 0, c / np.maximum(t, 1), np.nan)
+    return ProbeResult(
+        top1=_accuracy(c, t, "top1"),
+        mean_per_class=_accuracy(c, t, "mean_per_class"),
+        l2=float(lams[best]),
+        l2_index=best,
+        grid=lams,
+        validation_curve=curve,
+        selection=selection,
+        per_class_accuracy=per_class,
+        classes=classes,
+        iterations=iters,
+        converged=conv,
+        refit_iterations=r_iters,
+        refit_converged=r_conv,
+        num_train=ntr,
+        num_val=int(val_mask.sum()),
+        num_test=nte,
+        device=str(dev),
+        dtype=str(dt).replace("torch.", ""),
+        tol=float(tol),
+        weight=w.cpu().numpy().astype(np.float64),
+        bias=b.cpu().numpy().astype(np.float64),
+        feature_mean=mean64.cpu().numpy(),
+        feature_scale=None if scale is None else scale.cpu().numpy().astype(np.float64),
+    )
+
+
+def fit_logistic(
+    features: Any,
+    labels: Any,
+    l2: float,
+    *,
+    device: Any = "auto",
+    dtype: Any = "float64",
+    tol: float = 1e-8,
+    max_iter: int = 2000,
+    history_size: int = 20,
+    chunk_rows: Optional[int] = None,
+):
+    r"""One fit of ``min (1/N) Σ CE(W f_i + b, y_i) + (λ/2)‖W‖²`` on raw (uncentred) features,
+    labels in ``0..K-1``. Returns ``(weight K×p, bias K, iterations, converged)`` as numpy
+    (the bias is determined up to a common constant: it is returned with mean zero).
+    scikit-learn's ``LogisticRegression(C=1/(λN))`` solves the same problem.
+
+    >>> import numpy as np
+    >>> x = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
+    >>> w, b, _, ok = fit_logistic(x, y, 0.1)
+    >>> bool(ok), w.shape
+    (True, (2, 1))
+    """
+    torch = _torch()
+    _check_features(features, "features")
+    n, p = _rows(features), int(features.shape[1])
+    y = _labels(labels, n, "labels")
+    if y.min() < 0:
+        raise LabelError("labels must be in 0..K-1")
+    k = int(y.max()) + 1
+    if not (l2 > 0 and math.isfinite(l2)):
+        raise ParameterError(f"l2 must be positive and finite, got {l2}")
+    dev = _resolve_device(torch, device, features)
+    dt = _resolve_dtype(torch, dtype)
+    src = _Source(features, torch, dev, dt, chunk_rows or n, "features")
+    zero = torch.zeros(p, dtype=dt, device=dev)
+    design = _Design(src, y, None, zero, None, chunk_rows is None)
+    w = torch.zeros(k, p, dtype=dt, device=dev)
+    b = torch.zeros(k, dtype=dt, device=dev)
+    it, ok = _fit(torch, design, w, b, float(l2), tol, int(max_iter), history_size)
+    bb = b.cpu().numpy().astype(np.float64)
+    return w.cpu().numpy().astype(np.float64), bb - bb.mean(), it, ok
