@@ -739,3 +739,42 @@ def test_worker_seeds_follow_seed_and_epoch(DM):
     e0, e1 = epoch_inputs(1, 0), epoch_inputs(1, 1)
     assert torch.equal(epoch_inputs(1, 1), e1) and torch.equal(epoch_inputs(1, 0), e0)
     assert not torch.equal(e0, e1) and not torch.equal(epoch_inputs(2, 0), e0)
+
+
+class _Shift:
+    """A random 'augmentation' drawing from torch's RNG (picklable, for worker processes)."""
+
+    def __call__(self, x):
+        return x + torch.rand(1)
+
+
+def test_augmentations_follow_seed_epoch_and_sample_whatever_the_workers(DM):
+    x = 10 * torch.arange(12, dtype=torch.float32)[:, None]  # sample i is 10 i (+ a draw < 1)
+    y = torch.arange(12) % 3
+    pair = (torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y))
+
+    def augmented(seed, epoch, workers):
+        dm = DM(dataset=pair, seed=seed, batch_size=4, num_workers=workers,
+                train_transform=_Shift()).prepare()  # fmt: skip
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        torch.rand(int(torch.randint(1, 9, (1,))))  # move the global RNG on
+        xs, _ = zip(*loader)
+        xs = torch.cat(xs)[:, 0]
+        order = (xs / 10).floor().long()  # the sample each row came from
+        assert sorted(order.tolist()) == list(range(12))
+        out = torch.empty(12)
+        out[order] = xs - 10 * order  # the draw per sample
+        return out
+
+    a = augmented(3, 1, 0)
+    assert torch.equal(augmented(3, 1, 0), a)
+    assert torch.equal(augmented(3, 1, 2), a)  # two worker processes: the same draws
+    assert not torch.equal(augmented(3, 2, 0), a) and not torch.equal(augmented(4, 1, 0), a)
+    # the process's own RNG is left alone by the seeded transform
+    dm = DM(dataset=pair, seed=3, batch_size=4, train_transform=_Shift()).prepare()
+    torch.manual_seed(0)
+    dm.train_dataset[0]
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(1), after)

@@ -8,13 +8,14 @@ subsampled; where etfcore draws it (``digits``, ``gmm``, ``caltech101``, ``sun39
 ``split_seed``, fixed by default, so every run seed is evaluated on the same samples.
 
 Everything else is seeded by ``seed``: the same arguments give the same samples in the same
-order. The training order of epoch ``e`` is a permutation that depends only on ``(seed, e)``,
-and so does the seed of the loader's worker processes (the loader's ``generator`` is reseeded
-from ``(seed, e)`` at every epoch, and workers are started afresh each epoch), hence random
-augmentations in workers too. A run resumed at an epoch boundary therefore sees exactly the
-batches of the uninterrupted run; a run resumed mid-epoch restarts that epoch's permutation from
-its beginning. With ``num_workers=0`` the augmentations draw from the main process's global
-torch RNG (seeded by Lightning's ``seed_everything``), which is not reseeded per epoch.
+order. In epoch ``e`` the training order is a permutation that depends only on ``(seed, e)``;
+the training transform's random draws (crops, flips) depend only on ``(seed, e, sample)``
+(:class:`~etfcore.training.datasets.RelabelledSubset` with a seed), whatever ``num_workers``;
+the worker processes' own seeds come from the loader's ``generator``, reseeded from
+``(seed, e)`` every epoch (workers are started afresh each epoch). A run resumed at an epoch
+boundary therefore sees exactly the batches of the uninterrupted run; a run resumed mid-epoch
+restarts that epoch's permutation from its beginning (the loader is not stateful). Random
+draws of a transform outside torch's RNG (Python's ``random``, numpy) are not covered.
 
 Under DDP the training loader's sampler is a :class:`SeededDistributedSampler` (a
 ``DistributedSampler`` with this module's ``seed``), which Lightning keeps as it is.
@@ -71,6 +72,10 @@ class _EpochSeeded:
 
     def _reseed(self) -> None:
         self.loader_generator.manual_seed(epoch_seed(self.seed, self.epoch) ^ 0x5EED)
+        data = getattr(self, "data_source", None)
+        data = getattr(self, "dataset", None) if data is None else data
+        if hasattr(data, "set_epoch"):  # seeded augmentations follow the epoch
+            data.set_epoch(self.epoch)
 
 
 class EpochSeededSampler(_EpochSeeded, RandomSampler):
@@ -225,7 +230,9 @@ class ClassificationDataModule(lightning.LightningDataModule):
         self.train_counts = plan.train_counts
         tf_train, tf_test = self._transforms()
         wrap = self._wrap
-        self.train_dataset = wrap(base_train, plan.train_idx, plan.train_labels, tf_train)
+        self.train_dataset = wrap(
+            base_train, plan.train_idx, plan.train_labels, tf_train, seed=self.seed
+        )
         self.train_eval_dataset = (
             self.train_dataset
             if tf_train is tf_test
@@ -312,10 +319,10 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return tr, te
 
     @staticmethod
-    def _wrap(base, idx, labels, transform) -> Dataset:
+    def _wrap(base, idx, labels, transform, seed: Optional[int] = None) -> Dataset:
         if transform is None:
             return D.subset(base, idx, labels)
-        return RelabelledSubset(base, idx, labels, transform)
+        return RelabelledSubset(base, idx, labels, transform, seed=seed)
 
 
 __all__ = [

@@ -313,7 +313,12 @@ def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
 
 class RelabelledSubset(Dataset):
     """``base[indices[i]]`` with label ``labels[i]`` (int64) and an optional input transform.
-    ``targets`` holds the labels (read without loading any input)."""
+    ``targets`` holds the labels (read without loading any input).
+
+    With a ``seed``, the transform's torch random draws (random crops, flips, …) are a function
+    of ``(seed, epoch, sample)`` only: each call runs under a forked torch RNG seeded from them
+    (the process's RNG is left as it was), so augmentations do not depend on the number of
+    workers, the batch or the process; :meth:`set_epoch` moves to another epoch."""
 
     def __init__(
         self,
@@ -321,18 +326,35 @@ class RelabelledSubset(Dataset):
         indices: np.ndarray,
         labels: np.ndarray,
         transform: Optional[Callable] = None,
+        *,
+        seed: Optional[int] = None,
     ) -> None:
         self.base, self.transform = base, transform
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = np.asarray(labels, dtype=np.int64)
+        self.seed = None if seed is None else int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.seed is not None:
+            entropy = [self.seed % 2**64, self.epoch % 2**64]
+            self._epoch_seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        x = self.base[int(self.indices[i])][0]
-        if self.transform is not None:
+        j = int(self.indices[i])
+        x = self.base[j][0]
+        if self.transform is None:
+            pass
+        elif self.seed is None:
             x = self.transform(x)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self._epoch_seed + j * 0x9E3779B97F4A7C15) % 2**63)
+                x = self.transform(x)
         return x, int(self.targets[i])
 
 
