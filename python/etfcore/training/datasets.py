@@ -316,9 +316,10 @@ class RelabelledSubset(Dataset):
     ``targets`` holds the labels (read without loading any input).
 
     With a ``seed``, the transform's torch random draws (random crops, flips, …) are a function
-    of ``(seed, epoch, sample)`` only: each call runs under a forked torch RNG seeded from them
-    (the process's RNG is left as it was), so augmentations do not depend on the number of
-    workers, the batch or the process; :meth:`set_epoch` moves to another epoch."""
+    of ``(seed, epoch, sample)`` only: each call reseeds torch's CPU generator from them and
+    restores its state afterwards (the process's RNG is left as it was), so augmentations do not
+    depend on the number of workers, the batch or the process; :meth:`set_epoch` moves to
+    another epoch."""
 
     def __init__(
         self,
@@ -352,9 +353,15 @@ class RelabelledSubset(Dataset):
         elif self.seed is None:
             x = self.transform(x)
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((self._epoch_seed + j * 0x9E3779B97F4A7C15) % 2**63)
+            # the CPU generator's state saved and restored by hand: torch.random.fork_rng and
+            # torch.manual_seed also visit every accelerator backend (~0.7 ms a call, measured)
+            rng = torch.default_generator
+            state = rng.get_state()
+            rng.manual_seed((self._epoch_seed + j * 0x9E3779B97F4A7C15) % 2**63)
+            try:
                 x = self.transform(x)
+            finally:
+                rng.set_state(state)
         return x, int(self.targets[i])
 
 
