@@ -159,28 +159,48 @@ def test_mse_loss_scaling_matches_probe_mse_of_the_core():
 
 
 # ---------------------------------------------------------------- within-class cosine regulariser
+def _pair_loop_cosines(H, y):
+    """Per class: (sum of cos over all ordered pairs incl. self-pairs, n_c), by a double loop."""
+    out = {}
+    for c in sorted(set(y.tolist())):
+        rows = [H[i] for i in range(len(y)) if y[i] == c]
+        total = 0.0
+        for a in rows:
+            for b in rows:
+                total += float(a @ b) / (math.sqrt(a @ a) * math.sqrt(b @ b))
+        out[c] = (total, len(rows))
+    return out
+
+
 def test_within_class_cosine_regulariser_brute_force_and_core():
+    # Xu & Liu: "the average within-class cosine similarity divided by the number of data points
+    # of each class in the batch" (default), or the plain average ("mean").
     rng = np.random.default_rng(0)
     H = rng.standard_normal((23, 5))
     y = rng.integers(0, 4, 23)
     y[:4] = [0, 1, 2, 3]
     lam = 2.5
-    vals = []
-    for c in range(4):
-        hc = H[y == c]
-        cos = [[a @ b / np.linalg.norm(a) / np.linalg.norm(b) for b in hc] for a in hc]
-        vals.append(np.mean(cos))
-    want = lam * np.mean(vals)
+    pairs = _pair_loop_cosines(H, y)
+    average = {c: s / n**2 for c, (s, n) in pairs.items()}
+    literal = lam * np.mean([average[c] / n for c, (_, n) in pairs.items()])
+    plain = lam * np.mean(list(average.values()))
+    Ht, yt = torch.from_numpy(H), torch.from_numpy(y)
     reg = enn.WithinClassCosineRegulariser(weight=lam)
-    assert float(reg(torch.from_numpy(H), torch.from_numpy(y))) == pytest.approx(want, rel=1e-12)
+    assert reg.normalization == "per_class_count"
+    assert float(reg(Ht, yt)) == pytest.approx(literal, rel=1e-12)
+    mean_reg = enn.WithinClassCosineRegulariser(weight=lam, normalization="mean")
+    assert float(mean_reg(Ht, yt)) == pytest.approx(plain, rel=1e-12)
+    assert literal != pytest.approx(plain, rel=1e-3)
     stats = ec.CollapseStats(4, 5)
     stats.update(H, y)
     d_within = stats.cosine_metrics()["cosine_within"]
-    assert want / lam == pytest.approx(1 - d_within, rel=1e-9)
+    assert plain / lam == pytest.approx(1 - d_within, rel=1e-9)
     # Classes absent from the batch do not count; only present ones are averaged.
-    assert float(reg(torch.from_numpy(H[y == 2]), torch.from_numpy(y[y == 2]))) == pytest.approx(
-        lam * vals[2], rel=1e-12
-    )
+    only2 = (torch.from_numpy(H[y == 2]), torch.from_numpy(y[y == 2]))
+    assert float(reg(*only2)) == pytest.approx(lam * average[2] / pairs[2][1], rel=1e-12)
+    assert float(mean_reg(*only2)) == pytest.approx(lam * average[2], rel=1e-12)
+    with pytest.raises(ec.ParameterError, match="normalization"):
+        enn.WithinClassCosineRegulariser(normalization="sum")
 
 
 # ---------------------------------------------------------------- hinge CE
@@ -196,18 +216,28 @@ def test_hinge_tau_plus_defaults():
 
 
 def test_hinge_logits_against_a_numpy_loop():
+    # τ⁺ and τ⁻ are both per-class vectors indexed by the sample's TRUE class y_i (τ⁻ of the
+    # true class sets the floor of every other class's logit).
     W = ec.etf(5, 7, seed=2, lengths=[1, 2, 1, 0.5, 1])
     rng = np.random.default_rng(1)
-    u, y = rng.standard_normal((8, 7)), rng.integers(0, 5, 8)
+    u, y = rng.standard_normal((12, 7)), np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 2, 2])
     tp = [0.2, 0.0, 0.7, 0.4, 1.0]
-    crit = enn.HingeCrossEntropy(torch.from_numpy(W), tau_plus=tp, tau_minus=2.5)
-    want = np.empty((8, 5))
-    for i in range(8):
+    tm = [2.5, 1.2, 3.0, 0.9, 2.0]
+    crit = enn.HingeCrossEntropy(torch.from_numpy(W), tau_plus=tp, tau_minus=tm)
+    want = np.empty((12, 5))
+    for i in range(12):
         for k in range(5):
             dot, s = W[k] @ u[i], np.linalg.norm(u[i]) * np.linalg.norm(W[k])
-            want[i, k] = min(dot, s * math.cos(tp[k])) if k == y[i] else max(dot, s * math.cos(2.5))
+            if k == y[i]:
+                want[i, k] = min(dot, s * math.cos(tp[y[i]]))
+            else:
+                want[i, k] = max(dot, s * math.cos(tm[y[i]]))
     got = crit.logits(torch.from_numpy(u), torch.from_numpy(y)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the vector matters: some floors are active, and indexing τ⁻ by k instead would differ
+    assert (want > np.einsum("kp,ip->ik", W, u) + 1e-9).any()
+    wrong = crit.logits(torch.from_numpy(u), torch.from_numpy(np.roll(y, 1))).numpy()
+    assert not np.allclose(wrong, want)
 
 
 def _inside_cones(W, y, tau_plus, rng):
@@ -251,13 +281,20 @@ def test_hinge_theorem1_zero_gradient_needs_tau_minus_theta_minus_tau_plus(K, p)
 
 # ---------------------------------------------------------------- heads
 def test_class_count_lengths_and_the_head_uses_them():
-    counts = np.array([500, 158, 50, 16, 5])
-    want = np.sqrt((counts.sum() / 5) / counts)
-    L = enn.class_count_lengths(counts)
-    np.testing.assert_allclose(L, want, rtol=1e-15)
+    # Yang et al.'s E_W lengths ‖w_k‖ = √((N/K)/n_k), checked by its defining properties in a
+    # plain loop: n_k ‖w_k‖² is the same for every class and equals the mean class count N/K.
+    counts = [500, 158, 50, 16, 5]
+    L = enn.class_count_lengths(np.array(counts))
+    mean_count = sum(counts) / len(counts)  # 145.8
+    for n, length in zip(counts, L):
+        assert n * length**2 == pytest.approx(mean_count, rel=1e-14)
+    assert L[0] < 1 < L[-1]  # head classes shorter, tail classes longer
+    # hand-computed: counts (1, 3) → N/K = 2 → (√2, √(2/3)); balanced counts → all 1
+    np.testing.assert_allclose(enn.class_count_lengths([1, 3]), [2**0.5, (2 / 3) ** 0.5])
     np.testing.assert_allclose(enn.class_count_lengths([7, 7, 7]), 1.0)
+    np.testing.assert_allclose(enn.class_count_lengths([10, 30]), enn.class_count_lengths([1, 3]))
     head = enn.FixedETFHead(5, 8, seed=0, lengths=L)
-    np.testing.assert_allclose(head.weight.norm(dim=1).numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(head.weight.norm(dim=1).numpy(), L, rtol=1e-6)
     Wn = head.weight.double() / head.weight.double().norm(dim=1, keepdim=True)
     np.testing.assert_allclose((Wn @ Wn.T).numpy(), np.eye(5) * 1.25 - 0.25, atol=1e-6)
     for bad in ([1, 0], [5], [[1, 2]]):

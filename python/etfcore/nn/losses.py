@@ -347,32 +347,46 @@ class GeneralisedLabelsLoss(nn.Module):
 
 
 class WithinClassCosineRegulariser(nn.Module):
-    r"""``λ`` times the within-class cosine similarity of a batch of features ``h`` (Xu & Liu's
-    pretraining regulariser; a larger ``λ`` keeps features of a class apart, i.e. less collapse):
+    r"""``λ`` times a within-class cosine similarity of a batch of features ``h`` (Xu & Liu's
+    pretraining regulariser; a larger ``λ`` keeps features of a class apart, i.e. less collapse).
+    With ``ĥ = h/‖h‖``, ``C`` the classes present in the batch and ``n_c`` their counts in it,
+    the average within-class cosine of class ``c`` (all ordered pairs, self-pairs included) is
 
-    .. math:: R = \frac{\lambda}{|C|} \sum_{c \in C} \frac{1}{n_c^2}
-              \sum_{i, j:\, y_i = y_j = c} \cos∠(h_i, h_j)
-              = \frac{\lambda}{|C|} \sum_{c \in C} \frac{\|\sum_{y_i = c} \hat h_i\|^2}{n_c^2}
+    .. math:: \bar s_c = \frac{1}{n_c^2} \sum_{i, j:\, y_i = y_j = c} \cos∠(h_i, h_j)
+              = \frac{\|\sum_{y_i = c} \hat h_i\|^2}{n_c^2}.
 
-    over the classes ``C`` present in the batch, ``n_c`` their counts in the batch and
-    ``ĥ = h/‖h‖`` (all pairs, self-pairs included: the per-class average cosine divided by the
-    number of the class's samples, summed over pairs). ``R/λ = 1 - d_within`` of
-    :meth:`etfcore.CollapseStats.cosine_metrics` on the batch. Added by the training step to the
-    loss: ``loss + reg(features, y)``. Zero rows count as direction 0.
+    - ``normalization="per_class_count"`` (default), the paper's wording "the average
+      within-class cosine similarity divided by the number of data points of each class in the
+      batch": :math:`R = \frac{\lambda}{|C|} \sum_{c \in C} \bar s_c / n_c`
+      (``‖Σ ĥ‖²/n_c³`` per class);
+    - ``normalization="mean"``: the plain average, :math:`R = \frac{\lambda}{|C|}
+      \sum_{c \in C} \bar s_c`; ``R/λ = 1 - d_within`` of
+      :meth:`etfcore.CollapseStats.cosine_metrics` on the batch.
 
-    >>> reg = WithinClassCosineRegulariser(weight=2.0)
+    Added by the training step to the loss: ``loss + reg(features, y)``. Zero rows count as
+    direction 0.
+
     >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
-    >>> float(reg(h, torch.tensor([0, 0, 1])))  # (2·(2/4) + 2·1)/2
+    >>> y = torch.tensor([0, 0, 1])
+    >>> float(WithinClassCosineRegulariser(weight=2.0)(h, y))  # 2·((2/4)/2 + 1/1)/2
+    1.25
+    >>> float(WithinClassCosineRegulariser(weight=2.0, normalization="mean")(h, y))
     1.5
     """
 
     uses_features = True
+    NORMALIZATIONS = ("per_class_count", "mean")
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, *, normalization: str = "per_class_count") -> None:
         super().__init__()
         if not (weight >= 0 and math.isfinite(weight)):
             raise ParameterError(f"weight must be non-negative and finite, got {weight}")
+        if normalization not in self.NORMALIZATIONS:
+            raise ParameterError(
+                f"normalization must be one of {self.NORMALIZATIONS}, got {normalization!r}"
+            )
         self.weight = float(weight)
+        self.normalization = normalization
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(features, None, "features")
@@ -381,7 +395,8 @@ class WithinClassCosineRegulariser(nn.Module):
         unit = F.normalize(features, dim=1)
         sums = unit.new_zeros(classes.numel(), unit.shape[1]).index_add_(0, inverse, unit)
         counts = torch.bincount(inverse, minlength=classes.numel()).to(unit.dtype)
-        return self.weight * (sums.pow(2).sum(1) / counts.pow(2)).mean()
+        power = 3 if self.normalization == "per_class_count" else 2
+        return self.weight * (sums.pow(2).sum(1) / counts.pow(power)).mean()
 
 
 def mixup(

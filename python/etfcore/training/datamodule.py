@@ -1,15 +1,29 @@
 """``ClassificationDataModule``: one LightningDataModule for every dataset etfcore trains on.
 
-The training split goes through, in this order: label selection and relabelling (``classes``,
-``label_map``), a stratified seeded validation split (``val_fraction``), then long-tail
-subsampling (``imbalance_ratio``). The held-out (test) split gets the same labels and is never
-subsampled, so it stays as balanced as the dataset's own test split. Everything is seeded by
-``seed``: the same arguments give the same samples in the same order.
+The splits come from :func:`etfcore.training.datasets.plan_splits`, in this order: label
+selection and renumbering to ``0..K'-1`` (``classes``, ``label_map``), long-tail subsampling of
+the whole training split (``imbalance_ratio``), then a stratified validation split drawn from
+the kept samples (``val_fraction``). The held-out (test) split gets the same labels and is never
+subsampled; where etfcore draws it (``digits``, ``gmm``, ``caltech101``, ``sun397``) its seed is
+``split_seed``, fixed by default, so every run seed is evaluated on the same samples.
+
+Everything else is seeded by ``seed``: the same arguments give the same samples in the same
+order. In epoch ``e`` the training order is a permutation that depends only on ``(seed, e)``;
+the training transform's random draws (crops, flips) depend only on ``(seed, e, sample)``
+(:class:`~etfcore.training.datasets.RelabelledSubset` with a seed), whatever ``num_workers``;
+the worker processes' own seeds come from the loader's ``generator``, reseeded from
+``(seed, e)`` every epoch (workers are started afresh each epoch). A run resumed at an epoch
+boundary therefore sees exactly the batches of the uninterrupted run; a run resumed mid-epoch
+restarts that epoch's permutation from its beginning (the loader is not stateful). Random
+draws of a transform outside torch's RNG (Python's ``random``, numpy) are not covered.
+
+Under DDP the training loader's sampler is a :class:`SeededDistributedSampler` (a
+``DistributedSampler`` with this module's ``seed``), which Lightning keeps as it is.
 
 >>> dm = ClassificationDataModule(dataset="digits", imbalance_ratio=0.1, val_fraction=0.1,
 ...                               batch_size=64, seed=0).prepare()
 >>> dm.num_classes, dm.input_shape, dm.train_counts.tolist()
-(10, (64,), [102, 78, 61, 47, 36, 28, 21, 17, 13, 10])
+(10, (64,), [103, 80, 61, 48, 37, 28, 22, 17, 13, 10])
 >>> x, y = next(iter(dm.train_dataloader())); x.shape, y.dtype
 (torch.Size([64, 64]), torch.int64)
 """
@@ -21,10 +35,11 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from ..errors import LabelError, ParameterError
+from ..errors import ParameterError
 from . import datasets as D
+from .datasets import RelabelledSubset, label_lookup
 
 DatasetSpec = Union[str, Tuple[Dataset, Dataset]]
 
@@ -32,87 +47,84 @@ DatasetSpec = Union[str, Tuple[Dataset, Dataset]]
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "cifar100-coarse": 32, "svhn": 32, "stl10": 96}
 
 
-class EpochSeededSampler(RandomSampler):
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` of a run seeded ``seed`` (a fixed mix, < 2⁶³).
+
+    >>> epoch_seed(0, 1) != epoch_seed(1, 0)
+    True
+    """
+    entropy = [int(seed) % 2**64, int(epoch) % 2**64]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
+
+
+class _EpochSeeded:
+    """Shared by the samplers: ``set_epoch`` also reseeds :attr:`loader_generator`, the
+    DataLoader's generator (it seeds the worker processes)."""
+
+    seed: int
+    epoch: int
+    loader_generator: torch.Generator
+
+    def _init_epoch(self, seed: int) -> None:
+        self.seed, self.epoch = int(seed), 0
+        self.loader_generator = torch.Generator()
+        self._reseed()
+
+    def _reseed(self) -> None:
+        self.loader_generator.manual_seed(epoch_seed(self.seed, self.epoch) ^ 0x5EED)
+        data = getattr(self, "data_source", None)
+        data = getattr(self, "dataset", None) if data is None else data
+        if hasattr(data, "set_epoch"):  # seeded augmentations follow the epoch
+            data.set_epoch(self.epoch)
+
+
+class EpochSeededSampler(_EpochSeeded, RandomSampler):
     """A random permutation per epoch that is a function of ``(seed, epoch)`` only: Lightning calls
     :meth:`set_epoch` before every epoch, so a run resumed at epoch ``e`` shuffles exactly as the
-    uninterrupted run did. (Under DDP, Lightning replaces it by a ``DistributedSampler``, as for
-    any ``RandomSampler``.)"""
+    uninterrupted run did."""
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
-        super().__init__(data_source)
-        self.seed, self.epoch = int(seed), 0
+        RandomSampler.__init__(self, data_source)
+        self._init_epoch(seed)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self._reseed()
 
     def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return iter(torch.randperm(len(self.data_source), generator=gen).tolist())
 
 
-class RelabelledSubset(Dataset):
-    """``base[indices[i]]`` with label ``labels[i]`` (int64) and an optional input transform.
-    ``targets`` holds the labels (read without loading any input)."""
+class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
+    """``DistributedSampler(shuffle=True)`` seeded by the data module's ``seed`` (torch's own
+    shards: replica ``r`` takes every ``num_replicas``-th sample of the epoch's permutation of
+    ``(seed, epoch)``), whose :meth:`set_epoch` also reseeds the loader's generator. Being a
+    ``DistributedSampler``, Lightning does not replace it."""
 
     def __init__(
-        self,
-        base: Dataset,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        transform: Optional[Callable] = None,
+        self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, drop_last: bool
     ) -> None:
-        self.base, self.transform = base, transform
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.targets = np.asarray(labels, dtype=np.int64)
+        DistributedSampler.__init__(
+            self, dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed),
+            drop_last=drop_last,
+        )  # fmt: skip
+        self._init_epoch(seed)
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        x = self.base[int(self.indices[i])][0]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.targets[i])
+    def set_epoch(self, epoch: int) -> None:
+        DistributedSampler.set_epoch(self, epoch)
+        self._reseed()
 
 
-def label_lookup(
-    num_original: int,
-    classes: Optional[Sequence[int]] = None,
-    label_map: Optional[Sequence[int]] = None,
-) -> np.ndarray:
-    """Original label → new label (``-1``: dropped).
-
-    - ``classes`` only: class ``classes[j]`` becomes ``j``, the others are dropped;
-    - ``label_map`` only: ``c`` becomes ``label_map[c]`` (a negative entry drops ``c``);
-    - both: ``classes`` selects, ``label_map`` relabels.
-
-    >>> label_lookup(5, classes=[3, 1]).tolist()
-    [-1, 1, -1, 0, -1]
-    >>> label_lookup(4, label_map=[1, 1, 0, -1]).tolist()
-    [1, 1, 0, -1]
-    """
-    lut = np.arange(num_original, dtype=np.int64)
-    if label_map is not None:
-        m = np.asarray(label_map, dtype=np.int64)
-        if m.ndim != 1 or m.size < num_original:
-            raise ParameterError(
-                f"label_map must have one entry per original label (≥ {num_original}), "
-                f"got {m.size}"
-            )
-        lut = m[:num_original].copy()
-    if classes is not None:
-        c = np.asarray(classes, dtype=np.int64)
-        if c.ndim != 1 or c.size == 0 or len(np.unique(c)) != c.size:
-            raise ParameterError(f"classes must be distinct original labels, got {list(c)}")
-        if c.min() < 0 or c.max() >= num_original:
-            raise LabelError(f"classes must lie in 0..{num_original - 1}, got {list(c)}")
-        keep = np.full(num_original, -1, dtype=np.int64)
-        keep[c] = lut[c] if label_map is not None else np.arange(c.size)
-        lut = keep
-    new = lut[lut >= 0]
-    if new.size == 0:
-        raise ParameterError("classes/label_map keep no class")
-    return lut
+def _distributed(trainer) -> Optional[Tuple[int, int]]:
+    """``(world_size, rank)`` when training on several processes, else ``None``."""
+    world = getattr(trainer, "world_size", 1) if trainer is not None else 1
+    if world > 1:
+        return int(world), int(trainer.global_rank)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_world_size(), dist.get_rank()
+    return None
 
 
 class ClassificationDataModule(lightning.LightningDataModule):
@@ -124,24 +136,30 @@ class ClassificationDataModule(lightning.LightningDataModule):
             ``imagenet-lt``, ``cub200``, …) — or a ``(train, test)`` pair of torch Datasets
             returning ``(input, integer label)``.
         data_root: where image datasets live (or are downloaded to).
-        download: let torchvision download missing datasets (``prepare_data`` does it once).
+        download: let torchvision download missing datasets (``prepare_data`` does it, once).
         image_size: side of the square input images (default: 32 for CIFAR/SVHN, 96 for STL-10,
             224 otherwise).
         imbalance_ratio: ``ρ = n_min/n_max`` of the long-tail subsampling of the training split
-            (CIFAR-LT profile ``n_k = ⌊n_max ρ^{k/(K-1)}⌋`` over the new labels); 1 = none.
-        classes: original labels to keep, relabelled ``0..K'-1`` in the given order.
+            (CIFAR-LT profile ``n_k = ⌊n_max ρ^{k/(K-1)}⌋`` over the new labels, ``n_max`` the
+            smallest class count of the whole training split); 1 = none.
+        classes: original labels to keep, renumbered ``0..K'-1`` in the given order.
         label_map: original → new label (e.g. CIFAR-100 fine → 20 superclasses,
             :data:`~etfcore.training.datasets.CIFAR100_COARSE`); negative entries drop a class.
-        val_fraction: fraction of each class of the training split held out as a validation
-            split (stratified, seeded, taken before long-tail subsampling; 0 = none).
+            The distinct new labels are renumbered ``0..K'-1`` (ascending; with ``classes``, in
+            the order ``classes`` reaches them), so no class is left empty.
+        val_fraction: fraction of each class held out for validation, drawn (stratified,
+            seeded) from the training samples the long tail kept; 0 = none.
         batch_size, num_workers: of the data loaders.
-        seed: seeds every split, the subsampling and the training loader's shuffling (a
-            permutation per epoch that depends only on ``(seed, epoch)``).
+        seed: seeds the subsampling, the validation split, the training order and the loader's
+            worker seeds (per epoch: functions of ``(seed, epoch)``).
+        split_seed: seeds the held-out split where etfcore draws it; fixed by default
+            (:data:`~etfcore.training.datasets.SPLIT_SEED`), independent of ``seed``.
         augment: random crops/flips on the training images (image datasets only).
         train_transform, test_transform: replace the default image transforms.
 
     After :meth:`setup` (or :meth:`prepare`, which also downloads when allowed and returns the
     module): ``num_classes``, ``train_counts``, ``input_shape``, ``train_dataset``,
+    ``train_eval_dataset`` (the training samples with the test transform, for evaluation),
     ``val_dataset`` (``None`` without a validation split; ``val_dataloader()`` is then empty),
     ``test_dataset`` and the three loaders, whose batches are ``(x, y)`` with int64 ``y``.
     """
@@ -160,6 +178,7 @@ class ClassificationDataModule(lightning.LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         seed: int = 0,
+        split_seed: int = D.SPLIT_SEED,
         augment: bool = True,
         train_transform: Optional[Callable] = None,
         test_transform: Optional[Callable] = None,
@@ -183,9 +202,11 @@ class ClassificationDataModule(lightning.LightningDataModule):
         self.imbalance_ratio, self.val_fraction = float(imbalance_ratio), float(val_fraction)
         self.classes, self.label_map = classes, label_map
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.split_seed = int(split_seed)
         self.augment = bool(augment)
         self.train_transform, self.test_transform = train_transform, test_transform
         self.train_dataset: Optional[Dataset] = None
+        self.train_eval_dataset: Optional[Dataset] = None
         self.val_dataset: Optional[Dataset] = None
         self.test_dataset: Optional[Dataset] = None
 
@@ -194,40 +215,32 @@ class ClassificationDataModule(lightning.LightningDataModule):
         """Downloads an image dataset once (rank 0) when ``download`` is set."""
         if isinstance(self.dataset, str) and self.download and self.dataset in D.DOWNLOADABLE:
             for train in (True, False):
-                D.torchvision_dataset(
-                    self.dataset, self.data_root, train=train, download=True, seed=self.seed
-                )
+                D.torchvision_dataset(self.dataset, self.data_root, train=train, download=True)
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Builds the three splits (idempotent)."""
+        """Builds the splits (idempotent; never downloads: :meth:`prepare_data` does)."""
         if self.train_dataset is not None:
             return
         base_train, base_test, y_train, y_test = self._base()
-        if y_train.size == 0 or min(y_train.min(), y_test.min(initial=0)) < 0:
-            raise LabelError("datasets must hold non-negative integer labels")
-        lut = label_lookup(
-            int(max(y_train.max(), y_test.max(initial=0))) + 1, self.classes, self.label_map
-        )
-        train_idx = np.flatnonzero(lut[y_train] >= 0)
-        test_idx = np.flatnonzero(lut[y_test] >= 0)
-        new_train, new_test = lut[y_train[train_idx]], lut[y_test[test_idx]]
-        self.num_classes = int(max(new_train.max(), new_test.max(initial=0))) + 1
-        val_idx = np.zeros(0, dtype=np.int64)
-        if self.val_fraction > 0:
-            kept, held = D.stratified_split(new_train, self.val_fraction, seed=self.seed + 1)
-            val_idx, train_idx, new_train = train_idx[held], train_idx[kept], new_train[kept]
-        if self.imbalance_ratio < 1.0:
-            keep = D.long_tail_indices(
-                new_train, self.imbalance_ratio, seed=self.seed, num_classes=self.num_classes
-            )
-            train_idx, new_train = train_idx[keep], new_train[keep]
-        self.train_counts = np.bincount(new_train, minlength=self.num_classes)
+        plan = D.plan_splits(
+            y_train, y_test, classes=self.classes, label_map=self.label_map,
+            imbalance_ratio=self.imbalance_ratio, val_fraction=self.val_fraction, seed=self.seed,
+        )  # fmt: skip
+        self.num_classes = plan.num_classes
+        self.train_counts = plan.train_counts
         tf_train, tf_test = self._transforms()
         wrap = self._wrap
-        self.train_dataset = wrap(base_train, train_idx, new_train, tf_train)
-        self.test_dataset = wrap(base_test, test_idx, lut[y_test[test_idx]], tf_test)
-        if val_idx.size:
-            self.val_dataset = wrap(base_train, val_idx, lut[y_train[val_idx]], tf_test)
+        self.train_dataset = wrap(
+            base_train, plan.train_idx, plan.train_labels, tf_train, seed=self.seed
+        )
+        self.train_eval_dataset = (
+            self.train_dataset
+            if tf_train is tf_test
+            else wrap(base_train, plan.train_idx, plan.train_labels, tf_test)
+        )
+        self.test_dataset = wrap(base_test, plan.test_idx, plan.test_labels, tf_test)
+        if plan.val_idx.size:
+            self.val_dataset = wrap(base_train, plan.val_idx, plan.val_labels, tf_test)
         self.input_shape = tuple(self.train_dataset[0][0].shape)
 
     def prepare(self) -> ClassificationDataModule:
@@ -237,9 +250,28 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return self
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled by a function of ``(seed, epoch)``: :class:`EpochSeededSampler` on one
+        process, :class:`SeededDistributedSampler` (this rank's shard) when the attached trainer
+        or ``torch.distributed`` has several processes. The sampler starts at the trainer's
+        current epoch (so the first epoch of a resumed run is shuffled right even before
+        Lightning calls ``set_epoch``); the loader's generator follows the sampler's epoch."""
         ds = self._ready(self.train_dataset)
-        sampler = EpochSeededSampler(ds, self.seed)
-        return self._loader(ds, sampler=sampler, drop_last=len(ds) > self.batch_size)
+        drop_last = len(ds) > self.batch_size
+        dist = _distributed(self.trainer)
+        sampler: _EpochSeeded
+        if dist is None:
+            sampler = EpochSeededSampler(ds, self.seed)
+        else:
+            world, rank = dist
+            drop_last = len(ds) // world > self.batch_size
+            # the sampler drops the epoch's last len % world samples rather than repeating some
+            sampler = SeededDistributedSampler(
+                ds, num_replicas=world, rank=rank, seed=self.seed, drop_last=len(ds) >= world
+            )
+        sampler.set_epoch(int(getattr(self.trainer, "current_epoch", 0) or 0))
+        return self._loader(
+            ds, sampler=sampler, drop_last=drop_last, generator=sampler.loader_generator
+        )
 
     def val_dataloader(self):
         self._ready(self.train_dataset)
@@ -255,11 +287,12 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return ds
 
     def _loader(self, ds: Dataset, **kw) -> DataLoader:
+        # Workers are started afresh every epoch (not persistent) so that their seeds come from
+        # the generator reseeded for that epoch.
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             **kw,
         )
@@ -269,9 +302,9 @@ class ClassificationDataModule(lightning.LightningDataModule):
             train, test = self.dataset
             return train, test, D.dataset_labels(train), D.dataset_labels(test)
         if self.dataset in D.EMBEDDED:
-            xtr, ytr, xte, yte = D.embedded_arrays(self.dataset, seed=self.seed)
+            xtr, ytr, xte, yte = D.embedded_arrays(self.dataset, split_seed=self.split_seed)
             return D.tensor_dataset(xtr, ytr), D.tensor_dataset(xte, yte), ytr, yte
-        kw = dict(download=self.download, seed=self.seed)
+        kw = dict(download=False, split_seed=self.split_seed)
         train = D.torchvision_dataset(self.dataset, self.data_root, train=True, **kw)
         test = D.torchvision_dataset(self.dataset, self.data_root, train=False, **kw)
         return train, test, D.dataset_labels(train), D.dataset_labels(test)
@@ -286,11 +319,17 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return tr, te
 
     @staticmethod
-    def _wrap(base, idx, labels, transform) -> Dataset:
-        if isinstance(base, TensorDataset) and transform is None:  # index the tensors once
-            x = base.tensors[0][torch.from_numpy(np.asarray(idx, dtype=np.int64))]
-            return TensorDataset(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
-        return RelabelledSubset(base, idx, labels, transform)
+    def _wrap(base, idx, labels, transform, seed: Optional[int] = None) -> Dataset:
+        if transform is None:
+            return D.subset(base, idx, labels)
+        return RelabelledSubset(base, idx, labels, transform, seed=seed)
 
 
-__all__ = ["ClassificationDataModule", "EpochSeededSampler", "RelabelledSubset", "label_lookup"]
+__all__ = [
+    "ClassificationDataModule",
+    "EpochSeededSampler",
+    "SeededDistributedSampler",
+    "RelabelledSubset",
+    "epoch_seed",
+    "label_lookup",
+]

@@ -8,11 +8,22 @@ splits. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts them
 - Images (torchvision's own classes where they exist, always constructed with the given
   ``download``): ``cifar10``, ``cifar100``, ``cifar100-coarse`` (20 superclass labels), ``svhn``,
   ``stl10``, ``flowers102``, ``pets``, ``dtd``, ``fgvc-aircraft``, ``stanford-cars``, ``food101``,
-  ``caltech101``, ``sun397`` (the last two have no official split: a seeded stratified split),
+  ``caltech101``, ``sun397`` (the last two have no official split: a stratified split seeded by
+  ``split_seed``, fixed by default),
   ``cub200`` (the ``CUB_200_2011`` folder with its ``images.txt`` / ``train_test_split.txt``),
   ``imagenet`` (``data_root/train/<wnid>/…`` and ``data_root/val/<wnid>/…``), ``imagenet-lt``
   (ImageNet plus the ``ImageNet_LT_{train,test}.txt`` lists of ``path label`` lines) and
-  ``folder`` (``data_root/{train,test}/<class>/<image>``).
+  ``folder`` (``data_root/{train,test}/<class>/<image>``). For ``imagenet`` and ``folder`` the
+  class indices come from the training folder's sorted sub-folders and the held-out split reuses
+  them (a class missing from it keeps its index; a class only there is an error).
+
+The held-out split never depends on a run's ``seed``: where etfcore draws it (``digits``,
+``gmm``, ``caltech101``, ``sun397``) it uses ``split_seed`` (default :data:`SPLIT_SEED`), so runs
+with different seeds are evaluated on the same samples and never train on each other's test data.
+
+:func:`plan_splits` is the one place where labels are selected and renumbered, the training split
+long-tail subsampled and a validation split drawn; the datamodule and :func:`embedded` /
+:func:`image_datasets` all go through it.
 
 Missing files raise :class:`DatasetNotFoundError` naming the dataset, the ``data_root``, the
 download URL and the ``download`` setting.
@@ -21,16 +32,17 @@ download URL and the ``download`` setting.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import random
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .. import data
-from ..errors import ParameterError
+from ..errors import LabelError, ParameterError
 
 # CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
 # fmt: off
@@ -43,6 +55,9 @@ CIFAR100_COARSE = [
 # fmt: on
 
 EMBEDDED = ("digits", "gmm", "mnist1d")
+
+#: Seed of the held-out splits etfcore draws itself (fixed: independent of any run's ``seed``).
+SPLIT_SEED = 0
 
 #: Where each image dataset comes from (shown when its files are missing).
 URLS: Dict[str, str] = {
@@ -65,7 +80,8 @@ URLS: Dict[str, str] = {
     "imagenet": "https://image-net.org/download.php (ILSVRC2012, as train/<wnid>/ and val/<wnid>/)",
     "imagenet-lt": "https://github.com/zhmiao/OpenLongTailRecognition-OLTR "
     "(ImageNet_LT_train.txt, ImageNet_LT_test.txt) over the ImageNet images",
-    "folder": "your own images as data_root/{train,test}/<class>/<image>",
+    "folder": "your own images: data_root/train/<class>/<image> and "
+    "data_root/test/<class>/<image>",
 }
 URLS["cifar100-coarse"] = URLS["cifar100"]
 IMAGE_DATASETS = tuple(URLS)
@@ -74,7 +90,7 @@ DOWNLOADABLE = (
     "cifar10", "cifar100", "cifar100-coarse", "svhn", "stl10", "flowers102", "pets", "dtd",
     "fgvc-aircraft", "food101", "caltech101", "sun397",
 )  # fmt: skip
-TORCHVISION = IMAGE_DATASETS  # the name callers of the previous API use
+TORCHVISION = IMAGE_DATASETS  # used by the hand-written trainer; goes when it does
 
 
 class DatasetNotFoundError(ParameterError):
@@ -158,6 +174,197 @@ def split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarr
     return np.sort(perm[:cut]), np.sort(perm[cut:])
 
 
+def label_lookup(
+    num_original: int,
+    classes: Optional[Sequence[int]] = None,
+    label_map: Optional[Sequence[int]] = None,
+) -> np.ndarray:
+    """Original label → new label in ``0..K'-1`` (``-1``: dropped); every new label is used.
+
+    - ``classes`` only: class ``classes[j]`` becomes ``j``, the others are dropped;
+    - ``label_map`` only: ``c`` goes to ``label_map[c]`` (a negative entry drops ``c``), then the
+      distinct targets are renumbered ``0..K'-1`` in ascending order (a map with gaps, or one
+      whose target is reached only by dropped classes, leaves no empty class);
+    - both: ``classes`` selects, ``label_map`` maps, and the distinct targets are numbered in the
+      order in which ``classes`` first reaches them.
+
+    >>> label_lookup(5, classes=[3, 1]).tolist()
+    [-1, 1, -1, 0, -1]
+    >>> label_lookup(4, label_map=[5, 5, 2, -1]).tolist()
+    [1, 1, 0, -1]
+    >>> label_lookup(6, classes=[4, 0, 5], label_map=[7, 7, 3, 3, 9, 7]).tolist()
+    [1, -1, -1, -1, 0, 1]
+    """
+    lut = np.arange(num_original, dtype=np.int64)
+    if label_map is not None:
+        m = np.asarray(label_map, dtype=np.int64)
+        if m.ndim != 1 or m.size < num_original:
+            raise ParameterError(
+                f"label_map must have one entry per original label (≥ {num_original}), "
+                f"got {m.size}"
+            )
+        lut = m[:num_original].copy()
+    if classes is None:
+        order = np.unique(lut[lut >= 0])  # ascending
+    else:
+        c = np.asarray(classes, dtype=np.int64)
+        if c.ndim != 1 or c.size == 0 or len(np.unique(c)) != c.size:
+            raise ParameterError(f"classes must be distinct original labels, got {list(c)}")
+        if c.min() < 0 or c.max() >= num_original:
+            raise LabelError(f"classes must lie in 0..{num_original - 1}, got {list(c)}")
+        keep = np.full(num_original, -1, dtype=np.int64)
+        keep[c] = lut[c]
+        lut = keep
+        targets = lut[c][lut[c] >= 0]
+        _, first = np.unique(targets, return_index=True)
+        order = targets[np.sort(first)]  # distinct targets in the order classes reach them
+    if order.size == 0:
+        raise ParameterError("classes/label_map keep no class")
+    sorter = np.argsort(order, kind="stable")
+    new = np.full(num_original, -1, dtype=np.int64)
+    kept = lut >= 0
+    new[kept] = sorter[np.searchsorted(order, lut[kept], sorter=sorter)]
+    return new
+
+
+class SplitPlan(NamedTuple):
+    """Which base samples go to each split and their new labels (``*_idx`` index the base
+    training or test dataset; ``*_labels`` are in ``0..num_classes-1``)."""
+
+    num_classes: int
+    train_idx: np.ndarray
+    train_labels: np.ndarray
+    val_idx: np.ndarray
+    val_labels: np.ndarray
+    test_idx: np.ndarray
+    test_labels: np.ndarray
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.train_labels, minlength=self.num_classes)
+
+
+def plan_splits(
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    classes: Optional[Sequence[int]] = None,
+    label_map: Optional[Sequence[int]] = None,
+    imbalance_ratio: float = 1.0,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> SplitPlan:
+    """The training/validation/test plan of a dataset from its labels, in this order:
+
+    1. labels selected and renumbered by :func:`label_lookup` (``classes``, ``label_map``), on
+       both splits;
+    2. the training split long-tail subsampled (:func:`long_tail_indices`, ``imbalance_ratio``,
+       seeded by ``seed``) over the full training split, so ``n_max`` is the smallest class count
+       of the whole split (CIFAR-10-LT with ρ = 0.01 keeps 5000 … 50);
+    3. a validation split drawn from the kept samples, stratified (``round(val_fraction · n_k)``
+       of class ``k``, at most ``n_k - 1``; seeded by ``seed + 1``): it follows the training
+       distribution, long tail included, and training keeps ``n_k`` minus that. The samples the
+       long tail kept are the same whatever ``val_fraction``.
+
+    The test split is relabelled only (never subsampled).
+
+    >>> y = np.repeat(np.arange(3), 100)
+    >>> plan = plan_splits(y, y, imbalance_ratio=0.1, val_fraction=0.2, seed=0)
+    >>> plan.train_counts.tolist(), np.bincount(plan.val_labels).tolist()
+    ([80, 25, 8], [20, 6, 2])
+    """
+    y_train = np.asarray(y_train, dtype=np.int64)
+    y_test = np.asarray(y_test, dtype=np.int64)
+    if y_train.size == 0 or min(y_train.min(), y_test.min(initial=0)) < 0:
+        raise LabelError("datasets must hold non-negative integer labels")
+    if not (0.0 < imbalance_ratio <= 1.0):
+        raise ParameterError(f"imbalance_ratio must be in (0, 1], got {imbalance_ratio}")
+    lut = label_lookup(int(max(y_train.max(), y_test.max(initial=0))) + 1, classes, label_map)
+    k = int(lut.max()) + 1
+    train_idx = np.flatnonzero(lut[y_train] >= 0)
+    test_idx = np.flatnonzero(lut[y_test] >= 0)
+    train_labels = lut[y_train[train_idx]]
+    if imbalance_ratio < 1.0:
+        keep = long_tail_indices(train_labels, imbalance_ratio, seed=seed, num_classes=k)
+        train_idx, train_labels = train_idx[keep], train_labels[keep]
+    val_idx = np.zeros(0, dtype=np.int64)
+    if val_fraction > 0:
+        kept, held = stratified_split(train_labels, val_fraction, seed=seed + 1)
+        val_idx, train_idx = train_idx[held], train_idx[kept]
+    return SplitPlan(
+        num_classes=k,
+        train_idx=train_idx,
+        train_labels=lut[y_train[train_idx]],
+        val_idx=val_idx,
+        val_labels=lut[y_train[val_idx]],
+        test_idx=test_idx,
+        test_labels=lut[y_test[test_idx]],
+    )
+
+
+def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
+    """``base`` restricted to ``idx`` with labels ``labels`` (tensors indexed once for a
+    ``TensorDataset``; a :class:`RelabelledSubset` otherwise)."""
+    if isinstance(base, TensorDataset):
+        x = base.tensors[0][torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+        return TensorDataset(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+    return RelabelledSubset(base, idx, labels)
+
+
+class RelabelledSubset(Dataset):
+    """``base[indices[i]]`` with label ``labels[i]`` (int64) and an optional input transform.
+    ``targets`` holds the labels (read without loading any input).
+
+    With a ``seed``, the transform's torch random draws (random crops, flips, …) are a function
+    of ``(seed, epoch, sample)`` only: each call reseeds torch's CPU generator from them and
+    restores its state afterwards (the process's RNG is left as it was), so augmentations do not
+    depend on the number of workers, the batch or the process; :meth:`set_epoch` moves to
+    another epoch."""
+
+    def __init__(
+        self,
+        base: Dataset,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        transform: Optional[Callable] = None,
+        *,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.base, self.transform = base, transform
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.targets = np.asarray(labels, dtype=np.int64)
+        self.seed = None if seed is None else int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.seed is not None:
+            entropy = [self.seed % 2**64, self.epoch % 2**64]
+            self._epoch_seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        x = self.base[j][0]
+        if self.transform is None:
+            pass
+        elif self.seed is None:
+            x = self.transform(x)
+        else:
+            # the CPU generator's state saved and restored by hand: torch.random.fork_rng and
+            # torch.manual_seed also visit every accelerator backend (~0.7 ms a call, measured)
+            rng = torch.default_generator
+            state = rng.get_state()
+            rng.manual_seed((self._epoch_seed + j * 0x9E3779B97F4A7C15) % 2**63)
+            try:
+                x = self.transform(x)
+            finally:
+                rng.set_state(state)
+        return x, int(self.targets[i])
+
+
 # ------------------------------------------------------------------ embedded data
 @functools.lru_cache(maxsize=4)
 def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
@@ -173,25 +380,32 @@ def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return f32(d["x"]), d["y"].astype(np.int64), f32(d["x_test"]), d["y_test"].astype(np.int64)
+    out = (
+        np.array(d["x"], dtype=np.float32), np.array(d["y"], dtype=np.int64),
+        np.array(d["x_test"], dtype=np.float32), np.array(d["y_test"], dtype=np.int64),
+    )  # fmt: skip
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def embedded_arrays(
-    name: str, *, seed: int = 0, test_fraction: float = 0.3
+    name: str, *, split_seed: int = SPLIT_SEED, test_fraction: float = 0.3
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_test, y_test)`` of an embedded dataset, float32 and int64.
+    """``(x_train, y_train, x_test, y_test)`` of an embedded dataset, float32 and int64, fresh
+    arrays on every call.
 
-    ``digits`` and ``gmm`` are split ``1 - test_fraction`` / ``test_fraction`` by a seeded
-    permutation (seed ``1000 + seed``); ``mnist1d`` is the package's default generation (5000
-    signals of length 40, its generator seed 42, its own 4000/1000 split) whatever ``seed``.
+    ``digits`` and ``gmm`` are split ``1 - test_fraction`` / ``test_fraction`` by a permutation
+    seeded by ``split_seed`` (fixed by default, whatever the run's seed); ``mnist1d`` is the
+    package's default generation (5000 signals of length 40, its generator seed 42, its own
+    4000/1000 split).
 
-    >>> xtr, ytr, xte, yte = embedded_arrays("digits", seed=0)
+    >>> xtr, ytr, xte, yte = embedded_arrays("digits")
     >>> xtr.shape, xte.shape, xtr.dtype.name, ytr.dtype.name
     ((1258, 64), (539, 64), 'float32', 'int64')
     """
-    if name == "mnist1d":
-        return _mnist1d(42, 5000)
+    if name == "mnist1d":  # the cache holds read-only arrays: hand out copies
+        return tuple(a.copy() for a in _mnist1d(42, 5000))  # type: ignore[return-value]
     if name == "digits":
         x, y = data.load_digits()
     elif name == "gmm":
@@ -199,7 +413,7 @@ def embedded_arrays(
     else:
         raise ParameterError(f"unknown embedded dataset {name!r}; use one of {EMBEDDED}")
     x, y = x.astype(np.float32), y.astype(np.int64)
-    tr, te = split(len(y), test_fraction, seed=1000 + seed)
+    tr, te = split(len(y), test_fraction, seed=split_seed)
     return x[tr], y[tr], x[te], y[te]
 
 
@@ -214,19 +428,22 @@ def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 def embedded(
     name: str, *, seed: int, imbalance_ratio: float = 1.0, test_fraction: float = 0.3
 ) -> Dict[str, object]:
-    """Train/test ``TensorDataset``s of an embedded dataset, the training split long-tail
-    subsampled when ``imbalance_ratio < 1`` (the held-out split stays as it is)."""
-    xtr, ytr, xte, yte = embedded_arrays(name, seed=seed, test_fraction=test_fraction)
-    k = int(max(ytr.max(), yte.max())) + 1
-    if imbalance_ratio < 1.0:
-        keep = long_tail_indices(ytr, imbalance_ratio, seed=seed, num_classes=k)
-        xtr, ytr = xtr[keep], ytr[keep]
+    """Train/test ``TensorDataset``s of an embedded dataset through :func:`plan_splits` (the
+    training split long-tail subsampled when ``imbalance_ratio < 1``; the held-out split, drawn
+    with the fixed :data:`SPLIT_SEED`, stays as it is).
+
+    >>> d = embedded("digits", seed=0, imbalance_ratio=0.1)
+    >>> d["num_classes"], d["input_dim"], d["train_counts"].tolist()[::3], len(d["test"])
+    (10, 64, [115, 53, 24, 11], 539)
+    """
+    xtr, ytr, xte, yte = embedded_arrays(name, test_fraction=test_fraction)
+    plan = plan_splits(ytr, yte, imbalance_ratio=imbalance_ratio, seed=seed)
     return {
-        "train": tensor_dataset(xtr, ytr),
-        "test": tensor_dataset(xte, yte),
-        "num_classes": k,
+        "train": subset(tensor_dataset(xtr, ytr), plan.train_idx, plan.train_labels),
+        "test": subset(tensor_dataset(xte, yte), plan.test_idx, plan.test_labels),
+        "num_classes": plan.num_classes,
         "input_dim": int(xtr.shape[1]),
-        "train_counts": np.bincount(ytr, minlength=k),
+        "train_counts": plan.train_counts,
     }
 
 
@@ -275,9 +492,11 @@ class CUB200(ImageListDataset):
 
     def __init__(self, root: str, *, train: bool, transform: Optional[Callable] = None) -> None:
         base = os.path.join(root, "CUB_200_2011")
-        read = lambda name: dict(  # noqa: E731
-            line.split() for line in open(os.path.join(base, name)) if line.strip()
-        )
+
+        def read(name: str) -> Dict[str, str]:
+            with open(os.path.join(base, name)) as f:
+                return dict(line.split() for line in f if line.strip())
+
         paths, labels, is_train = (
             read("images.txt"), read("image_class_labels.txt"), read("train_test_split.txt")
         )
@@ -285,6 +504,40 @@ class CUB200(ImageListDataset):
         self.root, self.transform = os.path.join(base, "images"), transform
         self.samples = [paths[i] for i in ids]
         self.targets = np.asarray([int(labels[i]) - 1 for i in ids], dtype=np.int64)
+
+
+class ClassFolder(Dataset):
+    """Images under ``root/<class>/`` (torchvision's image extensions) with the class indices
+    ``class_to_idx`` given — those of the training folder, so that a class missing from a
+    held-out folder keeps the others' indices. A sub-folder not in ``class_to_idx`` is an error.
+    ``samples`` holds ``(path, label)`` pairs, ``targets`` the int64 labels."""
+
+    def __init__(
+        self, root: str, class_to_idx: Dict[str, int], transform: Optional[Callable] = None
+    ) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+        found, _ = find_classes(root)
+        extra = sorted(set(found) - set(class_to_idx))
+        if extra:
+            more = " …" if len(extra) > 5 else ""
+            raise ParameterError(f"{root} has classes the training folder lacks: {extra[:5]}{more}")
+        self.root, self.transform = root, transform
+        self.class_to_idx = dict(class_to_idx)
+        self.classes = sorted(self.class_to_idx, key=self.class_to_idx.__getitem__)
+        self.samples = make_dataset(
+            root, self.class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+        )
+        if not self.samples:
+            raise FileNotFoundError(f"no images under {root}")
+        self.targets = np.asarray([t for _, t in self.samples], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        img = _pil_loader(self.samples[i][0])
+        return (img if self.transform is None else self.transform(img)), int(self.targets[i])
 
 
 # ------------------------------------------------------------------ image datasets
@@ -318,21 +571,26 @@ def _split_unsplit(ds: Dataset, *, train: bool, seed: int, test_fraction: float)
     return torch.utils.data.Subset(ds, (tr if train else te).tolist())
 
 
-def _torchvision_builders(root: str, train: bool, download: bool, transform, seed: int):
+def _image_folder(root: str, train_dir: str, split_dir: str, transform) -> ClassFolder:
+    from torchvision.datasets.folder import find_classes
+
+    _, class_to_idx = find_classes(os.path.join(root, train_dir))
+    return ClassFolder(os.path.join(root, split_dir), class_to_idx, transform)
+
+
+def _torchvision_builders(root: str, train: bool, download: bool, transform, split_seed: int):
     import torchvision.datasets as tvd
 
     sp = "train" if train else "test"
     kw = dict(transform=transform)
-
-    def coarse(t):
-        return CIFAR100_COARSE[t]
+    coarse = functools.partial(operator.getitem, CIFAR100_COARSE)  # picklable
 
     def imagenet_lt():
         name = "ImageNet_LT_train.txt" if train else "ImageNet_LT_test.txt"
         return ImageListDataset(root, os.path.join(root, name), transform)
 
     def unsplit(make):
-        return lambda: _split_unsplit(make(), train=train, seed=seed, test_fraction=0.2)
+        return lambda: _split_unsplit(make(), train=train, seed=split_seed, test_fraction=0.2)
 
     return {
         "cifar10": lambda: tvd.CIFAR10(root, train=train, download=download, **kw),
@@ -355,9 +613,9 @@ def _torchvision_builders(root: str, train: bool, download: bool, transform, see
         "caltech101": unsplit(lambda: tvd.Caltech101(root, download=download, **kw)),
         "sun397": unsplit(lambda: tvd.SUN397(root, download=download, **kw)),
         "cub200": lambda: CUB200(root, train=train, **kw),
-        "imagenet": lambda: tvd.ImageFolder(os.path.join(root, "train" if train else "val"), **kw),
+        "imagenet": lambda: _image_folder(root, "train", "train" if train else "val", transform),
         "imagenet-lt": imagenet_lt,
-        "folder": lambda: tvd.ImageFolder(os.path.join(root, sp), **kw),
+        "folder": lambda: _image_folder(root, "train", sp, transform),
     }
 
 
@@ -368,20 +626,21 @@ def torchvision_dataset(
     train: bool,
     download: bool = False,
     transform=None,
-    seed: int = 0,
+    split_seed: int = SPLIT_SEED,
 ) -> Dataset:
     """The training or held-out split of an image dataset (names in the module docstring),
     through torchvision's classes where they exist. ``download=True`` lets torchvision fetch the
     datasets it can (:data:`DOWNLOADABLE`). ``caltech101`` and ``sun397`` come whole: their
-    held-out split is a seeded stratified 20% (``seed``). Missing files or a failed download raise
-    :class:`DatasetNotFoundError` with the URL, ``data_root`` and ``download`` setting."""
+    held-out split is a stratified 20% seeded by ``split_seed`` (fixed by default, so it is the
+    same for every run). Missing files or a failed download raise :class:`DatasetNotFoundError`
+    with the URL, ``data_root`` and ``download`` setting."""
     if name not in URLS:
         raise ParameterError(f"unknown dataset {name!r}; known: {', '.join(sorted(URLS))}")
     try:
         import torchvision  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("image datasets need torchvision: pip install torchvision") from e
-    make = _torchvision_builders(str(root), train, bool(download), transform, seed)[name]
+    make = _torchvision_builders(str(root), train, bool(download), transform, split_seed)[name]
     try:
         return make()
     except (RuntimeError, OSError, ValueError) as e:
@@ -392,6 +651,12 @@ def torchvision_dataset(
 
 def _not_found(name: str, root, download: bool, cause: BaseException) -> DatasetNotFoundError:
     reason = f"{type(cause).__name__}: {cause}".strip()
+    if name == "folder":  # the user's own images: only the layout can help
+        return DatasetNotFoundError(
+            f"dataset 'folder': no images found under data_root={str(root)!r} ({reason}). "
+            f"Expected data_root/train/<class>/<image> and data_root/test/<class>/<image>; "
+            f"there is nothing to download."
+        )
     if download and name in DOWNLOADABLE:
         return DatasetNotFoundError(
             f"dataset {name!r}: downloading from {URLS[name]} into data_root={str(root)!r} failed "
@@ -438,28 +703,25 @@ def image_datasets(
     download: bool = False,
     image_size: int = 32,
 ) -> Dict[str, object]:
-    """Train/test splits of an image dataset with :func:`image_transforms`, the training split
-    long-tail subsampled when ``imbalance_ratio < 1``."""
+    """Train/test splits of an image dataset with :func:`image_transforms`, through
+    :func:`plan_splits` (the training split long-tail subsampled when ``imbalance_ratio < 1``)."""
     train = torchvision_dataset(
-        name, root, train=True, download=download, seed=seed,
+        name, root, train=True, download=download,
         transform=image_transforms(image_size, train=True),
     )  # fmt: skip
     test = torchvision_dataset(
-        name, root, train=False, download=download, seed=seed,
+        name, root, train=False, download=download,
         transform=image_transforms(image_size, train=False),
     )  # fmt: skip
-    y = dataset_labels(train)
-    k = int(max(y.max(), dataset_labels(test).max())) + 1
-    if imbalance_ratio < 1.0:
-        keep = long_tail_indices(y, imbalance_ratio, seed=seed, num_classes=k)
-        train = torch.utils.data.Subset(train, keep.tolist())
-        y = y[keep]
+    plan = plan_splits(
+        dataset_labels(train), dataset_labels(test), imbalance_ratio=imbalance_ratio, seed=seed
+    )
     return {
-        "train": train,
-        "test": test,
-        "num_classes": k,
+        "train": subset(train, plan.train_idx, plan.train_labels),
+        "test": subset(test, plan.test_idx, plan.test_labels),
+        "num_classes": plan.num_classes,
         "input_shape": (3, image_size, image_size),
-        "train_counts": np.bincount(y, minlength=k),
+        "train_counts": plan.train_counts,
     }
 
 
