@@ -128,7 +128,9 @@ def test_probe_without_torch_says_how_to_install():
         "from etfcore import transfer\n"
         "print(transfer.logme(np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2))\n"
         "try:\n"
-        "    transfer.linear_probe(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1], seed=0)\n"
+        "    transfer.linear_probe(\n"
+        "        np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1], seed=0\n"
+        "    )\n"
         "except ImportError as e:\n"
         "    print('ImportError:', e)\n"
     )

@@ -7,7 +7,7 @@
     etfcore report                        # collapse metrics of embedded data (no torch)
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
-    etfcore rf-curve --out fig.png        # paper 000 Fig. 2 on the embedded digits
+    etfcore rf-curve --out fig.png        # Tiomoko Ali et al. Fig. 2 on the embedded digits
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def format_table(columns: List[Tuple[str, Dict[str, Any]]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        cells = (c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        lines.append("  ".join(cells))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -75,13 +76,15 @@ def _embedded_data():
     x, y = data.load_digits()
     yield "digits (pixels)", x, y
     for name, within in (("GMM loose", 1.0), ("GMM collapsed", 0.05)):
-        h, yy = data.gaussian_mixture(10, 64, data.long_tail_counts(10, 200, 0.1), seed=0, within_scale=within)
+        counts = data.long_tail_counts(10, 200, 0.1)
+        h, yy = data.gaussian_mixture(10, 64, counts, seed=0, within_scale=within)
         yield name, h, yy
 
 
 def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[str]:
-    """Heat map of the within-class covariance Σ_W (paper 000 Fig. 3 shows tr C°/p of it) and the
-    spectra of Σ_B and Σ_T (paper 003 Fig. 2) for one feature set; returns the files written."""
+    """Heat map of the within-class covariance Σ_W (Tiomoko Ali et al. show tr C°/p of it) and
+    the spectra of Σ_B and Σ_T (as Xu & Liu draw them) for one feature set; returns the files
+    written."""
     import os
 
     import matplotlib
@@ -125,7 +128,8 @@ def markdown_table(columns: List[Tuple[str, Dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label in _ROWS:
         if any(key in m for _, m in columns):
-            lines.append("| " + " | ".join([label] + [_fmt(m.get(key, "")) for _, m in columns]) + " |")
+            cells = [label] + [_fmt(m.get(key, "")) for _, m in columns]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -147,18 +151,22 @@ def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
     if not os.path.exists(path):
         from .errors import ParameterError
 
-        raise ParameterError(f"{path} not found: --run takes the --out directory of `etfcore train`")
+        raise ParameterError(
+            f"{path} not found: --run takes a run directory of `etfcore train` (OUT/NAME/version_N)"
+        )
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     os.makedirs(out_dir, exist_ok=True)
     last = rows[-1]
     keys = sorted(k for k in last if k != "epoch")
-    md = [f"# Training run `{run_dir}`", "", f"{len(rows)} epochs. Final epoch:", "", "| metric | value |", "|---|---|"]
+    md = [f"# Training run `{run_dir}`", "", f"{len(rows)} epochs. Final epoch:", ""]
+    md += ["| metric | value |", "|---|---|"]
     md += [f"| {k} | {_fmt(last[k])} |" for k in keys]
     tracked = [r for r in rows if "train_vci" in r]
     if tracked:
         cols = ["epoch", "train_loss", "test_acc", "train_vci", "test_vci", "train_nc1", "test_nc1"]
-        md += ["", "Per tracked epoch:", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        md += ["", "Per tracked epoch:", ""]
+        md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         md += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in tracked]
     files = []
     try:
@@ -208,17 +216,21 @@ def _report(args: argparse.Namespace) -> int:
         sets = [(args.features, h, y, w)]
     else:
         sets = [(n, h, y, etf(10, h.shape[1], seed=0)) for n, h, y in _embedded_data()]
-    cols = [(n, collapse_metrics(h, y, classifier=w, weighting=args.weighting)) for n, h, y, w in sets]
+    cols = [
+        (n, collapse_metrics(h, y, classifier=w, weighting=args.weighting)) for n, h, y, w in sets
+    ]
     if args.plots:
         for n, h, y, _ in sets:
             for f in write_plots(n, np.asarray(h), np.asarray(y), args.plots):
                 print(f"wrote {f}", file=sys.stderr)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"# Collapse metrics ({args.weighting} convention)\n\n" + markdown_table(cols) + "\n")
+            title = f"# Collapse metrics ({args.weighting} convention)\n\n"
+            f.write(title + markdown_table(cols) + "\n")
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
-        print(json.dumps({n: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()} for n, m in cols}, indent=2))
+        plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else v  # noqa: E731
+        print(json.dumps({n: {k: plain(v) for k, v in m.items()} for n, m in cols}, indent=2))
     else:
         print(f"etfcore {__version__} — collapse metrics ({args.weighting} convention)\n")
         print(format_table(cols))
@@ -227,7 +239,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def digits_binary_task(classes=(3, 8), seed: int = 0):
-    """Two digit classes, labels ±1, non-constant pixels standardised and scaled by 1/√p, split in half."""
+    """Two digit classes, labels ±1, non-constant pixels standardised and scaled by 1/√p, split
+    in half."""
     x, y = data.load_digits()
     keep = np.isin(y, classes)
     x, y = x[keep], np.where(y[keep] == classes[0], 1.0, -1.0)
@@ -245,13 +258,17 @@ def _rf_curve(args: argparse.Namespace) -> int:
 
     xtr, ytr, xte, yte = digits_binary_task()
     a2 = np.linspace(0.0, args.a2_max, args.points)
-    curve = rf.test_mse_curve(xtr, ytr, xte, yte, a2, num_features=args.num_features, gamma=args.gamma, seeds=range(args.seeds))
+    curve = rf.test_mse_curve(
+        xtr, ytr, xte, yte, a2,
+        num_features=args.num_features, gamma=args.gamma, seeds=range(args.seeds),
+    )
     print("random-feature ridge on digits 3 vs 8, sigma(t) = a2 t^2 + t")
     print(f"{'a2':>6}{'theory':>10}{'simulation':>12}{'std':>8}")
     for i in range(len(a2)):
         print(f"{a2[i]:>6.2f}{curve['theory'][i]:>10.4f}{curve['simulation_mean'][i]:>12.4f}{curve['simulation_std'][i]:>8.4f}")
     if args.out:
-        rf.plot_test_mse_curve(curve, args.out, title="digits 3 vs 8: test MSE vs a2 (paper 000 Fig. 2)")
+        title = "digits 3 vs 8: test MSE vs a2 (Tiomoko Ali et al., Fig. 2)"
+        rf.plot_test_mse_curve(curve, args.out, title=title)
         print(f"wrote {args.out}")
     return 0
 
@@ -329,19 +346,36 @@ def _run_torch_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("report", aliases=["metrics"], help="collapse metrics of embedded data or saved features")
+    rep = sub.add_parser(
+        "report", aliases=["metrics"], help="collapse metrics of embedded data or saved features"
+    )
     rep.add_argument("--features", help=".npy file of features (N, p)")
     rep.add_argument("--labels", help=".npy file of integer labels (N,)")
     rep.add_argument("--classifier", help=".npy file of classifier weights (K, p) for NC3/NC4")
     rep.add_argument("--weighting", choices=["weighted", "balanced"], default="weighted")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (with --run: where curves and summary go)")
+    rep.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="also write Σ_W heat maps and Σ_B/Σ_T spectra (with --run: where curves and "
+        "summary go)",
+    )
     rep.add_argument("--markdown", metavar="FILE", help="also write the metrics table as Markdown")
-    rep.add_argument("--run", metavar="DIR", help="report on a training run (the --out directory of `etfcore train`)")
-    cur = sub.add_parser("rf-curve", help="paper 000 Fig. 2 on the embedded digits: RF ridge test MSE vs a2")
+    rep.add_argument(
+        "--run",
+        metavar="DIR",
+        help="report on a training run (OUT/NAME/version_N of `etfcore train`)",
+    )
+    cur = sub.add_parser(
+        "rf-curve",
+        help="random-feature ridge test MSE vs a2 on the embedded digits "
+        "(Tiomoko Ali et al. Fig. 2)",
+    )
     cur.add_argument("--out", help="PNG path for the plot")
     cur.add_argument("--num-features", type=int, default=512)
     cur.add_argument("--gamma", type=float, default=0.1)
