@@ -39,13 +39,14 @@ def collapse_metrics(
     imbalanced classes a second pass computes the balanced within-class scatter.
 
     Keys: ``num_samples, num_classes_present, dim, weighting, precision, vci, vci_rank,
-    vci_normalizer,
-    probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between, nc1_split_orthogonal,
+    vci_normalizer, probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between, nc1_split_orthogonal,
     squared_distance, within_trace_per_dim, cdnv, nc2_equinorm, nc2_equiangularity,
     nc2_max_equiangularity, nc2_etf_error, cosine_within, cosine_total, class_separation``
     (cosine keys only without all-zero rows), ``numerical_rank``, and with a classifier
     ``nc3, nc3_cosines, nc4``.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> H, y = ec.data.gaussian_mixture(num_classes=4, dim=8, samples_per_class=50, seed=0)
     >>> m = ec.collapse_metrics(H, y, classifier=ec.etf(4, 8, seed=0))

@@ -134,12 +134,14 @@ class CollapseStats:
         *balanced* within-class covariance of *imbalanced* classes (which is not a function of
         ``(n_k, s_k, S)``) and for :meth:`class_covariance`.
 
+    Notes
+    -----
     Conventions: ``weighting="weighted"`` (default) uses ``μ_G`` the sample mean and
     class weights ``π_k = n_k/N``, so ``Σ_T = Σ_W + Σ_B`` exactly; ``"balanced"`` uses
     ``μ_G = mean_k μ_k`` and weights ``1/K``. All covariances are population (``1/N``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> rng = np.random.default_rng(0)
     >>> H = rng.normal(size=(600, 16)).astype(np.float32); y = np.arange(600) % 3
