@@ -167,6 +167,12 @@ def test_target_config_and_errors(source_run, tmp_path):
         finetune(source_run, {"classes": TARGET}, head="cm", head_only=True)
     with pytest.raises(ec.ParameterError, match="neither a checkpoint"):
         finetune(str(tmp_path / "missing"), train=False)
+    # a checkpoint whose backbone weights disagree with its own config
+    ck = torch.load(os.path.join(source_run, "checkpoints", "last.ckpt"), weights_only=False)
+    ck["etfcore_config"]["feature_dim"] = 24
+    torch.save(ck, tmp_path / "bad.ckpt")
+    with pytest.raises(ec.ShapeError, match="do not fit the architecture"):
+        finetune(str(tmp_path / "bad.ckpt"), {"classes": TARGET}, train=False)
 
 
 def test_cli_round_trip(source_run, tmp_path, capsys):
@@ -180,7 +186,7 @@ def test_cli_round_trip(source_run, tmp_path, capsys):
     cmd = args + ["--set", "epochs=1", "--head", "linear", "--head-only", "--out", out]
     assert main(cmd) == 0
     text = capsys.readouterr().out
-    assert "head linear, head only, 1 epochs" in text and "mean per-class" in text
+    assert "head linear, head only, 1 epoch)" in text and "mean per-class" in text
     run = text.strip().splitlines()[-1].removeprefix("run directory: ")
     assert os.path.isfile(os.path.join(run, "pretrained.toml"))
     test_line = next(s for s in text.splitlines() if s.startswith("test"))

@@ -130,7 +130,8 @@ class FinetuneResult:
         """The final accuracies as a small text table."""
         c = self.config
         how = "head only" if c.freeze_backbone else "whole network"
-        how = "no training" if not self.trained else f"{how}, {c.epochs} epochs"
+        epochs = f"{c.epochs} epoch" + ("s" if c.epochs != 1 else "")
+        how = f"{how}, {epochs}" if self.trained else "no training"
         lines = [
             f"fine-tuned {self.source.name or self.source.checkpoint} -> {c.dataset} "
             f"(K' = {self.module.num_classes}, head {c.head}, {how})",
@@ -151,7 +152,13 @@ def target_config(
     head_only: Optional[bool] = None,
 ) -> TrainConfig:
     """The target run's config (see the module docstring); ``head`` and ``head_only`` override
-    ``config.head`` and ``config.freeze_backbone``."""
+    ``config.head`` and ``config.freeze_backbone``.
+
+    >>> src = TrainConfig(feature_dim=16, accelerator="cpu", name="src")
+    >>> cfg = target_config(src, {"classes": [5, 6, 7, 8, 9]}, head="cm", head_only=True)
+    >>> cfg.feature_dim, cfg.accelerator, cfg.head, cfg.freeze_backbone, cfg.name
+    (16, 'cpu', 'cm', True, 'src-finetune')
+    """
     changes: Dict[str, Any] = {}
     if head is not None:
         changes["head"] = head
