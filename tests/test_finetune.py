@@ -104,10 +104,19 @@ def test_wicm_starts_from_centred_means_and_head_only_keeps_the_backbone(source_
     np.testing.assert_allclose(
         start.module.head.weight.detach().double().numpy(), mbar.T, rtol=1e-5, atol=1e-6
     )
+    seen = {}
+
+    class FirstWeights(L.Callback):
+        def on_train_start(self, trainer, module):
+            seen["w"] = module.head.weight.detach().double().numpy().copy()
+            seen["backbone_training"] = module.backbone.training
+
     r = finetune(
         source_run, {"classes": TARGET, "epochs": 2}, head="wicm", head_only=True,
-        out_dir=str(tmp_path),
+        out_dir=str(tmp_path), callbacks=[FirstWeights()],
     )  # fmt: skip
+    np.testing.assert_allclose(seen["w"], mbar.T, rtol=1e-5, atol=1e-6)  # training starts at M̄
+    assert seen["backbone_training"] is False
     after = r.module.backbone.state_dict()
     assert set(after) == set(before)
     assert any("running_mean" in k for k in before) and any("num_batches" in k for k in before)
@@ -121,7 +130,17 @@ def test_wicm_starts_from_centred_means_and_head_only_keeps_the_backbone(source_
 def test_whole_network_trains_the_backbone_and_records_its_source(source_run, tmp_path):
     backbone, source_cfg = load_pretrained(source_run)
     before = _backbone_state(backbone)
-    r = finetune(source_run, {"classes": TARGET, "epochs": 1}, head="linear", out_dir=str(tmp_path))
+    modes = []
+
+    class Mode(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            modes.append(module.backbone.training)
+
+    r = finetune(
+        source_run, {"classes": TARGET, "epochs": 1}, head="linear", out_dir=str(tmp_path),
+        callbacks=[Mode()],
+    )  # fmt: skip
+    assert modes and all(modes)  # loaded in eval mode, trained in train mode from the first step
     after = r.module.backbone.state_dict()
     moved = [k for k, v in before.items() if not torch.equal(after[k], v)]
     assert any(k.endswith("weight") for k in moved)
