@@ -308,8 +308,13 @@ def _finetune(args: argparse.Namespace) -> int:
         train=not args.no_train,
     )
     if args.json:
-        print(json.dumps({"scores": result.scores, "run_dir": result.run_dir,
-                          "config": result.config.to_dict(), "source": result.source.to_dict()}, indent=2))
+        summary = {
+            "scores": result.scores,
+            "run_dir": result.run_dir,
+            "config": result.config.to_dict(),
+            "source": result.source.to_dict(),
+        }
+        print(json.dumps(summary, indent=2))
     else:
         print(result.table())
         if result.run_dir:
