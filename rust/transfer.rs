@@ -462,7 +462,9 @@ impl TransferabilityStats {
         let (k, p) = (self.inner.num_classes(), self.inner.dim());
         let n = h.nrows();
         const ROWS: usize = 512;
-        let parts: Vec<(f64, Vec<f64>, Vec<(usize, Vec<f64>)>)> = (0..n.div_ceil(ROWS))
+        // Per block of rows: (Σ‖a‖⁴, Σ‖a‖²a, per-class Σa² for the classes the block holds).
+        type BlockSums = (f64, Vec<f64>, Vec<(usize, Vec<f64>)>);
+        let parts: Vec<BlockSums> = (0..n.div_ceil(ROWS))
             .into_par_iter()
             .map(|blk| {
                 let mut f4 = 0.0;
@@ -477,8 +479,8 @@ impl TransferabilityStats {
                         n2 += a[j] * a[j];
                     }
                     f4 += n2 * n2;
-                    for j in 0..p {
-                        cub[j] += n2 * a[j];
+                    for (cj, aj) in cub.iter_mut().zip(&a) {
+                        *cj += n2 * aj;
                     }
                     let lab = y[i] as usize;
                     let slot = match per.iter().position(|(l, _)| *l == lab) {
@@ -499,13 +501,13 @@ impl TransferabilityStats {
         debug_assert!(parts.iter().all(|pt| pt.2.iter().all(|(l, _)| *l < k)));
         for (f4, cub, per) in parts {
             self.fourth += f4;
-            for j in 0..p {
-                self.cubic[j] += cub[j];
+            for (dst, v) in self.cubic.iter_mut().zip(&cub) {
+                *dst += v;
             }
             for (lab, q) in per {
                 let row = &mut self.class_sq[lab * p..(lab + 1) * p];
-                for j in 0..p {
-                    row[j] += q[j];
+                for (dst, v) in row.iter_mut().zip(&q) {
+                    *dst += v;
                 }
             }
         }

@@ -4,6 +4,8 @@
     etfcore train --preset digits-etf-hinge [--set epochs=50] [--config run.toml] [--out DIR]
                   [--accelerator gpu --devices 2 --strategy ddp] [--resume [RUN]]
     etfcore train --print-config | --list-presets
+    etfcore finetune RUN [--preset P] [--config F] [--set KEY=VALUE] [--head linear|etf|cm|wicm|lwm]
+                     [--head-only] [--no-train] [--out DIR] [--json]
     etfcore report                        # collapse metrics of embedded data (no torch)
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
@@ -308,6 +310,35 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .training.finetune import finetune
+    from .training.trainer import config_from_sources
+
+    flags = {k: str(getattr(args, k)) for k in _LIGHTNING_FLAGS if getattr(args, k) is not None}
+    overrides = {**config_from_sources(args.preset, args.config, args.set), **flags}
+    result = finetune(
+        args.run,
+        overrides,
+        head=args.head,
+        head_only=True if args.head_only else None,
+        out_dir=args.out,
+        train=not args.no_train,
+    )
+    if args.json:
+        summary = {
+            "scores": result.scores,
+            "run_dir": result.run_dir,
+            "config": result.config.to_dict(),
+            "source": result.source.to_dict(),
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        print(result.table())
+        if result.run_dir:
+            print(f"run directory: {result.run_dir}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .training.demo import run_demo
 
@@ -322,10 +353,11 @@ def _run_torch_command(args: argparse.Namespace) -> int:
     """``train``/``demo`` with every failure a user can cause as ``etfcore: error: ...``
     (exit 2) and Ctrl-C as a message (exit 130)."""
     try:
-        return _train(args) if args.command == "train" else _demo(args)
+        return {"train": _train, "finetune": _finetune, "demo": _demo}[args.command](args)
     except KeyboardInterrupt as e:
         msg = str(e) or "interrupted"
-        print(f"\netfcore: {msg}; resume with `etfcore train --resume`", file=sys.stderr)
+        how = "--resume" if args.command != "finetune" else "--resume RUN (the fine-tuning run)"
+        print(f"\netfcore: {msg}; resume with `etfcore train {how}`", file=sys.stderr)
         return 130
     except EtfcoreError as e:
         print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -343,6 +375,14 @@ def _run_torch_command(args: argparse.Namespace) -> int:
         hint = " (pip install 'etfcore[train]')" if e.name in _TRAIN_DEPS else ""
         print(f"etfcore: error: {e}{hint}", file=sys.stderr)
         return 2
+
+
+def _lightning_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ...")
+    p.add_argument("--devices", help="Lightning devices: auto, a count, or a list like 0,1")
+    p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
+    p.add_argument("--precision", help="Lightning precision: 32-true, 16-mixed, bf16-mixed")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -390,11 +430,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key"
     )
-    tr.add_argument("--accelerator", help="Lightning accelerator: auto, cpu, gpu, ...")
-    tr.add_argument("--devices", help="Lightning devices: auto, a count, or a list like 0,1")
-    tr.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")
-    tr.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
-    tr.add_argument("--precision", help="Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    _lightning_flags(tr)
     tr.add_argument("--out", default="out/train", help="runs go to OUT/NAME/version_N")
     tr.add_argument(
         "--resume", nargs="?", const="", default=None, metavar="RUN",
@@ -402,6 +438,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     tr.add_argument("--list-presets", action="store_true", help="print the presets")
     tr.add_argument("--print-config", action="store_true", help="print every config key")
+    ft = sub.add_parser(
+        "finetune",
+        help="fine-tune a trained run's backbone on a target task with a new head (needs torch)",
+    )
+    ft.add_argument("run", metavar="RUN", help="a run directory or checkpoint of `etfcore train`")
+    ft.add_argument("--preset", help="a preset name for the target run (see train --list-presets)")
+    ft.add_argument("--config", help="a TOML file of config keys for the target run")
+    ft.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key of the target run (e.g. classes=5,6,7,8,9)",
+    )
+    ft.add_argument(
+        "--head", choices=["linear", "etf", "cm", "wicm", "lwm"],
+        help="the new head (default: the config's head); cm/wicm/lwm from the target's class "
+        "means of the frozen pretrained features",
+    )
+    ft.add_argument(
+        "--head-only", action="store_true",
+        help="train the head only (backbone frozen in eval mode)",
+    )
+    ft.add_argument(
+        "--no-train", action="store_true",
+        help="only evaluate the new head (with --head cm: the centred-means classifier)",
+    )
+    _lightning_flags(ft)
+    ft.add_argument("--out", default="out/finetune", help="runs go to OUT/NAME/version_N")
+    ft.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dm = sub.add_parser(
         "demo", help="the main job: heads and losses on digits, balanced and long-tail"
     )
@@ -416,7 +479,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command in transfer_cli.COMMANDS:
         return transfer_cli.run(args)
-    if args.command in ("train", "demo"):
+    if args.command in ("train", "finetune", "demo"):
         return _run_torch_command(args)
     if args.command == "rf-curve":
         return _rf_curve(args)

@@ -39,11 +39,11 @@ def collapse_metrics(
     imbalanced classes a second pass computes the balanced within-class scatter.
 
     Keys: ``num_samples, num_classes_present, dim, weighting, precision, vci, vci_rank,
-    vci_normalizer, probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between, nc1_split_orthogonal,
-    squared_distance, within_trace_per_dim, cdnv, nc2_equinorm, nc2_equiangularity,
-    nc2_max_equiangularity, nc2_etf_error, cosine_within, cosine_total, class_separation``
-    (cosine keys only without all-zero rows), ``numerical_rank``, and with a classifier
-    ``nc3, nc3_cosines, nc4``.
+    vci_normalizer, probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between,
+    nc1_split_orthogonal, squared_distance, within_trace_per_dim, cdnv, nc2_equinorm,
+    nc2_equiangularity, nc2_max_equiangularity, nc2_etf_error, cosine_within, cosine_total,
+    class_separation`` (cosine keys only without all-zero rows), ``numerical_rank``, and with a
+    classifier ``nc3, nc3_cosines, nc4``.
 
     Examples
     --------

@@ -4,6 +4,7 @@
 from .callbacks import CollapseTracker
 from .config import PRESETS, TrainConfig
 from .datasets import CIFAR100_COARSE, coarse_labels, embedded, long_tail_indices
+from .finetune import FinetuneResult, PretrainedSource, finetune
 from .metric import CollapseMetrics
 from .module import ClassifierModule
 from .tracking import TorchCollapseStats
@@ -19,6 +20,9 @@ __all__ = [
     "TrainConfig",
     "PRESETS",
     "load_pretrained",
+    "finetune",
+    "FinetuneResult",
+    "PretrainedSource",
     "embedded",
     "long_tail_indices",
     "coarse_labels",

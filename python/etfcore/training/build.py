@@ -65,9 +65,16 @@ def check_backbone(backbone: nn.Module, sample: torch.Tensor, dim: int) -> None:
     """Raises :class:`ShapeError` unless ``backbone`` maps one sample to ``(1, dim)``."""
     was = backbone.training
     backbone.eval()
-    with torch.no_grad():
-        out = backbone(sample[None])
-    backbone.train(was)
+    try:
+        with torch.no_grad():
+            out = backbone(sample[None])
+    except RuntimeError as e:  # e.g. a pretrained backbone given another dataset's inputs
+        raise ShapeError(
+            f"the backbone cannot take this dataset's inputs (one sample of shape "
+            f"{tuple(sample.shape)}): {e}"
+        ) from None
+    finally:
+        backbone.train(was)
     if out.dim() != 2 or out.shape[1] != dim:
         raise ShapeError(
             f"the backbone returns features of shape {tuple(out.shape)} for one sample; the head "
@@ -157,10 +164,16 @@ def build_loss(config: TrainConfig, head: nn.Module, train_counts: np.ndarray) -
 
 
 def build_module(
-    config: TrainConfig, datamodule, backbone: Optional[nn.Module] = None
+    config: TrainConfig,
+    datamodule,
+    backbone: Optional[nn.Module] = None,
+    *,
+    for_training: bool = True,
 ) -> ClassifierModule:
     """The LightningModule of a config and its data; ``backbone`` replaces ``config.backbone``
-    (its output width is checked against ``config.feature_dim`` first)."""
+    (its output width is checked against ``config.feature_dim`` first). ``for_training=False``
+    (a module only evaluated, e.g. a fixed centred-means head on a frozen backbone) allows a
+    module with nothing to train."""
     k, counts = int(datamodule.num_classes), np.asarray(datamodule.train_counts)
     custom = backbone is not None
     if backbone is None:
@@ -180,7 +193,7 @@ def build_module(
         else None
     )
     module = ClassifierModule(backbone, head, criterion, config, regulariser=reg)
-    if not any(p.requires_grad for p in module.parameters()):
+    if for_training and not any(p.requires_grad for p in module.parameters()):
         raise ParameterError(
             "nothing to train: the backbone is frozen and the head has no parameters "
             "(use a projector, head_batch_norm, or a learnable head)"

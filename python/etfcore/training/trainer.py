@@ -25,7 +25,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ShapeError
 from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
 from .config import TrainConfig, load_toml, parse_value, to_toml
@@ -261,6 +261,11 @@ class Trainer:
             warnings.filterwarnings("ignore", ".*have no `validation_step`.*")
             warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
             warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
+            # Lightning keeps each module's train/eval mode: a backbone given in eval mode (as
+            # load_pretrained returns it) would train its first epoch with frozen BatchNorm
+            # statistics. ClassifierModule.train keeps a frozen backbone in eval mode.
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+            self.module.train()
             try:
                 self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
             except SystemExit:
@@ -316,7 +321,11 @@ def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
     extractor (eval mode, on CPU) and the config it was trained with. Runs with a custom backbone
     module cannot be rebuilt from the config: load their ``backbone.*`` weights into your module."""
     ckpt = find_checkpoint(path)
-    ck = _load(ckpt)
+    return pretrained_backbone(_load(ckpt), ckpt)
+
+
+def pretrained_backbone(ck: Dict[str, Any], ckpt: str) -> Tuple[torch.nn.Module, TrainConfig]:
+    """:func:`load_pretrained` of a checkpoint already read (``ck``) from the file ``ckpt``."""
     config = _saved_config(ck, ckpt)
     if ck.get("etfcore_custom_backbone"):
         raise ParameterError(
@@ -327,7 +336,13 @@ def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
     state = {
         k[len("backbone.") :]: v for k, v in ck["state_dict"].items() if k.startswith("backbone.")
     }
-    backbone.load_state_dict(state)
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as e:
+        raise ShapeError(
+            f"the backbone weights in {ckpt!r} do not fit the architecture its config describes "
+            f"(backbone={config.backbone!r}, feature_dim={config.feature_dim}): {e}"
+        ) from None
     return backbone.eval(), config
 
 
