@@ -44,7 +44,7 @@ def _backbone_state(module) -> dict:
 
 def _task(lut):
     """Inputs and new labels of the digits split as the target sees it, selected with numpy."""
-    xtr, ytr, xte, yte = embedded_arrays("digits", seed=0)
+    xtr, ytr, xte, yte = embedded_arrays("digits")
     out = []
     for x, y in ((xtr, ytr), (xte, yte)):
         keep = lut[y] >= 0
@@ -223,3 +223,35 @@ def test_cli_round_trip(source_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("etfcore: error:") and "Traceback" not in err
     assert "feature_dim=64" in err
+
+
+def test_extract_writes_the_frozen_backbones_features_and_the_probe_reads_them(
+    source_run, tmp_path, capsys
+):
+    """`etfcore extract` on the target classes: the saved features are the pretrained backbone's
+    (computed here directly on the numpy-selected samples), labels renumbered, statistics equal
+    to a pass over them; `etfcore probe` then runs on the files."""
+    out = tmp_path / "feats"
+    code = main(["extract", source_run, "--set", "classes=5,6,7,8,9", "--device", "cpu",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    lut = np.full(10, -1)
+    lut[TARGET] = np.arange(5)
+    xtr, ytr, xte, yte = _task(lut)
+    backbone, _ = load_pretrained(source_run)
+    for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+        f = np.load(out / f"{split}_features.npy")
+        np.testing.assert_array_equal(np.load(out / f"{split}_labels.npy"), y)
+        np.testing.assert_allclose(f, _features(backbone, x), rtol=1e-6, atol=1e-6)
+        st = ec.CollapseStats.load(out / f"{split}_stats.bin")
+        ref = ec.CollapseStats(5, f.shape[1]).update(f, y)  # one batch: another shift
+        np.testing.assert_array_equal(st.class_counts, ref.class_counts)
+        np.testing.assert_allclose(st.class_means(), ref.class_means(), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(float(st.vci()), float(ref.vci()), rtol=1e-5)  # f32 products
+    capsys.readouterr()
+    code = main(["probe", "--train", str(out / "train_features.npy"), str(out / "train_labels.npy"),
+                 "--test", str(out / "test_features.npy"), str(out / "test_labels.npy"),
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["top1"] <= 1.0
+    assert main(["extract", str(tmp_path / "missing"), "--out", str(out)]) == 2

@@ -6,6 +6,9 @@
     etfcore train --print-config | --list-presets
     etfcore finetune RUN [--preset P] [--config F] [--set KEY=VALUE] [--head linear|etf|cm|wicm|lwm]
                      [--head-only] [--no-train] [--out DIR] [--json]
+    etfcore extract RUN [--set dataset=...] --out DIR     # a run's backbone features, for probe
+    etfcore probe --train F.npy y.npy --test F.npy y.npy  # linear probe of saved features
+    etfcore rank --target y.npy --candidates A.npy B.npy  # transferability scores, rank agreement
     etfcore report                        # collapse metrics of embedded data (no torch)
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
@@ -339,6 +342,20 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from .training.extract import extract_run_features
+    from .training.trainer import config_from_sources
+
+    overrides = config_from_sources(args.preset, args.config, args.set)
+    parts = extract_run_features(
+        args.run, overrides, out_dir=args.out, device=args.device, batch_size=args.batch_size
+    )
+    for split, r in parts.items():
+        rows, dim = r.features.shape
+        print(f"{split:<6} {rows:>8} × {dim:<6} -> {r.path}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .training.demo import run_demo
 
@@ -353,7 +370,8 @@ def _run_torch_command(args: argparse.Namespace) -> int:
     """``train``/``demo`` with every failure a user can cause as ``etfcore: error: ...``
     (exit 2) and Ctrl-C as a message (exit 130)."""
     try:
-        return {"train": _train, "finetune": _finetune, "demo": _demo}[args.command](args)
+        run = {"train": _train, "finetune": _finetune, "extract": _extract, "demo": _demo}
+        return run[args.command](args)
     except KeyboardInterrupt as e:
         msg = str(e) or "interrupted"
         how = "--resume" if args.command != "finetune" else "--resume RUN (the fine-tuning run)"
@@ -465,6 +483,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _lightning_flags(ft)
     ft.add_argument("--out", default="out/finetune", help="runs go to OUT/NAME/version_N")
     ft.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ex = sub.add_parser(
+        "extract",
+        help="penultimate features of a trained run's backbone on a dataset, for probe/rank",
+    )
+    ex.add_argument("run", metavar="RUN", help="a run directory or checkpoint of `etfcore train`")
+    ex.add_argument("--preset", help="a preset name for the target data")
+    ex.add_argument("--config", help="a TOML file of config keys for the target data")
+    ex.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key of the target data (e.g. dataset=mnist1d, classes=5,6)",
+    )
+    ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0, ...")
+    ex.add_argument("--batch-size", type=int, default=512)
+    ex.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="writes DIR/{train,val,test}_{features,labels}.npy and _stats.bin",
+    )
     dm = sub.add_parser(
         "demo", help="the main job: heads and losses on digits, balanced and long-tail"
     )
@@ -479,7 +514,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command in transfer_cli.COMMANDS:
         return transfer_cli.run(args)
-    if args.command in ("train", "finetune", "demo"):
+    if args.command in ("train", "finetune", "extract", "demo"):
         return _run_torch_command(args)
     if args.command == "rf-curve":
         return _rf_curve(args)

@@ -3,7 +3,14 @@
 
 from .callbacks import CollapseTracker
 from .config import PRESETS, TrainConfig
-from .datasets import CIFAR100_COARSE, coarse_labels, embedded, long_tail_indices
+from .datasets import (
+    CIFAR100_COARSE,
+    DatasetNotFoundError,
+    coarse_labels,
+    embedded,
+    long_tail_indices,
+)
+from .extract import extract_run_features
 from .finetune import FinetuneResult, PretrainedSource, finetune
 from .metric import CollapseMetrics
 from .module import ClassifierModule
@@ -23,6 +30,8 @@ __all__ = [
     "finetune",
     "FinetuneResult",
     "PretrainedSource",
+    "extract_run_features",
+    "DatasetNotFoundError",
     "embedded",
     "long_tail_indices",
     "coarse_labels",
