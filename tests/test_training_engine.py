@@ -136,13 +136,6 @@ def test_mixup_keeps_label_smoothing_and_class_weight_normalisation():
     torch.testing.assert_close(got, 0.3 * wce(y) + 0.7 * wce(yp))
 
 
-def test_freeze_backbone_trains_the_head_only():
-    m = _module(head="linear", freeze_backbone=True)
-    assert not any(p.requires_grad for p in m.backbone.parameters())
-    m.train()
-    assert not m.backbone.training and m.head.training
-
-
 def test_warmup_schedule():
     from etfcore.training.module import WarmupSchedule
 
@@ -471,3 +464,31 @@ def test_collapse_metrics_records_the_feature_precision():
     m64 = CollapseMetrics(5, 200)
     m64.update(torch.from_numpy(h.astype(np.float64)), torch.from_numpy(y))
     assert m64.to_core().precision == "float64"
+
+
+# ---------------------------------------------------------------- review fixes (issue 8)
+def test_frozen_backbone_parameters_and_batchnorm_statistics_stay_bit_identical():
+    cfg = TrainConfig(
+        epochs=2, backbone="cnn", freeze_backbone=True, projector=True, track_every=2, **QUIET
+    )
+    t = Trainer(cfg)
+    before = {k: v.clone() for k, v in t.module.backbone.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in before)
+    t.fit()
+    after = t.module.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not t.module.backbone.training
+
+
+def test_stream_seeds_do_not_collide_across_ranks_epochs_and_streams():
+    from etfcore.training.module import stream_seed
+
+    seeds = {
+        stream_seed(s, e, r, i)
+        for s in range(3)
+        for e in range(5)
+        for r in (0, 1, 63, 64, 65)
+        for i in (0, 1)
+    }
+    assert len(seeds) == 3 * 5 * 5 * 2
+    assert all(0 <= s < 2**63 for s in seeds)

@@ -261,6 +261,7 @@ class Trainer:
             warnings.filterwarnings("ignore", ".*have no `validation_step`.*")
             warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
             warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start.*")
             try:
                 self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
             except SystemExit:
