@@ -310,9 +310,18 @@ def test_interrupted_and_resumed_run_is_bit_for_bit_the_uninterrupted_one(tmp_pa
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     rows = [json.loads(s) for s in open(os.path.join(resumed.run_dir, "metrics.jsonl"))]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # the tracked metrics too (the tracker's shifts travel in the checkpoint)
+    ref = [json.loads(s) for s in open(os.path.join(full.run_dir, "metrics.jsonl"))]
+    drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert [drop(r) for r in rows] == [drop(r) for r in ref]
     other = Trainer(cfg.replace(lr=0.3), out_dir=str(tmp_path / "b"))
     with pytest.raises(ec.ParameterError, match="different configuration \\(lr\\)"):
         other.fit(resume=True)
+    # more processes would change the steps per epoch the schedule was laid out for
+    for key, value in [("devices", "2"), ("num_nodes", 2), ("strategy", "ddp")]:
+        moved = Trainer(cfg.replace(**{key: value}), out_dir=str(tmp_path / "b"))
+        with pytest.raises(ec.ParameterError, match=f"different configuration \\({key}\\)"):
+            moved.fit(resume=True)
 
 
 def _cli(*args, **kw):
@@ -492,3 +501,18 @@ def test_stream_seeds_do_not_collide_across_ranks_epochs_and_streams():
     }
     assert len(seeds) == 3 * 5 * 5 * 2
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_true_precision_runs_train_and_track(precision):
+    cfg = TrainConfig(epochs=1, precision=precision, track_sample=64, **QUIET)
+    hist = Trainer(cfg, limit_train_batches=2).fit()
+    assert 0 <= hist[-1]["test_acc"] <= 1 and math.isfinite(hist[-1]["train_loss"])
+    assert math.isfinite(hist[-1]["train_vci"])
+
+
+def test_fit_seeds_lightning_and_loader_workers():
+    os.environ.pop("PL_GLOBAL_SEED", None)
+    Trainer(TrainConfig(epochs=1, seed=3, track_every=5, **QUIET), limit_train_batches=1).fit()
+    # Lightning's fallback DistributedSampler takes PL_GLOBAL_SEED; workers get seeded too
+    assert os.environ["PL_GLOBAL_SEED"] == "3" and os.environ["PL_SEED_WORKERS"] == "1"

@@ -167,11 +167,18 @@ class CollapseMetrics(Metric):
     def compute(self) -> Dict[str, Any]:
         """Every collapse metric (a dict of Python numbers; ``nc3_cosines`` an array)."""
         stats = self.to_core()
-        out = stats.metrics(classifier=self.classifier)
-        if self.classifier is not None:
-            out.update(nc_cosine_statistics(stats, self.classifier))
+        out = metrics_of(stats, self.classifier)
         out["global_mean"] = stats.global_mean()
         return out
+
+
+def metrics_of(stats: CollapseStats, classifier: Optional[np.ndarray]) -> Dict[str, Any]:
+    """What :meth:`CollapseMetrics.compute` reports of the core's statistics (without
+    ``global_mean``): every metric, plus the NC cosine statistics when ``classifier`` is given."""
+    out = stats.metrics(classifier=classifier)
+    if classifier is not None:
+        out.update(nc_cosine_statistics(stats, classifier))
+    return out
 
 
 def nc_cosine_statistics(stats: CollapseStats, classifier: np.ndarray) -> Dict[str, float]:

@@ -114,6 +114,11 @@ class ClassifierModule(L.LightningModule):
         """What the loss takes: features or logits (``criterion.uses_features``)."""
         return u if self.criterion.uses_features else self.head.classify(u)
 
+    def loss_features(self, u: torch.Tensor) -> torch.Tensor:
+        """``u`` in the dtype the head and loss compute in (call with autocast off): the head's
+        parameter dtype, i.e. float32 under mixed precision, bf16/float64 in ``*-true`` runs."""
+        return u.to(torch.promote_types(u.dtype, self.head.weight.dtype))
+
     def train(self, mode: bool = True) -> ClassifierModule:
         super().train(mode)
         if self.config.freeze_backbone:
@@ -145,8 +150,7 @@ class ClassifierModule(L.LightningModule):
         (float32 under mixed precision: ``.float()`` inside autocast would still multiply in
         half precision)."""
         with torch.autocast(u.device.type, enabled=False):
-            # the head's parameter dtype: float32 under mixed precision, bf16/f64 in "*-true" runs
-            u = u.to(torch.promote_types(u.dtype, self.head.weight.dtype))
+            u = self.loss_features(u)
             out = self.outputs(u)
             loss = self.criterion(out, y)
             if self.regulariser is not None:

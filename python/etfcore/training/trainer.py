@@ -30,12 +30,11 @@ from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
 from .config import TrainConfig, load_toml, parse_value, to_toml
 
-# Keys a resumed run may change (where and how it runs, not what it computes).
+# Keys a resumed run may change (where and how it runs, not what it computes). Not devices,
+# num_nodes or strategy: the number of processes sets the optimiser steps per epoch, and the
+# learning-rate schedule (per step) was laid out for the checkpoint's count.
 RESUMABLE_KEYS = (
     "accelerator",
-    "devices",
-    "strategy",
-    "num_nodes",
     "progress",
     "num_workers",
     "data_root",
@@ -193,6 +192,9 @@ class Trainer:
         per epoch (the run's whole history when resumed). Ctrl-C raises
         :class:`TrainingInterrupted` after keeping the last epoch's checkpoint."""
         c = self.config
+        # Lightning's own seeding: its fallback DistributedSampler is seeded from
+        # PL_GLOBAL_SEED, and workers=True seeds each loader worker's numpy/random/torch.
+        L.seed_everything(c.seed, workers=True, verbose=False)
         name = c.name or "run"
         ckpt = None
         version: Optional[int] = None
