@@ -181,7 +181,7 @@ def test_fixed_shift_error_follows_the_documented_bound():
             m = CollapseMetrics(5, 16, shift=shift)
             m.update(torch.from_numpy(X), torch.from_numpy(y))
             got = m.to_core().within_class_covariance()
-            c = np.zeros(16) if shift is None else shift
+            c = X.mean(0) if shift is None else shift  # default: the first batch's mean
             bound = 10 * np.finfo(np.float64).eps * (1 + ((X.mean(0) - c) ** 2).sum() / sigma2)
             assert np.abs(got - ref).max() / np.abs(ref).max() <= bound, (offset, shift)
 
@@ -516,3 +516,28 @@ def test_fit_seeds_lightning_and_loader_workers():
     Trainer(TrainConfig(epochs=1, seed=3, track_every=5, **QUIET), limit_train_batches=1).fit()
     # Lightning's fallback DistributedSampler takes PL_GLOBAL_SEED; workers get seeded too
     assert os.environ["PL_GLOBAL_SEED"] == "3" and os.environ["PL_SEED_WORKERS"] == "1"
+
+
+def test_default_shift_is_the_first_batch_mean_and_merges_exactly():
+    """Offset 1e6 σ: the default shift keeps Σ_W accurate (against a two-pass float64 reference);
+    metrics merged from shards with different first-batch shifts equal one pass."""
+    H, y = ec.data.gaussian_mixture(5, 16, 200, seed=3)
+    X = H + 1e6
+    ref = sum(np.cov(X[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    m = CollapseMetrics(5, 16)
+    for i in range(0, len(y), 300):
+        m.update(torch.from_numpy(X[i : i + 300]).float(), torch.from_numpy(y[i : i + 300]))
+    Xf = X.astype(np.float32).astype(np.float64)
+    ref_f = sum(np.cov(Xf[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    got = m.to_core().within_class_covariance()
+    assert np.abs(got - ref_f).max() / np.abs(ref_f).max() < 1e-9
+    a, b = CollapseMetrics(5, 16), CollapseMetrics(5, 16)
+    a.update(torch.from_numpy(X[::2]), torch.from_numpy(y[::2]))
+    b.update(torch.from_numpy(X[1::2] + 3.0), torch.from_numpy(y[1::2]))
+    a.merge_state(b)
+    Y = X.copy()
+    Y[1::2] += 3.0
+    ref2 = sum(np.cov(Y[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    got2 = a.to_core().within_class_covariance()
+    assert np.abs(got2 - ref2).max() / np.abs(ref2).max() < 1e-9
+    assert np.abs(ref - ref2).max() > 1e-3  # (the shard offset matters)
