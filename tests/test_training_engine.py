@@ -336,7 +336,7 @@ def _cli(*args, **kw):
     )
 
 
-def test_cli_errors_are_messages(tmp_path):
+def test_cli_errors_are_messages(tmp_path, capsys):
     from etfcore.cli import main
 
     bad = tmp_path / "bad.toml"
@@ -360,8 +360,37 @@ def test_cli_errors_are_messages(tmp_path):
             f"data_root={tmp_path}",
         ],
     ]
-    for args in cases:
+    named = [
+        "nope",
+        "missing.toml",
+        "bad.toml",
+        "amp",
+        "17",
+        "nonsense",
+        "nothing to train",
+        "no checkpoint",
+        "data_root",
+    ]
+    for args, what in zip(cases, named):
         assert main(args + ["--out", str(tmp_path / "o")]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("etfcore: error:") and what in err, (args, err)
+        assert "Traceback" not in err
+    # --resume takes the run's own config, and looks only at the run's name
+    for other in (["--preset", "digits-etf-dr"], ["--config", str(bad)]):
+        assert main(["train", "--resume", *other, "--out", str(tmp_path / "o")]) == 2
+        assert "drop --preset/--config" in capsys.readouterr().err
+    for name in ("a", "b"):
+        (tmp_path / "o" / name / "version_0" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "o" / name / "version_0" / "checkpoints" / "last.ckpt").write_text("x")
+    assert main(["train", "--resume", "--out", str(tmp_path / "o")]) == 2
+    assert "several runs" in capsys.readouterr().err
+    assert main(["train", "--resume", "--set", "name=b", "--out", str(tmp_path / "o")]) == 2
+    assert "o/b/version_0/checkpoints/last.ckpt" in capsys.readouterr().err  # unreadable: b's
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    assert main(["report", "--run", str(tmp_path / "run")]) == 2
+    assert "no epochs" in capsys.readouterr().err
 
 
 def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
@@ -373,7 +402,16 @@ def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(trainer_mod.Trainer, "fit", interrupted)
     assert cli.main(["train", "--set", "progress=no", "--out", str(tmp_path)]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted" in err and f"etfcore train --out {tmp_path} --resume" in err
+
+    def interrupted_early(self, resume=None):  # before any epoch: nothing to resume
+        raise TrainingInterrupted("training interrupted; no epoch finished, nothing kept", None)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", interrupted_early)
+    assert cli.main(["train", "--set", "progress=no", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" not in err
 
 
 def test_cli_projector_no_and_amp_zero(tmp_path):

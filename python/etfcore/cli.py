@@ -147,9 +147,16 @@ def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
     if not os.path.exists(path):
         from .errors import ParameterError
 
-        raise ParameterError(f"{path} not found: --run takes the --out directory of `etfcore train`")
+        raise ParameterError(
+            f"{path} not found: --run takes a run directory of `etfcore train` "
+            "(OUT/NAME/version_N)"
+        )
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        from .errors import ParameterError
+
+        raise ParameterError(f"{path} has no epochs yet (the run finished none)")
     os.makedirs(out_dir, exist_ok=True)
     last = rows[-1]
     keys = sorted(k for k in last if k != "epoch")
@@ -260,6 +267,26 @@ _TRAIN_DEPS = ("torch", "lightning", "torchmetrics", "torchvision", "tomli")
 _LIGHTNING_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 
 
+def _run_to_resume(out: str, name: Optional[str]) -> str:
+    """``OUT/NAME`` for a bare ``--resume``: the given name, else the only run name under OUT."""
+    import glob
+    import os
+
+    from .errors import ParameterError
+
+    if name:
+        return os.path.join(out, name)
+    pattern = os.path.join(out, "*", "version_*", "checkpoints", "last.ckpt")
+    names = sorted({os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p))))
+                    for p in glob.glob(pattern)})
+    if len(names) > 1:
+        raise ParameterError(
+            f"several runs under {out!r} ({', '.join(names)}): choose one with "
+            "--resume OUT/NAME/version_N or --set name=NAME"
+        )
+    return os.path.join(out, names[0]) if names else out
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training.config import PRESETS, TrainConfig, describe_fields
 
@@ -270,13 +297,19 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe_fields())
         return 0
+    from .errors import ParameterError
     from .training.trainer import Trainer, config_from_sources, find_checkpoint, resume_config
 
     flags = {k: str(getattr(args, k)) for k in _LIGHTNING_FLAGS if getattr(args, k) is not None}
     if args.resume is not None:
         # The run's own config; --set/--accelerator/... may change only where it runs.
-        ckpt = find_checkpoint(args.resume or args.out)
+        if args.preset or args.config:
+            raise ParameterError(
+                "--resume continues a run with its own saved config: drop --preset/--config "
+                "(choose the run with --resume OUT/NAME/version_N, or --set name=NAME)"
+            )
         overrides = config_from_sources(None, None, args.set)
+        ckpt = find_checkpoint(args.resume or _run_to_resume(args.out, overrides.get("name")))
         config = resume_config(ckpt, {**overrides, **flags})
         trainer = Trainer(config, out_dir=args.out)
         print(f"resuming {ckpt}", flush=True)
@@ -303,17 +336,33 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run_torch_command(args: argparse.Namespace) -> int:
     """``train``/``demo`` with every failure a user can cause as ``etfcore: error: ...``
-    (exit 2) and Ctrl-C as a message (exit 130)."""
+    (exit 2) and Ctrl-C as a message (exit 130); genuine bugs keep their traceback."""
+    try:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+    except ImportError:  # torch/lightning missing: the command's own import says so below
+
+        class MisconfigurationException(Exception):  # type: ignore[no-redef]
+            pass
+
     try:
         return _train(args) if args.command == "train" else _demo(args)
     except KeyboardInterrupt as e:
         msg = str(e) or "interrupted"
-        print(f"\netfcore: {msg}; resume with `etfcore train --resume`", file=sys.stderr)
+        checkpoint = getattr(e, "checkpoint", None)
+        if checkpoint and args.command == "train":
+            import os
+
+            run = os.path.dirname(os.path.dirname(checkpoint))
+            msg += f"; resume with `etfcore train --out {args.out} --resume {run}`"
+        print(f"\netfcore: {msg}", file=sys.stderr)
         return 130
     except EtfcoreError as e:
         print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"etfcore: error: {e}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as e:  # Lightning refusing what the user asked for
         print(f"etfcore: error: {e}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as e:
@@ -340,7 +389,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (with --run: where curves and summary go)")
     rep.add_argument("--markdown", metavar="FILE", help="also write the metrics table as Markdown")
-    rep.add_argument("--run", metavar="DIR", help="report on a training run (the --out directory of `etfcore train`)")
+    rep.add_argument(
+        "--run", metavar="DIR", help="report on a training run (OUT/NAME/version_N of etfcore train)"
+    )
     cur = sub.add_parser("rf-curve", help="paper 000 Fig. 2 on the embedded digits: RF ridge test MSE vs a2")
     cur.add_argument("--out", help="PNG path for the plot")
     cur.add_argument("--num-features", type=int, default=512)
