@@ -59,10 +59,14 @@ def test_every_preset_is_a_valid_config():
 
 
 def test_toml_falls_back_to_tomli_before_311(tmp_path, monkeypatch):
-    pytest.importorskip("tomli")
+    try:
+        tomli = __import__("tomli")
+    except ImportError:  # the same API: stand in for tomli on 3.11+
+        tomli = __import__("tomllib")
     path = tmp_path / "c.toml"
     path.write_text('loss = "hinge_ce"\nepochs = 2\n')
     monkeypatch.setattr(config_mod.sys, "version_info", (3, 9, 0))
+    monkeypatch.setitem(sys.modules, "tomli", tomli)
     monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` would fail
     assert config_mod.load_toml(str(path)) == {"loss": "hinge_ce", "epochs": 2}
     path.write_text("loss = \n")
@@ -579,3 +583,44 @@ def test_default_shift_is_the_first_batch_mean_and_merges_exactly():
     got2 = a.to_core().within_class_covariance()
     assert np.abs(got2 - ref2).max() / np.abs(ref2).max() < 1e-9
     assert np.abs(ref - ref2).max() > 1e-3  # (the shard offset matters)
+
+
+def test_demo_restores_threads_and_logger_levels(monkeypatch, tmp_path):
+    import logging
+
+    from etfcore.training import demo
+
+    monkeypatch.setattr(demo, "_run_all", lambda *a: {})
+    threads, lg = torch.get_num_threads(), logging.getLogger("lightning.pytorch")
+    level = lg.level
+    demo.run_demo(out_dir=str(tmp_path), accelerator="cpu", progress=False)
+    assert torch.get_num_threads() == threads and lg.level == level
+
+
+def test_cosine_regulariser_and_mixup_through_the_training_step(monkeypatch):
+    """training_step = λ(ℓ(y) + R(u, y)) + (1-λ)(ℓ(y_π) + R(u, y_π)) with R = weight × the mean
+    over present classes of the average pairwise cosine (self-pairs included), by a loop here."""
+    from etfcore.training import module as module_mod
+
+    m = _module(cosine_reg=10.0, mixup_alpha=0.4)
+    m.eval()
+    m.log = lambda *a, **k: None
+    x, y = torch.randn(24, 64), torch.arange(24) % 10
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(1))
+    lam = 0.3
+    xm = lam * x + (1 - lam) * x[perm]
+    monkeypatch.setattr(module_mod.enn, "mixup", lambda x_, y_, a, generator: (xm, y_[perm], lam))
+    got = m.training_step((x, y), 0)
+    u = m.features(xm).double()
+    logits = u @ m.head.weight.double().T
+
+    def reg(labels):
+        per_class = []
+        for k in labels.unique():
+            uk = u[labels == k] / u[labels == k].norm(dim=1, keepdim=True)
+            per_class.append(sum(float(a @ b) for a in uk for b in uk) / len(uk) ** 2)
+        return 10.0 * sum(per_class) / len(per_class)
+
+    ce = torch.nn.functional.cross_entropy
+    want = lam * (ce(logits, y) + reg(y)) + (1 - lam) * (ce(logits, y[perm]) + reg(y[perm]))
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
