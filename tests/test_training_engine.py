@@ -624,3 +624,11 @@ def test_cosine_regulariser_and_mixup_through_the_training_step(monkeypatch):
     ce = torch.nn.functional.cross_entropy
     want = lam * (ce(logits, y) + reg(y)) + (1 - lam) * (ce(logits, y[perm]) + reg(y[perm]))
     assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cli_prepare_data_builds_the_data_and_exits(tmp_path, capsys):
+    from etfcore.cli import main
+
+    assert main(["train", "--prepare-data", "--set", "dataset=gmm", "--out", str(tmp_path)]) == 0
+    assert "data ready: gmm" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())  # nothing trained, no run directory

@@ -317,6 +317,13 @@ def _train(args: argparse.Namespace) -> int:
     else:
         raw = config_from_sources(args.preset, args.config, args.set)
         config = TrainConfig.from_dict({**raw, **flags})
+        if args.prepare_data:  # download once, before a launcher starts many processes
+            from .training.build import build_datamodule
+
+            config.validate()
+            dm = build_datamodule(config)
+            print(f"data ready: {config.dataset} ({dm.num_classes} classes) in {config.data_root}")
+            return 0
         trainer = Trainer(config, out_dir=args.out)
         trainer.fit()
     if trainer.lightning is None or trainer.lightning.is_global_zero:
@@ -416,6 +423,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument(
         "--resume", nargs="?", const="", default=None, metavar="RUN",
         help="continue the latest run under OUT, or RUN (a run directory or checkpoint)",
+    )
+    tr.add_argument(
+        "--prepare-data", action="store_true",
+        help="download/prepare the config's data and exit (do this before torchrun/srun)",
     )
     tr.add_argument("--list-presets", action="store_true", help="print the presets")
     tr.add_argument("--print-config", action="store_true", help="print every config key")
