@@ -397,7 +397,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep.add_argument("--plots", metavar="DIR", help="also write Σ_W heat maps and Σ_B/Σ_T spectra (with --run: where curves and summary go)")
     rep.add_argument("--markdown", metavar="FILE", help="also write the metrics table as Markdown")
     rep.add_argument(
-        "--run", metavar="DIR", help="report on a run directory of etfcore train (OUT/NAME/version_N)"
+        "--run",
+        metavar="DIR",
+        help="report on a run directory of etfcore train (OUT/NAME/version_N)",
     )
     cur = sub.add_parser("rf-curve", help="paper 000 Fig. 2 on the embedded digits: RF ridge test MSE vs a2")
     cur.add_argument("--out", help="PNG path for the plot")
