@@ -632,3 +632,15 @@ def test_cli_prepare_data_builds_the_data_and_exits(tmp_path, capsys):
     assert main(["train", "--prepare-data", "--set", "dataset=gmm", "--out", str(tmp_path)]) == 0
     assert "data ready: gmm" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())  # nothing trained, no run directory
+
+
+def test_loss_stays_float32_under_bf16_autocast():
+    m = _module()
+    u = torch.randn(32, 32).bfloat16()
+    y = torch.arange(32) % 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m.loss_terms(u, y, None, 1.0)
+    logits = u.double() @ m.head.weight.double().T
+    want = torch.nn.functional.cross_entropy(logits, y)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
