@@ -644,3 +644,18 @@ def test_loss_stays_float32_under_bf16_autocast():
     want = torch.nn.functional.cross_entropy(logits, y)
     assert got.dtype == torch.float32
     assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_metric_forward_and_reset_with_the_default_shift():
+    H, y = ec.data.gaussian_mixture(4, 6, 50, seed=0, offset=1e4)
+    p = np.random.default_rng(0).permutation(200)
+    H, y = H[p], y[p]
+    m = CollapseMetrics(4, 6)
+    for i in range(0, 200, 37):  # forward: per-batch value, states merged into the running ones
+        m(torch.from_numpy(H[i : i + 37]), torch.from_numpy(y[i : i + 37]))
+    ref = sum(np.cov(H[y == k].T, bias=True) * (y == k).sum() for k in range(4)) / len(y)
+    got = m.to_core().within_class_covariance()
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-12
+    m.reset()
+    m.update(torch.from_numpy(H[:5] + 1e5), torch.from_numpy(y[:5]))
+    torch.testing.assert_close(m.shift, torch.from_numpy(H[:5] + 1e5).mean(0))
