@@ -190,7 +190,9 @@ class Trainer:
         """Trains to ``config.epochs``; ``resume`` (a checkpoint, a run directory, or ``True``
         for the latest run under ``out_dir``) continues an interrupted run exactly. Returns one row
         per epoch (the run's whole history when resumed). Ctrl-C raises
-        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint."""
+        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint. Calls
+        ``lightning.seed_everything(config.seed, workers=True)`` (sets the process's global
+        seeds and ``PL_GLOBAL_SEED``). Resuming refuses a change of devices, nodes or strategy."""
         c = self.config
         # Lightning's own seeding: its fallback DistributedSampler is seeded from
         # PL_GLOBAL_SEED, and workers=True seeds each loader worker's numpy/random/torch.
