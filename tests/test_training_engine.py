@@ -611,7 +611,7 @@ def test_cosine_regulariser_and_mixup_through_the_training_step(monkeypatch):
     xm = lam * x + (1 - lam) * x[perm]
     monkeypatch.setattr(module_mod.enn, "mixup", lambda x_, y_, a, generator: (xm, y_[perm], lam))
     got = m.training_step((x, y), 0)
-    u = m.features(xm).double()
+    u = m.features(xm).detach().double()
     logits = u @ m.head.weight.double().T
 
     def reg(labels):
