@@ -59,10 +59,14 @@ def test_every_preset_is_a_valid_config():
 
 
 def test_toml_falls_back_to_tomli_before_311(tmp_path, monkeypatch):
-    pytest.importorskip("tomli")
+    try:
+        tomli = __import__("tomli")
+    except ImportError:  # the same API: stand in for tomli on 3.11+
+        tomli = __import__("tomllib")
     path = tmp_path / "c.toml"
     path.write_text('loss = "hinge_ce"\nepochs = 2\n')
     monkeypatch.setattr(config_mod.sys, "version_info", (3, 9, 0))
+    monkeypatch.setitem(sys.modules, "tomli", tomli)
     monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` would fail
     assert config_mod.load_toml(str(path)) == {"loss": "hinge_ce", "epochs": 2}
     path.write_text("loss = \n")
@@ -136,13 +140,6 @@ def test_mixup_keeps_label_smoothing_and_class_weight_normalisation():
     torch.testing.assert_close(got, 0.3 * wce(y) + 0.7 * wce(yp))
 
 
-def test_freeze_backbone_trains_the_head_only():
-    m = _module(head="linear", freeze_backbone=True)
-    assert not any(p.requires_grad for p in m.backbone.parameters())
-    m.train()
-    assert not m.backbone.training and m.head.training
-
-
 def test_warmup_schedule():
     from etfcore.training.module import WarmupSchedule
 
@@ -188,7 +185,7 @@ def test_fixed_shift_error_follows_the_documented_bound():
             m = CollapseMetrics(5, 16, shift=shift)
             m.update(torch.from_numpy(X), torch.from_numpy(y))
             got = m.to_core().within_class_covariance()
-            c = np.zeros(16) if shift is None else shift
+            c = X.mean(0) if shift is None else shift  # default: the first batch's mean
             bound = 10 * np.finfo(np.float64).eps * (1 + ((X.mean(0) - c) ** 2).sum() / sigma2)
             assert np.abs(got - ref).max() / np.abs(ref).max() <= bound, (offset, shift)
 
@@ -218,7 +215,7 @@ def work(rank, world, port, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     H, y = ec.data.gaussian_mixture(4, 6, [30, 20, 10, 40], seed=0, offset=5.0)
-    m = CollapseMetrics(4, 6, shift=np.full(6, 5.0))
+    m = CollapseMetrics(4, 6)  # each rank's own first-batch shift, made common at sync
     mine = np.arange(len(y)) % world == rank
     for i in range(0, int(mine.sum()), 7 + rank):  # ranks see different numbers of batches
         m.update(torch.from_numpy(H[mine][i:i + 7 + rank] + rank),
@@ -317,9 +314,18 @@ def test_interrupted_and_resumed_run_is_bit_for_bit_the_uninterrupted_one(tmp_pa
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     rows = [json.loads(s) for s in open(os.path.join(resumed.run_dir, "metrics.jsonl"))]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # the tracked metrics too (the tracker's shifts travel in the checkpoint)
+    ref = [json.loads(s) for s in open(os.path.join(full.run_dir, "metrics.jsonl"))]
+    drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert [drop(r) for r in rows] == [drop(r) for r in ref]
     other = Trainer(cfg.replace(lr=0.3), out_dir=str(tmp_path / "b"))
     with pytest.raises(ec.ParameterError, match="different configuration \\(lr\\)"):
         other.fit(resume=True)
+    # more processes would change the steps per epoch the schedule was laid out for
+    for key, value in [("devices", "2"), ("num_nodes", 2), ("strategy", "ddp")]:
+        moved = Trainer(cfg.replace(**{key: value}), out_dir=str(tmp_path / "b"))
+        with pytest.raises(ec.ParameterError, match=f"different configuration \\({key}\\)"):
+            moved.fit(resume=True)
 
 
 def _cli(*args, **kw):
@@ -334,7 +340,7 @@ def _cli(*args, **kw):
     )
 
 
-def test_cli_errors_are_messages(tmp_path):
+def test_cli_errors_are_messages(tmp_path, capsys):
     from etfcore.cli import main
 
     bad = tmp_path / "bad.toml"
@@ -358,8 +364,37 @@ def test_cli_errors_are_messages(tmp_path):
             f"data_root={tmp_path}",
         ],
     ]
-    for args in cases:
+    named = [
+        "nope",
+        "missing.toml",
+        "bad.toml",
+        "amp",
+        "17",
+        "nonsense",
+        "nothing to train",
+        "no checkpoint",
+        "data_root",
+    ]
+    for args, what in zip(cases, named):
         assert main(args + ["--out", str(tmp_path / "o")]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("etfcore: error:") and what in err, (args, err)
+        assert "Traceback" not in err
+    # --resume takes the run's own config, and looks only at the run's name
+    for other in (["--preset", "digits-etf-dr"], ["--config", str(bad)]):
+        assert main(["train", "--resume", *other, "--out", str(tmp_path / "o")]) == 2
+        assert "drop --preset/--config" in capsys.readouterr().err
+    for name in ("a", "b"):
+        (tmp_path / "o" / name / "version_0" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "o" / name / "version_0" / "checkpoints" / "last.ckpt").write_text("x")
+    assert main(["train", "--resume", "--out", str(tmp_path / "o")]) == 2
+    assert "several runs" in capsys.readouterr().err
+    assert main(["train", "--resume", "--set", "name=b", "--out", str(tmp_path / "o")]) == 2
+    assert "o/b/version_0/checkpoints/last.ckpt" in capsys.readouterr().err  # unreadable: b's
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    assert main(["report", "--run", str(tmp_path / "run")]) == 2
+    assert "no epochs" in capsys.readouterr().err
 
 
 def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
@@ -371,7 +406,16 @@ def test_cli_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(trainer_mod.Trainer, "fit", interrupted)
     assert cli.main(["train", "--set", "progress=no", "--out", str(tmp_path)]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted" in err and f"etfcore train --out {tmp_path} --resume" in err
+
+    def interrupted_early(self, resume=None):  # before any epoch: nothing to resume
+        raise TrainingInterrupted("training interrupted; no epoch finished, nothing kept", None)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", interrupted_early)
+    assert cli.main(["train", "--set", "progress=no", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" not in err
 
 
 def test_cli_projector_no_and_amp_zero(tmp_path):
@@ -471,3 +515,150 @@ def test_collapse_metrics_records_the_feature_precision():
     m64 = CollapseMetrics(5, 200)
     m64.update(torch.from_numpy(h.astype(np.float64)), torch.from_numpy(y))
     assert m64.to_core().precision == "float64"
+
+
+# ---------------------------------------------------------------- review fixes (issue 8)
+def test_frozen_backbone_parameters_and_batchnorm_statistics_stay_bit_identical():
+    cfg = TrainConfig(
+        epochs=2, backbone="cnn", freeze_backbone=True, projector=True, track_every=2, **QUIET
+    )
+    t = Trainer(cfg)
+    before = {k: v.clone() for k, v in t.module.backbone.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in before)
+    t.fit()
+    after = t.module.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not t.module.backbone.training
+
+
+def test_stream_seeds_do_not_collide_across_ranks_epochs_and_streams():
+    from etfcore.training.module import stream_seed
+
+    seeds = {
+        stream_seed(s, e, r, i)
+        for s in range(3)
+        for e in range(5)
+        for r in (0, 1, 63, 64, 65)
+        for i in (0, 1)
+    }
+    assert len(seeds) == 3 * 5 * 5 * 2
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_true_precision_runs_train_and_track(precision):
+    cfg = TrainConfig(epochs=1, precision=precision, track_sample=64, **QUIET)
+    hist = Trainer(cfg, limit_train_batches=2).fit()
+    assert 0 <= hist[-1]["test_acc"] <= 1 and math.isfinite(hist[-1]["train_loss"])
+    assert math.isfinite(hist[-1]["train_vci"])
+
+
+def test_fit_seeds_lightning_and_loader_workers():
+    os.environ.pop("PL_GLOBAL_SEED", None)
+    Trainer(TrainConfig(epochs=1, seed=3, track_every=5, **QUIET), limit_train_batches=1).fit()
+    # Lightning's fallback DistributedSampler takes PL_GLOBAL_SEED; workers get seeded too
+    assert os.environ["PL_GLOBAL_SEED"] == "3" and os.environ["PL_SEED_WORKERS"] == "1"
+
+
+def test_default_shift_is_the_first_batch_mean_and_merges_exactly():
+    """Offset 1e6 σ: the default shift keeps Σ_W accurate (against a two-pass float64 reference);
+    metrics merged from shards with different first-batch shifts equal one pass."""
+    H, y = ec.data.gaussian_mixture(5, 16, 200, seed=3)
+    X = H + 1e6
+    ref = sum(np.cov(X[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    m = CollapseMetrics(5, 16)
+    for i in range(0, len(y), 300):
+        m.update(torch.from_numpy(X[i : i + 300]).float(), torch.from_numpy(y[i : i + 300]))
+    Xf = X.astype(np.float32).astype(np.float64)
+    ref_f = sum(np.cov(Xf[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    got = m.to_core().within_class_covariance()
+    assert np.abs(got - ref_f).max() / np.abs(ref_f).max() < 1e-9
+    a, b = CollapseMetrics(5, 16), CollapseMetrics(5, 16)
+    a.update(torch.from_numpy(X[::2]), torch.from_numpy(y[::2]))
+    b.update(torch.from_numpy(X[1::2] + 3.0), torch.from_numpy(y[1::2]))
+    a.merge_state(b)
+    Y = X.copy()
+    Y[1::2] += 3.0
+    ref2 = sum(np.cov(Y[y == k].T, bias=True) * (y == k).sum() for k in range(5)) / len(y)
+    got2 = a.to_core().within_class_covariance()
+    assert np.abs(got2 - ref2).max() / np.abs(ref2).max() < 1e-9
+    assert np.abs(ref - ref2).max() > 1e-3  # (the shard offset matters)
+
+
+def test_demo_restores_threads_and_logger_levels(monkeypatch, tmp_path):
+    import logging
+
+    from etfcore.training import demo
+
+    monkeypatch.setattr(demo, "_run_all", lambda *a: {})
+    threads, lg = torch.get_num_threads(), logging.getLogger("lightning.pytorch")
+    level = lg.level
+    demo.run_demo(out_dir=str(tmp_path), accelerator="cpu", progress=False)
+    assert torch.get_num_threads() == threads and lg.level == level
+
+
+@pytest.mark.parametrize("normalization, power", [("per_class_count", 3), ("mean", 2)])
+def test_cosine_regulariser_and_mixup_through_the_training_step(monkeypatch, normalization, power):
+    """training_step = λ(ℓ(y) + R(u, y)) + (1-λ)(ℓ(y_π) + R(u, y_π)) with R = weight × the mean
+    over present classes of the summed pairwise cosines (self-pairs included) / n_c³ (Xu & Liu's
+    "average divided by the class's count", the default) or / n_c² (the plain average), by a loop
+    here."""
+    from etfcore.training import module as module_mod
+
+    m = _module(cosine_reg=10.0, mixup_alpha=0.4, cosine_reg_normalization=normalization)
+    m.eval()
+    m.log = lambda *a, **k: None
+    x, y = torch.randn(24, 64), torch.arange(24) % 10
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(1))
+    lam = 0.3
+    xm = lam * x + (1 - lam) * x[perm]
+    monkeypatch.setattr(module_mod.enn, "mixup", lambda x_, y_, a, generator: (xm, y_[perm], lam))
+    got = m.training_step((x, y), 0)
+    u = m.features(xm).detach().double()
+    logits = u @ m.head.weight.double().T
+
+    def reg(labels):
+        per_class = []
+        for k in labels.unique():
+            uk = u[labels == k] / u[labels == k].norm(dim=1, keepdim=True)
+            per_class.append(sum(float(a @ b) for a in uk for b in uk) / len(uk) ** power)
+        return 10.0 * sum(per_class) / len(per_class)
+
+    ce = torch.nn.functional.cross_entropy
+    want = lam * (ce(logits, y) + reg(y)) + (1 - lam) * (ce(logits, y[perm]) + reg(y[perm]))
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cli_prepare_data_builds_the_data_and_exits(tmp_path, capsys):
+    from etfcore.cli import main
+
+    assert main(["train", "--prepare-data", "--set", "dataset=gmm", "--out", str(tmp_path)]) == 0
+    assert "data ready: gmm" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())  # nothing trained, no run directory
+
+
+def test_loss_stays_float32_under_bf16_autocast():
+    m = _module()
+    u = torch.randn(32, 32).bfloat16()
+    y = torch.arange(32) % 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m.loss_terms(u, y, None, 1.0)
+    logits = u.double() @ m.head.weight.double().T
+    want = torch.nn.functional.cross_entropy(logits, y)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_metric_forward_and_reset_with_the_default_shift():
+    H, y = ec.data.gaussian_mixture(4, 6, 50, seed=0, offset=1e4)
+    p = np.random.default_rng(0).permutation(200)
+    H, y = H[p], y[p]
+    m = CollapseMetrics(4, 6)
+    for i in range(0, 200, 37):  # forward: per-batch value, states merged into the running ones
+        m(torch.from_numpy(H[i : i + 37]), torch.from_numpy(y[i : i + 37]))
+    ref = sum(np.cov(H[y == k].T, bias=True) * (y == k).sum() for k in range(4)) / len(y)
+    got = m.to_core().within_class_covariance()
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-12
+    m.reset()
+    m.update(torch.from_numpy(H[:5] + 1e5), torch.from_numpy(y[:5]))
+    torch.testing.assert_close(m.shift, torch.from_numpy(H[:5] + 1e5).mean(0))

@@ -157,10 +157,15 @@ def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
         from .errors import ParameterError
 
         raise ParameterError(
-            f"{path} not found: --run takes a run directory of `etfcore train` (OUT/NAME/version_N)"
+            f"{path} not found: --run takes a run directory of `etfcore train` "
+            "(OUT/NAME/version_N)"
         )
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        from .errors import ParameterError
+
+        raise ParameterError(f"{path} has no epochs yet (the run finished none)")
     os.makedirs(out_dir, exist_ok=True)
     last = rows[-1]
     keys = sorted(k for k in last if k != "epoch")
@@ -282,6 +287,26 @@ _TRAIN_DEPS = ("torch", "lightning", "torchmetrics", "torchvision", "tomli")
 _LIGHTNING_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 
 
+def _run_to_resume(out: str, name: Optional[str]) -> str:
+    """``OUT/NAME`` for a bare ``--resume``: the given name, else the only run name under OUT."""
+    import glob
+    import os
+
+    from .errors import ParameterError
+
+    if name:
+        return os.path.join(out, name)
+    pattern = os.path.join(out, "*", "version_*", "checkpoints", "last.ckpt")
+    names = sorted({os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p))))
+                    for p in glob.glob(pattern)})
+    if len(names) > 1:
+        raise ParameterError(
+            f"several runs under {out!r} ({', '.join(names)}): choose one with "
+            "--resume OUT/NAME/version_N or --set name=NAME"
+        )
+    return os.path.join(out, names[0]) if names else out
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training.config import PRESETS, TrainConfig, describe_fields
 
@@ -292,13 +317,19 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe_fields())
         return 0
+    from .errors import ParameterError
     from .training.trainer import Trainer, config_from_sources, find_checkpoint, resume_config
 
     flags = {k: str(getattr(args, k)) for k in _LIGHTNING_FLAGS if getattr(args, k) is not None}
     if args.resume is not None:
         # The run's own config; --set/--accelerator/... may change only where it runs.
-        ckpt = find_checkpoint(args.resume or args.out)
+        if args.preset or args.config:
+            raise ParameterError(
+                "--resume continues a run with its own saved config: drop --preset/--config "
+                "(choose the run with --resume OUT/NAME/version_N, or --set name=NAME)"
+            )
         overrides = config_from_sources(None, None, args.set)
+        ckpt = find_checkpoint(args.resume or _run_to_resume(args.out, overrides.get("name")))
         config = resume_config(ckpt, {**overrides, **flags})
         trainer = Trainer(config, out_dir=args.out)
         print(f"resuming {ckpt}", flush=True)
@@ -306,6 +337,13 @@ def _train(args: argparse.Namespace) -> int:
     else:
         raw = config_from_sources(args.preset, args.config, args.set)
         config = TrainConfig.from_dict({**raw, **flags})
+        if args.prepare_data:  # download once, before a launcher starts many processes
+            from .training.build import build_datamodule
+
+            config.validate()
+            dm = build_datamodule(config)
+            print(f"data ready: {config.dataset} ({dm.num_classes} classes) in {config.data_root}")
+            return 0
         trainer = Trainer(config, out_dir=args.out)
         trainer.fit()
     if trainer.lightning is None or trainer.lightning.is_global_zero:
@@ -368,19 +406,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run_torch_command(args: argparse.Namespace) -> int:
     """``train``/``demo`` with every failure a user can cause as ``etfcore: error: ...``
-    (exit 2) and Ctrl-C as a message (exit 130)."""
+    (exit 2) and Ctrl-C as a message (exit 130); genuine bugs keep their traceback."""
+    try:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+    except ImportError:  # torch/lightning missing: the command's own import says so below
+
+        class MisconfigurationException(Exception):  # type: ignore[no-redef]
+            pass
+
     try:
         run = {"train": _train, "finetune": _finetune, "extract": _extract, "demo": _demo}
         return run[args.command](args)
     except KeyboardInterrupt as e:
         msg = str(e) or "interrupted"
-        how = "--resume" if args.command != "finetune" else "--resume RUN (the fine-tuning run)"
-        print(f"\netfcore: {msg}; resume with `etfcore train {how}`", file=sys.stderr)
+        checkpoint = getattr(e, "checkpoint", None)
+        if checkpoint and args.command in ("train", "finetune"):
+            import os
+
+            run = os.path.dirname(os.path.dirname(checkpoint))
+            msg += f"; resume with `etfcore train --out {args.out} --resume {run}`"
+        print(f"\netfcore: {msg}", file=sys.stderr)
         return 130
     except EtfcoreError as e:
         print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"etfcore: error: {e}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as e:  # Lightning refusing what the user asked for
         print(f"etfcore: error: {e}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as e:
@@ -453,6 +506,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument(
         "--resume", nargs="?", const="", default=None, metavar="RUN",
         help="continue the latest run under OUT, or RUN (a run directory or checkpoint)",
+    )
+    tr.add_argument(
+        "--prepare-data", action="store_true",
+        help="download/prepare the config's data and exit (do this before torchrun/srun)",
     )
     tr.add_argument("--list-presets", action="store_true", help="print the presets")
     tr.add_argument("--print-config", action="store_true", help="print every config key")

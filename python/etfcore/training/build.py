@@ -37,7 +37,8 @@ def build_datamodule(config: TrainConfig):
     )
     if getattr(dm, "num_classes", None) is None:
         # Download on the first process of a node only; processes a launcher (torchrun, SLURM)
-        # starts beside it need the data on disk already.
+        # starts beside it do not wait for it and need the data on disk already: run
+        # `etfcore train --prepare-data` (same config) once before launching.
         if os.environ.get("LOCAL_RANK", "0") == "0":
             dm.prepare_data()
         dm.setup("fit")
@@ -188,7 +189,9 @@ def build_module(
     head = build_head(config, k, counts, means)
     criterion = build_loss(config, head, counts)
     reg = (
-        enn.WithinClassCosineRegulariser(weight=config.cosine_reg)
+        enn.WithinClassCosineRegulariser(
+            weight=config.cosine_reg, normalization=config.cosine_reg_normalization
+        )
         if config.cosine_reg
         else None
     )

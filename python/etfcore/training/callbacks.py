@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Subset
 from torchmetrics import Metric
 
 from ..metrics import numerical_rank_of
-from .metric import CollapseMetrics
+from .metric import CollapseMetrics, metrics_of
 
 
 class SplitCounts(Metric):
@@ -143,71 +143,92 @@ class CollapseTracker(L.Callback):
             with open(self.jsonl, "a") as f:
                 f.write(json.dumps({k: json_safe(v) for k, v in row.items()}) + "\n")
 
+    def state_dict(self) -> Dict[str, Any]:
+        """The shifts of the next evaluation (saved in checkpoints: exact resume)."""
+        return {"shift": {k: v.clone() for k, v in self._shift.items()}}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._shift = dict(state_dict.get("shift", {}))
+
     @torch.no_grad()
     def evaluate(self, trainer, module, split: str, dataset, minor: torch.Tensor) -> Dict[str, Any]:
         """One eval-mode pass over this process's shard of ``dataset``; synchronised metrics."""
         k, p = module.num_classes, module.head.dim
-        dev = module.device
         weight = module.head.weight.detach().float()
-        stats = CollapseMetrics(k, p, shift=self._shift.get(split), classifier=weight).to(dev)
-        counts = SplitCounts(k).to(dev)
-        shard = Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))
-        loader = DataLoader(shard, batch_size=512, num_workers=module.config.num_workers)
-        kept_h: List[torch.Tensor] = []
-        kept_y: List[torch.Tensor] = []
-        kept = 0
+        stats = CollapseMetrics(k, p, shift=self._shift.get(split), classifier=weight)
+        stats, counts = stats.to(module.device), SplitCounts(k).to(module.device)
         was = module.training
         module.eval()
-        for x, y in loader:
-            x, y = x.to(dev), y.to(dev)
-            with trainer.precision_plugin.forward_context():
-                u = module.features(x)
-            u = u.float()
-            out = module.outputs(u)
-            stats.update(u, y)
-            counts.update(
-                module.head.classify(u).argmax(1),
-                y,
-                module.criterion(out, y),
-                _cone(module.criterion, u, y),
+        try:
+            h, y = self._accumulate(
+                trainer, module, _shard_loader(trainer, module, dataset), stats, counts
             )
-            if kept < self.sample:
-                kept_h.append(u[: self.sample - kept].cpu())
-                kept_y.append(y[: self.sample - kept].cpu())
-                kept += len(kept_h[-1])
-        module.train(was)
-        with stats.sync_context(), counts.sync_context():
+        finally:
+            module.train(was)
+        with stats.sync_context():
             core = stats.to_core()
-            c = {key: getattr(counts, key).cpu() for key in counts._defaults}
-        m = core.metrics(classifier=stats.classifier)
-        from .metric import nc_cosine_statistics
-
-        m.update(nc_cosine_statistics(core, stats.classifier))
+        m = metrics_of(core, stats.classifier)
         self._shift[split] = torch.from_numpy(core.global_mean())
-        if kept_h:
-            h, yy = torch.cat(kept_h).double().numpy(), torch.cat(kept_y).numpy()
+        if len(h):
             bias = getattr(getattr(module.head, "linear", module.head), "bias", None)
             b = None if bias is None else bias.detach().double().cpu().numpy()
             m["nc4"] = core.nc4(h, stats.classifier, b)
-            m["numerical_rank"] = numerical_rank_of(h, yy)
-        present = c["count"] > 0
-        acc = c["correct"] / c["count"].clamp_min(1)
-        mi, ma = minor & present, ~minor & present
-        out = {
-            "acc": float(c["correct"].sum() / c["count"].sum()),
-            "mean_class_acc": float(acc[present].mean()),
-            "minor_acc": float(acc[mi].mean()) if mi.any() else float("nan"),
-            "major_acc": float(acc[ma].mean()) if ma.any() else float("nan"),
-            "loss": float(c["loss_sum"] / c["count"].sum()),
-        }
-        if module.criterion.__class__.__name__ == "HingeCrossEntropy":
-            out["in_cone"] = (
-                float(c["in_cone"][0] / c["in_cone"][1]) if c["in_cone"][1] else math.nan
-            )
-        for key, v in m.items():
-            if np.ndim(v) == 0 and not isinstance(v, str):
-                out[key] = float(v)
+            m["numerical_rank"] = numerical_rank_of(h, y)
+        out = _summary(counts.compute(), minor, module.criterion)
+        out.update(
+            (key, float(v)) for key, v in m.items() if np.ndim(v) == 0 and not isinstance(v, str)
+        )
         return {f"{split}_{key}": v for key, v in out.items()}
+
+    def _accumulate(self, trainer, module, loader, stats, counts):
+        """Feeds ``stats``/``counts``; returns the first ``sample`` rows (float64) and labels."""
+        plugin, dev = trainer.precision_plugin, module.device
+        kept_h: List[torch.Tensor] = []
+        kept_y: List[torch.Tensor] = []
+        kept = 0
+        for x, y in loader:
+            x, y = plugin.convert_input(x.to(dev)), y.to(dev)
+            with plugin.forward_context():
+                u = module.features(x)
+            stats.update(u, y)  # in the features' own dtype (sets the metric's precision)
+            with torch.autocast(dev.type, enabled=False):
+                v = module.loss_features(u)
+                loss = module.criterion(module.outputs(v), y)
+                counts.update(
+                    module.head.classify(v).argmax(1), y, loss, _cone(module.criterion, v, y)
+                )
+            if kept < self.sample:
+                kept_h.append(u[: self.sample - kept].double().cpu())
+                kept_y.append(y[: self.sample - kept].cpu())
+                kept += len(kept_h[-1])
+        if not kept_h:
+            return np.zeros((0, module.head.dim)), np.zeros(0, dtype=np.int64)
+        return torch.cat(kept_h).numpy(), torch.cat(kept_y).numpy()
+
+
+def _shard_loader(trainer, module, dataset) -> DataLoader:
+    """This process's interleaved shard (no padding: the union is the split exactly once)."""
+    shard = Subset(dataset, range(trainer.global_rank, len(dataset), trainer.world_size))
+    return DataLoader(shard, batch_size=512, num_workers=module.config.num_workers)
+
+
+def _summary(c: Dict[str, torch.Tensor], minor: torch.Tensor, criterion) -> Dict[str, float]:
+    """Accuracies (overall, per-class mean, minor/major), loss and in-cone fraction of a pass."""
+    c = {key: v.cpu() for key, v in c.items()}
+    present = c["count"] > 0
+    acc = c["correct"] / c["count"].clamp_min(1)
+    mi, ma = minor & present, ~minor & present
+    out = {
+        "acc": float(c["correct"].sum() / c["count"].sum()),
+        "mean_class_acc": float(acc[present].mean()),
+        "minor_acc": float(acc[mi].mean()) if mi.any() else float("nan"),
+        "major_acc": float(acc[ma].mean()) if ma.any() else float("nan"),
+        "loss": float(c["loss_sum"] / c["count"].sum()),
+    }
+    if criterion.__class__.__name__ == "HingeCrossEntropy":
+        inside, eligible = c["in_cone"].tolist()
+        out["in_cone"] = inside / eligible if eligible else math.nan
+    return out
 
 
 def truncate_jsonl(path: str, last_epoch: int) -> List[Dict[str, Any]]:

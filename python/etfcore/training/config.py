@@ -71,7 +71,12 @@ class TrainConfig:
     # model
     backbone: str = _f("mlp", "feature extractor", BACKBONES)
     feature_dim: int = _f(32, "feature dimension p seen by the head")
-    head: str = _f("etf", "classifier: fixed simplex ETF, learnable linear, centred means", HEADS)
+    head: str = _f(
+        "etf",
+        "classifier: fixed ETF, learnable linear, or centred means (cm/wicm/lwm: from the "
+        "backbone's class means before training; the pretrained-features protocol is finetune)",
+        HEADS,
+    )
     etf_seed: int = _f(0, "seed of the Haar-random ETF")
     etf_lengths: str = _f(
         "equal",
@@ -87,6 +92,11 @@ class TrainConfig:
     label_smoothing: float = _f(0.1, "smoothing of loss=label_smoothing")
     temperature: float = _f(1.0, "softmax temperature tau of the cross-entropy losses")
     cosine_reg: float = _f(0.0, "weight lambda of the within-class cosine regulariser (0: off)")
+    cosine_reg_normalization: str = _f(
+        "per_class_count",
+        "regulariser per class: mean cosine / n_c (Xu & Liu's wording) or the plain mean",
+        ("per_class_count", "mean"),
+    )
     tau_plus: Optional[float] = _f(None, "hinge CE angle tau+ (none: the dataset's default)")
     tau_minus: float = _f(math.pi, "hinge CE angle tau- (pi in practice)")
     minor_threshold: int = _f(50, "classes with at most this many training samples are minor")

@@ -43,10 +43,22 @@ def run_demo(
     """Trains every method × setting × seed (a per-batch progress bar for each run), prints the
     table, writes ``history.json`` and ``curves.png`` to ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
+    threads = torch.get_num_threads()
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
     if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
         torch.set_num_threads(1)  # a 12k-parameter MLP: intra-op threads only add overhead
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        return _run_all(epochs, seeds, out_dir, accelerator, progress)
+    finally:  # the caller's settings back
+        torch.set_num_threads(threads)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[str, List[Dict]]]:
     results: Dict[str, Dict[str, List[Dict]]] = {}
     t0 = time.perf_counter()
     for setting, rho in SETTINGS.items():

@@ -8,15 +8,18 @@ The states are the sufficient statistics of :class:`etfcore.CollapseStats` about
 - ``scatter = Σ_i x_i x_iᵀ``.
 
 Because every state is a plain sum, merging shards or processes is a sum, and DDP
-synchronisation is torchmetrics' own (``dist_reduce_fx="sum"``). **The shift is fixed before
-accumulation** (an argument, zero by default) and is the same on every rank, so no collective
-is needed inside ``update`` and ranks may see different numbers of batches. Numerics: the core
-recovers ``Σ_W = S - Σ_k s_k s_kᵀ/n_k`` in float64; the rounding error relative to ``Σ_W`` grows
-like ``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance per coordinate):
+synchronisation is torchmetrics' own (``dist_reduce_fx="sum"``), once the states share one shift.
+**The shift** is an argument (fixed, the same on every rank), or by default each process's first
+non-empty batch mean, as the core does. At synchronisation (and in ``merge_state``/``forward``)
+states about a shift ``c`` are re-expressed about the common one ``c'`` (the first process's
+with data), ``d = c - c'``: ``s_k += n_k d``, ``‖x‖²`` sums ``+= 2 s_k·d + n_k ‖d‖²``,
+``S += d sᵀ + s dᵀ + n d dᵀ`` (``s = Σ_k s_k``), exactly, so ``update`` needs no collective and
+ranks may see different numbers of batches. Numerics: the core recovers
+``Σ_W = S - Σ_k s_k s_kᵀ/n_k`` in float64; the rounding error relative to ``Σ_W`` grows like
+``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance per coordinate):
 measured 1e-11, 1e-9, 1e-7 for ``c = 0`` and an offset of 100, 1000, 10 000 σ in each of 16
-coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference).
-The tracking callback passes the previous evaluation's global
-mean as ``c`` (identical on every rank after synchronisation), which keeps ``‖μ - c‖`` small.
+coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference), which
+the first batch's mean gives. The tracking callback passes the previous evaluation's global mean.
 
 >>> import torch
 >>> m = CollapseMetrics(3, 4)
@@ -28,14 +31,20 @@ mean as ``c`` (identical on every rank after synchronisation), which keeps ``‖
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ..errors import DTypeError, LabelError, NonFiniteError, ShapeError
 from ..stats import CollapseStats
+
+
+def _first(stacked: torch.Tensor) -> torch.Tensor:
+    """The shift's reduction: all ranks' shifts are equal after re-expression; keep one."""
+    return stacked[0]
 
 
 def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> None:
@@ -65,8 +74,9 @@ class CollapseMetrics(Metric):
     :meth:`compute` returns every metric of :meth:`etfcore.CollapseStats.metrics` (plus NC3 and
     Yang et al.'s NC cosine statistics when ``classifier`` is given), computed by the Rust core.
 
-    ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default zero), see the module
-    docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and the cosine statistics.
+    ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default: the first non-empty
+    batch's mean), see the module docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and
+    the cosine statistics.
 
     Examples
     --------
@@ -115,7 +125,9 @@ class CollapseMetrics(Metric):
         c = torch.zeros(p, **f64) if shift is None else torch.as_tensor(shift, **f64).clone()
         if c.shape != (p,) or not bool(torch.isfinite(c).all()):
             raise ShapeError(f"shift must be a finite ({p},) vector, got shape {tuple(c.shape)}")
-        self.register_buffer("shift", c)
+        # a state (not saved in state_dict), so reset/sync/unsync restore it with the sums
+        self.add_state("shift", c, dist_reduce_fx=_first)
+        self._fixed_shift = shift is not None
         self.classifier = (
             None
             if classifier is None
@@ -133,6 +145,8 @@ class CollapseMetrics(Metric):
             self.coarse_batches += 1
         h = features.detach().to(device=self.scatter.device, dtype=torch.float64)
         y = labels.detach().to(device=self.scatter.device, dtype=torch.int64)
+        if not self._fixed_shift and int(self.counts.sum()) == 0:
+            self.shift = h.mean(0)
         x = h - self.shift
         self.counts += torch.bincount(y, minlength=self.num_classes)
         self.class_sums.index_add_(0, y, x)
@@ -142,6 +156,34 @@ class CollapseMetrics(Metric):
         self.class_unit_sums.index_add_(0, y[nz], h[nz] / norms[nz, None])
         self.class_zero_rows += torch.bincount(y[~nz], minlength=self.num_classes)
         self.scatter += x.T @ x
+
+    def _rebase(self, shift: torch.Tensor) -> None:
+        """Re-expresses the states about ``shift`` (exact up to rounding)."""
+        shift = shift.to(self.shift)
+        d = self.shift - shift
+        n = self.counts.to(torch.float64)
+        s = self.class_sums.sum(0)
+        self.class_sq_norms = self.class_sq_norms + 2 * (self.class_sums @ d) + n * (d @ d)
+        self.class_sums = self.class_sums + n[:, None] * d
+        self.scatter = (
+            self.scatter + torch.outer(d, s) + torch.outer(s, d) + n.sum() * torch.outer(d, d)
+        )
+        self.shift = shift.clone()
+
+    def _sync_dist(self, dist_sync_fn: Callable = gather_all_tensors, process_group=None) -> None:
+        group = process_group or self.process_group
+        shifts = dist_sync_fn(self.shift, group=group)
+        totals = dist_sync_fn(self.counts.sum().reshape(1), group=group)
+        common = next((c for c, n in zip(shifts, totals) if int(n) > 0), self.shift)
+        self._rebase(common)  # then every rank's states share one shift: sums are merges
+        super()._sync_dist(dist_sync_fn, process_group)
+
+    def _reduce_states(self, incoming_state: Dict[str, Any]) -> None:
+        if int(incoming_state["counts"].sum()) > 0:
+            self._rebase(incoming_state["shift"])
+        else:
+            incoming_state = {**incoming_state, "shift": self.shift}
+        super()._reduce_states(incoming_state)
 
     def to_core(self) -> CollapseStats:
         """The current (local, or synchronised inside :meth:`compute`) states as the core's
@@ -167,11 +209,18 @@ class CollapseMetrics(Metric):
     def compute(self) -> Dict[str, Any]:
         """Every collapse metric (a dict of Python numbers; ``nc3_cosines`` an array)."""
         stats = self.to_core()
-        out = stats.metrics(classifier=self.classifier)
-        if self.classifier is not None:
-            out.update(nc_cosine_statistics(stats, self.classifier))
+        out = metrics_of(stats, self.classifier)
         out["global_mean"] = stats.global_mean()
         return out
+
+
+def metrics_of(stats: CollapseStats, classifier: Optional[np.ndarray]) -> Dict[str, Any]:
+    """What :meth:`CollapseMetrics.compute` reports of the core's statistics (without
+    ``global_mean``): every metric, plus the NC cosine statistics when ``classifier`` is given."""
+    out = stats.metrics(classifier=classifier)
+    if classifier is not None:
+        out.update(nc_cosine_statistics(stats, classifier))
+    return out
 
 
 def nc_cosine_statistics(stats: CollapseStats, classifier: np.ndarray) -> Dict[str, float]:

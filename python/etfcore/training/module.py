@@ -18,12 +18,25 @@ import math
 from typing import Any, Dict, Optional, Tuple
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from .. import nn as enn
 from .config import TrainConfig
+
+
+def stream_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """A 63-bit seed for one random stream (0: torch's global generator, 1: mixup) of one epoch on
+    one process, from ``numpy.random.SeedSequence([seed, epoch, rank, stream])``: distinct inputs
+    give independent streams (no collisions between ranks, epochs or streams).
+
+    >>> stream_seed(0, 1, 64, 0) != stream_seed(0, 2, 0, 0)
+    True
+    """
+    state = np.random.SeedSequence([seed, epoch, rank, stream]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 class WarmupSchedule:
@@ -87,6 +100,7 @@ class ClassifierModule(L.LightningModule):
         if config.freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
+            self.backbone.eval()  # also before the first epoch: Lightning does not call .train()
 
     # ------------------------------------------------------------------ model
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,20 +114,30 @@ class ClassifierModule(L.LightningModule):
         """What the loss takes: features or logits (``criterion.uses_features``)."""
         return u if self.criterion.uses_features else self.head.classify(u)
 
+    def loss_features(self, u: torch.Tensor) -> torch.Tensor:
+        """``u`` in the dtype the head and loss compute in (call with autocast off): the head's
+        parameter dtype, i.e. float32 under mixed precision, bf16/float64 in ``*-true`` runs."""
+        return u.to(torch.promote_types(u.dtype, self.head.weight.dtype))
+
     def train(self, mode: bool = True) -> ClassifierModule:
         super().train(mode)
         if self.config.freeze_backbone:
             self.backbone.eval()  # frozen: BatchNorm statistics stay as they were
         return self
 
+    def on_fit_start(self) -> None:
+        if self.config.freeze_backbone:
+            self.backbone.eval()
+
     # ------------------------------------------------------------------ training
     def _reseed(self, epoch: int) -> None:
-        seed = (self.config.seed * 1_000_003 + epoch) * 64 + self.global_rank
-        torch.manual_seed(seed)
-        self._mix_gen.manual_seed(seed + 1)
+        torch.manual_seed(stream_seed(self.config.seed, epoch, self.global_rank, 0))
+        self._mix_gen.manual_seed(stream_seed(self.config.seed, epoch, self.global_rank, 1))
         self._seeded_epoch = epoch
 
     def on_train_epoch_start(self) -> None:
+        if self.config.freeze_backbone:
+            self.backbone.eval()
         if self.current_epoch != self._seeded_epoch:
             self._reseed(self.current_epoch)  # before this epoch's iterator is created
         self._seeded_epoch = -1
@@ -122,16 +146,21 @@ class ClassifierModule(L.LightningModule):
     def loss_terms(
         self, u: torch.Tensor, y: torch.Tensor, y_perm: Optional[torch.Tensor], lam: float
     ) -> torch.Tensor:
-        out = self.outputs(u).float()
-        loss = self.criterion(out, y)
-        if self.regulariser is not None:
-            loss = loss + self.regulariser(u.float(), y)
-        if y_perm is None or lam == 1.0:
-            return loss
-        other = self.criterion(out, y_perm)
-        if self.regulariser is not None:
-            other = other + self.regulariser(u.float(), y_perm)
-        return lam * loss + (1 - lam) * other
+        """The (mixed) loss of features ``u``, computed with autocast off in the head's dtype
+        (float32 under mixed precision: ``.float()`` inside autocast would still multiply in
+        half precision)."""
+        with torch.autocast(u.device.type, enabled=False):
+            u = self.loss_features(u)
+            out = self.outputs(u)
+            loss = self.criterion(out, y)
+            if self.regulariser is not None:
+                loss = loss + self.regulariser(u, y)
+            if y_perm is None or lam == 1.0:
+                return loss
+            other = self.criterion(out, y_perm)
+            if self.regulariser is not None:
+                other = other + self.regulariser(u, y_perm)
+            return lam * loss + (1 - lam) * other
 
     def training_step(
         self, batch: Tuple[torch.Tensor, torch.Tensor], batch_idx: int

@@ -30,12 +30,11 @@ from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
 from .config import TrainConfig, load_toml, parse_value, to_toml
 
-# Keys a resumed run may change (where and how it runs, not what it computes).
+# Keys a resumed run may change (where and how it runs, not what it computes). Not devices,
+# num_nodes or strategy: the number of processes sets the optimiser steps per epoch, and the
+# learning-rate schedule (per step) was laid out for the checkpoint's count.
 RESUMABLE_KEYS = (
     "accelerator",
-    "devices",
-    "strategy",
-    "num_nodes",
     "progress",
     "num_workers",
     "data_root",
@@ -191,8 +190,13 @@ class Trainer:
         """Trains to ``config.epochs``; ``resume`` (a checkpoint, a run directory, or ``True``
         for the latest run under ``out_dir``) continues an interrupted run exactly. Returns one row
         per epoch (the run's whole history when resumed). Ctrl-C raises
-        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint."""
+        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint. Calls
+        ``lightning.seed_everything(config.seed, workers=True)`` (sets the process's global
+        seeds and ``PL_GLOBAL_SEED``). Resuming refuses a change of devices, nodes or strategy."""
         c = self.config
+        # Lightning's own seeding: its fallback DistributedSampler is seeded from
+        # PL_GLOBAL_SEED, and workers=True seeds each loader worker's numpy/random/torch.
+        L.seed_everything(c.seed, workers=True, verbose=False)
         name = c.name or "run"
         ckpt = None
         version: Optional[int] = None
