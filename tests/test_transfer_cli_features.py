@@ -104,12 +104,18 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     f = _save(tmp_path, "f.npy", x[:300].astype(np.float32))
     f3 = _save(tmp_path, "f3.npy", x[:300, :30].astype(np.float32))
     lab = _save(tmp_path, "y.npy", y[:300])
+    probs = _save(tmp_path, "p.npy", np.full((290, 4), 0.25))
     cases = [
         ["probe", "--train", f, lab, "--test", f3, lab],
         ["probe", "--train", f, lab, "--test", str(tmp_path / "missing.npy"), lab],
         ["rank", "--target", lab, "--candidates", f],
         ["rank", "--target", lab, "--candidates", f, f, "--accuracies", "0.5"],
         ["rank", "--target", lab, "--candidates", f, f, "--plot", str(tmp_path / "p.png")],
+        # source probabilities with 290 rows for 300 target labels
+        ["rank", "--target", lab, "--candidates", f, f, "--source-probs", probs, probs],
+        # an OSError (the plot's folder does not exist) is an error message, not a traceback
+        ["probe", "--train", f, lab, "--test", f, lab, "--plot",
+         str(tmp_path / "no" / "such" / "dir" / "c.png")],
     ]
     for argv in cases:
         assert main(argv) == 2

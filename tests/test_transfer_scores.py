@@ -309,6 +309,17 @@ def test_all_scores_streaming_equals_in_memory():
     assert float(xs.collapse_stats.vci()) == pytest.approx(s["vci"], rel=1e-9)
 
 
+def test_label_count_must_match_rows():
+    theta = np.full((100, 3), 1.0 / 3.0)
+    y = np.arange(90) % 4
+    for fn in (transfer.leep, transfer.nce):
+        with pytest.raises(ec.ShapeError, match="90 entries but there are 100 rows"):
+            fn(theta, y)
+    h, y100 = mixture(100, 4, 3, seed=13)
+    with pytest.raises(ec.ShapeError, match="eval_labels"):
+        transfer.cm_accuracy(h, y100, h[:50], y100[:40])
+
+
 def test_score_errors_are_typed():
     h, y = mixture(100, 4, 3, seed=13)
     bad = h.copy()

@@ -78,8 +78,17 @@ def score_direction(name: str) -> int:
     return 1 if HIGHER_IS_BETTER[name] else -1
 
 
+def _labels_for(labels: Any, num_rows: int, name: str = "labels") -> np.ndarray:
+    """``as_labels`` plus the one row-count check the Python-only scores (LEEP, NCE, CM
+    accuracy, the validation side of the ridge path) need: one label per row."""
+    y = as_labels(labels, name)
+    if y.shape[0] != num_rows:
+        raise ShapeError(f"{name} has {y.shape[0]} entries but there are {num_rows} rows")
+    return y
+
+
 def _encode(labels: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
-    y = as_labels(labels, n)
+    y = _labels_for(labels, n)
     classes, codes = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise TooFewClassesError(
@@ -234,7 +243,7 @@ def ridge_path(
         raise ShapeError(
             f"val_features have {h.shape[1]} columns but the statistics have dim={stats.dim}"
         )
-    y = as_labels(val_labels, h.shape[0], "val_labels")
+    y = _labels_for(val_labels, h.shape[0], "val_labels")
     pos = np.searchsorted(present, y)
     bad = (pos >= present.size) | (present[np.minimum(pos, present.size - 1)] != y)
     if bad.any():
@@ -290,7 +299,7 @@ class TransferabilityStats:
     def update(self, features: Any, labels: Any) -> TransferabilityStats:
         """Adds a batch (all-or-nothing: on error nothing changes)."""
         h = as_features(features)
-        self._raw.update(h, as_labels(labels, h.shape[0]))
+        self._raw.update(h, as_labels(labels))
         return self
 
     def merge(self, other: TransferabilityStats) -> TransferabilityStats:
@@ -431,7 +440,7 @@ def cm_accuracy(
             raise ShapeError(
                 f"eval_features have {he.shape[1]} columns, features have {h.shape[1]}"
             )
-        ye_raw = as_labels(eval_labels, he.shape[0], "eval_labels")
+        ye_raw = _labels_for(eval_labels, he.shape[0], "eval_labels")
         unseen = np.setdiff1d(ye_raw, classes)
         if unseen.size:
             raise LabelError(f"eval_labels contain labels never seen in features: {unseen[:5]}")
