@@ -44,6 +44,26 @@ def test_extract_features_streams_to_stats_and_memmap(tmp_path):
     assert r2.features is None and r2.labels.size == 103
 
 
+def test_extract_features_float64_and_short_loader(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    y = torch.arange(40) % 2
+    ds = torch.utils.data.TensorDataset(x, y)
+    net = torch.nn.Linear(6, 3).double()
+    r = transfer.extract_features(net, ds, batch_size=16, dtype=np.float64, device="cpu")
+    with torch.no_grad():
+        ref = net(x).numpy()
+    np.testing.assert_allclose(r.features, ref, rtol=1e-14, atol=1e-14)  # no float32 round
+
+    class Short(torch.utils.data.DataLoader):  # yields 32 of the 40 rows
+        def __iter__(self):
+            return iter(list(super().__iter__())[:2])
+
+    with pytest.raises(ec.ShapeError, match="yielded 32 rows"):
+        transfer.extract_features(net, Short(ds, batch_size=16), out=tmp_path / "f.npy",
+                                  dtype=np.float64, device="cpu")
+
+
 def test_select_classes_and_map_labels_arrays_and_datasets():
     f = np.arange(20.0).reshape(10, 2)
     y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
