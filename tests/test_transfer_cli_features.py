@@ -38,7 +38,9 @@ def test_extract_features_streams_to_stats_and_memmap(tmp_path):
     whole = ec.CollapseStats(4, 5).update(ref, y.numpy())
     assert st.num_samples == 103
     assert float(st.vci()) == pytest.approx(float(whole.vci()), rel=1e-6)
-    assert xs.hscore() == pytest.approx(whole.hscore(), rel=1e-6)
+    # float32 batches of 16 vs one batch: the same float32-rounding level as the VCI check above
+    # (hscore = r(1 - VCI) with 1 - VCI ≈ 0.04 magnifies VCI's relative error ~25×)
+    assert xs.hscore() == pytest.approx(whole.hscore(), rel=3e-5)
     loader = torch.utils.data.DataLoader(ds, batch_size=50)
     r2 = transfer.extract_features(net, loader, keep=False, device="cpu")
     assert r2.features is None and r2.labels.size == 103
