@@ -8,7 +8,7 @@
 //! `Σ_T = (1/N) Σ (h_i-μ_G)(h_i-μ_G)ᵀ`, `Σ_B = Σ_k π_k d_k d_kᵀ`, `d_k = μ_k - μ_G`.
 
 use crate::error::{check_dense_size, try_zeros, EtfError, Result};
-use crate::linalg::{sym_eig_desc, RankPolicy, Real, SymPinv};
+use crate::linalg::{kept_rank, sym_eig_desc, RankPolicy, Real, SymPinv};
 use crate::stats::CollapseStats;
 use faer::Mat;
 use ndarray::{ArrayView1, ArrayView2};
@@ -87,14 +87,14 @@ impl Centred {
     }
 }
 
-fn policy(rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
-    match (rank, rtol) {
-        (Some(_), Some(_)) => Err(EtfError::Parameter(
-            "give either rank or rtol, not both".into(),
-        )),
-        (Some(r), None) => Ok(RankPolicy::Top(r)),
-        (None, t) => Ok(RankPolicy::Rtol(t)),
+/// The pseudo-inverse policy of the `(rank, rtol)` options for statistics `stats`: the core's
+/// resolution, whose default threshold `rtol = p · eps` follows the precision the statistics were
+/// built from (float32 input: float32 eps). `rank = 0` is refused (an empty pseudo-inverse).
+fn policy(stats: &CollapseStats, rank: Option<usize>, rtol: Option<f64>) -> Result<RankPolicy> {
+    if rank == Some(0) {
+        return Err(EtfError::Parameter("rank must be >= 1, got 0".into()));
     }
+    Ok(RankPolicy::from_options(rank, rtol)?.resolve(stats.dim(), stats.effective_precision()))
 }
 
 /// H-score (Bao et al. 2019) `tr(Σ_T^† Σ_B)`; returns `(value, rank of Σ_T^†)`.
@@ -104,7 +104,7 @@ pub fn hscore(
     rtol: Option<f64>,
 ) -> Result<(f64, usize)> {
     let g = Centred::new(stats)?;
-    let pinv = SymPinv::new(g.total_cov.as_ref(), policy(rank, rtol)?, true)?;
+    let pinv = SymPinv::new(g.total_cov.as_ref(), policy(stats, rank, rtol)?, true)?;
     Ok((g.between_trace(&pinv), pinv.rank))
 }
 
@@ -133,18 +133,9 @@ impl RidgePath {
     pub fn new(stats: &CollapseStats, rtol: Option<f64>) -> Result<Self> {
         let g = Centred::new(stats)?;
         let p = stats.dim();
+        let pol = policy(stats, None, rtol)?;
         let (vals, vecs) = sym_eig_desc(g.total_cov.as_ref())?;
-        let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(p));
-        if !(rtol >= 0.0 && rtol.is_finite()) {
-            return Err(EtfError::Parameter(format!(
-                "rtol must be finite and >= 0, got {rtol}"
-            )));
-        }
-        let lmax = vals.first().copied().unwrap_or(0.0).max(0.0);
-        let rank = vals
-            .iter()
-            .take_while(|&&v| v > rtol * lmax && v > 0.0)
-            .count();
+        let rank = kept_rank(&vals, pol)?.0;
         let kp = g.present.len();
         let c = Mat::from_fn(p, kp, |j, i| g.pi[i] * g.centred_means[(j, i)]);
         let projected_targets = vecs.transpose() * &c;
@@ -241,6 +232,7 @@ pub fn logme(
             "tol must be positive and max_iter >= 1, got tol={tol}, max_iter={max_iter}"
         )));
     }
+    let pol = policy(stats, None, rtol)?;
     let n = stats.num_samples() as f64;
     let (c, s) = sums(stats);
     let sc = stats.scatter();
@@ -255,22 +247,25 @@ pub fn logme(
         cs[kk * p + j] + counts[kk] as f64 * c[j]
     });
     let z = vecs.transpose() * &fy;
-    let lmax = vals.first().copied().unwrap_or(0.0).max(0.0);
+    // F has rank ≤ min(N, p): eigenvalues of FᵀF beyond that are rounding (the reference code
+    // takes the thin SVD of F when N ≤ p and never sees them); the precision-aware cut drops
+    // the rounding below the top ones as well.
+    let kept = kept_rank(&vals, pol)?.0.min(stats.num_samples() as usize);
     let rank = if parity {
         vals.iter()
             .take_while(|&&v| v.max(0.0).sqrt() > 1e-10)
             .count()
+            .min(kept)
     } else {
-        let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(p));
-        if !(rtol >= 0.0 && rtol.is_finite()) {
-            return Err(EtfError::Parameter(format!(
-                "rtol must be finite and >= 0, got {rtol}"
-            )));
-        }
-        vals.iter()
-            .take_while(|&&v| v > rtol * lmax && v > 0.0)
-            .count()
+        kept
     };
+    if !parity && rank as f64 >= n {
+        return Err(EtfError::Numerical(format!(
+            "LogME is unbounded here: rank(F) = {rank} ≥ N = {n}, so F m fits every one-hot \
+             column exactly and the evidence grows without limit as β → ∞; use parity=True \
+             (the reference code's 11 damped iterations) or more samples than dimensions"
+        )));
+    }
     let sigma = &vals[..rank];
     let log2pi = (2.0 * std::f64::consts::PI).ln();
     let results: Vec<(f64, usize, bool)> = (0..present.len())
@@ -639,7 +634,7 @@ impl TransferabilityStats {
         let lw = Mat::from_fn(p, p, |a, b| {
             (1.0 - delta) * g.total_cov[(a, b)] + if a == b { delta * mu } else { 0.0 }
         });
-        let pinv = SymPinv::new(lw.as_ref(), RankPolicy::Rtol(rtol), true)?;
+        let pinv = SymPinv::new(lw.as_ref(), policy(&self.inner, None, rtol)?, true)?;
         Ok(((1.0 - delta) * g.between_trace(&pinv), delta, pinv.rank))
     }
 

@@ -38,10 +38,32 @@ def test_extract_features_streams_to_stats_and_memmap(tmp_path):
     whole = ec.CollapseStats(4, 5).update(ref, y.numpy())
     assert st.num_samples == 103
     assert float(st.vci()) == pytest.approx(float(whole.vci()), rel=1e-6)
-    assert xs.hscore() == pytest.approx(whole.hscore(), rel=1e-6)
+    # float32 batches of 16 vs one batch: the same float32-rounding level as the VCI check above
+    # (hscore = r(1 - VCI) with 1 - VCI ≈ 0.04 magnifies VCI's relative error ~25×)
+    assert xs.hscore() == pytest.approx(whole.hscore(), rel=3e-5)
     loader = torch.utils.data.DataLoader(ds, batch_size=50)
     r2 = transfer.extract_features(net, loader, keep=False, device="cpu")
     assert r2.features is None and r2.labels.size == 103
+
+
+def test_extract_features_float64_and_short_loader(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    y = torch.arange(40) % 2
+    ds = torch.utils.data.TensorDataset(x, y)
+    net = torch.nn.Linear(6, 3).double()
+    r = transfer.extract_features(net, ds, batch_size=16, dtype=np.float64, device="cpu")
+    with torch.no_grad():
+        ref = net(x).numpy()
+    np.testing.assert_allclose(r.features, ref, rtol=1e-14, atol=1e-14)  # no float32 round
+
+    class Short(torch.utils.data.DataLoader):  # yields 32 of the 40 rows
+        def __iter__(self):
+            return iter(list(super().__iter__())[:2])
+
+    with pytest.raises(ec.ShapeError, match="yielded 32 rows"):
+        transfer.extract_features(net, Short(ds, batch_size=16), out=tmp_path / "f.npy",
+                                  dtype=np.float64, device="cpu")
 
 
 def test_select_classes_and_map_labels_arrays_and_datasets():
@@ -104,12 +126,18 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     f = _save(tmp_path, "f.npy", x[:300].astype(np.float32))
     f3 = _save(tmp_path, "f3.npy", x[:300, :30].astype(np.float32))
     lab = _save(tmp_path, "y.npy", y[:300])
+    probs = _save(tmp_path, "p.npy", np.full((290, 4), 0.25))
     cases = [
         ["probe", "--train", f, lab, "--test", f3, lab],
         ["probe", "--train", f, lab, "--test", str(tmp_path / "missing.npy"), lab],
         ["rank", "--target", lab, "--candidates", f],
         ["rank", "--target", lab, "--candidates", f, f, "--accuracies", "0.5"],
         ["rank", "--target", lab, "--candidates", f, f, "--plot", str(tmp_path / "p.png")],
+        # source probabilities with 290 rows for 300 target labels
+        ["rank", "--target", lab, "--candidates", f, f, "--source-probs", probs, probs],
+        # an OSError (the plot's folder does not exist) is an error message, not a traceback
+        ["probe", "--train", f, lab, "--test", f, lab, "--plot",
+         str(tmp_path / "no" / "such" / "dir" / "c.png")],
     ]
     for argv in cases:
         assert main(argv) == 2

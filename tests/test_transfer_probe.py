@@ -41,6 +41,21 @@ def test_single_fit_matches_sklearn(lam):
     np.testing.assert_allclose(b, m.intercept_ - m.intercept_.mean(), atol=3e-6 * scale)
 
 
+@pytest.mark.parametrize("lam", [1e-2, 1.0])
+def test_two_classes_match_sklearn_binary_at_c_2_over_lam_n(lam):
+    # scikit-learn fits one binary logit w for K = 2; the softmax pair is (-w/2, +w/2), and the
+    # penalty (λ/2)(‖w/2‖² + ‖w/2‖²) = (λ/4)‖w‖² makes C = 2/(λN)
+    x, y = mixture(200, 5, 2, seed=3, sep=0.7)
+    w, b, _, ok = transfer.fit_logistic(x, y, lam, tol=1e-7)
+    m = sklearn_lm.LogisticRegression(C=2.0 / (lam * x.shape[0]), tol=1e-12, max_iter=10000)
+    m.fit(x, y)
+    assert ok
+    scale = max(1.0, np.abs(m.coef_).max())
+    np.testing.assert_allclose(w[1] - w[0], m.coef_[0], atol=3e-6 * scale)
+    np.testing.assert_allclose(w[0] + w[1], 0.0, atol=3e-6 * scale)
+    np.testing.assert_allclose(b[1] - b[0], m.intercept_[0], atol=3e-6 * scale)
+
+
 def test_streamed_chunks_equal_resident():
     x, y = mixture(300, 5, 3, seed=2)
     w1, b1, _, _ = transfer.fit_logistic(x, y, 0.05, tol=1e-7)

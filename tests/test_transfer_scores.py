@@ -309,6 +309,17 @@ def test_all_scores_streaming_equals_in_memory():
     assert float(xs.collapse_stats.vci()) == pytest.approx(s["vci"], rel=1e-9)
 
 
+def test_label_count_must_match_rows():
+    theta = np.full((100, 3), 1.0 / 3.0)
+    y = np.arange(90) % 4
+    for fn in (transfer.leep, transfer.nce):
+        with pytest.raises(ec.ShapeError, match="90 entries but there are 100 rows"):
+            fn(theta, y)
+    h, y100 = mixture(100, 4, 3, seed=13)
+    with pytest.raises(ec.ShapeError, match="eval_labels"):
+        transfer.cm_accuracy(h, y100, h[:50], y100[:40])
+
+
 def test_score_errors_are_typed():
     h, y = mixture(100, 4, 3, seed=13)
     bad = h.copy()
@@ -332,3 +343,73 @@ def test_score_errors_are_typed():
     assert xs.to_bytes() == before  # a failed update changes nothing
     with pytest.raises(ec.IncompatibleStatsError):
         xs.merge(transfer.TransferabilityStats(3, 5))
+
+
+# ----------------------------------------------------------------------------- precision, N < p
+def test_float32_default_threshold_follows_input_precision():
+    rng = np.random.default_rng(21)
+    n, p, r = 600, 64, 20
+    h = (rng.normal(size=(n, r)) @ rng.normal(size=(r, p)) + 3.0).astype(np.float32)
+    y = rng.integers(0, 4, size=n)
+    y[:4] = np.arange(4)
+    st = ec.CollapseStats(4, p).update(h, y)
+    # independent reference: the float64 geometry of the same float32 values has rank r
+    sigma_t, sigma_b = geometry(h.astype(np.float64), y)
+    assert np.linalg.matrix_rank(sigma_t, tol=1e-6 * np.linalg.eigvalsh(sigma_t)[-1]) == r
+    v = st.vci()  # the core's metric: its pinv follows the float32 precision (rank r)
+    assert v.rank == r
+    assert transfer.hscore_from_stats(st) == pytest.approx(v.normalizer * (1 - v.value), rel=1e-9)
+    path = transfer.ridge_path(st, [0.0])
+    assert path.rank == r
+    assert path.train_mse[0] == pytest.approx(float(st.probe_mse()), rel=1e-9, abs=1e-12)
+    assert transfer.logme_from_stats(st).rank <= r + 1  # FᵀF: the offset adds one direction
+
+
+def logme_parity_svd_reference(h, y):
+    """The reference code's N ≤ D route: thin SVD of F (float64), σ = s², drop s ≤ 1e-10."""
+    n, d = h.shape
+    u, s, vt = np.linalg.svd(h, full_matrices=False)
+    keep = s > 1e-10
+    sig, u = s[keep] ** 2, u[:, keep]
+    out = []
+    for k in np.unique(y):
+        yk = (y == k).astype(np.float64)
+        x = u.T @ yk
+        x2 = x ** 2
+        res_x2 = yk @ yk - x2.sum()
+        alpha, beta = 1.0, 1.0
+        for _ in range(11):
+            t = alpha / beta
+            gamma = np.sum(sig / (sig + t))
+            m2 = np.sum(sig * x2 / (t + sig) ** 2)
+            res2 = np.sum(x2 / (1 + sig / t) ** 2) + res_x2
+            alpha = gamma / (m2 + 1e-5)
+            beta = (n - gamma) / (res2 + 1e-5)
+            if abs(alpha / beta - t) / t <= 1e-3:
+                break
+        ev = (d / 2 * np.log(alpha) + n / 2 * np.log(beta)
+              - 0.5 * np.sum(np.log(alpha + beta * sig))
+              - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
+        out.append(ev / n)
+    return float(np.mean(out))
+
+
+def test_logme_parity_with_fewer_samples_than_dimensions():
+    h, y = mixture(50, 200, 5, seed=22, offset=0.3)
+    res = transfer.logme_from_stats(ec.CollapseStats(5, 200).update(h, y), parity=True)
+    assert res.rank == 50
+    assert res.value == pytest.approx(logme_parity_svd_reference(h, y), rel=1e-6)
+    with pytest.raises(ec.NumericalError, match="parity=True"):
+        transfer.logme(h, y)  # default mode: unbounded evidence when rank(F) ≥ N
+
+
+def test_score_parameters_are_validated():
+    h, y = mixture(120, 5, 3, seed=23)
+    for kw in ({"rtol": -1.0}, {"rank": 0}, {"rank": -1}, {"rtol": "x"}):
+        with pytest.raises(ec.ParameterError):
+            transfer.hscore(h, y, **kw)
+    with pytest.raises(ec.ParameterError):
+        transfer.regularized_hscore(h, y, rtol=-1.0)
+    for kw in ({"max_iter": -1}, {"max_iter": 0}, {"tol": -1.0}, {"rtol": -1.0}):
+        with pytest.raises(ec.ParameterError):
+            transfer.logme(h, y, **kw)

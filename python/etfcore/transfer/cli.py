@@ -179,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     except (EtfcoreError, ImportError) as e:
         print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"etfcore: error: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Optional[List[str]] = None) -> int:  # pragma: no cover - convenience

@@ -202,7 +202,10 @@ def extract_features(
             for batch in loader:
                 x, y = batch[0], batch[1]
                 f = backbone(x.to(dev))
-                f = f.reshape(f.shape[0], -1).float().cpu().numpy().astype(dtype, copy=False)
+                f = f.reshape(f.shape[0], -1)
+                # float64 asked: keep a float64 backbone's precision (no float32 round trip)
+                f = (f.double() if np.dtype(dtype) == np.float64 else f.float())
+                f = f.cpu().numpy().astype(dtype, copy=False)
                 yy = np.asarray(y.cpu() if hasattr(y, "cpu") else y).astype(np.int64).ravel()
                 if stats is not None:
                     stats.update(f, yy)
@@ -219,6 +222,11 @@ def extract_features(
                 row += f.shape[0]
     finally:
         backbone.train(was_training)
+    if mm is not None and row != total:
+        raise ShapeError(
+            f"the loader yielded {row} rows but len(dataset) = {total}; the memory-mapped "
+            f"file {os.fspath(out)} would keep {total - row} rows of zeros"
+        )
     if mm is not None:
         mm.flush()
         feats = mm

@@ -8,7 +8,9 @@ Objective, for one strength ``λ``::
 solved by full-batch L-BFGS (strong-Wolfe line search) in torch on the features' device, until
 the largest absolute entry of the gradient of this objective is ``≤ tol`` (``tol = 1e-4`` is
 scikit-learn's default; ``converged`` reports whether it was reached within ``max_iter``).
-scikit-learn's ``LogisticRegression(C=1/(λN))`` minimises the same objective.
+scikit-learn's ``LogisticRegression(C=1/(λN))`` minimises the same objective for ``K ≥ 3``;
+for ``K = 2`` scikit-learn fits one binary logit ``w`` (softmax weights ``±w/2``), equal at
+``C = 2/(λN)``.
 
 Protocol: features are centred by the training mean (a reparametrisation of the unpenalised bias:
 the solution is unchanged); ``standardize=True`` also divides each dimension by its training
@@ -502,7 +504,8 @@ def fit_logistic(
     r"""One fit of ``min (1/N) Σ CE(W f_i + b, y_i) + (λ/2)‖W‖²`` on raw (uncentred) features,
     labels in ``0..K-1``. Returns ``(weight K×p, bias K, iterations, converged)`` as numpy
     (the bias is determined up to a common constant: it is returned with mean zero).
-    scikit-learn's ``LogisticRegression(C=1/(λN))`` solves the same problem.
+    scikit-learn's ``LogisticRegression(C=1/(λN))`` solves the same problem (``K ≥ 3``;
+    ``C = 2/(λN)`` for ``K = 2``, where it fits one binary logit).
 
     >>> import numpy as np
     >>> x = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])

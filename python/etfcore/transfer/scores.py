@@ -42,7 +42,14 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
-from .._validation import as_features, as_labels
+from .._validation import (
+    as_features,
+    as_float,
+    as_index,
+    as_labels,
+    as_optional_float,
+    as_optional_index,
+)
 from ..errors import (
     DTypeError,
     IncompatibleStatsError,
@@ -78,8 +85,17 @@ def score_direction(name: str) -> int:
     return 1 if HIGHER_IS_BETTER[name] else -1
 
 
+def _labels_for(labels: Any, num_rows: int, name: str = "labels") -> np.ndarray:
+    """``as_labels`` plus the one row-count check the Python-only scores (LEEP, NCE, CM
+    accuracy, the validation side of the ridge path) need: one label per row."""
+    y = as_labels(labels, name)
+    if y.shape[0] != num_rows:
+        raise ShapeError(f"{name} has {y.shape[0]} entries but there are {num_rows} rows")
+    return y
+
+
 def _encode(labels: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
-    y = as_labels(labels, n)
+    y = _labels_for(labels, n)
     classes, codes = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise TooFewClassesError(
@@ -107,7 +123,8 @@ def hscore_from_stats(
     """H-score ``tr(Σ_T^† Σ_B)`` of streamed statistics (``Σ_T^†`` under the package's pinv
     policy: eigenvalues ``> rtol·λ_max``, default ``rtol = p·eps``, or exactly the top ``rank``).
     It equals ``r·(1 - VCI)`` with VCI's ``r``."""
-    return float(_core.transfer_hscore(stats._raw, rank, rtol)[0])
+    return float(_core.transfer_hscore(
+        stats._raw, as_optional_index(rank, "rank"), as_optional_float(rtol, "rtol"))[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,9 +165,21 @@ def logme_from_stats(
     averaged over classes. ``parity=True`` reproduces the reference implementation instead
     (11 iterations at most, 1e-3 relative stop, ``1e-5`` in the denominators, zero eigenvalues
     dropped but ``p/2 log α`` kept).
+
+    Numerics: ``r`` is at most ``min(N, p)`` and eigenvalues ``≤ rtol·σ_max`` count as zero,
+    default ``rtol = p·eps`` of the input precision (float32 input: float32 eps), the same
+    policy as the collapse metrics. ``FᵀF`` is formed uncentred, which squares the conditioning
+    of ``F``: with features far from the origin (offset/spread ``≈ 10⁴`` the relative error is
+    ``≈ 1e-6``; at ``≈ 10⁶`` the value is meaningless) centre or rescale the features first.
+
+    Default mode needs more samples than the rank of ``F``: when ``r ≥ N`` the features fit
+    every one-hot column exactly, the evidence grows without bound as ``β → ∞`` and a
+    :class:`~etfcore.NumericalError` says so; ``parity=True`` (the reference code's 11 damped
+    iterations) still returns its finite value there.
     """
     v, per, present, it, conv, rank = _core.transfer_logme(
-        stats._raw, bool(parity), float(tol), int(max_iter), rtol
+        stats._raw, bool(parity), as_float(tol, "tol"), as_index(max_iter, "max_iter"),
+        as_optional_float(rtol, "rtol"),
     )
     return LogMEResult(float(v), per, present, int(it), bool(conv), int(rank), bool(parity))
 
@@ -224,7 +253,7 @@ def ridge_path(
     if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
         raise ParameterError(f"the ridge grid must be non-empty, finite and >= 0, got {lams!r}")
     present, pi, mean, vals, vecs, g, rank, mse = _core.transfer_ridge_path(
-        stats._raw, [float(v) for v in lams], rtol
+        stats._raw, [float(v) for v in lams], as_optional_float(rtol, "rtol")
     )
     path = RidgePath(lams, mse, int(rank), present, pi, mean, vals, vecs, g)
     if val_features is None:
@@ -234,7 +263,7 @@ def ridge_path(
         raise ShapeError(
             f"val_features have {h.shape[1]} columns but the statistics have dim={stats.dim}"
         )
-    y = as_labels(val_labels, h.shape[0], "val_labels")
+    y = _labels_for(val_labels, h.shape[0], "val_labels")
     pos = np.searchsorted(present, y)
     bad = (pos >= present.size) | (present[np.minimum(pos, present.size - 1)] != y)
     if bad.any():
@@ -290,7 +319,7 @@ class TransferabilityStats:
     def update(self, features: Any, labels: Any) -> TransferabilityStats:
         """Adds a batch (all-or-nothing: on error nothing changes)."""
         h = as_features(features)
-        self._raw.update(h, as_labels(labels, h.shape[0]))
+        self._raw.update(h, as_labels(labels))
         return self
 
     def merge(self, other: TransferabilityStats) -> TransferabilityStats:
@@ -337,7 +366,7 @@ class TransferabilityStats:
         ``d² = ‖Σ_T - μI‖_F²``, ``μ = tr Σ_T/p``, ``b̄² = (Σ_i‖f_i-μ_G‖⁴/N - ‖Σ_T‖_F²)/N``
         (scikit-learn's ``ledoit_wolf``); ``Σ_B`` population (the reference code uses ``1/(N-1)``
         for it)."""
-        return float(self._raw.regularized_hscore(rtol)[0])
+        return float(self._raw.regularized_hscore(as_optional_float(rtol, "rtol"))[0])
 
     def ledoit_wolf_shrinkage(self) -> float:
         """The shrinkage ``δ`` used by :meth:`regularized_hscore`."""
@@ -431,7 +460,7 @@ def cm_accuracy(
             raise ShapeError(
                 f"eval_features have {he.shape[1]} columns, features have {h.shape[1]}"
             )
-        ye_raw = as_labels(eval_labels, he.shape[0], "eval_labels")
+        ye_raw = _labels_for(eval_labels, he.shape[0], "eval_labels")
         unseen = np.setdiff1d(ye_raw, classes)
         if unseen.size:
             raise LabelError(f"eval_labels contain labels never seen in features: {unseen[:5]}")
