@@ -83,15 +83,16 @@ pub fn check_frame_size(rows: usize, cols: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Largest amount of work (multiply-adds) accepted for one call: `2^53` (days of compute on
-/// one machine). More is refused up front instead of running for ever with the GIL released.
-pub const MAX_WORK: u128 = 1 << 53;
+/// Largest amount of work (multiply-adds) accepted for one call: `2^40` ≈ 1.1e12, minutes of
+/// compute on a two-core machine (a few seconds per 1e10). More is refused up front instead of
+/// running for hours with the GIL released.
+pub const MAX_WORK: u128 = 1 << 40;
 
 /// Refuses a computation of more than [`MAX_WORK`] multiply-adds before starting it.
 pub fn check_work(work: u128, what: &str) -> Result<()> {
     if work > MAX_WORK {
         return Err(EtfError::Dimension(format!(
-            "{what} would take about {work:.3e} multiply-adds (more than 2^53); refused",
+            "{what} would take about {work:.3e} multiply-adds (more than 2^40); refused",
             work = work as f64
         )));
     }

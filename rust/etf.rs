@@ -1,4 +1,4 @@
-//! Simplex equiangular tight frames (SPEC §6) and orthogonal frames.
+//! Simplex equiangular tight frames and orthogonal frames.
 //!
 //! All frames are `K × p` row-major matrices: row `k` is the class vector of class `k`
 //! (the layout of `torch.nn.Linear.weight`).
@@ -136,7 +136,7 @@ fn check_simplex_dim(num_classes: usize, dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// Haar-random simplex ETF, `K × p`, from `seed` (SPEC §6). Optional per-class `lengths`.
+/// Haar-random simplex ETF, `K × p`, from `seed`. Optional per-class `lengths`.
 pub fn simplex_etf(
     num_classes: usize,
     dim: usize,

@@ -1,5 +1,5 @@
 //! Dense kernels: the blocked lower-triangular gram used by the statistics pass, and the
-//! pseudo-inverse policy of SPEC §4 (symmetric eigendecomposition with an explicit threshold,
+//! pseudo-inverse policy (symmetric eigendecomposition with an explicit threshold,
 //! or the top `r` eigenvalues; a Cholesky fast path that is taken only when it provably keeps
 //! every eigenvalue, so it gives the same result as the eigendecomposition).
 
@@ -184,7 +184,7 @@ pub fn symmetrize_from_lower(a: &mut [f64], p: usize) {
     }
 }
 
-/// How many eigenvalues a pseudo-inverse keeps (SPEC §4).
+/// How many eigenvalues a pseudo-inverse keeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RankPolicy {
     /// Keep eigenvalues `> rtol · λ_max`; `None` means the default `rtol = n · eps(f64)`.
@@ -258,20 +258,49 @@ pub struct SymPinv {
     pub threshold: f64,
 }
 
-/// Eigendecomposition of a symmetric matrix, eigenvalues in decreasing order.
-pub fn sym_eig_desc(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+/// Scale `s = max |a_ij|` (lower triangle) used to bring a symmetric matrix to unit size
+/// before factorising it, so that spectra far below 1e-300 or above 1e300 neither lose their
+/// threshold to underflow nor stop the eigensolver from converging; 1 for a zero or
+/// non-finite matrix.
+fn sym_scale(a: MatRef<'_, f64>) -> f64 {
+    let n = a.nrows();
+    let mut s: f64 = 0.0;
+    for j in 0..n {
+        for i in j..n {
+            s = s.max(a[(i, j)].abs());
+        }
+    }
+    if s > 0.0 && s.is_finite() {
+        s
+    } else {
+        1.0
+    }
+}
+
+/// Eigendecomposition of `a / s` (`s` from [`sym_scale`]): `(values of a / s, vectors, s)`.
+fn sym_eig_desc_scaled(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>, f64)> {
     let n = a.nrows();
     if n == 0 {
-        return Ok((vec![], Mat::zeros(0, 0)));
+        return Ok((vec![], Mat::zeros(0, 0), 1.0));
     }
-    let evd = a
+    let s = sym_scale(a);
+    let scaled = Mat::from_fn(n, n, |i, j| a[(i, j)] / s);
+    let evd = scaled
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| EtfError::Numerical(format!("symmetric eigendecomposition failed: {e:?}")))?;
-    let s = evd.S().column_vector();
+    let ev = evd.S().column_vector();
     let u = evd.U();
-    let vals: Vec<f64> = (0..n).rev().map(|i| s[i]).collect();
+    let vals: Vec<f64> = (0..n).rev().map(|i| ev[i]).collect();
     let vecs = Mat::from_fn(n, n, |i, j| u[(i, n - 1 - j)]);
-    Ok((vals, vecs))
+    Ok((vals, vecs, s))
+}
+
+/// Eigendecomposition of a symmetric matrix, eigenvalues in decreasing order (only the lower
+/// triangle is read). The matrix is divided by its largest entry before the solver runs and
+/// the eigenvalues multiplied back, so the result does not depend on the overall scale.
+pub fn sym_eig_desc(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+    let (vals, vecs, s) = sym_eig_desc_scaled(a)?;
+    Ok((vals.into_iter().map(|v| v * s).collect(), vecs))
 }
 
 /// Number of leading entries of a decreasing spectrum kept by `policy`.
@@ -287,9 +316,11 @@ pub fn kept_rank(vals_desc: &[f64], policy: RankPolicy) -> Result<(usize, f64)> 
                 )));
             }
             let thr = rtol * lmax;
+            // Compared as a ratio to λ_max: `rtol · λ_max` underflows for spectra near the
+            // bottom of the f64 range, and noise would then count as rank.
             let r = vals_desc
                 .iter()
-                .take_while(|&&v| v > thr && v > 0.0)
+                .take_while(|&&v| v > 0.0 && v / lmax > rtol)
                 .count();
             Ok((r, thr))
         }
@@ -319,10 +350,15 @@ impl SymPinv {
     /// have kept all of them: both routes give `A⁻¹`.
     pub fn new(a: MatRef<'_, f64>, policy: RankPolicy, allow_cholesky: bool) -> Result<Self> {
         let n = a.nrows();
+        // Factorise `a / s` (s = largest entry) and scale back: `A^† = (A/s)^† / s`, so the
+        // factor of `A^†` is the factor of `(A/s)^†` divided by `√s`.
+        let s = sym_scale(a);
+        let root = s.sqrt();
         if let (RankPolicy::Rtol(rtol), true) = (policy, allow_cholesky && n > 0) {
             let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(n));
-            let trace: f64 = (0..n).map(|i| a[(i, i)]).sum();
-            if let Ok(llt) = a.llt(Side::Lower) {
+            let scaled = Mat::from_fn(n, n, |i, j| a[(i, j)] / s);
+            let trace: f64 = (0..n).map(|i| scaled[(i, i)]).sum();
+            if let Ok(llt) = scaled.llt(Side::Lower) {
                 let mut linv = Mat::<f64>::zeros(n, n);
                 invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
                 let mut tr_inv = 0.0;
@@ -334,29 +370,29 @@ impl SymPinv {
                 if tr_inv.is_finite() && tr_inv > 0.0 && 1.0 / tr_inv > rtol * trace * (1.0 + 1e-6)
                 {
                     for j in 0..n {
-                        for i in 0..j {
-                            linv[(i, j)] = 0.0;
+                        for i in 0..n {
+                            linv[(i, j)] = if i < j { 0.0 } else { linv[(i, j)] / root };
                         }
                     }
                     return Ok(SymPinv {
                         factor: linv,
                         rank: n,
                         method: PinvMethod::Cholesky,
-                        lambda_max: trace,
-                        threshold: rtol * trace,
+                        lambda_max: trace * s,
+                        threshold: rtol * trace * s,
                     });
                 }
             }
         }
-        let (vals, vecs) = sym_eig_desc(a)?;
+        let (vals, vecs, _) = sym_eig_desc_scaled(a)?;
         let (r, thr) = kept_rank(&vals, policy)?;
-        let factor = Mat::from_fn(r, n, |i, j| vecs[(j, i)] / vals[i].sqrt());
+        let factor = Mat::from_fn(r, n, |i, j| vecs[(j, i)] / (vals[i].sqrt() * root));
         Ok(SymPinv {
             factor,
             rank: r,
             method: PinvMethod::Eigh,
-            lambda_max: vals.first().copied().unwrap_or(0.0),
-            threshold: thr,
+            lambda_max: vals.first().copied().unwrap_or(0.0) * s,
+            threshold: thr * s,
         })
     }
 
@@ -399,9 +435,33 @@ pub fn pinv_psd(
         });
     }
     crate::error::check_dense_size(n, n, "the matrix")?;
+    check_symmetric(a, "the matrix")?;
     let f = Mat::from_fn(n, n, |i, j| a[[i, j]]);
     let p = SymPinv::new(f.as_ref(), policy, true)?;
     Ok((to_ndarray(p.matrix().as_ref()), p.rank, p.method))
+}
+
+/// Relative tolerance on `|a_ij - a_ji|` (against `max |a|`) of [`check_symmetric`].
+pub const SYMMETRY_RTOL: f64 = 1e-8;
+
+/// `Shape` error unless `|a_ij - a_ji| ≤ SYMMETRY_RTOL · max |a|` for every pair: a matrix
+/// read through one triangle must not silently drop the other.
+pub fn check_symmetric(a: ndarray::ArrayView2<'_, f64>, what: &str) -> Result<()> {
+    let n = a.nrows();
+    let amax = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    for i in 0..n {
+        for j in 0..i {
+            let d = (a[[i, j]] - a[[j, i]]).abs();
+            if d > SYMMETRY_RTOL * amax {
+                return Err(EtfError::Shape(format!(
+                    "{what} must be symmetric: entries ({i}, {j}) = {} and ({j}, {i}) = {} differ",
+                    a[[i, j]],
+                    a[[j, i]]
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Row-major slice → faer view.
@@ -485,5 +545,36 @@ mod tests {
                 .rank,
             0
         );
+    }
+
+    #[test]
+    fn rank_and_pinv_do_not_depend_on_the_scale() {
+        // Rank 3 of 6: B Bᵀ with B 6 × 3.
+        let b = crate::etf::haar_orthonormal_rows(3, 6, 5);
+        let base = Mat::from_fn(6, 6, |i, j| {
+            (0..3).map(|k| b[(k, i)] * (k + 1) as f64 * b[(k, j)]).sum()
+        });
+        let p0 = SymPinv::new(base.as_ref(), RankPolicy::Rtol(None), true).unwrap();
+        assert_eq!(p0.rank, 3);
+        let x = Mat::from_fn(6, 2, |i, j| b[(j, i)] + 0.1 * b[(2, i)]);
+        let q0 = p0.quad_forms(x.as_ref());
+        for &scale in &[1e-300, 1e-306, 1e300] {
+            let a = Mat::from_fn(6, 6, |i, j| base[(i, j)] * scale);
+            let p = SymPinv::new(a.as_ref(), RankPolicy::Rtol(None), true).unwrap();
+            assert_eq!(p.rank, 3, "scale {scale}");
+            let q = p.quad_forms(x.as_ref());
+            for (u, v) in q.iter().zip(&q0) {
+                assert!(
+                    (u * scale - v).abs() < 1e-6 * v.abs(),
+                    "scale {scale}: {u} {v}"
+                );
+            }
+            let (vals, _) = sym_eig_desc(a.as_ref()).unwrap();
+            assert!((vals[0] / scale - 3.0).abs() < 1e-6, "scale {scale}");
+        }
+        let full = spd(5, 10.0);
+        let small = Mat::from_fn(5, 5, |i, j| full[(i, j)] * 1e-310);
+        let p = SymPinv::new(small.as_ref(), RankPolicy::Rtol(None), true).unwrap();
+        assert_eq!(p.rank, 5);
     }
 }

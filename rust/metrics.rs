@@ -1,7 +1,7 @@
-//! Collapse metrics of SPEC §5 computed from [`CollapseStats`].
+//! Collapse metrics computed from [`CollapseStats`].
 //!
 //! [`ClassGeometry`] turns the statistics into class means and the covariances
-//! `Σ_T`, `Σ_B`, `Σ_W` for one weighting convention (SPEC §2); each metric is a function of it.
+//! `Σ_T`, `Σ_B`, `Σ_W` for one weighting convention (weighted by class frequency or balanced); each metric is a function of it.
 //! Only classes with samples take part; `K` below is the number of present classes.
 
 use crate::error::{EtfError, Result};
@@ -11,7 +11,7 @@ use faer::{Mat, MatRef};
 use ndarray::{ArrayView1, ArrayView2};
 use std::str::FromStr;
 
-/// Covariance convention (SPEC §2).
+/// Covariance convention: classes weighted by their frequency or equally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Weighting {
     /// `μ_G` the sample mean, classes weighted by `π_k = n_k/N`; `Σ_T = Σ_W + Σ_B` for any balance.
@@ -265,6 +265,14 @@ impl ClassGeometry {
         if self.between_trace() > 0.0 {
             return Ok(());
         }
+        let c = &self.centred_means;
+        let means_differ = (0..c.ncols()).any(|j| (0..c.nrows()).any(|i| c[(i, j)] != 0.0));
+        if means_differ {
+            return Err(EtfError::Degenerate(format!(
+                "{metric} is undefined here: the class means differ but the features are too \
+                 small (their squares underflow to Σ_B = 0); rescale the features"
+            )));
+        }
         Err(EtfError::Degenerate(format!(
             "{metric} is undefined: every class has the same mean (Σ_B = 0)"
         )))
@@ -333,7 +341,7 @@ pub fn between_spectrum(g: &ClassGeometry) -> Result<BetweenSpectrum> {
     })
 }
 
-/// Variability Collapse Index `1 - Tr[Σ_T^† Σ_B] / r` (paper 003).
+/// Variability Collapse Index `1 - Tr[Σ_T^† Σ_B] / r` (Xu & Liu).
 pub fn vci(
     g: &ClassGeometry,
     normalizer: VciNormalizer,
@@ -379,7 +387,7 @@ fn vci_from(
 }
 
 /// Minimum of the linear-probe least-squares loss `(1/2N) Σ‖W h_i + b - e_{y_i}‖²` by the
-/// closed form `½(1 - Σπ_k²) - ½ Σ π_k² d_k` (paper 003 Thm 5.1, any balance). Always the
+/// closed form `½(1 - Σπ_k²) - ½ Σ π_k² d_k` (Xu & Liu, Thm 5.1, any balance). Always the
 /// weighted convention (it is the loss over the samples).
 pub fn probe_mse(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<PinvMetric> {
     if g.weighting != Weighting::Weighted {
@@ -466,7 +474,7 @@ pub fn squared_distance(g: &ClassGeometry) -> Result<f64> {
     finite(g.within_trace / g.between_trace(), "the squared distance")
 }
 
-/// `Tr Σ_W / p` (paper 000 Fig. 3).
+/// `Tr Σ_W / p` (Tiomoko Ali et al., Fig. 3).
 pub fn within_trace_per_dim(g: &ClassGeometry) -> f64 {
     g.within_trace / g.dim as f64
 }

@@ -814,7 +814,7 @@ fn activation(name: &str, params: Vec<f64>) -> PyResult<Activation> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (name, params, tau, convention="paper000", closed_form=true))]
+#[pyo3(signature = (name, params, tau, convention="tiomoko_ali", closed_form=true))]
 fn rf_coefficients(
     name: &str,
     params: Vec<f64>,

@@ -1,4 +1,4 @@
-//! Random-feature kernels (paper 000 §3.1; `shared/RANDOM_FEATURES.md`). Samples are rows.
+//! Random-feature kernels (Tiomoko Ali et al., fixed random classifier; Liao & Couillet 2018). Samples are rows.
 //!
 //! - [`Activation`]: σ, with `F_k(τ) = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]` by quadrature for any σ
 //!   and in closed form where one exists, and the coefficients `d0, d1, d2`.
@@ -381,8 +381,8 @@ pub fn moments(act: &Activation, tau: f64, closed_form: bool) -> Result<[f64; 4]
 /// Convention of `d2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum D2Convention {
-    /// `d2 = F_2²/2` (paper 000: `σ = a2 t² + a1 t` gives `d2 = 2 a2²`).
-    Paper000,
+    /// `d2 = F_2²/2` (Tiomoko Ali et al.: `σ = a2 t² + a1 t` gives `d2 = 2 a2²`).
+    TiomokoAli,
     /// `d2 = F_2²/4` (Liao & Couillet 2018, ternary-features code).
     Liao2018,
 }
@@ -391,10 +391,10 @@ impl std::str::FromStr for D2Convention {
     type Err = EtfError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "paper000" => Ok(D2Convention::Paper000),
+            "tiomoko_ali" | "paper000" => Ok(D2Convention::TiomokoAli),
             "liao2018" => Ok(D2Convention::Liao2018),
             _ => Err(EtfError::Parameter(format!(
-                "convention must be 'paper000' or 'liao2018', got {s:?}"
+                "convention must be 'tiomoko_ali' or 'liao2018', got {s:?}"
             ))),
         }
     }
@@ -471,10 +471,17 @@ pub fn coefficients(
     let [f0, f1, f2, e2] = moments(act, tau, closed_form)?;
     let d1 = f1 * f1;
     let d2 = match convention {
-        D2Convention::Paper000 => f2 * f2 / 2.0,
+        D2Convention::TiomokoAli => f2 * f2 / 2.0,
         D2Convention::Liao2018 => f2 * f2 / 4.0,
     };
-    Ok([e2 - f0 * f0 - tau * f1 * f1, d1, d2])
+    let out = [e2 - f0 * f0 - tau * f1 * f1, d1, d2];
+    if out.iter().any(|v| !v.is_finite()) {
+        return Err(EtfError::Numerical(format!(
+            "the kernel coefficients (d0, d1, d2) = {out:?} overflow f64 for these activation \
+             parameters and tau = {tau}; use smaller parameters or a smaller tau"
+        )));
+    }
+    Ok(out)
 }
 
 /// Exact expected kernel `E_w[σ(wᵀx_i) σ(wᵀx_j)]`, w ~ N(0, I_p), for the rows of `x` (and `y`):
@@ -573,7 +580,20 @@ pub fn expected_kernel<T: Real>(
                 }
             });
     }
+    check_kernel_finite(&k, "the expected kernel")?;
     Ok(k)
+}
+
+/// `Numerical` error naming the first non-finite kernel entry (an activation that overflows
+/// or loses its argument at this input scale) instead of returning it.
+fn check_kernel_finite(k: &Array2<f64>, what: &str) -> Result<()> {
+    if let Some(((i, j), v)) = k.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(EtfError::Numerical(format!(
+            "{what} is not finite at ({i}, {j}) ({v}): the activation overflows or the input \
+             norms leave the f64 range at this scale; rescale the inputs"
+        )));
+    }
+    Ok(())
 }
 
 fn closed_pair(act: &Activation, ri: f64, rj: f64, c: f64) -> f64 {
@@ -881,6 +901,15 @@ pub fn empirical_kernel<T: Real>(
             k[j * n + i] = k[i * n + j];
         }
     }
+    if let Some(idx) = k.iter().position(|v| !v.to_f64().is_finite()) {
+        return Err(EtfError::Numerical(format!(
+            "the random-feature kernel is not finite at ({}, {}): the activation overflows {} \
+             at this input scale; rescale the inputs",
+            idx / n,
+            idx % n,
+            T::NAME
+        )));
+    }
     Ok(Array2::from_shape_vec((n, n), k).unwrap())
 }
 
@@ -966,7 +995,7 @@ mod tests {
     fn table_values() {
         let tau = 1.7;
         let [d0, d1, d2] =
-            coefficients(&Activation::Relu, tau, D2Convention::Paper000, true).unwrap();
+            coefficients(&Activation::Relu, tau, D2Convention::TiomokoAli, true).unwrap();
         assert!((d0 - tau * (0.25 - 1.0 / (2.0 * PI))).abs() < 1e-14);
         assert!((d1 - 0.25).abs() < 1e-14 && (d2 - 1.0 / (4.0 * PI * tau)).abs() < 1e-14);
         let [_, d1, d2] = coefficients(
@@ -976,7 +1005,7 @@ mod tests {
                 a2: 3.0,
             },
             tau,
-            D2Convention::Paper000,
+            D2Convention::TiomokoAli,
             true,
         )
         .unwrap();

@@ -1,4 +1,4 @@
-//! Metrics that need the samples themselves (SPEC §5): NC4 and per-class numerical rank,
+//! Metrics that need the samples themselves: NC4 and per-class numerical rank,
 //! and the balanced within-class scatter of imbalanced data computed from arrays.
 
 use crate::error::{EtfError, Result};

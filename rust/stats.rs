@@ -1,4 +1,4 @@
-//! Streaming, mergeable sufficient statistics of labelled features (SPEC §3).
+//! Streaming, mergeable sufficient statistics of labelled features.
 //!
 //! For a fixed shift vector `c` (the mean of the first non-empty batch) the state is
 //! `n_k`, `s_k = Σ_{y_i=k} (h_i - c)`, `q_k = Σ_{y_i=k} ‖h_i - c‖²`, the scatter
@@ -41,7 +41,7 @@ struct GeometryCache {
     balanced: OnceLock<Arc<ClassGeometry>>,
 }
 
-/// Sufficient statistics of labelled features for every covariance metric of SPEC §5.
+/// Sufficient statistics of labelled features for every covariance metric.
 ///
 /// Metrics read a cached [`ClassGeometry`] ([`geometry`](Self::geometry), `&self`); `update`,
 /// `merge`, `reshift` and `attach_balanced_scatter` invalidate it.

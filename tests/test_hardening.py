@@ -266,13 +266,63 @@ def test_rows_sharing_one_direction_make_class_separation_degenerate():
 def test_subnormal_features_never_give_nan():
     H, y = _mixture(p=3, k=3)
     s = _stats(H * 1e-310, y)
-    for metric in (s.squared_distance, s.cdnv, s.nc2, lambda: s.cosine_metrics()):
-        try:
-            out = metric()
-        except ec.DegenerateInputError:
-            continue
-        vals = list(out.values()) if isinstance(out, dict) else [out]
-        assert np.isfinite(vals).all()
+    with pytest.raises(ec.DegenerateInputError, match="underflow"):
+        s.squared_distance()
+    for metric in (s.cdnv, s.nc2):  # their messages do not yet say "underflow"
+        with pytest.raises(ec.DegenerateInputError):
+            metric()
+    out = s.cosine_metrics()
+    ref = _stats(H, y).cosine_metrics()
+    for key, val in out.items():
+        assert np.isfinite(val)
+        assert val == pytest.approx(ref[key], rel=1e-3, abs=1e-6), key
+
+
+@pytest.mark.parametrize("scale", [1e-154, 1e150])
+def test_pinv_metrics_do_not_depend_on_the_feature_scale(scale):
+    H, y = _mixture(n=400, p=6, k=4, seed=3)
+    ref, s = _stats(H, y), _stats(H * scale, y)
+    assert s.nc1().value == pytest.approx(ref.nc1().value, rel=1e-6)
+    assert s.vci().value == pytest.approx(ref.vci().value, rel=1e-6)
+    assert s.probe_mse().value == pytest.approx(ref.probe_mse().value, rel=1e-6)
+    assert s.nc1().rank == ref.nc1().rank
+
+
+def test_pinv_psd_refuses_an_asymmetric_matrix():
+    with pytest.raises(ec.ShapeError, match="symmetric"):
+        ec.pinv_psd(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    a = np.array([[2.0, 1.0], [1.0, 2.0]])
+    assert np.allclose(ec.pinv_psd(a)[0], np.linalg.inv(a))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda X: rf.expected_kernel(X * 1e200, "relu"),
+        lambda X: rf.expected_kernel(X * 1e200, "erf"),
+        lambda X: rf.expected_kernel(X * 30, "exp"),
+        lambda X: rf.kernel(X * 1e300, "exp", num_features=64, seed=0),
+        lambda X: rf.coefficients(rf.polynomial(1e300, 1e300), tau=1e10),
+    ],
+)
+def test_random_feature_overflow_is_an_error_not_inf_or_nan(call):
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    try:
+        out = call(X)
+    except ec.NumericalError:
+        return
+    assert np.isfinite(np.asarray(out, dtype=float)).all()
+
+
+def test_work_cap_refuses_hours_of_compute():
+    with pytest.raises(ec.DimensionError, match="2\\^40"):
+        rf.kernel(np.ones((4, 3)), "relu", num_features=2**40, seed=0)
+
+
+def test_convention_is_named_by_authors_and_the_old_name_still_works():
+    a = rf.polynomial(2.0, 0.5)
+    new = rf.coefficients(a, 1.0, convention="tiomoko_ali")
+    assert new == rf.coefficients(a, 1.0) == rf.coefficients(a, 1.0, convention="paper000")
 
 
 # ----------------------------------------------------------------------------- untyped arguments

@@ -97,7 +97,7 @@ def coefficients(
     activation: ActivationLike,
     tau: float,
     *,
-    convention: str = "paper000",
+    convention: str = "tiomoko_ali",
     method: str = "auto",
 ) -> Tuple[float, float, float]:
     """``(d0, d1, d2)`` at variance ``tau``. ``method="quadrature"`` forces composite
@@ -261,7 +261,7 @@ def equivalent_kernel(
     class_means: Optional[np.ndarray] = None,
     class_covariances: Optional[Sequence[np.ndarray]] = None,
     tau: Optional[float] = None,
-    convention: str = "paper000",
+    convention: str = "tiomoko_ali",
 ) -> EquivalentKernel:
     r"""Deterministic equivalent of the random-feature kernel:
 
