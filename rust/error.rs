@@ -37,9 +37,38 @@ pub enum EtfError {
 
 pub type Result<T> = std::result::Result<T, EtfError>;
 
+/// Physical memory of this machine in bytes (Linux: `MemTotal` of `/proc/meminfo`), if known.
+pub fn physical_memory() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The memory one object built from user sizes may take: three quarters of the machine's
+/// physical memory (where it is known). Under Linux's overcommit a reservation above it would
+/// succeed and the process would be killed while zero-filling, so it is refused up front.
+pub fn memory_budget() -> Option<u128> {
+    physical_memory().map(|m| m / 4 * 3)
+}
+
+/// Refuses an object of `bytes` bytes above [`memory_budget`], before any allocation.
+pub fn check_memory(bytes: u128, what: &str) -> Result<()> {
+    match memory_budget() {
+        Some(budget) if bytes > budget => Err(EtfError::Dimension(format!(
+            "{what} needs {:.1} GiB, more than this machine can hold ({:.1} GiB: 3/4 of its \
+             physical memory)",
+            bytes as f64 / (1u64 << 30) as f64,
+            budget as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A zero-filled vector allocated fallibly: a request the machine cannot satisfy becomes an
 /// error instead of aborting the process.
 pub fn try_zeros<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
+    check_memory(n as u128 * std::mem::size_of::<T>() as u128, what)?;
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| {
         EtfError::Dimension(format!(

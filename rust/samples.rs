@@ -169,20 +169,25 @@ pub fn numerical_rank<T: Real>(
     let p = h.ncols();
     validate_batch(&h, &y, num_classes, p)?;
     check_features(&h, p)?;
-    crate::error::check_dense_size(num_classes, 1, "the classes")?;
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    members
-        .try_reserve_exact(num_classes)
-        .map_err(|_| EtfError::Dimension(format!("num_classes={num_classes} is too large")))?;
-    members.resize(num_classes, vec![]);
-    for (i, &c) in y.iter().enumerate() {
-        members[c as usize].push(i);
+    // Rows grouped by label through one sort (memory O(N) whatever num_classes; only the classes
+    // present are visited).
+    let mut order: Vec<usize> = Vec::new();
+    order
+        .try_reserve_exact(y.len())
+        .map_err(|_| EtfError::Dimension("too many rows to group by class".into()))?;
+    order.extend(0..y.len());
+    order.sort_by_key(|&i| y[i]);
+    let mut groups: Vec<(usize, &[usize])> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let c = y[order[start]];
+        let end = start + order[start..].iter().take_while(|&&i| y[i] == c).count();
+        groups.push((c as usize, &order[start..end]));
+        start = end;
     }
-    let per: Vec<Result<Option<(usize, f64)>>> = members
+    let per: Vec<Result<Option<(usize, f64)>>> = groups
         .par_iter()
-        .enumerate()
-        .filter(|(_, m)| !m.is_empty())
-        .map(|(k, rows)| {
+        .map(|&(k, rows)| {
             let nk = rows.len();
             let mut x = Mat::from_fn(nk, p, |i, j| h[[rows[i], j]].to_f64());
             if centred {

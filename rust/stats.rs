@@ -431,6 +431,12 @@ impl CollapseStats {
         }
         check_dense_size(k, p, "class sums (num_classes × dim)")?;
         check_dense_size(p, p, "the scatter (dim × dim)")?;
+        // Every buffer together (f64/u64 values), against one budget.
+        let values = 2 * (k as u128) * (p as u128)
+            + (p as u128) * (p as u128)
+            + 3 * (k as u128)
+            + if track_class_scatter { cells } else { 0 };
+        crate::error::check_memory(values * 8, "these statistics")?;
         Ok(CollapseStats {
             num_classes: k,
             dim: p,

@@ -474,3 +474,28 @@ def test_from_parts_records_a_precision():
     bad = dict(parts, class_counts=-s.class_counts)
     with pytest.raises(ec.ParameterError):
         ec.CollapseStats.from_parts(s.num_classes, s.dim, **bad)
+
+
+def test_statistics_larger_than_the_machine_are_refused_before_allocation():
+    """Each buffer of CollapseStats(2**16, 2**15) is under the per-object cap, but together they
+    are 40 GiB: refused up front (the process would otherwise be killed while zero-filling)."""
+    total = (2 * 2**16 * 2**15 + 2**30 + 3 * 2**16) * 8
+    with open("/proc/meminfo") as f:
+        mem = int(next(line for line in f if line.startswith("MemTotal:")).split()[1]) * 1024
+    if total <= mem * 3 // 4:  # pragma: no cover - a machine with more than 53 GiB
+        pytest.skip("this machine could hold these statistics")
+    with pytest.raises(ec.DimensionError, match="more than this machine can hold"):
+        ec.CollapseStats(2**16, 2**15)
+
+
+def test_numerical_rank_memory_does_not_grow_with_num_classes():
+    """num_classes = 2**40 with two classes present: grouped by sorting, nothing sized by K;
+    per-class values equal an SVD computed here."""
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(40, 6))
+    y = np.where(np.arange(40) < 20, 3, 2**40 - 1)
+    mean, per = ec.numerical_rank_of(h, y, num_classes=2**40)
+    for k in (3, 2**40 - 1):
+        s = np.linalg.svd(h[y == k], compute_uv=False)
+        assert per[k] == pytest.approx(s.sum() ** 2 / (s**2).sum(), rel=1e-10)
+    assert mean == pytest.approx((per[3] + per[2**40 - 1]) / 2)
