@@ -163,7 +163,6 @@ def test_metrics_reuse_one_report():
         lambda: rf.projection(2**62, 2**10, seed=0),
         lambda: rf.kernel(np.ones((4, 3)), "relu", num_features=2**62, seed=0),
         lambda: ec.CollapseStats(2**62, 2**62),
-        lambda: ec.numerical_rank_of(np.ones((2, 2)), [0, 1], num_classes=2**62),
         lambda: rf.expected_kernel(np.ones((2, 2)) / 2, "tanh", method="series", order=10**6),
     ],
 )
