@@ -142,6 +142,8 @@ def main() -> None:
     ap.add_argument("--method")
     ap.add_argument("--path")
     ap.add_argument("--K", type=int)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    help="a subset of the methods (e.g. skip numpy_svd, which takes minutes)")
     args = ap.parse_args()
     if args.method:
         print(json.dumps(run(args.method, args.path, args.K)))
@@ -162,7 +164,7 @@ def main() -> None:
         print(f"N={n}, p={p}, K={k}, float32 array {n * p * 4 / 2**20:.0f} MiB, "
               f"cpus {os.cpu_count()}")
         res = {}
-        for m in METHODS:
+        for m in args.methods:
             out = subprocess.run([sys.executable, __file__, "--method", m, "--path", path,
                                   "--K", str(k)], capture_output=True, text=True)
             if out.returncode != 0:
