@@ -456,6 +456,17 @@ def _lightning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", help="Lightning precision: 32-true, 16-mixed, bf16-mixed")
 
 
+def _pretrained_run_args(p: argparse.ArgumentParser, example: str) -> None:
+    """RUN and the target's --preset/--config/--set (finetune, extract)."""
+    p.add_argument("run", metavar="RUN", help="a run directory or checkpoint of `etfcore train`")
+    p.add_argument("--preset", help="a preset for the target (see train --list-presets)")
+    p.add_argument("--config", help="a TOML file of config keys for the target")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override one config key of the target ({example})",
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -517,13 +528,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "finetune",
         help="fine-tune a trained run's backbone on a target task with a new head (needs torch)",
     )
-    ft.add_argument("run", metavar="RUN", help="a run directory or checkpoint of `etfcore train`")
-    ft.add_argument("--preset", help="a preset name for the target run (see train --list-presets)")
-    ft.add_argument("--config", help="a TOML file of config keys for the target run")
-    ft.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config key of the target run (e.g. classes=5,6,7,8,9)",
-    )
+    _pretrained_run_args(ft, "e.g. classes=5,6,7,8,9")
     ft.add_argument(
         "--head", choices=["linear", "etf", "cm", "wicm", "lwm"],
         help="the new head (default: the config's head); cm/wicm/lwm from the target's class "
@@ -544,13 +549,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "extract",
         help="penultimate features of a trained run's backbone on a dataset, for probe/rank",
     )
-    ex.add_argument("run", metavar="RUN", help="a run directory or checkpoint of `etfcore train`")
-    ex.add_argument("--preset", help="a preset name for the target data")
-    ex.add_argument("--config", help="a TOML file of config keys for the target data")
-    ex.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config key of the target data (e.g. dataset=mnist1d, classes=5,6)",
-    )
+    _pretrained_run_args(ex, "e.g. dataset=mnist1d, classes=5,6")
     ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0, ...")
     ex.add_argument("--batch-size", type=int, default=512)
     ex.add_argument(
