@@ -199,6 +199,27 @@ pub struct LogMe {
     pub rank: usize,
 }
 
+/// Rank of `FᵀF` (eigenvalues `vals`, decreasing) kept by LogME. The statistics are accumulated on
+/// shifted rows, so their rounding sits at the scale of the *centred* scatter `N Σ_T`; the mean
+/// direction inflates `λ_max(FᵀF)` by about `N ‖μ‖²`, and a cut relative to it would drop real
+/// directions of offset features. So under a threshold policy the kept eigenvalues are those
+/// above `rtol · λ_max(N Σ_T)` (the precision-aware `rtol` of the statistics).
+fn logme_rank(stats: &CollapseStats, vals: &[f64], pol: RankPolicy) -> Result<usize> {
+    let RankPolicy::Rtol(rtol) = pol else {
+        return Ok(kept_rank(vals, pol)?.0);
+    };
+    let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(stats.dim()));
+    let (centred, _) = sym_eig_desc(Centred::new(stats)?.total_cov.as_ref())?;
+    let top = centred.first().copied().unwrap_or(0.0) * stats.num_samples() as f64;
+    if !(top > 0.0) {
+        return Ok(kept_rank(vals, pol)?.0);
+    }
+    Ok(vals
+        .iter()
+        .take_while(|&&v| v > 0.0 && v / top > rtol)
+        .count())
+}
+
 /// LogME (You et al. 2021): for each present class `k`, the evidence of Bayesian linear
 /// regression of the one-hot column `y_k` on the raw features `F` (no bias), maximised over
 /// `(α, β)` by MacKay's fixed point `α = γ/‖m‖²`, `β = (N-γ)/‖y-Fm‖²`,
@@ -250,7 +271,7 @@ pub fn logme(
     // F has rank ≤ min(N, p): eigenvalues of FᵀF beyond that are rounding (the reference code
     // takes the thin SVD of F when N ≤ p and never sees them); the precision-aware cut drops
     // the rounding below the top ones as well.
-    let kept = kept_rank(&vals, pol)?.0.min(stats.num_samples() as usize);
+    let kept = logme_rank(stats, &vals, pol)?.min(stats.num_samples() as usize);
     let rank = if parity {
         vals.iter()
             .take_while(|&&v| v.max(0.0).sqrt() > 1e-10)

@@ -413,3 +413,16 @@ def test_score_parameters_are_validated():
     for kw in ({"max_iter": -1}, {"max_iter": 0}, {"tol": -1.0}, {"rtol": -1.0}):
         with pytest.raises(ec.ParameterError):
             transfer.logme(h, y, **kw)
+
+
+def test_logme_float32_cut_is_relative_to_the_centred_spectrum():
+    """float32 features with an offset large against their spread (as at benchmark scale): the
+    mean direction inflates λ_max(FᵀF), and a cut relative to it would drop real directions. The
+    cut follows the centred scatter, so LogME equals the float64 fixed point on the same
+    (float32-rounded) features."""
+    h, y = mixture(4000, 256, 20, seed=7, offset=30.0, sep=0.3)
+    h32 = h.astype(np.float32)
+    ref = logme_reference(h32.astype(np.float64), y, parity=False)
+    res = transfer.logme_from_stats(ec.CollapseStats(20, 256).update(h32, y))
+    assert res.rank == 256
+    assert res.value == pytest.approx(ref, rel=1e-6)
