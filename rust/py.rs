@@ -354,19 +354,32 @@ struct PyCollapseStats {
     inner: RwLock<CollapseStats>,
 }
 
-impl PyCollapseStats {
-    fn wrap(s: CollapseStats) -> Self {
-        PyCollapseStats {
-            inner: RwLock::new(s),
-        }
+/// A Python object whose core state sits behind a read-write lock (the statistics classes).
+trait Locked: Sized {
+    type State;
+    fn lock(&self) -> &RwLock<Self::State>;
+    fn from_lock(lock: RwLock<Self::State>) -> Self;
+
+    fn wrap(s: Self::State) -> Self {
+        Self::from_lock(RwLock::new(s))
     }
     // A poisoned lock only means a panic happened in a reader or writer; every mutation of the
     // core is all-or-nothing, so the state is still consistent.
-    fn read(&self) -> RwLockReadGuard<'_, CollapseStats> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Self::State> {
+        self.lock().read().unwrap_or_else(|e| e.into_inner())
     }
-    fn write(&self) -> RwLockWriteGuard<'_, CollapseStats> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, Self::State> {
+        self.lock().write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Locked for PyCollapseStats {
+    type State = CollapseStats;
+    fn lock(&self) -> &RwLock<CollapseStats> {
+        &self.inner
+    }
+    fn from_lock(inner: RwLock<CollapseStats>) -> Self {
+        PyCollapseStats { inner }
     }
 }
 
@@ -1059,17 +1072,13 @@ struct PyTransferabilityStats {
     inner: RwLock<TransferabilityStats>,
 }
 
-impl PyTransferabilityStats {
-    fn wrap(s: TransferabilityStats) -> Self {
-        PyTransferabilityStats {
-            inner: RwLock::new(s),
-        }
+impl Locked for PyTransferabilityStats {
+    type State = TransferabilityStats;
+    fn lock(&self) -> &RwLock<TransferabilityStats> {
+        &self.inner
     }
-    fn read(&self) -> RwLockReadGuard<'_, TransferabilityStats> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
-    }
-    fn write(&self) -> RwLockWriteGuard<'_, TransferabilityStats> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn from_lock(inner: RwLock<TransferabilityStats>) -> Self {
+        PyTransferabilityStats { inner }
     }
 }
 
