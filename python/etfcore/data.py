@@ -1,5 +1,6 @@
-"""Embedded data that needs no download: scikit-learn's handwritten digits and seeded
-Gaussian mixtures, plus the long-tail class-count profile."""
+"""Embedded data that needs no download: scikit-learn's handwritten digits, seeded Gaussian
+mixtures, hierarchical mixtures (coarse classes made of fine subclasses), plus the long-tail
+class-count profile."""
 
 from __future__ import annotations
 
@@ -74,6 +75,58 @@ def gaussian_mixture(
     y = np.repeat(np.arange(num_classes), counts)
     h = m[y] + (scales[y] * within_scale)[:, None] * rng.standard_normal((y.size, dim)) + offset
     return h.astype(dtype), y
+
+
+def hierarchical_mixture(
+    num_coarse: int,
+    fine_per_coarse: int,
+    dim: int,
+    samples_per_class: Union[int, Sequence[int]],
+    *,
+    seed: int,
+    coarse_scale: float = 3.0,
+    fine_scale: float = 1.5,
+    within_scale: float = 1.0,
+    dtype=np.float64,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded two-level Gaussian mixture: ``C = num_coarse`` coarse classes, each made of
+    ``F = fine_per_coarse`` fine subclasses.
+
+    Fine class ``k = c·F + f`` (coarse class ``c = k // F``) has mean ``coarse_scale · u_c +
+    fine_scale · v_k`` with ``u_c``, ``v_k`` independent random unit vectors, and isotropic
+    covariance ``within_scale² I``. A model trained on the coarse labels alone is rewarded for
+    forgetting the fine structure (``v_k``) inside each coarse class, which a fine-label task then
+    needs; two seeds give two unrelated generators (a target "out of domain").
+    ``samples_per_class`` is an int or a per-fine-class list. Samples are ordered by fine class.
+
+    Returns ``(x (N, dim), fine labels (N,), coarse_of (C·F,))`` with ``coarse_of[k] = k // F``.
+
+    >>> x, y, coarse_of = hierarchical_mixture(2, 3, 8, 5, seed=0)
+    >>> x.shape, np.bincount(y).tolist(), coarse_of.tolist()
+    ((30, 8), [5, 5, 5, 5, 5, 5], [0, 0, 0, 1, 1, 1])
+    """
+    num_coarse = as_index(num_coarse, "num_coarse")
+    fine_per_coarse = as_index(fine_per_coarse, "fine_per_coarse")
+    dim = as_index(dim, "dim")
+    if num_coarse < 1 or fine_per_coarse < 1 or dim < 1:
+        raise ParameterError("num_coarse, fine_per_coarse and dim must be positive")
+    for name, v in (("coarse_scale", coarse_scale), ("fine_scale", fine_scale),
+                    ("within_scale", within_scale)):  # fmt: skip
+        if not (np.isfinite(as_float(v, name)) and v >= 0):
+            raise ParameterError(f"{name} must be finite and >= 0, got {v}")
+    rng = np.random.default_rng(as_index(seed, "seed"))
+    num_fine = num_coarse * fine_per_coarse
+    coarse_of = np.arange(num_fine) // fine_per_coarse
+    u = rng.standard_normal((num_coarse, dim))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = rng.standard_normal((num_fine, dim))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    means = coarse_scale * u[coarse_of] + fine_scale * v
+    x, y = gaussian_mixture(
+        num_fine, dim, samples_per_class, seed=int(rng.integers(2**31)), means=means,
+        within_scale=within_scale, dtype=dtype,
+    )  # fmt: skip
+    return x, y, coarse_of
 
 
 def load_digits(*, scale: bool = True) -> Tuple[np.ndarray, np.ndarray]:

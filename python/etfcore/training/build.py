@@ -129,8 +129,9 @@ def tau_plus_default(config: TrainConfig) -> float:
     if config.tau_plus is not None:
         return config.tau_plus
     table = getattr(enn, "HINGE_TAU_PLUS", {})
-    key = config.dataset + ("-lt" if config.imbalance_ratio < 1 else "")
-    return float(table.get(key, table.get(config.dataset, 13 * math.pi / 36)))
+    base = config.dataset.partition(":")[0]  # options of an embedded name do not matter
+    key = base + ("-lt" if config.imbalance_ratio < 1 else "")
+    return float(table.get(key, table.get(base, 13 * math.pi / 36)))
 
 
 def build_loss(config: TrainConfig, head: nn.Module, train_counts: np.ndarray) -> nn.Module:

@@ -131,7 +131,9 @@ class ClassificationDataModule(lightning.LightningDataModule):
     """Classification data for training and evaluation.
 
     Args:
-        dataset: a name — embedded ``digits``, ``gmm``, ``mnist1d`` (no download) or an image
+        dataset: a name — embedded ``digits``, ``gmm``, ``mnist1d``, ``hier`` (no download; options
+            and input shifts after a colon, e.g. ``hier:fine=4`` or ``digits:noise=0.5``, see
+            :func:`~etfcore.training.datasets.parse_embedded`) or an image
             dataset of :mod:`etfcore.training.datasets` (``cifar10``, ``cifar100-coarse``,
             ``imagenet-lt``, ``cub200``, …) — or a ``(train, test)`` pair of torch Datasets
             returning ``(input, integer label)``.
@@ -185,7 +187,9 @@ class ClassificationDataModule(lightning.LightningDataModule):
     ) -> None:
         super().__init__()
         if isinstance(dataset, str):
-            if dataset not in D.EMBEDDED and dataset not in D.URLS:
+            if D.is_embedded(dataset):
+                D.parse_embedded(dataset)  # bad options fail here, naming the option
+            elif dataset not in D.URLS:
                 known = ", ".join(D.EMBEDDED + tuple(sorted(D.URLS)))
                 raise ParameterError(f"unknown dataset {dataset!r}; known: {known}")
         elif not (isinstance(dataset, (tuple, list)) and len(dataset) == 2):
@@ -301,7 +305,7 @@ class ClassificationDataModule(lightning.LightningDataModule):
         if not isinstance(self.dataset, str):
             train, test = self.dataset
             return train, test, D.dataset_labels(train), D.dataset_labels(test)
-        if self.dataset in D.EMBEDDED:
+        if D.is_embedded(self.dataset):
             xtr, ytr, xte, yte = D.embedded_arrays(self.dataset, split_seed=self.split_seed)
             return D.tensor_dataset(xtr, ytr), D.tensor_dataset(xte, yte), ytr, yte
         kw = dict(download=False, split_seed=self.split_seed)
@@ -310,7 +314,7 @@ class ClassificationDataModule(lightning.LightningDataModule):
         return train, test, D.dataset_labels(train), D.dataset_labels(test)
 
     def _transforms(self):
-        if not isinstance(self.dataset, str) or self.dataset in D.EMBEDDED:
+        if not isinstance(self.dataset, str) or D.is_embedded(self.dataset):
             return self.train_transform, self.test_transform
         tr = self.train_transform or D.image_transforms(
             self.image_size, train=True, augment=self.augment

@@ -32,10 +32,11 @@ download URL and the ``download`` setting.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import os
 import random
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ CIFAR100_COARSE = [
 ]
 # fmt: on
 
-EMBEDDED = ("digits", "gmm", "mnist1d")
+EMBEDDED = ("digits", "gmm", "mnist1d", "hier")
 
 #: Seed of the held-out splits etfcore draws itself (fixed: independent of any run's ``seed``).
 SPLIT_SEED = 0
@@ -389,32 +390,123 @@ def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
     return out
 
 
+#: Options an embedded dataset name takes after a colon, with their defaults (see
+#: :func:`parse_embedded`). ``noise``, ``invert`` and ``permute`` shift the inputs of any of them.
+EMBEDDED_OPTIONS: Dict[str, Dict[str, float]] = {
+    "digits": {},
+    "gmm": {},
+    "mnist1d": {"n": 5000, "seed": 42},
+    "hier": {
+        "coarse": 4, "fine": 5, "dim": 64, "n": 100, "seed": 0,
+        "coarse_scale": 3.0, "fine_scale": 1.5, "within_scale": 1.0,
+    },
+}  # fmt: skip
+INPUT_SHIFTS: Dict[str, float] = {"noise": 0.0, "invert": 0.0, "permute": -1.0}
+
+
+def parse_embedded(name: str) -> Tuple[str, Dict[str, float]]:
+    """``"base:key=value,flag,..."`` → ``(base, options)`` with every default filled in.
+
+    Options of the base (:data:`EMBEDDED_OPTIONS`) plus the input shifts every embedded dataset
+    takes: ``noise=σ`` (Gaussian noise of ``σ`` times the inputs' overall standard deviation, a
+    fixed seed), ``invert`` (``x → max(x) − x``, a negative image) and ``permute=s`` (a fixed
+    permutation of the input coordinates drawn from seed ``s``). Unknown bases, keys or
+    malformed values raise :class:`ParameterError`.
+
+    >>> parse_embedded("digits:noise=0.5,invert")
+    ('digits', {'noise': 0.5, 'invert': 1.0, 'permute': -1.0})
+    >>> parse_embedded("hier:fine=2,seed=3")[1]["fine"], parse_embedded("hier")[1]["coarse"]
+    (2.0, 4)
+    """
+    base, _, rest = str(name).partition(":")
+    if base not in EMBEDDED_OPTIONS:
+        raise ParameterError(f"unknown embedded dataset {base!r}; use one of {EMBEDDED}")
+    options: Dict[str, float] = {**EMBEDDED_OPTIONS[base], **INPUT_SHIFTS}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in options:
+            raise ParameterError(
+                f"unknown option {key!r} of dataset {base!r}; known: {sorted(options)}"
+            )
+        try:
+            options[key] = float(value) if eq else 1.0
+        except ValueError:
+            raise ParameterError(f"option {key!r} of dataset {name!r} must be a number") from None
+        if not math.isfinite(options[key]):
+            raise ParameterError(f"option {key!r} of dataset {name!r} must be finite")
+    return base, options
+
+
+def is_embedded(name: object) -> bool:
+    """Whether ``name`` names an embedded dataset (with or without options)."""
+    return isinstance(name, str) and name.partition(":")[0] in EMBEDDED
+
+
+def _count(options: Dict[str, float], key: str) -> int:
+    v = options[key]
+    if v != int(v) or v < (0 if key == "seed" else 1):
+        raise ParameterError(f"dataset option {key!r} must be a positive integer, got {v}")
+    return int(v)
+
+
+def _shift_inputs(
+    x_parts: Sequence[np.ndarray], options: Dict[str, float]
+) -> List[np.ndarray]:
+    """The input shifts of :func:`parse_embedded`, the same map applied to every split."""
+    out = [np.array(x, dtype=np.float32) for x in x_parts]
+    if options["permute"] >= 0:
+        perm = np.random.default_rng(_count(options, "permute")).permutation(out[0].shape[1])
+        out = [x[:, perm] for x in out]
+    if options["invert"]:
+        top = max(float(x.max()) for x in out)
+        out = [top - x for x in out]
+    if options["noise"] > 0:
+        sigma = options["noise"] * float(np.concatenate(out).std())
+        rng = np.random.default_rng(0x5EED)
+        out = [x + (sigma * rng.standard_normal(x.shape)).astype(np.float32) for x in out]
+    return out
+
+
 def embedded_arrays(
     name: str, *, split_seed: int = SPLIT_SEED, test_fraction: float = 0.3
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)`` of an embedded dataset, float32 and int64, fresh
-    arrays on every call.
+    arrays on every call. ``name`` may carry options (:func:`parse_embedded`).
 
-    ``digits`` and ``gmm`` are split ``1 - test_fraction`` / ``test_fraction`` by a permutation
-    seeded by ``split_seed`` (fixed by default, whatever the run's seed); ``mnist1d`` is the
-    package's default generation (5000 signals of length 40, its generator seed 42, its own
-    4000/1000 split).
+    ``digits``, ``gmm`` and ``hier`` are split ``1 - test_fraction`` / ``test_fraction`` by a
+    permutation seeded by ``split_seed`` (fixed by default, whatever the run's seed); ``mnist1d``
+    is the package's generation (``n`` signals of length 40, default 5000, its generator seed
+    ``seed``, default 42, its own 80/20 split). ``hier`` is
+    :func:`etfcore.data.hierarchical_mixture` with ``coarse × fine`` fine classes (labels are the
+    fine classes; the coarse class of label ``k`` is ``k // fine``) and ``n`` samples per class.
 
     >>> xtr, ytr, xte, yte = embedded_arrays("digits")
     >>> xtr.shape, xte.shape, xtr.dtype.name, ytr.dtype.name
     ((1258, 64), (539, 64), 'float32', 'int64')
+    >>> embedded_arrays("hier:coarse=2,fine=3,n=10")[0].shape
+    (42, 64)
     """
-    if name == "mnist1d":  # the cache holds read-only arrays: hand out copies
-        return tuple(a.copy() for a in _mnist1d(42, 5000))  # type: ignore[return-value]
-    if name == "digits":
+    base, options = parse_embedded(name)
+    if base == "mnist1d":  # the cache holds read-only arrays: hand out copies
+        xtr, ytr, xte, yte = _mnist1d(_count(options, "seed"), _count(options, "n"))
+        xtr, xte = _shift_inputs([xtr, xte], options)
+        return xtr, ytr.copy(), xte, yte.copy()
+    if base == "digits":
         x, y = data.load_digits()
-    elif name == "gmm":
+    elif base == "gmm":
         x, y = data.gaussian_mixture(10, 32, 200, seed=1234, mean_scale=2.0)
     else:
-        raise ParameterError(f"unknown embedded dataset {name!r}; use one of {EMBEDDED}")
-    x, y = x.astype(np.float32), y.astype(np.int64)
+        x, y, _ = data.hierarchical_mixture(
+            _count(options, "coarse"), _count(options, "fine"), _count(options, "dim"),
+            _count(options, "n"), seed=_count(options, "seed"),
+            coarse_scale=options["coarse_scale"], fine_scale=options["fine_scale"],
+            within_scale=options["within_scale"],
+        )  # fmt: skip
+    y = y.astype(np.int64)
     tr, te = split(len(y), test_fraction, seed=split_seed)
-    return x[tr], y[tr], x[te], y[te]
+    xtr, xte = _shift_inputs([x[tr], x[te]], options)
+    return xtr, y[tr], xte, y[te]
 
 
 def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:

@@ -1,0 +1,478 @@
+"""Runs experiments: seeds (in parallel processes when asked), the per-seed cache, the figure, the
+printed table and verdict, and the Markdown report.
+
+Layout under ``options.out_dir`` (default ``out/reproduce``):
+
+- ``runs/<hash>/`` — one training run per distinct config (shared by every experiment that trains
+  the same config), with ``history.json``; fine-tuning scores and extracted features of that run
+  live beside it (``finetune/<hash>.json``, ``features/<hash>/``);
+- ``<experiment>/<hash>/seed_<s>.json`` — one seed's measurements, keyed by the experiment's name,
+  version and settings: a re-run with the same settings only redraws;
+- ``<experiment>/report.md`` and ``figures/<experiment>.png``; ``report.md`` for ``all``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import math
+import os
+import pkgutil
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ParameterError
+from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
+
+_FRAMEWORK = {"base", "runner"}
+# Config keys that change where or how visibly a run happens, not what it computes.
+_NOT_IN_KEY = ("progress", "name", "num_workers", "data_root", "download")
+
+
+def load_experiments() -> Dict[str, Experiment]:
+    """Imports every experiment module of this package (each registers its experiments) and
+    returns :data:`~etfcore.experiments.base.REGISTRY`, ordered by paper then name."""
+    package = sys.modules[__package__]
+    for mod in pkgutil.iter_modules(package.__path__):
+        if mod.name not in _FRAMEWORK and not mod.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{mod.name}")
+    order = list(PAPERS)
+    return dict(
+        sorted(REGISTRY.items(), key=lambda kv: (order.index(kv[1].paper), kv[0]))
+    )
+
+
+def get_experiment(name: str) -> Experiment:
+    experiments = load_experiments()
+    if name not in experiments:
+        raise ParameterError(
+            f"unknown experiment {name!r}; see `etfcore reproduce --list` "
+            f"(known: {', '.join(experiments)})"
+        )
+    return experiments[name]
+
+
+def digest(obj: Any) -> str:
+    """First 16 hex digits of the SHA-256 of ``obj`` as canonical JSON.
+
+    >>> digest({"b": 1, "a": [1, 2]}) == digest({"a": [1, 2], "b": 1})
+    True
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _json_clean(v: Any) -> Any:
+    """numpy scalars/arrays to Python; NaN/inf to ``None`` (JSON has neither)."""
+    if isinstance(v, Mapping):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _json_clean(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _write_json(path: str, obj: Any) -> None:
+    """Atomic: a reader never sees half a file, and two writers leave one whole file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(_json_clean(obj), f, indent=1)
+    os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's info messages off (restored afterwards)."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A cached training run: its directory (a ``Trainer`` run directory with checkpoints), the
+    resolved config and the per-epoch history (``metrics.jsonl`` rows)."""
+
+    run_dir: str
+    config: Any  # TrainConfig
+    history: List[Dict[str, Any]]
+
+    @property
+    def final(self) -> Dict[str, Any]:
+        """The last epoch's row (test accuracy, collapse metrics, ...)."""
+        return self.history[-1]
+
+    def load(self):
+        """``(backbone, config)`` of the run (:func:`etfcore.training.load_pretrained`)."""
+        from ..training import load_pretrained
+
+        return load_pretrained(self.run_dir)
+
+
+class Context:
+    """What one seed of an experiment gets: configs with the run options filled in, and cached
+    training, fine-tuning, feature extraction and linear probes (all through the public API)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.root = os.path.abspath(options.out_dir)
+
+    @property
+    def quick(self) -> bool:
+        return self.options.quick
+
+    def config(self, base: Any = None, **changes: Any):
+        """A :class:`~etfcore.training.TrainConfig` from ``base`` (a config, a mapping or None)
+        and ``changes``, with the run's accelerator and progress setting."""
+        from ..training import TrainConfig
+
+        d = dict(base.to_dict() if hasattr(base, "to_dict") else (base or {}))
+        d.update(changes)
+        d.setdefault("accelerator", self.options.accelerator)
+        d.setdefault("progress", self.options.progress)
+        return TrainConfig.from_dict(d)
+
+    def _key(self, config) -> str:
+        d = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+        return digest(d)
+
+    def train(self, config: Any) -> TrainedRun:
+        """Trains ``config`` (a config or mapping; see :meth:`config`) once: a second call with
+        the same config, from any experiment, returns the cached run."""
+        from ..training import Trainer
+
+        cfg = self.config(config)
+        run_dir = os.path.join(self.root, "runs", self._key(cfg))
+        hist_path = os.path.join(run_dir, "history.json")
+        if self.options.cache and os.path.isfile(hist_path):
+            return TrainedRun(run_dir, cfg, _read_json(hist_path))
+        os.makedirs(os.path.join(self.root, "runs"), exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=os.path.join(self.root, "runs")) as tmp:
+            with quiet_lightning():
+                trainer = Trainer(cfg, tmp, enable_model_summary=False)
+                history = trainer.fit()
+            _write_json(os.path.join(trainer.run_dir, "history.json"), history)
+            if os.path.isdir(run_dir):  # another process finished it meanwhile, or --no-cache
+                shutil.rmtree(run_dir, ignore_errors=True)
+            os.replace(trainer.run_dir, run_dir)
+        return TrainedRun(run_dir, cfg, _read_json(hist_path))
+
+    def _target(self, run: TrainedRun, target: Any):
+        from ..training.finetune import target_config
+
+        t = target.to_dict() if hasattr(target, "to_dict") else dict(target or {})
+        t.setdefault("accelerator", self.options.accelerator)
+        t.setdefault("progress", self.options.progress)
+        return target_config(run.config, t)
+
+    def finetune(
+        self,
+        run: TrainedRun,
+        target: Any = None,
+        *,
+        head: Optional[str] = None,
+        head_only: Optional[bool] = None,
+        train: bool = True,
+    ) -> Dict[str, Any]:
+        """:func:`etfcore.training.finetune` of ``run``'s backbone on ``target`` (config keys the
+        target changes, e.g. ``{"classes": [5, 6, 7, 8, 9]}``); returns (and caches) its scores
+        (``test_acc`` etc.) with ``history`` (per-epoch rows; empty when ``train=False``)."""
+        from ..training import finetune
+
+        cfg = self._target(run, target)
+        key = digest([self._key(cfg), head, head_only, train])
+        path = os.path.join(run.run_dir, "finetune", f"{key}.json")
+        if self.options.cache and os.path.isfile(path):
+            return _read_json(path)
+        with quiet_lightning():
+            r = finetune(
+                run.run_dir, cfg, head=head, head_only=head_only, train=train,
+                enable_model_summary=False,
+            )  # fmt: skip
+        out = {**r.scores, "history": r.history}
+        _write_json(path, out)
+        return _json_clean(out)
+
+    def features(
+        self, run: TrainedRun, target: Any = None, splits: Sequence[str] = ("train", "test")
+    ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """Penultimate features of ``run``'s backbone on ``target``'s data,
+        ``{split: (features (N, p) float32, labels (N,))}``, extracted once
+        (:func:`etfcore.training.extract_run_features`)."""
+        from ..training.extract import extract_run_features
+
+        cfg = self._target(run, target)
+        out_dir = os.path.join(run.run_dir, "features", self._key(cfg))
+        done = os.path.join(out_dir, "done.json")
+        if not (self.options.cache and os.path.isfile(done)):
+            extract_run_features(run.run_dir, cfg, out_dir=out_dir, splits=("train", "val", "test"))
+            _write_json(done, {"splits": ["train", "val", "test"]})
+        out = {}
+        for s in splits:
+            f = os.path.join(out_dir, f"{s}_features.npy")
+            if not os.path.isfile(f):
+                raise ParameterError(f"run {run.run_dir} has no {s!r} split for this target")
+            out[s] = (np.load(f), np.load(os.path.join(out_dir, f"{s}_labels.npy")))
+        return out
+
+    def probe(self, run: TrainedRun, target: Any = None, *, seed: int = 0, **kw: Any):
+        """Linear probe (:func:`etfcore.transfer.linear_probe`) of ``run``'s frozen features on
+        ``target``: trained on the target's training split, tested on its test split; returns
+        the :class:`~etfcore.transfer.ProbeResult`. ``kw`` go to ``linear_probe`` (e.g. a
+        coarser ``grid`` in quick runs)."""
+        from ..transfer import linear_probe
+
+        f = self.features(run, target)
+        (xtr, ytr), (xte, yte) = f["train"], f["test"]
+        return linear_probe(xtr, ytr, xte, yte, seed=seed, device="cpu", **kw)
+
+
+@dataclasses.dataclass
+class Report:
+    """One experiment's outcome with everything needed to print it or write it down."""
+
+    experiment: Experiment
+    settings: Dict[str, Any]
+    seeds: Tuple[int, ...]
+    results: List[Dict[str, Any]]
+    outcome: Outcome
+    seconds: float
+    computed_seconds: float
+    figure: Optional[str]
+
+    def text(self) -> str:
+        e, o = self.experiment, self.outcome
+        lines = [
+            f"{e.name} — {e.citation}",
+            f"claim: {e.claim}",
+            f"paper: {e.paper_result}",
+            "",
+            o.table.text(),
+            "",
+            *[f"  {x.describe()}" for x in o.effects],
+            f"verdict: {o.verdict.value}",  # type: ignore[union-attr]
+        ]
+        lines += [f"  note: {n}" for n in o.notes]
+        if self.figure:
+            lines.append(f"figure: {self.figure}")
+        lines.append(
+            f"({len(self.seeds)} seeds; {self.seconds:.0f} s, of which "
+            f"{self.computed_seconds:.0f} s computing seeds not in the cache)"
+        )
+        return "\n".join(lines)
+
+    def markdown(self, figure_href: Optional[str] = None) -> str:
+        e, o = self.experiment, self.outcome
+        lines = [
+            f"### `{e.name}`",
+            "",
+            f"*{e.citation}.* **Claim:** {e.claim}",
+            "",
+            f"**In the paper:** {e.paper_result}",
+            "",
+            o.table.markdown(),
+            "",
+        ]
+        if self.figure:
+            lines += [f"![{e.name}]({figure_href or self.figure})", ""]
+        lines.append(f"**Verdict: {o.verdict.value}.**")  # type: ignore[union-attr]
+        lines += ["", *[f"- {x.describe()}" for x in o.effects]]
+        if o.notes:
+            lines += ["", *[f"- {n}" for n in o.notes]]
+        seeds = ", ".join(str(s) for s in self.seeds)
+        lines += [
+            "",
+            f"<small>Seeds {seeds}; settings `{json.dumps(self.settings, sort_keys=True)}`; "
+            f"{self.seconds:.0f} s.</small>",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def _seed_path(options: RunOptions, exp: Experiment, settings: Mapping[str, Any], seed: int):
+    key = digest([exp.name, exp.version, settings])
+    return os.path.join(os.path.abspath(options.out_dir), exp.name, key, f"seed_{seed}.json")
+
+
+def _limit_threads() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # small models: intra-op threads only add overhead
+
+
+def _run_one_seed(
+    name: str, options: RunOptions, settings: Dict[str, Any], seed: int
+) -> Tuple[Dict[str, Any], float]:
+    """One seed, in this process or a worker: computes, caches and returns its measurements."""
+    exp = get_experiment(name)
+    with contextlib.suppress(ImportError):
+        _limit_threads()
+    t0 = time.perf_counter()
+    result = _json_clean(exp.run_seed(Context(options), settings, seed))
+    seconds = time.perf_counter() - t0
+    _write_json(
+        _seed_path(options, exp, settings, seed),
+        {"experiment": name, "version": exp.version, "settings": settings, "seed": seed,
+         "seconds": seconds, "result": result},
+    )  # fmt: skip
+    return result, seconds
+
+
+def _compute_seeds(
+    exp: Experiment, options: RunOptions, settings: Dict[str, Any]
+) -> Tuple[Dict[int, Dict[str, Any]], float]:
+    results: Dict[int, Dict[str, Any]] = {}
+    todo = []
+    for seed in options.seeds:
+        path = _seed_path(options, exp, settings, seed)
+        if options.cache and os.path.isfile(path):
+            results[seed] = _read_json(path)["result"]
+        else:
+            todo.append(seed)
+    computed = 0.0
+    jobs = max(1, min(options.jobs, len(todo)))
+    if jobs == 1:
+        for seed in todo:
+            results[seed], s = _run_one_seed(exp.name, options, settings, seed)
+            computed += s
+    elif todo:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {
+                seed: pool.submit(_run_one_seed, exp.name, options, settings, seed)
+                for seed in todo
+            }
+            for seed, fut in futures.items():
+                results[seed], s = fut.result()
+                computed += s
+    return results, computed
+
+
+def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is in the training extra
+        return None
+    fig = plt.figure(figsize=(10, 3.4))
+    try:
+        if not exp.plot(settings, results, fig):
+            return None
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        return path
+    finally:
+        plt.close(fig)
+
+
+def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Report:
+    """Runs (or reads from the cache) every seed of ``experiment`` (a name or an instance),
+    summarises, draws the figure and writes ``<out>/<name>/report.md``."""
+    options = options or RunOptions()
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if not options.seeds:
+        raise ParameterError("at least one seed is needed")
+    t0 = time.perf_counter()
+    settings = _json_clean(exp.settings(options))
+    by_seed, computed = _compute_seeds(exp, options, settings)
+    results = [by_seed[s] for s in options.seeds]
+    outcome = exp.summarise(settings, results)
+    root = os.path.abspath(options.out_dir)
+    figure = _draw(exp, settings, results, os.path.join(root, "figures", f"{exp.name}.png"))
+    report = Report(
+        exp, settings, tuple(options.seeds), results, outcome, time.perf_counter() - t0,
+        computed, figure,
+    )  # fmt: skip
+    os.makedirs(os.path.join(root, exp.name), exist_ok=True)
+    with open(os.path.join(root, exp.name, "report.md"), "w") as f:
+        f.write(report.markdown(figure_href=f"../figures/{exp.name}.png"))
+    return report
+
+
+def summary_table(reports: Sequence[Report]) -> str:
+    """Markdown: one row per experiment with its verdict and main effect."""
+    lines = ["| experiment | claim | verdict | main effect |", "|---|---|---|---|"]
+    for r in reports:
+        eff = r.outcome.effects[0]
+        main = f"{eff.name}: {eff.mean * eff.scale:+.3g} ± {eff.std * eff.scale:.2g}{eff.unit}"
+        claim = r.experiment.claim.replace("|", "\\|")
+        verdict = r.outcome.verdict.value  # type: ignore[union-attr]
+        lines.append(f"| `{r.experiment.name}` | {claim} | {verdict} | {main} |")
+    return "\n".join(lines)
+
+
+def write_report(reports: Sequence[Report], path: str, *, command: str) -> None:
+    """Every experiment's section under a summary table, grouped by paper (figures linked
+    relative to ``path``)."""
+    base = os.path.dirname(os.path.abspath(path))
+    parts = [
+        "# Reproductions",
+        "",
+        f"Made by `{command}`. Total {sum(r.seconds for r in reports) / 60:.1f} min.",
+        "",
+        summary_table(reports),
+        "",
+    ]
+    paper = None
+    for r in reports:
+        if r.experiment.paper != paper:
+            paper = r.experiment.paper
+            parts += [f"## {PAPERS[paper].cite()}", ""]
+        href = os.path.relpath(r.figure, base) if r.figure else None
+        parts.append(r.markdown(figure_href=href))
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
+def select(names: Sequence[str]) -> List[Experiment]:
+    """Experiments named in ``names`` (``all`` = every one, in registry order)."""
+    experiments = load_experiments()
+    if not names or "all" in names:
+        return list(experiments.values())
+    return [get_experiment(n) for n in names]
+
+
+__all__ = [
+    "Context",
+    "Report",
+    "TrainedRun",
+    "digest",
+    "get_experiment",
+    "load_experiments",
+    "run_experiment",
+    "select",
+    "summary_table",
+    "write_report",
+    "quiet_lightning",
+]

@@ -1,0 +1,161 @@
+"""The experiment runner: verdict logic on constructed outcomes, the per-seed cache, shared
+training runs, the report, and the CLI."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from etfcore.errors import ParameterError
+from etfcore.experiments import (
+    REGISTRY,
+    Effect,
+    Experiment,
+    Outcome,
+    RunOptions,
+    Table,
+    Verdict,
+    combine,
+    mean_std,
+    run_experiment,
+)
+from etfcore.experiments.base import t95
+
+
+# ------------------------------------------------------------------ verdicts
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for dof in (1, 2, 3, 5, 10, 30):
+        assert t95(dof) == pytest.approx(stats.t.ppf(0.95, dof), abs=6e-4)
+
+
+def test_effect_bounds_are_the_one_sided_t_interval():
+    v = (0.01, 0.04, 0.02, 0.05)
+    e = Effect("x", v)
+    sd = np.std(v, ddof=1)
+    assert e.mean == pytest.approx(np.mean(v))
+    assert e.std == pytest.approx(sd)
+    assert e.lower == pytest.approx(np.mean(v) - t95(3) * sd / 2)
+
+
+@pytest.mark.parametrize(
+    "values, min_effect, expected",
+    [
+        ((0.03, 0.05, 0.04), 0.0, Verdict.HOLDS),  # clearly positive
+        ((0.03, 0.05, 0.04), 0.1, Verdict.PARTLY),  # significant but below the relevant size
+        ((0.01, 0.06, -0.005), 0.0, Verdict.DOES_NOT_HOLD),  # mean below its spread
+        ((0.05, 0.06, -0.001), 0.0, Verdict.PARTLY),  # positive, above its spread, not sure
+        ((-0.03, -0.05, -0.04), 0.0, Verdict.DOES_NOT_HOLD),  # the opposite
+        ((0.0, 0.0, 0.0), 0.0, Verdict.DOES_NOT_HOLD),  # no effect
+        ((0.5,), 0.0, Verdict.PARTLY),  # one seed: never significant
+        ((-0.5,), 0.0, Verdict.DOES_NOT_HOLD),
+    ],
+)
+def test_verdict_of_constructed_effects(values, min_effect, expected):
+    assert Effect("x", values, min_effect=min_effect).verdict is expected
+
+
+def test_combine_and_outcome_default():
+    H, P, N = Verdict.HOLDS, Verdict.PARTLY, Verdict.DOES_NOT_HOLD
+    assert combine([H, H]) is H
+    assert combine([N, N]) is N
+    assert combine([H, N]) is P and combine([P, N]) is P
+    table = Table(["a"], [["1"]])
+    o = Outcome([Effect("x", (1.0, 1.1, 0.9)), Effect("y", (-1.0, -1.1, -0.9))], table)
+    assert o.verdict is P
+    with pytest.raises(ParameterError):
+        combine([])
+
+
+def test_bad_effects_and_tables_are_refused():
+    with pytest.raises(ParameterError, match="non-finite"):
+        Effect("x", (1.0, math.nan))
+    with pytest.raises(ParameterError, match="no values"):
+        Effect("x", ())
+    with pytest.raises(ParameterError, match="cells"):
+        Table(["a", "b"], [["1"]])
+
+
+def test_formatting():
+    assert mean_std([0.5, 0.7]) == f"0.600 ± {np.std([0.5, 0.7], ddof=1):.3f}"
+    assert mean_std([float("nan")]) == "—"
+    t = Table(["method", "acc"], [["a|b", "1"]])
+    assert "a\\|b" in t.markdown() and t.text().splitlines()[0].startswith("method")
+    d = Effect("gain", (0.01, 0.02, 0.03), scale=100, unit=" points").describe()
+    assert "+2 ± 1 points" in d and "holds" in d
+
+
+# ------------------------------------------------------------------ the runner
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+
+class _Toy(Experiment):
+    """Trains a 1-epoch MLP on digits per seed and probes the 5–9 digits from its features."""
+
+    name = "toy-probe"
+    paper = "benchmark"
+    claim = "a trained backbone's features probe well"
+    paper_result = "none"
+
+    def settings(self, options):
+        return {"epochs": 1, "quick": options.quick}
+
+    def run_seed(self, ctx, settings, seed):
+        run = ctx.train({"epochs": settings["epochs"], "seed": seed, "head": "linear"})
+        again = ctx.train({"epochs": settings["epochs"], "seed": seed, "head": "linear"})
+        probe = ctx.probe(run, {"classes": [5, 6, 7, 8, 9]}, grid=[1e-3, 1e-1])
+        return {
+            "test_acc": run.final["test_acc"],
+            "probe": probe.top1,
+            "same_run": run.run_dir == again.run_dir,
+            "run_dir": run.run_dir,
+        }
+
+    def summarise(self, settings, results):
+        e = Effect("probe − chance", tuple(r["probe"] - 0.2 for r in results))
+        rows = [["ours", mean_std([r["probe"] for r in results])]]
+        return Outcome([e], Table(["", "probe"], rows), notes=["toy"])
+
+    def plot(self, settings, results, fig):
+        fig.add_subplot(1, 1, 1).plot([r["probe"] for r in results])
+        return True
+
+
+@pytest.fixture
+def toy():
+    exp = _Toy()
+    REGISTRY[exp.name] = exp
+    yield exp
+    REGISTRY.pop(exp.name, None)
+
+
+def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
+    opts = RunOptions(quick=True, seeds=(0, 1), accelerator="cpu", out_dir=str(tmp_path))
+    first = run_experiment("toy-probe", opts)
+    assert len(first.results) == 2 and first.computed_seconds > 0
+    assert all(r["same_run"] for r in first.results)
+    assert first.results[0]["run_dir"] != first.results[1]["run_dir"]  # seeds differ
+    assert all(0.2 < r["probe"] <= 1 for r in first.results)
+    assert first.figure and os.path.isfile(first.figure)
+    assert os.path.isfile(tmp_path / "toy-probe" / "report.md")
+    second = run_experiment("toy-probe", opts)  # the cache: nothing recomputed
+    assert second.computed_seconds == 0 and second.results == first.results
+    md = second.markdown()
+    assert "toy-probe" in md and "Verdict:" in md and "| ours |" in md
+    # a new seed computes only that seed; --no-cache recomputes
+    third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
+    assert third.results[:2] == first.results and third.computed_seconds > 0
+
+
+def test_cli_lists_and_refuses_unknown(toy, capsys):
+    from etfcore.cli import main
+
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "toy-probe" in out and "Model selection" in out
+    assert main(["reproduce", "no-such-experiment"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
