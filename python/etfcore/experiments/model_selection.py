@@ -1,0 +1,448 @@
+r"""Model selection on an offline zoo of backbones: which transferability score ranks the
+backbones the way their linear-probe accuracy does, and does the centred-means classifier's
+accuracy (Seddik & Tamaazousti) do it without training?
+
+**The zoo.** Small MLP backbones (``p = 32``) trained on one source task, MNIST-1D digits 0–4
+(40-sample signals, generated locally), that differ in what the model-selection literature and
+the collapse papers vary: the head (learnable linear or fixed simplex ETF), the loss
+(cross-entropy, MSE, dot regression, hinge CE), the softmax temperature ``τ`` and the
+within-class cosine regulariser ``λ`` of Xu & Liu, and the weight decay. One seed of an
+experiment is one independent zoo (every member trained with that seed).
+
+**The targets** (inputs must have the source's 40 dimensions):
+
+- ``other-classes``: MNIST-1D digits 5–9 (new classes, same input distribution);
+- ``noisy``: all ten MNIST-1D digits with Gaussian input noise (``σ`` = half the inputs' std);
+- ``inverted``: digits 5–9 with inverted inputs (``x → max x − x``);
+- ``permuted``: digits 5–9 with a fixed permutation of the 40 input coordinates (out of domain);
+- ``hier-fine``: a hierarchical Gaussian mixture in 40 dimensions, its 20 fine classes
+  (synthetic, unrelated to the source).
+
+**Ground truth** is the linear probe (:func:`etfcore.transfer.linear_probe`: multinomial logistic
+regression on the frozen features, ``λ`` chosen on a validation split). The quick form uses a
+coarse grid of 13 strengths, one per decade of the default ``[1e-6, 1e6]`` range, instead of the
+default 97.
+
+**Scores** (:func:`etfcore.transfer.all_scores` on the target's training features; NCTI combined
+across the zoo by :func:`etfcore.transfer.ncti`): H-score, regularised H-score, LogME, GBC, NCTI,
+VCI and the least-squares probe loss (lower predicts better), the centred-means classifier's
+accuracy, and from the source head's predictions LEEP and NCE. The source head's predictive
+distribution is ``softmax(z/τ)`` of its logits ``z`` on the target inputs (``τ`` the run's
+softmax temperature, 1 for the non-CE losses). Per target: each score's weighted Kendall ``τ``
+(scipy's ``weightedtau`` convention), Pearson and Spearman with the probe accuracy over the
+zoo, always beside the baseline of ranking by the backbones' own source test accuracy; then the
+mean over targets.
+
+Measurements of one (backbone, target) pair are cached beside the run
+(``runs/<hash>/selection/<hash>.json``), so the experiments built on the zoo
+(``selection-benchmark``, ``001-cm-ranks-models``, ``003-vci-mlog``) probe each pair once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..transfer import (
+    NCTIComponents,
+    all_scores,
+    linear_probe,
+    ncti,
+    rank_report,
+)
+from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
+from .runner import digest
+
+#: Version of a (backbone, target) measurement: bump when :func:`measure_pair` changes.
+MEASURE_VERSION = 1
+
+#: The zoo: member name → config keys changed from the source recipe.
+ZOO: Dict[str, Dict[str, Any]] = {
+    "linear-ce": {"head": "linear"},
+    "linear-ce-t0.1": {"head": "linear", "temperature": 0.1},
+    "linear-ce-t0.3": {"head": "linear", "temperature": 0.3},
+    "linear-ce-t0.6": {"head": "linear", "temperature": 0.6},
+    "linear-ce-cos2.5": {"head": "linear", "cosine_reg": 2.5},
+    "linear-ce-cos5": {"head": "linear", "cosine_reg": 5.0},
+    "linear-ce-cos10": {"head": "linear", "cosine_reg": 10.0},
+    "linear-mse": {"head": "linear", "loss": "mse"},
+    "linear-ce-wd0": {"head": "linear", "weight_decay": 0.0},
+    "linear-ce-wd5e-3": {"head": "linear", "weight_decay": 5e-3},
+    "etf-ce": {"head": "etf"},
+    "etf-ce-t0.1": {"head": "etf", "temperature": 0.1},
+    "etf-dr": {"head": "etf", "loss": "dot_regression", "normalize_features": True, "lr": 0.1},
+    "etf-hinge": {"head": "etf", "loss": "hinge_ce"},
+}
+
+SOURCE_CLASSES = [0, 1, 2, 3, 4]
+OTHER_CLASSES = [5, 6, 7, 8, 9]
+
+#: Scores ranked in the table (the order of its rows), then the baseline.
+SCORES = (
+    "hscore", "regularized_hscore", "logme", "gbc", "ncti", "nce", "leep",
+    "cm_accuracy", "vci", "probe_mse",
+)  # fmt: skip
+BASELINE = "source_accuracy"
+LABELS = {
+    "hscore": "H-score",
+    "regularized_hscore": "regularised H-score",
+    "logme": "LogME",
+    "gbc": "GBC",
+    "ncti": "NCTI",
+    "nce": "NCE",
+    "leep": "LEEP",
+    "cm_accuracy": "CM accuracy",
+    "vci": "VCI (target features)",
+    "probe_mse": "least-squares probe loss",
+    BASELINE: "source accuracy (baseline)",
+}
+#: Published mean weighted τ (11 ImageNet models × 11 targets; re-analysis for the baseline).
+PUBLISHED = {"logme": "0.509", "leep": "0.413", BASELINE: "~0.74 (natural targets)"}
+
+
+def zoo_settings(options: RunOptions) -> Dict[str, Any]:
+    """The zoo's settings: the source recipe, the members, the targets and the probe grid. Every
+    experiment built on the zoo uses these, so they share runs and measurements."""
+    quick = options.quick
+    n = 5000 if quick else 20000
+    mn = f"mnist1d:n={n}"
+    source = {
+        "dataset": mn, "classes": SOURCE_CLASSES, "backbone": "mlp", "feature_dim": 32,
+        "epochs": 30 if quick else 100, "lr": 0.05, "batch_size": 64, "track_every": 1,
+    }  # fmt: skip
+    targets = {
+        "other-classes": {"dataset": mn, "classes": OTHER_CLASSES},
+        "noisy": {"dataset": f"{mn},noise=0.5"},
+        "inverted": {"dataset": f"{mn},invert", "classes": OTHER_CLASSES},
+        "permuted": {"dataset": f"{mn},permute=1", "classes": OTHER_CLASSES},
+        "hier-fine": {"dataset": "hier:dim=40,coarse=4,fine=5,n=100"},
+    }
+    grid = np.logspace(-6, 6, 13).tolist() if quick else None
+    return {"source": source, "zoo": ZOO, "targets": targets, "grid": grid}
+
+
+def member_config(settings: Mapping[str, Any], member: str, seed: int) -> Dict[str, Any]:
+    """The training config (a mapping for :meth:`Context.train`) of one zoo member."""
+    return {**settings["source"], **settings["zoo"][member], "seed": seed}
+
+
+# ------------------------------------------------------------------ measurements
+def source_head(run: Any):
+    """The trained run's head (``features → logits``), rebuilt from its checkpoint; with the
+    run's softmax temperature."""
+    import torch
+
+    from ..training.build import build_datamodule, build_module
+    from ..training.trainer import find_checkpoint
+
+    ck = torch.load(find_checkpoint(run.run_dir), map_location="cpu", weights_only=False)
+    module = build_module(run.config, build_datamodule(run.config))
+    module.load_state_dict(ck["state_dict"])
+    return module.head.eval(), float(run.config.temperature)
+
+
+def source_probabilities(head: Any, temperature: float, features: np.ndarray) -> np.ndarray:
+    """``softmax(z/τ)`` of the source head's logits ``z`` on backbone features ``(N, p)``."""
+    import torch
+
+    with torch.no_grad():
+        z = head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+    z = z.double().numpy() / temperature
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _write_json(path: str, obj: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def measure_pair(
+    ctx: Any,
+    run: Any,
+    target: Mapping[str, Any],
+    grid: Optional[Sequence[float]],
+    seed: int,
+    head: Any = None,
+) -> Dict[str, Any]:
+    """Probe accuracy and every score of one backbone on one target (cached beside the run).
+    ``head`` is ``source_head(run)`` (built when needed and not given)."""
+    key = digest([MEASURE_VERSION, dict(target), grid, seed])
+    path = os.path.join(run.run_dir, "selection", f"{key}.json")
+    if ctx.options.cache and os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    f = ctx.features(run, target)
+    (xtr, ytr), (xte, yte) = f["train"], f["test"]
+    xtr, xte = np.asarray(xtr), np.asarray(xte)
+    probe = linear_probe(xtr, ytr, xte, yte, seed=seed, device="cpu", grid=grid)
+    head, tau = head if head is not None else source_head(run)
+    scores = all_scores(xtr, ytr, source_probs=source_probabilities(head, tau, xtr))
+    out = {
+        "probe_acc": float(probe.top1),
+        "probe_mean_class_acc": float(probe.mean_per_class),
+        "probe_l2": float(probe.l2),
+        "num_test": int(probe.num_test),
+        "scores": {k: float(v) for k, v in scores.items()},
+    }
+    _write_json(path, out)
+    return out
+
+
+def zoo_measurements(
+    ctx: Any, settings: Mapping[str, Any], seed: int, members: Optional[Sequence[str]] = None
+) -> Dict[str, Dict[str, Any]]:
+    """``{member: {"source": final metrics of the run, "targets": {target: measure_pair}}}``
+    for the zoo (or ``members`` of it) trained with ``seed``."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for m in members or list(settings["zoo"]):
+        run = ctx.train(member_config(settings, m, seed))
+        head: Any = None
+        per_target = {}
+        for t, target in settings["targets"].items():
+            key = digest([MEASURE_VERSION, dict(target), settings["grid"], seed])
+            cached = os.path.isfile(os.path.join(run.run_dir, "selection", f"{key}.json"))
+            if head is None and not (ctx.options.cache and cached):
+                head = source_head(run)
+            per_target[t] = measure_pair(ctx, run, target, settings["grid"], seed, head)
+        out[m] = {"source": dict(run.final), "targets": per_target}
+    return out
+
+
+def rank_targets(zoo: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """Per target, every score's agreement (weighted τ, Pearson, Spearman) with the probe
+    accuracy over the zoo, with the source-accuracy baseline; and the mean over targets."""
+    members = list(zoo)
+    src = [zoo[m]["source"]["test_acc"] for m in members]
+    targets = list(next(iter(zoo.values()))["targets"])
+    per_target: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for t in targets:
+        cells = [zoo[m]["targets"][t] for m in members]
+        acc = [c["probe_acc"] for c in cells]
+        sc = {k: [c["scores"][k] for c in cells] for k in SCORES if k != "ncti"}
+        comps = [
+            NCTIComponents(c["scores"]["ncti_seli"], c["scores"]["ncti_ncc"],
+                           c["scores"]["ncti_vc"], math.nan)
+            for c in cells
+        ]  # fmt: skip
+        sc["ncti"] = ncti(comps).tolist()
+        rep = rank_report(members, sc, acc, source_accuracies=src)
+        per_target[t] = {
+            a.score: {"weighted_tau": a.weighted_tau, "pearson": a.pearson,
+                      "spearman": a.spearman}
+            for a in rep.agreement
+        }  # fmt: skip
+    mean = {
+        s: {
+            k: float(np.nanmean([per_target[t][s][k] for t in targets]))
+            for k in ("weighted_tau", "pearson", "spearman")
+        }
+        for s in (*SCORES, BASELINE)
+    }
+    return {"targets": per_target, "mean": mean}
+
+
+def _cell(results: Sequence[Mapping[str, Any]], score: str, key: str, target=None) -> List[float]:
+    if target is None:
+        return [r["ranking"]["mean"][score][key] for r in results]
+    return [r["ranking"]["targets"][target][score][key] for r in results]
+
+
+def _nan0(v: Sequence[float]) -> Tuple[float, ...]:
+    return tuple(0.0 if (x is None or not math.isfinite(x)) else float(x) for x in v)
+
+
+# ------------------------------------------------------------------ the benchmark
+@register
+class SelectionBenchmark(Experiment):
+    """Model-selection benchmark on an offline zoo (see the module docstring for the zoo, the
+    targets and the scores).
+
+    Protocol: one seed trains the 14 backbones of the zoo on MNIST-1D digits 0–4, extracts their
+    features on 5 target tasks, probes each target linearly (the ground truth) and computes every
+    transferability score on the target's training features. Per target, each score's weighted
+    Kendall τ with the probe accuracy over the zoo; then the mean over targets. The table has one
+    row per score (mean ± std over seeds of the mean over targets, with the mean τ per target),
+    beside the published means where they exist, always with the baseline of ranking by source
+    accuracy.
+
+    Effects, fixed before any run:
+
+    - *best score − baseline*: the score with the highest mean τ over seeds (chosen after seeing
+      the results, so this effect is biased upward; it is named in the effect), its per-seed
+      mean τ minus the source-accuracy baseline's. ``min_effect = 0.1``: the gap between LogME
+      and LEEP in the published benchmark (0.509 vs 0.413) is the smallest difference treated
+      there as meaningful.
+    - *LogME τ* and *H-score τ*: mean weighted τ over targets, positive when the score ranks the
+      backbones better than chance (``min_effect = 0``: the claim is only that they rank).
+    """
+
+    name = "selection-benchmark"
+    paper = "benchmark"
+    claim = (
+        "transferability scores computed on target features rank a zoo of backbones by their "
+        "linear-probe accuracy (weighted Kendall τ > 0), better than their source accuracy"
+    )
+    paper_result = (
+        "11 ImageNet models × 11 targets, mean weighted τ: SFDA 0.710, NLEEP 0.611, "
+        "LogME 0.509, LEEP 0.413; ranking by ImageNet accuracy alone ~0.74 on natural targets"
+    )
+
+    def settings(self, options: RunOptions) -> Dict[str, Any]:
+        return zoo_settings(options)
+
+    def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
+        zoo = zoo_measurements(ctx, settings, seed)
+        return {
+            "members": list(zoo),
+            "source_acc": [zoo[m]["source"]["test_acc"] for m in zoo],
+            "probe_acc": {
+                t: [zoo[m]["targets"][t]["probe_acc"] for m in zoo] for t in settings["targets"]
+            },
+            "ranking": rank_targets(zoo),
+        }
+
+    def summarise(
+        self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+    ) -> Outcome:
+        targets = list(results[0]["ranking"]["targets"])
+        cols = ["score", "weighted τ", "Pearson", "Spearman", *[f"τ {t}" for t in targets],
+                "published τ"]  # fmt: skip
+        rows = []
+        for s in (*SCORES, BASELINE):
+            rows.append([
+                LABELS[s],
+                mean_std(_cell(results, s, "weighted_tau")),
+                mean_std(_cell(results, s, "pearson")),
+                mean_std(_cell(results, s, "spearman")),
+                *[f"{np.nanmean(_cell(results, s, 'weighted_tau', t)):.2f}" for t in targets],
+                PUBLISHED.get(s, "—"),
+            ])  # fmt: skip
+        means = {s: float(np.nanmean(_cell(results, s, "weighted_tau"))) for s in SCORES}
+        best = max(means, key=lambda s: means[s])
+        base = _nan0(_cell(results, BASELINE, "weighted_tau"))
+        gap = tuple(b - a for a, b in zip(base, _nan0(_cell(results, best, "weighted_tau"))))
+        effects = [
+            Effect(f"best score ({LABELS[best]}) − source accuracy, weighted τ", gap,
+                   min_effect=0.1),
+            Effect("LogME weighted τ", _nan0(_cell(results, "logme", "weighted_tau"))),
+            Effect("H-score weighted τ", _nan0(_cell(results, "hscore", "weighted_tau"))),
+        ]  # fmt: skip
+        spread = [float(np.mean([np.ptp(r["probe_acc"][t]) for r in results])) for t in targets]
+        notes = [
+            f"{len(results[0]['members'])} backbones × {len(targets)} targets per seed; "
+            "probe-accuracy spread over the zoo per target (max − min, mean over seeds): "
+            + ", ".join(f"{t} {v:.3f}" for t, v in zip(targets, spread)),
+            "mean source test accuracy over the zoo: "
+            + mean_std([float(np.mean(r["source_acc"])) for r in results]),
+            "scores ranked by descending mean τ: "
+            + ", ".join(f"{LABELS[s]} {means[s]:+.2f}" for s in sorted(means, key=means.get,
+                                                                     reverse=True)),
+        ]  # fmt: skip
+        if settings.get("grid"):
+            notes.append(f"probe λ grid: {len(settings['grid'])} values (one per decade of "
+                         "[1e-6, 1e6]; the default has 97)")  # fmt: skip
+        return Outcome(effects, Table(cols, rows), notes)
+
+    def plot(self, settings, results, fig) -> bool:
+        ax = fig.add_subplot(1, 1, 1)
+        names = [*SCORES, BASELINE]
+        m = [float(np.nanmean(_cell(results, s, "weighted_tau"))) for s in names]
+        sd = [float(np.nanstd(_cell(results, s, "weighted_tau"), ddof=1)) if len(results) > 1
+              else 0.0 for s in names]  # fmt: skip
+        colours = ["tab:blue"] * len(SCORES) + ["tab:grey"]
+        ax.bar(range(len(names)), m, yerr=sd, color=colours, capsize=3)
+        ax.axhline(m[-1], color="tab:grey", ls="--", lw=1)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([LABELS[s].split(" (")[0] for s in names], rotation=30, ha="right",
+                           fontsize=8)  # fmt: skip
+        ax.set_ylabel("weighted Kendall τ (mean over targets)")
+        ax.set_title("Ranking a zoo of backbones by their linear-probe accuracy")
+        return True
+
+
+# ------------------------------------------------------------------ Seddik & Tamaazousti
+@register
+class CMRanksModels(Experiment):
+    """Seddik & Tamaazousti: choose a source model by the accuracy of the centred-class-means
+    classifier ``argmax_k m̄_kᵀ f`` built from each candidate's features of the target data, with
+    no training. Protocol: the zoo of the model-selection benchmark (shared runs and
+    measurements); per target, the weighted Kendall τ of CM accuracy (on the target's training
+    features) with the linear-probe accuracy over the zoo; mean over targets. The effect is that
+    mean τ (``min_effect = 0``: the claim is that it ranks, not how well); its gap to the
+    source-accuracy baseline is reported, not decided on (the paper makes no claim against it).
+    """
+
+    name = "001-cm-ranks-models"
+    paper = "001"
+    claim = (
+        "the centred-means classifier's accuracy on a target ranks candidate source models "
+        "without training them"
+    )
+    paper_result = (
+        "qualitative (Fig. 3 and its discussion: comparing the candidates' CM accuracies "
+        "selects the source model)"
+    )
+
+    def settings(self, options: RunOptions) -> Dict[str, Any]:
+        return zoo_settings(options)
+
+    def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
+        zoo = zoo_measurements(ctx, settings, seed)
+        ranking = rank_targets(zoo)
+        cm = {t: [zoo[m]["targets"][t]["scores"]["cm_accuracy"] for m in zoo]
+              for t in settings["targets"]}  # fmt: skip
+        probe = {t: [zoo[m]["targets"][t]["probe_acc"] for m in zoo] for t in settings["targets"]}
+        return {"members": list(zoo), "cm_accuracy": cm, "probe_acc": probe, "ranking": ranking}
+
+    def summarise(
+        self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+    ) -> Outcome:
+        targets = list(results[0]["ranking"]["targets"])
+        cols = ["ranking by", "weighted τ (mean)", *[f"τ {t}" for t in targets], "Spearman"]
+        rows = []
+        for s in ("cm_accuracy", BASELINE):
+            rows.append([
+                LABELS[s], mean_std(_cell(results, s, "weighted_tau")),
+                *[mean_std(_cell(results, s, "weighted_tau", t), digits=2) for t in targets],
+                mean_std(_cell(results, s, "spearman")),
+            ])  # fmt: skip
+        cm = _nan0(_cell(results, "cm_accuracy", "weighted_tau"))
+        base = _nan0(_cell(results, BASELINE, "weighted_tau"))
+        gap = [a - b for a, b in zip(cm, base)]
+        rows.append(["CM − baseline", mean_std(gap), *["" for _ in targets], ""])
+        agree = [
+            float(np.mean([np.corrcoef(r["cm_accuracy"][t], r["probe_acc"][t])[0, 1]
+                           for t in targets]))
+            for r in results
+        ]  # fmt: skip
+        notes = [
+            f"CM accuracy minus the source-accuracy baseline (weighted τ): {mean_std(gap)} "
+            "(reported, not part of the verdict)",
+            f"Pearson of CM accuracy with probe accuracy, mean over targets: {mean_std(agree)}",
+        ]
+        return Outcome([Effect("CM accuracy weighted τ (mean over targets)", cm)],
+                       Table(cols, rows), notes)  # fmt: skip
+
+    def plot(self, settings, results, fig) -> bool:
+        targets = list(results[0]["cm_accuracy"])
+        for i, t in enumerate(targets):
+            ax = fig.add_subplot(1, len(targets), i + 1)
+            for j, r in enumerate(results):
+                ax.scatter(r["cm_accuracy"][t], r["probe_acc"][t], s=10, label=f"seed {j}")
+            ax.set_title(t, fontsize=9)
+            ax.set_xlabel("CM accuracy", fontsize=8)
+            if i == 0:
+                ax.set_ylabel("probe accuracy", fontsize=8)
+            ax.tick_params(labelsize=7)
+        return True
