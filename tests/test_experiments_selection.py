@@ -76,6 +76,15 @@ def test_rank_targets_matches_scipy_weightedtau():
         )
     mean = np.mean([r["targets"][t]["gbc"]["pearson"] for t in ("a", "b")])
     assert r["mean"]["gbc"]["pearson"] == pytest.approx(mean)
+    # an undefined score (a diverged backbone) leaves that member out of that score's ranking
+    zoo["m0"]["targets"]["a"]["scores"]["gbc"] = float("nan")
+    r = rank_targets(zoo)
+    acc = [zoo[m]["targets"]["a"]["probe_acc"] for m in members[1:]]
+    gbc = [zoo[m]["targets"]["a"]["scores"]["gbc"] for m in members[1:]]
+    assert r["targets"]["a"]["gbc"]["weighted_tau"] == pytest.approx(
+        stats.weightedtau(gbc, acc).statistic
+    )
+    assert np.isfinite(r["targets"]["a"]["hscore"]["weighted_tau"])
 
 
 def _results(informative, seeds=3):

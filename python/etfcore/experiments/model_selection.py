@@ -113,7 +113,7 @@ def zoo_settings(options: RunOptions) -> Dict[str, Any]:
     mn = f"mnist1d:n={n}"
     source = {
         "dataset": mn, "classes": SOURCE_CLASSES, "backbone": "mlp", "feature_dim": 32,
-        "epochs": 30 if quick else 100, "lr": 0.05, "batch_size": 64, "track_every": 1,
+        "epochs": 30 if quick else 100, "lr": 0.02, "batch_size": 64, "track_every": 1,
     }  # fmt: skip
     targets = {
         "other-classes": {"dataset": mn, "classes": OTHER_CLASSES},
@@ -166,6 +166,38 @@ def _write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def scores_of(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> Dict[str, float]:
+    """:func:`etfcore.transfer.all_scores`; when one score is undefined (degenerate features,
+    e.g. a backbone whose training diverged), every score computed on its own, the undefined
+    ones as NaN (left out of the ranking of that score)."""
+    from .. import transfer as tr
+    from ..errors import EtfcoreError
+
+    try:
+        return all_scores(x, y, source_probs=probs)
+    except EtfcoreError:
+        pass
+    out: Dict[str, float] = {}
+    one = {
+        "hscore": lambda: tr.hscore(x, y),
+        "regularized_hscore": lambda: tr.regularized_hscore(x, y),
+        "logme": lambda: tr.logme(x, y), "gbc": lambda: tr.gbc(x, y), "vci": lambda: tr.vci(x, y),
+        "probe_mse": lambda: tr.probe_mse(x, y), "cm_accuracy": lambda: tr.cm_accuracy(x, y),
+        "leep": lambda: tr.leep(probs, y), "nce": lambda: tr.nce(probs, y),
+    }  # fmt: skip
+    for k, f in one.items():
+        try:
+            out[k] = float(f())
+        except EtfcoreError:
+            out[k] = math.nan
+    try:
+        c = tr.ncti_components(x, y)
+        out.update(ncti_seli=c.seli, ncti_ncc=c.ncc, ncti_vc=c.vc)
+    except EtfcoreError:
+        out.update(ncti_seli=math.nan, ncti_ncc=math.nan, ncti_vc=math.nan)
+    return out
+
+
 def measure_pair(
     ctx: Any,
     run: Any,
@@ -186,7 +218,7 @@ def measure_pair(
     xtr, xte = np.asarray(xtr), np.asarray(xte)
     probe = linear_probe(xtr, ytr, xte, yte, seed=seed, device="cpu", grid=grid)
     head, tau = head if head is not None else source_head(run)
-    scores = all_scores(xtr, ytr, source_probs=source_probabilities(head, tau, xtr))
+    scores = scores_of(xtr, ytr, source_probabilities(head, tau, xtr))
     out = {
         "probe_acc": float(probe.top1),
         "probe_mean_class_acc": float(probe.mean_per_class),
@@ -218,36 +250,69 @@ def zoo_measurements(
     return out
 
 
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(v)
+
+
 def rank_targets(zoo: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     """Per target, every score's agreement (weighted τ, Pearson, Spearman) with the probe
-    accuracy over the zoo, with the source-accuracy baseline; and the mean over targets."""
+    accuracy over the zoo, with the source-accuracy baseline; and the mean over targets. A
+    member whose score is undefined (NaN) is left out of that score's ranking (an agreement
+    over fewer than 3 members is NaN)."""
     members = list(zoo)
     src = [zoo[m]["source"]["test_acc"] for m in members]
     targets = list(next(iter(zoo.values()))["targets"])
+    nan = {"weighted_tau": math.nan, "pearson": math.nan, "spearman": math.nan}
     per_target: Dict[str, Dict[str, Dict[str, float]]] = {}
     for t in targets:
         cells = [zoo[m]["targets"][t] for m in members]
-        acc = [c["probe_acc"] for c in cells]
+        acc = np.asarray([c["probe_acc"] for c in cells], dtype=np.float64)
         sc = {k: [c["scores"][k] for c in cells] for k in SCORES if k != "ncti"}
+        keep = [
+            i
+            for i, c in enumerate(cells)
+            if all(_finite(c["scores"][f"ncti_{x}"]) for x in ("seli", "ncc", "vc"))
+        ]
         comps = [
-            NCTIComponents(c["scores"]["ncti_seli"], c["scores"]["ncti_ncc"],
-                           c["scores"]["ncti_vc"], math.nan)
-            for c in cells
-        ]  # fmt: skip
-        sc["ncti"] = ncti(comps).tolist()
-        rep = rank_report(members, sc, acc, source_accuracies=src)
-        per_target[t] = {
-            a.score: {"weighted_tau": a.weighted_tau, "pearson": a.pearson,
-                      "spearman": a.spearman}
-            for a in rep.agreement
-        }  # fmt: skip
+            NCTIComponents(
+                cells[i]["scores"]["ncti_seli"],
+                cells[i]["scores"]["ncti_ncc"],
+                cells[i]["scores"]["ncti_vc"],
+                math.nan,
+            )
+            for i in keep
+        ]
+        sc["ncti"] = [math.nan] * len(cells)
+        if len(keep) >= 2:
+            for i, v in zip(keep, ncti(comps).tolist()):
+                sc["ncti"][i] = v
+        sc[BASELINE] = src
+        per_target[t] = {}
+        for k, v in sc.items():
+            ok = [i for i, x in enumerate(v) if _finite(x)]
+            if len(ok) < 3:
+                per_target[t][k] = dict(nan)
+                continue
+            vals = {k: [v[i] for i in ok]} if k != BASELINE else {}
+            rep = rank_report(
+                [members[i] for i in ok],
+                vals,
+                acc[ok],
+                source_accuracies=[v[i] for i in ok] if k == BASELINE else None,
+            )
+            (a,) = rep.agreement
+            per_target[t][k] = {
+                "weighted_tau": a.weighted_tau,
+                "pearson": a.pearson,
+                "spearman": a.spearman,
+            }
     mean = {
         s: {
             k: float(np.nanmean([per_target[t][s][k] for t in targets]))
             for k in ("weighted_tau", "pearson", "spearman")
         }
         for s in (*SCORES, BASELINE)
-    }
+    }  # fmt: skip
     return {"targets": per_target, "mean": mean}
 
 
