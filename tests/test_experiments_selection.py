@@ -34,6 +34,11 @@ def test_settings_build_valid_configs_quick_and_full():
             for t in s["targets"].values():
                 assert target_config(cfg, t).feature_dim == cfg.feature_dim
     assert zoo_settings(RunOptions(quick=False))["grid"] is None  # the default 97-λ grid
+    full = REGISTRY["selection-benchmark"].settings(RunOptions(quick=False))
+    cfg = TrainConfig.from_dict(member_config(full, "etf-dr", 0))
+    for t in full["finetune"]["targets"]:
+        tc = target_config(cfg, {**full["targets"][t], "epochs": full["finetune"]["epochs"]})
+        assert tc.epochs == 30 and tc.backbone == "mlp"
 
 
 def _fake_zoo(rng, members=6, targets=("a", "b"), informative="logme"):
@@ -125,6 +130,7 @@ def test_pipeline_on_a_tiny_zoo(tmp_path):
     s["targets"] = {k: s["targets"][k] for k in ("other-classes", "hier-fine")}
     s["targets"]["other-classes"] = {"dataset": "mnist1d:n=600", "classes": [5, 6, 7, 8, 9]}
     s["grid"] = [1e-3, 1e-1]
+    s["finetune"] = {"targets": ["other-classes"], "epochs": 1}
     ctx = Context(RunOptions(quick=True, accelerator="cpu", out_dir=str(tmp_path)))
     exp = REGISTRY["selection-benchmark"]
     r = exp.run_seed(ctx, s, 0)
@@ -134,5 +140,8 @@ def test_pipeline_on_a_tiny_zoo(tmp_path):
     # second experiment on the same zoo: measurements come from the cache, same values
     r2 = REGISTRY["001-cm-ranks-models"].run_seed(ctx, s, 0)
     assert r2["probe_acc"] == r["probe_acc"]
+    assert len(r["finetune_acc"]["other-classes"]) == 3
+    assert set(r["ranking_finetune"]["targets"]) == {"other-classes"}
     o = exp.summarise(s, [r])
     assert o.table.rows and o.effects
+    assert "τ vs fine-tune, other-classes" in o.table.columns

@@ -250,6 +250,22 @@ def zoo_measurements(
     return out
 
 
+def finetune_accuracies(
+    ctx: Any, settings: Mapping[str, Any], seed: int, target: str, epochs: int
+) -> List[float]:
+    """Test accuracy of every zoo member fine-tuned (whole network, new learnable linear head,
+    the source recipe's learning rate, ``epochs`` epochs) on ``target``: the second ground
+    truth."""
+    out = []
+    for m in settings["zoo"]:
+        run = ctx.train(member_config(settings, m, seed))
+        cfg = {**settings["targets"][target], "epochs": epochs, "track_every": epochs,
+               "lr": settings["source"]["lr"], "batch_size": settings["source"]["batch_size"],
+               "seed": seed}  # fmt: skip
+        out.append(float(ctx.finetune(run, cfg, head="linear")["test_acc"]))
+    return out
+
+
 def _finite(v: Any) -> bool:
     return v is not None and math.isfinite(v)
 
@@ -363,11 +379,17 @@ class SelectionBenchmark(Experiment):
     )
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
-        return zoo_settings(options)
+        s = zoo_settings(options)
+        s["finetune"] = (
+            {"targets": ["other-classes"], "epochs": 10}
+            if options.quick
+            else {"targets": list(s["targets"]), "epochs": 30}
+        )
+        return s
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
         zoo = zoo_measurements(ctx, settings, seed)
-        return {
+        out = {
             "members": list(zoo),
             "source_acc": [zoo[m]["source"]["test_acc"] for m in zoo],
             "probe_acc": {
@@ -375,13 +397,31 @@ class SelectionBenchmark(Experiment):
             },
             "ranking": rank_targets(zoo),
         }
+        ft = settings.get("finetune")
+        if ft and ft["targets"]:
+            acc = {t: finetune_accuracies(ctx, settings, seed, t, ft["epochs"])
+                   for t in ft["targets"]}  # fmt: skip
+            ftzoo = {
+                m: {"source": zoo[m]["source"],
+                    "targets": {t: {**zoo[m]["targets"][t], "probe_acc": acc[t][i]}
+                                for t in acc}}
+                for i, m in enumerate(zoo)
+            }  # fmt: skip
+            out["finetune_acc"] = acc
+            out["ranking_finetune"] = rank_targets(ftzoo)
+        return out
 
     def summarise(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
     ) -> Outcome:
         targets = list(results[0]["ranking"]["targets"])
+        ft = [
+            t
+            for t in results[0].get("finetune_acc", {})
+            if all("finetune_acc" in r for r in results)
+        ]
         cols = ["score", "weighted τ", "Pearson", "Spearman", *[f"τ {t}" for t in targets],
-                "published τ"]  # fmt: skip
+                *[f"τ vs fine-tune, {t}" for t in ft], "published τ"]  # fmt: skip
         rows = []
         for s in (*SCORES, BASELINE):
             rows.append([
@@ -390,6 +430,8 @@ class SelectionBenchmark(Experiment):
                 mean_std(_cell(results, s, "pearson")),
                 mean_std(_cell(results, s, "spearman")),
                 *[f"{np.nanmean(_cell(results, s, 'weighted_tau', t)):.2f}" for t in targets],
+                *[mean_std([r["ranking_finetune"]["targets"][t][s]["weighted_tau"]
+                            for r in results], digits=2) for t in ft],
                 PUBLISHED.get(s, "—"),
             ])  # fmt: skip
         means = {s: float(np.nanmean(_cell(results, s, "weighted_tau"))) for s in SCORES}
@@ -413,6 +455,16 @@ class SelectionBenchmark(Experiment):
             + ", ".join(f"{LABELS[s]} {means[s]:+.2f}" for s in sorted(means, key=means.get,
                                                                      reverse=True)),
         ]  # fmt: skip
+        from ..transfer import spearman
+
+        for t in ft:
+            rho = [spearman(r["probe_acc"][t], r["finetune_acc"][t]) for r in results]
+            acc = [float(np.mean(r["finetune_acc"][t])) for r in results]
+            notes.append(
+                f"fine-tune ground truth on {t} ({settings['finetune']['epochs']} epochs, whole "
+                f"network, new linear head): mean accuracy {mean_std(acc)}; Spearman with the "
+                f"probe accuracy over the zoo {mean_std(rho, digits=2)}"
+            )
         if settings.get("grid"):
             notes.append(f"probe λ grid: {len(settings['grid'])} values (one per decade of "
                          "[1e-6, 1e6]; the default has 97)")  # fmt: skip
