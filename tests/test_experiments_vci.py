@@ -28,6 +28,7 @@ def test_run_point_mlog_and_fuzziness():
     logit = lambda q: math.log(q / (1 - q))  # noqa: E731
     assert p["mlog"] == pytest.approx((logit(0.9) + logit(0.995)) / 2 - logit(0.8))
     assert p["fuzziness"] == pytest.approx(1.0) and p["nc1"] == pytest.approx(0.2)
+    assert p["cosine"] == pytest.approx(0.6)  # similarity = 1 − d_within
     assert clipped_accuracy(0.0, 10) == 0.05
 
 
@@ -38,9 +39,11 @@ def test_paper_pearsons_recomputed_from_appendix_c():
     mlog_b = [0.0440, -0.0063, -0.0507, -0.1539, -0.2375]
     vci_b = [0.7216, 0.719, 0.7099, 0.6936, 0.6652]
     fuzz_b = [13.15, 14.31, 14.51, 15.22, 13.92]
+    cos_a = [0.4634, 0.4856, 0.512, 0.5371, 0.5589, 0.5767]
     assert np.corrcoef(vci_a, mlog_a)[0, 1] == pytest.approx(0.99, abs=0.006)
     assert np.corrcoef(vci_b, mlog_b)[0, 1] == pytest.approx(0.98, abs=0.006)
     assert np.corrcoef(fuzz_b, mlog_b)[0, 1] == pytest.approx(-0.41, abs=0.006)
+    assert np.corrcoef(cos_a, mlog_a)[0, 1] == pytest.approx(-0.99, abs=0.006)
 
 
 _MLOG = {"linear-ce-t0.1": 0.27, "linear-ce-t0.3": 0.21, "linear-ce-t0.6": 0.12,

@@ -8,8 +8,11 @@ population covariances ``Σ_W``, ``Σ_B``, ``Σ_T = Σ_W + Σ_B`` (weighted by c
   collapse);
 - fuzziness ``Tr[Σ_W Σ_B^†]`` (the paper's; etfcore's NC1 is the same divided by ``K``);
 - squared distance ``Tr Σ_W / Tr Σ_B`` (Hui et al.);
-- cosine: Kornblith et al.'s mean within-class cosine distance
-  ``d_within = mean_k [1 − mean_{i,j in k} cos(h_i, h_j)]``.
+- cosine similarity: Kornblith et al.'s mean within-class cosine similarity
+  ``1 − d_within = mean_k mean_{i,j in k} cos(h_i, h_j)`` (grows with collapse). Xu & Liu's
+  text names the distance ``d_within``, but their App. C values (0.46 at τ = 0.1 rising to 0.58
+  at τ = 1, where every other metric says collapse grows) are the similarity; we report the
+  similarity so that their column compares.
 
 Transfer is measured by the mean log-odds gain ``MLOG = mean_t logit(acc_t) − logit(acc_source)``
 (:func:`etfcore.transfer.mlog`) over the linear-probe accuracies of the model-selection
@@ -37,7 +40,7 @@ METRICS = {
     "nc1": ("NC1 = fuzziness / K", "train_nc1"),
     "fuzziness": ("fuzziness Tr Σ_W Σ_B^†", "train_nc1"),
     "squared_distance": ("squared distance", "train_squared_distance"),
-    "cosine": ("cosine (within-class distance)", "train_cosine_within"),
+    "cosine": ("cosine similarity 1 − d_within", "train_cosine_within"),
 }
 #: Pearson with MLOG recomputed from Xu & Liu's App. C, Table 2 (family τ, family λ).
 PAPER_PEARSON = {
@@ -65,6 +68,7 @@ def run_point(entry: Mapping[str, Any], num_classes: int) -> Dict[str, float]:
     accs = [clipped_accuracy(t["probe_acc"], t["num_test"]) for t in entry["targets"].values()]
     out = {k: float(src[key]) for k, (_, key) in METRICS.items()}
     out["fuzziness"] *= num_classes
+    out["cosine"] = 1.0 - out["cosine"]  # the similarity (see the module docstring)
     out["source_acc"] = float(src["test_acc"])
     out["mlog"] = mlog(accs, clipped_accuracy(src["test_acc"], 10**6))
     return out
@@ -94,6 +98,7 @@ class VCITracksTransfer(Experiment):
     """
 
     name = "003-vci-mlog"
+    version = 2  # 2: the cosine metric is the similarity 1 − d_within
     paper = "003"
     claim = (
         "of the collapse metrics only VCI correlates (positively) with transfer (MLOG) in both "
