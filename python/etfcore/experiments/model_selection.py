@@ -368,6 +368,7 @@ class SelectionBenchmark(Experiment):
     """
 
     name = "selection-benchmark"
+    version = 2  # 2: records the targets' test-set sizes
     paper = "benchmark"
     claim = (
         "transferability scores computed on target features rank a zoo of backbones by their "
@@ -395,8 +396,10 @@ class SelectionBenchmark(Experiment):
             "probe_acc": {
                 t: [zoo[m]["targets"][t]["probe_acc"] for m in zoo] for t in settings["targets"]
             },
+            "num_test": {t: next(iter(zoo.values()))["targets"][t]["num_test"]
+                         for t in settings["targets"]},
             "ranking": rank_targets(zoo),
-        }
+        }  # fmt: skip
         ft = settings.get("finetune")
         if ft and ft["targets"]:
             acc = {t: finetune_accuracies(ctx, settings, seed, t, ft["epochs"])
@@ -444,11 +447,22 @@ class SelectionBenchmark(Experiment):
             Effect("LogME weighted τ", _nan0(_cell(results, "logme", "weighted_tau"))),
             Effect("H-score weighted τ", _nan0(_cell(results, "hscore", "weighted_tau"))),
         ]  # fmt: skip
-        spread = [float(np.mean([np.ptp(r["probe_acc"][t]) for r in results])) for t in targets]
+        spread = [float(np.mean([np.std(r["probe_acc"][t], ddof=1) for r in results]))
+                  for t in targets]  # fmt: skip
+        noise = []
+        for t in targets:
+            if all("num_test" in r for r in results):
+                p = float(np.mean([np.mean(r["probe_acc"][t]) for r in results]))
+                noise.append(
+                    f" (binomial SE {math.sqrt(p * (1 - p) / results[0]['num_test'][t]):.3f})"
+                )
+            else:
+                noise.append("")
         notes = [
             f"{len(results[0]['members'])} backbones × {len(targets)} targets per seed; "
-            "probe-accuracy spread over the zoo per target (max − min, mean over seeds): "
-            + ", ".join(f"{t} {v:.3f}" for t, v in zip(targets, spread)),
+            "std of the probe accuracy over the zoo per target (mean over seeds), beside the "
+            "test-set sampling error of one accuracy: "
+            + ", ".join(f"{t} {v:.3f}{n}" for t, v, n in zip(targets, spread, noise)),
             "mean source test accuracy over the zoo: "
             + mean_std([float(np.mean(r["source_acc"])) for r in results]),
             "scores ranked by descending mean τ: "
