@@ -140,6 +140,15 @@ def test_pipeline_on_a_tiny_zoo(tmp_path):
     # second experiment on the same zoo: measurements come from the cache, same values
     r2 = REGISTRY["001-cm-ranks-models"].run_seed(ctx, s, 0)
     assert r2["probe_acc"] == r["probe_acc"]
+    # the ablation: the centred-means classifier on centred features, checked with numpy
+    run = ctx.train(member_config(s, "etf-ce", 0))
+    x, y = ctx.features(run, s["targets"]["hier-fine"], splits=("train",))["train"]
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
+    means = np.stack([xc[y == k].mean(0) for k in np.unique(y)])
+    w = means - means.mean(0)
+    acc = float(np.mean(np.unique(y)[(xc @ w.T).argmax(1)] == y))
+    assert r2["cm_centred"]["hier-fine"][1] == pytest.approx(acc)
+    assert set(r2["ranking_centred"]) == set(s["targets"])
     assert len(r["finetune_acc"]["other-classes"]) == 3
     assert set(r["ranking_finetune"]["targets"]) == {"other-classes"}
     o = exp.summarise(s, [r])

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from etfcore.experiments import REGISTRY, RunOptions, Verdict
-from etfcore.experiments.vci import FAMILY_A, FAMILY_B, clipped_accuracy, curves, run_point
+from etfcore.experiments.vci import (
+    FAMILY_A,
+    FAMILY_B,
+    FAMILY_B_MEAN,
+    clipped_accuracy,
+    curves,
+    run_point,
+)
 
 pytest.importorskip("torch")
 pytest.importorskip("lightning")
@@ -121,7 +128,7 @@ def test_vci_pipeline_on_tiny_settings(tmp_path):
     s["grid"] = [1e-2]
     ctx = Context(RunOptions(quick=True, accelerator="cpu", out_dir=str(tmp_path)))
     r = exp.run_seed(ctx, s, 0)
-    assert set(r["points"]) == {m for m, _ in FAMILY_A + FAMILY_B}
+    assert set(r["points"]) == {m for m, _ in FAMILY_A + FAMILY_B + FAMILY_B_MEAN}
     p = r["points"]["linear-ce"]
     assert 0 <= p["vci"] <= 1 and math.isfinite(p["mlog"])
     assert p["fuzziness"] == pytest.approx(5 * p["nc1"])

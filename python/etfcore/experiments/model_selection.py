@@ -51,8 +51,10 @@ import numpy as np
 from ..transfer import (
     NCTIComponents,
     all_scores,
+    cm_accuracy,
     linear_probe,
     ncti,
+    pearson,
     rank_report,
 )
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
@@ -333,9 +335,14 @@ def rank_targets(zoo: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
 
 
 def _cell(results: Sequence[Mapping[str, Any]], score: str, key: str, target=None) -> List[float]:
-    if target is None:
-        return [r["ranking"]["mean"][score][key] for r in results]
-    return [r["ranking"]["targets"][target][score][key] for r in results]
+    """One agreement value per seed (``None``, a NaN in JSON, back to NaN)."""
+    rank = [r["ranking"]["mean"] if target is None else r["ranking"]["targets"][target]
+            for r in results]  # fmt: skip
+    return [math.nan if x[score][key] is None else float(x[score][key]) for x in rank]
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _nan0(v: Sequence[float]) -> Tuple[float, ...]:
@@ -434,7 +441,7 @@ class SelectionBenchmark(Experiment):
                 mean_std(_cell(results, s, "spearman")),
                 *[f"{np.nanmean(_cell(results, s, 'weighted_tau', t)):.2f}" for t in targets],
                 *[mean_std([r["ranking_finetune"]["targets"][t][s]["weighted_tau"]
-                            for r in results], digits=2) for t in ft],
+                            for r in results], digits=2) for t in ft],  # None: dropped
                 PUBLISHED.get(s, "—"),
             ])  # fmt: skip
         means = {s: float(np.nanmean(_cell(results, s, "weighted_tau"))) for s in SCORES}
@@ -515,6 +522,7 @@ class CMRanksModels(Experiment):
     """
 
     name = "001-cm-ranks-models"
+    version = 2  # 2: the centred-features ablation
     paper = "001"
     claim = (
         "the centred-means classifier's accuracy on a target ranks candidate source models "
@@ -534,7 +542,21 @@ class CMRanksModels(Experiment):
         cm = {t: [zoo[m]["targets"][t]["scores"]["cm_accuracy"] for m in zoo]
               for t in settings["targets"]}  # fmt: skip
         probe = {t: [zoo[m]["targets"][t]["probe_acc"] for m in zoo] for t in settings["targets"]}
-        return {"members": list(zoo), "cm_accuracy": cm, "probe_acc": probe, "ranking": ranking}
+        # ablation: the same classifier on features centred by their training mean (the CM
+        # classifier has no bias, so a far-off global mean pulls every sample to one class)
+        centred = {t: [] for t in settings["targets"]}
+        for m in zoo:
+            run = ctx.train(member_config(settings, m, seed))
+            for t, target in settings["targets"].items():
+                x, y = ctx.features(run, target, splits=("train",))["train"]
+                x = np.asarray(x, dtype=np.float64)
+                centred[t].append(cm_accuracy(x - x.mean(0), y))
+        abl = {}
+        for t in settings["targets"]:
+            (a,) = rank_report(list(zoo), {"cm_accuracy": centred[t]}, probe[t]).agreement
+            abl[t] = {"weighted_tau": a.weighted_tau, "spearman": a.spearman}
+        return {"members": list(zoo), "cm_accuracy": cm, "probe_acc": probe, "ranking": ranking,
+                "cm_centred": centred, "ranking_centred": abl}  # fmt: skip
 
     def summarise(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
@@ -552,11 +574,20 @@ class CMRanksModels(Experiment):
         base = _nan0(_cell(results, BASELINE, "weighted_tau"))
         gap = [a - b for a, b in zip(cm, base)]
         rows.append(["CM − baseline", mean_std(gap), *["" for _ in targets], ""])
+        if all("ranking_centred" in r for r in results):
+
+            def ab(t, k):
+                return [_num(r["ranking_centred"][t][k]) for r in results]
+
+            per_seed = np.nanmean([ab(t, "weighted_tau") for t in targets], axis=0)
+            sp = np.nanmean([ab(t, "spearman") for t in targets], axis=0)
+            rows.append(["CM accuracy, centred features (ablation)", mean_std(per_seed),
+                         *[mean_std(ab(t, "weighted_tau"), digits=2) for t in targets],
+                         mean_std(sp)])  # fmt: skip
         agree = [
-            float(np.mean([np.corrcoef(r["cm_accuracy"][t], r["probe_acc"][t])[0, 1]
-                           for t in targets]))
+            float(np.nanmean([pearson(r["cm_accuracy"][t], r["probe_acc"][t]) for t in targets]))
             for r in results
-        ]  # fmt: skip
+        ]
         notes = [
             f"CM accuracy minus the source-accuracy baseline (weighted τ): {mean_std(gap)} "
             "(reported, not part of the verdict)",
