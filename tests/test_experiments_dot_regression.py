@@ -28,9 +28,14 @@ def _long_tail_results(gain_strong, gain_mid, noise=(0.0, 0.004, -0.004)):
                 base = 0.6 + 0.3 * rho
                 accs = {D.CE: base, D.ETF_CE: base + gain / 2, D.ETF_DR: base + gain + eps}
                 for m, a in accs.items():
-                    main[D._key(m, rho, mixup)] = {"acc": a, "mean_class_acc": a,
-                                                   "minor_acc": a, "major_acc": a}
-        abl = {n: {"ce": 0.9, "dr": 0.9 + gain_mid + eps} for n in s["ablations"]}
+                    main[D._key(m, rho, mixup)] = {
+                        "acc": a,
+                        "mean_class_acc": a,
+                        "minor_acc": a,
+                        "major_acc": a,
+                    }
+        abl = {f"{rho:g}": {n: {"ce": 0.9, "dr": 0.9 + gain_mid + eps} for n in s["ablations"]}
+               for rho in s["ablation_rhos"]}  # fmt: skip
         out.append({"main": main, "ablations": abl})
     return s, out
 
@@ -123,15 +128,15 @@ def test_pipeline_on_tiny_settings(tmp_path):
     tiny = dict(
         data="digits", backbone="mlp", feature_dim=16, epochs=2, batch_size=128,
         rhos=[0.02], collapse_rho=0.02, lr=0.1, weight_decay=2e-4, mixup_alpha=1.0,
-        ablation_rho=0.02, ablations=["unit_frame", "equal_lengths"], alt_data="digits",
+        ablation_rhos=[0.02], ablations=["unit_frame", "equal_lengths"], alt_data="digits",
     )  # fmt: skip
     lt = _exp("002-long-tail-dr")
     r = lt.run_seed(ctx, tiny, 0)
     assert set(r["main"]) == {D._key(m, 0.02, x) for m in D.METHODS for x in (False, True)}
     assert all(0 <= v["acc"] <= 1 for v in r["main"].values())
-    assert set(r["ablations"]) == {"unit_frame", "equal_lengths"}
+    assert set(r["ablations"]["0.02"]) == {"unit_frame", "equal_lengths"}
     # the unit frame changes only the class vectors' lengths; equal lengths train another run
-    assert 0 <= r["ablations"]["unit_frame"]["dr"] <= 1
+    assert 0 <= r["ablations"]["0.02"]["unit_frame"]["dr"] <= 1
     o = lt.summarise(tiny, [r, r])
     assert o.table.rows and o.notes
     nc = _exp("002-imbalanced-collapse")

@@ -54,10 +54,11 @@ PAPER_TABLE1: Dict[Tuple[str, bool], Dict[float, float]] = {
     (ETF_DR, True): {0.005: 71.9, 0.01: 76.5, 0.02: 81.0, 0.1: 87.7, 1.0: 92.0},
 }
 
-#: Ablations at ``ablation_rho`` without mixup: ``name -> (label, changes to learnable + CE,
-#: changes to ETF + DR)``; ``None`` reuses the main run, ``"unit-frame"`` re-evaluates the main
-#: ETF + DR run with unit-length class vectors (the authors' code trains with per-class lengths
-#: but predicts with the unit frame; etfcore's head keeps the lengths in its logits).
+#: Ablations at each of ``ablation_rhos``, without mixup: ``name -> (label, changes to
+#: learnable + CE, changes to ETF + DR)``; ``None`` reuses the main run, ``"unit-frame"``
+#: re-evaluates the main ETF + DR run with unit-length class vectors (the authors' code trains
+#: with per-class lengths but predicts with the unit frame; etfcore's head keeps the lengths in
+#: its logits).
 ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "demo": (
         "the demo's recipe (no BN before L2, equal lengths; CE at lr 0.05)",
@@ -71,6 +72,7 @@ ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
                dict(loss="dot_regression_parity")),
     "lr": ("learning rate 0.05 (both)", dict(lr=0.05), dict(lr=0.05)),
     "epochs": ("3× the epochs (both)", "epochs", "epochs"),
+    "epochs10": ("10× the epochs (both)", "epochs10", "epochs10"),
     "dim": ("feature dimension K − 1 (both)", "dim", "dim"),
     "data": ("other data (both)", "data", "data"),
 }  # fmt: skip
@@ -105,7 +107,15 @@ def train_config(
     s: Mapping[str, Any], method: str, rho: float, mixup: bool, seed: int, **changes: Any
 ) -> Dict[str, Any]:
     """The config of one run: ``method`` at imbalance ``rho``; collapse is tracked every epoch
-    on the runs the collapse experiment reads, at the last epoch only elsewhere."""
+    on the runs the collapse experiment reads, at the last epoch only elsewhere.
+
+    >>> s = base_settings(RunOptions(quick=True))
+    >>> c = train_config(s, ETF_DR, 0.02, True, seed=0)
+    >>> c["etf_lengths"], c["mixup_alpha"], c["track_every"]
+    ('class_counts', 1.0, 1)
+    >>> train_config(s, CE, 0.1, False, seed=0)["track_every"]
+    30
+    """
     d: Dict[str, Any] = dict(
         dataset=s["data"], backbone=s["backbone"], feature_dim=s["feature_dim"],
         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
@@ -149,6 +159,8 @@ def unit_frame_accuracy(run: Any) -> float:
 def _ablation_changes(s: Mapping[str, Any], spec: Any) -> Optional[Dict[str, Any]]:
     if spec == "epochs":
         return dict(epochs=3 * s["epochs"])
+    if spec == "epochs10":
+        return dict(epochs=10 * s["epochs"])
     if spec == "dim":
         return dict(feature_dim=9)  # K - 1 for the 10-class embedded data
     if spec == "data":
@@ -161,6 +173,18 @@ def _gain(results: Sequence[Mapping[str, Any]], rho: float, mixup: bool) -> Tupl
         r["main"][_key(ETF_DR, rho, mixup)]["acc"] - r["main"][_key(CE, rho, mixup)]["acc"]
         for r in results
     )
+
+
+def _ablation_gains(results: Sequence[Mapping[str, Any]], rho: float, names) -> np.ndarray:
+    """``(seeds, ablations)`` ETF+DR − learnable+CE test accuracy of the ablations at ``rho``."""
+    return np.array(
+        [[r["ablations"][f"{rho:g}"][n]["dr"] - r["ablations"][f"{rho:g}"][n]["ce"]
+          for n in names] for r in results]
+    )  # fmt: skip
+
+
+def _ablation_label(s: Mapping[str, Any], name: str) -> str:
+    return f"data {s['alt_data']} (both)" if name == "data" else ABLATIONS[name][0]
 
 
 @register
@@ -178,8 +202,8 @@ class LongTailDotRegression(Experiment):
     (86.9 vs 87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an
     effect; a gain counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of
     the 539), below that only partly; the growth needs only to be positive. Ablation rows
-    (``ρ = 0.1``, no mixup, one change from the main recipe each) show which recipe difference
-    moves the gain; they are not tuned to agree and do not enter the verdict.
+    (``ρ = 0.01`` and ``0.1``, no mixup, one change from the main recipe each) show which
+    recipe difference moves the gain; they are not tuned to agree and do not enter the verdict.
     """
 
     name = "002-long-tail-dr"
@@ -193,12 +217,12 @@ class LongTailDotRegression(Experiment):
         "71.9/76.5/81.0 with mixup; 66.1/71.0/77.1 vs 68.4/73.0/78.4 without; at ρ = 0.1 "
         "86.9 vs 87.4 (no mixup), 87.7 vs 87.7 (mixup)"
     )
-    version = 1
+    version = 2
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         s = base_settings(options)
         s.update(
-            ablation_rho=0.1,
+            ablation_rhos=[0.01, 0.1],
             ablations=list(ABLATIONS),
             alt_data="mnist1d" if options.quick else "digits",
         )
@@ -212,25 +236,27 @@ class LongTailDotRegression(Experiment):
                 for method in METHODS:
                     run = ctx.train(train_config(s, method, rho, mixup, seed))
                     main[_key(method, rho, mixup)] = _scores(run)
-                    if method == ETF_DR and rho == s["ablation_rho"] and not mixup:
-                        main_dr = run
-        rho = s["ablation_rho"]
-        ablations: Dict[str, Dict[str, float]] = {}
-        for name in s["ablations"]:
-            _, ce_spec, dr_spec = ABLATIONS[name]
-            ce, dr = main[_key(CE, rho, False)]["acc"], None
-            ce_changes = _ablation_changes(s, ce_spec)
-            if ce_changes:
-                ce = ctx.train(train_config(s, CE, rho, False, seed, **ce_changes)).final[
-                    "test_acc"
-                ]
-            if dr_spec == "unit-frame":
-                dr = unit_frame_accuracy(main_dr)
-            else:
-                cfg = train_config(s, ETF_DR, rho, False, seed, **_ablation_changes(s, dr_spec))
-                dr = ctx.train(cfg).final["test_acc"]
-            ablations[name] = {"ce": ce, "dr": dr}
+        ablations: Dict[str, Dict[str, Dict[str, float]]] = {}
+        for rho in s["ablation_rhos"]:
+            ablations[f"{rho:g}"] = {
+                name: self._ablation(ctx, s, name, rho, seed, main) for name in s["ablations"]
+            }
         return {"main": main, "ablations": ablations}
+
+    @staticmethod
+    def _ablation(ctx, s, name: str, rho: float, seed: int, main) -> Dict[str, float]:
+        """Test accuracies ``{"ce": …, "dr": …}`` of one ablation at ``rho`` (no mixup)."""
+        _, ce_spec, dr_spec = ABLATIONS[name]
+        ce = main[_key(CE, rho, False)]["acc"]
+        ce_changes = _ablation_changes(s, ce_spec)
+        if ce_changes:
+            ce = ctx.train(train_config(s, CE, rho, False, seed, **ce_changes)).final["test_acc"]
+        if dr_spec == "unit-frame":
+            dr = unit_frame_accuracy(ctx.train(train_config(s, ETF_DR, rho, False, seed)))
+        else:
+            cfg = train_config(s, ETF_DR, rho, False, seed, **_ablation_changes(s, dr_spec))
+            dr = ctx.train(cfg).final["test_acc"]
+        return {"ce": ce, "dr": dr}
 
     def summarise(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
@@ -242,7 +268,10 @@ class LongTailDotRegression(Experiment):
         effects = [
             Effect(
                 f"ETF+DR − learnable+CE, ρ={rho:g}, {'mixup' if mixup else 'no mixup'}",
-                _gain(results, rho, mixup), min_effect=0.01, scale=100, unit=" points",
+                _gain(results, rho, mixup),
+                min_effect=0.01,
+                scale=100,
+                unit=" points",
             )  # fmt: skip
             for mixup in (True, False)
             for rho in strong
@@ -255,8 +284,10 @@ class LongTailDotRegression(Experiment):
             )
             effects.append(
                 Effect(
-                    f"growth of the mixup gain, ρ={rmin:g} minus ρ=0.1", growth,
-                    scale=100, unit=" points",
+                    f"growth of the mixup gain, ρ={rmin:g} minus ρ=0.1",
+                    growth,
+                    scale=100,
+                    unit=" points",
                 )  # fmt: skip
             )
         cols = ["method", "mixup", *[f"ρ={r:g}" for r in rhos]]
@@ -275,38 +306,54 @@ class LongTailDotRegression(Experiment):
                     [f"paper (CIFAR-10): {method}", "yes" if mixup else "no",
                      *[f"{paper[rho]:.1f}" if rho in paper else "—" for rho in rhos]]
                 )  # fmt: skip
-        notes = []
-        arho = s["ablation_rho"]
-        ref = _gain(results, arho, False)
-        for name in s["ablations"]:
-            label = ABLATIONS[name][0]
-            if name == "data":
-                label = f"data {s['alt_data']} (both)"
-            dr = [r["ablations"][name]["dr"] for r in results]
-            gain = [r["ablations"][name]["dr"] - r["ablations"][name]["ce"] for r in results]
-            cells = ["—"] * len(rhos)
-            if arho in rhos:
-                cells[rhos.index(arho)] = (
-                    f"{mean_std(dr, scale=100, digits=1)} (Δ {np.mean(gain) * 100:+.1f} ± "
-                    f"{np.std(gain, ddof=1) * 100 if len(gain) > 1 else 0:.1f})"
-                )
-            rows.append([f"ablation, ETF+DR: {label}", "no", *cells])
-            shift = (np.mean(gain) - np.mean(ref)) * 100
-            notes.append(
-                f"ablation at ρ={arho:g}, no mixup — {label}: ETF+DR − learnable+CE "
-                f"{np.mean(gain) * 100:+.1f} points (main recipe {np.mean(ref) * 100:+.1f}; "
-                f"change {shift:+.1f})"
-            )
+        notes = self._ablation_notes(s, results, rows)
         for mixup in (False, True):
-            g = _gain(results, arho, mixup) if arho in rhos else ()
+            g = _gain(results, 0.1, mixup) if 0.1 in rhos else ()
             if g:
                 notes.append(
-                    f"ρ={arho:g} ({'mixup' if mixup else 'no mixup'}; not an effect, the paper "
+                    f"ρ=0.1 ({'mixup' if mixup else 'no mixup'}; not an effect, the paper "
                     f"shows no gain there): ETF+DR − learnable+CE {np.mean(g) * 100:+.1f} ± "
                     f"{(np.std(g, ddof=1) if len(g) > 1 else 0) * 100:.1f} points"
                 )
+        rmin = min(rhos)
+        for mixup in (False, True):
+            parts = []
+            for method in METHODS:
+                sc = [r["main"][_key(method, rmin, mixup)] for r in results]
+                mi = np.nanmean([np.nan if x["minor_acc"] is None else x["minor_acc"] for x in sc])
+                ma = np.nanmean([np.nan if x["major_acc"] is None else x["major_acc"] for x in sc])
+                parts.append(f"{method} {mi * 100:.1f} / {ma * 100:.1f}")
+            notes.append(
+                f"ρ={rmin:g}, {'mixup' if mixup else 'no mixup'}: minor / major class test "
+                f"accuracy (minor: ≤ 50 training samples) — " + "; ".join(parts)
+            )
         table = Table(cols, rows)
         return Outcome(effects, table, notes)
+
+    @staticmethod
+    def _ablation_notes(s, results, rows: List[List[str]]) -> List[str]:
+        """Adds one table row per ablation (cells at the ablation ρ columns) and returns one
+        note per ablation and ρ: the gain and how far it moved from the main recipe's."""
+        rhos, names, notes = list(s["rhos"]), list(s["ablations"]), []
+        cells = {n: ["—"] * len(rhos) for n in names}
+        for rho in s["ablation_rhos"]:
+            ref = np.mean(_gain(results, rho, False)) * 100
+            gains = _ablation_gains(results, rho, names) * 100
+            for j, name in enumerate(names):
+                label = _ablation_label(s, name)
+                dr = [r["ablations"][f"{rho:g}"][name]["dr"] for r in results]
+                g, sd = gains[:, j].mean(), gains[:, j].std(ddof=1) if len(results) > 1 else 0
+                if rho in rhos:
+                    cells[name][rhos.index(rho)] = (
+                        f"{mean_std(dr, scale=100, digits=1)} (Δ {g:+.1f} ± {sd:.1f})"
+                    )
+                notes.append(
+                    f"ablation at ρ={rho:g}, no mixup — {label}: ETF+DR − learnable+CE "
+                    f"{g:+.1f} ± {sd:.1f} points (main recipe {ref:+.1f}; change {g - ref:+.1f})"
+                )
+        for name in names:
+            rows.append([f"ablation: {_ablation_label(s, name)}", "no", *cells[name]])
+        return notes
 
     def plot(self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]], fig) -> bool:
         rhos = list(settings["rhos"])
@@ -324,15 +371,18 @@ class LongTailDotRegression(Experiment):
             ax.legend(fontsize=7)
         ax = fig.add_subplot(1, 3, 3)
         names = list(settings["ablations"])
-        ref = np.mean(_gain(results, settings["ablation_rho"], False)) * 100
-        gains = np.array(
-            [[r["ablations"][n]["dr"] - r["ablations"][n]["ce"] for n in names] for r in results]
-        ) * 100
-        ax.barh(np.arange(len(names)), gains.mean(0), xerr=gains.std(0), color="tab:green")
-        ax.axvline(ref, color="k", ls="--", lw=1, label="main recipe")
+        y = np.arange(len(names))
+        arhos = list(settings["ablation_rhos"])
+        for j, (rho, color) in enumerate(zip(arhos, ("tab:purple", "tab:green", "tab:orange"))):
+            ref = np.mean(_gain(results, rho, False)) * 100
+            g = _ablation_gains(results, rho, names) * 100
+            off = (j - (len(arhos) - 1) / 2) * 0.8 / len(arhos)
+            ax.barh(y + off, g.mean(0), 0.8 / len(arhos), xerr=g.std(0), color=color,
+                    label=f"ρ={rho:g}")  # fmt: skip
+            ax.axvline(ref, color=color, ls="--", lw=1)
         ax.axvline(0, color="grey", lw=0.5)
-        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
-        ax.set_xlabel(f"ETF+DR − learnable+CE (points), ρ={settings['ablation_rho']:g}")
+        ax.set_yticks(y, names, fontsize=7)
+        ax.set_xlabel("ETF+DR − learnable+CE (points); dashed: main recipe")
         ax.set_title("ablations (no mixup)")
         ax.legend(fontsize=7)
         return True
@@ -393,9 +443,10 @@ class ImbalancedCollapse(Experiment):
         effects = [
             Effect(
                 f"{COLLAPSE_LABELS[stat]}: learnable+CE − ETF+DR (train, final epoch, mixup)",
-                tuple(final(r, CE, True, f"train_{stat}") - final(r, ETF_DR, True,
-                                                                   f"train_{stat}")
-                      for r in results),
+                tuple(
+                    final(r, CE, True, f"train_{stat}") - final(r, ETF_DR, True, f"train_{stat}")
+                    for r in results
+                ),
             )  # fmt: skip
             for stat in COLLAPSE_STATS
         ]
