@@ -95,7 +95,7 @@ def test_collapse_verdicts_on_constructed_curves():
 def test_configs_of_both_forms_are_valid_and_shared():
     from etfcore.training import TrainConfig
 
-    for quick, data in ((True, None), (False, None), (False, "cifar10")):
+    for quick, data in ((True, None), (False, None), (False, "cifar10"), (False, "cifar100")):
         opts = RunOptions(quick=quick, data=data)
         lt = _exp("002-long-tail-dr").settings(opts)
         nc = _exp("002-imbalanced-collapse").settings(opts)
@@ -110,6 +110,8 @@ def test_configs_of_both_forms_are_valid_and_shared():
         cfg = TrainConfig.from_dict(D.train_config(lt, D.ETF_DR, 0.01, False, 0, epochs=3))
         assert cfg.head_batch_norm and cfg.normalize_features and cfg.track_every == 3
         assert cfg.etf_lengths == "class_counts" and cfg.loss == "dot_regression"
+    big = _exp("002-long-tail-dr").settings(RunOptions(data="cifar100"))
+    assert D._ablation_changes(big, "dim") == {"feature_dim": 99}
     assert TrainConfig.from_dict(
         D.train_config(_exp("002-long-tail-dr").settings(RunOptions(data="cifar10")),
                        D.CE, 0.01, True, 0)
@@ -129,6 +131,7 @@ def test_pipeline_on_tiny_settings(tmp_path):
         data="digits", backbone="mlp", feature_dim=16, epochs=2, batch_size=128,
         rhos=[0.02], collapse_rho=0.02, lr=0.1, weight_decay=2e-4, mixup_alpha=1.0,
         ablation_rhos=[0.02], ablations=["unit_frame", "equal_lengths"], alt_data="digits",
+        num_classes=10,
     )  # fmt: skip
     lt = _exp("002-long-tail-dr")
     r = lt.run_seed(ctx, tiny, 0)
