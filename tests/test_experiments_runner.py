@@ -151,6 +151,14 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert third.results[:2] == first.results and third.computed_seconds > 0
 
 
+def test_seeds_in_parallel_processes_equal_serial(toy, tmp_path):
+    serial = RunOptions(quick=True, seeds=(3, 4), accelerator="cpu", out_dir=str(tmp_path / "a"))
+    parallel = RunOptions(**{**serial.__dict__, "out_dir": str(tmp_path / "b"), "jobs": 2})
+    a, b = run_experiment("toy-probe", serial), run_experiment("toy-probe", parallel)
+    for ra, rb in zip(a.results, b.results):  # CPU training is deterministic given the seed
+        assert ra["test_acc"] == rb["test_acc"] and ra["probe"] == rb["probe"]
+
+
 def test_cli_lists_and_refuses_unknown(toy, capsys):
     from etfcore.cli import main
 

@@ -322,26 +322,47 @@ def _seed_path(options: RunOptions, exp: Experiment, settings: Mapping[str, Any]
     return os.path.join(os.path.abspath(options.out_dir), exp.name, key, f"seed_{seed}.json")
 
 
-def _limit_threads() -> None:
-    import torch
-
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread on CPU (small models: more only add overhead; parallelism comes from
+    seeds in processes), restored afterwards."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
     if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # small models: intra-op threads only add overhead
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _experiment_of(where: Tuple[str, str]) -> Experiment:
+    """The experiment class at ``(module, qualname)``, imported (a worker process has only the
+    names)."""
+    obj: Any = importlib.import_module(where[0])
+    for part in where[1].split("."):
+        obj = getattr(obj, part)
+    return obj()
 
 
 def _run_one_seed(
-    name: str, options: RunOptions, settings: Dict[str, Any], seed: int
+    exp: Any, options: RunOptions, settings: Dict[str, Any], seed: int
 ) -> Tuple[Dict[str, Any], float]:
-    """One seed, in this process or a worker: computes, caches and returns its measurements."""
-    exp = get_experiment(name)
-    with contextlib.suppress(ImportError):
-        _limit_threads()
+    """One seed, in this process or a worker (``exp`` is then its ``(module, qualname)``):
+    computes, caches and returns its measurements."""
+    if isinstance(exp, tuple):
+        exp = _experiment_of(exp)
     t0 = time.perf_counter()
-    result = _json_clean(exp.run_seed(Context(options), settings, seed))
+    with _one_thread():
+        result = _json_clean(exp.run_seed(Context(options), settings, seed))
     seconds = time.perf_counter() - t0
     _write_json(
         _seed_path(options, exp, settings, seed),
-        {"experiment": name, "version": exp.version, "settings": settings, "seed": seed,
+        {"experiment": exp.name, "version": exp.version, "settings": settings, "seed": seed,
          "seconds": seconds, "result": result},
     )  # fmt: skip
     return result, seconds
@@ -362,13 +383,13 @@ def _compute_seeds(
     jobs = max(1, min(options.jobs, len(todo)))
     if jobs == 1:
         for seed in todo:
-            results[seed], s = _run_one_seed(exp.name, options, settings, seed)
+            results[seed], s = _run_one_seed(exp, options, settings, seed)
             computed += s
     elif todo:
+        where = (type(exp).__module__, type(exp).__qualname__)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = {
-                seed: pool.submit(_run_one_seed, exp.name, options, settings, seed)
-                for seed in todo
+                seed: pool.submit(_run_one_seed, where, options, settings, seed) for seed in todo
             }
             for seed, fut in futures.items():
                 results[seed], s = fut.result()
