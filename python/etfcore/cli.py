@@ -13,6 +13,7 @@
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
     etfcore rf-curve --out fig.png        # Tiomoko Ali et al. Fig. 2 on the embedded digits
+    etfcore reproduce --list | NAME ... | all [--quick] [--seeds 3] [--data D] [--out DIR]
 """
 
 from __future__ import annotations
@@ -515,7 +516,8 @@ def _pretrained_run_args(p: argparse.ArgumentParser, example: str) -> None:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The ``etfcore`` parser and its subcommand parsers by name."""
     parser = argparse.ArgumentParser(
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -632,6 +634,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 
     transfer_cli.add_parsers(sub)
+    return parser, dict(sub.choices)
+
+
+def reference_markdown() -> str:
+    """The CLI reference page of the documentation (``docs/cli.md``): every subcommand's
+    ``--help``, at a fixed width so the page does not depend on the terminal.
+
+    Regenerate it with ``python -c "from etfcore.cli import reference_markdown as r;
+    print(r(), end='')" > docs/cli.md``; a test checks the page is current."""
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"COLUMNS": "100"}):
+        parser, subs = build_parser()
+        parts = [
+            "# Command-line reference",
+            "",
+            "Every command of `etfcore`, as its `--help` prints it. Failures a user can cause "
+            "print `etfcore: error: …` and exit with status 2; Ctrl-C during training keeps the "
+            "last checkpoint and exits with 130.",
+            "",
+            "```text",
+            parser.format_help().rstrip(),
+            "```",
+            "",
+        ]
+        seen = set()
+        for name, sp in subs.items():
+            if id(sp) in seen:  # an alias (metrics = report)
+                continue
+            seen.add(id(sp))
+            parts += [f"## `etfcore {name}`", "", "```text", sp.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .transfer import cli as transfer_cli
+
+    parser, _ = build_parser()
     args = parser.parse_args(argv)
     args.argv = None if argv is None else list(argv)[1:]
     if args.command in transfer_cli.COMMANDS:
