@@ -487,10 +487,15 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"== {exp.name}", flush=True)
         reports.append(run_experiment(exp, options))
         print(reports[-1].text(), "\n", flush=True)
-    if len(reports) > 1:
-        path = os.path.join(args.out, "report.md")
+    if len(reports) > 1 or args.report:
+        path = args.report or os.path.join(args.out, "report.md")
         command = "etfcore reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)
-        write_report(reports, path, command=command.strip())
+        stem = os.path.splitext(path)[0]
+        write_report(
+            reports, path, command=command.strip(),
+            figures_dir=os.path.join(stem, "figures") if args.report else None,
+            pages_dir=stem if args.report else None,
+        )  # fmt: skip
         print(summary_table(reports))
         total = sum(r.seconds for r in reports)
         print(f"\n({total / 60:.1f} min in all; report: {path})")
@@ -630,6 +635,11 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
     rp.add_argument("--jobs", type=int, default=0, help="seeds in parallel (0: one per core)")
     rp.add_argument("--out", default="out/reproduce", help="results, cached runs and figures")
     rp.add_argument("--no-cache", action="store_true", help="recompute every seed and run")
+    rp.add_argument(
+        "--report", metavar="FILE.md",
+        help="write the combined report there, figures in FILE/figures/, linking FILE/<module>.md "
+        "pages (etfcore's docs/reproductions.md is made this way)",
+    )
     rp.add_argument("--progress", action="store_true", help="per-batch progress bars")
     from .transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 

@@ -453,14 +453,39 @@ def summary_table(reports: Sequence[Report]) -> str:
     return "\n".join(lines)
 
 
-def write_report(reports: Sequence[Report], path: str, *, command: str) -> None:
-    """Every experiment's section under a summary table, grouped by paper (figures linked
-    relative to ``path``)."""
+INTRO = """\
+Each experiment below tests one central claim of a paper etfcore implements, on data that needs
+no download, at a scale a laptop runs in minutes. Each seed measures a signed *effect* in the
+direction the paper claims (positive = as the paper says), paired by seed; the verdict follows
+from its mean `m`, its sample standard deviation `s` and the one-sided 95% lower bound
+`m − t·s/√n` (Student's `t`, `n` seeds): **holds** when the lower bound is above zero and `m`
+reaches the smallest effect the experiment counts as relevant (fixed before looking at results);
+**partly holds** when `m > 0` and either the lower bound is above zero or `m` exceeds `s`, or when
+a claim with several effects holds for some of them; **does not hold at this scale** otherwise.
+A claim that does not reproduce here may still hold at the papers' scale (ResNets on ImageNet or
+CIFAR for hundreds of epochs): the verdicts are about what these runs show, and each experiment's
+notes say what was tried. Re-running a command reuses the cached runs and only redraws."""
+
+
+def write_report(
+    reports: Sequence[Report],
+    path: str,
+    *,
+    command: str,
+    figures_dir: Optional[str] = None,
+    pages_dir: Optional[str] = None,
+) -> None:
+    """Every experiment's section under a summary table, grouped by paper. Figures are copied to
+    ``figures_dir`` when given (else linked where they are), relative to ``path``; when
+    ``pages_dir`` holds a page ``<module>.md`` for an experiment module (its protocols and
+    investigations), each paper's section links it."""
     base = os.path.dirname(os.path.abspath(path))
     parts = [
         "# Reproductions",
         "",
-        f"Made by `{command}`. Total {sum(r.seconds for r in reports) / 60:.1f} min.",
+        INTRO,
+        "",
+        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min.",
         "",
         summary_table(reports),
         "",
@@ -470,7 +495,16 @@ def write_report(reports: Sequence[Report], path: str, *, command: str) -> None:
         if r.experiment.paper != paper:
             paper = r.experiment.paper
             parts += [f"## {PAPERS[paper].cite()}", ""]
-        href = os.path.relpath(r.figure, base) if r.figure else None
+            module = type(r.experiment).__module__.rsplit(".", 1)[-1]
+            page = os.path.join(pages_dir, f"{module}.md") if pages_dir else None
+            if page and os.path.isfile(page):
+                rel = os.path.relpath(page, base)
+                parts += [f"Protocols, choices and investigations: [{module}]({rel}).", ""]
+        figure = r.figure
+        if figure and figures_dir:
+            os.makedirs(figures_dir, exist_ok=True)
+            figure = shutil.copy(figure, os.path.join(figures_dir, os.path.basename(figure)))
+        href = os.path.relpath(figure, base) if figure else None
         parts.append(r.markdown(figure_href=href))
     with open(path, "w") as f:
         f.write("\n".join(parts))
