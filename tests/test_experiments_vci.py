@@ -143,3 +143,15 @@ def test_vci_pipeline_on_tiny_settings(tmp_path):
     assert p["fuzziness"] == pytest.approx(5 * p["nc1"])
     o = exp.summarise(s, [r])
     assert len(o.effects) == 5
+
+
+def test_full_settings_build_valid_configs():
+    from etfcore.training import TrainConfig
+
+    for name in ("003-vci-mlog", "003-collapse-curves"):
+        s = REGISTRY[name].settings(RunOptions(quick=False))
+        for m, changes in s["zoo"].items():
+            cfg = TrainConfig.from_dict({**s["source"], **changes, "seed": 0})
+            assert cfg.epochs == 100 and cfg.track_every == 1, m
+    s = REGISTRY["003-vci-mlog"].settings(RunOptions(quick=False))
+    assert s["grid"] is None and len(s["targets"]) == 5  # the default 97-λ grid
