@@ -360,3 +360,36 @@ def test_resnet_with_switchable_whitening_in_the_early_layers():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in full.modules())
     with pytest.raises(ec.ParameterError):
         enn.resnet("resnet18", norm="gn")
+
+
+def test_lengths_in_training_only_predict_with_the_unit_frame():
+    counts = [400, 100, 25, 5]
+    lengths = enn.class_count_lengths(counts)
+    head = enn.FixedETFHead(4, 8, seed=3, lengths=lengths, lengths_in_training_only=True)
+    plain = enn.FixedETFHead(4, 8, seed=3, lengths=lengths)
+    u = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    w = plain.weight.double()
+    head.train()
+    torch.testing.assert_close(head(u).double(), u.double() @ w.T, rtol=1e-5, atol=1e-5)
+    head.eval()
+    unit = w / w.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(head(u).double(), u.double() @ unit.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(unit.norm(dim=1).numpy(), 1.0, rtol=1e-6)
+    # the rare class's long vector wins in training mode on an input equidistant in angle
+    assert (plain.eval()(u).argmax(1) != head(u).argmax(1)).any()
+    # restored exactly from a state dict
+    again = enn.FixedETFHead(4, 8, seed=3, lengths=lengths, lengths_in_training_only=True)
+    again.load_state_dict(head.state_dict())
+    torch.testing.assert_close(again.eval()(u), head(u))
+
+
+def test_class_counts_train_config_builds_that_head():
+    from etfcore.training.build import build_head
+    from etfcore.training.config import TrainConfig
+
+    cfg = TrainConfig(head="etf", etf_lengths="class_counts_train", feature_dim=8)
+    head = build_head(cfg, 4, np.array([400, 100, 25, 5]))
+    assert head.lengths_in_training_only
+    np.testing.assert_allclose(
+        head.weight.norm(dim=1).numpy(), enn.class_count_lengths([400, 100, 25, 5]), rtol=1e-5
+    )

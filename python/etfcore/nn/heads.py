@@ -30,7 +30,10 @@ class FixedETFHead(nn.Module):
     normalize=True`` (without projector) is the feature head of Yang et al.'s public code:
     BatchNorm1d on the pooled features, then division by their L2 norm, so the frame classifies
     unit vectors.
-    ``lengths`` gives per-class row norms ``‖w_k‖`` (e.g. :func:`class_count_lengths`).
+    ``lengths`` gives per-class row norms ``‖w_k‖`` (e.g. :func:`class_count_lengths`); with
+    ``lengths_in_training_only`` they shape the training logits (and the losses) only, and
+    predictions in eval mode use the unit-length frame, as Yang et al.'s public code does (the
+    long vectors of rare classes otherwise pull every prediction toward them).
 
     >>> import torch, etfcore.nn as enn
     >>> head = enn.FixedETFHead(num_classes=10, dim=16, seed=0)
@@ -51,6 +54,7 @@ class FixedETFHead(nn.Module):
         projector: bool = False,
         batch_norm: bool = False,
         normalize: bool = False,
+        lengths_in_training_only: bool = False,
     ) -> None:
         super().__init__()
         if dim < num_classes - 1:
@@ -63,6 +67,10 @@ class FixedETFHead(nn.Module):
         wt = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
         self.register_buffer("weight", wt, persistent=True)
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64), persistent=True)
+        self.lengths_in_training_only = bool(lengths_in_training_only) and lengths is not None
+        if self.lengths_in_training_only:  # the unit frame for predictions
+            unit = wt / wt.norm(dim=1, keepdim=True)
+            self.register_buffer("unit_weight", unit, persistent=True)
         self.projector = nn.Linear(dim, dim) if projector else None
         self.bn = nn.BatchNorm1d(dim) if batch_norm else None
         self.normalize = bool(normalize)
@@ -79,7 +87,8 @@ class FixedETFHead(nn.Module):
         return h
 
     def classify(self, u: torch.Tensor) -> torch.Tensor:
-        return u @ self.weight.to(u.dtype).T
+        w = self.unit_weight if self.lengths_in_training_only and not self.training else self.weight
+        return u @ w.to(u.dtype).T
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(h))

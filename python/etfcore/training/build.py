@@ -106,7 +106,7 @@ def build_head(config: TrainConfig, num_classes: int, train_counts: np.ndarray, 
                 f"{num_classes - 1}, got {c.feature_dim}"
             )
         lengths = None
-        if c.etf_lengths == "class_counts":
+        if c.etf_lengths in ("class_counts", "class_counts_train"):
             lengths = enn.class_count_lengths(np.asarray(train_counts))
         return enn.FixedETFHead(
             num_classes,
@@ -116,6 +116,7 @@ def build_head(config: TrainConfig, num_classes: int, train_counts: np.ndarray, 
             projector=c.projector,
             batch_norm=c.head_batch_norm,
             normalize=c.normalize_features,
+            lengths_in_training_only=c.etf_lengths == "class_counts_train",
         )
     if c.head == "linear":
         return enn.LinearHead(num_classes, c.feature_dim)

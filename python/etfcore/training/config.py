@@ -80,8 +80,9 @@ class TrainConfig:
     etf_seed: int = _f(0, "seed of the Haar-random ETF")
     etf_lengths: str = _f(
         "equal",
-        "ETF row lengths: equal, or class_counts = sqrt((N/K)/n_k)",
-        ("equal", "class_counts"),
+        "ETF row lengths: equal; class_counts = sqrt((N/K)/n_k); class_counts_train = those "
+        "lengths in training, the unit frame for predictions (Yang et al.'s code)",
+        ("equal", "class_counts", "class_counts_train"),
     )
     projector: bool = _f(False, "a Linear(p, p) before the fixed frame")
     head_batch_norm: bool = _f(False, "BatchNorm1d on the features before the frame")
