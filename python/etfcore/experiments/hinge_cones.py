@@ -151,13 +151,14 @@ def spec_keys(spec: Mapping[str, Any], *, tau_plus: float, num_classes: int) -> 
 
 
 def train_or_diverge(ctx: Any, config: Mapping[str, Any]) -> Any:
-    """``ctx.train(config)``, or None when training diverged (non-finite features at the
-    end-of-epoch evaluation): a result to report, not an error."""
-    from ..errors import NonFiniteError
+    """``ctx.train(config)``, or None when training diverged or degenerated (non-finite
+    features, or every class mean the same, at the end-of-epoch evaluation): a result to
+    report, not an error."""
+    from ..errors import DegenerateInputError, NonFiniteError
 
     try:
         return ctx.train(config)
-    except NonFiniteError:
+    except (NonFiniteError, DegenerateInputError):
         return None
 
 
@@ -419,21 +420,21 @@ class CoarseToFine(Experiment):
     def plot(self, settings, results, fig) -> bool:
         tasks = [t["name"] for t in settings["tasks"]]
         methods = list(settings["methods"])
-        ax = fig.add_subplot(1, 1, 1)
-        width = 0.8 / len(methods)
-        for j, m in enumerate(methods):
-            vals = [[100 * _nan0(r[t][m]["fine_probe"]) for r in results] for t in tasks]
-            x = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
-            ax.bar(x, [np.mean(v) for v in vals], width,
-                   yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals],
-                   label=_C2F_LABELS.get(m, m), capsize=3)  # fmt: skip
-        ax.set_xticks(np.arange(len(tasks)), [f"{t} (fine labels)" for t in tasks])
-        ax.set_ylabel("linear-probe accuracy on fine labels (%)")
-        ax.set_title("Pretrained on coarse labels, probed on fine labels")
-        lo = min(100 * _nan0(r[t][m]["fine_probe"]) or 100 for r in results for t in tasks
-                 for m in methods)  # fmt: skip
-        ax.set_ylim(max(0, lo - 5), 100)
-        ax.legend(fontsize=8)
+        for i, t in enumerate(tasks):
+            ax = fig.add_subplot(1, len(tasks), i + 1)
+            vals = [[100 * _num(r[t][m]["fine_probe"]) for r in results] for m in methods]
+            means = [np.nanmean(v) for v in vals]
+            sds = [np.nanstd(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
+            ax.barh(np.arange(len(methods)), means, xerr=sds, capsize=3,
+                    color=[f"C{j}" for j in range(len(methods))])  # fmt: skip
+            ax.set_yticks(np.arange(len(methods)), [_C2F_LABELS.get(m, m) for m in methods],
+                          fontsize=7)  # fmt: skip
+            ax.invert_yaxis()
+            finite = [m for m in means if np.isfinite(m)]
+            if finite:
+                ax.set_xlim(min(finite) - 5, min(100, max(finite) + 3))
+            ax.set_xlabel(f"{t}: fine-label probe accuracy (%)")
+        fig.suptitle("Pretrained on coarse labels, linear probe on fine labels (mean ± std)")
         return True
 
 
@@ -587,8 +588,28 @@ class Nc1VersusTau(Experiment):
         return Outcome(effects, Table(cols, rows), self._notes(settings, results))
 
     def _notes(self, settings, results) -> List[str]:
-        notes = []
         last = len(settings["taus"]) - 1
+        cone = " / ".join(
+            f"{t * DEG:.0f}°: {np.nanmean([_num(r[f'paper/{i}']['in_cone']) for r in results]):.2f}"
+            if i
+            else f"{t * DEG:.0f}°: —"
+            for i, t in enumerate(settings["taus"])
+        )
+        notes = [
+            f"paper's recipe, fraction of training features inside their cones by τ⁺: {cone}. "
+            "With τ⁻ = π the negative logits keep their gradient inside the cones (pulling "
+            "features toward w_y, harder than CE since the capped positive logit is smaller)"
+        ]
+        paper_rho = np.nanmean([self._rho(settings, r, "paper", "nc1") for r in results])
+        flips = [
+            _SWEEP_LABELS.get(v, v) for v in settings["variants"] if v != "paper"
+            and np.sign(np.nanmean([self._rho(settings, r, v, "nc1") for r in results]))
+            != np.sign(paper_rho)
+        ]  # fmt: skip
+        notes.append(
+            f"changes that flip the sign of ρ(τ⁺, NC1) (paper's recipe {paper_rho:+.2f}): "
+            + ("; ".join(flips) if flips else "none")
+        )
         base = [r[f"paper/{last}"]["nc1"] for r in results]
         for v in settings["variants"]:
             rho = _ms([self._rho(settings, r, v, "nc1") for r in results], 1, 2)
@@ -643,7 +664,7 @@ class LongTailMinor(Experiment):
     """Hinge CE on the minor classes of long-tailed data.
 
     Protocol: digits, training split long-tail subsampled with ``ρ = n_min/n_max = 0.1`` (class
-    counts 115, 89, 69, 53, 41, 32, 24, 19, 14, 11; the test split stays balanced). Minor classes
+    counts 115, 89, 68, 53, 41, 31, 24, 19, 14, 11; the test split stays balanced). Minor classes
     are those with at most ``minor_threshold = 50`` training samples (the paper's threshold):
     classes 4–9, six of ten. Trained with CE (learnable head), CE on a fixed ETF with the
     projector, and hinge CE with ``τ⁺ = π/3`` (the paper's CIFAR10-LT value, also ten classes) on
