@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -270,6 +271,9 @@ def test_run_logs_metrics_that_match_the_core_and_runs_stay_apart(tmp_path):
     core = ec.CollapseStats(10, 32).update(H, y.numpy())
     assert hist[-1]["train_vci"] == pytest.approx(core.vci().value, rel=1e-6)
     assert hist[-1]["train_nc1"] == pytest.approx(core.nc1().value, rel=1e-5)
+    # the bounded-sample metrics are logged too (all 1258 rows fit the default sample)
+    rank = ec.numerical_rank_of(H, y.numpy())[0]
+    assert hist[-1]["train_numerical_rank"] == pytest.approx(rank, rel=1e-4)
     assert rows[-1]["train_minor_acc"] is None  # NaN (no minor class) is null, not NaN
     text = open(os.path.join(a.run_dir, "metrics.jsonl")).read()
     assert "NaN" not in text
@@ -662,3 +666,12 @@ def test_metric_forward_and_reset_with_the_default_shift():
     m.reset()
     m.update(torch.from_numpy(H[:5] + 1e5), torch.from_numpy(y[:5]))
     torch.testing.assert_close(m.shift, torch.from_numpy(H[:5] + 1e5).mean(0))
+
+
+def test_hinge_with_small_tau_minus_on_unnormalised_features_warns():
+    with pytest.warns(RuntimeWarning, match="can diverge"):
+        TrainConfig(head="etf", loss="hinge_ce", tau_minus=0.5).validate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig(head="etf", loss="hinge_ce", tau_minus=0.5, normalize_features=True).validate()
+        TrainConfig(head="etf", loss="hinge_ce").validate()  # tau_minus = pi

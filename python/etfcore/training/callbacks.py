@@ -173,7 +173,7 @@ class CollapseTracker(L.Callback):
             bias = getattr(getattr(module.head, "linear", module.head), "bias", None)
             b = None if bias is None else bias.detach().double().cpu().numpy()
             m["nc4"] = core.nc4(h, stats.classifier, b)
-            m["numerical_rank"] = numerical_rank_of(h, y)
+            m["numerical_rank"] = numerical_rank_of(h, y)[0]  # the mean over classes
         out = _summary(counts.compute(), minor, module.criterion)
         out.update(
             (key, float(v)) for key, v in m.items() if np.ndim(v) == 0 and not isinstance(v, str)

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import sys
 import typing
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ParameterError
@@ -197,6 +198,14 @@ class TrainConfig:
             raise ParameterError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.track_sample < 0:
             raise ParameterError(f"track_sample must be >= 0, got {self.track_sample}")
+        if self.loss == "hinge_ce" and self.tau_minus < math.pi / 2 and not self.normalize_features:
+            warnings.warn(
+                "hinge CE with tau_minus < pi/2 on unnormalised features can diverge: the other "
+                "classes' floor exceeds the true-class logit of a feature far from its class "
+                "vector, so growing the norm never stops (set normalize_features=true)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 _TRUE = ("true", "yes", "on", "1")
