@@ -81,7 +81,12 @@ def test_ood_transfer_verdicts():
     exp, rng = OodTransfer(), np.random.default_rng(0)
     s = protocol(RunOptions(quick=True))
     holds = [_transfer_result(0.05 + 0.005 * i, 0.002 * i, rng) for i in range(3)]
-    assert exp.summarise(s, holds).verdict is Verdict.HOLDS
+    (ablation,) = s["ablations"]
+    for r in holds:
+        r["ablations"] = {ablation: copy.deepcopy(r)}
+    o = exp.summarise(s, holds)
+    assert o.verdict is Verdict.HOLDS
+    assert any(ablation in n and "ETF − learnable +5.5 ± 0.5" in n for n in o.notes)
     fails = [_transfer_result(-0.05 - 0.005 * i, 0.002 * i, rng) for i in range(3)]
     o = exp.summarise(s, fails)
     assert o.verdict is Verdict.PARTLY  # better out of domain fails; comparable in domain holds
@@ -162,6 +167,7 @@ def test_transfer_pipeline_tiny(tmp_path):
     s["target"].update(epochs=1, track_every=1)
     s["out_of_domain"] = {"inverted": "digits:invert"}
     s["probe_grid"] = [1e-2]
+    s["ablations"] = {}
     ctx = Context(RunOptions(quick=True, accelerator="cpu", out_dir=str(tmp_path)))
     r = OodTransfer().run_seed(ctx, s, 0)
     for h in s["heads"]:
@@ -205,8 +211,8 @@ def test_linear_activation_curve_matches_direct_ridge():
         mses = []
         for seed in (0, 1):
             W = rf.projection(400, a.shape[1], seed=seed)
-            act = lambda t: a2 * t**2 + t  # noqa: E731
-            S, Sh = act(W @ a.T), act(W @ b.T)  # N × n
+            za, zb = W @ a.T, W @ b.T  # N × n
+            S, Sh = a2 * za**2 + za, a2 * zb**2 + zb
             beta = S @ np.linalg.solve(S.T @ S / 40 + 0.1 * np.eye(40), y[:40]) / 40
             mses.append(np.mean((Sh.T @ beta - y[40:]) ** 2))
         assert c["simulation"][j] == pytest.approx(np.mean(mses), rel=1e-8)

@@ -89,11 +89,17 @@ def protocol(options: RunOptions) -> Dict[str, Any]:
         "in_domain": {"digits 5–9": "digits"},
         "out_of_domain": ood,
         "probe_grid": [float(x) for x in np.logspace(-4, 2, 7 if quick else 25)],
+        # recipe changes to the source runs, reported beside the main protocol (not in the
+        # verdict): does a longer pretraining (closer to the terminal phase) change the outcome?
+        "ablations": {f"pretraining {3 * epochs} epochs": {"epochs": 3 * epochs,
+                                                          "track_every": 3 * epochs}},
     }
 
 
-def _source_config(proto: Mapping[str, Any], head: str, seed: int) -> Dict[str, Any]:
-    return {**proto["source"], **proto["heads"][head], "seed": seed, "etf_seed": seed}
+def _source_config(
+    proto: Mapping[str, Any], head: str, seed: int, changes: Mapping[str, Any] = {}
+) -> Dict[str, Any]:
+    return {**proto["source"], **proto["heads"][head], **changes, "seed": seed, "etf_seed": seed}
 
 
 def _target_config(proto: Mapping[str, Any], dataset: str, seed: int) -> Dict[str, Any]:
@@ -125,14 +131,16 @@ def _from_history(row: Mapping[str, Any]) -> Dict[str, float]:
     return {"raw": float(row["train_within_trace_per_dim"]), "normalised": s / (1.0 + s)}
 
 
-def transfer_seed(ctx: Any, proto: Mapping[str, Any], seed: int) -> Dict[str, Any]:
+def transfer_seed(
+    ctx: Any, proto: Mapping[str, Any], seed: int, changes: Mapping[str, Any] = {}
+) -> Dict[str, Any]:
     """One seed of the shared protocol: pretraining, fine-tuning and probing every target, and the
     within-class covariance of the source features, the frozen target features and the
-    fine-tuned target features."""
+    fine-tuned target features. ``changes`` modify the source configs (ablations)."""
     targets = {**proto["in_domain"], **proto["out_of_domain"]}
     out: Dict[str, Any] = {"source_acc": {}, "finetune": {}, "probe": {}, "within": {}}
     for head in proto["heads"]:
-        run = ctx.train(_source_config(proto, head, seed))
+        run = ctx.train(_source_config(proto, head, seed, changes))
         out["source_acc"][head] = run.final["test_acc"]
         src = ctx.features(run, {"dataset": "digits", "classes": proto["source"]["classes"]})
         within = {"source": within_of(*src["train"])}
@@ -185,15 +193,21 @@ class OodTransfer(Experiment):
         "40.50 / 39.22, DTD 40.90 / 29.09 / 24.62 (out of domain); CIFAR-100 62.33 / 61.59 / "
         "62.55 (in domain); but SVHN 94.40 / 95.10 / 95.67"
     )
-    version = 1
+    version = 2
     equivalence_margin = 0.02
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return protocol(options)
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
+        keys = ("source_acc", "finetune", "probe")
         r = transfer_seed(ctx, settings, seed)
-        return {k: r[k] for k in ("source_acc", "finetune", "probe")}
+        out = {k: r[k] for k in keys}
+        out["ablations"] = {}
+        for name, changes in settings.get("ablations", {}).items():
+            a = transfer_seed(ctx, settings, seed, changes)
+            out["ablations"][name] = {k: a[k] for k in keys}
+        return out
 
     def summarise(self, settings, results) -> Outcome:
         ood = list(settings["out_of_domain"])
@@ -234,14 +248,37 @@ class OodTransfer(Experiment):
                 mean_std([_mean_over(r[mode][h], ood) for r in results], scale=100, digits=1)
                 for h in heads
             ])  # fmt: skip
-        for t, vals in PAPER_TABLE1.items():
-            rows.append([f"paper: {t}", "ResNet-50, fine-tuned"] + [f"{v:.2f}" for v in vals])
-        table = Table(["target (domain, transfer)", "setting"] + heads, rows)
         notes = [
             "Accuracies in %, mean ± std over seeds. Targets are digit classes 5–9 with about 25 "
             "training samples per class; the source is digits 0–4 (small CNN; SW = the same CNN "
             "with Switchable Whitening in place of BatchNorm).",
         ]
+        for name in settings.get("ablations", {}):
+            ab = [r["ablations"][name] for r in results if name in r.get("ablations", {})]
+            if len(ab) != len(results):
+                continue
+            rows.append([f"ablation, {name}: source", "—"] + [
+                mean_std([a["source_acc"][h] for a in ab], scale=100, digits=1) for h in heads
+            ])  # fmt: skip
+            parts = []
+            for mode, label in (("finetune", "fine-tune"), ("probe", "probe")):
+                rows.append([f"ablation, {name}: {ind} (in, {label})", "—"] + [
+                    mean_std([a[mode][h][ind] for a in ab], scale=100, digits=1) for h in heads
+                ])  # fmt: skip
+                rows.append([f"ablation, {name}: out-of-domain mean ({label})", "—"] + [
+                    mean_std([_mean_over(a[mode][h], ood) for a in ab], scale=100, digits=1)
+                    for h in heads
+                ])  # fmt: skip
+                for other in (LEARNABLE, SW):
+                    d = [_mean_over(a[mode][ETF], ood) - _mean_over(a[mode][other], ood)
+                         for a in ab]  # fmt: skip
+                    sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+                    parts.append(f"{label} ETF − {other} {np.mean(d) * 100:+.1f} ± {sd * 100:.1f}")
+            notes.append(f"Ablation ({name}; not in the verdict), out-of-domain mean, points: "
+                         + "; ".join(parts) + ".")  # fmt: skip
+        for t, vals in PAPER_TABLE1.items():
+            rows.append([f"paper: {t}", "ResNet-50, fine-tuned"] + [f"{v:.2f}" for v in vals])
+        table = Table(["target (domain, transfer)", "setting"] + heads, rows)
         return Outcome(effects, table, notes)
 
     def plot(self, settings, results, fig) -> bool:
@@ -288,13 +325,17 @@ class WithinClassCovariance(Experiment):
     paper_result = (
         "tr C°/p after transfer to Flowers (ResNet-101): 0.16 learnable, 0.04 SW, 0.01 fixed ETF"
     )
-    version = 1
+    version = 2
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return protocol(options)
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
-        return {"within": transfer_seed(ctx, settings, seed)["within"]}
+        out = {"within": transfer_seed(ctx, settings, seed)["within"], "ablations": {}}
+        for name, changes in settings.get("ablations", {}).items():
+            ablated = transfer_seed(ctx, settings, seed, changes)
+            out["ablations"][name] = {"within": ablated["within"]}
+        return out
 
     @staticmethod
     def _stage(r: Mapping[str, Any], head: str, stage: str, ood: Sequence[str], kind: str):
@@ -324,6 +365,15 @@ class WithinClassCovariance(Experiment):
             for kind, kl in (("normalised", "tr Σ_W / tr Σ_T"), ("raw", "tr Σ_W / p")):
                 rows.append([f"{label}: {kl}"] + [
                     mean_std([self._stage(r, h, stage, ood, kind) for r in results], digits=3)
+                    for h in heads
+                ])  # fmt: skip
+        for name in settings.get("ablations", {}):
+            ab = [r["ablations"][name] for r in results if name in r.get("ablations", {})]
+            if len(ab) != len(results):
+                continue
+            for stage, label in (stages[0], stages[2]):
+                rows.append([f"ablation, {name}: {label}: tr Σ_W / tr Σ_T"] + [
+                    mean_std([self._stage(a, h, stage, ood, "normalised") for a in ab], digits=3)
                     for h in heads
                 ])  # fmt: skip
         etf_p, lin_p, sw_p = PAPER_WITHIN
