@@ -778,3 +778,68 @@ def test_augmentations_follow_seed_epoch_and_sample_whatever_the_workers(DM):
     after = torch.rand(1)
     torch.manual_seed(0)
     assert torch.equal(torch.rand(1), after)
+
+
+# ------------------------------------------------------------------ embedded names with options
+def test_hierarchical_mixture_structure():
+    from etfcore.data import hierarchical_mixture
+
+    x, y, coarse_of = hierarchical_mixture(3, 4, 16, 400, seed=5, within_scale=0.1)
+    assert x.shape == (4800, 16) and coarse_of.tolist() == [k // 4 for k in range(12)]
+    means = np.stack([x[y == k].mean(0) for k in range(12)])
+    # fine means within a coarse class are closer to each other than to other coarse classes
+    d = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    same = coarse_of[:, None] == coarse_of[None]
+    off = ~np.eye(12, dtype=bool)
+    assert d[same & off].max() < d[~same].min()
+    # coarse_scale places coarse centres at that norm; fine offsets at fine_scale
+    x2, y2, _ = hierarchical_mixture(2, 1, 8, 2000, seed=1, coarse_scale=5.0, fine_scale=0.0)
+    assert np.linalg.norm(x2[y2 == 0].mean(0)) == pytest.approx(5.0, rel=0.05)
+    again = hierarchical_mixture(3, 4, 16, 400, seed=5, within_scale=0.1)[0]
+    assert np.array_equal(x, again)
+    with pytest.raises(ec.ParameterError):
+        hierarchical_mixture(3, 4, 16, 10, seed=0, fine_scale=-1.0)
+
+
+def test_parse_embedded_options_and_errors():
+    base, opts = D.parse_embedded("mnist1d:n=6000,noise=0.25")
+    assert base == "mnist1d" and opts["n"] == 6000 and opts["noise"] == 0.25
+    for bad, match in [
+        ("digits:bogus", "unknown option"),
+        ("hier:fine=abc", "must be a number"),
+        ("cifar7", "unknown embedded"),
+        ("hier:fine=inf", "finite"),
+    ]:
+        with pytest.raises(ec.ParameterError, match=match):
+            D.parse_embedded(bad)
+    with pytest.raises(ec.ParameterError, match="positive integer"):
+        D.embedded_arrays("hier:fine=2.5")
+    assert D.is_embedded("hier:fine=2") and not D.is_embedded("cifar10")
+
+
+def test_input_shifts_are_the_stated_maps():
+    xtr, ytr, xte, yte = D.embedded_arrays("digits")
+    inv = D.embedded_arrays("digits:invert")
+    top = max(xtr.max(), xte.max())
+    np.testing.assert_array_equal(inv[0], top - xtr)
+    np.testing.assert_array_equal(inv[1], ytr)
+    perm = D.embedded_arrays("digits:permute=3")
+    order = np.random.default_rng(3).permutation(64)
+    np.testing.assert_array_equal(perm[2], xte[:, order])
+    noisy = D.embedded_arrays("digits:noise=0.5")
+    resid = np.concatenate([noisy[0] - xtr, noisy[2] - xte])
+    sigma = 0.5 * np.concatenate([xtr, xte]).std()
+    assert resid.std() == pytest.approx(sigma, rel=0.02) and abs(resid.mean()) < 0.01
+    np.testing.assert_array_equal(noisy[0], D.embedded_arrays("digits:noise=0.5")[0])
+
+
+def test_hier_through_the_datamodule_with_a_coarse_label_map():
+    from etfcore.training.datamodule import ClassificationDataModule
+
+    coarse = [k // 3 for k in range(6)]
+    dm = ClassificationDataModule(dataset="hier:coarse=2,fine=3,n=20", label_map=coarse, seed=0)
+    dm.setup()
+    assert dm.num_classes == 2 and dm.input_shape == (64,)
+    assert int(dm.train_counts.sum()) + len(dm.test_dataset) == 120
+    with pytest.raises(ec.ParameterError, match="unknown option"):
+        ClassificationDataModule(dataset="hier:colour=2")

@@ -146,9 +146,30 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert second.computed_seconds == 0 and second.results == first.results
     md = second.markdown()
     assert "toy-probe" in md and "Verdict:" in md and "| ours |" in md
+    # the combined report: figures copied beside it, the module's page linked
+    from etfcore.experiments import write_report
+
+    docs = tmp_path / "docs"
+    (docs / "rep").mkdir(parents=True)
+    module = type(toy).__module__.rsplit(".", 1)[-1]
+    (docs / "rep" / f"{module}.md").write_text("protocol")
+    write_report([second], str(docs / "rep.md"), command="etfcore reproduce toy-probe",
+                 figures_dir=str(docs / "rep" / "figures"), pages_dir=str(docs / "rep"))
+    text = (docs / "rep.md").read_text()
+    assert "(rep/figures/toy-probe.png)" in text and f"(rep/{module}.md)" in text
+    assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
+    assert "| `toy-probe` |" in text and "one-sided 95% lower bound" in text
     # a new seed computes only that seed; --no-cache recomputes
     third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
     assert third.results[:2] == first.results and third.computed_seconds > 0
+
+
+def test_seeds_in_parallel_processes_equal_serial(toy, tmp_path):
+    serial = RunOptions(quick=True, seeds=(3, 4), accelerator="cpu", out_dir=str(tmp_path / "a"))
+    parallel = RunOptions(**{**serial.__dict__, "out_dir": str(tmp_path / "b"), "jobs": 2})
+    a, b = run_experiment("toy-probe", serial), run_experiment("toy-probe", parallel)
+    for ra, rb in zip(a.results, b.results):  # CPU training is deterministic given the seed
+        assert ra["test_acc"] == rb["test_acc"] and ra["probe"] == rb["probe"]
 
 
 def test_cli_lists_and_refuses_unknown(toy, capsys):

@@ -13,6 +13,7 @@
     etfcore report --features F.npy --labels y.npy [--classifier W.npy] [--plots DIR] [--markdown F]
     etfcore report --run DIR              # curves and a Markdown summary of a training run
     etfcore rf-curve --out fig.png        # Tiomoko Ali et al. Fig. 2 on the embedded digits
+    etfcore reproduce --list | NAME ... | all [--quick] [--seeds 3] [--data D] [--out DIR]
 """
 
 from __future__ import annotations
@@ -486,10 +487,15 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"== {exp.name}", flush=True)
         reports.append(run_experiment(exp, options))
         print(reports[-1].text(), "\n", flush=True)
-    if len(reports) > 1:
-        path = os.path.join(args.out, "report.md")
+    if len(reports) > 1 or args.report:
+        path = args.report or os.path.join(args.out, "report.md")
         command = "etfcore reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)
-        write_report(reports, path, command=command.strip())
+        stem = os.path.splitext(path)[0]
+        write_report(
+            reports, path, command=command.strip(),
+            figures_dir=os.path.join(stem, "figures") if args.report else None,
+            pages_dir=stem if args.report else None,
+        )  # fmt: skip
         print(summary_table(reports))
         total = sum(r.seconds for r in reports)
         print(f"\n({total / 60:.1f} min in all; report: {path})")
@@ -515,7 +521,8 @@ def _pretrained_run_args(p: argparse.ArgumentParser, example: str) -> None:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The ``etfcore`` parser and its subcommand parsers by name."""
     parser = argparse.ArgumentParser(
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -628,10 +635,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rp.add_argument("--jobs", type=int, default=0, help="seeds in parallel (0: one per core)")
     rp.add_argument("--out", default="out/reproduce", help="results, cached runs and figures")
     rp.add_argument("--no-cache", action="store_true", help="recompute every seed and run")
+    rp.add_argument(
+        "--report", metavar="FILE.md",
+        help="write the combined report there, figures in FILE/figures/, linking FILE/<module>.md "
+        "pages (etfcore's docs/reproductions.md is made this way)",
+    )
     rp.add_argument("--progress", action="store_true", help="per-batch progress bars")
     from .transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 
     transfer_cli.add_parsers(sub)
+    return parser, dict(sub.choices)
+
+
+def reference_markdown() -> str:
+    """The CLI reference page of the documentation (``docs/cli.md``): every subcommand's
+    ``--help``, at a fixed width so the page does not depend on the terminal.
+
+    Regenerate it with ``python -c "from etfcore.cli import reference_markdown as r;
+    print(r(), end='')" > docs/cli.md``; a test checks the page is current."""
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"COLUMNS": "100"}):
+        parser, subs = build_parser()
+        parts = [
+            "# Command-line reference",
+            "",
+            "Every command of `etfcore`, as its `--help` prints it. Failures a user can cause "
+            "print `etfcore: error: …` and exit with status 2; Ctrl-C during training keeps the "
+            "last checkpoint and exits with 130.",
+            "",
+            "```text",
+            parser.format_help().rstrip(),
+            "```",
+            "",
+        ]
+        seen = set()
+        for name, sp in subs.items():
+            if id(sp) in seen:  # an alias (metrics = report)
+                continue
+            seen.add(id(sp))
+            parts += [f"## `etfcore {name}`", "", "```text", sp.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .transfer import cli as transfer_cli
+
+    parser, _ = build_parser()
     args = parser.parse_args(argv)
     args.argv = None if argv is None else list(argv)[1:]
     if args.command in transfer_cli.COMMANDS:

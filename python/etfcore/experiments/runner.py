@@ -322,26 +322,47 @@ def _seed_path(options: RunOptions, exp: Experiment, settings: Mapping[str, Any]
     return os.path.join(os.path.abspath(options.out_dir), exp.name, key, f"seed_{seed}.json")
 
 
-def _limit_threads() -> None:
-    import torch
-
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread on CPU (small models: more only add overhead; parallelism comes from
+    seeds in processes), restored afterwards."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
     if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # small models: intra-op threads only add overhead
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _experiment_of(where: Tuple[str, str]) -> Experiment:
+    """The experiment class at ``(module, qualname)``, imported (a worker process has only the
+    names)."""
+    obj: Any = importlib.import_module(where[0])
+    for part in where[1].split("."):
+        obj = getattr(obj, part)
+    return obj()
 
 
 def _run_one_seed(
-    name: str, options: RunOptions, settings: Dict[str, Any], seed: int
+    exp: Any, options: RunOptions, settings: Dict[str, Any], seed: int
 ) -> Tuple[Dict[str, Any], float]:
-    """One seed, in this process or a worker: computes, caches and returns its measurements."""
-    exp = get_experiment(name)
-    with contextlib.suppress(ImportError):
-        _limit_threads()
+    """One seed, in this process or a worker (``exp`` is then its ``(module, qualname)``):
+    computes, caches and returns its measurements."""
+    if isinstance(exp, tuple):
+        exp = _experiment_of(exp)
     t0 = time.perf_counter()
-    result = _json_clean(exp.run_seed(Context(options), settings, seed))
+    with _one_thread():
+        result = _json_clean(exp.run_seed(Context(options), settings, seed))
     seconds = time.perf_counter() - t0
     _write_json(
         _seed_path(options, exp, settings, seed),
-        {"experiment": name, "version": exp.version, "settings": settings, "seed": seed,
+        {"experiment": exp.name, "version": exp.version, "settings": settings, "seed": seed,
          "seconds": seconds, "result": result},
     )  # fmt: skip
     return result, seconds
@@ -362,13 +383,13 @@ def _compute_seeds(
     jobs = max(1, min(options.jobs, len(todo)))
     if jobs == 1:
         for seed in todo:
-            results[seed], s = _run_one_seed(exp.name, options, settings, seed)
+            results[seed], s = _run_one_seed(exp, options, settings, seed)
             computed += s
     elif todo:
+        where = (type(exp).__module__, type(exp).__qualname__)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = {
-                seed: pool.submit(_run_one_seed, exp.name, options, settings, seed)
-                for seed in todo
+                seed: pool.submit(_run_one_seed, where, options, settings, seed) for seed in todo
             }
             for seed, fut in futures.items():
                 results[seed], s = fut.result()
@@ -432,14 +453,39 @@ def summary_table(reports: Sequence[Report]) -> str:
     return "\n".join(lines)
 
 
-def write_report(reports: Sequence[Report], path: str, *, command: str) -> None:
-    """Every experiment's section under a summary table, grouped by paper (figures linked
-    relative to ``path``)."""
+INTRO = """\
+Each experiment below tests one central claim of a paper etfcore implements, on data that needs
+no download, at a scale a laptop runs in minutes. Each seed measures a signed *effect* in the
+direction the paper claims (positive = as the paper says), paired by seed; the verdict follows
+from its mean `m`, its sample standard deviation `s` and the one-sided 95% lower bound
+`m − t·s/√n` (Student's `t`, `n` seeds): **holds** when the lower bound is above zero and `m`
+reaches the smallest effect the experiment counts as relevant (fixed before looking at results);
+**partly holds** when `m > 0` and either the lower bound is above zero or `m` exceeds `s`, or when
+a claim with several effects holds for some of them; **does not hold at this scale** otherwise.
+A claim that does not reproduce here may still hold at the papers' scale (ResNets on ImageNet or
+CIFAR for hundreds of epochs): the verdicts are about what these runs show, and each experiment's
+notes say what was tried. Re-running a command reuses the cached runs and only redraws."""
+
+
+def write_report(
+    reports: Sequence[Report],
+    path: str,
+    *,
+    command: str,
+    figures_dir: Optional[str] = None,
+    pages_dir: Optional[str] = None,
+) -> None:
+    """Every experiment's section under a summary table, grouped by paper. Figures are copied to
+    ``figures_dir`` when given (else linked where they are), relative to ``path``; when
+    ``pages_dir`` holds a page ``<module>.md`` for an experiment module (its protocols and
+    investigations), each paper's section links it."""
     base = os.path.dirname(os.path.abspath(path))
     parts = [
         "# Reproductions",
         "",
-        f"Made by `{command}`. Total {sum(r.seconds for r in reports) / 60:.1f} min.",
+        INTRO,
+        "",
+        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min.",
         "",
         summary_table(reports),
         "",
@@ -449,7 +495,16 @@ def write_report(reports: Sequence[Report], path: str, *, command: str) -> None:
         if r.experiment.paper != paper:
             paper = r.experiment.paper
             parts += [f"## {PAPERS[paper].cite()}", ""]
-        href = os.path.relpath(r.figure, base) if r.figure else None
+            module = type(r.experiment).__module__.rsplit(".", 1)[-1]
+            page = os.path.join(pages_dir, f"{module}.md") if pages_dir else None
+            if page and os.path.isfile(page):
+                rel = os.path.relpath(page, base)
+                parts += [f"Protocols, choices and investigations: [{module}]({rel}).", ""]
+        figure = r.figure
+        if figure and figures_dir:
+            os.makedirs(figures_dir, exist_ok=True)
+            figure = shutil.copy(figure, os.path.join(figures_dir, os.path.basename(figure)))
+        href = os.path.relpath(figure, base) if figure else None
         parts.append(r.markdown(figure_href=href))
     with open(path, "w") as f:
         f.write("\n".join(parts))
