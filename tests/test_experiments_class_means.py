@@ -96,6 +96,11 @@ def test_full_settings_build_valid_configs():
                 target_config(src, {**s["target"], "dataset": src.dataset}, head=head,
                               head_only=True)  # fmt: skip
     assert TrainConfig.from_dict(source_config(RunOptions(data="cifar100"))).backbone == "resnet18"
+    # the noisy targets need an embedded dataset: other data fall back to digits, said so
+    w = WicmInit().settings(RunOptions(quick=True, data="cifar100"))
+    assert w["source"]["dataset"] == "digits" and w["data_ignored"] == "cifar100"
+    m = WicmInit().settings(RunOptions(quick=True, data="mnist1d"))
+    assert m["source"]["dataset"] == "mnist1d" and m["data_ignored"] is None
 
 
 torch = pytest.importorskip("torch")

@@ -8,7 +8,6 @@ import copy
 import numpy as np
 import pytest
 
-from etfcore.errors import ParameterError
 from etfcore.experiments import RunOptions, Verdict
 from etfcore.experiments.fixed_etf_transfer import (
     ETF,
@@ -150,8 +149,14 @@ def test_full_settings_build_valid_configs():
                 target_config(src, _target_config(s, t, 0))
         for cfg in LinearActivation().settings(RunOptions(quick=quick))["backbones"].values():
             TrainConfig.from_dict(cfg)
-    with pytest.raises(ParameterError):
-        protocol(RunOptions(data="cifar100"))
+    # --data does not apply (the digits' input shifts are the targets): ignored, and said so
+    with_data = protocol(RunOptions(quick=True, data="cifar100"))
+    assert with_data["data_ignored"] == "cifar100"
+    assert {k: v for k, v in with_data.items() if k != "data_ignored"} == {
+        k: v for k, v in protocol(RunOptions(quick=True)).items() if k != "data_ignored"
+    }
+    la = LinearActivation().settings(RunOptions(quick=True, data="cifar100"))
+    assert all(c["dataset"] == "digits" for c in la["backbones"].values())
 
 
 # ------------------------------------------------------------------ pipeline, tiny
