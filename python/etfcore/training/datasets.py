@@ -415,7 +415,8 @@ def parse_embedded(name: str) -> Tuple[str, Dict[str, float]]:
 
     >>> parse_embedded("digits:noise=0.5,invert")
     ('digits', {'noise': 0.5, 'invert': 1.0, 'permute': -1.0})
-    >>> parse_embedded("hier:fine=2,seed=3")[1]["fine"], parse_embedded("hier")[1]["coarse"]
+    >>> base, options = parse_embedded("hier:fine=2,seed=3")
+    >>> options["fine"], options["coarse"]
     (2.0, 4)
     """
     base, _, rest = str(name).partition(":")
