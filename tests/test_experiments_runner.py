@@ -180,3 +180,17 @@ def test_cli_lists_and_refuses_unknown(toy, capsys):
     assert "toy-probe" in out and "Model selection" in out
     assert main(["reproduce", "no-such-experiment"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_the_seed_reaches_the_frame_and_run_keys_carry_the_version(tmp_path, monkeypatch):
+    from etfcore.experiments import runner
+
+    ctx = runner.Context(RunOptions(accelerator="cpu", out_dir=str(tmp_path)))
+    assert ctx.config({"seed": 3}).etf_seed == 3
+    assert ctx.config({"seed": 3, "etf_seed": 0}).etf_seed == 0
+    cfg = ctx.config({"seed": 1})
+    key = ctx._key(cfg)
+    assert ctx._key(cfg.replace(progress=True, name="x")) == key  # visibility is not content
+    assert ctx._key(cfg.replace(lr=0.01)) != key
+    monkeypatch.setattr(runner, "RUNS_VERSION", runner.RUNS_VERSION + 1)
+    assert ctx._key(cfg) != key  # a change of what runs record retrains

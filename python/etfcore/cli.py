@@ -482,6 +482,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         data=args.data, accelerator=args.accelerator, out_dir=args.out,
         cache=not args.no_cache, jobs=jobs, progress=args.progress,
     )  # fmt: skip
+    for exp in experiments:  # a setting an experiment refuses (e.g. --data) fails before any run
+        exp.settings(options)
     reports = []
     for exp in experiments:
         print(f"== {exp.name}", flush=True)

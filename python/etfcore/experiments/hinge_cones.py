@@ -30,7 +30,7 @@ sees the same family of classifiers either way (only the ridge penalty's geometr
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -62,22 +62,13 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     0.0
     """
 
-    def ranks(v: Sequence[float]) -> np.ndarray:
-        a = np.asarray(v, dtype=float)
-        order = np.argsort(a, kind="mergesort")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a), dtype=float)
-        for value in np.unique(a):  # average ranks of ties
-            tie = a == value
-            r[tie] = r[tie].mean()
-        return r
+    from ..transfer import ranking
 
     if len(x) != len(y) or len(x) < 2:
         raise ParameterError("spearman needs two sequences of the same length >= 2")
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    return round(float(rx @ ry) / den, 12) if den > 0 else 0.0
+    if np.ptp(np.asarray(x, float)) == 0 or np.ptp(np.asarray(y, float)) == 0:
+        return 0.0
+    return round(float(ranking.spearman(x, y)), 12)
 
 
 # ------------------------------------------------------------------ recipes
@@ -246,6 +237,18 @@ def _nan0(v: Any) -> float:
 
 def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
+
+
+def _gains(hinge: Sequence[Any], base: Sequence[Any]) -> Tuple[float, ...]:
+    """Per-seed ``hinge − base``: a diverged hinge run counts as accuracy 0 (no gain, against
+    the claim); a seed whose baseline diverged has nothing to compare and is dropped. With no
+    seed left, one 0 (no evidence either way)."""
+    out = [
+        (0.0 if h is None or not math.isfinite(float(h)) else float(h)) - float(b)
+        for h, b in zip(hinge, base)
+        if b is not None and math.isfinite(float(b))
+    ]
+    return tuple(out) or (0.0,)
 
 
 def _diff(a: Any, b: Any) -> float:
@@ -735,7 +738,8 @@ class LongTailMinor(Experiment):
         effects = [
             Effect(
                 f"minor-class test accuracy, HingeCE (minor only) − {_LT_LABELS[b]}",
-                tuple(_nan0(r["hinge_minor"]["minor"]) - _nan0(r[b]["minor"]) for r in results),
+                _gains([r["hinge_minor"]["minor"] for r in results],
+                       [r[b]["minor"] for r in results]),
                 min_effect=0.01, scale=100, unit=" points",
             )
             for b in ("ce_etf", "ce")
@@ -754,10 +758,8 @@ class LongTailMinor(Experiment):
             f"{settings['tau_plus'] * DEG:.0f}°, τ⁻ = π",
         ]
         if "hinge_all" in settings["methods"]:
-            d = [_nan0(r["hinge_all"]["minor"]) - _nan0(r["hinge_minor"]["minor"])
-                 for r in results]  # fmt: skip
-            dm = [_nan0(r["hinge_all"]["major"]) - _nan0(r["hinge_minor"]["major"])
-                  for r in results]  # fmt: skip
+            d = [_diff(r["hinge_all"]["minor"], r["hinge_minor"]["minor"]) for r in results]
+            dm = [_diff(r["hinge_all"]["major"], r["hinge_minor"]["major"]) for r in results]
             notes.append(
                 f"τ⁺ on all classes instead of the minor ones: minor {_ms(d, 100, 1)}, "
                 f"major {_ms(dm, 100, 1)} points"

@@ -36,6 +36,9 @@ from ..errors import ParameterError
 from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
 
 _FRAMEWORK = {"base", "runner"}
+#: Part of every cached run's key, with etfcore's version: bump it when training or what a run
+#: records changes without a config change, so no stale run is reused.
+RUNS_VERSION = 2
 # Config keys that change where or how visibly a run happens, not what it computes.
 _NOT_IN_KEY = ("progress", "name", "num_workers", "data_root", "download")
 
@@ -151,18 +154,24 @@ class Context:
 
     def config(self, base: Any = None, **changes: Any):
         """A :class:`~etfcore.training.TrainConfig` from ``base`` (a config, a mapping or None)
-        and ``changes``, with the run's accelerator and progress setting."""
+        and ``changes``, with the run's accelerator and progress setting; from a mapping without
+        ``etf_seed``, the frame is drawn from the run's ``seed``."""
         from ..training import TrainConfig
 
-        d = dict(base.to_dict() if hasattr(base, "to_dict") else (base or {}))
+        mapping = not hasattr(base, "to_dict")
+        d = dict(base.to_dict() if not mapping else (base or {}))
         d.update(changes)
+        if mapping and "etf_seed" not in d:  # the seed reaches the frame too
+            d["etf_seed"] = d.get("seed", 0)
         d.setdefault("accelerator", self.options.accelerator)
         d.setdefault("progress", self.options.progress)
         return TrainConfig.from_dict(d)
 
     def _key(self, config) -> str:
+        from .. import __version__
+
         d = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
-        return digest(d)
+        return digest({"_version": [RUNS_VERSION, __version__], **d})
 
     def train(self, config: Any) -> TrainedRun:
         """Trains ``config`` (a config or mapping; see :meth:`config`) once: a second call with
@@ -284,8 +293,8 @@ class Report:
         if self.figure:
             lines.append(f"figure: {self.figure}")
         lines.append(
-            f"({len(self.seeds)} seeds; {self.seconds:.0f} s, of which "
-            f"{self.computed_seconds:.0f} s computing seeds not in the cache)"
+            f"({len(self.seeds)} seeds; {self.seconds:.0f} s wall; seeds not in the cache took "
+            f"{self.computed_seconds:.0f} s, summed over parallel jobs)"
         )
         return "\n".join(lines)
 

@@ -408,8 +408,9 @@ def parse_embedded(name: str) -> Tuple[str, Dict[str, float]]:
     """``"base:key=value,flag,..."`` → ``(base, options)`` with every default filled in.
 
     Options of the base (:data:`EMBEDDED_OPTIONS`) plus the input shifts every embedded dataset
-    takes: ``noise=σ`` (Gaussian noise of ``σ`` times the inputs' overall standard deviation, a
-    fixed seed), ``invert`` (``x → max(x) − x``, a negative image) and ``permute=s`` (a fixed
+    takes: ``noise=σ`` (Gaussian noise of ``σ`` times the training inputs' overall standard
+    deviation, a fixed seed), ``invert`` (``x → max(x) − x`` with the training inputs' maximum,
+    a negative image) and ``permute=s`` (a fixed
     permutation of the input coordinates drawn from seed ``s``). Unknown bases, keys or
     malformed values raise :class:`ParameterError`.
 
@@ -446,24 +447,27 @@ def is_embedded(name: object) -> bool:
 
 def _count(options: Dict[str, float], key: str) -> int:
     v = options[key]
-    if v != int(v) or v < (0 if key == "seed" else 1):
-        raise ParameterError(f"dataset option {key!r} must be a positive integer, got {v}")
+    if v != int(v) or v < (0 if key in ("seed", "permute") else 1):
+        what = "a non-negative" if key in ("seed", "permute") else "a positive"
+        raise ParameterError(f"dataset option {key!r} must be {what} integer, got {v}")
     return int(v)
 
 
 def _shift_inputs(
     x_parts: Sequence[np.ndarray], options: Dict[str, float]
 ) -> List[np.ndarray]:
-    """The input shifts of :func:`parse_embedded`, the same map applied to every split."""
+    """The input shifts of :func:`parse_embedded`, the same map applied to every split; its
+    parameters (the maximum of ``invert``, the scale of ``noise``) come from the training split
+    (``x_parts[0]``) alone."""
     out = [np.array(x, dtype=np.float32) for x in x_parts]
     if options["permute"] >= 0:
         perm = np.random.default_rng(_count(options, "permute")).permutation(out[0].shape[1])
         out = [x[:, perm] for x in out]
     if options["invert"]:
-        top = max(float(x.max()) for x in out)
+        top = float(out[0].max())
         out = [top - x for x in out]
     if options["noise"] > 0:
-        sigma = options["noise"] * float(np.concatenate(out).std())
+        sigma = options["noise"] * float(out[0].std())
         rng = np.random.default_rng(0x5EED)
         out = [x + (sigma * rng.standard_normal(x.shape)).astype(np.float32) for x in out]
     return out
