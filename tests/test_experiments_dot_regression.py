@@ -85,7 +85,7 @@ def test_collapse_verdicts_on_constructed_curves():
     exp = _exp("002-imbalanced-collapse")
     s, results = _collapse_results(0.2)
     o = exp.summarise(s, results)
-    assert o.verdict is Verdict.HOLDS and len(o.effects) == 3
+    assert o.verdict is Verdict.HOLDS and len(o.effects) == 2  # the two statistics of Fig. 3
     assert o.effects[0].mean == pytest.approx(0.2)
     s, results = _collapse_results(-0.2)
     assert exp.summarise(s, results).verdict is Verdict.DOES_NOT_HOLD
@@ -146,4 +146,4 @@ def test_pipeline_on_tiny_settings(tmp_path):
     c = nc.run_seed(ctx, tiny, 0)
     curve = c[D._key(D.ETF_DR, 0.02, True)]["train_nc_cos_means_std"]
     assert len(curve) == 2 and all(0 <= v < 2 for v in curve)
-    assert len(nc.summarise(tiny, [c, c]).effects) == 3
+    assert len(nc.summarise(tiny, [c, c]).effects) == 2

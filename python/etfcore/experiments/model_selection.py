@@ -345,14 +345,14 @@ def _num(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
-def _finite(v: Sequence[Any]) -> Tuple[float, ...]:
+def _defined(v: Sequence[Any]) -> Tuple[float, ...]:
     """The seeds where the value is defined (an undefined τ is dropped, not counted as 0)."""
     return tuple(float(x) for x in v if x is not None and math.isfinite(x))
 
 
 def _paired_gaps(base: Sequence[Any], other: Sequence[Any]) -> Tuple[float, ...]:
     """``other − base`` per seed, over the seeds where both are defined."""
-    return _finite([
+    return _defined([
         math.nan if a is None or b is None else float(b) - float(a) for a, b in zip(base, other)
     ])  # fmt: skip
 
@@ -460,8 +460,8 @@ class SelectionBenchmark(Experiment):
         effects = [
             Effect("LogME − source accuracy, weighted τ",
                    _paired_gaps(base, _cell(results, "logme", "weighted_tau")), min_effect=0.1),
-            Effect("LogME weighted τ", _finite(_cell(results, "logme", "weighted_tau"))),
-            Effect("H-score weighted τ", _finite(_cell(results, "hscore", "weighted_tau"))),
+            Effect("LogME weighted τ", _defined(_cell(results, "logme", "weighted_tau"))),
+            Effect("H-score weighted τ", _defined(_cell(results, "hscore", "weighted_tau"))),
         ]  # fmt: skip
         best_gap = Effect(f"best score ({LABELS[best]}) − source accuracy", _paired_gaps(
             base, _cell(results, best, "weighted_tau")))  # fmt: skip
@@ -583,7 +583,7 @@ class CMRanksModels(Experiment):
                 *[mean_std(_cell(results, s, "weighted_tau", t), digits=2) for t in targets],
                 mean_std(_cell(results, s, "spearman")),
             ])  # fmt: skip
-        cm = _finite(_cell(results, "cm_accuracy", "weighted_tau"))
+        cm = _defined(_cell(results, "cm_accuracy", "weighted_tau"))
         base = _cell(results, BASELINE, "weighted_tau")
         gap = list(_paired_gaps(base, _cell(results, "cm_accuracy", "weighted_tau")))
         rows.append(["CM − baseline", mean_std(gap), *["" for _ in targets], ""])
