@@ -130,8 +130,23 @@ def main():
         xs = [r[0] for r in rows]
         su, sm = slope(xs, [r[1] for r in rows]), slope(xs, [r[2] for r in rows])
         st = slope(xs, [r[1] + r[2] for r in rows])
-        results[var] = dict(rows=rows, slope_update=su, slope_metrics=sm, slope_total=st)
-        print(f"  slope in {var}: update {su:.2f}, metrics {sm:.2f}, total {st:.2f}")
+        # the largest three sizes: the asymptotic order, past per-row and per-call overheads
+        tu3, tm3 = (
+            slope(xs[-3:], [r[1] for r in rows][-3:]),
+            slope(xs[-3:], [r[2] for r in rows][-3:]),
+        )
+        results[var] = dict(
+            rows=rows,
+            slope_update=su,
+            slope_metrics=sm,
+            slope_total=st,
+            slope_update_top3=tu3,
+            slope_metrics_top3=tm3,
+        )
+        print(
+            f"  slope in {var}: update {su:.2f}, metrics {sm:.2f}, total {st:.2f}; "
+            f"largest three sizes: update {tu3:.2f}, metrics {tm3:.2f}"
+        )
     probes, ca, cb = memory_probe()
     for p, K, mib in probes:
         print(f"  memory: p={p}, K={K}: statistics + metrics peak {mib:.0f} MiB")
@@ -159,6 +174,7 @@ def plot(results, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     for ax, (var, r) in zip(axes, results.items()):
@@ -168,7 +184,9 @@ def plot(results, path):
             (2, "metrics", "slope_metrics"),
         ):
             ts = np.array([row[col] for row in r["rows"]])
-            ax.loglog(xs, ts, "o-", label=f"{label}: slope {r[key]:.2f}")
+            top = r[key + "_top3"] if key + "_top3" in r else r[key]
+            ax.loglog(xs, ts, "o-", label=f"{label}: slope {r[key]:.2f} (top 3: {top:.2f})")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no overlapping labels
         ax.set_xlabel(var)
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)
