@@ -180,12 +180,8 @@ impl ClassGeometry {
             .sum();
         let balanced_data = counts.iter().all(|&c| c == counts[0]);
         let class_moment = |scatter_sum: Mat<f64>, scale: f64| -> Mat<f64> {
-            // scale · scatter_sum - Σ_k w'_k rel_k rel_kᵀ
-            let w2: Vec<f64> = match weighting {
-                Weighting::Weighted => weights.clone(),
-                Weighting::Balanced => vec![1.0 / kp as f64; kp],
-            };
-            let mm = outer_sum(rel.as_ref(), &w2);
+            // scale · scatter_sum - Σ_k w_k rel_k rel_kᵀ
+            let mm = outer_sum(rel.as_ref(), &weights);
             Mat::from_fn(p, p, |i, j| scale * scatter_sum[(i, j)] - mm[(i, j)])
         };
         let full_scatter = || {
@@ -457,9 +453,10 @@ fn probe_mse_from(g: &ClassGeometry, d: &[f64], pinv: &SymPinv) -> Result<PinvMe
 /// `Σ_B = A Aᵀ` with `A = M̄ diag(√w)` (`p × K`), and the `K × K` Gram `G = AᵀA` has the known
 /// null vector `v = √w` (`Σ_k w_k (μ_k - μ_G) = 0`, `‖v‖ = 1`). With `G` scaled to unit trace,
 /// `G' = G + vvᵀ/K` equals `G` on `v⊥` and has `v` as an eigenvector; it is factorised
-/// `G' = L Lᵀ`. Since `λ_min(G') ≥ 1/tr(G'⁻¹) = 1/‖L⁻¹‖_F²` and `λ_max(G) ≤ tr G = 1`, the
-/// route is taken only if `1/‖L⁻¹‖_F² > rtol` (with a 1e-6 margin): every non-zero
-/// eigenvalue then exceeds `rtol · λ_max`. As `A v = 0`, `Σ_B^† = A G'^{-2} Aᵀ` and
+/// `G' = L Lᵀ`. Since `λ_min(G') ≥ 1/tr(G'⁻¹) = 1/‖L⁻¹‖_F²` (or the tighter `1/‖G'⁻¹‖_F`,
+/// formed when the first does not suffice) and `λ_max(G) ≤ min(tr G, ‖G‖_F)`, the route is
+/// taken only if that lower bound exceeds `rtol` times that upper bound (with a 1e-6 margin):
+/// every non-zero eigenvalue then exceeds `rtol · λ_max`. As `A v = 0`, `Σ_B^† = A G'^{-2} Aᵀ` and
 /// `P_B = A G'^{-1} Aᵀ`, so with `Y = A G'^{-1}`: `Tr[Σ_W Σ_B^†] = Σ Y ∘ (Σ_W Y)` and
 /// `tr(P_B Σ_W) = Σ A ∘ (Σ_W Y)`. Any other policy, or a failed proof, returns `None`.
 fn nc1_cholesky(g: &ClassGeometry, policy: RankPolicy) -> Result<Option<Nc1Cholesky>> {
@@ -523,7 +520,16 @@ fn nc1_cholesky_uncached(g: &ClassGeometry, policy: RankPolicy) -> Result<Option
             }
         }
     }
-    if !(tr_inv.is_finite() && tr_inv > 0.0 && 1.0 / tr_inv > rtol * (1.0 + 1e-6)) {
+    // λ_max(G/tr) ≤ min(1, ‖G/tr‖_F); λ_min(G') ≥ 1/tr(G'⁻¹), or the tighter 1/‖G'⁻¹‖_F.
+    let frob: f64 = gram.norm_l2() / tr;
+    let bound = rtol * frob.min(1.0) * (1.0 + 1e-6);
+    let proven = tr_inv.is_finite()
+        && tr_inv > 0.0
+        && (1.0 / tr_inv > bound || {
+            let f = (linv.transpose() * &linv).norm_l2();
+            f.is_finite() && f > 0.0 && 1.0 / f > bound
+        });
+    if !proven {
         return Ok(None);
     }
     // Y = A G'^{-1} = A (L⁻ᵀ L⁻¹) / tr.
