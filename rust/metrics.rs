@@ -62,12 +62,15 @@ pub struct ClassGeometry {
     pub within_trace: f64,
     /// `Σ_T`'s pseudo-inverse and the quadratic forms `d_k` under one policy (VCI and the probe
     /// MSE share it), built on first use.
-    total_pinv: OnceLock<(RankPolicy, Arc<(Vec<f64>, SymPinv)>)>,
+    total_pinv: OnceLock<(RankPolicy, Arc<TotalPinv>)>,
     /// `Σ_B`'s spectrum (NC1, its split and VCI's numerical normaliser share it).
     spectrum: OnceLock<Arc<BetweenSpectrum>>,
     /// NC1 and its split by the Cholesky route under one policy (`None`: not provable).
     nc1_cholesky: OnceLock<(RankPolicy, Option<Nc1Cholesky>)>,
 }
+
+/// The quadratic forms `d_k = (μ_k - μ_G)ᵀ Σ_T^† (μ_k - μ_G)` and the pseudo-inverse.
+type TotalPinv = (Vec<f64>, SymPinv);
 
 /// `(Tr[Σ_W Σ_B^†], tr(P_B Σ_W), rank)` from the Cholesky route.
 #[derive(Debug, Clone, Copy, PartialEq)]
