@@ -433,8 +433,13 @@ impl SymPinv {
                 let proven = tr_inv.is_finite()
                     && tr_inv > 0.0
                     && (1.0 / tr_inv > bound || {
-                        let inv = linv.transpose() * &linv;
-                        let f = inv.norm_l2();
+                        // ‖A⁻¹‖_F ≥ tr(A⁻¹)/√n: skip the product when even that cannot prove it.
+                        let hopeless = (n as f64).sqrt() / tr_inv <= bound;
+                        let f = if hopeless {
+                            f64::INFINITY
+                        } else {
+                            (linv.transpose() * &linv).norm_l2()
+                        };
                         f.is_finite() && f > 0.0 && 1.0 / f > bound
                     });
                 if proven {

@@ -529,7 +529,13 @@ fn nc1_cholesky_uncached(g: &ClassGeometry, policy: RankPolicy) -> Result<Option
     let proven = tr_inv.is_finite()
         && tr_inv > 0.0
         && (1.0 / tr_inv > bound || {
-            let f = (linv.transpose() * &linv).norm_l2();
+            // ‖G'⁻¹‖_F ≥ tr(G'⁻¹)/√K: skip the product when even that cannot prove it.
+            let hopeless = (kp as f64).sqrt() / tr_inv <= bound;
+            let f = if hopeless {
+                f64::INFINITY
+            } else {
+                (linv.transpose() * &linv).norm_l2()
+            };
             f.is_finite() && f > 0.0 && 1.0 / f > bound
         });
     if !proven {
