@@ -1736,6 +1736,62 @@ mod tests {
         }
     }
 
+    /// The portable row work (used without AVX-512) against the AVX-512 one and a plain loop,
+    /// for row-major runs and for panel runs with a ragged last panel.
+    #[test]
+    fn portable_and_avx512_row_work_agree() {
+        let p = 37;
+        let src: Vec<f32> = (0..p)
+            .map(|j| (j as f32 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
+        let shift: Vec<f64> = (0..p).map(|j| 0.5 + j as f64 * 0.01).collect();
+        let want: Vec<f64> = (0..p).map(|j| src[j] as f64 - shift[j]).collect();
+        let norm = src.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        for runs in [
+            Runs {
+                base: 0,
+                stride: p,
+                w: p,
+            },
+            Runs {
+                base: 3,
+                stride: 17,
+                w: 16,
+            },
+        ] {
+            let mut outs = vec![];
+            for simd in [false, true] {
+                if simd && !crate::syrk::avx512_available() {
+                    continue;
+                }
+                let (mut sums, mut unit) = (vec![1.0; p], vec![0.0; p]);
+                let mut buf = vec![9.0f32; 3 + 17 * 3];
+                let (sq, raw, done) = row_kernel_dispatch(
+                    simd, &src, &shift, &mut sums, &mut unit, &mut buf, runs, 2.0,
+                );
+                assert!(done);
+                assert!((sq - want.iter().map(|x| x * x).sum::<f64>()).abs() < 1e-9);
+                assert!((raw - norm * norm).abs() < 1e-9);
+                for j in 0..p {
+                    assert!((sums[j] - 1.0 - want[j]).abs() < 1e-12);
+                    assert!((unit[j] - src[j] as f64 / norm).abs() < 1e-12);
+                    let at = runs.base + (j / runs.w) * runs.stride + j % runs.w;
+                    assert_eq!(buf[at], (want[j] * 2.0) as f32);
+                }
+                if runs.w == 16 {
+                    // Zeros past p in the last panel.
+                    assert!(buf[3 + 2 * 17 + 5..3 + 2 * 17 + 16]
+                        .iter()
+                        .all(|&v| v == 0.0));
+                }
+                outs.push((sums, unit, buf));
+            }
+            if outs.len() == 2 {
+                assert_eq!(outs[0].2, outs[1].2);
+            }
+        }
+    }
+
     #[test]
     fn merging_a_copy_of_itself_doubles() {
         let (h, y) = data(100, 4, 3, 7);
