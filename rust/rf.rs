@@ -985,8 +985,7 @@ fn finish_kernel<T: Real>(k: Vec<T>, n: usize) -> Result<Array2<T>> {
 /// re-packed. Products are formed in f32 over one block of `FEATURE_BLOCK` features, as the
 /// portable path does, and added to `K` block by block.
 #[cfg(target_arch = "x86_64")]
-// The AVX-512 intrinsics are stable since Rust 1.89: the crate's `rust-version` must say so.
-#[allow(clippy::incompatible_msrv)]
+// The AVX-512 intrinsics are stable since Rust 1.89 (the crate's `rust-version`).
 mod simd {
     use super::{projection_rows, Activation, Projection, SyncPtr, PROJECTION_BLOCK};
     use crate::error::{try_zeros, EtfError, Result};
