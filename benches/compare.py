@@ -1,11 +1,23 @@
 """etfcore against its competitors, side by side in one run, on the same array.
 
-Workload (issue 2): N=200 000, p=1024, K=1000, float32 offset Gaussian mixture; every covariance
-metric (Σ_T, Σ_B, Σ_W) + VCI + NC1 + probe_mse. Each method runs in its own subprocess on the same
-.npy file so that its peak memory (VmHWM above the loaded data) is its own.
+Workload: N=200 000, p=1024, K=1000, float32 offset Gaussian mixture; every covariance
+metric (Σ_T, Σ_B, Σ_W) + VCI + NC1 + probe_mse.
+
+First table (the physical limit): each step of etfcore's pass against numpy's bare ``X.T @ X``
+on the same array, float32 and float64, in one process, the two interleaved repeat by repeat;
+each time is the minimum over the repeats and each ratio is that of the minima.
+
+Second table (the competitors): each method runs in its own subprocess on the same .npy file so
+that its peak memory (VmHWM above the loaded data) is its own.
 
     python benches/compare.py             # full size
     python benches/compare.py --quick     # N=20 000, p=256, K=100
+    python benches/compare.py --steps-only --repeats 5
+    python benches/compare.py --steps-only --threads 1 --clock cpu   # CPU seconds, one thread
+
+On a shared machine the wall-clock ratio depends on what else runs; ``--threads 1 --clock cpu``
+gives both sides one thread and measures the CPU time each consumed, which other processes do
+not inflate.
 """
 
 from __future__ import annotations
@@ -157,6 +169,54 @@ def run_method(name: str, path: str, K: int) -> dict:
     return dict(seconds=seconds, peak_extra_mib=rss_peak_mib() - base, **res)
 
 
+def steps_table(X: np.ndarray, y: np.ndarray, K: int, repeats: int, cpu: bool) -> None:
+    """Each step of etfcore's pass against numpy's bare ``X.T @ X``, interleaved, min of repeats."""
+    import etfcore as ec
+
+    N, p = X.shape
+    best: dict = {}
+    now = time.process_time if cpu else time.perf_counter
+
+    def clock(name, fn):
+        t0 = now()
+        out = fn()
+        best[name] = min(best.get(name, float("inf")), now() - t0)
+        return out
+
+    for _ in range(repeats):
+        clock("bare", lambda: X.T @ X)
+        st = clock("update", lambda: ec.CollapseStats(K, p).update(X, y))
+        clock(
+            "covariances",
+            lambda s=st: (
+                s.total_covariance(),
+                s.between_class_covariance(),
+                s.within_class_covariance(),
+            ),
+        )
+        clock("vci", st.vci)
+        clock("nc1", st.nc1)
+        clock("probe_mse", st.probe_mse)
+    bare = best.pop("bare")
+    total = sum(best.values())
+    dt = X.dtype.name
+    what = "CPU s" if cpu else "s"
+    print(f"{dt}: numpy's bare X.T @ X {bare:.3f} {what} (min of {repeats})")
+    print(f"  {'step':<44}{'time s':>9}{'/ bare XᵀX':>12}")
+    rows = [
+        ("CollapseStats.update", best["update"]),
+        ("covariances (Σ_T, Σ_B, Σ_W)", best["covariances"]),
+        ("vci()", best["vci"]),
+        ("nc1()", best["nc1"]),
+        ("probe_mse()", best["probe_mse"]),
+        ("all metrics after the update", total - best["update"]),
+        ("all covariance metrics + VCI + NC1 + probe_mse", total),
+    ]
+    for name, t in rows:
+        print(f"  {name:<44}{t:>9.3f}{t / bare:>12.2f}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -164,7 +224,17 @@ def main() -> None:
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--K", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--skip", default="", help="comma-separated methods to skip")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the steps table")
+    ap.add_argument("--steps-only", action="store_true", help="only the steps table")
+    ap.add_argument("--threads", type=int, help="threads of numpy's BLAS and etfcore")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = ap.parse_args()
+    if args.threads and os.environ.get("RAYON_NUM_THREADS") != str(args.threads):
+        # The thread counts are read when the libraries load: start again with them set.
+        env = dict(os.environ)
+        for v in ("RAYON_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            env[v] = str(args.threads)
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     if args.method:
         print(json.dumps(run_method(args.method, args.path, args.K)))
         return
@@ -181,10 +251,14 @@ def main() -> None:
                 + means[y[i : i + 20_000]]
                 + rng.standard_normal((min(20_000, N - i), p), dtype=np.float32)
             )
+        print(f"N={N} p={p} K={K}, offset Gaussian mixture; {os.cpu_count()} CPU threads\n")
+        for dtype in (np.float32, np.float64):
+            steps_table(X.astype(dtype, copy=False), y, K, args.repeats, args.clock == "cpu")
+        if args.steps_only:
+            return
         np.save(path + ".X.npy", X)
         np.save(path + ".y.npy", y)
         del X
-        print(f"N={N} p={p} K={K} float32, offset Gaussian mixture; {os.cpu_count()} CPU threads\n")
         results = {}
         for m in METHODS:
             if m in args.skip.split(","):

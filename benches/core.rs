@@ -55,6 +55,49 @@ fn bench_update(c: &mut Criterion) {
     g.finish();
 }
 
+/// One chunk's lower-triangular Gram (`m·p(p+1)/2` multiply-adds): the AVX-512 panel kernel
+/// against the portable blocked library GEMM, f32 and f64.
+fn bench_gram(c: &mut Criterion) {
+    use etfcore::linalg::Real;
+    use etfcore::syrk::{self, PanelLayout};
+    let mut g = c.benchmark_group("chunk_gram");
+    g.sample_size(10);
+    let (m, p) = (1024usize, 1024usize);
+    let (h, _) = data(m, p, 7);
+    let x32: Vec<f32> = h.iter().copied().collect();
+    let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+    let (l32, l64) = (PanelLayout::new(m, p, 16), PanelLayout::new(m, p, 8));
+    let mut p32 = vec![0.0f32; l32.len()];
+    let mut p64 = vec![0.0f64; l64.len()];
+    for r in 0..m {
+        for j in 0..p {
+            p32[l32.index(r, j)] = x32[r * p + j];
+            p64[l64.index(r, j)] = x64[r * p + j];
+        }
+    }
+    let mut acc = vec![0.0f64; p * p];
+    g.throughput(Throughput::Elements((m * p * (p + 1) / 2) as u64));
+    let id = format!("m{m}_p{p}");
+    g.bench_function(BenchmarkId::new("portable_f32", &id), |b| {
+        let mut work = vec![];
+        b.iter(|| f32::accumulate_gram(&x32, m, p, &mut work, &mut acc))
+    });
+    g.bench_function(BenchmarkId::new("portable_f64", &id), |b| {
+        let mut work = vec![];
+        b.iter(|| f64::accumulate_gram(&x64, m, p, &mut work, &mut acc))
+    });
+    if syrk::avx512_available() {
+        g.bench_function(BenchmarkId::new("avx512_panels_f32", &id), |b| {
+            b.iter(|| syrk::gram_lower_panels_f32(&p32, &l32, 0, m, &mut acc))
+        });
+        g.bench_function(BenchmarkId::new("avx512_panels_f64", &id), |b| {
+            b.iter(|| syrk::gram_lower_panels_f64(&p64, &l64, 0, m, &mut acc))
+        });
+    }
+    black_box(&acc);
+    g.finish();
+}
+
 fn bench_merge_and_metrics(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics");
     g.sample_size(10);
@@ -118,6 +161,7 @@ fn bench_rf(c: &mut Criterion) {
 
 criterion_group!(
     benches,
+    bench_gram,
     bench_update,
     bench_merge_and_metrics,
     bench_etf,

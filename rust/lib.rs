@@ -4,7 +4,8 @@
 //! - [`stats`]: streaming, mergeable sufficient statistics of labelled features (SPEC §3).
 //! - [`metrics`]: class geometry and every collapse metric computed from the statistics (SPEC §5).
 //! - [`samples`]: metrics that need the samples themselves (NC4, numerical rank).
-//! - [`linalg`]: the gram kernel and the explicit pseudo-inverse policy (SPEC §4).
+//! - [`syrk`]: the packed AVX-512 Gram kernel of the statistics pass.
+//! - [`linalg`]: the portable gram kernel and the explicit pseudo-inverse policy (SPEC §4).
 //! - [`error`]: the one error type.
 //!
 //! The crate knows nothing of Python; `py` (feature `python`) is the thin binding.
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod rf;
 pub mod samples;
 pub mod stats;
+pub mod syrk;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod transfer;

@@ -61,6 +61,18 @@ impl std::str::FromStr for Precision {
 pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
     const NAME: &'static str;
     const PRECISION: Precision;
+    /// Values per 512-bit register: the panel width of the AVX-512 Gram kernel.
+    const LANES: usize;
+
+    /// Adds the lower triangle of `X[r0..r1]ᵀ X[r0..r1]` to `acc` (`p × p`, f64), `x` holding
+    /// the chunk in panels ([`crate::syrk`]); `false` (nothing done) without AVX-512.
+    fn gram_lower_panels(
+        x: &[Self],
+        layout: &crate::syrk::PanelLayout,
+        r0: usize,
+        r1: usize,
+        acc: &mut [f64],
+    ) -> bool;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 
@@ -128,10 +140,20 @@ pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
 const GRAM_BLOCK: usize = 128;
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $prec:expr, $gemm:path) => {
+    ($t:ty, $name:literal, $prec:expr, $gemm:path, $lanes:expr, $panels:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
             const PRECISION: Precision = $prec;
+            const LANES: usize = $lanes;
+            fn gram_lower_panels(
+                x: &[$t],
+                layout: &crate::syrk::PanelLayout,
+                r0: usize,
+                r1: usize,
+                acc: &mut [f64],
+            ) -> bool {
+                $panels(x, layout, r0, r1, acc)
+            }
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -162,8 +184,22 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "float32", Precision::F32, matrixmultiply::sgemm);
-impl_real!(f64, "float64", Precision::F64, matrixmultiply::dgemm);
+impl_real!(
+    f32,
+    "float32",
+    Precision::F32,
+    matrixmultiply::sgemm,
+    16,
+    crate::syrk::gram_lower_panels_f32
+);
+impl_real!(
+    f64,
+    "float64",
+    Precision::F64,
+    matrixmultiply::dgemm,
+    8,
+    crate::syrk::gram_lower_panels_f64
+);
 
 /// `acc[i, j] += work[i, j]` for `j ≤ i` (the upper triangle of `acc` stays untouched).
 fn add_lower<T: Real>(work: &[T], acc: &mut [f64], p: usize) {
@@ -252,7 +288,7 @@ pub struct SymPinv {
     factor: Mat<f64>,
     pub rank: usize,
     pub method: PinvMethod,
-    /// Largest eigenvalue (eigh) or an upper bound `tr A` (Cholesky path).
+    /// Largest eigenvalue (eigh) or the upper bound of it that the Cholesky path used.
     pub lambda_max: f64,
     /// Threshold actually applied (`rtol · λ_max`), 0 for the `Top` policy.
     pub threshold: f64,
@@ -345,9 +381,14 @@ impl SymPinv {
     /// Builds the pseudo-inverse of the symmetric PSD matrix `a` (only its lower triangle is read).
     ///
     /// With `RankPolicy::Rtol` a Cholesky factorisation is tried first when `allow_cholesky`:
-    /// it is accepted only if `1 / tr(A⁻¹) > rtol · tr(A)`. Since `λ_min ≥ 1/tr(A⁻¹)` and
-    /// `λ_max ≤ tr(A)`, every eigenvalue then exceeds the threshold, so the eigen-route would
-    /// have kept all of them: both routes give `A⁻¹`.
+    /// it is accepted only if `λ₋ > rtol · λ₊ · (1 + 10⁻⁶)` for a lower bound `λ₋ ≤ λ_min` and
+    /// an upper bound `λ₊ ≥ λ_max`: every eigenvalue then exceeds the threshold, so the
+    /// eigen-route would have kept all of them and both routes give `A⁻¹`. The bounds:
+    /// `λ₊ = min(‖A‖_F, max_i Σ_j |a_ij|)` (both at most `tr A` for a PSD matrix) and
+    /// `λ₋ = 1/tr(A⁻¹) = 1/‖L⁻¹‖_F²`, or, when that does not prove it, the tighter
+    /// `λ₋ = 1/‖A⁻¹‖_F` with `A⁻¹ = L⁻ᵀL⁻¹` formed (`n³/3` more flops, far below an
+    /// eigendecomposition; this is what lets float32 statistics, cut at `n · eps(float32)`,
+    /// take the fast path when they are well conditioned).
     pub fn new(a: MatRef<'_, f64>, policy: RankPolicy, allow_cholesky: bool) -> Result<Self> {
         let n = a.nrows();
         // Factorise `a / s` (s = largest entry) and scale back: `A^† = (A/s)^† / s`, so the
@@ -357,18 +398,51 @@ impl SymPinv {
         if let (RankPolicy::Rtol(rtol), true) = (policy, allow_cholesky && n > 0) {
             let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(n));
             let scaled = Mat::from_fn(n, n, |i, j| a[(i, j)] / s);
+            // Upper bounds of λ_max of the PSD matrix (the symmetric matrix from its lower
+            // triangle, as the factorisation reads it).
+            let (mut frob2, mut row_max) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let mut row = 0.0;
+                for j in 0..n {
+                    let v = if j <= i {
+                        scaled[(i, j)]
+                    } else {
+                        scaled[(j, i)]
+                    };
+                    frob2 += v * v;
+                    row += v.abs();
+                }
+                row_max = row_max.max(row);
+            }
             let trace: f64 = (0..n).map(|i| scaled[(i, i)]).sum();
+            let upper = trace.min(frob2.sqrt()).min(row_max);
             if let Ok(llt) = scaled.llt(Side::Lower) {
                 let mut linv = Mat::<f64>::zeros(n, n);
                 invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
                 let mut tr_inv = 0.0;
                 for j in 0..n {
-                    for i in j..n {
-                        tr_inv += linv[(i, j)] * linv[(i, j)];
+                    for i in 0..n {
+                        if i < j {
+                            linv[(i, j)] = 0.0;
+                        } else {
+                            tr_inv += linv[(i, j)] * linv[(i, j)];
+                        }
                     }
                 }
-                if tr_inv.is_finite() && tr_inv > 0.0 && 1.0 / tr_inv > rtol * trace * (1.0 + 1e-6)
-                {
+                let bound = rtol * upper * (1.0 + 1e-6);
+                let proven = tr_inv.is_finite()
+                    && tr_inv > 0.0
+                    && (1.0 / tr_inv > bound || {
+                        // ‖A⁻¹‖_F ≥ tr(A⁻¹)/√n: skip the product when even that cannot prove it.
+                        let hopeless = (n as f64).sqrt() / tr_inv <= bound;
+                        let f = if hopeless {
+                            f64::INFINITY
+                        } else {
+                            (linv.transpose() * &linv).norm_l2()
+                        };
+                        f.is_finite() && f > 0.0 && 1.0 / f > bound
+                    });
+                if proven {
                     for j in 0..n {
                         for i in 0..n {
                             linv[(i, j)] = if i < j { 0.0 } else { linv[(i, j)] / root };
@@ -378,8 +452,8 @@ impl SymPinv {
                         factor: linv,
                         rank: n,
                         method: PinvMethod::Cholesky,
-                        lambda_max: trace * s,
-                        threshold: rtol * trace * s,
+                        lambda_max: upper * s,
+                        threshold: rtol * upper * s,
                     });
                 }
             }
@@ -526,6 +600,28 @@ mod tests {
                 assert!((prod[(i, j)] - (i == j) as i32 as f64).abs() < 1e-9);
             }
         }
+    }
+
+    #[test]
+    fn frobenius_bound_proves_the_cholesky_path_where_the_trace_bound_does_not() {
+        // 200 eigenvalues in [1, 2]: 1/tr(A⁻¹) ≈ 1/140 is below 1e-4 · tr A ≈ 0.03, while
+        // 1/‖A⁻¹‖_F ≈ 1/10 exceeds 1e-4 · ‖A‖_F ≈ 2e-3.
+        let a = spd(200, 2.0);
+        let rtol = RankPolicy::Rtol(Some(1e-4));
+        let c = SymPinv::new(a.as_ref(), rtol, true).unwrap();
+        let e = SymPinv::new(a.as_ref(), rtol, false).unwrap();
+        assert_eq!((c.method, c.rank, e.rank), (PinvMethod::Cholesky, 200, 200));
+        let (mc, me) = (c.matrix(), e.matrix());
+        for i in 0..200 {
+            for j in 0..200 {
+                assert!((mc[(i, j)] - me[(i, j)]).abs() < 1e-10);
+            }
+        }
+        // Ill-conditioned beyond the cut: the eigen-route decides.
+        let bad = spd(50, 1e6);
+        let b = SymPinv::new(bad.as_ref(), rtol, true).unwrap();
+        assert_eq!(b.method, PinvMethod::Eigh);
+        assert!(b.rank < 50);
     }
 
     #[test]

@@ -7,9 +7,12 @@
 use crate::error::{EtfError, Result};
 use crate::linalg::{kept_rank, sym_eig_desc, PinvMethod, Precision, RankPolicy, SymPinv};
 use crate::stats::CollapseStats;
+use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Mat, MatRef};
+use faer::{Par, Side};
 use ndarray::{ArrayView1, ArrayView2};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 /// Covariance convention: classes weighted by their frequency or equally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +60,24 @@ pub struct ClassGeometry {
     /// `None` for the balanced convention on imbalanced classes without per-class scatters.
     pub within: Option<Mat<f64>>,
     pub within_trace: f64,
+    /// `Σ_T`'s pseudo-inverse and the quadratic forms `d_k` under one policy (VCI and the probe
+    /// MSE share it), built on first use.
+    total_pinv: OnceLock<(RankPolicy, Arc<TotalPinv>)>,
+    /// `Σ_B`'s spectrum (NC1, its split and VCI's numerical normaliser share it).
+    spectrum: OnceLock<Arc<BetweenSpectrum>>,
+    /// NC1 and its split by the Cholesky route under one policy (`None`: not provable).
+    nc1_cholesky: OnceLock<(RankPolicy, Option<Nc1Cholesky>)>,
+}
+
+/// The quadratic forms `d_k = (μ_k - μ_G)ᵀ Σ_T^† (μ_k - μ_G)` and the pseudo-inverse.
+type TotalPinv = (Vec<f64>, SymPinv);
+
+/// `(Tr[Σ_W Σ_B^†], tr(P_B Σ_W), rank)` from the Cholesky route.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Nc1Cholesky {
+    trace: f64,
+    inside: f64,
+    rank: usize,
 }
 
 /// The metric's value with the pseudo-inverse that produced it.
@@ -162,12 +183,8 @@ impl ClassGeometry {
             .sum();
         let balanced_data = counts.iter().all(|&c| c == counts[0]);
         let class_moment = |scatter_sum: Mat<f64>, scale: f64| -> Mat<f64> {
-            // scale · scatter_sum - Σ_k w'_k rel_k rel_kᵀ
-            let w2: Vec<f64> = match weighting {
-                Weighting::Weighted => weights.clone(),
-                Weighting::Balanced => vec![1.0 / kp as f64; kp],
-            };
-            let mm = outer_sum(rel.as_ref(), &w2);
+            // scale · scatter_sum - Σ_k w_k rel_k rel_kᵀ
+            let mm = outer_sum(rel.as_ref(), &weights);
             Mat::from_fn(p, p, |i, j| scale * scatter_sum[(i, j)] - mm[(i, j)])
         };
         let full_scatter = || {
@@ -225,6 +242,9 @@ impl ClassGeometry {
             between,
             within,
             within_trace,
+            total_pinv: OnceLock::new(),
+            spectrum: OnceLock::new(),
+            nc1_cholesky: OnceLock::new(),
         })
     }
 
@@ -293,13 +313,24 @@ fn finite(v: f64, metric: &str) -> Result<f64> {
 /// `Σ_k w_k (μ_k-μ_G)ᵀ Σ_T^† (μ_k-μ_G) = Tr[Σ_T^† Σ_B]` with the pseudo-inverse used, and the
 /// per-class quadratic forms `d_k`.
 fn total_quad_forms(g: &ClassGeometry, policy: RankPolicy) -> Result<(Vec<f64>, SymPinv)> {
+    if let Some((p, cached)) = g.total_pinv.get() {
+        if *p == policy {
+            return Ok(((cached.0).clone(), (cached.1).clone()));
+        }
+    }
     let total = g.total()?;
     let pinv = SymPinv::new(total.as_ref(), policy, true)?;
-    Ok((pinv.quad_forms(g.centred_means.as_ref()), pinv))
+    let d = pinv.quad_forms(g.centred_means.as_ref());
+    // The first policy computed is kept (the default one, in practice).
+    let _ = g
+        .total_pinv
+        .set((policy, Arc::new((d.clone(), pinv.clone()))));
+    Ok((d, pinv))
 }
 
 /// Eigen-structure of `Σ_B` restricted to its positive part: eigenvalues (decreasing) and,
 /// for each, `v_jᵀ Σ_W v_j` (when Σ_W is available).
+#[derive(Debug, Clone)]
 pub struct BetweenSpectrum {
     pub values: Vec<f64>,
     pub within_quad: Option<Vec<f64>>,
@@ -307,7 +338,16 @@ pub struct BetweenSpectrum {
 
 /// Spectrum of `Σ_B` through the smaller of the `K × K` Gram `AᵀA` (A = centred means · diag √w)
 /// and `Σ_B` itself; only the first `min(p, K-1)` eigenpairs with positive eigenvalues are kept.
-pub fn between_spectrum(g: &ClassGeometry) -> Result<BetweenSpectrum> {
+/// Computed once per geometry and shared.
+pub fn between_spectrum(g: &ClassGeometry) -> Result<Arc<BetweenSpectrum>> {
+    if let Some(s) = g.spectrum.get() {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(between_spectrum_uncached(g)?);
+    Ok(g.spectrum.get_or_init(|| s).clone())
+}
+
+fn between_spectrum_uncached(g: &ClassGeometry) -> Result<BetweenSpectrum> {
     let (p, kp) = (g.dim, g.num_present());
     let cap = p.min(kp - 1);
     let a = Mat::from_fn(p, kp, |i, j| g.centred_means[(i, j)] * g.weights[j].sqrt());
@@ -353,7 +393,7 @@ pub fn vci(
         VciNormalizer::Numerical => Some(between_spectrum(g)?),
         _ => None,
     };
-    vci_from(g, normalizer, &d, &pinv, spec.as_ref())
+    vci_from(g, normalizer, &d, &pinv, spec.as_deref())
 }
 
 fn vci_from(
@@ -410,13 +450,136 @@ fn probe_mse_from(g: &ClassGeometry, d: &[f64], pinv: &SymPinv) -> Result<PinvMe
     })
 }
 
+/// NC1 and its split without an eigendecomposition, when `K ≤ p` and the threshold provably
+/// keeps all `K - 1` non-zero eigenvalues of `Σ_B` (then the result equals the eigen-route's).
+///
+/// `Σ_B = A Aᵀ` with `A = M̄ diag(√w)` (`p × K`), and the `K × K` Gram `G = AᵀA` has the known
+/// null vector `v = √w` (`Σ_k w_k (μ_k - μ_G) = 0`, `‖v‖ = 1`). With `G` scaled to unit trace,
+/// `G' = G + vvᵀ/K` equals `G` on `v⊥` and has `v` as an eigenvector; it is factorised
+/// `G' = L Lᵀ`. Since `λ_min(G') ≥ 1/tr(G'⁻¹) = 1/‖L⁻¹‖_F²` (or the tighter `1/‖G'⁻¹‖_F`,
+/// formed when the first does not suffice) and `λ_max(G) ≤ min(tr G, ‖G‖_F)`, the route is
+/// taken only if that lower bound exceeds `rtol` times that upper bound (with a 1e-6 margin):
+/// every non-zero eigenvalue then exceeds `rtol · λ_max`. As `A v = 0`, `Σ_B^† = A G'^{-2} Aᵀ` and
+/// `P_B = A G'^{-1} Aᵀ`, so with `Y = A G'^{-1}`: `Tr[Σ_W Σ_B^†] = Σ Y ∘ (Σ_W Y)` and
+/// `tr(P_B Σ_W) = Σ A ∘ (Σ_W Y)`. Any other policy, or a failed proof, returns `None`.
+fn nc1_cholesky(g: &ClassGeometry, policy: RankPolicy) -> Result<Option<Nc1Cholesky>> {
+    if let Some((p, r)) = g.nc1_cholesky.get() {
+        if *p == policy {
+            return Ok(*r);
+        }
+    }
+    let r = nc1_cholesky_uncached(g, policy)?;
+    let _ = g.nc1_cholesky.set((policy, r));
+    Ok(r)
+}
+
+fn nc1_cholesky_uncached(g: &ClassGeometry, policy: RankPolicy) -> Result<Option<Nc1Cholesky>> {
+    let RankPolicy::Rtol(Some(rtol)) = policy else {
+        return Ok(None);
+    };
+    let (p, kp) = (g.dim, g.num_present());
+    let w = g.within()?;
+    if kp > p || kp < 2 {
+        return Ok(None);
+    }
+    // Brought to unit size first (features near the ends of the f64 range): `A/s_a`, `Σ_W/s_w`.
+    let a = Mat::from_fn(p, kp, |i, j| g.centred_means[(i, j)] * g.weights[j].sqrt());
+    let max_abs = |m: MatRef<'_, f64>| {
+        let mut s = 0.0f64;
+        for j in 0..m.ncols() {
+            for i in 0..m.nrows() {
+                s = s.max(m[(i, j)].abs());
+            }
+        }
+        s
+    };
+    let (sa, sw) = (max_abs(a.as_ref()), max_abs(w.as_ref()));
+    if !(sa > 0.0 && sw > 0.0 && sa.is_finite() && sw.is_finite()) {
+        return Ok(None);
+    }
+    let a = Mat::from_fn(p, kp, |i, j| a[(i, j)] / sa);
+    let w = Mat::from_fn(p, p, |i, j| w[(i, j)] / sw);
+    let gram = a.transpose() * &a;
+    let tr: f64 = (0..kp).map(|i| gram[(i, i)]).sum();
+    if !(tr > 0.0 && tr.is_finite()) {
+        return Ok(None);
+    }
+    let norm_w: f64 = g.weights.iter().sum::<f64>().sqrt();
+    let v: Vec<f64> = g.weights.iter().map(|w| w.sqrt() / norm_w).collect();
+    let c = 1.0 / kp as f64;
+    let gs = Mat::from_fn(kp, kp, |i, j| gram[(i, j)] / tr + c * v[i] * v[j]);
+    let Ok(llt) = gs.llt(Side::Lower) else {
+        return Ok(None);
+    };
+    let mut linv = Mat::<f64>::zeros(kp, kp);
+    invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
+    let mut tr_inv = 0.0;
+    for j in 0..kp {
+        for i in 0..kp {
+            if i < j {
+                linv[(i, j)] = 0.0;
+            } else {
+                tr_inv += linv[(i, j)] * linv[(i, j)];
+            }
+        }
+    }
+    // λ_max(G/tr) ≤ min(1, ‖G/tr‖_F); λ_min(G') ≥ 1/tr(G'⁻¹), or the tighter 1/‖G'⁻¹‖_F.
+    let frob: f64 = gram.norm_l2() / tr;
+    let bound = rtol * frob.min(1.0) * (1.0 + 1e-6);
+    let proven = tr_inv.is_finite()
+        && tr_inv > 0.0
+        && (1.0 / tr_inv > bound || {
+            // ‖G'⁻¹‖_F ≥ tr(G'⁻¹)/√K: skip the product when even that cannot prove it.
+            let hopeless = (kp as f64).sqrt() / tr_inv <= bound;
+            let f = if hopeless {
+                f64::INFINITY
+            } else {
+                (linv.transpose() * &linv).norm_l2()
+            };
+            f.is_finite() && f > 0.0 && 1.0 / f > bound
+        });
+    if !proven {
+        return Ok(None);
+    }
+    // Y = A G'^{-1} = A (L⁻ᵀ L⁻¹) / tr.
+    let ab = &a * linv.transpose();
+    let y = &ab * &linv;
+    let wy = &w * &y;
+    let (mut t, mut inside) = (0.0, 0.0);
+    for j in 0..kp {
+        for i in 0..p {
+            t += y[(i, j)] * wy[(i, j)];
+            inside += a[(i, j)] * wy[(i, j)];
+        }
+    }
+    // Back to the original scale: Tr[Σ_W Σ_B^†] scales as s_w/s_a², tr(P_B Σ_W) as s_w.
+    Ok(Some(Nc1Cholesky {
+        trace: t / (tr * tr) * (sw / sa) / sa,
+        inside: inside / tr * sw,
+        rank: kp - 1,
+    }))
+}
+
 /// NC1 `Tr[Σ_W Σ_B^†] / K`, `Σ_B^†` over its top `min(p, K-1)` eigenvalues that also exceed
 /// `rtol · λ_max` (or exactly the top `rank`).
 pub fn nc1(g: &ClassGeometry, rank: Option<usize>, rtol: Option<f64>) -> Result<PinvMetric> {
     g.within()?;
     let policy = g.policy(rank, rtol)?;
+    g.check_separated("NC1")?;
+    if let Some(c) = nc1_cholesky(g, policy)? {
+        return nc1_of_cholesky(g, &c);
+    }
     let spec = between_spectrum(g)?;
     nc1_from(g, &spec, policy)
+}
+
+fn nc1_of_cholesky(g: &ClassGeometry, c: &Nc1Cholesky) -> Result<PinvMetric> {
+    Ok(PinvMetric {
+        value: finite(c.trace / g.num_present() as f64, "NC1")?,
+        rank: c.rank,
+        method: PinvMethod::Cholesky,
+        normalizer: c.rank,
+    })
 }
 
 fn nc1_from(g: &ClassGeometry, spec: &BetweenSpectrum, policy: RankPolicy) -> Result<PinvMetric> {
@@ -450,8 +613,21 @@ fn nc1_from(g: &ClassGeometry, spec: &BetweenSpectrum, policy: RankPolicy) -> Re
 pub fn nc1_split(g: &ClassGeometry, rtol: Option<f64>) -> Result<(f64, f64, usize)> {
     g.within()?;
     let policy = g.policy(None, rtol)?;
+    if g.between_trace() > 0.0 {
+        if let Some(c) = nc1_cholesky(g, policy)? {
+            return Ok(split_of_cholesky(g, &c));
+        }
+    }
     let spec = between_spectrum(g)?;
     nc1_split_from(g, &spec, policy)
+}
+
+fn split_of_cholesky(g: &ClassGeometry, c: &Nc1Cholesky) -> (f64, f64, usize) {
+    let tr = g
+        .within
+        .as_ref()
+        .map_or(0.0, |w| (0..g.dim).map(|i| w[(i, i)]).sum());
+    (c.inside, tr - c.inside, c.rank)
 }
 
 fn nc1_split_from(
@@ -494,8 +670,15 @@ fn mean_distance2(g: &ClassGeometry, k: usize, l: usize) -> f64 {
 ///
 /// Distances come from the Gram of the centred means, and any pair whose expanded distance is
 /// small against the norms (cancellation) is recomputed by exact differences. Two classes with
-/// the same mean make it undefined: `Degenerate`, naming them.
+/// the same mean make it undefined: `Degenerate`, naming them. With more classes than
+/// dimensions the Gram is formed [`PAIR_BLOCK`] rows at a time (`O(PAIR_BLOCK · K)` memory;
+/// the time stays `O(K² p)`: the metric is a sum over pairs).
 pub fn cdnv(g: &ClassGeometry) -> Result<f64> {
+    if g.num_present() > g.dim {
+        return Ok(pairwise_blocked(g, PAIR_BLOCK, true, false)?
+            .0
+            .expect("asked"));
+    }
     let c = centred_gram(g);
     let kp = g.num_present();
     let mut total = 0.0;
@@ -516,6 +699,144 @@ pub fn cdnv(g: &ClassGeometry) -> Result<f64> {
         }
     }
     finite(total / (kp * (kp - 1) / 2) as f64, "CDNV")
+}
+
+/// Rows of the `K × K` Gram of the centred means formed at a time when `K > p` (the blocked
+/// route of [`cdnv`] and [`nc2`]: `O(PAIR_BLOCK · K)` memory instead of `K²`).
+pub const PAIR_BLOCK: usize = 256;
+
+/// Running count, mean and sum of squared deviations, combined batch by batch (Chan, Golub &
+/// LeVeque's parallel update: each batch's own two-pass moments, then the exact combination).
+#[derive(Debug, Default, Clone, Copy)]
+struct Moments {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    fn add_batch(&mut self, xs: &[f64]) {
+        if xs.is_empty() {
+            return;
+        }
+        let nb = xs.len() as f64;
+        let mb = xs.iter().sum::<f64>() / nb;
+        let m2b: f64 = xs.iter().map(|x| (x - mb) * (x - mb)).sum();
+        let n = self.n + nb;
+        let d = mb - self.mean;
+        self.mean += d * nb / n;
+        self.m2 += m2b + d * d * self.n * nb / n;
+        self.n = n;
+    }
+    fn std(&self) -> f64 {
+        (self.m2 / self.n).sqrt()
+    }
+}
+
+/// Calls `f(k0, slab)` for consecutive row blocks `k0..k0+b` of the upper part of the Gram
+/// `G = M̄ᵀM̄` of the centred means: `slab[(r, c)] = G[k0 + r, k0 + c]` (`b × (K - k0)`).
+fn for_each_gram_block(
+    g: &ClassGeometry,
+    block: usize,
+    mut f: impl FnMut(usize, MatRef<'_, f64>) -> Result<()>,
+) -> Result<()> {
+    let kp = g.num_present();
+    let c = g.centred_means.as_ref();
+    let mut k0 = 0;
+    while k0 < kp {
+        let b = block.max(1).min(kp - k0);
+        let slab = c.subcols(k0, b).transpose() * c.subcols(k0, kp - k0);
+        f(k0, slab.as_ref())?;
+        k0 += b;
+    }
+    Ok(())
+}
+
+/// The pairwise sums of [`cdnv`] and [`nc2`] through blocks of the Gram (never the whole
+/// `K × K` matrix): the same pairs in the same order as the dense route.
+fn pairwise_blocked(
+    g: &ClassGeometry,
+    block: usize,
+    want_cdnv: bool,
+    want_nc2: bool,
+) -> Result<(Option<f64>, Option<Nc2>)> {
+    let kp = g.num_present();
+    let p = g.dim;
+    let c = &g.centred_means;
+    let diag: Vec<f64> = (0..kp)
+        .map(|k| (0..p).map(|i| c[(i, k)] * c[(i, k)]).sum())
+        .collect();
+    let norms: Vec<f64> = diag.iter().map(|d| d.max(0.0).sqrt()).collect();
+    let zero_norm = (0..kp).find(|&k| !(norms[k] > 0.0));
+    // ‖G‖_F = ‖M̄ M̄ᵀ‖_F, through the p × p product (p < K on this route).
+    let gf = if want_nc2 {
+        (c * c.transpose()).norm_l2()
+    } else {
+        1.0
+    };
+    let target = -1.0 / (kp as f64 - 1.0);
+    let pf = ((kp - 1) as f64).sqrt();
+    let (mut total, mut moments, mut absdev, mut e) = (0.0, Moments::default(), 0.0, 0.0);
+    let mut cosines = Vec::new();
+    for_each_gram_block(g, block, |k0, slab| {
+        cosines.clear();
+        for r in 0..slab.nrows() {
+            let k = k0 + r;
+            if want_nc2 {
+                let d = diag[k] / gf - (1.0 - 1.0 / kp as f64) / pf;
+                e += d * d;
+            }
+            for l in (k + 1)..kp {
+                let gkl = slab[(r, l - k0)];
+                if want_cdnv {
+                    let scale = diag[k] + diag[l];
+                    let mut d2 = scale - 2.0 * gkl;
+                    if !(d2 > 1e-6 * scale) {
+                        d2 = mean_distance2(g, k, l);
+                    }
+                    if !(d2 > 0.0) {
+                        return Err(EtfError::Degenerate(format!(
+                            "CDNV is undefined: classes {} and {} have the same mean",
+                            g.present[k], g.present[l]
+                        )));
+                    }
+                    total += (g.class_variances[k] + g.class_variances[l]) / (2.0 * d2);
+                }
+                if want_nc2 && zero_norm.is_none() {
+                    let cos = gkl / (norms[k] * norms[l]);
+                    cosines.push(cos);
+                    absdev += (cos - target).abs();
+                    let d = gkl / gf + (1.0 / kp as f64) / pf;
+                    e += 2.0 * d * d;
+                }
+            }
+        }
+        moments.add_batch(&cosines);
+        Ok(())
+    })?;
+    let cd = if want_cdnv {
+        Some(finite(total / (kp * (kp - 1) / 2) as f64, "CDNV")?)
+    } else {
+        None
+    };
+    let nc2 = if want_nc2 {
+        if let Some(k) = zero_norm {
+            return Err(EtfError::Degenerate(format!(
+                "NC2 is undefined: the mean of class {} equals the global mean",
+                g.present[k]
+            )));
+        }
+        let (m, s) = mean_std(&norms);
+        Some(Nc2 {
+            equinorm: finite(s / m, "NC2 equinorm")?,
+            equiangularity: finite(moments.std(), "NC2 equiangularity")?,
+            max_equiangularity: finite(absdev / moments.n, "NC2 max-equiangularity")?,
+            etf_error: finite(e.sqrt(), "NC2 ETF error")?,
+        })
+    } else {
+        None
+    };
+    Ok((cd, nc2))
 }
 
 /// NC2 statistics of the centred class means.
@@ -539,8 +860,15 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// NC2 of the centred class means; `Degenerate` when a class mean equals the global mean (its
-/// angles are undefined).
+/// angles are undefined). With more classes than dimensions the pairs are visited through
+/// blocks of the Gram (as for [`cdnv`]) and the spread of the cosines is combined block by
+/// block; `‖G‖_F` is then `‖M̄ M̄ᵀ‖_F` (a `p × p` product).
 pub fn nc2(g: &ClassGeometry) -> Result<Nc2> {
+    if g.num_present() > g.dim {
+        return Ok(pairwise_blocked(g, PAIR_BLOCK, false, true)?
+            .1
+            .expect("asked"));
+    }
     let c = centred_gram(g);
     let kp = g.num_present();
     let norms: Vec<f64> = (0..kp).map(|k| c[(k, k)].max(0.0).sqrt()).collect();
@@ -791,9 +1119,24 @@ pub fn report(
         let (dw, pw) = total_quad_forms(&gw, gw.policy(None, rtol)?)?;
         probe_mse_from(&gw, &dw, &pw)?
     };
-    let spec = between_spectrum(&g)?;
-    let nc1 = nc1_from(&g, &spec, policy)?;
-    let (a, b, r) = nc1_split_from(&g, &spec, policy)?;
+    g.check_separated("NC1")?;
+    let (nc1, (a, b, r)) = match nc1_cholesky(&g, policy)? {
+        Some(c) => (nc1_of_cholesky(&g, &c)?, split_of_cholesky(&g, &c)),
+        None => {
+            let spec = between_spectrum(&g)?;
+            (
+                nc1_from(&g, &spec, policy)?,
+                nc1_split_from(&g, &spec, policy)?,
+            )
+        }
+    };
+    let (cdnv, nc2) = if g.num_present() > g.dim {
+        // One blocked pass over the class pairs for both.
+        let (c, n) = pairwise_blocked(&g, PAIR_BLOCK, true, true)?;
+        (c.expect("asked"), n.expect("asked"))
+    } else {
+        (cdnv(&g)?, nc2(&g)?)
+    };
     let cosine = if stats.class_zero_rows().iter().all(|&z| z == 0) {
         let (within, total, class_separation) = cosine_metrics(stats)?;
         Some(Cosine {
@@ -820,8 +1163,8 @@ pub fn report(
         },
         squared_distance: squared_distance(&g)?,
         within_trace_per_dim: within_trace_per_dim(&g),
-        cdnv: cdnv(&g)?,
-        nc2: nc2(&g)?,
+        cdnv,
+        nc2,
         cosine,
         nc3: match classifier {
             Some(w) => Some(nc3(&g, w, stats.num_classes())?),
@@ -947,6 +1290,63 @@ mod tests {
             let n2 = nc2(&g).unwrap();
             assert!(close(n2.equinorm, sd_n / mean, 1e-10));
             let _ = &b.weights;
+        }
+    }
+
+    #[test]
+    fn nc1_cholesky_route_equals_eigen_route() {
+        let (k, p) = (12, 20);
+        let (h, y) = mixture(60 * k, p, k, 3.0, 2.0, 9);
+        let s = stats_of(&h, &y, k);
+        for w in [Weighting::Weighted, Weighting::Balanced] {
+            let g = s.geometry(w).unwrap();
+            let n1 = nc1(&g, None, None).unwrap();
+            assert_eq!((n1.method, n1.rank), (PinvMethod::Cholesky, k - 1));
+            // rank = K - 1 forces the eigen-route with the same eigenvalues.
+            let e = nc1(&g, Some(k - 1), None).unwrap();
+            assert_eq!(e.method, PinvMethod::Eigh);
+            assert!(close(n1.value, e.value, 1e-10), "{} {}", n1.value, e.value);
+            let spec = between_spectrum(&g).unwrap();
+            let policy = g.policy(None, None).unwrap();
+            let (a0, b0, r0) = nc1_split_from(&g, &spec, policy).unwrap();
+            let (a, b, r) = nc1_split(&g, None).unwrap();
+            assert_eq!(r, r0);
+            assert!(close(a, a0, 1e-10) && close(b, b0, 1e-10));
+        }
+        // A near-duplicate class mean: the proof fails and the eigen-route decides the rank.
+        let mut h2 = h.clone();
+        for i in 0..h2.nrows() {
+            if y[i] == 1 {
+                for j in 0..p {
+                    h2[[i, j]] += s.class_means().unwrap()[j] - s.class_means().unwrap()[p + j];
+                }
+            }
+        }
+        let s2 = stats_of(&h2, &y, k);
+        let g2 = s2.geometry(Weighting::Weighted).unwrap();
+        let n2 = nc1(&g2, None, None).unwrap();
+        assert_eq!(n2.method, PinvMethod::Eigh);
+        assert!(n2.rank < k - 1);
+    }
+
+    #[test]
+    fn blocked_pairwise_route_equals_dense_route() {
+        // K ≤ p, so cdnv/nc2 take the dense route; the blocked one must agree for any block.
+        let (k, p) = (23, 30);
+        let (h, y) = mixture(40 * k, p, k, 4.0, 1.0, 8);
+        let s = stats_of(&h, &y, k);
+        for w in [Weighting::Weighted, Weighting::Balanced] {
+            let g = s.geometry(w).unwrap();
+            let (c0, n0) = (cdnv(&g).unwrap(), nc2(&g).unwrap());
+            for block in [1, 5, 23, 64] {
+                let (c, n) = pairwise_blocked(&g, block, true, true).unwrap();
+                let (c, n) = (c.unwrap(), n.unwrap());
+                assert!(close(c, c0, 1e-12), "{c} {c0}");
+                assert!(close(n.equinorm, n0.equinorm, 1e-12));
+                assert!(close(n.equiangularity, n0.equiangularity, 1e-10));
+                assert!(close(n.max_equiangularity, n0.max_equiangularity, 1e-12));
+                assert!(close(n.etf_error, n0.etf_error, 1e-10));
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 use crate::error::{check_dense_size, probe_alloc, try_zeros, EtfError, Result};
 use crate::linalg::{symmetrize_from_lower, Precision, Real};
 use crate::metrics::{ClassGeometry, Weighting};
+use crate::syrk::PanelLayout;
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -83,8 +84,11 @@ impl PartialEq for CollapseStats {
     }
 }
 
-/// Per-worker partial statistics of one pass.
+/// Per-worker partial statistics of one pass. The per-class arrays hold only the classes
+/// present in the batch (`classes`, increasing), so a batch costs `O(min(K, N) · p)` memory
+/// beside the scatter, not `O(K · p)` per worker.
 pub(crate) struct Partial<T> {
+    classes: Arc<Vec<usize>>,
     counts: Vec<u64>,
     sums: Vec<f64>,
     sq: Vec<f64>,
@@ -104,16 +108,22 @@ impl<T: Real> Partial<T> {
             && fin(&self.sq)
             && fin(&self.unit)
             && fin(&self.scatter)
-            && self.class_scatter.as_deref().map_or(true, fin)
+            && self.class_scatter.as_deref().is_none_or(fin)
     }
 
     /// Zeroed partial statistics; every buffer is allocated fallibly (a worker's share of a
     /// large pass becomes a `Dimension` error, not an abort).
-    fn new(k: usize, p: usize, track: bool, want_scatter: bool) -> Result<Self> {
+    fn new(classes: Arc<Vec<usize>>, p: usize, track: bool, want_scatter: bool) -> Result<Self> {
+        let k = classes.len();
         let mut buf = Vec::new();
-        buf.try_reserve_exact(CHUNK_ROWS * p)
-            .map_err(|_| EtfError::Dimension("a chunk buffer cannot be allocated".into()))?;
+        buf.try_reserve_exact(
+            PanelLayout::new(CHUNK_ROWS, p, T::LANES)
+                .len()
+                .max(CHUNK_ROWS * p),
+        )
+        .map_err(|_| EtfError::Dimension("a chunk buffer cannot be allocated".into()))?;
         Ok(Partial {
+            classes,
             counts: try_zeros(k, "partial counts")?,
             sums: try_zeros(k * p, "partial class sums")?,
             sq: try_zeros(k, "partial norms")?,
@@ -196,38 +206,77 @@ pub fn validate_batch<T>(
     Ok(())
 }
 
-/// Column means of `h` in f64, checking finiteness.
+/// Column means of `h` in f64, checking finiteness. Rows are summed branch-free in fixed
+/// blocks of `CHUNK_ROWS` (in parallel; the blocks are added in order, so the result does not
+/// depend on the number of threads); a non-finite sum sends it to the checking path.
 fn first_batch_mean<T: Real>(h: &ArrayView2<'_, T>, what: &str) -> Result<Vec<f64>> {
     let (n, p) = h.dim();
-    let mut m = vec![0.0; p];
-    for (i, row) in h.rows().into_iter().enumerate() {
-        for (j, (acc, v)) in m.iter_mut().zip(row.iter()).enumerate() {
-            let v = v.to_f64();
-            if !v.is_finite() {
-                return Err(EtfError::NonFinite {
-                    what: what.into(),
-                    row: i,
-                    col: j,
-                });
+    let block_sum = |b: usize| -> Vec<f64> {
+        let mut m = vec![0.0; p];
+        for row in h.rows().into_iter().skip(b * CHUNK_ROWS).take(CHUNK_ROWS) {
+            match row.as_slice() {
+                Some(sl) => add_row(&mut m, sl),
+                None => m
+                    .iter_mut()
+                    .zip(row.iter())
+                    .for_each(|(a, v)| *a += v.to_f64()),
             }
-            *acc += v;
         }
+        m
+    };
+    let blocks: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK_ROWS))
+        .into_par_iter()
+        .map(block_sum)
+        .collect();
+    let mut m = vec![0.0; p];
+    for b in &blocks {
+        add_into(&mut m, b);
     }
     if m.iter().all(|v| v.is_finite()) {
         for v in m.iter_mut() {
             *v /= n as f64;
         }
-    } else {
-        // The plain sum overflowed: sum the scaled values instead.
-        m.iter_mut().for_each(|v| *v = 0.0);
-        let inv = 1.0 / n as f64;
-        for row in h.rows() {
-            for (acc, v) in m.iter_mut().zip(row.iter()) {
-                *acc += v.to_f64() * inv;
-            }
+        return Ok(m);
+    }
+    for (i, row) in h.rows().into_iter().enumerate() {
+        if let Some(j) = row.iter().position(|v| !v.to_f64().is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: what.into(),
+                row: i,
+                col: j,
+            });
+        }
+    }
+    // The plain sum overflowed: sum the scaled values instead.
+    m.iter_mut().for_each(|v| *v = 0.0);
+    let inv = 1.0 / n as f64;
+    for row in h.rows() {
+        for (acc, v) in m.iter_mut().zip(row.iter()) {
+            *acc += v.to_f64() * inv;
         }
     }
     Ok(m)
+}
+
+/// `m += row` in f64 (vectorised with AVX-512 where available).
+fn add_row<T: Real>(m: &mut [f64], row: &[T]) {
+    #[inline(always)]
+    fn body<T: Real>(m: &mut [f64], row: &[T]) {
+        for (a, v) in m.iter_mut().zip(row) {
+            *a += v.to_f64();
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn body_avx512<T: Real>(m: &mut [f64], row: &[T]) {
+        body(m, row)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::syrk::avx512_available() {
+        // SAFETY: AVX-512F was detected.
+        return unsafe { body_avx512(m, row) };
+    }
+    body(m, row)
 }
 
 /// `‖v‖` of a row whose plain sum of squares overflowed or underflowed (scaled by `max |v|`).
@@ -261,6 +310,217 @@ fn first_non_finite<T: Real>(h: &ArrayView2<'_, T>) -> EtfError {
     }
 }
 
+/// Where one row goes in the chunk buffer: run `g` (columns `g·w .. g·w + w`) starts at
+/// `base + g · stride` (row-major: one run of `w = p`).
+#[derive(Clone, Copy)]
+struct Runs {
+    base: usize,
+    stride: usize,
+    w: usize,
+}
+
+/// The per-row work of the pass, branch-free so that it vectorises: writes
+/// `(src[j] - shift[j]) · scale` (in `T`) into the buffer runs (zeros past `p` in the last run),
+/// adds `src - shift` to the class sums and, when `‖src‖²` is finite and not tiny, `src/‖src‖`
+/// to the unit sums. Returns `(‖src - shift‖², ‖src‖², whether the unit vector was added)`;
+/// a NaN/Inf makes `‖src‖²` non-finite.
+#[inline(always)]
+fn row_kernel<T: Real>(
+    src: &[T],
+    shift: &[f64],
+    sums: &mut [f64],
+    unit: &mut [f64],
+    buf: &mut [T],
+    runs: Runs,
+    scale: f64,
+) -> (f64, f64, bool) {
+    const L: usize = 8;
+    let p = src.len();
+    let (mut sq, mut raw) = ([0.0f64; L], [0.0f64; L]);
+    let mut j0 = 0;
+    let mut off = runs.base;
+    while j0 < p {
+        let j1 = (j0 + runs.w).min(p);
+        let n = j1 - j0;
+        let dst = &mut buf[off..off + runs.w];
+        let (s, c, su) = (&src[j0..j1], &shift[j0..j1], &mut sums[j0..j1]);
+        let mut blocks = s
+            .chunks_exact(L)
+            .zip(c.chunks_exact(L))
+            .zip(su.chunks_exact_mut(L))
+            .zip(dst[..n].chunks_exact_mut(L));
+        for (((s, c), su), d) in &mut blocks {
+            for l in 0..L {
+                let v = s[l].to_f64();
+                let x = v - c[l];
+                su[l] += x;
+                sq[l] += x * x;
+                raw[l] += v * v;
+                d[l] = T::from_f64(x * scale);
+            }
+        }
+        let t = n - n % L;
+        for l in t..n {
+            let v = s[l].to_f64();
+            let x = v - c[l];
+            su[l] += x;
+            sq[0] += x * x;
+            raw[0] += v * v;
+            dst[l] = T::from_f64(x * scale);
+        }
+        dst[n..].fill(T::default());
+        j0 = j1;
+        off += runs.stride;
+    }
+    let (sq, raw): (f64, f64) = (sq.iter().sum(), raw.iter().sum());
+    // Squares of huge values overflow and of tiny ones underflow: the caller rescales then.
+    let unit_done = raw.is_finite() && raw >= 1e-280;
+    if unit_done {
+        let inv = 1.0 / raw.sqrt();
+        for (u, &v) in unit.iter_mut().zip(src) {
+            *u += v.to_f64() * inv;
+        }
+    }
+    (sq, raw, unit_done)
+}
+
+/// [`row_kernel`] in AVX-512 intrinsics (the same sums; `x²` and `v²` accumulate through
+/// fused multiply-adds in eight f64 lanes).
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_kernel_avx512<T: Real>(
+    src: &[T],
+    shift: &[f64],
+    sums: &mut [f64],
+    unit: &mut [f64],
+    buf: &mut [T],
+    runs: Runs,
+    scale: f64,
+) -> (f64, f64, bool) {
+    use std::arch::x86_64::*;
+    let f32 = T::PRECISION == Precision::F32;
+    // Eight values of `T` at `p` (lanes of `k`) as f64, and back.
+    let load = |p: *const T, k: __mmask8| -> __m512d {
+        if f32 {
+            let v = _mm512_maskz_loadu_ps(k as __mmask16, p as *const f32);
+            _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+        } else {
+            _mm512_maskz_loadu_pd(k, p as *const f64)
+        }
+    };
+    let store = |p: *mut T, k: __mmask8, v: __m512d| {
+        if f32 {
+            let v = _mm512_castps256_ps512(_mm512_cvtpd_ps(v));
+            _mm512_mask_storeu_ps(p as *mut f32, k as __mmask16, v);
+        } else {
+            _mm512_mask_storeu_pd(p as *mut f64, k, v);
+        }
+    };
+    let p = src.len();
+    assert!(shift.len() >= p && sums.len() >= p && unit.len() >= p);
+    assert!(runs.base + (p.div_ceil(runs.w) - 1) * runs.stride + runs.w <= buf.len());
+    let (sp, cp, sup, up, bp) = (
+        src.as_ptr(),
+        shift.as_ptr(),
+        sums.as_mut_ptr(),
+        unit.as_mut_ptr(),
+        buf.as_mut_ptr(),
+    );
+    let vscale = _mm512_set1_pd(scale);
+    let (mut sq, mut raw) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let (mut j0, mut off) = (0, runs.base);
+    while j0 < p {
+        let n = runs.w.min(p - j0);
+        let mut t = 0;
+        while t < n {
+            let k: __mmask8 = if t + 8 <= n {
+                0xff
+            } else {
+                ((1u32 << (n - t)) - 1) as __mmask8
+            };
+            let j = j0 + t;
+            let v = load(sp.add(j), k);
+            let x = _mm512_sub_pd(v, _mm512_maskz_loadu_pd(k, cp.add(j)));
+            let s = _mm512_add_pd(_mm512_maskz_loadu_pd(k, sup.add(j)), x);
+            _mm512_mask_storeu_pd(sup.add(j), k, s);
+            sq = _mm512_fmadd_pd(x, x, sq);
+            raw = _mm512_fmadd_pd(v, v, raw);
+            store(bp.add(off + t), k, _mm512_mul_pd(x, vscale));
+            t += 8;
+        }
+        for l in n..runs.w {
+            *bp.add(off + l) = T::default();
+        }
+        j0 += n;
+        off += runs.stride;
+    }
+    let (sq, raw) = (_mm512_reduce_add_pd(sq), _mm512_reduce_add_pd(raw));
+    let unit_done = raw.is_finite() && raw >= 1e-280;
+    if unit_done {
+        let inv = _mm512_set1_pd(1.0 / raw.sqrt());
+        let mut j = 0;
+        while j < p {
+            let k: __mmask8 = if j + 8 <= p {
+                0xff
+            } else {
+                ((1u32 << (p - j)) - 1) as __mmask8
+            };
+            let u = _mm512_fmadd_pd(load(sp.add(j), k), inv, _mm512_maskz_loadu_pd(k, up.add(j)));
+            _mm512_mask_storeu_pd(up.add(j), k, u);
+            j += 8;
+        }
+    }
+    (sq, raw, unit_done)
+}
+
+/// [`row_kernel`] in the best instruction set available (`simd`: AVX-512 detected).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row_kernel_dispatch<T: Real>(
+    simd: bool,
+    src: &[T],
+    shift: &[f64],
+    sums: &mut [f64],
+    unit: &mut [f64],
+    buf: &mut [T],
+    runs: Runs,
+    scale: f64,
+) -> (f64, f64, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is set only when AVX-512F was detected.
+        return unsafe { row_kernel_avx512(src, shift, sums, unit, buf, runs, scale) };
+    }
+    let _ = simd;
+    row_kernel(src, shift, sums, unit, buf, runs, scale)
+}
+
+/// How many rows ahead the pass asks for the row it will read.
+const PREFETCH_ROWS: usize = 3;
+
+/// Asks the CPU to bring row `i` of `h` into cache (contiguous rows only; a hint, never a
+/// fault).
+#[inline(always)]
+fn prefetch_row<T: Real>(h: &ArrayView2<'_, T>, i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if h.ncols() == 1 || h.strides()[1] == 1 {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = h.row(i).as_ptr() as *const i8;
+        let bytes = h.ncols() * std::mem::size_of::<T>();
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: a prefetch never faults; the address lies inside the row.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off)) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (h, i);
+}
+
 /// One pass over `h` with shift `c`: the partial statistics, or the first error in row order.
 pub(crate) fn pass<T: Real>(
     h: &ArrayView2<'_, T>,
@@ -277,12 +537,29 @@ pub(crate) fn pass<T: Real>(
     let mut sorted: Vec<usize> = (0..n).collect();
     sorted.sort_by_key(|&i| y[i]);
     let sorted = &sorted;
+    // The classes of the batch (increasing) and each one's row in the partial sums.
+    let mut local = try_zeros::<u32>(k, "the class index")?;
+    let mut classes = Vec::new();
+    for &i in sorted {
+        let c = y[i] as usize;
+        if classes.last() != Some(&c) {
+            local[c] = classes.len() as u32;
+            classes.push(c);
+        }
+    }
+    let classes = Arc::new(classes);
+    let local = &local;
     let nchunks = n.div_ceil(CHUNK_ROWS);
+    // With AVX-512 the shifted rows go straight into the Gram kernel's panels; otherwise
+    // they are kept row-major for the portable blocked GEMM.
+    let simd = crate::syrk::avx512_available();
+    let panels = (want_scatter || opts.track_class_scatter) && simd;
     let workers = rayon::current_num_threads().clamp(1, nchunks.max(1));
     let results: Vec<Result<Partial<T>>> = (0..workers)
         .into_par_iter()
         .map(|w| {
-            let mut part = Partial::<T>::new(k, p, opts.track_class_scatter, want_scatter)?;
+            let mut part =
+                Partial::<T>::new(classes.clone(), p, opts.track_class_scatter, want_scatter)?;
             let mut order: Vec<usize> = Vec::with_capacity(CHUNK_ROWS);
             let mut ci = w;
             while ci < nchunks {
@@ -291,10 +568,17 @@ pub(crate) fn pass<T: Real>(
                 order.clear();
                 order.extend_from_slice(&sorted[r0..r1]);
                 let m = r1 - r0;
-                part.buf.resize(m * p, T::default());
+                let layout = panels.then(|| PanelLayout::new(m, p, T::LANES));
+                part.buf
+                    .resize(layout.map_or(m * p, |l| l.len()), T::default());
                 let mut rowbuf: Vec<T> = Vec::new();
                 for (r, &i) in order.iter().enumerate() {
+                    if let Some(&ahead) = order.get(r + PREFETCH_ROWS) {
+                        // Rows are read in label order, which the hardware cannot predict.
+                        prefetch_row(h, ahead);
+                    }
                     let cls = y[i] as usize;
+                    let lc = local[cls] as usize;
                     let row = h.row(i);
                     // Contiguous rows are read in place; strided rows are gathered once.
                     let src: &[T] = match row.as_slice() {
@@ -306,32 +590,41 @@ pub(crate) fn pass<T: Real>(
                         }
                     };
                     let scale = opts.row_scale.map_or(1.0, |s| s[cls]);
-                    let sums = &mut part.sums[cls * p..(cls + 1) * p];
-                    let dst = &mut part.buf[r * p..(r + 1) * p];
-                    let (mut sq, mut raw_sq) = (0.0f64, 0.0f64);
-                    // Branch-free so it vectorises; a NaN/Inf makes raw_sq non-finite.
-                    for j in 0..p {
-                        let v = src[j].to_f64();
-                        let x = v - shift[j];
-                        sums[j] += x;
-                        sq += x * x;
-                        raw_sq += v * v;
-                        dst[j] = T::from_f64(x * scale);
-                    }
+                    let runs = match &layout {
+                        None => Runs {
+                            base: r * p,
+                            stride: p,
+                            w: p,
+                        },
+                        Some(l) => Runs {
+                            base: l.offset(r, 0),
+                            stride: l.offset(r, 1.min(l.groups() - 1)) - l.offset(r, 0),
+                            w: T::LANES,
+                        },
+                    };
+                    let (sq, raw_sq, unit_done) = row_kernel_dispatch(
+                        simd,
+                        src,
+                        shift,
+                        &mut part.sums[lc * p..(lc + 1) * p],
+                        &mut part.unit[lc * p..(lc + 1) * p],
+                        &mut part.buf,
+                        runs,
+                        scale,
+                    );
                     if !raw_sq.is_finite() && src.iter().any(|v| !v.to_f64().is_finite()) {
                         // Rows are visited in label order: report the first bad value row-major.
                         return Err(first_non_finite(h));
                     }
-                    part.sq[cls] += sq;
-                    part.counts[cls] += 1;
-                    // Squares of huge values overflow and of tiny ones underflow: rescale then.
-                    let norm = if raw_sq.is_finite() && raw_sq >= 1e-280 {
-                        raw_sq.sqrt()
-                    } else {
-                        scaled_norm(src)
-                    };
+                    part.sq[lc] += sq;
+                    part.counts[lc] += 1;
+                    if unit_done {
+                        continue;
+                    }
+                    // ‖src‖² overflowed or underflowed: the norm by rescaling.
+                    let norm = scaled_norm(src);
                     if norm > 0.0 {
-                        let unit = &mut part.unit[cls * p..(cls + 1) * p];
+                        let unit = &mut part.unit[lc * p..(lc + 1) * p];
                         if norm >= 1e-140 {
                             let inv = 1.0 / norm;
                             for (u, &v) in unit.iter_mut().zip(src) {
@@ -344,26 +637,36 @@ pub(crate) fn pass<T: Real>(
                             }
                         }
                     } else {
-                        part.zeros[cls] += 1;
+                        part.zeros[lc] += 1;
                     }
                 }
+                // The chunk's Gram over rows r0..r1 of the buffer, into `acc`.
+                let gram = |buf: &[T], work: &mut Vec<T>, a: usize, b: usize, acc: &mut [f64]| {
+                    match &layout {
+                        Some(l) => {
+                            T::gram_lower_panels(buf, l, a, b, acc);
+                        }
+                        None => T::accumulate_gram(&buf[a * p..b * p], b - a, p, work, acc),
+                    }
+                };
                 if want_scatter {
-                    T::accumulate_gram(&part.buf, m, p, &mut part.work, &mut part.scatter);
+                    gram(&part.buf, &mut part.work, 0, m, &mut part.scatter);
                 }
                 if let Some(cs) = part.class_scatter.as_mut() {
                     let mut start = 0;
                     while start < m {
                         let cls = y[order[start]] as usize;
+                        let lc = local[cls] as usize;
                         let mut end = start;
                         while end < m && y[order[end]] as usize == cls {
                             end += 1;
                         }
-                        T::accumulate_gram(
-                            &part.buf[start * p..end * p],
-                            end - start,
-                            p,
+                        gram(
+                            &part.buf,
                             &mut part.work,
-                            &mut cs[cls * p * p..(cls + 1) * p * p],
+                            start,
+                            end,
+                            &mut cs[lc * p * p..(lc + 1) * p * p],
                         );
                         start = end;
                     }
@@ -380,7 +683,7 @@ pub(crate) fn pass<T: Real>(
     let mut it = parts.into_iter();
     let mut total = match it.next() {
         Some(t) => t,
-        None => Partial::new(k, p, opts.track_class_scatter, want_scatter)?,
+        None => Partial::new(classes, p, opts.track_class_scatter, want_scatter)?,
     };
     for part in it {
         total.add(&part);
@@ -654,32 +957,43 @@ impl CollapseStats {
         new_shift: Option<Vec<f64>>,
         precision: Precision,
     ) -> Result<()> {
-        let ok = sum_finite(&self.class_sums, &part.sums)
-            && sum_finite(&self.class_sq_norms, &part.sq)
-            && sum_finite(&self.class_unit_sums, &part.unit)
-            && sum_finite(&self.scatter, &part.scatter)
-            && match (self.class_scatter.as_ref(), part.class_scatter.as_ref()) {
-                (Some(a), Some(b)) => sum_finite(a, b),
-                _ => true,
-            };
+        let p = self.dim;
+        let pp = p * p;
+        let rows = |c: usize| c * p..(c + 1) * p;
+        let ok = sum_finite(&self.scatter, &part.scatter)
+            && part.classes.iter().enumerate().all(|(l, &c)| {
+                sum_finite(&self.class_sums[rows(c)], &part.sums[rows(l)])
+                    && sum_finite(&self.class_unit_sums[rows(c)], &part.unit[rows(l)])
+                    && (self.class_sq_norms[c] + part.sq[l]).is_finite()
+                    && match (self.class_scatter.as_ref(), part.class_scatter.as_ref()) {
+                        (Some(a), Some(b)) => {
+                            sum_finite(&a[c * pp..(c + 1) * pp], &b[l * pp..(l + 1) * pp])
+                        }
+                        _ => true,
+                    }
+            });
         if !ok {
             return Err(overflow_error());
         }
-        let counts = add_counts(&self.counts, &part.counts)?;
+        let mut dense = vec![0u64; self.num_classes];
+        for (l, &c) in part.classes.iter().enumerate() {
+            dense[c] = part.counts[l];
+        }
+        let counts = add_counts(&self.counts, &dense)?;
         // Commit: nothing below can fail.
         if let Some(s) = new_shift {
             self.shift = Some(s);
         }
         self.counts = counts;
-        add_into(&mut self.class_sums, &part.sums);
-        add_into(&mut self.class_sq_norms, &part.sq);
-        add_into(&mut self.class_unit_sums, &part.unit);
         add_into(&mut self.scatter, &part.scatter);
-        for (a, b) in self.class_zero_rows.iter_mut().zip(&part.zeros) {
-            *a += b;
-        }
-        if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), part.class_scatter.as_ref()) {
-            add_into(a, b);
+        for (l, &c) in part.classes.iter().enumerate() {
+            add_into(&mut self.class_sums[rows(c)], &part.sums[rows(l)]);
+            add_into(&mut self.class_unit_sums[rows(c)], &part.unit[rows(l)]);
+            self.class_sq_norms[c] += part.sq[l];
+            self.class_zero_rows[c] += part.zeros[l];
+            if let (Some(a), Some(b)) = (self.class_scatter.as_mut(), part.class_scatter.as_ref()) {
+                add_into(&mut a[c * pp..(c + 1) * pp], &b[l * pp..(l + 1) * pp]);
+            }
         }
         self.precision = Precision::coarser_opt(self.precision, Some(precision));
         self.invalidate();
@@ -733,7 +1047,7 @@ impl CollapseStats {
         if !(fin(&class_sums)
             && fin(&class_sq_norms)
             && fin(&scatter)
-            && class_scatter.as_deref().map_or(true, fin))
+            && class_scatter.as_deref().is_none_or(fin))
         {
             return Err(overflow_error());
         }
@@ -1419,6 +1733,62 @@ mod tests {
         let want = [1.0, 1.0, r - 1.0, r];
         for (a, b) in u.iter().zip(want) {
             assert!((a - b).abs() < 1e-12, "{u:?}");
+        }
+    }
+
+    /// The portable row work (used without AVX-512) against the AVX-512 one and a plain loop,
+    /// for row-major runs and for panel runs with a ragged last panel.
+    #[test]
+    fn portable_and_avx512_row_work_agree() {
+        let p = 37;
+        let src: Vec<f32> = (0..p)
+            .map(|j| (j as f32 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
+        let shift: Vec<f64> = (0..p).map(|j| 0.5 + j as f64 * 0.01).collect();
+        let want: Vec<f64> = (0..p).map(|j| src[j] as f64 - shift[j]).collect();
+        let norm = src.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        for runs in [
+            Runs {
+                base: 0,
+                stride: p,
+                w: p,
+            },
+            Runs {
+                base: 3,
+                stride: 17,
+                w: 16,
+            },
+        ] {
+            let mut outs = vec![];
+            for simd in [false, true] {
+                if simd && !crate::syrk::avx512_available() {
+                    continue;
+                }
+                let (mut sums, mut unit) = (vec![1.0; p], vec![0.0; p]);
+                let mut buf = vec![9.0f32; 3 + 17 * 3];
+                let (sq, raw, done) = row_kernel_dispatch(
+                    simd, &src, &shift, &mut sums, &mut unit, &mut buf, runs, 2.0,
+                );
+                assert!(done);
+                assert!((sq - want.iter().map(|x| x * x).sum::<f64>()).abs() < 1e-9);
+                assert!((raw - norm * norm).abs() < 1e-9);
+                for j in 0..p {
+                    assert!((sums[j] - 1.0 - want[j]).abs() < 1e-12);
+                    assert!((unit[j] - src[j] as f64 / norm).abs() < 1e-12);
+                    let at = runs.base + (j / runs.w) * runs.stride + j % runs.w;
+                    assert_eq!(buf[at], (want[j] * 2.0) as f32);
+                }
+                if runs.w == 16 {
+                    // Zeros past p in the last panel.
+                    assert!(buf[3 + 2 * 17 + 5..3 + 2 * 17 + 16]
+                        .iter()
+                        .all(|&v| v == 0.0));
+                }
+                outs.push((sums, unit, buf));
+            }
+            if outs.len() == 2 {
+                assert_eq!(outs[0].2, outs[1].2);
+            }
         }
     }
 

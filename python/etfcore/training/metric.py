@@ -21,6 +21,19 @@ measured 1e-11, 1e-9, 1e-7 for ``c = 0`` and an offset of 100, 1000, 10 000 σ i
 coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference), which
 the first batch's mean gives. The tracking callback passes the previous evaluation's global mean.
 
+**On the device** (a GPU, or the CPU), a batch costs no host synchronisation: each chunk of rows
+is shifted and its product ``xᵀx`` formed in the input precision (float32 for float32 and half
+precision features, float64 for float64; TF32 only with ``allow_tf32=True``), then added to the
+float64 states, as the core's own pass does; the default shift is then the first batch's mean
+rounded to that precision, so ``h - c`` is formed without error. ``products="float64"`` forms
+the products in float64 instead (the default on the CPU, where it costs about 2× and keeps
+``Σ_W`` to float64 accuracy; float32 products give about ``1e-7 · ‖x‖²/σ²``, as the core's pass).
+Labels and finiteness are checked on the device and a batch is committed only where its check
+passed (a device-side select): a bad batch leaves the states exactly as they were and is
+recorded, and the next :meth:`~CollapseMetrics.compute`, :meth:`~CollapseMetrics.to_core` or
+``sync`` raises the typed error naming the batch (its index since the last reset) and the
+problem. ``checks="eager"`` (the default on the CPU) raises in ``update`` instead.
+
 >>> import torch
 >>> m = CollapseMetrics(3, 4)
 >>> m.update(torch.randn(30, 4), torch.arange(30) % 3)
@@ -31,15 +44,24 @@ the first batch's mean gives. The tracking callback passes the previous evaluati
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ..errors import DTypeError, LabelError, NonFiniteError, ShapeError
+from ..errors import DTypeError, LabelError, NonFiniteError, ParameterError, ShapeError
 from ..stats import CollapseStats
+
+#: Rows per chunk product: each chunk's ``xᵀx`` is formed in the product precision, then added
+#: in float64 (as the core's pass does), so float32 rounding does not grow with the batch size.
+CHUNK_ROWS = 8192
+
+# The failure record (an int64 state): which batch, what went wrong, and where.
+_BATCH, _CODE, _LO, _HI, _ROW, _COL, _RANK = range(7)
+_OK, _BAD_LABEL, _NON_FINITE = 0, 1, 2
 
 
 def _first(stacked: torch.Tensor) -> torch.Tensor:
@@ -47,8 +69,14 @@ def _first(stacked: torch.Tensor) -> torch.Tensor:
     return stacked[0]
 
 
+def _first_failure(stacked: torch.Tensor) -> torch.Tensor:
+    """The failure records' reduction: the first rank's (or state's) recorded failure, if any."""
+    return stacked[(stacked[:, _CODE] != _OK).to(torch.uint8).argmax()]
+
+
 def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> None:
-    """Raises etfcore's typed errors for a batch that cannot be accumulated."""
+    """Raises etfcore's typed errors for a batch whose types or shapes are wrong (what is known
+    without reading the data; labels and finiteness are checked by :func:`batch_record`)."""
     if not isinstance(features, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise DTypeError("features and labels must be torch tensors")
     if not features.is_floating_point():
@@ -59,14 +87,53 @@ def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         raise ShapeError(f"features must be (n, {dim}), got {tuple(features.shape)}")
     if labels.shape != (features.shape[0],):
         raise ShapeError(f"labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
-    if labels.numel():
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            raise LabelError(f"labels must lie in 0..{num_classes - 1}, got range [{lo}, {hi}]")
-    bad = ~torch.isfinite(features)
-    if bool(bad.any()):
-        row, col = bad.nonzero()[0].tolist()
-        raise NonFiniteError(f"features contain a non-finite value at row {row}, column {col}")
+
+
+def batch_record(
+    h: torch.Tensor, y: torch.Tensor, num_classes: int, batch: int, rank: int
+) -> torch.Tensor:
+    """The failure record of a non-empty batch, computed on its device without a host
+    synchronisation: ``[batch, code, label min, label max, row, column, rank]`` (code 0: fine,
+    1: a label outside ``0..K-1``, 2: a non-finite feature at ``row, column``, the first one)."""
+    lo, hi = y.min(), y.max()
+    labels_ok = (lo >= 0) & (hi < num_classes)
+    bad = ~torch.isfinite(h)
+    first = bad.reshape(-1).to(torch.uint8).argmax()
+    code = torch.where(labels_ok, torch.where(bad.any(), _NON_FINITE, _OK), _BAD_LABEL)
+    scalar = lambda v: torch.full((), v, dtype=torch.int64, device=h.device)  # noqa: E731
+    fields = [scalar(batch), code, lo, hi, first // h.shape[1], first % h.shape[1], scalar(rank)]
+    return torch.stack([f.to(torch.int64) for f in fields])
+
+
+def failure_error(record: List[int], num_classes: int) -> Optional[ValueError]:
+    """The typed error a failure record stands for (``None`` when it records none)."""
+    batch, code, lo, hi, row, col, rank = record
+    where = f"batch {batch}" + (f" on rank {rank}" if rank else "")
+    if code == _BAD_LABEL:
+        return LabelError(
+            f"{where}: labels must lie in 0..{num_classes - 1}, got range [{lo}, {hi}]; "
+            "the batch was not added"
+        )
+    if code == _NON_FINITE:
+        return NonFiniteError(
+            f"{where}: features contain a non-finite value at row {row}, column {col}; "
+            "the batch was not added"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _tf32(device: torch.device, allow: bool) -> Iterator[None]:
+    """CUDA float32 products in TF32 only when ``allow`` (restores the global setting)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 class CollapseMetrics(Metric):
@@ -76,7 +143,13 @@ class CollapseMetrics(Metric):
 
     ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default: the first non-empty
     batch's mean), see the module docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and
-    the cosine statistics.
+    the cosine statistics. ``products``: ``"input"`` (chunk products in the features' precision,
+    at least float32, accumulated in float64), ``"float64"``, or ``"auto"`` (float64 on the CPU,
+    the input precision elsewhere). ``allow_tf32``: let CUDA form float32 products in TF32
+    (about 1e-3 relative error per product; off by default). ``checks``: ``"deferred"`` (a bad
+    batch is skipped on the device and the next ``compute``/``to_core``/``sync`` raises),
+    ``"eager"`` (``update`` raises at once, one host synchronisation per batch), or ``"auto"``
+    (eager on the CPU, deferred elsewhere).
 
     Examples
     --------
@@ -99,6 +172,7 @@ class CollapseMetrics(Metric):
     class_zero_rows: torch.Tensor
     scatter: torch.Tensor
     shift: torch.Tensor
+    failure: torch.Tensor
 
     def __init__(
         self,
@@ -107,9 +181,17 @@ class CollapseMetrics(Metric):
         *,
         shift: Optional[Any] = None,
         classifier: Optional[Any] = None,
+        products: str = "auto",
+        allow_tf32: bool = False,
+        checks: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if products not in ("auto", "input", "float64"):
+            raise ParameterError(f"products must be 'auto', 'input' or 'float64', got {products!r}")
+        if checks not in ("auto", "eager", "deferred"):
+            raise ParameterError(f"checks must be 'auto', 'eager' or 'deferred', got {checks!r}")
+        self.products, self.allow_tf32, self.checks = products, bool(allow_tf32), checks
         self.num_classes, self.dim = int(num_classes), int(dim)
         k, p = self.num_classes, self.dim
         f64 = dict(dtype=torch.float64)
@@ -127,7 +209,11 @@ class CollapseMetrics(Metric):
             raise ShapeError(f"shift must be a finite ({p},) vector, got shape {tuple(c.shape)}")
         # a state (not saved in state_dict), so reset/sync/unsync restore it with the sums
         self.add_state("shift", c, dist_reduce_fx=_first)
+        # the first skipped batch since the last reset (code 0: none), see batch_record
+        self.add_state("failure", torch.zeros(7, dtype=torch.int64), dist_reduce_fx=_first_failure)
         self._fixed_shift = shift is not None
+        self._batch_index = 0
+        self._in_forward = False
         self.classifier = (
             None
             if classifier is None
@@ -136,26 +222,132 @@ class CollapseMetrics(Metric):
         if self.classifier is not None and self.classifier.shape != (k, p):
             raise ShapeError(f"classifier must be ({k}, {p}), got {self.classifier.shape}")
 
+    def _product_dtype(self, features: torch.Tensor) -> torch.dtype:
+        on_cpu = self.scatter.device.type == "cpu"
+        if features.dtype == torch.float64 or self.products == "float64":
+            return torch.float64
+        return torch.float64 if self.products == "auto" and on_cpu else torch.float32
+
+    def _deferred(self) -> bool:
+        return self.checks == "deferred" or (
+            self.checks == "auto" and self.scatter.device.type != "cpu"
+        )
+
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Adds a batch; validates it first, so a bad batch leaves the state as it was."""
+        """Adds a batch when its labels lie in ``0..K-1`` and its features are finite; a bad
+        batch leaves the states as they were (see ``checks`` for when the error is raised)."""
         check_batch(features, labels, self.num_classes, self.dim)
+        batch, self._batch_index = self._batch_index, self._batch_index + 1
         if features.shape[0] == 0:
             return
-        if features.dtype != torch.float64:
-            self.coarse_batches += 1
-        h = features.detach().to(device=self.scatter.device, dtype=torch.float64)
-        y = labels.detach().to(device=self.scatter.device, dtype=torch.int64)
-        if not self._fixed_shift and int(self.counts.sum()) == 0:
-            self.shift = h.mean(0)
-        x = h - self.shift
-        self.counts += torch.bincount(y, minlength=self.num_classes)
-        self.class_sums.index_add_(0, y, x)
-        self.class_sq_norms.index_add_(0, y, (x * x).sum(1))
-        norms = h.norm(dim=1)
-        nz = norms > 0
-        self.class_unit_sums.index_add_(0, y[nz], h[nz] / norms[nz, None])
-        self.class_zero_rows += torch.bincount(y[~nz], minlength=self.num_classes)
-        self.scatter += x.T @ x
+        dev = self.scatter.device
+        h = features.detach().to(device=dev)
+        y = labels.detach().to(device=dev, dtype=torch.int64)
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        record = batch_record(h, y, self.num_classes, batch, rank)
+        if not self._deferred():
+            error = failure_error(record.tolist(), self.num_classes)
+            if error is not None:
+                raise error
+        ok = record[_CODE] == _OK
+        fresh = (self.failure[_CODE] == _OK) & ~ok
+        self.failure = torch.where(fresh, record, self.failure)
+        self._accumulate(h, y.clamp(0, self.num_classes - 1), ok)
+
+    def _accumulate(self, h: torch.Tensor, y: torch.Tensor, ok: torch.Tensor) -> None:
+        """Adds the batch's sums where ``ok`` (a 0-dim device flag): chunk products in the
+        product precision about the shift rounded to it, re-expressed about the shift in f64."""
+        k, p = self.num_classes, self.dim
+        f64 = torch.float64
+        dt = self._product_dtype(h)
+        hw = h.to(dt)
+        if self._fixed_shift:
+            shift = self.shift
+        else:
+            first = self.counts.sum() == 0
+            mean = hw.to(f64).mean(0).to(dt).to(f64)  # representable in the product precision
+            shift = torch.where(first & ok, mean, self.shift)
+        w = shift.to(dt)  # the working centre; delta = w - shift is 0 for the default shift
+        n_k = torch.zeros(k, dtype=torch.int64, device=h.device)
+        s_k = torch.zeros(k, p, dtype=f64, device=h.device)
+        q_k = torch.zeros(k, dtype=f64, device=h.device)
+        u_k = torch.zeros(k, p, dtype=f64, device=h.device)
+        z_k = torch.zeros(k, dtype=torch.int64, device=h.device)
+        S = torch.zeros(p, p, dtype=f64, device=h.device)
+        n_k.index_add_(0, y, torch.ones_like(y))
+        for i0 in range(0, h.shape[0], CHUNK_ROWS):
+            yc = y[i0 : i0 + CHUNK_ROWS]
+            x = hw[i0 : i0 + CHUNK_ROWS] - w
+            with _tf32(h.device, self.allow_tf32):
+                S += (x.T @ x).to(f64)
+            x64 = x.to(f64)
+            s_k.index_add_(0, yc, x64)
+            q_k.index_add_(0, yc, (x64 * x64).sum(1))
+            h64 = h[i0 : i0 + CHUNK_ROWS].to(f64)
+            norms = h64.norm(dim=1)
+            nz = norms > 0
+            inv = torch.where(nz, 1.0 / torch.where(nz, norms, 1.0), 0.0)
+            u_k.index_add_(0, yc, h64 * inv[:, None])
+            z_k.index_add_(0, yc, (~nz).to(torch.int64))
+        if dt != f64:
+            d = w.to(f64) - shift
+            s, n = s_k.sum(0), n_k.to(f64)
+            q_k += 2 * (s_k @ d) + n * (d @ d)
+            s_k += n[:, None] * d
+            S += torch.outer(d, s) + torch.outer(s, d) + n.sum() * torch.outer(d, d)
+        # commit only where the batch passed its check (NaNs in a skipped batch are dropped)
+        self.counts += n_k * ok
+        self.class_zero_rows += z_k * ok
+        self.coarse_batches += ok & (h.dtype != f64)
+        for state, add in (
+            (self.class_sums, s_k),
+            (self.class_sq_norms, q_k),
+            (self.class_unit_sums, u_k),
+            (self.scatter, S),
+        ):
+            state += add.masked_fill_(~ok, 0.0)
+        if not self._fixed_shift:
+            self.shift = shift
+
+    def reset(self) -> None:
+        """Clears the states, the recorded failure and the batch index."""
+        super().reset()
+        if not self._in_forward:
+            self._batch_index = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """torchmetrics' ``forward`` (the batch's metrics, the batch merged into the states);
+        the states are kept as they were when the batch is rejected."""
+        saved, count = self._copy_state_dict(), self._update_count
+        self._in_forward = True
+        try:
+            return super().forward(*args, **kwargs)
+        except ValueError:
+            for attr, value in saved.items():
+                setattr(self, attr, value)
+            self._update_count = count
+            raise
+        finally:
+            self._in_forward = False
+
+    def raise_recorded_failure(self) -> None:
+        """Raises the typed error of the first batch skipped since the last reset, if any
+        (one host synchronisation)."""
+        error = failure_error(self.failure.tolist(), self.num_classes)
+        if error is not None:
+            raise error
+
+    def sync(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """torchmetrics' synchronisation, then the recorded failure of any rank is raised (the
+        local states restored first)."""
+        super().sync(*args, **kwargs)
+        try:
+            self.raise_recorded_failure()
+        except ValueError:
+            if self._is_synced:
+                self.unsync()
+            raise
 
     def _rebase(self, shift: torch.Tensor) -> None:
         """Re-expresses the states about ``shift`` (exact up to rounding)."""
@@ -190,7 +382,9 @@ class CollapseMetrics(Metric):
         :class:`etfcore.CollapseStats` (copies ``O(K·p + p²)`` numbers to the host). Its
         precision is float32 when any batch arrived in float32 or a half precision (the default
         pseudo-inverse cut is then ``p·eps(float32)``; pass an explicit ``rtol`` to the metrics
-        for half-precision features), float64 otherwise."""
+        for half-precision features), float64 otherwise. Raises the recorded failure of a
+        skipped batch, if any."""
+        self.raise_recorded_failure()
         cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         empty = int(self.counts.sum()) == 0
         return CollapseStats.from_parts(
