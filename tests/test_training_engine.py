@@ -489,6 +489,9 @@ def test_ctrl_c_keeps_the_checkpoint_and_exits_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A shell's background job inherits SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
