@@ -44,14 +44,9 @@ def source_config(options: RunOptions) -> Dict[str, Any]:
     return cfg
 
 
-def head_weights(run_dir: str) -> np.ndarray:
+def head_weights(run: Any) -> np.ndarray:
     """The learnable head's ``K × p`` weights in a run's last checkpoint."""
-    import torch
-
-    from ..training.trainer import find_checkpoint
-
-    ck = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=False)
-    return ck["state_dict"]["head.linear.weight"].double().numpy()
+    return run.state_dict()["head.linear.weight"].double().numpy()
 
 
 def alignment(weights: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -131,7 +126,7 @@ class WeightsAlignMeans(Experiment):
         task = {"dataset": cfg["dataset"], "seed": seed}
         f = ctx.features(run, task)
         feats, labels = f["train"]
-        cos = alignment(head_weights(run.run_dir), feats, labels)
+        cos = alignment(head_weights(run), feats, labels)
         cm = ctx.finetune(run, task, head="cm", head_only=True, train=False)
         plain, centred = cm_accuracies(feats, labels, *f["test"])
         return {

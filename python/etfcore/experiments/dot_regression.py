@@ -153,12 +153,10 @@ def unit_frame_accuracy(run: Any) -> float:
 
     from ..training.build import build_datamodule, build_module
     from ..training.finetune import evaluate
-    from ..training.trainer import find_checkpoint
 
-    ck = torch.load(find_checkpoint(run.run_dir), map_location="cpu", weights_only=False)
     dm = build_datamodule(run.config)
     module = build_module(run.config, dm)
-    module.load_state_dict(ck["state_dict"])
+    module.load_state_dict(run.state_dict())
     with torch.no_grad():
         module.head.weight.copy_(F.normalize(module.head.weight, dim=1))
     return evaluate(module, dm.test_dataset)["acc"]

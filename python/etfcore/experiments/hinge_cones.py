@@ -177,15 +177,10 @@ def frame_features(ctx: Any, run: Any, target: Mapping[str, Any]) -> Dict[str, n
     """Training-split features of ``run`` on ``target``: the backbone's output ``h`` and the
     features its fixed frame classifies, ``u = normalize(P h + b)`` (projector ``P, b`` and the
     normalisation when the run had them; ``u = h`` otherwise), with the labels."""
-    import torch
-
-    from ..training.trainer import find_checkpoint
-
     h, y = ctx.features(run, target, splits=("train",))["train"]
     h = np.asarray(h, dtype=np.float64)
     u = h
-    state = torch.load(find_checkpoint(run.run_dir), map_location="cpu", weights_only=False)
-    sd = state["state_dict"]
+    sd = run.state_dict()
     if "head.projector.weight" in sd:
         u = h @ sd["head.projector.weight"].double().numpy().T
         u = u + sd["head.projector.bias"].double().numpy()

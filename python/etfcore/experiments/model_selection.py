@@ -137,14 +137,10 @@ def member_config(settings: Mapping[str, Any], member: str, seed: int) -> Dict[s
 def source_head(run: Any):
     """The trained run's head (``features → logits``), rebuilt from its checkpoint; with the
     run's softmax temperature."""
-    import torch
-
     from ..training.build import build_datamodule, build_module
-    from ..training.trainer import find_checkpoint
 
-    ck = torch.load(find_checkpoint(run.run_dir), map_location="cpu", weights_only=False)
     module = build_module(run.config, build_datamodule(run.config))
-    module.load_state_dict(ck["state_dict"])
+    module.load_state_dict(run.state_dict())
     return module.head.eval(), float(run.config.temperature)
 
 

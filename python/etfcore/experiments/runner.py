@@ -133,6 +133,12 @@ class TrainedRun:
         """The last epoch's row (test accuracy, collapse metrics, ...)."""
         return self.history[-1]
 
+    def state_dict(self) -> Dict[str, Any]:
+        """The trained module's state (backbone and head) from the run's last checkpoint."""
+        from ..training.trainer import _load, find_checkpoint
+
+        return _load(find_checkpoint(self.run_dir))["state_dict"]
+
     def load(self):
         """``(backbone, config)`` of the run (:func:`etfcore.training.load_pretrained`)."""
         from ..training import load_pretrained
