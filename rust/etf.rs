@@ -8,7 +8,8 @@
 //! signs of `R`'s diagonal fixed) from an explicit seed. Hence `W Wᵀ = K/(K-1) (I - 11ᵀ/K)`:
 //! unit rows, pairwise inner products `-1/(K-1)`, rows summing to zero, and `p = K-1` works.
 
-use crate::error::{check_frame_size, check_work, probe_alloc, EtfError, Result};
+use crate::alloc::{check_frame_size, check_work, probe_alloc};
+use crate::error::{EtfError, Result};
 use faer::{Mat, Par};
 use ndarray::Array2;
 use rand::SeedableRng;

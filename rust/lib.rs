@@ -1,33 +1,43 @@
-//! etfcore: neural-collapse geometry.
+//! etfcore: neural-collapse geometry. The crate knows nothing of Python; `py` (feature
+//! `python`) is the thin binding. Layers, each importing only those above it in this list:
 //!
-//! - [`etf`]: simplex equiangular tight frames and orthogonal frames (SPEC §6).
-//! - [`stats`]: streaming, mergeable sufficient statistics of labelled features (SPEC §3).
-//! - [`metrics`]: class geometry and every collapse metric computed from the statistics (SPEC §5).
-//! - [`samples`]: metrics that need the samples themselves (NC4, numerical rank).
-//! - [`syrk`]: the packed AVX-512 Gram kernel of the statistics pass.
-//! - [`linalg`]: the portable gram kernel and the explicit pseudo-inverse policy (SPEC §4).
-//! - [`error`]: the one error type.
+//! - [`error`], [`alloc`]: the one error type; size and memory guards.
+//! - [`linalg`]: precision, the Gram kernels (the packed AVX-512 one in [`linalg::syrk`]),
+//!   the pseudo-inverse policy and symmetric eigendecompositions.
+//! - [`etf`]: simplex equiangular tight frames and orthogonal frames.
+//! - [`rf`]: random-feature kernels.
+//! - [`stats`]: the accumulator — streaming, mergeable sufficient statistics (knows no metric).
+//! - [`geometry`]: what the statistics mean — class means, covariances, their cached
+//!   factorisations, and [`CollapseAnalysis`] (statistics + everything derived from them).
+//! - [`metrics`] and [`transfer`], side by side: every collapse metric; the transferability
+//!   scores. Both read the geometry and share its factorisations.
 //!
-//! The crate knows nothing of Python; `py` (feature `python`) is the thin binding.
+//! `docs/architecture.md` draws the same layers for the whole project.
 
 // `!(x > 0.0)` is the NaN-rejecting comparison, used on purpose throughout.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod alloc;
 pub mod error;
 pub mod etf;
+pub mod geometry;
 pub mod linalg;
 pub mod metrics;
 pub mod rf;
-pub mod samples;
 pub mod stats;
-pub mod syrk;
-#[cfg(test)]
-pub(crate) mod test_util;
 pub mod transfer;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 pub use error::{EtfError, Result};
-pub use metrics::{ClassGeometry, Weighting};
+pub use geometry::{ClassGeometry, CollapseAnalysis, Weighting};
 pub use stats::CollapseStats;
+
+// Former paths, kept so that code written against them compiles unchanged.
+/// The packed Gram kernel (now `linalg::syrk`).
+pub use linalg::syrk;
+/// The sample-level metrics (now `metrics::samples`).
+pub use metrics::samples;

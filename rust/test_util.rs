@@ -148,3 +148,21 @@ pub fn solve(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     }
     Array2::from_shape_fn((n, m), |(i, k)| b[[i, k]] / a[[i, i]])
 }
+
+/// `n` rows in `k` classes (labels `i % k`) of offset 100, class means of scale 4 and unit
+/// uniform noise, from a seeded LCG (independent of `rand`).
+pub fn lcg_data(n: usize, p: usize, k: usize, seed: u64) -> (Array2<f64>, Array1<i64>) {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    };
+    let y: Array1<i64> = (0..n).map(|i| (i % k) as i64).collect();
+    let means: Vec<f64> = (0..k * p).map(|_| 4.0 * next()).collect();
+    let h = Array2::from_shape_fn((n, p), |(i, j)| 100.0 + means[(i % k) * p + j] + next());
+    (h, y)
+}

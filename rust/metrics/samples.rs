@@ -1,48 +1,15 @@
-//! Metrics that need the samples themselves: NC4 and per-class numerical rank,
-//! and the balanced within-class scatter of imbalanced data computed from arrays.
+//! Metrics that need the samples themselves: nearest-class-mean predictions, NC4 and the
+//! per-class numerical rank.
 
+use super::classifier::validate_classifier;
 use crate::error::{EtfError, Result};
+use crate::geometry::ClassGeometry;
 use crate::linalg::{sym_eig_desc, Real};
-use crate::metrics::{validate_classifier, ClassGeometry};
-use crate::stats::{pass, validate_batch, CollapseStats, PassOptions, CHUNK_ROWS};
+use crate::stats::pass::validate_batch;
+use crate::stats::CHUNK_ROWS;
 use faer::Mat;
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
-
-/// `Σ_i (1/n_{y_i}) (h_i - c)(h_i - c)ᵀ` with the shift and counts of `stats`, which must have
-/// been accumulated from exactly these samples. One pass; feeds `ClassGeometry::new` for the
-/// balanced within-class covariance of imbalanced classes.
-pub fn balanced_scatter<T: Real>(
-    stats: &CollapseStats,
-    h: ArrayView2<'_, T>,
-    y: ArrayView1<'_, i64>,
-) -> Result<Vec<f64>> {
-    validate_batch(&h, &y, stats.num_classes(), stats.dim())?;
-    let mut counts = vec![0u64; stats.num_classes()];
-    y.iter().for_each(|&v| counts[v as usize] += 1);
-    if counts != stats.counts() {
-        return Err(EtfError::Incompatible(
-            "balanced_scatter needs the very samples the statistics were accumulated from".into(),
-        ));
-    }
-    let shift = stats.shift().ok_or(EtfError::TooFewClasses {
-        present: 0,
-        needed: 2,
-    })?;
-    let scale: Vec<f64> = counts
-        .iter()
-        .map(|&c| if c > 0 { 1.0 / (c as f64).sqrt() } else { 0.0 })
-        .collect();
-    let opts = PassOptions {
-        track_class_scatter: false,
-        row_scale: Some(&scale),
-    };
-    let part = pass(&h, &y, stats.num_classes(), shift, &opts, true)?;
-    let p = stats.dim();
-    let mut s = part.scatter;
-    crate::linalg::symmetrize_from_lower(&mut s, p);
-    Ok(s)
-}
 
 fn check_features<T: Real>(h: &ArrayView2<'_, T>, dim: usize) -> Result<()> {
     if h.ncols() != dim {
@@ -230,12 +197,13 @@ pub fn numerical_rank<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Weighting;
+    use crate::geometry::{CollapseAnalysis, Weighting};
+    use crate::stats::balanced::balanced_scatter;
     use crate::test_util::{jacobi_eig, mixture};
     use ndarray::{Array1, Array2};
 
-    fn stats_of(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> CollapseStats {
-        let mut s = CollapseStats::new(k, h.ncols(), false).unwrap();
+    fn stats_of(h: &Array2<f64>, y: &Array1<i64>, k: usize) -> CollapseAnalysis {
+        let mut s = CollapseAnalysis::new(k, h.ncols(), false).unwrap();
         s.update(h.view(), y.view()).unwrap();
         s
     }
@@ -326,9 +294,9 @@ mod tests {
         let (k, p) = (3, 4);
         let (h, y) = mixture(90, p, k, 2.0, 3.0, 10);
         let s = stats_of(&h, &y, k);
-        let got = balanced_scatter(&s, h.view(), y.view()).unwrap();
-        let c = s.shift().unwrap();
-        let counts = s.counts();
+        let got = balanced_scatter(s.stats(), h.view(), y.view()).unwrap();
+        let c = s.stats().shift().unwrap();
+        let counts = s.stats().counts();
         for a in 0..p {
             for b in 0..p {
                 let want: f64 = (0..h.nrows())

@@ -1,224 +1,10 @@
-//! Dense kernels: the blocked lower-triangular gram used by the statistics pass, and the
-//! pseudo-inverse policy (symmetric eigendecomposition with an explicit threshold,
-//! or the top `r` eigenvalues; a Cholesky fast path that is taken only when it provably keeps
-//! every eigenvalue, so it gives the same result as the eigendecomposition).
+//! The pseudo-inverse policy: which eigenvalues a pseudo-inverse keeps, the symmetric
+//! eigendecomposition it is built from, and the proven Cholesky fast path.
 
+use super::{to_ndarray, Precision};
 use crate::error::{EtfError, Result};
 use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Mat, MatRef, Par, Side};
-
-/// The floating-point precision statistics were built from: it sets the default
-/// pseudo-inverse threshold `rtol = n · eps(precision)` (float32 input carries float32 rounding,
-/// which an f64 cut would keep as rank).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Precision {
-    F32,
-    F64,
-}
-
-impl Precision {
-    /// Machine epsilon of the precision.
-    pub fn eps(self) -> f64 {
-        match self {
-            Precision::F32 => f32::EPSILON as f64,
-            Precision::F64 => f64::EPSILON,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::F32 => "float32",
-            Precision::F64 => "float64",
-        }
-    }
-    /// The coarser of two precisions (what merged statistics carry).
-    pub fn coarser(self, other: Precision) -> Precision {
-        self.min(other)
-    }
-    /// The coarser of two optional precisions (`None`: no input seen yet).
-    pub fn coarser_opt(a: Option<Precision>, b: Option<Precision>) -> Option<Precision> {
-        match (a, b) {
-            (Some(x), Some(y)) => Some(x.coarser(y)),
-            (x, None) => x,
-            (None, y) => y,
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = EtfError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "float32" => Ok(Precision::F32),
-            "float64" => Ok(Precision::F64),
-            _ => Err(EtfError::Parameter(format!(
-                "precision must be 'float32' or 'float64', got {s:?}"
-            ))),
-        }
-    }
-}
-
-/// Floating-point element types accepted for features (f32 and f64).
-pub trait Real: Copy + Send + Sync + Default + PartialOrd + 'static {
-    const NAME: &'static str;
-    const PRECISION: Precision;
-    /// Values per 512-bit register: the panel width of the AVX-512 Gram kernel.
-    const LANES: usize;
-
-    /// Adds the lower triangle of `X[r0..r1]ᵀ X[r0..r1]` to `acc` (`p × p`, f64), `x` holding
-    /// the chunk in panels ([`crate::syrk`]); `false` (nothing done) without AVX-512.
-    fn gram_lower_panels(
-        x: &[Self],
-        layout: &crate::syrk::PanelLayout,
-        r0: usize,
-        r1: usize,
-        acc: &mut [f64],
-    ) -> bool;
-    fn to_f64(self) -> f64;
-    fn from_f64(v: f64) -> Self;
-
-    /// `C (m×n) = α A (m×k) B (k×n) + β C` with arbitrary strides (matrixmultiply's s/dgemm).
-    ///
-    /// # Safety
-    /// Every pointer/stride pair must address valid elements for the given sizes, and `c` must
-    /// not alias `a` or `b`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
-
-    /// Adds the lower triangle (with diagonal) of `xᵀ x` to `acc` (`p × p`, row-major, f64),
-    /// `x` being `m × p` row-major. The product of one chunk is formed in the input precision
-    /// (the data are already shifted, so chunk sums are well scaled) by column blocks
-    /// `C[j0.., j0..j0+b] = X[:, j0..]ᵀ X[:, j0..j0+b]` (about half the flops of the full
-    /// product), then added in f64: f64 accumulation across chunks. `work` is scratch.
-    fn accumulate_gram(x: &[Self], m: usize, p: usize, work: &mut Vec<Self>, acc: &mut [f64]) {
-        assert!(x.len() >= m * p && acc.len() >= p * p);
-        work.resize(p * p, Self::default());
-        let mut j0 = 0;
-        while j0 < p {
-            let b = GRAM_BLOCK.min(p - j0);
-            // SAFETY: the pointers address `x` (m × p) and `work` (p × p) within bounds; blocks of
-            // `work` written by different iterations are disjoint.
-            unsafe {
-                Self::gemm(
-                    p - j0,
-                    m,
-                    b,
-                    Self::from_f64(1.0),
-                    x.as_ptr().add(j0),
-                    1,
-                    p as isize,
-                    x.as_ptr().add(j0),
-                    p as isize,
-                    1,
-                    Self::from_f64(0.0),
-                    work.as_mut_ptr().add(j0 * p + j0),
-                    p as isize,
-                    1,
-                );
-            }
-            j0 += b;
-        }
-        add_lower(work, acc, p);
-    }
-}
-
-/// Column-block width of the blocked triangular product.
-const GRAM_BLOCK: usize = 128;
-
-macro_rules! impl_real {
-    ($t:ty, $name:literal, $prec:expr, $gemm:path, $lanes:expr, $panels:path) => {
-        impl Real for $t {
-            const NAME: &'static str = $name;
-            const PRECISION: Precision = $prec;
-            const LANES: usize = $lanes;
-            fn gram_lower_panels(
-                x: &[$t],
-                layout: &crate::syrk::PanelLayout,
-                r0: usize,
-                r1: usize,
-                acc: &mut [f64],
-            ) -> bool {
-                $panels(x, layout, r0, r1, acc)
-            }
-            #[inline(always)]
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            #[inline(always)]
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: $t,
-                a: *const $t,
-                rsa: isize,
-                csa: isize,
-                b: *const $t,
-                rsb: isize,
-                csb: isize,
-                beta: $t,
-                c: *mut $t,
-                rsc: isize,
-                csc: isize,
-            ) {
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-            }
-        }
-    };
-}
-
-impl_real!(
-    f32,
-    "float32",
-    Precision::F32,
-    matrixmultiply::sgemm,
-    16,
-    crate::syrk::gram_lower_panels_f32
-);
-impl_real!(
-    f64,
-    "float64",
-    Precision::F64,
-    matrixmultiply::dgemm,
-    8,
-    crate::syrk::gram_lower_panels_f64
-);
-
-/// `acc[i, j] += work[i, j]` for `j ≤ i` (the upper triangle of `acc` stays untouched).
-fn add_lower<T: Real>(work: &[T], acc: &mut [f64], p: usize) {
-    for i in 0..p {
-        let (src, dst) = (&work[i * p..i * p + i + 1], &mut acc[i * p..i * p + i + 1]);
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += s.to_f64();
-        }
-    }
-}
-
-/// Copies the lower triangle of a row-major `p × p` matrix to its upper triangle.
-pub fn symmetrize_from_lower(a: &mut [f64], p: usize) {
-    for i in 0..p {
-        for j in 0..i {
-            a[j * p + i] = a[i * p + j];
-        }
-    }
-}
 
 /// How many eigenvalues a pseudo-inverse keeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -288,10 +74,103 @@ pub struct SymPinv {
     factor: Mat<f64>,
     pub rank: usize,
     pub method: PinvMethod,
-    /// Largest eigenvalue (eigh) or the upper bound of it that the Cholesky path used.
-    pub lambda_max: f64,
-    /// Threshold actually applied (`rtol · λ_max`), 0 for the `Top` policy.
-    pub threshold: f64,
+}
+
+/// `L⁻¹` (upper triangle zeroed) of the Cholesky factor `A = L Lᵀ` of a PSD matrix, returned
+/// only when the bounds prove `λ_min(A) > bound`: `λ_min ≥ 1/tr(A⁻¹) = 1/‖L⁻¹‖_F²`, or, when that
+/// does not suffice, the tighter `λ_min ≥ 1/‖A⁻¹‖_F` with `A⁻¹ = L⁻ᵀL⁻¹` formed (`n³/3` more
+/// flops; skipped when even `‖A⁻¹‖_F ≥ tr(A⁻¹)/√n` cannot prove it). `None` when the
+/// factorisation fails or the proof does not hold. The one proof of both Cholesky routes (the
+/// pseudo-inverse here, NC1 through the class-mean Gram in `geometry::factor`).
+pub fn proven_cholesky_inverse(a: &Mat<f64>, bound: f64) -> Option<Mat<f64>> {
+    let n = a.nrows();
+    let llt = a.llt(Side::Lower).ok()?;
+    let mut linv = Mat::<f64>::zeros(n, n);
+    invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
+    let mut tr_inv = 0.0;
+    for j in 0..n {
+        for i in 0..n {
+            if i < j {
+                linv[(i, j)] = 0.0;
+            } else {
+                tr_inv += linv[(i, j)] * linv[(i, j)];
+            }
+        }
+    }
+    let proven = tr_inv.is_finite()
+        && tr_inv > 0.0
+        && (1.0 / tr_inv > bound || {
+            let hopeless = (n as f64).sqrt() / tr_inv <= bound;
+            let f = if hopeless {
+                f64::INFINITY
+            } else {
+                (linv.transpose() * &linv).norm_l2()
+            };
+            f.is_finite() && f > 0.0 && 1.0 / f > bound
+        });
+    proven.then_some(linv)
+}
+
+/// `min(‖A‖_F, max_i Σ_j |a_ij|, tr A) ≥ λ_max` of the PSD matrix whose lower triangle is `a`
+/// (the symmetric matrix the factorisation reads).
+fn lambda_max_bound(a: MatRef<'_, f64>) -> f64 {
+    let n = a.nrows();
+    let (mut frob2, mut row_max) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        let mut row = 0.0;
+        for j in 0..n {
+            let v = if j <= i { a[(i, j)] } else { a[(j, i)] };
+            frob2 += v * v;
+            row += v.abs();
+        }
+        row_max = row_max.max(row);
+    }
+    let trace: f64 = (0..n).map(|i| a[(i, i)]).sum();
+    trace.min(frob2.sqrt()).min(row_max)
+}
+
+/// The eigendecomposition of a symmetric matrix `A`, computed for `A/s` (`s` its largest entry,
+/// so the result does not depend on the overall scale) and kept so that every pseudo-inverse,
+/// spectrum or path of the same matrix reads the one factorisation.
+#[derive(Debug, Clone)]
+pub struct SymEigen {
+    /// Eigenvalues of `A/s`, decreasing.
+    scaled_values: Vec<f64>,
+    /// Eigenvectors (columns), in the order of the values.
+    pub vectors: Mat<f64>,
+    /// The scale `s`.
+    pub scale: f64,
+}
+
+impl SymEigen {
+    /// Decomposes the symmetric matrix whose lower triangle is `a`.
+    pub fn new(a: MatRef<'_, f64>) -> Result<Self> {
+        let (scaled_values, vectors, scale) = sym_eig_desc_scaled(a)?;
+        Ok(SymEigen {
+            scaled_values,
+            vectors,
+            scale,
+        })
+    }
+
+    /// The eigenvalues of `A`, decreasing.
+    pub fn values(&self) -> Vec<f64> {
+        self.scaled_values.iter().map(|v| v * self.scale).collect()
+    }
+
+    /// The pseudo-inverse of `A` under `policy` from this decomposition (method `Eigh`).
+    pub fn pinv(&self, policy: RankPolicy) -> Result<SymPinv> {
+        let n = self.scaled_values.len();
+        let (vals, vecs) = (&self.scaled_values, &self.vectors);
+        let (r, _) = kept_rank(vals, policy)?;
+        let root = self.scale.sqrt();
+        let factor = Mat::from_fn(r, n, |i, j| vecs[(j, i)] / (vals[i].sqrt() * root));
+        Ok(SymPinv {
+            factor,
+            rank: r,
+            method: PinvMethod::Eigh,
+        })
+    }
 }
 
 /// Scale `s = max |a_ij|` (lower triangle) used to bring a symmetric matrix to unit size
@@ -390,83 +269,39 @@ impl SymPinv {
     /// eigendecomposition; this is what lets float32 statistics, cut at `n · eps(float32)`,
     /// take the fast path when they are well conditioned).
     pub fn new(a: MatRef<'_, f64>, policy: RankPolicy, allow_cholesky: bool) -> Result<Self> {
+        if let (RankPolicy::Rtol(rtol), true) = (policy, allow_cholesky) {
+            let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(a.nrows()));
+            if let Some(pinv) = Self::try_cholesky(a, rtol) {
+                return Ok(pinv);
+            }
+        }
+        SymEigen::new(a)?.pinv(policy)
+    }
+
+    /// The Cholesky route of [`new`](Self::new) under threshold `rtol`: `Some` only when the
+    /// bounds prove that every eigenvalue exceeds `rtol · λ_max` (then the pseudo-inverse is
+    /// the inverse), `None` when the factorisation fails or the proof does not hold.
+    pub fn try_cholesky(a: MatRef<'_, f64>, rtol: f64) -> Option<Self> {
         let n = a.nrows();
+        if n == 0 {
+            return None;
+        }
         // Factorise `a / s` (s = largest entry) and scale back: `A^† = (A/s)^† / s`, so the
         // factor of `A^†` is the factor of `(A/s)^†` divided by `√s`.
         let s = sym_scale(a);
         let root = s.sqrt();
-        if let (RankPolicy::Rtol(rtol), true) = (policy, allow_cholesky && n > 0) {
-            let rtol = rtol.unwrap_or_else(|| RankPolicy::default_rtol(n));
-            let scaled = Mat::from_fn(n, n, |i, j| a[(i, j)] / s);
-            // Upper bounds of λ_max of the PSD matrix (the symmetric matrix from its lower
-            // triangle, as the factorisation reads it).
-            let (mut frob2, mut row_max) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                let mut row = 0.0;
-                for j in 0..n {
-                    let v = if j <= i {
-                        scaled[(i, j)]
-                    } else {
-                        scaled[(j, i)]
-                    };
-                    frob2 += v * v;
-                    row += v.abs();
-                }
-                row_max = row_max.max(row);
-            }
-            let trace: f64 = (0..n).map(|i| scaled[(i, i)]).sum();
-            let upper = trace.min(frob2.sqrt()).min(row_max);
-            if let Ok(llt) = scaled.llt(Side::Lower) {
-                let mut linv = Mat::<f64>::zeros(n, n);
-                invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
-                let mut tr_inv = 0.0;
-                for j in 0..n {
-                    for i in 0..n {
-                        if i < j {
-                            linv[(i, j)] = 0.0;
-                        } else {
-                            tr_inv += linv[(i, j)] * linv[(i, j)];
-                        }
-                    }
-                }
-                let bound = rtol * upper * (1.0 + 1e-6);
-                let proven = tr_inv.is_finite()
-                    && tr_inv > 0.0
-                    && (1.0 / tr_inv > bound || {
-                        // ‖A⁻¹‖_F ≥ tr(A⁻¹)/√n: skip the product when even that cannot prove it.
-                        let hopeless = (n as f64).sqrt() / tr_inv <= bound;
-                        let f = if hopeless {
-                            f64::INFINITY
-                        } else {
-                            (linv.transpose() * &linv).norm_l2()
-                        };
-                        f.is_finite() && f > 0.0 && 1.0 / f > bound
-                    });
-                if proven {
-                    for j in 0..n {
-                        for i in 0..n {
-                            linv[(i, j)] = if i < j { 0.0 } else { linv[(i, j)] / root };
-                        }
-                    }
-                    return Ok(SymPinv {
-                        factor: linv,
-                        rank: n,
-                        method: PinvMethod::Cholesky,
-                        lambda_max: upper * s,
-                        threshold: rtol * upper * s,
-                    });
-                }
+        let scaled = Mat::from_fn(n, n, |i, j| a[(i, j)] / s);
+        let upper = lambda_max_bound(scaled.as_ref());
+        let mut linv = proven_cholesky_inverse(&scaled, rtol * upper * (1.0 + 1e-6))?;
+        for j in 0..n {
+            for i in j..n {
+                linv[(i, j)] /= root;
             }
         }
-        let (vals, vecs, _) = sym_eig_desc_scaled(a)?;
-        let (r, thr) = kept_rank(&vals, policy)?;
-        let factor = Mat::from_fn(r, n, |i, j| vecs[(j, i)] / (vals[i].sqrt() * root));
-        Ok(SymPinv {
-            factor,
-            rank: r,
-            method: PinvMethod::Eigh,
-            lambda_max: vals.first().copied().unwrap_or(0.0) * s,
-            threshold: thr * s,
+        Some(SymPinv {
+            factor: linv,
+            rank: n,
+            method: PinvMethod::Cholesky,
         })
     }
 
@@ -508,7 +343,7 @@ pub fn pinv_psd(
             col: j,
         });
     }
-    crate::error::check_dense_size(n, n, "the matrix")?;
+    crate::alloc::check_dense_size(n, n, "the matrix")?;
     check_symmetric(a, "the matrix")?;
     let f = Mat::from_fn(n, n, |i, j| a[[i, j]]);
     let p = SymPinv::new(f.as_ref(), policy, true)?;
@@ -538,16 +373,6 @@ pub fn check_symmetric(a: ndarray::ArrayView2<'_, f64>, what: &str) -> Result<()
     Ok(())
 }
 
-/// Row-major slice → faer view.
-pub fn mat_ref(data: &[f64], nrows: usize, ncols: usize) -> MatRef<'_, f64> {
-    MatRef::from_row_major_slice(data, nrows, ncols)
-}
-
-/// faer matrix → ndarray (row-major, owned).
-pub fn to_ndarray(m: MatRef<'_, f64>) -> ndarray::Array2<f64> {
-    ndarray::Array2::from_shape_fn((m.nrows(), m.ncols()), |(i, j)| m[(i, j)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,27 +386,6 @@ mod tests {
         Mat::from_fn(n, n, |i, j| {
             (0..n).map(|k| q[(k, i)] * d[k] * q[(k, j)]).sum()
         })
-    }
-
-    #[test]
-    fn gram_kernels_match_naive() {
-        for &(m, p) in &[(1usize, 1usize), (7, 5), (300, 200), (33, 257)] {
-            let x64: Vec<f64> = (0..m * p)
-                .map(|i| ((i * 7919 % 113) as f64) / 50.0 - 1.0)
-                .collect();
-            let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
-            let mut a64 = vec![0.0; p * p];
-            let mut a32 = vec![0.0; p * p];
-            f64::accumulate_gram(&x64, m, p, &mut vec![], &mut a64);
-            f32::accumulate_gram(&x32, m, p, &mut vec![], &mut a32);
-            for i in 0..p {
-                for j in 0..=i {
-                    let want: f64 = (0..m).map(|r| x64[r * p + i] * x64[r * p + j]).sum();
-                    assert!((a64[i * p + j] - want).abs() < 1e-10 * (1.0 + want.abs()));
-                    assert!((a32[i * p + j] - want).abs() < 1e-4 * (1.0 + want.abs()));
-                }
-            }
-        }
     }
 
     #[test]

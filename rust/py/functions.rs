@@ -1,0 +1,109 @@
+//! The module-level functions: frames, the pseudo-inverse, and the sample-level metrics that
+//! need no statistics.
+
+use super::convert::{self as convert, indices, matrix64, with_features, Features};
+use super::errors::detach;
+use crate::etf;
+use crate::linalg::{pinv_psd as core_pinv_psd, RankPolicy};
+use crate::metrics::samples;
+use ndarray::Array1;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use pyo3::prelude::*;
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, lengths=None, canonical=false))]
+fn simplex_etf<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    lengths: Option<Vec<f64>>,
+    canonical: bool,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let w = detach(py, || {
+        if canonical {
+            etf::canonical_simplex_etf(num_classes, dim, lengths.as_deref())
+        } else {
+            etf::simplex_etf(num_classes, dim, seed, lengths.as_deref())
+        }
+    })?;
+    Ok(w.into_pyarray(py))
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, lengths=None))]
+fn orthogonal_frame<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    lengths: Option<Vec<f64>>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let w = detach(py, || {
+        etf::orthogonal_frame(num_classes, dim, seed, lengths.as_deref())
+    })?;
+    Ok(w.into_pyarray(py))
+}
+
+/// `(pinv, rank, method)` of a symmetric PSD matrix under the explicit policy.
+#[pyfunction]
+#[pyo3(signature = (matrix, rank=None, rtol=None))]
+fn pinv_psd<'py>(
+    py: Python<'py>,
+    matrix: &Bound<'py, PyAny>,
+    rank: Option<usize>,
+    rtol: Option<f64>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, &'static str)> {
+    let a = matrix64(matrix, "matrix")?;
+    let v = a.as_array();
+    let (m, r, method) = detach(py, || {
+        core_pinv_psd(v, RankPolicy::from_options(rank, rtol)?)
+    })?;
+    Ok((m.into_pyarray(py), r, method.as_str()))
+}
+
+/// `(mean, classes, values)` of `numerical_rank`.
+type RankResult<'py> = (f64, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
+
+#[pyfunction]
+#[pyo3(signature = (features, labels, num_classes, centred=false))]
+fn numerical_rank<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    num_classes: usize,
+    centred: bool,
+) -> PyResult<RankResult<'py>> {
+    let f = convert::features(features, "features")?;
+    let y = labels.as_array();
+    let (mean, per) = with_features!(f, h => detach(py, || {
+        samples::numerical_rank(h, y, num_classes, centred)
+    }))?;
+    let cls: Vec<usize> = per.iter().map(|(k, _)| *k).collect();
+    let val: Array1<f64> = per.iter().map(|(_, v)| *v).collect();
+    Ok((mean, indices(py, cls), val.into_pyarray(py)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (features, classifier, bias=None))]
+fn classifier_predictions<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    classifier: &Bound<'py, PyAny>,
+    bias: Option<PyReadonlyArray1<'py, f64>>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let f = convert::features(features, "features")?;
+    let w = matrix64(classifier, "classifier")?;
+    let (wv, bv) = (w.as_array(), bias.as_ref().map(|b| b.as_array()));
+    let out = with_features!(f, h => detach(py, || samples::classifier_predictions(h, wv, bv)))?;
+    Ok(indices(py, out))
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;
+    m.add_function(wrap_pyfunction!(orthogonal_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(pinv_psd, m)?)?;
+    m.add_function(wrap_pyfunction!(numerical_rank, m)?)?;
+    m.add_function(wrap_pyfunction!(classifier_predictions, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! [`TransferabilityStats`]: statistics plus the accumulators of the regularised (Ledoit–Wolf)
+//! H-score and GBC, mergeable and serialisable like the statistics themselves.
+
+use super::{policy, weighted_sum};
+use crate::alloc::{check_dense_size, try_zeros};
+use crate::error::{EtfError, Result};
+use crate::geometry::{ClassGeometry, CollapseAnalysis, Weighting};
+use crate::linalg::{Real, SymPinv};
+use crate::stats::format::checksum;
+use crate::stats::CollapseStats;
+use faer::Mat;
+use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+const XMAGIC: &[u8; 8] = b"ETFCXFER";
+/// Format version of [`TransferabilityStats::to_bytes`].
+pub const XFER_FORMAT_VERSION: u32 = 1;
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+
+/// Statistics (a [`CollapseAnalysis`], so the scores share its geometry) plus the accumulators that the regularised H-score and GBC need, all
+/// relative to the same shift `c` (`a_i = h_i - c`): `Σ ‖a_i‖⁴`, `Σ ‖a_i‖² a_i` (`p`) and the
+/// per-class, per-dimension `Σ_{y_i=k} a_i²` (`K × p`). Mergeable: another's sums are
+/// re-expressed to this shift exactly (they are polynomials in the shift).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferabilityStats {
+    inner: CollapseAnalysis,
+    fourth: f64,
+    cubic: Vec<f64>,
+    class_sq: Vec<f64>,
+}
+
+/// `Σ_i (h_i - c)`: the sum of all shifted rows.
+fn shifted_total(stats: &CollapseStats) -> Vec<f64> {
+    let p = stats.dim();
+    let cs = stats.class_sums();
+    let mut s = vec![0.0; p];
+    for kk in 0..stats.num_classes() {
+        for j in 0..p {
+            s[j] += cs[kk * p + j];
+        }
+    }
+    s
+}
+
+/// `(Σ‖a+e‖⁴, Σ‖a+e‖²(a+e), Σ_k (a+e)²)` from the sums relative to `c` and `e = c - c'`.
+fn reexpress(
+    st: &CollapseStats,
+    fourth: f64,
+    cubic: &[f64],
+    class_sq: &[f64],
+    e: &[f64],
+) -> (f64, Vec<f64>, Vec<f64>) {
+    let (k, p) = (st.num_classes(), st.dim());
+    let n = st.num_samples() as f64;
+    let s = shifted_total(st);
+    let q: f64 = st.class_sq_norms().iter().sum();
+    let sc = st.scatter();
+    let se: Vec<f64> = (0..p)
+        .map(|a| (0..p).map(|b| sc[a * p + b] * e[b]).sum())
+        .collect();
+    let ee: f64 = e.iter().map(|v| v * v).sum();
+    let te: f64 = cubic.iter().zip(e).map(|(a, b)| a * b).sum();
+    let ese: f64 = e.iter().zip(&se).map(|(a, b)| a * b).sum();
+    let s_e: f64 = s.iter().zip(e).map(|(a, b)| a * b).sum();
+    let f4 = fourth + 4.0 * te + 4.0 * ese + 2.0 * ee * q + 4.0 * ee * s_e + n * ee * ee;
+    let cub: Vec<f64> = (0..p)
+        .map(|j| cubic[j] + q * e[j] + 2.0 * se[j] + 2.0 * e[j] * s_e + ee * s[j] + n * ee * e[j])
+        .collect();
+    let cs = st.class_sums();
+    let counts = st.counts();
+    let mut csq = class_sq.to_vec();
+    for kk in 0..k {
+        let nk = counts[kk] as f64;
+        for j in 0..p {
+            csq[kk * p + j] += 2.0 * e[j] * cs[kk * p + j] + nk * e[j] * e[j];
+        }
+    }
+    (f4, cub, csq)
+}
+
+impl TransferabilityStats {
+    pub fn new(num_classes: usize, dim: usize) -> Result<Self> {
+        check_dense_size(num_classes, dim, "per-class sums of squares")?;
+        Ok(TransferabilityStats {
+            inner: CollapseAnalysis::new(num_classes, dim, false)?,
+            fourth: 0.0,
+            cubic: try_zeros(dim, "Σ‖a‖²a")?,
+            class_sq: try_zeros(num_classes * dim, "per-class sums of squares")?,
+        })
+    }
+
+    pub fn collapse_stats(&self) -> &CollapseAnalysis {
+        &self.inner
+    }
+
+    pub fn fourth_moment(&self) -> f64 {
+        self.fourth
+    }
+
+    pub fn cubic_sum(&self) -> &[f64] {
+        &self.cubic
+    }
+
+    /// `Σ_{y_i=k} (h_i - c)²` per class and dimension (`K × p` row-major).
+    pub fn class_sq_sums(&self) -> &[f64] {
+        &self.class_sq
+    }
+
+    /// Adds one batch; all-or-nothing (the inner update validates everything first).
+    pub fn update<T: Real>(&mut self, h: ArrayView2<'_, T>, y: ArrayView1<'_, i64>) -> Result<()> {
+        self.inner.update(h, y)?;
+        let Some(c) = self.inner.stats().shift().map(|s| s.to_vec()) else {
+            return Ok(());
+        };
+        let (k, p) = (self.inner.stats().num_classes(), self.inner.stats().dim());
+        let n = h.nrows();
+        const ROWS: usize = 512;
+        // Per block of rows: (Σ‖a‖⁴, Σ‖a‖²a, per-class Σa² for the classes the block holds).
+        type BlockSums = (f64, Vec<f64>, Vec<(usize, Vec<f64>)>);
+        let parts: Vec<BlockSums> = (0..n.div_ceil(ROWS))
+            .into_par_iter()
+            .map(|blk| {
+                let mut f4 = 0.0;
+                let mut cub = vec![0.0; p];
+                let mut per: Vec<(usize, Vec<f64>)> = Vec::new();
+                let mut a = vec![0.0; p];
+                for i in blk * ROWS..((blk + 1) * ROWS).min(n) {
+                    let row = h.row(i);
+                    let mut n2 = 0.0;
+                    for j in 0..p {
+                        a[j] = row[j].to_f64() - c[j];
+                        n2 += a[j] * a[j];
+                    }
+                    f4 += n2 * n2;
+                    for (cj, aj) in cub.iter_mut().zip(&a) {
+                        *cj += n2 * aj;
+                    }
+                    let lab = y[i] as usize;
+                    let slot = match per.iter().position(|(l, _)| *l == lab) {
+                        Some(s) => s,
+                        None => {
+                            per.push((lab, vec![0.0; p]));
+                            per.len() - 1
+                        }
+                    };
+                    let q = &mut per[slot].1;
+                    for j in 0..p {
+                        q[j] += a[j] * a[j];
+                    }
+                }
+                (f4, cub, per)
+            })
+            .collect();
+        debug_assert!(parts.iter().all(|pt| pt.2.iter().all(|(l, _)| *l < k)));
+        for (f4, cub, per) in parts {
+            self.fourth += f4;
+            for (dst, v) in self.cubic.iter_mut().zip(&cub) {
+                *dst += v;
+            }
+            for (lab, q) in per {
+                let row = &mut self.class_sq[lab * p..(lab + 1) * p];
+                for (dst, v) in row.iter_mut().zip(&q) {
+                    *dst += v;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `other`: the same as one pass over both inputs, to rounding.
+    pub fn merge(&mut self, other: &TransferabilityStats) -> Result<()> {
+        self.inner.stats().check_compatible(other.inner.stats())?;
+        let Some(oc) = other.inner.stats().shift().map(|s| s.to_vec()) else {
+            return Ok(());
+        };
+        self.inner.merge(other.inner.stats())?;
+        let mine = self.inner.stats().shift().expect("set by merge").to_vec();
+        let e: Vec<f64> = oc.iter().zip(&mine).map(|(a, b)| a - b).collect();
+        let (f4, cub, csq) = reexpress(
+            other.inner.stats(),
+            other.fourth,
+            &other.cubic,
+            &other.class_sq,
+            &e,
+        );
+        self.fourth += f4;
+        for (a, b) in self.cubic.iter_mut().zip(&cub) {
+            *a += b;
+        }
+        for (a, b) in self.class_sq.iter_mut().zip(&csq) {
+            *a += b;
+        }
+        Ok(())
+    }
+
+    /// Versioned little-endian bytes: magic `ETFCXFER`, `u32` version, `u64` length and bytes
+    /// of the inner statistics, `Σ‖a‖⁴`, `Σ‖a‖²a`, the class sums of squares, FNV-1a-64.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let inner = self.inner.stats().to_bytes();
+        let mut out =
+            Vec::with_capacity(inner.len() + 8 * (2 + self.cubic.len() + self.class_sq.len()) + 32);
+        out.extend_from_slice(XMAGIC);
+        out.extend_from_slice(&XFER_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(inner.len() as u64).to_le_bytes());
+        out.extend_from_slice(&inner);
+        out.extend_from_slice(&self.fourth.to_le_bytes());
+        for v in self.cubic.iter().chain(&self.class_sq) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let h = checksum(&out);
+        out.extend_from_slice(&h.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let corrupt = |m: &str| EtfError::Corrupt(format!("transferability statistics: {m}"));
+        if bytes.len() < 8 + 4 + 8 + 8 || &bytes[..8] != XMAGIC {
+            return Err(corrupt(
+                "not etfcore transferability statistics (bad magic or too short)",
+            ));
+        }
+        let ver = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if ver != XFER_FORMAT_VERSION {
+            return Err(EtfError::Incompatible(format!(
+                "transferability statistics format version {ver}, this build reads \
+                 {XFER_FORMAT_VERSION}"
+            )));
+        }
+        let body = &bytes[..bytes.len() - 8];
+        let stored = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap());
+        if checksum(body) != stored {
+            return Err(corrupt("checksum mismatch (truncated or modified)"));
+        }
+        let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        if 20 + len > body.len() {
+            return Err(corrupt("truncated"));
+        }
+        let inner = CollapseStats::from_bytes(&bytes[20..20 + len])?;
+        let (k, p) = (inner.num_classes(), inner.dim());
+        let rest = &body[20 + len..];
+        if rest.len() != 8 * (1 + p + k * p) {
+            return Err(corrupt("length does not match num_classes and dim"));
+        }
+        let vals: Vec<f64> = rest
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(corrupt("non-finite value"));
+        }
+        Ok(TransferabilityStats {
+            inner: inner.into(),
+            fourth: vals[0],
+            cubic: vals[1..1 + p].to_vec(),
+            class_sq: vals[1 + p..].to_vec(),
+        })
+    }
+
+    /// Ledoit–Wolf shrinkage `δ` of `Σ_T` (as scikit-learn's `ledoit_wolf`):
+    /// `δ = min(1, b̄²/d²)`, `d² = ‖Σ_T - μI‖_F²`, `μ = tr Σ_T/p`,
+    /// `b̄² = (Σ_i ‖x_i‖⁴/N - ‖Σ_T‖_F²)/N` with `x_i = h_i - μ_G`. Returns `δ` with the weighted
+    /// geometry and its `Σ_T`.
+    pub fn ledoit_wolf_shrinkage(&self) -> Result<(f64, Arc<ClassGeometry>, Mat<f64>)> {
+        let g = self.inner.geometry(Weighting::Weighted)?;
+        let stats = self.inner.stats();
+        let p = stats.dim();
+        let n = g.num_samples as f64;
+        let c = stats.shift().expect("samples present");
+        let e: Vec<f64> = (0..p).map(|j| c[j] - g.global_mean[j]).collect();
+        let (f4, _, _) = reexpress(stats, self.fourth, &self.cubic, &self.class_sq, &e);
+        let t = g.total()?;
+        let mu = (0..p).map(|j| t[(j, j)]).sum::<f64>() / p as f64;
+        let mut fro = 0.0;
+        let mut d2 = 0.0;
+        for a in 0..p {
+            for b in 0..p {
+                let v = t[(a, b)];
+                fro += v * v;
+                let w = if a == b { v - mu } else { v };
+                d2 += w * w;
+            }
+        }
+        let b2 = ((f4 / n - fro) / n).max(0.0);
+        let delta = if d2 > 0.0 { (b2 / d2).min(1.0) } else { 0.0 };
+        Ok((delta, g, t))
+    }
+
+    /// Regularised H-score (Ibrahim et al. 2022): `tr(Σ_LW^{-1} (1-δ) Σ_B)` with the Ledoit–Wolf
+    /// estimate `Σ_LW = (1-δ)Σ_T + δ (tr Σ_T/p) I`. Returns `(value, δ, rank)`.
+    pub fn regularized_hscore(&self, rtol: Option<f64>) -> Result<(f64, f64, usize)> {
+        let (delta, g, total) = self.ledoit_wolf_shrinkage()?;
+        let p = g.dim;
+        let mu = (0..p).map(|j| total[(j, j)]).sum::<f64>() / p as f64;
+        let lw = Mat::from_fn(p, p, |a, b| {
+            (1.0 - delta) * total[(a, b)] + if a == b { delta * mu } else { 0.0 }
+        });
+        let pinv = SymPinv::new(lw.as_ref(), policy(&g, None, rtol)?, true)?;
+        let between = weighted_sum(&g, &pinv.quad_forms(g.centred_means.as_ref()));
+        Ok(((1.0 - delta) * between, delta, pinv.rank))
+    }
+
+    /// GBC (Pándy et al. 2022): `-Σ_{k≠l} exp(-D_B(k,l))` with the Bhattacharyya distance of
+    /// diagonal Gaussians `D_B = ⅛ Σ_d (μ_kd-μ_ld)²/σ̄_d + ½ Σ_d ln(σ̄_d/√(σ_kd σ_ld))`,
+    /// `σ̄ = (σ_k+σ_l)/2`, `σ_kd` the population variance of dimension `d` in class `k`.
+    /// Variances are floored at `var_floor` (default `1e-12 ×` the largest variance) so that a
+    /// constant dimension does not give an infinite distance.
+    pub fn gbc(&self, var_floor: Option<f64>) -> Result<f64> {
+        let stats = self.inner.stats();
+        let (k, p) = (stats.num_classes(), stats.dim());
+        let counts = stats.counts();
+        let present: Vec<usize> = (0..k).filter(|&i| counts[i] > 0).collect();
+        if present.len() < 2 {
+            return Err(EtfError::TooFewClasses {
+                present: present.len(),
+                needed: 2,
+            });
+        }
+        let cs = stats.class_sums();
+        let mut means = vec![0.0; present.len() * p];
+        let mut vars = vec![0.0; present.len() * p];
+        for (i, &kk) in present.iter().enumerate() {
+            let nk = counts[kk] as f64;
+            for j in 0..p {
+                let m = cs[kk * p + j] / nk;
+                means[i * p + j] = m; // relative to the shift: differences are all we need
+                vars[i * p + j] = (self.class_sq[kk * p + j] / nk - m * m).max(0.0);
+            }
+        }
+        let vmax = vars.iter().cloned().fold(0.0, f64::max);
+        let floor = match var_floor {
+            Some(f) if f.is_finite() && f >= 0.0 => f,
+            Some(f) => {
+                return Err(EtfError::Parameter(format!(
+                    "var_floor must be finite and >= 0, got {f}"
+                )))
+            }
+            None => 1e-12 * vmax,
+        };
+        if !(vmax > 0.0 || floor > 0.0) {
+            return Err(EtfError::Degenerate(
+                "every class has zero variance in every dimension: GBC is undefined".into(),
+            ));
+        }
+        for v in vars.iter_mut() {
+            *v = v.max(floor);
+        }
+        let kp = present.len();
+        let total: f64 = (0..kp)
+            .into_par_iter()
+            .map(|a| {
+                let mut acc = 0.0;
+                for b in 0..kp {
+                    if a == b {
+                        continue;
+                    }
+                    let mut db = 0.0;
+                    for j in 0..p {
+                        let (va, vb) = (vars[a * p + j], vars[b * p + j]);
+                        let v = 0.5 * (va + vb);
+                        let d = means[a * p + j] - means[b * p + j];
+                        db += 0.125 * d * d / v + 0.5 * (v.ln() - 0.5 * (va.ln() + vb.ln()));
+                    }
+                    acc += (-db).exp();
+                }
+                acc
+            })
+            .sum();
+        Ok(-total)
+    }
+}
