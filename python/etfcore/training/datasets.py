@@ -1,6 +1,6 @@
-"""Dataset builders: embedded data (no download), the image datasets the fixed-ETF papers pretrain
-or transfer on, and the index arithmetic of class subsets, label maps, long tail and stratified
-splits. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts them together.
+"""Dataset builders: embedded data (no download) and the image datasets the fixed-ETF papers
+pretrain or transfer on. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts
+them together.
 
 - Embedded: ``digits`` (scikit-learn's 8×8 digits), ``gmm`` (a seeded 10-class Gaussian mixture,
   p = 32), ``mnist1d`` (Greydanus's MNIST-1D, 40-sample 1-D signals, generated locally by the
@@ -21,9 +21,11 @@ The held-out split never depends on a run's ``seed``: where etfcore draws it (``
 ``gmm``, ``caltech101``, ``sun397``) it uses ``split_seed`` (default :data:`SPLIT_SEED`), so runs
 with different seeds are evaluated on the same samples and never train on each other's test data.
 
-:func:`plan_splits` is the one place where labels are selected and renumbered, the training split
-long-tail subsampled and a validation split drawn; the datamodule and :func:`embedded` /
-:func:`image_datasets` all go through it.
+:func:`etfcore.splits.plan_splits` is the one place where labels are selected and renumbered, the
+training split long-tail subsampled and a validation split drawn; the datamodule and
+:func:`embedded` / :func:`image_datasets` all go through it. The index arithmetic it uses
+(class subsets, label maps, long tail, stratified splits) is :mod:`etfcore.splits`, shared with
+the transfer layer; its names stay importable from here.
 
 Missing files raise :class:`DatasetNotFoundError` naming the dataset, the ``data_root``, the
 download URL and the ``download`` setting.
@@ -36,14 +38,19 @@ import math
 import operator
 import os
 import random
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .. import data
-from ..errors import LabelError, ParameterError
+from ..errors import ParameterError
+from ..splits import SplitPlan as SplitPlan  # re-exported: defined here before the toolkit
+from ..splits import label_lookup as label_lookup
+from ..splits import long_tail_indices as long_tail_indices
+from ..splits import plan_splits, random_split, stratified_holdout
+from ..splits import take_per_class as take_per_class
 
 # CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
 # fmt: off
@@ -91,7 +98,6 @@ DOWNLOADABLE = (
     "cifar10", "cifar100", "cifar100-coarse", "svhn", "stl10", "flowers102", "pets", "dtd",
     "fgvc-aircraft", "food101", "caltech101", "sun397",
 )  # fmt: skip
-TORCHVISION = IMAGE_DATASETS  # used by the hand-written trainer; goes when it does
 
 
 class DatasetNotFoundError(ParameterError):
@@ -108,199 +114,26 @@ def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) ->
     return np.asarray(mapping)[np.asarray(fine)]
 
 
-def _rank_within_class(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random rank ``0..n_c-1`` of every sample within its class (vectorised)."""
-    order = np.lexsort((rng.random(labels.size), labels))
-    sorted_labels = labels[order]
-    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - starts
-    return rank
-
-
-def take_per_class(labels: np.ndarray, counts: np.ndarray, *, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded random subset keeping ``counts[c]`` samples of class ``c``."""
-    labels = np.asarray(labels, dtype=np.int64)
-    have = np.bincount(labels, minlength=len(counts))
-    if (have[: len(counts)] < counts).any() or labels.max(initial=-1) >= len(counts):
-        raise ParameterError(f"cannot take {list(counts)} samples per class from {list(have)}")
-    rank = _rank_within_class(labels, np.random.default_rng(seed))
-    return np.flatnonzero(rank < np.asarray(counts)[labels])
-
-
-def long_tail_indices(
-    labels: np.ndarray, imbalance_ratio: float, *, seed: int, num_classes: Optional[int] = None
-) -> np.ndarray:
-    """Sorted indices of a long-tail subset: class ``k`` keeps ``⌊n_max · ρ^{k/(K-1)}⌋`` samples
-    (CIFAR-LT profile, :func:`etfcore.data.long_tail_counts`), ``n_max`` the smallest class
-    count (so every class can supply its share), seeded.
-
-    >>> y = np.repeat(np.arange(3), 100)
-    >>> np.bincount(y[long_tail_indices(y, 0.1, seed=0)]).tolist()
-    [100, 31, 10]
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    k = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    have = np.bincount(labels, minlength=k)
-    if (have == 0).any():
-        raise ParameterError(f"long-tail subsampling needs every class, got counts {list(have)}")
-    counts = data.long_tail_counts(k, int(have.min()), imbalance_ratio)
-    return take_per_class(labels, counts, seed=seed)
-
-
+# The index arithmetic lives in etfcore.splits (shared with the transfer layer); these names stay
+# importable from here.
 def stratified_split(
     labels: np.ndarray, fraction: float, *, seed: int
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split ``(kept, held_out)`` of sorted indices: class ``c`` sends
-    ``round(fraction · n_c)`` samples to ``held_out`` (at most ``n_c - 1``; none when ``n_c = 1``).
+    """Alias of :func:`etfcore.splits.stratified_holdout` (its name before the toolkit):
+    ``(kept, held_out)`` sorted indices, ``min(round(fraction · n_c), n_c - 1)`` of class ``c``
+    held out.
 
     >>> kept, held = stratified_split(np.repeat([0, 1], [10, 30]), 0.2, seed=0)
     >>> len(kept), len(held)
     (32, 8)
     """
-    if not (0.0 <= fraction < 1.0):
-        raise ParameterError(f"a split fraction must be in [0, 1), got {fraction}")
-    labels = np.asarray(labels, dtype=np.int64)
-    have = np.bincount(labels)
-    held_counts = np.minimum(np.rint(fraction * have).astype(np.int64), np.maximum(have - 1, 0))
-    rank = _rank_within_class(labels, np.random.default_rng(seed))
-    held = rank < held_counts[labels]
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    return stratified_holdout(labels, fraction, seed=seed)
 
 
 def split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Stratification-free seeded split of ``range(n)`` into sorted (train, test) indices."""
-    perm = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * (1 - test_fraction)))
-    return np.sort(perm[:cut]), np.sort(perm[cut:])
-
-
-def label_lookup(
-    num_original: int,
-    classes: Optional[Sequence[int]] = None,
-    label_map: Optional[Sequence[int]] = None,
-) -> np.ndarray:
-    """Original label → new label in ``0..K'-1`` (``-1``: dropped); every new label is used.
-
-    - ``classes`` only: class ``classes[j]`` becomes ``j``, the others are dropped;
-    - ``label_map`` only: ``c`` goes to ``label_map[c]`` (a negative entry drops ``c``), then the
-      distinct targets are renumbered ``0..K'-1`` in ascending order (a map with gaps, or one
-      whose target is reached only by dropped classes, leaves no empty class);
-    - both: ``classes`` selects, ``label_map`` maps, and the distinct targets are numbered in the
-      order in which ``classes`` first reaches them.
-
-    >>> label_lookup(5, classes=[3, 1]).tolist()
-    [-1, 1, -1, 0, -1]
-    >>> label_lookup(4, label_map=[5, 5, 2, -1]).tolist()
-    [1, 1, 0, -1]
-    >>> label_lookup(6, classes=[4, 0, 5], label_map=[7, 7, 3, 3, 9, 7]).tolist()
-    [1, -1, -1, -1, 0, 1]
-    """
-    lut = np.arange(num_original, dtype=np.int64)
-    if label_map is not None:
-        m = np.asarray(label_map, dtype=np.int64)
-        if m.ndim != 1 or m.size < num_original:
-            raise ParameterError(
-                f"label_map must have one entry per original label (≥ {num_original}), "
-                f"got {m.size}"
-            )
-        lut = m[:num_original].copy()
-    if classes is None:
-        order = np.unique(lut[lut >= 0])  # ascending
-    else:
-        c = np.asarray(classes, dtype=np.int64)
-        if c.ndim != 1 or c.size == 0 or len(np.unique(c)) != c.size:
-            raise ParameterError(f"classes must be distinct original labels, got {list(c)}")
-        if c.min() < 0 or c.max() >= num_original:
-            raise LabelError(f"classes must lie in 0..{num_original - 1}, got {list(c)}")
-        keep = np.full(num_original, -1, dtype=np.int64)
-        keep[c] = lut[c]
-        lut = keep
-        targets = lut[c][lut[c] >= 0]
-        _, first = np.unique(targets, return_index=True)
-        order = targets[np.sort(first)]  # distinct targets in the order classes reach them
-    if order.size == 0:
-        raise ParameterError("classes/label_map keep no class")
-    sorter = np.argsort(order, kind="stable")
-    new = np.full(num_original, -1, dtype=np.int64)
-    kept = lut >= 0
-    new[kept] = sorter[np.searchsorted(order, lut[kept], sorter=sorter)]
-    return new
-
-
-class SplitPlan(NamedTuple):
-    """Which base samples go to each split and their new labels (``*_idx`` index the base
-    training or test dataset; ``*_labels`` are in ``0..num_classes-1``)."""
-
-    num_classes: int
-    train_idx: np.ndarray
-    train_labels: np.ndarray
-    val_idx: np.ndarray
-    val_labels: np.ndarray
-    test_idx: np.ndarray
-    test_labels: np.ndarray
-
-    @property
-    def train_counts(self) -> np.ndarray:
-        return np.bincount(self.train_labels, minlength=self.num_classes)
-
-
-def plan_splits(
-    y_train: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    classes: Optional[Sequence[int]] = None,
-    label_map: Optional[Sequence[int]] = None,
-    imbalance_ratio: float = 1.0,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-) -> SplitPlan:
-    """The training/validation/test plan of a dataset from its labels, in this order:
-
-    1. labels selected and renumbered by :func:`label_lookup` (``classes``, ``label_map``), on
-       both splits;
-    2. the training split long-tail subsampled (:func:`long_tail_indices`, ``imbalance_ratio``,
-       seeded by ``seed``) over the full training split, so ``n_max`` is the smallest class count
-       of the whole split (CIFAR-10-LT with ρ = 0.01 keeps 5000 … 50);
-    3. a validation split drawn from the kept samples, stratified (``round(val_fraction · n_k)``
-       of class ``k``, at most ``n_k - 1``; seeded by ``seed + 1``): it follows the training
-       distribution, long tail included, and training keeps ``n_k`` minus that. The samples the
-       long tail kept are the same whatever ``val_fraction``.
-
-    The test split is relabelled only (never subsampled).
-
-    >>> y = np.repeat(np.arange(3), 100)
-    >>> plan = plan_splits(y, y, imbalance_ratio=0.1, val_fraction=0.2, seed=0)
-    >>> plan.train_counts.tolist(), np.bincount(plan.val_labels).tolist()
-    ([80, 25, 8], [20, 6, 2])
-    """
-    y_train = np.asarray(y_train, dtype=np.int64)
-    y_test = np.asarray(y_test, dtype=np.int64)
-    if y_train.size == 0 or min(y_train.min(), y_test.min(initial=0)) < 0:
-        raise LabelError("datasets must hold non-negative integer labels")
-    if not (0.0 < imbalance_ratio <= 1.0):
-        raise ParameterError(f"imbalance_ratio must be in (0, 1], got {imbalance_ratio}")
-    lut = label_lookup(int(max(y_train.max(), y_test.max(initial=0))) + 1, classes, label_map)
-    k = int(lut.max()) + 1
-    train_idx = np.flatnonzero(lut[y_train] >= 0)
-    test_idx = np.flatnonzero(lut[y_test] >= 0)
-    train_labels = lut[y_train[train_idx]]
-    if imbalance_ratio < 1.0:
-        keep = long_tail_indices(train_labels, imbalance_ratio, seed=seed, num_classes=k)
-        train_idx, train_labels = train_idx[keep], train_labels[keep]
-    val_idx = np.zeros(0, dtype=np.int64)
-    if val_fraction > 0:
-        kept, held = stratified_split(train_labels, val_fraction, seed=seed + 1)
-        val_idx, train_idx = train_idx[held], train_idx[kept]
-    return SplitPlan(
-        num_classes=k,
-        train_idx=train_idx,
-        train_labels=lut[y_train[train_idx]],
-        val_idx=val_idx,
-        val_labels=lut[y_train[val_idx]],
-        test_idx=test_idx,
-        test_labels=lut[y_test[test_idx]],
-    )
+    """Alias of :func:`etfcore.splits.random_split`: a stratification-free seeded split of
+    ``range(n)`` into sorted ``(train, test)`` indices."""
+    return random_split(n, test_fraction, seed)
 
 
 def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
@@ -509,7 +342,7 @@ def embedded_arrays(
             within_scale=options["within_scale"],
         )  # fmt: skip
     y = y.astype(np.int64)
-    tr, te = split(len(y), test_fraction, seed=split_seed)
+    tr, te = random_split(len(y), test_fraction, seed=split_seed)
     xtr, xte = _shift_inputs([x[tr], x[te]], options)
     return xtr, y[tr], xte, y[te]
 
@@ -525,9 +358,10 @@ def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 def embedded(
     name: str, *, seed: int, imbalance_ratio: float = 1.0, test_fraction: float = 0.3
 ) -> Dict[str, object]:
-    """Train/test ``TensorDataset``s of an embedded dataset through :func:`plan_splits` (the
-    training split long-tail subsampled when ``imbalance_ratio < 1``; the held-out split, drawn
-    with the fixed :data:`SPLIT_SEED`, stays as it is).
+    """Train/test ``TensorDataset``s of an embedded dataset through
+    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
+    ``imbalance_ratio < 1``; the held-out split, drawn with the fixed :data:`SPLIT_SEED`, stays
+    as it is).
 
     >>> d = embedded("digits", seed=0, imbalance_ratio=0.1)
     >>> d["num_classes"], d["input_dim"], d["train_counts"].tolist()[::3], len(d["test"])
@@ -664,7 +498,7 @@ def image_transforms(image_size: int, *, train: bool, augment: bool = True):
 
 
 def _split_unsplit(ds: Dataset, *, train: bool, seed: int, test_fraction: float) -> Dataset:
-    tr, te = stratified_split(dataset_labels(ds), test_fraction, seed=seed)
+    tr, te = stratified_holdout(dataset_labels(ds), test_fraction, seed=seed)
     return torch.utils.data.Subset(ds, (tr if train else te).tolist())
 
 
@@ -801,7 +635,8 @@ def image_datasets(
     image_size: int = 32,
 ) -> Dict[str, object]:
     """Train/test splits of an image dataset with :func:`image_transforms`, through
-    :func:`plan_splits` (the training split long-tail subsampled when ``imbalance_ratio < 1``)."""
+    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
+    ``imbalance_ratio < 1``)."""
     train = torchvision_dataset(
         name, root, train=True, download=download,
         transform=image_transforms(image_size, train=True),
@@ -820,9 +655,3 @@ def image_datasets(
         "input_shape": (3, image_size, image_size),
         "train_counts": plan.train_counts,
     }
-
-
-def dataset_counts(ds: Dataset, num_classes: Optional[int] = None) -> np.ndarray:
-    """Per-class sample counts of a dataset."""
-    labels = dataset_labels(ds)
-    return np.bincount(labels, minlength=num_classes or int(labels.max()) + 1)

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
+from ..splits import stratified_validation_mask
 
 DEFAULT_GRID = np.logspace(-6.0, 6.0, 97)
 
@@ -127,32 +128,16 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
 
 
 def stratified_split(labels: Any, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of a stratified, seeded validation split: ``round(val_fraction · n_k)``
-    samples of every class ``k`` (drawn with ``numpy.random.default_rng(seed)``).
-
-    Raises :class:`~etfcore.errors.LabelError` when a class would have no sample on one side.
+    """Alias of :func:`etfcore.splits.stratified_validation_mask` (its name before the toolkit):
+    the boolean mask of the probe's stratified, seeded validation split, ``round(val_fraction ·
+    n_k)`` samples of every class ``k``; a class left without a sample on one side raises
+    :class:`~etfcore.errors.LabelError`.
 
     >>> m = stratified_split(np.repeat([0, 1], 10), 0.2, seed=0)
     >>> int(m.sum()), int(m[:10].sum())
     (4, 2)
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ParameterError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(y.shape[0], dtype=bool)
-    for k in np.unique(y):
-        idx = np.flatnonzero(y == k)
-        nv = int(round(val_fraction * idx.size))
-        if nv == 0 or nv == idx.size:
-            side = "validation" if nv == 0 else "training"
-            raise LabelError(
-                f"the validation split ({val_fraction:g} of each class) leaves class {int(k)} "
-                f"({idx.size} training samples) with no {side} sample; give more samples of "
-                "it, drop the class, or change val_fraction"
-            )
-        mask[rng.permutation(idx)[:nv]] = True
-    return mask
+    return stratified_validation_mask(labels, val_fraction, seed)
 
 
 class _Source:
@@ -407,7 +392,7 @@ def linear_probe(
     ytr = np.searchsorted(classes, ytr_raw)
     yte = np.searchsorted(classes, yte_raw)
     k = classes.size
-    val_mask = stratified_split(ytr_raw, val_fraction, seed)
+    val_mask = stratified_validation_mask(ytr_raw, val_fraction, seed)
 
     dev = _resolve_device(torch, device, train_features)
     dt = _resolve_dtype(torch, dtype)
