@@ -156,7 +156,6 @@ class Trainer:
     ) -> None:
         config.validate()
         self.config, self.out_dir = config, out_dir
-        self.custom_backbone = backbone is not None
         torch.manual_seed(config.seed)
         self.datamodule = build_datamodule(config)
         self.module = build_module(config, self.datamodule, backbone)
