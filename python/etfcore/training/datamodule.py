@@ -109,7 +109,7 @@ class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
         DistributedSampler.__init__(
             self, dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed),
             drop_last=drop_last,
-        )  # fmt: skip
+        )
         self._init_epoch(seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -230,7 +230,7 @@ class ClassificationDataModule(lightning.LightningDataModule):
         plan = plan_splits(
             y_train, y_test, classes=self.classes, label_map=self.label_map,
             imbalance_ratio=self.imbalance_ratio, val_fraction=self.val_fraction, seed=self.seed,
-        )  # fmt: skip
+        )
         self.num_classes = plan.num_classes
         self.train_counts = plan.train_counts
         tf_train, tf_test = self._transforms()

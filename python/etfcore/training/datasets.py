@@ -53,14 +53,12 @@ from ..splits import plan_splits, random_split, stratified_holdout
 from ..splits import take_per_class as take_per_class
 
 # CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
-# fmt: off
 CIFAR100_COARSE = [
     4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3,
     15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0,
     17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19,
     2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
 ]
-# fmt: on
 
 EMBEDDED = ("digits", "gmm", "mnist1d", "hier")
 
@@ -97,7 +95,7 @@ IMAGE_DATASETS = tuple(URLS)
 DOWNLOADABLE = (
     "cifar10", "cifar100", "cifar100-coarse", "svhn", "stl10", "flowers102", "pets", "dtd",
     "fgvc-aircraft", "food101", "caltech101", "sun397",
-)  # fmt: skip
+)
 
 
 class DatasetNotFoundError(ParameterError):
@@ -217,7 +215,7 @@ def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
     out = (
         np.array(d["x"], dtype=np.float32), np.array(d["y"], dtype=np.int64),
         np.array(d["x_test"], dtype=np.float32), np.array(d["y_test"], dtype=np.int64),
-    )  # fmt: skip
+    )
     for a in out:
         a.flags.writeable = False
     return out
@@ -233,7 +231,7 @@ EMBEDDED_OPTIONS: Dict[str, Dict[str, float]] = {
         "coarse": 4, "fine": 5, "dim": 64, "n": 100, "seed": 0,
         "coarse_scale": 3.0, "fine_scale": 1.5, "within_scale": 1.0,
     },
-}  # fmt: skip
+}
 INPUT_SHIFTS: Dict[str, float] = {"noise": 0.0, "invert": 0.0, "permute": -1.0}
 
 
@@ -340,7 +338,7 @@ def embedded_arrays(
             _count(options, "n"), seed=_count(options, "seed"),
             coarse_scale=options["coarse_scale"], fine_scale=options["fine_scale"],
             within_scale=options["within_scale"],
-        )  # fmt: skip
+        )
     y = y.astype(np.int64)
     tr, te = random_split(len(y), test_fraction, seed=split_seed)
     xtr, xte = _shift_inputs([x[tr], x[te]], options)
@@ -640,11 +638,11 @@ def image_datasets(
     train = torchvision_dataset(
         name, root, train=True, download=download,
         transform=image_transforms(image_size, train=True),
-    )  # fmt: skip
+    )
     test = torchvision_dataset(
         name, root, train=False, download=download,
         transform=image_transforms(image_size, train=False),
-    )  # fmt: skip
+    )
     plan = plan_splits(
         dataset_labels(train), dataset_labels(test), imbalance_ratio=imbalance_ratio, seed=seed
     )
