@@ -149,13 +149,7 @@ def extract_features(
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
     )
-    if isinstance(data, torch.utils.data.DataLoader) or not hasattr(data, "__getitem__"):
-        loader = data
-        total = len(data.dataset) if hasattr(data, "dataset") else None
-    else:
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers)
-        total = len(data)
+    loader, total = _loader(torch, data, batch_size, num_workers)
     if out is not None and total is None:
         raise ParameterError("writing to `out` needs a dataset of known length")
     was_training = backbone.training
@@ -197,11 +191,19 @@ def extract_features(
         )
     if mm is not None:
         mm.flush()
-        feats = mm
-    else:
-        feats = np.concatenate(kept) if (keep and kept) else None
+    feats = mm if mm is not None else (np.concatenate(kept) if (keep and kept) else None)
     lab = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
     return ExtractedFeatures(feats, lab, stats, None if out is None else os.fspath(out))
+
+
+def _loader(torch: Any, data: Any, batch_size: int, num_workers: int):
+    """``(batches, total)``: a ``DataLoader`` or iterable as it is (``total`` the length of its
+    dataset, if it has one), or a map-style dataset read in order."""
+    if isinstance(data, torch.utils.data.DataLoader) or not hasattr(data, "__getitem__"):
+        return data, (len(data.dataset) if hasattr(data, "dataset") else None)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers)
+    return loader, len(data)
 
 
 def split_labels(labels: Any, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
