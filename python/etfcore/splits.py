@@ -37,7 +37,12 @@ import numpy as np
 from .data import long_tail_counts
 from .errors import LabelError, ParameterError
 
+#: Seed of the held-out splits etfcore draws itself (fixed: independent of any run's ``seed``, so
+#: runs with different seeds are evaluated on the same samples).
+SPLIT_SEED = 0
+
 __all__ = [
+    "SPLIT_SEED",
     "SplitPlan",
     "check_mapped",
     "class_subset",
