@@ -629,7 +629,7 @@ def _fit(model, dm, epochs):
     trainer = lightning.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+    )
     trainer.fit(model, datamodule=dm)
     return trainer
 
@@ -755,7 +755,7 @@ def test_augmentations_follow_seed_epoch_and_sample_whatever_the_workers(DM):
 
     def augmented(seed, epoch, workers):
         dm = DM(dataset=pair, seed=seed, batch_size=4, num_workers=workers,
-                train_transform=_Shift()).prepare()  # fmt: skip
+                train_transform=_Shift()).prepare()
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
         torch.rand(int(torch.randint(1, 9, (1,))))  # move the global RNG on

@@ -26,7 +26,7 @@ else:  # pragma: no cover
 SOURCE = dict(
     classes=[0, 1, 2, 3, 4], epochs=2, head="linear", feature_dim=16, progress=False,
     accelerator="cpu", name="src", track_every=2,
-)  # fmt: skip
+)
 TARGET = [5, 6, 7, 8, 9]
 
 
@@ -114,7 +114,7 @@ def test_wicm_starts_from_centred_means_and_head_only_keeps_the_backbone(source_
     r = finetune(
         source_run, {"classes": TARGET, "epochs": 2}, head="wicm", head_only=True,
         out_dir=str(tmp_path), callbacks=[FirstWeights()],
-    )  # fmt: skip
+    )
     np.testing.assert_allclose(seen["w"], mbar.T, rtol=1e-5, atol=1e-6)  # training starts at M̄
     assert seen["backbone_training"] is False
     after = r.module.backbone.state_dict()
@@ -139,7 +139,7 @@ def test_whole_network_trains_the_backbone_and_records_its_source(source_run, tm
     r = finetune(
         source_run, {"classes": TARGET, "epochs": 1}, head="linear", out_dir=str(tmp_path),
         callbacks=[Mode()],
-    )  # fmt: skip
+    )
     assert modes and all(modes)  # loaded in eval mode, trained in train mode from the first step
     after = r.module.backbone.state_dict()
     moved = [k for k, v in before.items() if not torch.equal(after[k], v)]

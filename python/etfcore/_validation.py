@@ -74,6 +74,15 @@ def as_labels(labels: Any, name: str = "labels") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def as_labels_for_rows(labels: Any, num_rows: int, name: str = "labels") -> np.ndarray:
+    """:func:`as_labels` plus the one check the Python-side computations (validation data of the
+    ridge path, LEEP, NCE, CM accuracy) need: one label per row of their features."""
+    y = as_labels(labels, name)
+    if y.shape[0] != num_rows:
+        raise ShapeError(f"{name} has {y.shape[0]} entries but there are {num_rows} rows")
+    return y
+
+
 def as_matrix64(matrix: Any, name: str) -> np.ndarray:
     """A contiguous float64 2-D array of a numeric array-like."""
     arr = _asarray(matrix, name)

@@ -111,7 +111,7 @@ def hierarchical_mixture(
     if num_coarse < 1 or fine_per_coarse < 1 or dim < 1:
         raise ParameterError("num_coarse, fine_per_coarse and dim must be positive")
     for name, v in (("coarse_scale", coarse_scale), ("fine_scale", fine_scale),
-                    ("within_scale", within_scale)):  # fmt: skip
+                    ("within_scale", within_scale)):
         if not (np.isfinite(as_float(v, name)) and v >= 0):
             raise ParameterError(f"{name} must be finite and >= 0, got {v}")
     rng = np.random.default_rng(as_index(seed, "seed"))
@@ -125,7 +125,7 @@ def hierarchical_mixture(
     x, y = gaussian_mixture(
         num_fine, dim, samples_per_class, seed=int(rng.integers(2**31)), means=means,
         within_scale=within_scale, dtype=dtype,
-    )  # fmt: skip
+    )
     return x, y, coarse_of
 
 

@@ -25,7 +25,7 @@ Features should be scaled so that ``‖x_i‖²`` is of order one (e.g.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -252,6 +252,33 @@ def _unbiased_cov_products(covs, counts):
     return Q
 
 
+def _class_moments(
+    x: np.ndarray,
+    labels: np.ndarray,
+    K: int,
+    counts: np.ndarray,
+    class_means: Optional[np.ndarray],
+    class_covariances: Optional[Sequence[np.ndarray]],
+) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """The class means and covariances :func:`equivalent_kernel` uses: the given population
+    values, or estimates from the rows (unbiased covariances, ``1/(n_k - 1)``)."""
+    p = x.shape[1]
+    if class_means is None or class_covariances is None:
+        stats = CollapseStats(K, p, track_class_scatter=True).update(x, labels)
+        covs = [
+            stats.class_covariance(k) * counts[k] / max(counts[k] - 1, 1)
+            if counts[k]
+            else np.zeros((p, p))
+            for k in range(K)
+        ]
+        return stats.class_means(), covs
+    means = np.asarray(class_means, dtype=np.float64) / 1.0
+    covs = [np.asarray(C, dtype=np.float64) for C in class_covariances]
+    if means.shape != (K, p) or len(covs) != K:
+        raise ShapeError(f"class_means must be ({K}, {p}) and class_covariances {K} matrices")
+    return means, covs
+
+
 def equivalent_kernel(
     X: Any,
     y: Any,
@@ -289,20 +316,7 @@ def equivalent_kernel(
     if present.size < 1:
         raise ParameterError("equivalent_kernel needs at least one sample")
     c = counts / n
-    if class_means is None or class_covariances is None:
-        stats = CollapseStats(K, p, track_class_scatter=True).update(x, labels)
-        means = stats.class_means()
-        covs = [
-            stats.class_covariance(k) * counts[k] / max(counts[k] - 1, 1)
-            if counts[k]
-            else np.zeros((p, p))
-            for k in range(K)
-        ]
-    else:
-        means = np.asarray(class_means, dtype=np.float64) / 1.0
-        covs = [np.asarray(C, dtype=np.float64) for C in class_covariances]
-        if means.shape != (K, p) or len(covs) != K:
-            raise ShapeError(f"class_means must be ({K}, {p}) and class_covariances {K} matrices")
+    means, covs = _class_moments(x, labels, K, counts, class_means, class_covariances)
     traces = np.array([np.trace(C) for C in covs])
     tr_circ = float(c @ traces)
     tau_hat = tr_circ if tau is None else float(tau)

@@ -3,7 +3,6 @@ loss and a :class:`~etfcore.training.module.ClassifierModule`. One function per 
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional, Sequence
 
@@ -12,9 +11,11 @@ import torch
 from torch import nn
 
 from .. import nn as enn
-from ..errors import DimensionError, ParameterError, ShapeError
+from ..errors import ParameterError, ShapeError
 from .config import TrainConfig
 from .module import ClassifierModule
+from .registry import BACKBONES, HEADS, LOSSES
+from .registry import tau_plus_default as tau_plus_default  # public here before the registry
 
 
 def build_datamodule(config: TrainConfig):
@@ -46,20 +47,8 @@ def build_datamodule(config: TrainConfig):
 
 
 def build_backbone(config: TrainConfig, input_shape: Sequence[int]) -> nn.Module:
-    c = config
-    if c.backbone == "mlp":
-        return enn.MLP(int(np.prod(input_shape)), c.feature_dim)
-    if c.backbone in ("cnn", "cnn-sw"):
-        channels = input_shape[0] if len(input_shape) == 3 else 1
-        norm = "sw" if c.backbone == "cnn-sw" else "bn"
-        return enn.SmallCNN(c.feature_dim, in_channels=channels, norm=norm)
-    if c.backbone == "resnet32":
-        return enn.resnet32(feature_dim=c.feature_dim)
-    name, _, norm = c.backbone.partition("-")
-    kwargs: dict = {"feature_dim": c.feature_dim, "small_input": c.image_size <= 64}
-    if norm:
-        kwargs["norm"] = norm
-    return enn.resnet(name, **kwargs)
+    """``config.backbone`` from the registry (:data:`etfcore.training.registry.BACKBONES`)."""
+    return BACKBONES[config.backbone].build(config, input_shape)
 
 
 def check_backbone(backbone: nn.Module, sample: torch.Tensor, dim: int) -> None:
@@ -98,72 +87,21 @@ def class_means(backbone: nn.Module, loader, num_classes: int, dim: int) -> np.n
 
 
 def build_head(config: TrainConfig, num_classes: int, train_counts: np.ndarray, means_of=None):
-    c = config
-    if c.head == "etf":
-        if c.feature_dim < num_classes - 1:
-            raise DimensionError(
-                f"a fixed ETF head for K={num_classes} classes needs feature_dim >= K-1 = "
-                f"{num_classes - 1}, got {c.feature_dim}"
-            )
-        lengths = None
-        if c.etf_lengths in ("class_counts", "class_counts_train"):
-            lengths = enn.class_count_lengths(np.asarray(train_counts))
-        return enn.FixedETFHead(
-            num_classes,
-            c.feature_dim,
-            seed=c.etf_seed,
-            lengths=lengths,
-            projector=c.projector,
-            batch_norm=c.head_batch_norm,
-            normalize=c.normalize_features,
-            lengths_in_training_only=c.etf_lengths == "class_counts_train",
-        )
-    if c.head == "linear":
-        return enn.LinearHead(num_classes, c.feature_dim)
-    # Centred-means heads (Seddik & Tamaazousti) from the backbone's class means: with a frozen
-    # pretrained backbone this is the paper's protocol.
-    return enn.CentredMeansHead(means_of(), mode=c.head)
-
-
-def tau_plus_default(config: TrainConfig) -> float:
-    """``config.tau_plus``, else the dataset's default, else 13π/36."""
-    if config.tau_plus is not None:
-        return config.tau_plus
-    table = getattr(enn, "HINGE_TAU_PLUS", {})
-    base = config.dataset.partition(":")[0]  # options of an embedded name do not matter
-    key = base + ("-lt" if config.imbalance_ratio < 1 else "")
-    return float(table.get(key, table.get(base, 13 * math.pi / 36)))
+    """``config.head`` from the registry (:data:`etfcore.training.registry.HEADS`);
+    ``means_of()`` gives the backbone's class means for the heads built from them. A fixed ETF
+    needs ``feature_dim >= K-1`` (the head raises :class:`~etfcore.DimensionError`)."""
+    return HEADS[config.head].build(config, num_classes, train_counts, means_of)
 
 
 def build_loss(config: TrainConfig, head: nn.Module, train_counts: np.ndarray) -> nn.Module:
-    c = config
-    w = getattr(head, "weight", None)
-    ce_kw = {"temperature": c.temperature} if c.temperature != 1.0 else {}
-    if ce_kw and c.loss not in ("ce", "weighted_ce", "label_smoothing"):
-        raise ParameterError(f"temperature applies to the cross-entropy losses, not {c.loss!r}")
-    if c.loss == "ce":
-        return enn.CrossEntropy(**ce_kw)
-    if c.loss == "weighted_ce":
-        counts = torch.as_tensor(train_counts, dtype=torch.float32).clamp_min(1)
-        return enn.CrossEntropy(class_weights=counts.sum() / (len(counts) * counts), **ce_kw)
-    if c.loss == "label_smoothing":
-        return enn.CrossEntropy(label_smoothing=c.label_smoothing, **ce_kw)
-    if c.loss == "mse":
-        return enn.MSELoss()
-    if c.loss in ("dot_regression", "dot_regression_parity"):
-        return enn.DotRegressionLoss(w, parity=c.loss.endswith("parity"))
-    if c.loss == "hinge_ce":
-        tau = tau_plus_default(c)
-        if c.hinge_minor_only and c.imbalance_ratio < 1:
-            return enn.HingeCrossEntropy.for_minor_classes(
-                w,
-                list(map(int, train_counts)),
-                tau_plus=tau,
-                threshold=c.minor_threshold,
-                tau_minus=c.tau_minus,
-            )
-        return enn.HingeCrossEntropy(w, tau_plus=tau, tau_minus=c.tau_minus)
-    return enn.GeneralisedLabelsLoss(list(map(int, train_counts)))
+    """``config.loss`` from the registry (:data:`etfcore.training.registry.LOSSES`); a softmax
+    temperature other than 1 is refused for the losses that do not use one."""
+    entry = LOSSES[config.loss]
+    if config.temperature != 1.0 and not entry.uses_temperature:
+        raise ParameterError(
+            f"temperature applies to the cross-entropy losses, not {config.loss!r}"
+        )
+    return entry.build(config, head, train_counts)
 
 
 def build_module(

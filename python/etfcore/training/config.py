@@ -20,6 +20,7 @@ import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ParameterError
+from . import registry
 from .datasets import CIFAR100_COARSE
 
 
@@ -30,28 +31,11 @@ def _f(default: Any, doc: str, choices: Optional[Tuple[Any, ...]] = None) -> Any
     return dataclasses.field(default=default, metadata=meta)
 
 
-BACKBONES = (
-    "mlp",
-    "cnn",
-    "cnn-sw",
-    "resnet18",
-    "resnet50",
-    "resnet32",
-    "resnet18-sw",
-    "resnet50-sw",
-)
-HEADS = ("etf", "linear", "cm", "wicm", "lwm")
-LOSSES = (
-    "ce",
-    "weighted_ce",
-    "label_smoothing",
-    "dot_regression",
-    "dot_regression_parity",
-    "hinge_ce",
-    "generalised_labels",
-    "mse",
-)
-FEATURE_LOSSES = ("dot_regression", "dot_regression_parity", "hinge_ce")
+# The choices of backbone, head and loss come from the registry (etfcore.training.registry).
+BACKBONES = registry.BACKBONES.names()
+HEADS = registry.HEADS.names()
+LOSSES = registry.LOSSES.names()
+FEATURE_LOSSES = tuple(k for k, e in registry.LOSSES.items() if e.needs_fixed_frame)
 
 
 @dataclasses.dataclass
@@ -166,11 +150,12 @@ class TrainConfig:
                 raise ParameterError(
                     f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}"
                 )
-        if self.loss in FEATURE_LOSSES and self.head != "etf":
+        loss, head = registry.LOSSES[self.loss], registry.HEADS[self.head]
+        if loss.needs_fixed_frame and not head.fixed_frame:
             raise ParameterError(f"loss {self.loss!r} needs a fixed frame: use head='etf'")
-        if self.etf_lengths != "equal" and self.head != "etf":
+        if self.etf_lengths != "equal" and not head.fixed_frame:
             raise ParameterError("etf_lengths applies to head='etf' only")
-        if self.loss.startswith("dot_regression") and not self.normalize_features:
+        if loss.needs_normalized_features and not self.normalize_features:
             raise ParameterError(
                 "dot regression needs normalize_features=true: without it the loss only pulls "
                 "features toward their class vector and their norms drift (set normalize_features)"
@@ -328,20 +313,51 @@ def to_toml(d: Dict[str, Any]) -> str:
     return "".join(f"{k} = {fmt(v)}\n" for k, v in d.items() if v is not None)
 
 
+def _recipe(*parts: Dict[str, Any], **overrides: Any) -> Dict[str, Any]:
+    """A preset: the base recipes ``parts`` merged left to right, then ``overrides``."""
+    out: Dict[str, Any] = {}
+    for part in (*parts, overrides):
+        out.update({k: list(v) if isinstance(v, list) else v for k, v in part.items()})
+    return out
+
+
 _PI = math.pi
+# Base recipes the presets share.
+_DOT_REGRESSION = dict(head="etf", loss="dot_regression", normalize_features=True, lr=0.1)
+_HINGE = dict(head="etf", projector=True, loss="hinge_ce")
+#: the CIFAR schedule of the papers: 200 epochs, batch 128, SGD 0.1, 5 warm-up epochs
+_CIFAR_SCHEDULE = dict(epochs=200, batch_size=128, lr=0.1, warmup_epochs=5)
+_CIFAR10_LT = _recipe(
+    dict(dataset="cifar10", imbalance_ratio=0.01, backbone="resnet32", feature_dim=64),
+    _CIFAR_SCHEDULE,
+)
+_CIFAR100_LT = _recipe(_CIFAR10_LT, dataset="cifar100", feature_dim=128)
+_CIFAR100_RESNET18 = _recipe(
+    dict(dataset="cifar100", backbone="resnet18", feature_dim=512), _CIFAR_SCHEDULE
+)
+#: Yang et al.'s head and loss: BN + L2 feature head, dot regression, mixup, weight decay 2e-4
+_YANG = dict(
+    head="etf", head_batch_norm=True, normalize_features=True, loss="dot_regression",
+    mixup_alpha=1.0, weight_decay=2e-4,
+)
+_IMAGENET = dict(
+    dataset="imagenet", backbone="resnet50", feature_dim=2048, image_size=224, epochs=90,
+    batch_size=256, lr=0.1, num_workers=8,
+)
+#: Tiomoko Ali et al.'s ImageNet schedule: step decay every 30 epochs, no warm-up
+_IMAGENET_STEP = _recipe(
+    _IMAGENET, loss="ce", weight_decay=1e-4, schedule="step", step_size=30, warmup_epochs=0
+)
+
 PRESETS: Dict[str, Dict[str, Any]] = {
     # small, embedded data (no download; CPU)
     "digits-linear-ce": dict(head="linear", loss="ce"),
     "digits-etf-ce": dict(head="etf", loss="ce"),
-    "digits-etf-dr": dict(head="etf", loss="dot_regression", normalize_features=True, lr=0.1),
-    "digits-etf-dr-mixup": dict(
-        head="etf", loss="dot_regression", normalize_features=True, lr=0.1, mixup_alpha=1.0
-    ),
+    "digits-etf-dr": _recipe(_DOT_REGRESSION),
+    "digits-etf-dr-mixup": _recipe(_DOT_REGRESSION, mixup_alpha=1.0),
     "digits-etf-hinge": dict(head="etf", loss="hinge_ce"),
     "digits-lt-etf-hinge": dict(head="etf", loss="hinge_ce", imbalance_ratio=0.1),
-    "digits-lt-etf-dr": dict(
-        head="etf", loss="dot_regression", normalize_features=True, lr=0.1, imbalance_ratio=0.1
-    ),
+    "digits-lt-etf-dr": _recipe(_DOT_REGRESSION, imbalance_ratio=0.1),
     "digits-cm": dict(head="cm", loss="ce"),
     "digits-etf-mse": dict(head="etf", loss="mse"),
     "digits-etf-ce-tau0.1": dict(head="etf", loss="ce", temperature=0.1),
@@ -349,197 +365,36 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "gmm-etf-ce": dict(dataset="gmm", head="etf", loss="ce"),
     # Yang et al. (fixed ETF + dot regression, long tail): CIFAR ResNet-32, BN + L2 feature head,
     # mixup, SGD 0.1, 200 epochs; per-class lengths optional (etf_lengths=class_counts).
-    "cifar10-lt-resnet32-etf-dr": dict(
-        dataset="cifar10",
-        imbalance_ratio=0.01,
-        backbone="resnet32",
-        feature_dim=64,
-        head="etf",
-        head_batch_norm=True,
-        normalize_features=True,
-        loss="dot_regression",
-        mixup_alpha=1.0,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        weight_decay=2e-4,
-        warmup_epochs=5,
+    "cifar10-lt-resnet32-etf-dr": _recipe(_CIFAR10_LT, _YANG),
+    "cifar10-lt-resnet32-linear-ce": _recipe(
+        _CIFAR10_LT, head="linear", loss="ce", mixup_alpha=1.0, weight_decay=2e-4
     ),
-    "cifar10-lt-resnet32-linear-ce": dict(
-        dataset="cifar10",
-        imbalance_ratio=0.01,
-        backbone="resnet32",
-        feature_dim=64,
-        head="linear",
-        loss="ce",
-        mixup_alpha=1.0,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        weight_decay=2e-4,
-        warmup_epochs=5,
-    ),
-    "cifar100-lt-resnet32-etf-dr": dict(
-        dataset="cifar100",
-        imbalance_ratio=0.01,
-        backbone="resnet32",
-        feature_dim=128,
-        head="etf",
-        head_batch_norm=True,
-        normalize_features=True,
-        loss="dot_regression",
-        mixup_alpha=1.0,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        weight_decay=2e-4,
-        warmup_epochs=5,
-    ),
+    "cifar100-lt-resnet32-etf-dr": _recipe(_CIFAR100_LT, _YANG),
     # "Do we need neural collapse?" (hinge CE on a fixed ETF with a projector): per-dataset tau+
     # on the minor classes of long-tailed CIFAR, all classes on coarse-label pretraining.
-    "cifar10-lt-resnet32-hinge": dict(
-        dataset="cifar10",
-        imbalance_ratio=0.01,
-        backbone="resnet32",
-        feature_dim=64,
-        head="etf",
-        projector=True,
-        loss="hinge_ce",
-        tau_plus=_PI / 3,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
-    ),
-    "cifar100-lt-resnet32-hinge": dict(
-        dataset="cifar100",
-        imbalance_ratio=0.01,
-        backbone="resnet32",
-        feature_dim=128,
-        head="etf",
-        projector=True,
-        loss="hinge_ce",
-        tau_plus=2 * _PI / 9,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
-    ),
-    "cifar100-coarse-resnet18-hinge": dict(
-        dataset="cifar100",
-        label_map=list(CIFAR100_COARSE),
-        backbone="resnet18",
-        feature_dim=512,
-        head="etf",
-        projector=True,
-        loss="hinge_ce",
-        tau_plus=13 * _PI / 36,
+    "cifar10-lt-resnet32-hinge": _recipe(_CIFAR10_LT, _HINGE, tau_plus=_PI / 3),
+    "cifar100-lt-resnet32-hinge": _recipe(_CIFAR100_LT, _HINGE, tau_plus=2 * _PI / 9),
+    "cifar100-coarse-resnet18-hinge": _recipe(
+        _CIFAR100_RESNET18, _HINGE, label_map=list(CIFAR100_COARSE), tau_plus=13 * _PI / 36,
         hinge_minor_only=False,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
     ),
-    "imagenet-lt-resnet50-hinge": dict(
-        dataset="imagenet-lt",
-        backbone="resnet50",
-        feature_dim=2048,
-        head="etf",
-        projector=True,
-        loss="hinge_ce",
-        tau_plus=5 * _PI / 18,
-        image_size=224,
-        epochs=90,
-        batch_size=256,
-        lr=0.1,
-        schedule="cosine",
+    "imagenet-lt-resnet50-hinge": _recipe(
+        _IMAGENET, _HINGE, dataset="imagenet-lt", tau_plus=5 * _PI / 18, schedule="cosine",
         warmup_epochs=5,
-        num_workers=8,
     ),
     # Tiomoko Ali et al. (fixed random classifier transfers better): ResNet-50 on ImageNet with a
     # fixed ETF, a learnable classifier, or Switchable Whitening inside the ResNet.
-    "imagenet-resnet50-etf-ce": dict(
-        dataset="imagenet",
-        backbone="resnet50",
-        feature_dim=2048,
-        head="etf",
-        loss="ce",
-        image_size=224,
-        epochs=90,
-        batch_size=256,
-        lr=0.1,
-        weight_decay=1e-4,
-        schedule="step",
-        step_size=30,
-        warmup_epochs=0,
-        num_workers=8,
-    ),
-    "imagenet-resnet50-linear-ce": dict(
-        dataset="imagenet",
-        backbone="resnet50",
-        feature_dim=2048,
-        head="linear",
-        loss="ce",
-        image_size=224,
-        epochs=90,
-        batch_size=256,
-        lr=0.1,
-        weight_decay=1e-4,
-        schedule="step",
-        step_size=30,
-        warmup_epochs=0,
-        num_workers=8,
-    ),
-    "imagenet-resnet50-sw-linear-ce": dict(
-        dataset="imagenet",
-        backbone="resnet50-sw",
-        feature_dim=2048,
-        head="linear",
-        loss="ce",
-        image_size=224,
-        epochs=90,
-        batch_size=256,
-        lr=0.1,
-        weight_decay=1e-4,
-        schedule="step",
-        step_size=30,
-        warmup_epochs=0,
-        num_workers=8,
+    "imagenet-resnet50-etf-ce": _recipe(_IMAGENET_STEP, head="etf"),
+    "imagenet-resnet50-linear-ce": _recipe(_IMAGENET_STEP, head="linear"),
+    "imagenet-resnet50-sw-linear-ce": _recipe(
+        _IMAGENET_STEP, backbone="resnet50-sw", head="linear"
     ),
     # Xu & Liu (VCI): pretraining knobs — softmax temperature, within-class cosine regulariser, MSE.
-    "cifar100-resnet18-ce-tau0.1": dict(
-        dataset="cifar100",
-        backbone="resnet18",
-        feature_dim=512,
-        head="linear",
-        loss="ce",
-        temperature=0.1,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
+    "cifar100-resnet18-ce-tau0.1": _recipe(
+        _CIFAR100_RESNET18, head="linear", loss="ce", temperature=0.1
     ),
-    "cifar100-resnet18-cosreg10": dict(
-        dataset="cifar100",
-        backbone="resnet18",
-        feature_dim=512,
-        head="linear",
-        loss="ce",
-        cosine_reg=10.0,
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
+    "cifar100-resnet18-cosreg10": _recipe(
+        _CIFAR100_RESNET18, head="linear", loss="ce", cosine_reg=10.0
     ),
-    "cifar100-resnet18-mse": dict(
-        dataset="cifar100",
-        backbone="resnet18",
-        feature_dim=512,
-        head="linear",
-        loss="mse",
-        epochs=200,
-        batch_size=128,
-        lr=0.1,
-        warmup_epochs=5,
-    ),
+    "cifar100-resnet18-mse": _recipe(_CIFAR100_RESNET18, head="linear", loss="mse"),
 }

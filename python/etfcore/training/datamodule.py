@@ -1,6 +1,6 @@
 """``ClassificationDataModule``: one LightningDataModule for every dataset etfcore trains on.
 
-The splits come from :func:`etfcore.training.datasets.plan_splits`, in this order: label
+The splits come from :func:`etfcore.splits.plan_splits`, in this order: label
 selection and renumbering to ``0..K'-1`` (``classes``, ``label_map``), long-tail subsampling of
 the whole training split (``imbalance_ratio``), then a stratified validation split drawn from
 the kept samples (``val_fraction``). The held-out (test) split gets the same labels and is never
@@ -38,8 +38,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from ..errors import ParameterError
+from ..splits import label_lookup, plan_splits
 from . import datasets as D
-from .datasets import RelabelledSubset, label_lookup
+from .datasets import RelabelledSubset
 
 DatasetSpec = Union[str, Tuple[Dataset, Dataset]]
 
@@ -108,7 +109,7 @@ class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
         DistributedSampler.__init__(
             self, dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed),
             drop_last=drop_last,
-        )  # fmt: skip
+        )
         self._init_epoch(seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -226,10 +227,10 @@ class ClassificationDataModule(lightning.LightningDataModule):
         if self.train_dataset is not None:
             return
         base_train, base_test, y_train, y_test = self._base()
-        plan = D.plan_splits(
+        plan = plan_splits(
             y_train, y_test, classes=self.classes, label_map=self.label_map,
             imbalance_ratio=self.imbalance_ratio, val_fraction=self.val_fraction, seed=self.seed,
-        )  # fmt: skip
+        )
         self.num_classes = plan.num_classes
         self.train_counts = plan.train_counts
         tf_train, tf_test = self._transforms()

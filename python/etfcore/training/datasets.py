@@ -1,104 +1,61 @@
-"""Dataset builders: embedded data (no download), the image datasets the fixed-ETF papers pretrain
-or transfer on, and the index arithmetic of class subsets, label maps, long tail and stratified
-splits. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts them together.
+"""Dataset builders: embedded data (no download) and the image datasets the fixed-ETF papers
+pretrain or transfer on. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts
+them together.
 
 - Embedded: ``digits`` (scikit-learn's 8×8 digits), ``gmm`` (a seeded 10-class Gaussian mixture,
   p = 32), ``mnist1d`` (Greydanus's MNIST-1D, 40-sample 1-D signals, generated locally by the
-  ``mnist1d`` package's generator — no download).
-- Images (torchvision's own classes where they exist, always constructed with the given
-  ``download``): ``cifar10``, ``cifar100``, ``cifar100-coarse`` (20 superclass labels), ``svhn``,
-  ``stl10``, ``flowers102``, ``pets``, ``dtd``, ``fgvc-aircraft``, ``stanford-cars``, ``food101``,
-  ``caltech101``, ``sun397`` (the last two have no official split: a stratified split seeded by
-  ``split_seed``, fixed by default),
-  ``cub200`` (the ``CUB_200_2011`` folder with its ``images.txt`` / ``train_test_split.txt``),
-  ``imagenet`` (``data_root/train/<wnid>/…`` and ``data_root/val/<wnid>/…``), ``imagenet-lt``
-  (ImageNet plus the ``ImageNet_LT_{train,test}.txt`` lists of ``path label`` lines) and
-  ``folder`` (``data_root/{train,test}/<class>/<image>``). For ``imagenet`` and ``folder`` the
-  class indices come from the training folder's sorted sub-folders and the held-out split reuses
-  them (a class missing from it keeps its index; a class only there is an error).
+  ``mnist1d`` package's generator — no download), ``hier`` (a hierarchical Gaussian mixture).
+- Images: :mod:`etfcore.training.images` (the file formats, transforms and builders; its names
+  stay importable from here), put through the same splits by :func:`image_datasets`.
 
 The held-out split never depends on a run's ``seed``: where etfcore draws it (``digits``,
 ``gmm``, ``caltech101``, ``sun397``) it uses ``split_seed`` (default :data:`SPLIT_SEED`), so runs
 with different seeds are evaluated on the same samples and never train on each other's test data.
 
-:func:`plan_splits` is the one place where labels are selected and renumbered, the training split
-long-tail subsampled and a validation split drawn; the datamodule and :func:`embedded` /
-:func:`image_datasets` all go through it.
+:func:`etfcore.splits.plan_splits` is the one place where labels are selected and renumbered, the
+training split long-tail subsampled and a validation split drawn; the datamodule and
+:func:`embedded` / :func:`image_datasets` all go through it. The index arithmetic it uses
+(class subsets, label maps, long tail, stratified splits) is :mod:`etfcore.splits`, shared with
+the transfer layer; its names stay importable from here.
 
-Missing files raise :class:`DatasetNotFoundError` naming the dataset, the ``data_root``, the
-download URL and the ``download`` setting.
+Missing files raise :class:`~etfcore.training.images.DatasetNotFoundError` naming the dataset,
+the ``data_root``, the download URL and the ``download`` setting.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import operator
-import os
 import random
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .. import data
-from ..errors import LabelError, ParameterError
+from ..errors import ParameterError
+from ..splits import SPLIT_SEED as SPLIT_SEED
+from ..splits import SplitPlan as SplitPlan  # re-exported: defined here before the toolkit
+from ..splits import label_lookup as label_lookup
+from ..splits import long_tail_indices as long_tail_indices
+from ..splits import plan_splits, random_split, stratified_holdout
+from ..splits import take_per_class as take_per_class
 
-# CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
-# fmt: off
-CIFAR100_COARSE = [
-    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3,
-    15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0,
-    17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19,
-    2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
-]
-# fmt: on
+# The image datasets (etfcore.training.images), importable from here as before.
+from .images import CIFAR100_COARSE, dataset_labels, image_transforms, torchvision_dataset
+from .images import CUB200 as CUB200
+from .images import DOWNLOADABLE as DOWNLOADABLE
+from .images import IMAGE_DATASETS as IMAGE_DATASETS
+from .images import URLS as URLS
+from .images import ClassFolder as ClassFolder
+from .images import DatasetNotFoundError as DatasetNotFoundError
+from .images import ImageListDataset as ImageListDataset
 
 EMBEDDED = ("digits", "gmm", "mnist1d", "hier")
 
-#: Seed of the held-out splits etfcore draws itself (fixed: independent of any run's ``seed``).
-SPLIT_SEED = 0
 
-#: Where each image dataset comes from (shown when its files are missing).
-URLS: Dict[str, str] = {
-    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-    "svhn": "http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat)",
-    "stl10": "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
-    "flowers102": "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
-    "pets": "https://www.robots.ox.ac.uk/~vgg/data/pets/ (images.tar.gz, annotations.tar.gz)",
-    "dtd": "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
-    "fgvc-aircraft": "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/"
-    "fgvc-aircraft-2013b.tar.gz",
-    "stanford-cars": "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (no longer served; "
-    "torchvision's layout: stanford_cars/{devkit,cars_train,cars_test,"
-    "cars_test_annos_withlabels.mat})",
-    "food101": "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
-    "caltech101": "https://data.caltech.edu/records/mzrjq-6wc02",
-    "sun397": "http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz",
-    "cub200": "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz)",
-    "imagenet": "https://image-net.org/download.php (ILSVRC2012, as train/<wnid>/ and val/<wnid>/)",
-    "imagenet-lt": "https://github.com/zhmiao/OpenLongTailRecognition-OLTR "
-    "(ImageNet_LT_train.txt, ImageNet_LT_test.txt) over the ImageNet images",
-    "folder": "your own images: data_root/train/<class>/<image> and "
-    "data_root/test/<class>/<image>",
-}
-URLS["cifar100-coarse"] = URLS["cifar100"]
-IMAGE_DATASETS = tuple(URLS)
-#: torchvision downloads these itself when ``download=True``.
-DOWNLOADABLE = (
-    "cifar10", "cifar100", "cifar100-coarse", "svhn", "stl10", "flowers102", "pets", "dtd",
-    "fgvc-aircraft", "food101", "caltech101", "sun397",
-)  # fmt: skip
-TORCHVISION = IMAGE_DATASETS  # used by the hand-written trainer; goes when it does
-
-
-class DatasetNotFoundError(ParameterError):
-    """The files of a dataset are missing under ``data_root`` (or its download failed)."""
-
-
-# ------------------------------------------------------------------ index arithmetic
+# ------------------------------------------------------------------ labels and subsets
 def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) -> np.ndarray:
     """Maps fine labels to coarse ones (default: CIFAR-100's 20 superclasses).
 
@@ -108,199 +65,26 @@ def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) ->
     return np.asarray(mapping)[np.asarray(fine)]
 
 
-def _rank_within_class(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random rank ``0..n_c-1`` of every sample within its class (vectorised)."""
-    order = np.lexsort((rng.random(labels.size), labels))
-    sorted_labels = labels[order]
-    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - starts
-    return rank
-
-
-def take_per_class(labels: np.ndarray, counts: np.ndarray, *, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded random subset keeping ``counts[c]`` samples of class ``c``."""
-    labels = np.asarray(labels, dtype=np.int64)
-    have = np.bincount(labels, minlength=len(counts))
-    if (have[: len(counts)] < counts).any() or labels.max(initial=-1) >= len(counts):
-        raise ParameterError(f"cannot take {list(counts)} samples per class from {list(have)}")
-    rank = _rank_within_class(labels, np.random.default_rng(seed))
-    return np.flatnonzero(rank < np.asarray(counts)[labels])
-
-
-def long_tail_indices(
-    labels: np.ndarray, imbalance_ratio: float, *, seed: int, num_classes: Optional[int] = None
-) -> np.ndarray:
-    """Sorted indices of a long-tail subset: class ``k`` keeps ``⌊n_max · ρ^{k/(K-1)}⌋`` samples
-    (CIFAR-LT profile, :func:`etfcore.data.long_tail_counts`), ``n_max`` the smallest class
-    count (so every class can supply its share), seeded.
-
-    >>> y = np.repeat(np.arange(3), 100)
-    >>> np.bincount(y[long_tail_indices(y, 0.1, seed=0)]).tolist()
-    [100, 31, 10]
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    k = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    have = np.bincount(labels, minlength=k)
-    if (have == 0).any():
-        raise ParameterError(f"long-tail subsampling needs every class, got counts {list(have)}")
-    counts = data.long_tail_counts(k, int(have.min()), imbalance_ratio)
-    return take_per_class(labels, counts, seed=seed)
-
-
+# The index arithmetic lives in etfcore.splits (shared with the transfer layer); these names stay
+# importable from here.
 def stratified_split(
     labels: np.ndarray, fraction: float, *, seed: int
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split ``(kept, held_out)`` of sorted indices: class ``c`` sends
-    ``round(fraction · n_c)`` samples to ``held_out`` (at most ``n_c - 1``; none when ``n_c = 1``).
+    """Alias of :func:`etfcore.splits.stratified_holdout` (its name before the toolkit):
+    ``(kept, held_out)`` sorted indices, ``min(round(fraction · n_c), n_c - 1)`` of class ``c``
+    held out.
 
     >>> kept, held = stratified_split(np.repeat([0, 1], [10, 30]), 0.2, seed=0)
     >>> len(kept), len(held)
     (32, 8)
     """
-    if not (0.0 <= fraction < 1.0):
-        raise ParameterError(f"a split fraction must be in [0, 1), got {fraction}")
-    labels = np.asarray(labels, dtype=np.int64)
-    have = np.bincount(labels)
-    held_counts = np.minimum(np.rint(fraction * have).astype(np.int64), np.maximum(have - 1, 0))
-    rank = _rank_within_class(labels, np.random.default_rng(seed))
-    held = rank < held_counts[labels]
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    return stratified_holdout(labels, fraction, seed=seed)
 
 
 def split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Stratification-free seeded split of ``range(n)`` into sorted (train, test) indices."""
-    perm = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * (1 - test_fraction)))
-    return np.sort(perm[:cut]), np.sort(perm[cut:])
-
-
-def label_lookup(
-    num_original: int,
-    classes: Optional[Sequence[int]] = None,
-    label_map: Optional[Sequence[int]] = None,
-) -> np.ndarray:
-    """Original label → new label in ``0..K'-1`` (``-1``: dropped); every new label is used.
-
-    - ``classes`` only: class ``classes[j]`` becomes ``j``, the others are dropped;
-    - ``label_map`` only: ``c`` goes to ``label_map[c]`` (a negative entry drops ``c``), then the
-      distinct targets are renumbered ``0..K'-1`` in ascending order (a map with gaps, or one
-      whose target is reached only by dropped classes, leaves no empty class);
-    - both: ``classes`` selects, ``label_map`` maps, and the distinct targets are numbered in the
-      order in which ``classes`` first reaches them.
-
-    >>> label_lookup(5, classes=[3, 1]).tolist()
-    [-1, 1, -1, 0, -1]
-    >>> label_lookup(4, label_map=[5, 5, 2, -1]).tolist()
-    [1, 1, 0, -1]
-    >>> label_lookup(6, classes=[4, 0, 5], label_map=[7, 7, 3, 3, 9, 7]).tolist()
-    [1, -1, -1, -1, 0, 1]
-    """
-    lut = np.arange(num_original, dtype=np.int64)
-    if label_map is not None:
-        m = np.asarray(label_map, dtype=np.int64)
-        if m.ndim != 1 or m.size < num_original:
-            raise ParameterError(
-                f"label_map must have one entry per original label (≥ {num_original}), "
-                f"got {m.size}"
-            )
-        lut = m[:num_original].copy()
-    if classes is None:
-        order = np.unique(lut[lut >= 0])  # ascending
-    else:
-        c = np.asarray(classes, dtype=np.int64)
-        if c.ndim != 1 or c.size == 0 or len(np.unique(c)) != c.size:
-            raise ParameterError(f"classes must be distinct original labels, got {list(c)}")
-        if c.min() < 0 or c.max() >= num_original:
-            raise LabelError(f"classes must lie in 0..{num_original - 1}, got {list(c)}")
-        keep = np.full(num_original, -1, dtype=np.int64)
-        keep[c] = lut[c]
-        lut = keep
-        targets = lut[c][lut[c] >= 0]
-        _, first = np.unique(targets, return_index=True)
-        order = targets[np.sort(first)]  # distinct targets in the order classes reach them
-    if order.size == 0:
-        raise ParameterError("classes/label_map keep no class")
-    sorter = np.argsort(order, kind="stable")
-    new = np.full(num_original, -1, dtype=np.int64)
-    kept = lut >= 0
-    new[kept] = sorter[np.searchsorted(order, lut[kept], sorter=sorter)]
-    return new
-
-
-class SplitPlan(NamedTuple):
-    """Which base samples go to each split and their new labels (``*_idx`` index the base
-    training or test dataset; ``*_labels`` are in ``0..num_classes-1``)."""
-
-    num_classes: int
-    train_idx: np.ndarray
-    train_labels: np.ndarray
-    val_idx: np.ndarray
-    val_labels: np.ndarray
-    test_idx: np.ndarray
-    test_labels: np.ndarray
-
-    @property
-    def train_counts(self) -> np.ndarray:
-        return np.bincount(self.train_labels, minlength=self.num_classes)
-
-
-def plan_splits(
-    y_train: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    classes: Optional[Sequence[int]] = None,
-    label_map: Optional[Sequence[int]] = None,
-    imbalance_ratio: float = 1.0,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-) -> SplitPlan:
-    """The training/validation/test plan of a dataset from its labels, in this order:
-
-    1. labels selected and renumbered by :func:`label_lookup` (``classes``, ``label_map``), on
-       both splits;
-    2. the training split long-tail subsampled (:func:`long_tail_indices`, ``imbalance_ratio``,
-       seeded by ``seed``) over the full training split, so ``n_max`` is the smallest class count
-       of the whole split (CIFAR-10-LT with ρ = 0.01 keeps 5000 … 50);
-    3. a validation split drawn from the kept samples, stratified (``round(val_fraction · n_k)``
-       of class ``k``, at most ``n_k - 1``; seeded by ``seed + 1``): it follows the training
-       distribution, long tail included, and training keeps ``n_k`` minus that. The samples the
-       long tail kept are the same whatever ``val_fraction``.
-
-    The test split is relabelled only (never subsampled).
-
-    >>> y = np.repeat(np.arange(3), 100)
-    >>> plan = plan_splits(y, y, imbalance_ratio=0.1, val_fraction=0.2, seed=0)
-    >>> plan.train_counts.tolist(), np.bincount(plan.val_labels).tolist()
-    ([80, 25, 8], [20, 6, 2])
-    """
-    y_train = np.asarray(y_train, dtype=np.int64)
-    y_test = np.asarray(y_test, dtype=np.int64)
-    if y_train.size == 0 or min(y_train.min(), y_test.min(initial=0)) < 0:
-        raise LabelError("datasets must hold non-negative integer labels")
-    if not (0.0 < imbalance_ratio <= 1.0):
-        raise ParameterError(f"imbalance_ratio must be in (0, 1], got {imbalance_ratio}")
-    lut = label_lookup(int(max(y_train.max(), y_test.max(initial=0))) + 1, classes, label_map)
-    k = int(lut.max()) + 1
-    train_idx = np.flatnonzero(lut[y_train] >= 0)
-    test_idx = np.flatnonzero(lut[y_test] >= 0)
-    train_labels = lut[y_train[train_idx]]
-    if imbalance_ratio < 1.0:
-        keep = long_tail_indices(train_labels, imbalance_ratio, seed=seed, num_classes=k)
-        train_idx, train_labels = train_idx[keep], train_labels[keep]
-    val_idx = np.zeros(0, dtype=np.int64)
-    if val_fraction > 0:
-        kept, held = stratified_split(train_labels, val_fraction, seed=seed + 1)
-        val_idx, train_idx = train_idx[held], train_idx[kept]
-    return SplitPlan(
-        num_classes=k,
-        train_idx=train_idx,
-        train_labels=lut[y_train[train_idx]],
-        val_idx=val_idx,
-        val_labels=lut[y_train[val_idx]],
-        test_idx=test_idx,
-        test_labels=lut[y_test[test_idx]],
-    )
+    """Alias of :func:`etfcore.splits.random_split`: a stratification-free seeded split of
+    ``range(n)`` into sorted ``(train, test)`` indices."""
+    return random_split(n, test_fraction, seed)
 
 
 def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
@@ -384,7 +168,7 @@ def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
     out = (
         np.array(d["x"], dtype=np.float32), np.array(d["y"], dtype=np.int64),
         np.array(d["x_test"], dtype=np.float32), np.array(d["y_test"], dtype=np.int64),
-    )  # fmt: skip
+    )
     for a in out:
         a.flags.writeable = False
     return out
@@ -400,7 +184,7 @@ EMBEDDED_OPTIONS: Dict[str, Dict[str, float]] = {
         "coarse": 4, "fine": 5, "dim": 64, "n": 100, "seed": 0,
         "coarse_scale": 3.0, "fine_scale": 1.5, "within_scale": 1.0,
     },
-}  # fmt: skip
+}
 INPUT_SHIFTS: Dict[str, float] = {"noise": 0.0, "invert": 0.0, "permute": -1.0}
 
 
@@ -507,9 +291,9 @@ def embedded_arrays(
             _count(options, "n"), seed=_count(options, "seed"),
             coarse_scale=options["coarse_scale"], fine_scale=options["fine_scale"],
             within_scale=options["within_scale"],
-        )  # fmt: skip
+        )
     y = y.astype(np.int64)
-    tr, te = split(len(y), test_fraction, seed=split_seed)
+    tr, te = random_split(len(y), test_fraction, seed=split_seed)
     xtr, xte = _shift_inputs([x[tr], x[te]], options)
     return xtr, y[tr], xte, y[te]
 
@@ -525,9 +309,10 @@ def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 def embedded(
     name: str, *, seed: int, imbalance_ratio: float = 1.0, test_fraction: float = 0.3
 ) -> Dict[str, object]:
-    """Train/test ``TensorDataset``s of an embedded dataset through :func:`plan_splits` (the
-    training split long-tail subsampled when ``imbalance_ratio < 1``; the held-out split, drawn
-    with the fixed :data:`SPLIT_SEED`, stays as it is).
+    """Train/test ``TensorDataset``s of an embedded dataset through
+    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
+    ``imbalance_ratio < 1``; the held-out split, drawn with the fixed :data:`SPLIT_SEED`, stays
+    as it is).
 
     >>> d = embedded("digits", seed=0, imbalance_ratio=0.1)
     >>> d["num_classes"], d["input_dim"], d["train_counts"].tolist()[::3], len(d["test"])
@@ -544,253 +329,6 @@ def embedded(
     }
 
 
-# ------------------------------------------------------------------ file formats torchvision lacks
-def _pil_loader(path: str):
-    from PIL import Image
-
-    with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
-
-
-class ImageListDataset(Dataset):
-    """Images listed in a text file of ``relative/path label`` lines (the ImageNet-LT format),
-    paths relative to ``root``. ``targets`` holds the int64 labels.
-
-    Example line: ``train/n01440764/n01440764_190.JPEG 0``.
-    """
-
-    def __init__(self, root: str, list_file: str, transform: Optional[Callable] = None) -> None:
-        self.root, self.transform = root, transform
-        paths, labels = [], []
-        with open(list_file) as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                parts = line.rsplit(maxsplit=1)
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                    raise ParameterError(f"{list_file}:{number}: want 'path label', got {line!r}")
-                paths.append(parts[0])
-                labels.append(int(parts[1]))
-        self.samples = paths
-        self.targets = np.asarray(labels, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        img = _pil_loader(os.path.join(self.root, self.samples[i]))
-        return (img if self.transform is None else self.transform(img)), int(self.targets[i])
-
-
-class CUB200(ImageListDataset):
-    """Caltech-UCSD Birds-200-2011 in its distributed layout: ``root/CUB_200_2011/`` with
-    ``images.txt`` (``id path``), ``image_class_labels.txt`` (``id class``, 1-based) and
-    ``train_test_split.txt`` (``id is_train``); images under ``images/``."""
-
-    def __init__(self, root: str, *, train: bool, transform: Optional[Callable] = None) -> None:
-        base = os.path.join(root, "CUB_200_2011")
-
-        def read(name: str) -> Dict[str, str]:
-            with open(os.path.join(base, name)) as f:
-                return dict(line.split() for line in f if line.strip())
-
-        paths, labels, is_train = (
-            read("images.txt"), read("image_class_labels.txt"), read("train_test_split.txt")
-        )
-        ids = sorted((i for i in paths if (is_train[i] == "1") == train), key=int)
-        self.root, self.transform = os.path.join(base, "images"), transform
-        self.samples = [paths[i] for i in ids]
-        self.targets = np.asarray([int(labels[i]) - 1 for i in ids], dtype=np.int64)
-
-
-class ClassFolder(Dataset):
-    """Images under ``root/<class>/`` (torchvision's image extensions) with the class indices
-    ``class_to_idx`` given — those of the training folder, so that a class missing from a
-    held-out folder keeps the others' indices. A sub-folder not in ``class_to_idx`` is an error.
-    ``samples`` holds ``(path, label)`` pairs, ``targets`` the int64 labels."""
-
-    def __init__(
-        self, root: str, class_to_idx: Dict[str, int], transform: Optional[Callable] = None
-    ) -> None:
-        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-        found, _ = find_classes(root)
-        extra = sorted(set(found) - set(class_to_idx))
-        if extra:
-            more = " …" if len(extra) > 5 else ""
-            raise ParameterError(f"{root} has classes the training folder lacks: {extra[:5]}{more}")
-        self.root, self.transform = root, transform
-        self.class_to_idx = dict(class_to_idx)
-        self.classes = sorted(self.class_to_idx, key=self.class_to_idx.__getitem__)
-        self.samples = make_dataset(
-            root, self.class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
-        )
-        if not self.samples:
-            raise FileNotFoundError(f"no images under {root}")
-        self.targets = np.asarray([t for _, t in self.samples], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        img = _pil_loader(self.samples[i][0])
-        return (img if self.transform is None else self.transform(img)), int(self.targets[i])
-
-
-# ------------------------------------------------------------------ image datasets
-def _to_rgb(img):
-    return img.convert("RGB") if hasattr(img, "convert") else img
-
-
-def image_transforms(image_size: int, *, train: bool, augment: bool = True):
-    """The usual transforms: for ``image_size ≤ 64`` (CIFAR style) resize, then for training a
-    random crop with padding ``image_size/8`` and a horizontal flip; for larger images (ImageNet
-    style) a random resized crop and flip for training, resize to ``8/7·image_size`` and a centre
-    crop for testing. Every image is made RGB and normalised with the ImageNet channel
-    statistics."""
-    import torchvision.transforms as T
-
-    s = int(image_size)
-    norm = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    if s <= 64:
-        ops = [T.Lambda(_to_rgb), T.Resize((s, s))]
-        if train and augment:
-            ops += [T.RandomCrop(s, padding=s // 8), T.RandomHorizontalFlip()]
-    elif train and augment:
-        ops = [T.Lambda(_to_rgb), T.RandomResizedCrop(s), T.RandomHorizontalFlip()]
-    else:
-        ops = [T.Lambda(_to_rgb), T.Resize(int(round(s * 8 / 7))), T.CenterCrop(s)]
-    return T.Compose(ops + [T.ToTensor(), norm])
-
-
-def _split_unsplit(ds: Dataset, *, train: bool, seed: int, test_fraction: float) -> Dataset:
-    tr, te = stratified_split(dataset_labels(ds), test_fraction, seed=seed)
-    return torch.utils.data.Subset(ds, (tr if train else te).tolist())
-
-
-def _image_folder(root: str, train_dir: str, split_dir: str, transform) -> ClassFolder:
-    from torchvision.datasets.folder import find_classes
-
-    _, class_to_idx = find_classes(os.path.join(root, train_dir))
-    return ClassFolder(os.path.join(root, split_dir), class_to_idx, transform)
-
-
-def _torchvision_builders(root: str, train: bool, download: bool, transform, split_seed: int):
-    import torchvision.datasets as tvd
-
-    sp = "train" if train else "test"
-    kw = dict(transform=transform)
-    coarse = functools.partial(operator.getitem, CIFAR100_COARSE)  # picklable
-
-    def imagenet_lt():
-        name = "ImageNet_LT_train.txt" if train else "ImageNet_LT_test.txt"
-        return ImageListDataset(root, os.path.join(root, name), transform)
-
-    def unsplit(make):
-        return lambda: _split_unsplit(make(), train=train, seed=split_seed, test_fraction=0.2)
-
-    return {
-        "cifar10": lambda: tvd.CIFAR10(root, train=train, download=download, **kw),
-        "cifar100": lambda: tvd.CIFAR100(root, train=train, download=download, **kw),
-        "cifar100-coarse": lambda: tvd.CIFAR100(
-            root, train=train, download=download, target_transform=coarse, **kw
-        ),
-        "svhn": lambda: tvd.SVHN(root, split=sp, download=download, **kw),
-        "stl10": lambda: tvd.STL10(root, split=sp, download=download, **kw),
-        "flowers102": lambda: tvd.Flowers102(root, split=sp, download=download, **kw),
-        "pets": lambda: tvd.OxfordIIITPet(
-            root, split="trainval" if train else "test", download=download, **kw
-        ),
-        "dtd": lambda: tvd.DTD(root, split=sp, download=download, **kw),
-        "fgvc-aircraft": lambda: tvd.FGVCAircraft(
-            root, split="trainval" if train else "test", download=download, **kw
-        ),
-        "stanford-cars": lambda: tvd.StanfordCars(root, split=sp, **kw),
-        "food101": lambda: tvd.Food101(root, split=sp, download=download, **kw),
-        "caltech101": unsplit(lambda: tvd.Caltech101(root, download=download, **kw)),
-        "sun397": unsplit(lambda: tvd.SUN397(root, download=download, **kw)),
-        "cub200": lambda: CUB200(root, train=train, **kw),
-        "imagenet": lambda: _image_folder(root, "train", "train" if train else "val", transform),
-        "imagenet-lt": imagenet_lt,
-        "folder": lambda: _image_folder(root, "train", sp, transform),
-    }
-
-
-def torchvision_dataset(
-    name: str,
-    root: str,
-    *,
-    train: bool,
-    download: bool = False,
-    transform=None,
-    split_seed: int = SPLIT_SEED,
-) -> Dataset:
-    """The training or held-out split of an image dataset (names in the module docstring),
-    through torchvision's classes where they exist. ``download=True`` lets torchvision fetch the
-    datasets it can (:data:`DOWNLOADABLE`). ``caltech101`` and ``sun397`` come whole: their
-    held-out split is a stratified 20% seeded by ``split_seed`` (fixed by default, so it is the
-    same for every run). Missing files or a failed download raise :class:`DatasetNotFoundError`
-    with the URL, ``data_root`` and ``download`` setting."""
-    if name not in URLS:
-        raise ParameterError(f"unknown dataset {name!r}; known: {', '.join(sorted(URLS))}")
-    try:
-        import torchvision  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("image datasets need torchvision: pip install torchvision") from e
-    make = _torchvision_builders(str(root), train, bool(download), transform, split_seed)[name]
-    try:
-        return make()
-    except (RuntimeError, OSError, ValueError) as e:
-        if isinstance(e, ParameterError):
-            raise
-        raise _not_found(name, root, download, e) from None
-
-
-def _not_found(name: str, root, download: bool, cause: BaseException) -> DatasetNotFoundError:
-    reason = f"{type(cause).__name__}: {cause}".strip()
-    if name == "folder":  # the user's own images: only the layout can help
-        return DatasetNotFoundError(
-            f"dataset 'folder': no images found under data_root={str(root)!r} ({reason}). "
-            f"Expected data_root/train/<class>/<image> and data_root/test/<class>/<image>; "
-            f"there is nothing to download."
-        )
-    if download and name in DOWNLOADABLE:
-        return DatasetNotFoundError(
-            f"dataset {name!r}: downloading from {URLS[name]} into data_root={str(root)!r} failed "
-            f"({reason}). On a machine without internet, copy the files there and set "
-            f"download=false."
-        )
-    hint = (
-        "or set download=true to fetch it" if name in DOWNLOADABLE else "(no automatic download)"
-    )
-    return DatasetNotFoundError(
-        f"dataset {name!r} not found under data_root={str(root)!r} with download={download} "
-        f"({reason}). Get it from {URLS[name]} and unpack it there, {hint}."
-    )
-
-
-def dataset_labels(ds: Dataset) -> np.ndarray:
-    """All labels of a dataset as int64, read from the attribute where torchvision keeps them
-    (so no image is loaded); other datasets are iterated once."""
-    if isinstance(ds, TensorDataset):
-        return ds.tensors[1].numpy().astype(np.int64)
-    if isinstance(ds, torch.utils.data.Subset):
-        return dataset_labels(ds.dataset)[np.asarray(ds.indices, dtype=np.int64)]
-    found = None
-    for attr in ("targets", "labels", "_labels", "y"):
-        if hasattr(ds, attr) and getattr(ds, attr) is not None:
-            found = np.asarray(getattr(ds, attr))
-            break
-    if found is None and hasattr(ds, "_samples"):  # StanfordCars: (path, label) pairs
-        found = np.asarray([t for _, t in ds._samples])
-    if found is None:
-        return np.asarray([int(t) for _, t in ds], dtype=np.int64)
-    tt = getattr(ds, "target_transform", None)
-    if tt is not None:
-        found = np.asarray([tt(int(v)) for v in found])
-    return found.astype(np.int64)
-
-
 def image_datasets(
     name: str,
     root: str,
@@ -801,15 +339,16 @@ def image_datasets(
     image_size: int = 32,
 ) -> Dict[str, object]:
     """Train/test splits of an image dataset with :func:`image_transforms`, through
-    :func:`plan_splits` (the training split long-tail subsampled when ``imbalance_ratio < 1``)."""
+    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
+    ``imbalance_ratio < 1``)."""
     train = torchvision_dataset(
         name, root, train=True, download=download,
         transform=image_transforms(image_size, train=True),
-    )  # fmt: skip
+    )
     test = torchvision_dataset(
         name, root, train=False, download=download,
         transform=image_transforms(image_size, train=False),
-    )  # fmt: skip
+    )
     plan = plan_splits(
         dataset_labels(train), dataset_labels(test), imbalance_ratio=imbalance_ratio, seed=seed
     )
@@ -820,9 +359,3 @@ def image_datasets(
         "input_shape": (3, image_size, image_size),
         "train_counts": plan.train_counts,
     }
-
-
-def dataset_counts(ds: Dataset, num_classes: Optional[int] = None) -> np.ndarray:
-    """Per-class sample counts of a dataset."""
-    labels = dataset_labels(ds)
-    return np.bincount(labels, minlength=num_classes or int(labels.max()) + 1)

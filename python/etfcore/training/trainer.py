@@ -134,6 +134,22 @@ def resume_config(checkpoint: str, overrides: Optional[Dict[str, Any]] = None) -
     return config
 
 
+#: Lightning warnings that say nothing about an etfcore run. The last: Lightning keeps each
+#: module's train/eval mode, so a backbone given in eval mode (as load_pretrained returns it) would
+#: train its first epoch with frozen BatchNorm statistics; ClassifierModule.train keeps a frozen
+#: backbone in eval mode, and fit calls it.
+_QUIET_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*exists and is not empty.*",
+    ".*smaller than the logging interval.*",
+    ".*LeafSpec.*is deprecated.*",
+    ".*have no `validation_step`.*",
+    ".*when logging on epoch level in distributed.*",
+    ".*Total length of .* across ranks is zero.*",
+    ".*module\\(s\\) in eval mode.*",
+)
+
+
 class Trainer:
     """Trains a :class:`TrainConfig` with ``lightning.Trainer``.
 
@@ -156,7 +172,6 @@ class Trainer:
     ) -> None:
         config.validate()
         self.config, self.out_dir = config, out_dir
-        self.custom_backbone = backbone is not None
         torch.manual_seed(config.seed)
         self.datamodule = build_datamodule(config)
         self.module = build_module(config, self.datamodule, backbone)
@@ -197,20 +212,7 @@ class Trainer:
         # Lightning's own seeding: its fallback DistributedSampler is seeded from
         # PL_GLOBAL_SEED, and workers=True seeds each loader worker's numpy/random/torch.
         L.seed_everything(c.seed, workers=True, verbose=False)
-        name = c.name or "run"
-        ckpt = None
-        version: Optional[int] = None
-        if resume:
-            where = resume if isinstance(resume, str) else os.path.join(self.out_dir or ".", name)
-            ckpt = find_checkpoint(where)
-            run = run_dir_of(ckpt)
-            m = re.fullmatch(r"version_(\d+)", os.path.basename(run))
-            if m is not None:  # continue in place: OUT/NAME/version_N of the checkpoint
-                self.out_dir = os.path.dirname(os.path.dirname(run))
-                name, version = os.path.basename(os.path.dirname(run)), int(m.group(1))
-            ck = _load(ckpt)
-            _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
-            self.module.start_epoch = int(ck.get("epoch", -1)) + 1
+        ckpt, name, version = self._resume_point(resume, c.name or "run")
         tracker = CollapseTracker(
             every=c.track_every, sample=c.track_sample, minor_threshold=c.minor_threshold
         )
@@ -258,17 +260,8 @@ class Trainer:
             raise ParameterError(f"Lightning cannot run these settings: {e}") from None
         previous = signal.getsignal(signal.SIGINT)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-            warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-            warnings.filterwarnings("ignore", ".*have no `validation_step`.*")
-            warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")
-            warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
-            # Lightning keeps each module's train/eval mode: a backbone given in eval mode (as
-            # load_pretrained returns it) would train its first epoch with frozen BatchNorm
-            # statistics. ClassifierModule.train keeps a frozen backbone in eval mode.
-            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message)
             self.module.train()
             try:
                 self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
@@ -282,6 +275,25 @@ class Trainer:
         self.run_dir = interrupted.run_dir or self.run_dir
         self.history = tracker.history
         return self.history
+
+    def _resume_point(self, resume: Any, name: str) -> Tuple[Optional[str], str, Optional[int]]:
+        """``(checkpoint, run name, version)`` to continue from (``(None, name, None)`` for a
+        new run); a resumed run continues in place, in the checkpoint's ``OUT/NAME/version_N``,
+        and must have the same configuration (devices, nodes and strategy included)."""
+        if not resume:
+            return None, name, None
+        where = resume if isinstance(resume, str) else os.path.join(self.out_dir or ".", name)
+        ckpt = find_checkpoint(where)
+        run = run_dir_of(ckpt)
+        version: Optional[int] = None
+        m = re.fullmatch(r"version_(\d+)", os.path.basename(run))
+        if m is not None:  # continue in place: OUT/NAME/version_N of the checkpoint
+            self.out_dir = os.path.dirname(os.path.dirname(run))
+            name, version = os.path.basename(os.path.dirname(run)), int(m.group(1))
+        ck = _load(ckpt)
+        _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
+        self.module.start_epoch = int(ck.get("epoch", -1)) + 1
+        return ckpt, name, version
 
     def _prepare_run_dir(self, ckpt: Optional[str], tracker: CollapseTracker) -> None:
         run = self.run_dir

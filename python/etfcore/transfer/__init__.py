@@ -16,6 +16,7 @@ Importing this module never imports torch.
 """
 
 from .features import extract_features, map_labels, select_classes
+from .ncti import NCTIComponents, ncti, ncti_components
 from .probe import DEFAULT_GRID, ProbeResult, fit_logistic, linear_probe, stratified_split
 from .ranking import (
     MLOGReport,
@@ -34,28 +35,23 @@ from .ranking import (
 from .scores import (
     HIGHER_IS_BETTER,
     LogMEResult,
-    NCTIComponents,
     RidgePath,
-    TransferabilityStats,
     all_scores,
     centred_means_classifier,
     cm_accuracy,
     gbc,
     hscore,
     hscore_from_stats,
-    leep,
     logme,
     logme_from_stats,
-    nce,
-    ncti,
-    ncti_components,
     probe_mse,
     regularized_hscore,
     ridge_path,
     score_direction,
-    source_joint,
     vci,
 )
+from .source_head import leep, nce, source_joint
+from .streaming import TransferabilityStats
 
 __all__ = [
     "DEFAULT_GRID",

@@ -4,8 +4,9 @@
     etfcore rank --target y.npy --candidates A.npy B.npy ... [--accuracies 0.71 0.74 ...]
                  [--names a b ...] [--source-accuracies ...] [--json] [--plot scatter.png]
 
-Registered by :func:`add_parsers` from ``etfcore.cli.main``; :func:`run` executes them. Bad
-input prints ``etfcore: error: …`` and exits with status 2.
+Registered by :func:`add_parsers` from ``etfcore.cli.build_parser``; :func:`run` executes them
+and ``etfcore.cli.main`` maps their failures: bad input prints ``etfcore: error: …`` and exits
+with status 2.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, List
 
 import numpy as np
 
-from ..errors import EtfcoreError, ParameterError
+from ..errors import ParameterError
 
 COMMANDS = ("probe", "rank")
 
@@ -173,18 +174,5 @@ def _scatter(rep: Any, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs a transfer subcommand; typed errors become ``etfcore: error: …`` and status 2."""
-    try:
-        return _probe(args) if args.command == "probe" else _rank(args)
-    except (EtfcoreError, ImportError) as e:
-        print(f"etfcore: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"etfcore: error: {e}", file=sys.stderr)
-        return 2
-
-
-def main(argv: Optional[List[str]] = None) -> int:  # pragma: no cover - convenience
-    parser = argparse.ArgumentParser(prog="etfcore")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(argv))
+    """Runs a transfer subcommand (``etfcore.cli.main`` maps its failures to exit statuses)."""
+    return _probe(args) if args.command == "probe" else _rank(args)

@@ -18,7 +18,15 @@ from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import LabelError, ParameterError, ShapeError
+from ..errors import ParameterError, ShapeError
+from ..splits import (
+    check_mapped,
+    class_subset,
+    integer_labels,
+    label_table,
+    map_label_array,
+    stratified_validation_mask,
+)
 
 
 @dataclasses.dataclass
@@ -61,7 +69,7 @@ class _Relabelled:
 
 def select_classes(data: Any, labels_or_classes: Any, classes: Optional[Sequence[int]] = None):
     """Keeps the samples of ``classes`` (original labels) and relabels them ``0..K'-1`` in the
-    given order.
+    given order (:func:`etfcore.splits.class_subset`).
 
     Arrays: ``select_classes(features, labels, classes) -> (features_subset, new_labels)``.
     Datasets: ``select_classes(dataset, classes) -> dataset`` whose items are
@@ -76,70 +84,30 @@ def select_classes(data: Any, labels_or_classes: Any, classes: Optional[Sequence
     """
     if classes is None:  # dataset form
         cls = [int(c) for c in np.asarray(labels_or_classes).ravel()]
-        _check_classes(cls)
-        lab = _dataset_labels(data)
-        _check_present(cls, lab)
-        idx = np.flatnonzero(np.isin(lab, cls))
+        idx, _ = class_subset(_dataset_labels(data), cls)
         return _Relabelled(data, idx, {c: i for i, c in enumerate(cls)})
-    cls = [int(c) for c in np.asarray(classes).ravel()]
-    _check_classes(cls)
-    lab = _labels(labels_or_classes)
+    lab = integer_labels(labels_or_classes)
     if int(getattr(data, "shape", [len(lab)])[0]) != lab.size:
         raise ShapeError(f"features have {data.shape[0]} rows but labels have {lab.size}")
-    _check_present(cls, lab)
-    idx = np.flatnonzero(np.isin(lab, cls))
-    lookup = {c: i for i, c in enumerate(cls)}
-    return data[idx], np.array([lookup[int(v)] for v in lab[idx]], dtype=np.int64)
-
-
-def _labels(labels: Any) -> np.ndarray:
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    a = np.asarray(labels)
-    if a.ndim != 1 or a.dtype.kind not in "iu":
-        raise LabelError(f"labels must be a 1-D integer array, got shape {a.shape} {a.dtype}")
-    return a.astype(np.int64)
-
-
-def _check_classes(cls):
-    if len(cls) < 1:
-        raise ParameterError("classes is empty")
-    if len(set(cls)) != len(cls):
-        raise ParameterError(f"classes contains repeats: {cls}")
-
-
-def _check_present(cls, lab):
-    missing = sorted(set(cls) - set(np.unique(lab).tolist()))
-    if missing:
-        raise LabelError(f"requested classes have no samples: {missing[:10]}")
+    idx, new = class_subset(lab, classes)
+    return data[idx], new
 
 
 def map_labels(data: Any, mapping: Any, labels: Any = None):
     """Relabels through ``mapping`` (a sequence/array indexed by the original label, e.g. a
-    coarse label for each fine label, or a dict). ``map_labels(labels, mapping) -> new labels``
-    for an array; ``map_labels(dataset, mapping) -> dataset`` of ``(x, mapping[y])``.
+    coarse label for each fine label, or a dict; :func:`etfcore.splits.label_table`).
+    ``map_labels(labels, mapping) -> new labels`` for an array; ``map_labels(dataset, mapping)
+    -> dataset`` of ``(x, mapping[y])``.
 
     >>> import numpy as np
     >>> map_labels(np.array([0, 3, 1, 2]), [0, 0, 1, 1]).tolist()
     [0, 1, 0, 1]
     """
-    if isinstance(mapping, Mapping):
-        table = {int(k): int(v) for k, v in mapping.items()}
-    else:
-        arr = np.asarray(mapping)
-        if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise ParameterError("mapping must be a 1-D integer sequence or a dict")
-        table = {i: int(v) for i, v in enumerate(arr)}
+    table = label_table(mapping)
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
-        lab = _labels(data)
-        missing = sorted(set(np.unique(lab).tolist()) - set(table))
-        if missing:
-            raise LabelError(f"labels {missing[:10]} have no entry in the mapping")
-        return np.array([table[int(v)] for v in lab], dtype=np.int64)
+        return map_label_array(data, table)
     lab = _dataset_labels(data)
-    missing = sorted(set(np.unique(lab).tolist()) - set(table))
-    if missing:
-        raise LabelError(f"labels {missing[:10]} have no entry in the mapping")
+    check_mapped(lab, table)
     return _Relabelled(data, np.arange(len(lab)), table)
 
 
@@ -181,13 +149,7 @@ def extract_features(
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
     )
-    if isinstance(data, torch.utils.data.DataLoader) or not hasattr(data, "__getitem__"):
-        loader = data
-        total = len(data.dataset) if hasattr(data, "dataset") else None
-    else:
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers)
-        total = len(data)
+    loader, total = _loader(torch, data, batch_size, num_workers)
     if out is not None and total is None:
         raise ParameterError("writing to `out` needs a dataset of known length")
     was_training = backbone.training
@@ -229,16 +191,23 @@ def extract_features(
         )
     if mm is not None:
         mm.flush()
-        feats = mm
-    else:
-        feats = np.concatenate(kept) if (keep and kept) else None
+    feats = mm if mm is not None else (np.concatenate(kept) if (keep and kept) else None)
     lab = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
     return ExtractedFeatures(feats, lab, stats, None if out is None else os.fspath(out))
 
 
-def split_labels(labels: Any, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Indices of a stratified, seeded ``(train, held_out)`` split (``fraction`` held out)."""
-    from .probe import stratified_split
+def _loader(torch: Any, data: Any, batch_size: int, num_workers: int):
+    """``(batches, total)``: a ``DataLoader`` or iterable as it is (``total`` the length of its
+    dataset, if it has one), or a map-style dataset read in order."""
+    if isinstance(data, torch.utils.data.DataLoader) or not hasattr(data, "__getitem__"):
+        return data, (len(data.dataset) if hasattr(data, "dataset") else None)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers)
+    return loader, len(data)
 
-    m = stratified_split(_labels(labels), fraction, seed)
+
+def split_labels(labels: Any, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified, seeded ``(train, held_out)`` split (``fraction`` held out; the
+    mask of :func:`etfcore.splits.stratified_validation_mask`)."""
+    m = stratified_validation_mask(integer_labels(labels), fraction, seed)
     return np.flatnonzero(~m), np.flatnonzero(m)

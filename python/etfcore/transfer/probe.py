@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
+from ..splits import stratified_validation_mask
 
 DEFAULT_GRID = np.logspace(-6.0, 6.0, 97)
 
@@ -127,32 +128,16 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
 
 
 def stratified_split(labels: Any, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of a stratified, seeded validation split: ``round(val_fraction · n_k)``
-    samples of every class ``k`` (drawn with ``numpy.random.default_rng(seed)``).
-
-    Raises :class:`~etfcore.errors.LabelError` when a class would have no sample on one side.
+    """Alias of :func:`etfcore.splits.stratified_validation_mask` (its name before the toolkit):
+    the boolean mask of the probe's stratified, seeded validation split, ``round(val_fraction ·
+    n_k)`` samples of every class ``k``; a class left without a sample on one side raises
+    :class:`~etfcore.errors.LabelError`.
 
     >>> m = stratified_split(np.repeat([0, 1], 10), 0.2, seed=0)
     >>> int(m.sum()), int(m[:10].sum())
     (4, 2)
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ParameterError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(y.shape[0], dtype=bool)
-    for k in np.unique(y):
-        idx = np.flatnonzero(y == k)
-        nv = int(round(val_fraction * idx.size))
-        if nv == 0 or nv == idx.size:
-            side = "validation" if nv == 0 else "training"
-            raise LabelError(
-                f"the validation split ({val_fraction:g} of each class) leaves class {int(k)} "
-                f"({idx.size} training samples) with no {side} sample; give more samples of "
-                "it, drop the class, or change val_fraction"
-            )
-        mask[rng.permutation(idx)[:nv]] = True
-    return mask
+    return stratified_validation_mask(labels, val_fraction, seed)
 
 
 class _Source:
@@ -327,6 +312,94 @@ def _accuracy(correct, total, kind):
 
 
 # --------------------------------------------------------------------------- public entry
+def _checked_grid(grid: Any, selection: str, tol: float, max_iter: int) -> np.ndarray:
+    """The λ grid, increasing without repeats, after checking the sweep's options."""
+    if selection not in ("top1", "mean_per_class"):
+        raise ParameterError(f"selection must be 'top1' or 'mean_per_class', got {selection!r}")
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ParameterError(f"tol must be positive and finite, got {tol}")
+    if int(max_iter) < 1:
+        raise ParameterError(f"max_iter must be >= 1, got {max_iter}")
+    lams = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64).ravel()
+    if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
+        raise ParameterError(
+            f"the λ grid must be non-empty, finite and positive, got {np.asarray(grid)!r}"
+        )
+    return np.unique(lams)  # increasing, no repeats
+
+
+def _checked_shapes(train_features: Any, test_features: Any):
+    """``(N_train, N_test, p)`` of two feature matrices of the same width."""
+    for x, name in ((train_features, "train_features"), (test_features, "test_features")):
+        _check_features(x, name)
+    ntr, nte = _rows(train_features), _rows(test_features)
+    p = int(train_features.shape[1])
+    if int(test_features.shape[1]) != p:
+        raise ShapeError(
+            f"train_features have {p} columns but test_features have "
+            f"{int(test_features.shape[1])}: the features must come from the same backbone"
+        )
+    return ntr, nte, p
+
+
+def _encode_labels(ytr_raw: np.ndarray, yte_raw: np.ndarray):
+    """``(classes, ytr, yte)``: the training classes (sorted) and both label arrays as indices
+    into them; every test label must be a training class."""
+    classes = np.unique(ytr_raw)
+    if classes.size < 2:
+        raise TooFewClassesError(
+            f"at least 2 classes with samples are needed, but only {classes.size} present"
+        )
+    unseen = np.setdiff1d(np.unique(yte_raw), classes)
+    if unseen.size:
+        raise LabelError(
+            f"test_labels contain {unseen.size} label(s) never seen in training "
+            f"(e.g. {unseen[:5].tolist()}); a probe cannot predict them"
+        )
+    return classes, np.searchsorted(classes, ytr_raw), np.searchsorted(classes, yte_raw)
+
+
+def _moments(torch, src: _Source, ntr: int, p: int, dt, dev, standardize: bool):
+    """``(mean64, mean, scale)``: the training mean in float64 and in ``dt``, and the standard
+    deviation (zeros replaced by 1) when ``standardize``; one streamed pass (which also checks
+    finiteness)."""
+    s1 = torch.zeros(p, dtype=torch.float64, device=dev)
+    s2 = torch.zeros(p, dtype=torch.float64, device=dev) if standardize else None
+    for _, _, blk in src.blocks():
+        b64 = blk.to(torch.float64)
+        s1 += b64.sum(0)
+        if standardize:
+            s2 += (b64 * b64).sum(0)
+    mean64 = s1 / ntr
+    scale = None
+    if standardize:
+        var = (s2 / ntr - mean64 * mean64).clamp_min(0)
+        sd = var.sqrt()
+        scale = torch.where(sd > 0, sd, torch.ones_like(sd)).to(dt)
+    return mean64, mean64.to(dt), scale
+
+
+def _sweep(torch, sub: _Design, val: _Design, lams: np.ndarray, prior: np.ndarray, fit_opts,
+           selection: str):
+    """Fits every ``λ`` of ``lams`` on ``sub`` from strong to weak, each warm-started from the
+    previous solution (the first from zero weights and the log-prior bias), and scores it on
+    ``val``: ``(curve, iterations, converged, solutions)``."""
+    k, src = prior.size, sub.src
+    w = torch.zeros(k, int(sub.mean.shape[0]), dtype=src.dtype, device=src.device)
+    b = torch.from_numpy(np.log(prior)).to(device=src.device, dtype=src.dtype)
+    b -= b.mean()
+    curve = np.empty(lams.size)
+    iters = np.empty(lams.size, dtype=np.int64)
+    conv = np.empty(lams.size, dtype=bool)
+    sols: List[Any] = [None] * lams.size
+    for i in range(lams.size - 1, -1, -1):  # strong → weak
+        iters[i], conv[i] = _fit(torch, sub, w, b, float(lams[i]), *fit_opts)
+        c, t = _predict_counts(torch, val, w, b, k)
+        curve[i] = _accuracy(c, t, selection)
+        sols[i] = (w.clone(), b.clone())
+    return curve, iters, conv, sols
+
+
 def linear_probe(
     train_features: Any,
     train_labels: Any,
@@ -369,45 +442,13 @@ def linear_probe(
     (True, (5,))
     """
     torch = _torch()
-    if selection not in ("top1", "mean_per_class"):
-        raise ParameterError(f"selection must be 'top1' or 'mean_per_class', got {selection!r}")
-    if not (tol > 0 and math.isfinite(tol)):
-        raise ParameterError(f"tol must be positive and finite, got {tol}")
-    if int(max_iter) < 1:
-        raise ParameterError(f"max_iter must be >= 1, got {max_iter}")
-    lams = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64).ravel()
-    if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
-        raise ParameterError(
-            f"the λ grid must be non-empty, finite and positive, got {np.asarray(grid)!r}"
-        )
-    lams = np.unique(lams)  # increasing, no repeats
-
-    for x, name in ((train_features, "train_features"), (test_features, "test_features")):
-        _check_features(x, name)
-    ntr, nte = _rows(train_features), _rows(test_features)
-    p = int(train_features.shape[1])
-    if int(test_features.shape[1]) != p:
-        raise ShapeError(
-            f"train_features have {p} columns but test_features have "
-            f"{int(test_features.shape[1])}: the features must come from the same backbone"
-        )
+    lams = _checked_grid(grid, selection, tol, max_iter)
+    ntr, nte, p = _checked_shapes(train_features, test_features)
     ytr_raw = _labels(train_labels, ntr, "train_labels")
     yte_raw = _labels(test_labels, nte, "test_labels")
-    classes = np.unique(ytr_raw)
-    if classes.size < 2:
-        raise TooFewClassesError(
-            f"at least 2 classes with samples are needed, but only {classes.size} present"
-        )
-    unseen = np.setdiff1d(np.unique(yte_raw), classes)
-    if unseen.size:
-        raise LabelError(
-            f"test_labels contain {unseen.size} label(s) never seen in training "
-            f"(e.g. {unseen[:5].tolist()}); a probe cannot predict them"
-        )
-    ytr = np.searchsorted(classes, ytr_raw)
-    yte = np.searchsorted(classes, yte_raw)
+    classes, ytr, yte = _encode_labels(ytr_raw, yte_raw)
     k = classes.size
-    val_mask = stratified_split(ytr_raw, val_fraction, seed)
+    val_mask = stratified_validation_mask(ytr_raw, val_fraction, seed)
 
     dev = _resolve_device(torch, device, train_features)
     dt = _resolve_dtype(torch, dtype)
@@ -416,21 +457,7 @@ def linear_probe(
     chunk = chunk_rows if chunk_rows else (ntr if resident else 65536)
 
     src = _Source(train_features, torch, dev, dt, chunk, "train_features")
-    # training mean (and scale) in float64, one streamed pass (also checks finiteness)
-    s1 = torch.zeros(p, dtype=torch.float64, device=dev)
-    s2 = torch.zeros(p, dtype=torch.float64, device=dev) if standardize else None
-    for _, _, blk in src.blocks():
-        b64 = blk.to(torch.float64)
-        s1 += b64.sum(0)
-        if standardize:
-            s2 += (b64 * b64).sum(0)
-    mean64 = s1 / ntr
-    scale = None
-    if standardize:
-        var = (s2 / ntr - mean64 * mean64).clamp_min(0)
-        sd = var.sqrt()
-        scale = torch.where(sd > 0, sd, torch.ones_like(sd)).to(dt)
-    mean = mean64.to(dt)
+    mean64, mean, scale = _moments(torch, src, ntr, p, dt, dev, standardize)
 
     te_src = _Source(test_features, torch, dev, dt, chunk, "test_features")
     te_res = chunk_rows is None and _fits(torch, dev, nte * p * item, max_resident_bytes)
@@ -440,19 +467,9 @@ def linear_probe(
     test = _Design(te_src, yte, None, mean, scale, te_res)
 
     prior = np.bincount(ytr[~val_mask], minlength=k) / (~val_mask).sum()
-    w = torch.zeros(k, p, dtype=dt, device=dev)
-    b = torch.from_numpy(np.log(prior)).to(device=dev, dtype=dt)
-    b -= b.mean()
-    curve = np.empty(lams.size)
-    iters = np.empty(lams.size, dtype=np.int64)
-    conv = np.empty(lams.size, dtype=bool)
-    sols: List[Any] = [None] * lams.size
-    for i in range(lams.size - 1, -1, -1):  # strong → weak
-        iters[i], conv[i] = _fit(torch, sub, w, b, float(lams[i]), tol, int(max_iter),
-                                 history_size)
-        c, t = _predict_counts(torch, val, w, b, k)
-        curve[i] = _accuracy(c, t, selection)
-        sols[i] = (w.clone(), b.clone())
+    curve, iters, conv, sols = _sweep(
+        torch, sub, val, lams, prior, (tol, int(max_iter), history_size), selection
+    )
     # the best validation accuracy; among ties the strongest regularisation
     best = int(np.flatnonzero(curve == curve.max())[-1])
     w, b = sols[best]

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
-from ._validation import (
+from .. import _core
+from .._validation import (
     as_bytes,
     as_features,
     as_flat64,
     as_flat_int64,
+    as_float,
     as_index,
     as_labels,
+    as_labels_for_rows,
     as_matrix64,
     as_normalizer,
     as_optional_float,
@@ -31,63 +33,10 @@ from ._validation import (
     as_str,
     as_vector64,
 )
-from .errors import IncompatibleStatsError
+from ..errors import IncompatibleStatsError, LabelError, ParameterError, ShapeError
+from .results import LogMEResult, NC1Split, PinvResult, RidgePath, ridge_multipliers
 
 Weighting = str  # "weighted" (default) or "balanced"
-
-
-class PinvResult(float):
-    """A metric computed through a pseudo-inverse: a ``float`` carrying the rank it kept.
-
-    It is the value itself (``round``, f-strings, comparisons and ``json.dumps`` work);
-    ``rank`` is the number of eigenvalues the pseudo-inverse kept, ``method`` is ``"eigh"`` or
-    ``"cholesky"`` (the fast path, taken only when it provably keeps every eigenvalue, i.e.
-    gives the same result), ``normalizer`` is VCI's ``r`` (for the other metrics it equals
-    ``rank``). ``value`` is the plain float.
-
-    >>> import json
-    >>> r = PinvResult(0.25, rank=3, method="eigh", normalizer=3)
-    >>> r + 1, f"{r:.1f}", r.rank, json.dumps({"vci": r})
-    (1.25, '0.2', 3, '{"vci": 0.25}')
-    """
-
-    __slots__ = ("rank", "method", "normalizer")
-    rank: int
-    method: str
-    normalizer: int
-
-    def __new__(cls, value: float, rank: int, method: str, normalizer: int) -> PinvResult:
-        obj = super().__new__(cls, value)
-        object.__setattr__(obj, "rank", int(rank))
-        object.__setattr__(obj, "method", str(method))
-        object.__setattr__(obj, "normalizer", int(normalizer))
-        return obj
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("PinvResult is immutable")
-
-    @property
-    def value(self) -> float:
-        """The plain float."""
-        return float(self)
-
-    def __repr__(self) -> str:
-        return (
-            f"PinvResult(value={float(self)!r}, rank={self.rank}, method={self.method!r}, "
-            f"normalizer={self.normalizer})"
-        )
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        return (PinvResult, (float(self), self.rank, self.method, self.normalizer))
-
-
-@dataclasses.dataclass(frozen=True)
-class NC1Split:
-    """``tr(P_B Σ_W)`` (within variance inside the span of the centred means) and the rest."""
-
-    between_span: float
-    orthogonal: float
-    rank: int
 
 
 def _pinv(t: Tuple[float, int, str, int]) -> PinvResult:
@@ -96,6 +45,11 @@ def _pinv(t: Tuple[float, int, str, int]) -> PinvResult:
 
 def _from_bytes(data: bytes) -> CollapseStats:
     return CollapseStats.from_bytes(data)
+
+
+# Pickles of CollapseStats name this function: keep the path the previous release wrote
+# (``etfcore.stats._from_bytes``, re-exported there), so pickles load in both directions.
+_from_bytes.__module__ = "etfcore.stats"
 
 
 def merge_stats(*parts: CollapseStats) -> CollapseStats:
@@ -535,21 +489,128 @@ class CollapseStats:
 
     # ----------------------------------------------------------------- transferability
     def hscore(self, *, rank: Optional[int] = None, rtol: Optional[float] = None) -> float:
-        """H-score ``tr(Σ_T^† Σ_B)`` (weighted, population; see :mod:`etfcore.transfer`)."""
-        from .transfer.scores import hscore_from_stats
+        r"""H-score ``tr(Σ_T^† Σ_B)`` (Bao et al. 2019; weighted, population), ``Σ_T^†`` under the
+        package's pseudo-inverse policy: eigenvalues ``> rtol·λ_max`` (default ``rtol = p·eps``
+        of the input precision) or exactly the top ``rank``. It equals ``r·(1 - VCI)`` with
+        VCI's ``r``.
 
-        return hscore_from_stats(self, rank=rank, rtol=rtol)
+        >>> import etfcore as ec
+        >>> H, y = ec.data.gaussian_mixture(3, 6, 40, seed=0)
+        >>> st = ec.CollapseStats(3, 6).update(H, y)
+        >>> v = st.vci()
+        >>> abs(st.hscore() - v.normalizer * (1 - v)) < 1e-9
+        True
+        """
+        return float(
+            _core.transfer_hscore(
+                self._raw, as_optional_index(rank, "rank"), as_optional_float(rtol, "rtol")
+            )[0]
+        )
 
-    def logme(self, *, parity: bool = False, tol: float = 1e-12, max_iter: int = 10000):
-        """LogME from the statistics (a ``LogMEResult``; ``float()`` gives the value; see
-        :func:`etfcore.transfer.logme_from_stats`)."""
-        from .transfer.scores import logme_from_stats
+    def logme(
+        self,
+        *,
+        parity: bool = False,
+        tol: float = 1e-12,
+        max_iter: int = 10000,
+        rtol: Optional[float] = None,
+    ) -> LogMEResult:
+        r"""LogME (You et al. 2021) from the statistics: it needs only ``FᵀF`` (uncentred),
+        ``Fᵀy_k`` and ``n_k``, which the shifted state gives exactly.
 
-        return logme_from_stats(self, parity=parity, tol=tol, max_iter=max_iter)
+        For each class the evidence of ``y_k ≈ F m`` (no bias), prior ``m ~ N(0, α⁻¹I)``, noise
+        ``N(0, β⁻¹)``, is maximised by the fixed point ``α = γ/‖m‖²``,
+        ``β = (N-γ)/‖y_k - Fm‖²``, ``γ = Σ_j βσ_j/(α+βσ_j)`` (``σ_j`` eigenvalues of ``FᵀF``),
+        iterated until the relative change of ``α/β`` is ``≤ tol``; the evidence per sample,
+        ``[r/2 log α + N/2 log β - ½Σ log(α+βσ_j) - β/2‖y-Fm‖² - α/2‖m‖² - N/2 log 2π]/N``
+        (``r`` = rank of ``F``), is averaged over classes. ``parity=True`` reproduces the
+        reference implementation instead (see :func:`etfcore.transfer.logme_from_stats`, which
+        documents the numerics). Returns a :class:`~etfcore.stats.LogMEResult`; ``float()`` of
+        it is the value.
 
-    def ridge_path(self, grid: Any = None, **kw: Any):
-        """The ridge least-squares probe for every ``λ``
-        (see :func:`etfcore.transfer.ridge_path`)."""
-        from .transfer.scores import ridge_path
+        >>> import etfcore as ec
+        >>> x, y = ec.data.load_digits()
+        >>> r = ec.CollapseStats(10, 64).update(x / 16, y).logme()
+        >>> r.converged, r.classes.size, -2.0 < float(r) < 2.0
+        (True, 10, True)
+        """
+        v, per, present, it, conv, rank = _core.transfer_logme(
+            self._raw,
+            bool(parity),
+            as_float(tol, "tol"),
+            as_index(max_iter, "max_iter"),
+            as_optional_float(rtol, "rtol"),
+        )
+        return LogMEResult(float(v), per, present, int(it), bool(conv), int(rank), bool(parity))
 
-        return ridge_path(self, grid, **kw)
+    def ridge_path(
+        self,
+        grid: Optional[Sequence[float]] = None,
+        *,
+        val_features: Any = None,
+        val_labels: Any = None,
+        rtol: Optional[float] = None,
+    ) -> RidgePath:
+        r"""The least-squares probe onto one-hot labels with ridge ``λ``,
+        ``min_{W,b} (1/2N) Σ ‖Wᵀf_i + b - e_{y_i}‖² + (λ/2)‖W‖²``, for every ``λ`` of ``grid``
+        (default: ``0`` and ``logspace(-6, 6, 97)``), from one eigendecomposition
+        ``Σ_T = V diag(σ) Vᵀ``: ``W_λ = V diag(1/(σ+λ)) Vᵀ C``, ``C = Σ_k π_k (μ_k-μ_G) e_kᵀ``,
+        training loss ``½(1-Σπ_k²) - ½ Σ_j ‖(VᵀC)_j‖² (2/(σ_j+λ) - σ_j/(σ_j+λ)²)``. At
+        ``λ = 0`` the pseudo-inverse policy applies and the loss is :meth:`probe_mse`. With
+        validation data, also the validation accuracy (argmax) and loss at every ``λ``.
+
+        >>> import etfcore as ec
+        >>> x, y = ec.data.load_digits()
+        >>> st = ec.CollapseStats(10, 64).update(x, y)
+        >>> path = st.ridge_path([0.0, 10.0])
+        >>> bool(abs(path.train_mse[0] - float(st.probe_mse())) < 1e-10)
+        True
+        >>> bool(path.train_mse[1] > path.train_mse[0])
+        True
+        """
+        lams = np.asarray(
+            np.concatenate([[0.0], np.logspace(-6.0, 6.0, 97)]) if grid is None else grid,
+            dtype=np.float64,
+        ).ravel()
+        if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
+            raise ParameterError(
+                f"the ridge grid must be non-empty, finite and >= 0, got {lams!r}"
+            )
+        present, pi, mean, vals, vecs, g, rank, mse = _core.transfer_ridge_path(
+            self._raw, [float(v) for v in lams], as_optional_float(rtol, "rtol")
+        )
+        path = RidgePath(lams, mse, int(rank), present, pi, mean, vals, vecs, g)
+        if val_features is None:
+            return path
+        acc, vmse = self._ridge_validation(path, val_features, val_labels)
+        return dataclasses.replace(path, validation_accuracy=acc, validation_mse=vmse)
+
+    def _ridge_validation(
+        self, path: RidgePath, val_features: Any, val_labels: Any
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Validation accuracy and loss of the ridge probe at every ``λ`` of ``path``."""
+        h = as_features(val_features, "val_features")
+        if h.shape[1] != self.dim:
+            raise ShapeError(
+                f"val_features have {h.shape[1]} columns but the statistics have dim={self.dim}"
+            )
+        present = path.classes
+        y = as_labels_for_rows(val_labels, h.shape[0], "val_labels")
+        pos = np.searchsorted(present, y)
+        bad = (pos >= present.size) | (present[np.minimum(pos, present.size - 1)] != y)
+        if bad.any():
+            raise LabelError(
+                f"val_labels contain label(s) without training samples: {np.unique(y[bad])[:5]}"
+            )
+        # (F_val - μ_G) V once; then each λ costs one n × p × K' product
+        proj = (h.astype(np.float64) - path.global_mean) @ path.eigenvectors
+        acc = np.empty(path.grid.size)
+        vmse = np.empty(path.grid.size)
+        onehot = np.zeros((h.shape[0], present.size))
+        onehot[np.arange(h.shape[0]), pos] = 1.0
+        for i, lam in enumerate(path.grid):
+            d = ridge_multipliers(path.eigenvalues, path.rank, lam)
+            out = proj @ (d[:, None] * path.projected_targets) + path.priors
+            acc[i] = float(np.mean(out.argmax(1) == pos))
+            vmse[i] = 0.5 * float(np.mean(np.sum((out - onehot) ** 2, axis=1)))
+        return acc, vmse

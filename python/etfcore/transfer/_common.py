@@ -1,0 +1,37 @@
+"""Label handling shared by the transfer scores (private to :mod:`etfcore.transfer`)."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+
+from .._validation import as_features, as_labels_for_rows
+from ..errors import TooFewClassesError
+from ..stats import CollapseStats
+
+
+def encode(labels: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(classes, codes)``: the distinct labels (sorted) and each row's index among them; at
+    least two classes, one label per row."""
+    y = as_labels_for_rows(labels, n)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise TooFewClassesError(
+            f"at least 2 classes with samples are needed, but only {classes.size} present"
+        )
+    return classes, codes.astype(np.int64)
+
+
+def stats_of(features: Any, labels: Any) -> CollapseStats:
+    """:class:`~etfcore.CollapseStats` of in-memory features over their present classes."""
+    h = as_features(features)
+    classes, y = encode(labels, h.shape[0])
+    return CollapseStats(classes.size, h.shape[1]).update(h, y)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by each row's maximum."""
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
