@@ -80,3 +80,46 @@ def test_importing_the_lower_layers_and_the_cli_never_imports_torch():
                          env={"PYTHONPATH": str(ROOT / "python")}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# The Rust core, bottom to top: a module may use (`crate::x`) only its own layer or those below;
+# `metrics` and `transfer` sit side by side and use neither each other. Test code (`tests.rs`,
+# `test_util.rs`, `#[cfg(test)]` modules) is exempt: it may compare against anything.
+RUST = ROOT / "rust"
+RUST_LAYERS = [
+    {"error", "alloc"},
+    {"linalg"},
+    {"etf"},
+    {"rf", "stats"},
+    {"geometry"},
+    {"metrics", "transfer"},
+    {"py"},
+]
+RUST_LAYER_OF = {name: i for i, names in enumerate(RUST_LAYERS) for name in names}
+RUST_SIDE_BY_SIDE = {("metrics", "transfer"), ("transfer", "metrics")}
+
+
+def _rust_unit(path):
+    rel = path.relative_to(RUST).parts
+    return rel[0][:-3] if len(rel) == 1 else rel[0]
+
+
+def test_rust_core_is_in_layers():
+    import re
+
+    assert set(RUST_LAYER_OF) | {"lib", "test_util"} == {
+        _rust_unit(p) for p in RUST.rglob("*.rs")
+    }, "every Rust module has a layer"
+    upward = []
+    for path in sorted(RUST.rglob("*.rs")):
+        me = _rust_unit(path)
+        if me in ("lib", "test_util") or path.name == "tests.rs":
+            continue
+        text = re.sub(r"//[^\n]*", "", path.read_text(encoding="utf-8"))
+        text = text.split("#[cfg(test)]")[0]
+        for other in sorted(set(re.findall(r"\bcrate::(\w+)", text))):
+            if other not in RUST_LAYER_OF or other == me:
+                continue
+            if RUST_LAYER_OF[other] > RUST_LAYER_OF[me] or (me, other) in RUST_SIDE_BY_SIDE:
+                upward.append(f"{path.relative_to(ROOT)}: {me} uses {other}")
+    assert not upward, "\n".join(upward)

@@ -1,4 +1,4 @@
-# Hand-written stub of the Rust extension (rust/py.rs). Public API: see etfcore/__init__.py.
+# Hand-written stub of the Rust extension (rust/py/). Public API: see etfcore/__init__.py.
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np

@@ -197,19 +197,4 @@ impl Activation {
             _ => vec![],
         }
     }
-
-    /// Is σ odd (so `F_0 = F_2 = 0`)?
-    pub fn is_odd(&self) -> bool {
-        match *self {
-            Activation::Linear
-            | Activation::Sign
-            | Activation::Sin
-            | Activation::Erf
-            | Activation::Tanh => true,
-            Activation::Polynomial { a0, a2, .. } => a0 == 0.0 && a2 == 0.0,
-            Activation::LeakyRelu { slope } => slope == 1.0,
-            Activation::Ternary { lower, upper } => lower == -upper,
-            _ => false,
-        }
-    }
 }
