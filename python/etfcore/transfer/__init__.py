@@ -11,10 +11,30 @@
 - Rank agreement: :func:`weighted_kendall_tau` (scipy's convention), :func:`pearson`,
   :func:`spearman`, :func:`rank_report`; :func:`mlog` and :func:`mlog_report`.
 - :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first).
+- Model-selection scores of the field (issue 18), each recording its conventions in its result:
+  sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`;
+  discriminant :func:`sfda`, :func:`etran` (+ :func:`etran_combine`, :func:`normalise_scores`),
+  :func:`transrate`, :func:`emms`, :func:`ped` (+ :func:`ped_features`); spectral
+  :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms).
 
 Importing this module never imports torch.
 """
 
+from .discriminant_scores import (
+    EMMSResult,
+    ETranComponents,
+    PEDResult,
+    SFDAResult,
+    TransRateResult,
+    emms,
+    etran,
+    etran_combine,
+    normalise_scores,
+    ped,
+    ped_features,
+    sfda,
+    transrate,
+)
 from .features import extract_features, map_labels, select_classes
 from .ncti import NCTIComponents, ncti, ncti_components
 from .probe import DEFAULT_GRID, ProbeResult, fit_logistic, linear_probe, stratified_split
@@ -31,6 +51,16 @@ from .ranking import (
     rank_report,
     spearman,
     weighted_kendall_tau,
+)
+from .sample_scores import (
+    KNN_GRID,
+    KNNResult,
+    NLEEPResult,
+    PARCResult,
+    gaussian_mixture_em,
+    knn_accuracy,
+    nleep,
+    parc,
 )
 from .scores import (
     HIGHER_IS_BETTER,
@@ -51,29 +81,55 @@ from .scores import (
     vci,
 )
 from .source_head import leep, nce, source_joint
+from .spectral_scores import (
+    LiDARResult,
+    RankMeResult,
+    lidar,
+    lidar_from_stats,
+    rankme,
+    rankme_from_stats,
+)
 from .streaming import TransferabilityStats
 
 __all__ = [
     "DEFAULT_GRID",
+    "EMMSResult",
+    "ETranComponents",
     "HIGHER_IS_BETTER",
+    "KNNResult",
+    "KNN_GRID",
+    "LiDARResult",
     "LogMEResult",
     "MLOGReport",
     "NCTIComponents",
+    "NLEEPResult",
+    "PARCResult",
+    "PEDResult",
     "ProbeResult",
     "RankAgreement",
+    "RankMeResult",
     "RankReport",
     "RidgePath",
+    "SFDAResult",
+    "TransRateResult",
     "TransferabilityStats",
     "aggregate_agreement",
     "all_scores",
     "centred_means_classifier",
     "cm_accuracy",
+    "emms",
+    "etran",
+    "etran_combine",
     "extract_features",
     "fit_logistic",
+    "gaussian_mixture_em",
     "gbc",
     "hscore",
     "hscore_from_stats",
+    "knn_accuracy",
     "leep",
+    "lidar",
+    "lidar_from_stats",
     "linear_probe",
     "logme",
     "logme_from_stats",
@@ -84,17 +140,26 @@ __all__ = [
     "ncti",
     "ncti_components",
     "nce",
+    "nleep",
+    "normalise_scores",
+    "parc",
     "pearson",
+    "ped",
+    "ped_features",
     "probe_mse",
     "rank_agreement",
     "rank_report",
+    "rankme",
+    "rankme_from_stats",
     "regularized_hscore",
     "ridge_path",
     "score_direction",
     "select_classes",
+    "sfda",
     "source_joint",
     "spearman",
     "stratified_split",
+    "transrate",
     "vci",
     "weighted_kendall_tau",
 ]
