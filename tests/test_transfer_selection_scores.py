@@ -337,6 +337,32 @@ def test_ped_matches_a_loop_over_class_pairs_then_logme_and_gbc():
     assert np.allclose(transfer.ped_features(*far)[0], far[0])  # no overlap, no motion
 
 
+# --------------------------------------------------------------------------- PACTran-Gauss
+def test_pactran_gauss_matches_the_bound_at_sklearns_logistic_optimum():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = blobs(n_per=40, d=6, k=3, sep=0.6, seed=12)
+    r = transfer.pactran_gauss(x, y, max_iter=5000, tol=1e-14)
+    xc = x - x.mean(0)
+    n, d, k = 120, 6, 3
+    # (1/N)ΣCE + ‖W‖²/(2λN) is λ·ΣCE + ½‖W‖² over λN: sklearn's C = λ = 1
+    clf = LogisticRegression(C=1.0, tol=1e-12, max_iter=20000).fit(xc, y)
+    w, b = clf.coef_.T, clf.intercept_
+    logits = xc @ w + b
+    lq = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    loss = -lq[np.arange(n), y].mean() + 0.5 * np.sum(w ** 2) / n
+    q = np.exp(lq)
+    h = np.sum((xc ** 2).T @ (q - q ** 2)) + d * k / n + np.sum(q - q ** 2)
+    bound = loss + 0.5 * d * k / n * (100.0 / d) * np.log(h * n / (d * k) + 1e-10)
+    assert r.empirical_loss == pytest.approx(loss, rel=1e-7)
+    assert r.bound == pytest.approx(bound, rel=1e-6) and r.value == -r.bound
+    assert r.prior_variance == pytest.approx(100.0 / d)
+    big = blobs(sep=3.0, seed=12)
+    assert transfer.pactran_gauss(*big).value > transfer.pactran_gauss(big[0],
+                                                                       shuffled(big[1])).value
+    assert transfer.pactran_gauss(*big, seed=3) == transfer.pactran_gauss(*big, seed=3)
+
+
 # ----------------------------------------------------------------------- RankMe and LiDAR
 def test_rankme_from_stats_streams_and_matches_the_singular_values(data):
     x, y = data
@@ -377,7 +403,7 @@ def test_lidar_matches_explicit_covariances(data):
 # ------------------------------------------------------------------------------ typed errors
 @pytest.mark.parametrize("fn", [
     transfer.knn_accuracy, transfer.parc, transfer.nleep, transfer.sfda, transfer.etran,
-    transfer.transrate, transfer.emms, transfer.ped, transfer.lidar,
+    transfer.transrate, transfer.emms, transfer.ped, transfer.lidar, transfer.pactran_gauss,
 ])
 def test_every_score_refuses_bad_input_with_typed_errors(data, fn):
     x, y = data

@@ -12,7 +12,8 @@
   :func:`spearman`, :func:`rank_report`; :func:`mlog` and :func:`mlog_report`.
 - :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first).
 - Model-selection scores of the field (issue 18), each recording its conventions in its result:
-  sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`;
+  sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`,
+  :func:`pactran_gauss`;
   discriminant :func:`sfda`, :func:`etran` (+ :func:`etran_combine`, :func:`normalise_scores`),
   :func:`transrate`, :func:`emms`, :func:`ped` (+ :func:`ped_features`); spectral
   :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms).
@@ -56,10 +57,12 @@ from .sample_scores import (
     KNN_GRID,
     KNNResult,
     NLEEPResult,
+    PACTranResult,
     PARCResult,
     gaussian_mixture_em,
     knn_accuracy,
     nleep,
+    pactran_gauss,
     parc,
 )
 from .scores import (
@@ -103,6 +106,7 @@ __all__ = [
     "MLOGReport",
     "NCTIComponents",
     "NLEEPResult",
+    "PACTranResult",
     "PARCResult",
     "PEDResult",
     "ProbeResult",
@@ -142,6 +146,7 @@ __all__ = [
     "nce",
     "nleep",
     "normalise_scores",
+    "pactran_gauss",
     "parc",
     "pearson",
     "ped",
