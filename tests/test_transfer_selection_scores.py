@@ -263,6 +263,24 @@ def test_etran_combination_is_the_zoo_minmax_weighted_sum(data):
         transfer.normalise_scores(lda, "rank")
 
 
+def test_etran_combination_reproduces_the_published_cifar100_tau():
+    # Published numbers (the ETran notebook's printed per-model LDA and energy scores on
+    # CIFAR-100 for 11 torchvision models, and the fine-tuning accuracies its tw.py ranks
+    # against); the notebook prints "Kendall dataset:cifar100 :0.900".
+    lda = [0.5647104345294157, 0.5699002258152691, 0.5740491800510599, 0.6017176899516314,
+           0.6286933801452933, 0.6485151591252194, 0.6219420768138157, 0.6036970906337595,
+           0.6492925412784959, 0.6546569199906442, 0.5388035301733872]
+    energy = [7.904757499694824, 7.450751304626465, 7.297618389129639, 7.891053676605225,
+              8.134984970092773, 8.102324485778809, 7.3428730964660645, 7.9704909324646,
+              7.963034629821777, 8.039751052856445, 7.18940544128418]
+    # inception_v3 mobilenet_v2 mnasnet1_0 densenet121/169/201 resnet34/50/101/152 googlenet
+    acc = [81.49, 78.11, 72.04, 82.75, 84.26, 84.88, 81.94, 82.8, 84.88, 85.66, 79.84]
+    zoo = [transfer.ETranComponents(e, v, 0.0, 0.005, 1, "public", float("nan"), 0)
+           for e, v in zip(energy, lda)]
+    tau = transfer.weighted_kendall_tau(transfer.etran_combine(zoo), acc)
+    assert round(tau, 3) == 0.900
+
+
 # ------------------------------------------------------------------------------------ EMMS
 def _sparsemax_ref(z):
     # projection onto the simplex (Martins & Astudillo 2016), by sorting
@@ -419,3 +437,14 @@ def test_every_score_refuses_bad_input_with_typed_errors(data, fn):
         fn(x.astype(np.int64), y)
     with pytest.raises(ValueError):
         fn(x, y.astype(float))
+
+
+def test_selection_scores_by_name(data):
+    x, y = data
+    out = transfer.selection_scores(x, y, names=["knn_accuracy", "etran", "ped_gbc"], seed=2)
+    assert set(out) == {"knn_accuracy", "etran_energy", "etran_lda", "etran_svd", "ped_gbc"}
+    assert out["knn_accuracy"] == transfer.knn_accuracy(x, y, seed=2).accuracy
+    assert out["etran_lda"] == transfer.etran(x, y).lda
+    assert set(out) <= set(transfer.SELECTION_HIGHER_IS_BETTER)
+    with pytest.raises(errors.ParameterError):
+        transfer.selection_scores(x, y, names=["logme_plus"])

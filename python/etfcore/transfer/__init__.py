@@ -16,7 +16,8 @@
   :func:`pactran_gauss`;
   discriminant :func:`sfda`, :func:`etran` (+ :func:`etran_combine`, :func:`normalise_scores`),
   :func:`transrate`, :func:`emms`, :func:`ped` (+ :func:`ped_features`); spectral
-  :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms).
+  :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms); all of one matrix by name:
+  :func:`selection_scores`.
 
 Importing this module never imports torch.
 """
@@ -83,6 +84,7 @@ from .scores import (
     score_direction,
     vci,
 )
+from .selection import SELECTION_HIGHER_IS_BETTER, selection_scores
 from .source_head import leep, nce, source_joint
 from .spectral_scores import (
     LiDARResult,
@@ -114,6 +116,7 @@ __all__ = [
     "RankMeResult",
     "RankReport",
     "RidgePath",
+    "SELECTION_HIGHER_IS_BETTER",
     "SFDAResult",
     "TransRateResult",
     "TransferabilityStats",
@@ -160,6 +163,7 @@ __all__ = [
     "ridge_path",
     "score_direction",
     "select_classes",
+    "selection_scores",
     "sfda",
     "source_joint",
     "spearman",

@@ -185,7 +185,7 @@ def parc(
     features: Any,
     labels: Any,
     *,
-    max_samples: Optional[int] = 5000,
+    max_samples: Optional[int] = 2000,
     seed: int = 0,
     pca_dim: Optional[int] = 32,
     correlation: str = "spearman",
