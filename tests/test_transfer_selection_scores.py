@@ -414,6 +414,9 @@ def test_lidar_matches_explicit_covariances(data):
     p = ev / ev.sum() + 1e-7
     ref = np.exp(-np.sum(p * np.log(p)))
     assert transfer.lidar(x, y, delta=1e-3).value == pytest.approx(ref, rel=1e-9)
+    merged = ec.CollapseStats(4, x.shape[1]).update(x[:90], y[:90]).merge(
+        ec.CollapseStats(4, x.shape[1]).update(x[90:], y[90:]))
+    assert transfer.lidar_from_stats(merged, delta=1e-3).value == pytest.approx(ref, rel=1e-8)
     assert transfer.lidar(x, y).value <= 3 + 0.01  # K - 1 = 3 directions
     assert transfer.lidar(x, y).value > transfer.lidar(x, shuffled(y)).value
 
@@ -448,3 +451,13 @@ def test_selection_scores_by_name(data):
     assert set(out) <= set(transfer.SELECTION_HIGHER_IS_BETTER)
     with pytest.raises(errors.ParameterError):
         transfer.selection_scores(x, y, names=["logme_plus"])
+
+
+def test_float32_input_gives_the_float64_answer_of_its_values(data):
+    x, y = data
+    x32 = x.astype(np.float32)
+    x64 = x32.astype(np.float64)
+    assert transfer.knn_accuracy(x32, y) == transfer.knn_accuracy(x64, y)
+    assert transfer.sfda(x32, y).value == pytest.approx(transfer.sfda(x64, y).value, rel=1e-12)
+    assert transfer.transrate(x32, y).value == pytest.approx(transfer.transrate(x64, y).value,
+                                                             rel=1e-12)

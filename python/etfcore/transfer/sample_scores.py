@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from .._validation import as_float, as_index, as_str
-from ..errors import DegenerateInputError, ParameterError
+from ..errors import DegenerateInputError, NumericalError, ParameterError
 from ..splits import stratified_validation_mask
 from ._selection_common import (
     average_ranks,
@@ -261,7 +261,13 @@ def _log_gauss(x, means, cov, covariance):
             out[:, c] = -0.5 * (np.sum(r * r / cov[c], 1) + np.sum(np.log(cov[c]))
                                 + d * np.log(2 * np.pi))
         else:
-            chol = np.linalg.cholesky(cov[c])
+            try:
+                chol = np.linalg.cholesky(cov[c])
+            except np.linalg.LinAlgError:
+                raise NumericalError(
+                    f"mixture component {c} has a covariance that is not positive definite; "
+                    "raise reg_covar or rescale the features"
+                ) from None
             sol = np.linalg.solve(chol, r.T)
             out[:, c] = -0.5 * (np.sum(sol * sol, 0) + 2 * np.sum(np.log(np.diag(chol)))
                                 + d * np.log(2 * np.pi))
