@@ -44,10 +44,12 @@ from ._common import encode
 from ._selection_common import stratified_subsample
 from .discriminant_scores import etran_combine
 from .ground_truth import GroundTruth
-from .ncti import NCTIComponents, ncti
+from .ncti import NCTIComponents, ncti, ncti_components
 from .ranking import pearson, spearman, weighted_kendall_tau
-from .scores import HIGHER_IS_BETTER, all_scores
+from .scores import HIGHER_IS_BETTER, cm_accuracy
 from .selection import SELECTION_HIGHER_IS_BETTER, selection_scores
+from .source_head import leep, nce
+from .streaming import TransferabilityStats
 
 __all__ = ["MODEL_REPORT_SCORES", "ModelReport", "ScoreAgreement", "rank_models"]
 
@@ -402,6 +404,35 @@ class _Scorer:
         self.seed = seed
         self.etran_normalise = etran_normalise
 
+    def _base_scores(self, f, y, probs, i, comps, failures) -> Dict[str, float]:
+        """The streaming scores one by one (from one TransferabilityStats), so that one that
+        fails (LogME with N ≤ D) leaves the others."""
+        out: Dict[str, float] = {}
+        h = as_features(f)
+        classes, codes = encode(y, h.shape[0])
+        xs = TransferabilityStats(classes.size, h.shape[1]).update(h, codes)
+        st = xs.collapse_stats
+        funcs = {
+            "hscore": xs.hscore, "regularized_hscore": xs.regularized_hscore,
+            "logme": lambda: float(xs.logme()), "gbc": xs.gbc, "vci": lambda: float(st.vci()),
+            "probe_mse": lambda: float(st.probe_mse()), "cm_accuracy": lambda: cm_accuracy(h, y),
+            "leep": lambda: leep(probs, y), "nce": lambda: nce(probs, y),
+        }
+        for name in self.base:
+            if name == "ncti":
+                try:
+                    comps.append(ncti_components(h, y))
+                except _SCORE_FAILURES as e:
+                    failures.append(f"ncti failed on candidate {i}: {e}")
+                    comps.append(None)
+                continue
+            try:
+                out[name] = float(funcs[name]())
+            except _SCORE_FAILURES as e:
+                failures.append(f"{name} failed on candidate {i}: {e}")
+                out[name] = math.nan
+        return out
+
     def __call__(self, feats: List[np.ndarray], y: np.ndarray,
                  probs: Optional[List[np.ndarray]], failures: List[str]) -> Dict[str, np.ndarray]:
         per: List[Dict[str, float]] = []
@@ -409,15 +440,8 @@ class _Scorer:
         for i, f in enumerate(feats):
             vals: Dict[str, float] = {}
             if self.base:
-                try:
-                    s = all_scores(f, y, source_probs=None if probs is None else probs[i])
-                    comps.append(NCTIComponents(s["ncti_seli"], s["ncti_ncc"], s["ncti_vc"],
-                                                math.nan))
-                    vals.update({k: s[k] for k in self.base if k != "ncti"})
-                except _SCORE_FAILURES as e:
-                    failures.append(f"the streaming scores failed on candidate {i}: {e}")
-                    comps.append(None)
-                    vals.update({k: math.nan for k in self.base if k != "ncti"})
+                vals.update(self._base_scores(f, y, None if probs is None else probs[i], i,
+                                              comps, failures))
             for name in self.selection:
                 try:
                     vals.update(selection_scores(f, y, names=[name], seed=self.seed))
@@ -564,7 +588,7 @@ def rank_models(
         ("hscore", lambda d: n - 1 <= d,
          "N - 1 ≤ D: Σ_T is singular and the H-score is pinned at K - 1 = {km1}"),
         ("logme", lambda d: n <= d,
-         "N ≤ D: the evidence fits the one-hot targets exactly; LogME hardly ranks"),
+         "N ≤ D: F fits the one-hot targets exactly and LogME's evidence is unbounded"),
     ):
         if name in values:
             bad = [c for c, f in zip(names, feats) if dcond(f.shape[1])]
