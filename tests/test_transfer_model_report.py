@@ -136,6 +136,12 @@ def test_warning_n_le_d_pins_the_hscore():
     np.testing.assert_allclose(rep.scores["hscore"], 2.0, rtol=1e-6)  # K - 1
     assert any(w.startswith("hscore: N - 1 ≤ D") and "['a', 'b']" in w for w in rep.warnings)
     assert any(w.startswith("logme: N ≤ D") for w in rep.warnings)
+    # LogME is unbounded there: it fails (NaN, listed), the other scores stay
+    assert np.all(np.isnan(rep.scores["logme"]))
+    assert any(w.startswith("logme failed on candidate 0") for w in rep.warnings)
+    ag = {a.score: a for a in rep.agreement}
+    assert math.isnan(ag["logme"].weighted_tau) and math.isnan(ag["logme"].regret_top1)
+    assert "| logme | higher | —" in rep.to_markdown()
     # the H-score pinned for both: constant across the zoo as well
     assert any(w.startswith("hscore: constant across the zoo") for w in rep.warnings)
     ok = transfer.rank_models({k: v[:, :3] for k, v in feats.items()}, y, {"a": .5, "b": .6},
@@ -221,6 +227,8 @@ def test_bad_input_raises_typed_errors(tmp_path):
     feats, y = make_zoo()
     with pytest.raises(ParameterError, match="at least 2"):
         transfer.rank_models({"a": feats["m0"]}, y)
+    with pytest.raises(ParameterError, match="no score chosen"):
+        transfer.rank_models(feats, y, scores=[])
     with pytest.raises(ParameterError, match="unknown scores"):
         transfer.rank_models(feats, y, scores=["hscore", "magic"])
     with pytest.raises(ShapeError):

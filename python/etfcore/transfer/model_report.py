@@ -548,6 +548,8 @@ def rank_models(
         unknown = sorted(set(chosen) - set(MODEL_REPORT_SCORES))
         if unknown:
             raise ParameterError(f"unknown scores {unknown}; known: {list(MODEL_REPORT_SCORES)}")
+        if not chosen:
+            raise ParameterError(f"no score chosen; known: {list(MODEL_REPORT_SCORES)}")
         if probs is None and {"leep", "nce"} & set(chosen):
             raise ParameterError("leep and nce need source_probs (the source head's "
                                  "probabilities on the target samples)")
