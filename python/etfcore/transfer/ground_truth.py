@@ -19,8 +19,9 @@ raises :class:`~etfcore.errors.CorruptDataError` for a malformed file (naming th
 target and :meth:`GroundTruth.accuracies` for a model the table lacks.
 
 No table is shipped with etfcore (:data:`SHIPPED_TABLES` is empty): the published ground truths
-we know of either come from repositories without a license or were not checked for one, so
-their numbers are not redistributed here. Write your own table in this format.
+we know of come from repositories without a license file (SFDA's, PED's, ETran's) or were not
+checked for one, so their numbers are not redistributed here. Write your own table in this
+format.
 """
 
 from __future__ import annotations
