@@ -9,6 +9,17 @@ matrix in float64, takes its thin SVD and all classes' projections in one pass.
 
     python benches/compare_scores.py           # full size
     python benches/compare_scores.py --quick   # N=20 000, p=256, K=100
+
+``--suite streaming`` (issue 18): every streaming score (H-score, regularised H-score, LogME, GBC,
+RankMe, LiDAR) from one pass of a :class:`~etfcore.transfer.TransferabilityStats` over the file in
+chunks, side by side with the fastest in-memory numpy formulation of each (the whole matrix in
+float64, one BLAS Gram ``FᵀF`` or the per-class sums it needs; each numpy score in its own
+subprocess, so each peak memory is its own). The etfcore time of a score is the shared pass plus
+that score's own work from the statistics. Full size N = 1 000 000, p = 2048, K = 1000 (an 8 GiB
+float32 file, 16 GiB in float64 for numpy: run it on a machine with the memory, not in CI):
+
+    python benches/compare_scores.py --suite streaming           # N=1M, p=2048, K=1000
+    python benches/compare_scores.py --suite streaming --quick   # N=20 000, p=256, K=100
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import time
 import numpy as np
 
 METHODS = ["etfcore_stream", "numpy_svd", "numpy_eigh"]
+STREAMING_SCORES = ["hscore", "regularized_hscore", "logme", "gbc", "rankme", "lidar"]
 
 
 def peak_mib() -> float:
@@ -102,6 +114,155 @@ def numpy_hscore(f: np.ndarray, y: np.ndarray, k: int) -> float:
                                          hermitian=True) @ sb))
 
 
+def numpy_moments(f: np.ndarray, y: np.ndarray, k: int):
+    """``(n, π, μ_G, class means, Σ_T, Σ_B)`` of an in-memory float64 matrix (one Gram)."""
+    n = f.shape[0]
+    cnt = np.bincount(y, minlength=k).astype(np.float64)
+    mg = f.mean(0)
+    st = f.T @ f / n - np.outer(mg, mg)
+    means = class_sums(f, y, k) / cnt[:, None]
+    dm = means - mg
+    sb = (dm * (cnt / n)[:, None]).T @ dm
+    return n, cnt / n, mg, means, st, sb
+
+
+def numpy_regularized_hscore(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Ledoit–Wolf shrunk ``Σ_T`` (scikit-learn's ``ledoit_wolf`` formula),
+    ``tr(Σ_LW⁻¹(1-δ)Σ_B)``."""
+    n, _, mg, _, st, sb = numpy_moments(f, y, k)
+    p = f.shape[1]
+    mu = np.trace(st) / p
+    d2 = np.sum((st - mu * np.eye(p)) ** 2)
+    sq = np.einsum("ij,ij->i", f, f) - 2 * f @ mg + mg @ mg  # ‖f_i - μ_G‖²
+    b2 = (np.sum(sq ** 2) / n - np.sum(st ** 2)) / n
+    delta = min(1.0, b2 / d2) if d2 > 0 else 1.0
+    lw = (1 - delta) * st + delta * mu * np.eye(p)
+    return float(np.trace(np.linalg.solve(lw, (1 - delta) * sb)))
+
+
+def numpy_gbc(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """``-Σ_{k≠l} exp(-D_B(k,l))`` with diagonal class Gaussians (population variances floored at
+    ``1e-12 ×`` the largest), one class against all others at a time."""
+    cnt = np.bincount(y, minlength=k).astype(np.float64)
+    means = class_sums(f, y, k) / cnt[:, None]
+    var = class_sums(f * f, y, k) / cnt[:, None] - means ** 2
+    var = np.maximum(var, 1e-12 * var.max())
+    lv = np.log(var)
+    total = 0.0
+    for c in range(k):
+        sbar = 0.5 * (var[c] + var)
+        db = (0.125 * np.sum((means[c] - means) ** 2 / sbar, axis=1)
+              + 0.5 * np.sum(np.log(sbar) - 0.5 * (lv[c] + lv), axis=1))
+        db[c] = np.inf
+        total += float(np.sum(np.exp(-db)))
+    return -total
+
+
+def _entropy_rank(v: np.ndarray, eps: float = 1e-7) -> float:
+    p = v / v.sum() + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def numpy_rankme(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Singular values of F from the eigenvalues of the uncentred second moment ``FᵀF/N``."""
+    n = f.shape[0]
+    lam = np.linalg.eigvalsh(f.T @ f / n)[::-1]
+    lam = np.where(lam > lam[0] * lam.size * np.finfo(np.float32).eps, lam, 0.0)
+    return _entropy_rank(np.sqrt(lam[:min(n, lam.size)]))
+
+
+def numpy_lidar(f: np.ndarray, y: np.ndarray, k: int, delta: float = 1e-4) -> float:
+    _, _, _, _, st, sb = numpy_moments(f, y, k)
+    sw = st - sb
+    lam, vec = np.linalg.eigh(sw + delta * np.eye(sw.shape[0]))
+    isq = vec / np.sqrt(lam)
+    mid = isq.T @ sb @ isq
+    return _entropy_rank(np.clip(np.linalg.eigvalsh(0.5 * (mid + mid.T)), 0.0, None))
+
+
+NUMPY_SCORES = {
+    "hscore": numpy_hscore,
+    "regularized_hscore": numpy_regularized_hscore,
+    "logme": lambda f, y, k: numpy_logme(f, y, k, route="eigh"),
+    "gbc": numpy_gbc,
+    "rankme": numpy_rankme,
+    "lidar": numpy_lidar,
+}
+
+
+def run_streaming(method: str, path: str, k: int) -> dict:
+    """``etfcore_stream``: one chunked pass, then every score from the statistics (each timed);
+    ``numpy_<score>``: load the matrix in float64 and compute that one score."""
+    y = np.load(path + ".y.npy")
+    from etfcore import transfer
+
+    base = now_mib()
+    t0 = time.perf_counter()
+    if method == "etfcore_stream":
+        mm = np.load(path, mmap_mode="r")
+        n, p, off = mm.shape[0], mm.shape[1], mm.offset
+        del mm
+        xs = transfer.TransferabilityStats(k, p)
+        rows = 16384
+        with open(path, "rb") as fh:
+            fh.seek(off)
+            buf = np.empty((rows, p), dtype=np.float32)
+            for a in range(0, n, rows):
+                m = min(rows, n - a)
+                fh.readinto(memoryview(buf[:m]).cast("B"))
+                xs.update(buf[:m], y[a:a + m])
+        pass_s = time.perf_counter() - t0
+        st = xs.collapse_stats
+        funcs = {
+            "hscore": xs.hscore, "regularized_hscore": xs.regularized_hscore,
+            "logme": lambda: float(xs.logme()), "gbc": xs.gbc,
+            "rankme": lambda: transfer.rankme_from_stats(st).value,
+            "lidar": lambda: transfer.lidar_from_stats(st).value,
+        }
+        out = {"method": method, "pass_s": pass_s, "scores": {}}
+        for name, fn in funcs.items():
+            t = time.perf_counter()
+            v = float(fn())
+            out["scores"][name] = {"value": v, "score_s": time.perf_counter() - t}
+        out["peak_extra_mib"] = peak_mib() - base
+        return out
+    name = method[len("numpy_"):]
+    f = np.load(path).astype(np.float64)
+    load_s = time.perf_counter() - t0
+    t = time.perf_counter()
+    v = float(NUMPY_SCORES[name](f, y, k))
+    return {"method": method, "load_s": load_s, "score_s": time.perf_counter() - t, "value": v,
+            "peak_extra_mib": peak_mib() - base}
+
+
+def streaming_suite(path: str, k: int) -> None:
+    res = {}
+    for m in ["etfcore_stream"] + [f"numpy_{s}" for s in STREAMING_SCORES]:
+        out = subprocess.run([sys.executable, __file__, "--method", m, "--path", path, "--K",
+                              str(k), "--suite", "streaming"], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(m, "failed:", out.stderr[-2000:])
+            continue
+        res[m] = json.loads(out.stdout.strip().splitlines()[-1])
+    e = res.get("etfcore_stream")
+    if e is None:
+        return
+    print(f"etfcore: one pass {e['pass_s']:.2f} s, peak extra {e['peak_extra_mib']:.0f} MiB "
+          f"(shared by every score)")
+    print(f"{'score':<20} {'etfcore s':>10} {'numpy s':>9} {'speed-up':>9} {'etfcore MiB':>12} "
+          f"{'numpy MiB':>10} {'mem ratio':>10} {'rel diff':>9}")
+    for s in STREAMING_SCORES:
+        r = res.get(f"numpy_{s}")
+        if r is None:
+            continue
+        es = e["pass_s"] + e["scores"][s]["score_s"]
+        ns = r["load_s"] + r["score_s"]
+        ev, nv = e["scores"][s]["value"], r["value"]
+        em, nm = e["peak_extra_mib"], r["peak_extra_mib"]
+        print(f"{s:<20} {es:10.2f} {ns:9.2f} {ns / es:8.1f}x {em:12.0f} {nm:10.0f} "
+              f"{nm / max(em, 1):9.1f}x {abs(ev - nv) / max(abs(nv), 1e-300):9.1e}")
+
+
 def run(method: str, path: str, k: int) -> dict:
     y = np.load(path + ".y.npy")
     if method == "etfcore_stream":
@@ -144,11 +305,18 @@ def main() -> None:
     ap.add_argument("--K", type=int)
     ap.add_argument("--methods", nargs="+", default=list(METHODS),
                     help="a subset of the methods (e.g. skip numpy_svd, which takes minutes)")
+    ap.add_argument("--suite", choices=["logme", "streaming"], default="logme",
+                    help="logme: LogME/H-score methods (issue 7); streaming: every streaming "
+                         "score against its fastest numpy formulation (issue 18)")
     args = ap.parse_args()
     if args.method:
-        print(json.dumps(run(args.method, args.path, args.K)))
+        fn = run_streaming if args.suite == "streaming" else run
+        print(json.dumps(fn(args.method, args.path, args.K)))
         return
-    n, p, k = (20_000, 256, 100) if args.quick else (200_000, 1024, 1000)
+    if args.suite == "streaming":
+        n, p, k = (20_000, 256, 100) if args.quick else (1_000_000, 2048, 1000)
+    else:
+        n, p, k = (20_000, 256, 100) if args.quick else (200_000, 1024, 1000)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "f.npy")
@@ -163,6 +331,9 @@ def main() -> None:
         np.save(path + ".y.npy", y)
         print(f"N={n}, p={p}, K={k}, float32 array {n * p * 4 / 2**20:.0f} MiB, "
               f"cpus {os.cpu_count()}")
+        if args.suite == "streaming":
+            streaming_suite(path, k)
+            return
         res = {}
         for m in args.methods:
             out = subprocess.run([sys.executable, __file__, "--method", m, "--path", path,

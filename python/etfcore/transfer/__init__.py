@@ -18,6 +18,9 @@
   :func:`transrate`, :func:`emms`, :func:`ped` (+ :func:`ped_features`); spectral
   :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms); all of one matrix by name:
   :func:`selection_scores`.
+- The ranking report :func:`rank_models` (τ with bootstrap intervals, top-k regret, score-vs-N
+  curves, warnings; Markdown/JSON/CSV/plot) and ground-truth tables as data
+  (:class:`GroundTruth`, :func:`load_ground_truth`).
 
 Importing this module never imports torch.
 """
@@ -38,6 +41,8 @@ from .discriminant_scores import (
     transrate,
 )
 from .features import extract_features, map_labels, select_classes
+from .ground_truth import GroundTruth, GroundTruthRow, load_ground_truth
+from .model_report import MODEL_REPORT_SCORES, ModelReport, ScoreAgreement, rank_models
 from .ncti import NCTIComponents, ncti, ncti_components
 from .probe import DEFAULT_GRID, ProbeResult, fit_logistic, linear_probe, stratified_split
 from .ranking import (
@@ -100,12 +105,16 @@ __all__ = [
     "DEFAULT_GRID",
     "EMMSResult",
     "ETranComponents",
+    "GroundTruth",
+    "GroundTruthRow",
     "HIGHER_IS_BETTER",
     "KNNResult",
     "KNN_GRID",
     "LiDARResult",
     "LogMEResult",
     "MLOGReport",
+    "MODEL_REPORT_SCORES",
+    "ModelReport",
     "NCTIComponents",
     "NLEEPResult",
     "PACTranResult",
@@ -118,6 +127,7 @@ __all__ = [
     "RidgePath",
     "SELECTION_HIGHER_IS_BETTER",
     "SFDAResult",
+    "ScoreAgreement",
     "TransRateResult",
     "TransferabilityStats",
     "aggregate_agreement",
@@ -138,6 +148,7 @@ __all__ = [
     "lidar",
     "lidar_from_stats",
     "linear_probe",
+    "load_ground_truth",
     "logme",
     "logme_from_stats",
     "map_labels",
@@ -156,6 +167,7 @@ __all__ = [
     "ped_features",
     "probe_mse",
     "rank_agreement",
+    "rank_models",
     "rank_report",
     "rankme",
     "rankme_from_stats",

@@ -53,6 +53,9 @@ def add_parsers(sub: Any) -> None:
                     help="source-head probabilities (N, K_s) per candidate, for LEEP and NCE")
     rk.add_argument("--json", action="store_true")
     rk.add_argument("--plot", metavar="PNG", help="score-vs-accuracy scatter plots with τ")
+    from .report_cli import add_report_arguments  # the ranking report (issue 18)
+
+    add_report_arguments(rk)
 
 
 def _load(path: str, what: str) -> np.ndarray:
@@ -110,8 +113,11 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _rank(args: argparse.Namespace) -> int:
     from .ranking import rank_report
+    from .report_cli import report_requested, run_report
     from .scores import NCTIComponents, all_scores, ncti
 
+    if report_requested(args):
+        return run_report(args)
     m = len(args.candidates)
     if m < 2:
         raise ParameterError(f"ranking needs at least 2 candidate models, got {m}")
