@@ -349,24 +349,26 @@ impl TransferabilityStats {
             *v = v.max(floor);
         }
         let kp = present.len();
+        // D_B(k, l) = Σ_d [⅛ (μ_kd-μ_ld)²/σ̄_d + ½ ln σ̄_d] - ¼ Σ_d ln σ_kd - ¼ Σ_d ln σ_ld: the
+        // class terms once per class, one logarithm per pair and dimension, each unordered pair
+        // once (D_B is symmetric).
+        let class_logs: Vec<f64> = (0..kp)
+            .map(|a| 0.25 * vars[a * p..(a + 1) * p].iter().map(|v| v.ln()).sum::<f64>())
+            .collect();
         let total: f64 = (0..kp)
             .into_par_iter()
             .map(|a| {
                 let mut acc = 0.0;
-                for b in 0..kp {
-                    if a == b {
-                        continue;
-                    }
-                    let mut db = 0.0;
+                for b in (a + 1)..kp {
+                    let mut db = -class_logs[a] - class_logs[b];
                     for j in 0..p {
-                        let (va, vb) = (vars[a * p + j], vars[b * p + j]);
-                        let v = 0.5 * (va + vb);
+                        let v = 0.5 * (vars[a * p + j] + vars[b * p + j]);
                         let d = means[a * p + j] - means[b * p + j];
-                        db += 0.125 * d * d / v + 0.5 * (v.ln() - 0.5 * (va.ln() + vb.ln()));
+                        db += 0.125 * d * d / v + 0.5 * v.ln();
                     }
                     acc += (-db).exp();
                 }
-                acc
+                2.0 * acc
             })
             .sum();
         Ok(-total)
