@@ -1,6 +1,8 @@
 """etfcore — neural-collapse geometry.
 
-- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames.
+- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames; beyond the simplex
+  (``K > dim + 1``) :func:`sphere_codes`, :func:`hypercube_frame`, :func:`orthoplex_frame`,
+  :func:`min_coherence_frame`, and :func:`frame_coherence` against the Welch bound.
 - :class:`CollapseStats`: streaming, mergeable sufficient statistics and every collapse metric
   computed from them.
 - :func:`collapse_metrics`: every metric on in-memory arrays in one call.
@@ -27,7 +29,16 @@ from .errors import (
     ShapeError,
     TooFewClassesError,
 )
-from .frames import etf, orthogonal_frame
+from .frames import (
+    Coherence,
+    etf,
+    frame_coherence,
+    hypercube_frame,
+    min_coherence_frame,
+    orthogonal_frame,
+    orthoplex_frame,
+    sphere_codes,
+)
 from .metrics import classifier_predictions, collapse_metrics, numerical_rank_of, pinv_psd
 from .stats import CollapseStats, NC1Split, PinvResult, merge_stats
 
@@ -46,6 +57,12 @@ __all__ = [
     "merge_stats",
     "numerical_rank_of",
     "orthogonal_frame",
+    "Coherence",
+    "frame_coherence",
+    "hypercube_frame",
+    "min_coherence_frame",
+    "orthoplex_frame",
+    "sphere_codes",
     "pinv_psd",
     "EtfcoreError",
     "ShapeError",

@@ -1,4 +1,6 @@
-"""Simplex equiangular tight frames and orthogonal frames.
+"""Fixed classifier frames: simplex equiangular tight frames, orthogonal frames, and frames for
+more classes than dimensions + 1 (random sphere codes, hypercube and orthoplex vertices, an
+optimised low-coherence frame) with their coherence against the Welch bound.
 
 Every frame is a ``(num_classes, dim)`` array whose rows are the class vectors (the layout of
 ``torch.nn.Linear.weight``), built in float64 by the Rust core from an explicit ``seed``.
@@ -6,7 +8,8 @@ Every frame is a ``(num_classes, dim)`` array whose rows are the class vectors (
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+import dataclasses
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,3 +90,125 @@ def orthogonal_frame(
         _lengths(lengths),
     )
     return w.astype(_dtype(dtype), copy=False)
+
+
+# --- Frames beyond the simplex: more classes than dimensions + 1 -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Coherence:
+    """How well a frame separates its classes.
+
+    ``max_abs_cosine`` is the coherence :math:`\\max_{k\\ne l} |\\cos(w_k, w_l)|`,
+    ``max_cosine`` the largest cosine (the closest pair of classes), and ``welch_bound``
+    :math:`\\sqrt{(K-p)/(p(K-1))}` for ``K > p`` (0 otherwise), below which no ``K`` unit vectors
+    in ``p`` dimensions can go.
+    """
+
+    max_abs_cosine: float
+    max_cosine: float
+    welch_bound: float
+
+
+def _float32(dtype: Any) -> bool:
+    return _dtype(dtype) == np.dtype(np.float32)
+
+
+def sphere_codes(
+    num_classes: int, dim: int, seed: int = 0, *, dtype: Any = np.float64
+) -> np.ndarray:
+    """``num_classes`` unit vectors drawn uniformly on the sphere in ``dim`` dimensions.
+
+    Normalised standard Gaussian rows from ``seed`` (ChaCha12; each block of 256 rows from its
+    own stream, so the result does not depend on the number of threads), written once in the
+    requested ``dtype``: a 50 000 × 4 096 float32 code takes 0.8 GB and no copy. Any
+    ``num_classes`` works; the coherence is about :math:`\\sqrt{2\\ln(K^2)/p}`.
+
+    >>> import numpy as np, etfcore as ec
+    >>> W = ec.sphere_codes(1000, 64, seed=0, dtype=np.float32)
+    >>> W.shape, W.dtype, bool(np.allclose(np.linalg.norm(W, axis=1), 1, atol=1e-6))
+    ((1000, 64), dtype('float32'), True)
+    """
+    return _core.sphere_codes(
+        as_index(num_classes, "num_classes"),
+        as_index(dim, "dim"),
+        as_index(seed, "seed"),
+        _float32(dtype),
+    )
+
+
+def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
+    """``num_classes`` vertices of the ``d``-cube, :math:`d = \\lceil\\log_2 K\\rceil \\le` ``dim``.
+
+    Row ``k`` is :math:`\\pm 1/\\sqrt d` in the first ``d`` coordinates (minus where bit ``j`` of
+    ``k`` is set) and 0 after them. Cosines are :math:`1 - 2h/d`, ``h`` the Hamming distance
+    between the two labels' bits.
+
+    >>> import numpy as np, etfcore as ec
+    >>> W = ec.hypercube_frame(4, 3)
+    >>> np.round(W @ W.T, 12) + 0.0
+    array([[ 1.,  0.,  0., -1.],
+           [ 0.,  1., -1.,  0.],
+           [ 0., -1.,  1.,  0.],
+           [-1.,  0.,  0.,  1.]])
+    """
+    return _core.hypercube_frame(
+        as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
+    )
+
+
+def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
+    """``num_classes`` vertices of the cross-polytope: rows ``2i``, ``2i+1`` are
+    :math:`\\pm e_i`, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
+    opposite (largest cosine 0).
+
+    >>> import etfcore as ec
+    >>> ec.orthoplex_frame(3, 2)
+    array([[ 1.,  0.],
+           [-1.,  0.],
+           [ 0.,  1.]])
+    """
+    return _core.orthoplex_frame(
+        as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
+    )
+
+
+def frame_coherence(frame: Any) -> Coherence:
+    """The :class:`Coherence` of a ``(K, p)`` frame's rows (any row lengths), exactly, by blocks
+    of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the rows).
+
+    >>> import numpy as np, etfcore as ec
+    >>> c = ec.frame_coherence(ec.etf(5, 4, seed=0))
+    >>> round(c.max_abs_cosine, 12), round(c.welch_bound, 12)
+    (0.25, 0.25)
+    """
+    a = np.asarray(frame)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return Coherence(*_core.frame_coherence(a))
+
+
+def min_coherence_frame(
+    num_classes: int, dim: int, seed: int = 0, *, steps: int = 500
+) -> Tuple[np.ndarray, Coherence]:
+    """A ``(K, dim)`` frame of low coherence, with its :class:`Coherence`.
+
+    From :func:`sphere_codes` of ``seed``, ``steps`` steps of projected gradient descent on the
+    sphere on the smooth maximum :math:`\\tfrac1\\beta\\log\\sum_{k\\ne l} e^{\\beta\\cos^2_{kl}}`
+    with :math:`\\beta` rising from 10 to :math:`10^4`; the iterate of smallest coherence is
+    returned. Compare ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions
+    reach the bound :math:`1/\\sqrt5` to within 5%. It holds the ``K × K`` Gram, so ``K`` is at
+    most 20 000; for vocabularies use :func:`sphere_codes`.
+
+    >>> import etfcore as ec
+    >>> W, c = ec.min_coherence_frame(6, 3, seed=0, steps=3000)
+    >>> W.shape, bool(c.welch_bound <= c.max_abs_cosine < 1.05 * c.welch_bound)
+    ((6, 3), True)
+    """
+    w, a, m, b = _core.min_coherence_frame(
+        as_index(num_classes, "num_classes"),
+        as_index(dim, "dim"),
+        as_index(seed, "seed"),
+        as_index(steps, "steps"),
+    )
+    return w, Coherence(a, m, b)

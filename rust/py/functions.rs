@@ -99,9 +99,108 @@ fn classifier_predictions<'py>(
     Ok(indices(py, out))
 }
 
+/// A frame in float32 or float64, as numpy.
+fn frame_array<'py>(
+    py: Python<'py>,
+    float32: bool,
+    make32: impl FnOnce() -> crate::Result<ndarray::Array2<f32>> + Send,
+    make64: impl FnOnce() -> crate::Result<ndarray::Array2<f64>> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(if float32 {
+        detach(py, make32)?.into_pyarray(py).into_any()
+    } else {
+        detach(py, make64)?.into_pyarray(py).into_any()
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, float32=false))]
+fn sphere_codes<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    float32: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    frame_array(
+        py,
+        float32,
+        || etf::sphere_codes::<f32>(num_classes, dim, seed),
+        || etf::sphere_codes::<f64>(num_classes, dim, seed),
+    )
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, float32=false))]
+fn hypercube_frame<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    float32: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    frame_array(
+        py,
+        float32,
+        || etf::hypercube_frame::<f32>(num_classes, dim),
+        || etf::hypercube_frame::<f64>(num_classes, dim),
+    )
+}
+
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, float32=false))]
+fn orthoplex_frame<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    float32: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    frame_array(
+        py,
+        float32,
+        || etf::orthoplex_frame::<f32>(num_classes, dim),
+        || etf::orthoplex_frame::<f64>(num_classes, dim),
+    )
+}
+
+/// `(max |cos|, max cos, Welch bound)` of the rows of a float32/float64 frame.
+#[pyfunction]
+fn frame_coherence(py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<(f64, f64, f64)> {
+    let f = convert::features(frame, "frame")?;
+    let c = with_features!(f, w => detach(py, || etf::frame_coherence(w)))?;
+    Ok((c.max_abs_cosine, c.max_cosine, c.welch_bound))
+}
+
+type OptimisedFrame<'py> = (Bound<'py, PyArray2<f64>>, f64, f64, f64);
+
+/// A low-coherence frame with `(max |cos|, max cos, Welch bound)`.
+#[pyfunction]
+#[pyo3(signature = (num_classes, dim, seed, steps))]
+fn min_coherence_frame<'py>(
+    py: Python<'py>,
+    num_classes: usize,
+    dim: usize,
+    seed: u64,
+    steps: usize,
+) -> PyResult<OptimisedFrame<'py>> {
+    let (w, c) = detach(py, || {
+        etf::min_coherence_frame(num_classes, dim, seed, steps)
+    })?;
+    Ok((
+        w.into_pyarray(py),
+        c.max_abs_cosine,
+        c.max_cosine,
+        c.welch_bound,
+    ))
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;
     m.add_function(wrap_pyfunction!(orthogonal_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(sphere_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(hypercube_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(orthoplex_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_coherence, m)?)?;
+    m.add_function(wrap_pyfunction!(min_coherence_frame, m)?)?;
     m.add_function(wrap_pyfunction!(pinv_psd, m)?)?;
     m.add_function(wrap_pyfunction!(numerical_rank, m)?)?;
     m.add_function(wrap_pyfunction!(classifier_predictions, m)?)?;

@@ -1,4 +1,6 @@
-//! Simplex equiangular tight frames and orthogonal frames.
+//! Fixed frames for classifiers: simplex equiangular tight frames and orthogonal frames here;
+//! frames beyond the simplex (more classes than dimensions + 1) in [`codes`], their coherence
+//! and the Welch bound in [`coherence`].
 //!
 //! All frames are `K × p` row-major matrices: row `k` is the class vector of class `k`
 //! (the layout of `torch.nn.Linear.weight`).
@@ -7,6 +9,12 @@
 //! `(K-1) × p` matrix with orthonormal rows, Haar-distributed (QR of a Gaussian matrix with the
 //! signs of `R`'s diagonal fixed) from an explicit seed. Hence `W Wᵀ = K/(K-1) (I - 11ᵀ/K)`:
 //! unit rows, pairwise inner products `-1/(K-1)`, rows summing to zero, and `p = K-1` works.
+
+pub mod codes;
+pub mod coherence;
+
+pub use codes::{hypercube_frame, orthoplex_frame, sphere_codes};
+pub use coherence::{frame_coherence, min_coherence_frame, welch_bound, Coherence};
 
 use crate::alloc::{check_frame_size, check_work, probe_alloc};
 use crate::error::{EtfError, Result};
