@@ -80,3 +80,23 @@ def test_optimised_frame_lies_between_the_welch_bound_and_its_random_start():
 def test_bad_requests_are_typed_errors(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_fixed_heads_take_any_frame_as_a_seeded_buffer():
+    torch = pytest.importorskip("torch")
+    import etfcore.nn as enn
+
+    for frame in enn.FRAMES[1:]:
+        head = enn.FixedETFHead(num_classes=12, dim=8, frame=frame, seed=3)
+        want = enn.fixed_frame(frame, 12, 8, 3)
+        assert torch.equal(head.weight, torch.from_numpy(want.astype(np.float32)))
+        assert "weight" in head.state_dict() and not list(head.parameters())
+        h = torch.randn(5, 8, dtype=torch.float64)
+        torch.testing.assert_close(head(h), h @ torch.from_numpy(want).T, rtol=1e-6, atol=1e-6)
+    lengths = np.arange(1, 13, dtype=np.float64)
+    w = enn.fixed_frame("sphere", 12, 8, 3, lengths=lengths)
+    np.testing.assert_allclose(np.linalg.norm(w, axis=1), lengths, rtol=1e-12)
+    with pytest.raises(ec.DimensionError, match="frames for more classes"):
+        enn.FixedETFHead(num_classes=12, dim=8)  # the simplex needs dim >= 11
+    with pytest.raises(ec.ParameterError):
+        enn.FixedETFHead(num_classes=12, dim=8, frame="bogus")

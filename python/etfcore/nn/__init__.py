@@ -5,11 +5,13 @@ Importing this subpackage imports torch; ``import etfcore`` alone never does.
 
 from .backbones import MLP, CifarResNet, SmallCNN, resnet, resnet32
 from .heads import (
+    FRAMES,
     CentredMeansHead,
     FixedETFHead,
     LinearHead,
     centred_means_weights,
     class_count_lengths,
+    fixed_frame,
 )
 from .losses import (
     HINGE_TAU_PLUS,
@@ -31,6 +33,8 @@ __all__ = [
     "resnet",
     "resnet32",
     "FixedETFHead",
+    "FRAMES",
+    "fixed_frame",
     "LinearHead",
     "CentredMeansHead",
     "centred_means_weights",

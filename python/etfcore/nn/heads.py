@@ -1,5 +1,6 @@
-"""Classifier heads: fixed simplex ETF, learnable linear, centred class means; per-class ETF
-lengths from class counts."""
+"""Classifier heads: a fixed frame (simplex ETF, or for more classes than dimensions + 1 a sphere
+code, hypercube, orthoplex or optimised low-coherence frame), learnable linear, centred class
+means; per-class frame lengths from class counts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,43 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import frames as _frames
 from ..errors import DimensionError, ParameterError, ShapeError
-from ..frames import etf as _etf
+
+#: The fixed frames a head can use, by name (``FixedETFHead(frame=...)``).
+FRAMES = ("simplex", "sphere", "hypercube", "orthoplex", "min_coherence")
+
+
+def fixed_frame(
+    name: str, num_classes: int, dim: int, seed: int, lengths: Optional[Sequence[float]] = None
+) -> np.ndarray:
+    """The ``(num_classes, dim)`` float64 frame ``name`` (one of :data:`FRAMES`) from ``seed``,
+    rows scaled to ``lengths`` when given (unit otherwise)."""
+    if name == "simplex":
+        if dim < num_classes - 1:
+            raise DimensionError(
+                f"a fixed ETF head for K={num_classes} classes needs dim >= K-1 = "
+                f"{num_classes - 1}, got dim={dim} (frames for more classes: {FRAMES[1:]})"
+            )
+        return _frames.etf(num_classes, dim, seed=seed, lengths=lengths)
+    if name == "sphere":
+        w = _frames.sphere_codes(num_classes, dim, seed=seed)
+    elif name == "hypercube":
+        w = _frames.hypercube_frame(num_classes, dim)
+    elif name == "orthoplex":
+        w = _frames.orthoplex_frame(num_classes, dim)
+    elif name == "min_coherence":
+        w = _frames.min_coherence_frame(num_classes, dim, seed=seed)[0]
+    else:
+        raise ParameterError(f"frame must be one of {FRAMES}, got {name!r}")
+    if lengths is not None:
+        from .._validation import as_flat64
+
+        ell = as_flat64(lengths, "lengths")
+        if ell.shape != (num_classes,) or not np.all(ell > 0):
+            raise ParameterError(f"lengths must be {num_classes} positive values")
+        w = w * ell[:, None]
+    return w
 
 
 def _check_features(h: torch.Tensor, dim: int) -> None:
@@ -20,9 +56,13 @@ def _check_features(h: torch.Tensor, dim: int) -> None:
 
 
 class FixedETFHead(nn.Module):
-    r"""Fixed simplex-ETF classifier ``logits = W φ(h)`` (bias zero).
+    r"""Fixed-frame classifier ``logits = W φ(h)`` (bias zero): a simplex ETF by default.
 
-    ``W`` (``K × p``) comes from :func:`etfcore.etf` with an explicit ``seed`` and is a persistent
+    ``frame`` picks ``W`` (``K × p``, unit rows): ``"simplex"`` (:func:`etfcore.etf`, needs
+    ``p ≥ K - 1``), or for more classes ``"sphere"`` (:func:`etfcore.sphere_codes`),
+    ``"hypercube"``, ``"orthoplex"`` or ``"min_coherence"`` (:func:`etfcore.min_coherence_frame`,
+    ``K ≤ 20 000``); see :func:`etfcore.frame_coherence` for how well each separates the classes.
+    ``W`` comes with an explicit ``seed`` and is a persistent
     buffer: optimisers never see it and a checkpoint restores exactly the same frame (the seed is
     also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (as in the hinge-CE paper:
     lets ReLU features reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2
@@ -39,6 +79,8 @@ class FixedETFHead(nn.Module):
     >>> head = enn.FixedETFHead(num_classes=10, dim=16, seed=0)
     >>> head(torch.randn(4, 16)).shape
     torch.Size([4, 10])
+    >>> enn.FixedETFHead(num_classes=1000, dim=64, frame="sphere", seed=0).weight.shape
+    torch.Size([1000, 64])
     """
 
     weight: torch.Tensor
@@ -55,15 +97,11 @@ class FixedETFHead(nn.Module):
         batch_norm: bool = False,
         normalize: bool = False,
         lengths_in_training_only: bool = False,
+        frame: str = "simplex",
     ) -> None:
         super().__init__()
-        if dim < num_classes - 1:
-            raise DimensionError(
-                f"a fixed ETF head for K={num_classes} classes needs dim >= K-1 = "
-                f"{num_classes - 1}, got dim={dim}"
-            )
-        self.num_classes, self.dim = int(num_classes), int(dim)
-        w = _etf(num_classes, dim, seed=seed, lengths=lengths)
+        self.num_classes, self.dim, self.frame = int(num_classes), int(dim), str(frame)
+        w = fixed_frame(self.frame, self.num_classes, self.dim, seed, lengths)
         wt = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
         self.register_buffer("weight", wt, persistent=True)
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64), persistent=True)
