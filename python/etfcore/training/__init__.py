@@ -12,6 +12,7 @@ from .datasets import (
 )
 from .extract import extract_run_features
 from .finetune import FinetuneResult, PretrainedSource, finetune
+from .language_model import language_model_collapse, next_token_pairs, output_embedding
 from .metric import CollapseMetrics
 from .module import ClassifierModule
 from .tracking import TorchCollapseStats
@@ -36,4 +37,7 @@ __all__ = [
     "long_tail_indices",
     "coarse_labels",
     "CIFAR100_COARSE",
+    "language_model_collapse",
+    "next_token_pairs",
+    "output_embedding",
 ]
