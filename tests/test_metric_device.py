@@ -14,7 +14,11 @@ import etfcore as ec  # noqa: E402
 from etfcore.training import CollapseMetrics, TorchCollapseStats  # noqa: E402
 from etfcore.training import metric as metric_mod  # noqa: E402
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+def cuda(test):
+    """A CUDA test: selected by ``pytest -m cuda`` (benches/gpu_check.py), skipped without CUDA."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return pytest.mark.cuda(skip(test))
 DEVICE = dict(checks="deferred", products="input")
 
 

@@ -13,7 +13,11 @@ import etfcore as ec  # noqa: E402
 import etfcore.nn as enn  # noqa: E402
 from etfcore.training import TorchCollapseStats, TrainConfig, Trainer  # noqa: E402
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+def cuda(test):
+    """A CUDA test: selected by ``pytest -m cuda`` (benches/gpu_check.py), skipped without CUDA."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    return pytest.mark.cuda(skip(test))
 
 
 def test_import_etfcore_does_not_import_torch():
