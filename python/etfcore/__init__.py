@@ -25,6 +25,7 @@ from .errors import (
     NumericalError,
     ParameterError,
     ShapeError,
+    StorageError,
     TooFewClassesError,
 )
 from .frames import etf, orthogonal_frame
@@ -59,4 +60,5 @@ __all__ = [
     "ParameterError",
     "DegenerateInputError",
     "NumericalError",
+    "StorageError",
 ]

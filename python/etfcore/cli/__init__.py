@@ -94,8 +94,9 @@ def reference_markdown() -> str:
 
 def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
     """The one mapping of failures to exit statuses: every failure a user can cause prints
-    ``etfcore: error: ...`` and gives 2, Ctrl-C a message and 130; anything else (a genuine bug)
-    is ``None``: it keeps its traceback."""
+    ``etfcore: error: ...`` and gives 2, Ctrl-C a message and 130, SIGTERM during training a
+    message and 143 (128 + the signal, as a shell reports it); anything else (a genuine bug) is
+    ``None``: it keeps its traceback."""
     if isinstance(e, KeyboardInterrupt):
         msg = str(e) or "interrupted"
         checkpoint = getattr(e, "checkpoint", None)
@@ -103,7 +104,7 @@ def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
             run = os.path.dirname(os.path.dirname(checkpoint))
             msg += f"; resume with `etfcore train --out {args.out} --resume {run}`"
         print(f"\netfcore: {msg}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))
     if isinstance(e, (EtfcoreError, ImportError)):
         hint = ""
         if isinstance(e, ImportError) and e.name in _TRAIN_DEPS:

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _core
+from .._io import write_bytes
 from .._validation import (
     as_bytes,
     as_features,
@@ -212,8 +213,9 @@ class CollapseStats:
         return cls._wrap(raw)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
+        """Writes :meth:`to_bytes` to ``path`` atomically (a kill or a full disk leaves an earlier
+        file whole; failures are a :class:`~etfcore.StorageError` naming the path)."""
+        write_bytes(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> CollapseStats:
