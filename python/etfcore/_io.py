@@ -20,8 +20,8 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -86,12 +86,17 @@ def temp_path(path: PathLike) -> str:
     """A fresh, unused temporary name beside ``path`` (same directory, hidden, created empty)."""
     p = os.fspath(path)
     d, name = os.path.split(os.path.abspath(p))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=d)
-    except OSError as e:
-        raise storage_error(e, p) from None
-    os.close(fd)
-    return tmp
+    for _ in range(100):
+        tmp = os.path.join(d, f".{name}.tmp-{secrets.token_hex(4)}")
+        try:  # mode 0o666 less the umask, as a plain open() would create the file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise storage_error(e, p) from None
+        os.close(fd)
+        return tmp
+    raise StorageError(f"cannot write {p}: no free temporary name in {d}")  # pragma: no cover
 
 
 def commit(tmp: PathLike, path: PathLike) -> None:
@@ -227,7 +232,8 @@ def check_free_space(directory: PathLike, nbytes: int, what: Optional[PathLike] 
     if nbytes > free:
         target = os.fspath(what) if what is not None else d
         err = StorageError(
-            f"cannot write {target}: it needs {nbytes} bytes but the filesystem has {free} free"
+            f"cannot write {target}: not enough free space on the device ({nbytes} bytes "
+            f"needed, {free} free)"
         )
         err.path = target
         err.errno = errno.ENOSPC

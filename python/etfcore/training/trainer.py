@@ -19,6 +19,7 @@ SIGTERM (a scheduler's preemption) stops like Ctrl-C: the last epoch's checkpoin
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .._io import make_dirs, save_with, storage_error, write_text
+from .._io import make_dirs, storage_error, write_bytes, write_text
 from ..errors import ParameterError, ShapeError
 from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
@@ -78,7 +79,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in p:
             return super().save_checkpoint(checkpoint, path, storage_options)
         make_dirs(os.path.dirname(os.path.abspath(p)))
-        save_with(p, lambda f: torch.save(checkpoint, f))
+        # serialised in memory first (as Lightning does): torch's zip writer turns a failed file
+        # write (a full disk) into an opaque RuntimeError; a plain write keeps the OSError
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(p, buffer.getbuffer())
 
     def remove_checkpoint(self, path: Any) -> None:
         try:
