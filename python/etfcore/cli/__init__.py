@@ -55,6 +55,10 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="show the traceback of every failure (errors are one-line messages otherwise)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_parsers(sub)
@@ -75,8 +79,9 @@ def reference_markdown() -> str:
             "# Command-line reference",
             "",
             "Every command of `etfcore`, as its `--help` prints it. Failures a user can cause "
-            "print `etfcore: error: …` and exit with status 2; Ctrl-C during training keeps the "
-            "last checkpoint and exits with 130.",
+            "print `etfcore: error: …` and exit with status 2 (`etfcore --debug …` shows the "
+            "traceback); Ctrl-C during training keeps the last checkpoint and exits with 130, "
+            "SIGTERM with 143 (see [Failure and recovery](failure-and-recovery.md)).",
             "",
             "```text",
             parser.format_help().rstrip(),
@@ -138,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         parser.error(str(e))
     except BaseException as e:
+        if args.debug and not isinstance(e, SystemExit):
+            raise
         status = _error_status(args, e)
         if status is None:
             raise

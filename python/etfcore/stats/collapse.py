@@ -34,7 +34,13 @@ from .._validation import (
     as_str,
     as_vector64,
 )
-from ..errors import IncompatibleStatsError, LabelError, ParameterError, ShapeError
+from ..errors import (
+    IncompatibleStatsError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+)
 from .results import LogMEResult, NC1Split, PinvResult, RidgePath, ridge_multipliers
 
 Weighting = str  # "weighted" (default) or "balanced"
@@ -592,6 +598,9 @@ class CollapseStats:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Validation accuracy and loss of the ridge probe at every ``λ`` of ``path``."""
         h = as_features(val_features, "val_features")
+        if not np.isfinite(h).all():
+            row, col = np.argwhere(~np.isfinite(h))[0]
+            raise NonFiniteError(f"val_features contain NaN or Inf at row {row}, column {col}")
         if h.shape[1] != self.dim:
             raise ShapeError(
                 f"val_features have {h.shape[1]} columns but the statistics have dim={self.dim}"
