@@ -10,12 +10,14 @@
   :func:`ncti`, :func:`cm_accuracy`. :class:`TransferabilityStats` streams and merges.
 - Rank agreement: :func:`weighted_kendall_tau` (scipy's convention), :func:`pearson`,
   :func:`spearman`, :func:`rank_report`; :func:`mlog` and :func:`mlog_report`.
-- :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first).
+- :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first);
+  :func:`load_npy` reads a saved feature or label file, checked against its extraction's
+  manifest.
 
 Importing this module never imports torch.
 """
 
-from .features import extract_features, map_labels, select_classes
+from .features import extract_features, load_npy, map_labels, select_classes
 from .ncti import NCTIComponents, ncti, ncti_components
 from .probe import DEFAULT_GRID, ProbeResult, fit_logistic, linear_probe, stratified_split
 from .ranking import (
@@ -74,6 +76,7 @@ __all__ = [
     "hscore",
     "hscore_from_stats",
     "leep",
+    "load_npy",
     "linear_probe",
     "logme",
     "logme_from_stats",
