@@ -290,9 +290,20 @@ def test_kill_9_during_extract_leaves_the_earlier_extraction_whole(tiny_run, tmp
          "--batch-size", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
-    def writing():
-        stages = [d for d in os.listdir(out) if d.startswith(".extract-")]
-        return any(f.endswith(".npy") for d in stages for f in os.listdir(out / d))
+    def files():
+        found = {}
+        for d, _, names in os.walk(out):
+            for n in names:
+                try:
+                    found[os.path.join(d, n)] = os.stat(os.path.join(d, n)).st_mtime_ns
+                except FileNotFoundError:
+                    pass
+        return found
+
+    old = files()
+
+    def writing():  # a new .npy file, or one rewritten: the extraction is writing rows
+        return any(p.endswith(".npy") and old.get(p) != t for p, t in files().items())
 
     try:
         assert _wait_for(writing, proc, 60), proc.communicate()[1][-1500:]
@@ -479,15 +490,16 @@ def _on_full_disk(tmp_path, size_kb, before, during, leave_kb):
 def test_a_full_disk_during_extract_is_a_message_and_keeps_the_earlier_set(tiny_run, tmp_path):
     probe = ("$ETF probe --train $DISK/f/train_features.npy $DISK/f/train_labels.npy "
              "--test $DISK/f/test_features.npy $DISK/f/test_labels.npy --device cpu --json")
+    # three classes first, then all ten: the new set needs more room than the disk has left
     r = _on_full_disk(
         tmp_path, 1024,
-        before=f"$ETF extract {tiny_run} --set val_fraction=0.2 --device cpu --out $DISK/f "
-               ">/dev/null || exit 98\n"
+        before=f"$ETF extract {tiny_run} --set classes=0,1,2 --set val_fraction=0.2 "
+               "--device cpu --out $DISK/f >/dev/null || exit 98\n"
                f"{probe} > $DISK/../before.json",
         during=f"$ETF extract {tiny_run} --device cpu --out $DISK/f\n"
                "echo EXTRACT_RC=$?\n"
                f"{probe} > $DISK/../after.json; echo PROBE_RC=$?",
-        leave_kb=40,
+        leave_kb=24,
     )
     assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
     assert "EXTRACT_RC=2" in r.stdout, r.stderr[-2000:]
