@@ -543,3 +543,35 @@ def test_warnings_module_is_quiet_by_default():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _io.read_jsonl(os.devnull) == []
+
+
+def test_lightning_writes_checkpoints_through_the_atomic_writer(tmp_path):
+    pytest.importorskip("lightning")
+    import torch
+
+    from etfcore.training import TrainConfig, Trainer
+    from etfcore.training.trainer import AtomicCheckpointIO, claim_version
+
+    t = Trainer(TrainConfig(epochs=1, feature_dim=16, progress=False, accelerator="cpu"),
+                out_dir=str(tmp_path / "o"))
+    t.fit()
+    io_plugin = t.lightning.strategy.checkpoint_io
+    assert isinstance(io_plugin, AtomicCheckpointIO)
+    last = os.path.join(t.run_dir, "checkpoints", "last.ckpt")
+    before = open(last, "rb").read()
+    # a manual save goes the same way; a failing one keeps the file and names it
+    t.lightning.save_checkpoint(os.path.join(t.run_dir, "checkpoints", "manual.ckpt"))
+    manual = torch.load(os.path.join(t.run_dir, "checkpoints", "manual.ckpt"),
+                        weights_only=False)
+    assert manual["state_dict"].keys() == t.module.state_dict().keys()
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the checkpoint directory should be")
+    with pytest.raises(ec.StorageError, match="blocked"):
+        io_plugin.save_checkpoint({"x": 1}, str(blocked / "last.ckpt"))
+    assert open(last, "rb").read() == before
+    assert not [n for n in os.listdir(os.path.dirname(last)) if ".tmp-" in n]
+    # run directories are claimed one by one, never shared
+    parent = tmp_path / "claims"
+    assert [claim_version(str(parent)) for _ in range(3)] == [0, 1, 2]
+    (parent / "version_7").mkdir()
+    assert claim_version(str(parent)) == 8
