@@ -27,6 +27,7 @@ from .errors import (
     NumericalError,
     ParameterError,
     ShapeError,
+    StorageError,
     TooFewClassesError,
 )
 from .frames import (
@@ -76,4 +77,5 @@ __all__ = [
     "ParameterError",
     "DegenerateInputError",
     "NumericalError",
+    "StorageError",
 ]

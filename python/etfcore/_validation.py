@@ -176,3 +176,53 @@ def as_flat_int64(values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         raise DTypeError(f"{name} must be integers, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.int64).ravel()
+
+
+def as_count(value: Any, name: str, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (class counts, dimensions, chunk sizes, batch sizes)."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        v = operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or v < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return v
+
+
+def torch_device(device: Any, name: str = "device") -> Any:
+    """The ``torch.device`` of ``device`` (``None``/``"auto"``: CUDA when present, else the CPU),
+    checked before any tensor goes there: an unknown name, ``"cuda"`` without CUDA, or a device
+    index the machine lacks is a :class:`ParameterError`. The one device check of etfcore
+    (probe, extraction, the torch statistics, the command line); imports torch when called."""
+    import torch
+
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be a device name like 'cpu' or 'cuda:0', got {device!r}")
+    try:
+        dev = torch.device(device.strip() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(
+            f"{name}: unknown device {device!r} (use 'auto', 'cpu', 'cuda', 'cuda:N', 'mps')"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"{name} {device!r}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ParameterError(
+                f"{name} {device!r}: this machine has {count} CUDA device(s) (0..{count - 1})"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ParameterError(f"{name} {device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "meta"):
+        backend = getattr(torch, dev.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ParameterError(f"{name} {device!r}: {dev.type} is not available on this machine")
+    return dev

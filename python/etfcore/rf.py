@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from ._io import save_with
 from ._validation import (
     as_features,
     as_flat64,
@@ -539,5 +540,5 @@ def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = ""
         ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_with(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)

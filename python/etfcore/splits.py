@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 import numpy as np
 
+from ._validation import as_float, as_index
 from .data import long_tail_counts
 from .errors import LabelError, ParameterError
 
@@ -279,10 +280,11 @@ def stratified_validation_mask(labels: Any, val_fraction: float, seed: int) -> n
     >>> int(m.sum()), int(m[:10].sum())
     (4, 2)
     """
+    val_fraction = as_float(val_fraction, "val_fraction")
     if not 0.0 < val_fraction < 1.0:
         raise ParameterError(f"val_fraction must be in (0, 1), got {val_fraction}")
     y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(as_index(seed, "seed"))
     mask = np.zeros(y.shape[0], dtype=bool)
     for k in np.unique(y):
         idx = np.flatnonzero(y == k)

@@ -55,6 +55,10 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="show the traceback of every failure (errors are one-line messages otherwise)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_parsers(sub)
@@ -75,8 +79,9 @@ def reference_markdown() -> str:
             "# Command-line reference",
             "",
             "Every command of `etfcore`, as its `--help` prints it. Failures a user can cause "
-            "print `etfcore: error: …` and exit with status 2; Ctrl-C during training keeps the "
-            "last checkpoint and exits with 130.",
+            "print `etfcore: error: …` and exit with status 2 (`etfcore --debug …` shows the "
+            "traceback); Ctrl-C during training keeps the last checkpoint and exits with 130, "
+            "SIGTERM with 143 (see [Failure and recovery](failure-and-recovery.md)).",
             "",
             "```text",
             parser.format_help().rstrip(),
@@ -94,8 +99,9 @@ def reference_markdown() -> str:
 
 def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
     """The one mapping of failures to exit statuses: every failure a user can cause prints
-    ``etfcore: error: ...`` and gives 2, Ctrl-C a message and 130; anything else (a genuine bug)
-    is ``None``: it keeps its traceback."""
+    ``etfcore: error: ...`` and gives 2, Ctrl-C a message and 130, SIGTERM during training a
+    message and 143 (128 + the signal, as a shell reports it); anything else (a genuine bug) is
+    ``None``: it keeps its traceback."""
     if isinstance(e, KeyboardInterrupt):
         msg = str(e) or "interrupted"
         checkpoint = getattr(e, "checkpoint", None)
@@ -103,7 +109,7 @@ def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
             run = os.path.dirname(os.path.dirname(checkpoint))
             msg += f"; resume with `etfcore train --out {args.out} --resume {run}`"
         print(f"\netfcore: {msg}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))
     if isinstance(e, (EtfcoreError, ImportError)):
         hint = ""
         if isinstance(e, ImportError) and e.name in _TRAIN_DEPS:
@@ -137,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         parser.error(str(e))
     except BaseException as e:
+        if args.debug and not isinstance(e, SystemExit):
+            raise
         status = _error_status(args, e)
         if status is None:
             raise

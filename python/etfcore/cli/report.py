@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from .. import __version__, data
+from .._io import make_dirs, read_jsonl, save_with, write_text
 from ..errors import ParameterError
 from ..frames import etf
 from ..metrics import collapse_metrics
@@ -89,7 +90,7 @@ def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[s
 
     from ..stats import CollapseStats
 
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     st = CollapseStats(int(y.max()) + 1, h.shape[1]).update(h, y)
     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
     sw = st.within_class_covariance()
@@ -100,7 +101,7 @@ def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[s
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     f1 = os.path.join(out_dir, f"within_covariance_{slug}.png")
-    fig.savefig(f1, dpi=110)
+    save_with(f1, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for label, mat in (("Σ_T", st.total_covariance()), ("Σ_B", st.between_class_covariance())):
@@ -112,7 +113,7 @@ def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[s
     ax.legend()
     fig.tight_layout()
     f2 = os.path.join(out_dir, f"spectra_{slug}.png")
-    fig.savefig(f2, dpi=110)
+    save_with(f2, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
     return [f1, f2]
 
@@ -148,11 +149,10 @@ def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
             f"{path} not found: --run takes a run directory of `etfcore train` "
             "(OUT/NAME/version_N)"
         )
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(path)  # a torn last line (a kill mid-write) is skipped with a warning
     if not rows:
         raise ParameterError(f"{path} has no epochs yet (the run finished none)")
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     last = rows[-1]
     keys = sorted(k for k in last if k != "epoch")
     md = [f"# Training run `{run_dir}`", "", f"{len(rows)} epochs. Final epoch:", ""]
@@ -186,14 +186,13 @@ def run_report(run_dir: str, out_dir: str) -> Tuple[str, List[str]]:
                 ax.legend(fontsize=8)
         fig.tight_layout()
         files.append(os.path.join(out_dir, "curves.png"))
-        fig.savefig(files[-1], dpi=110)
+        save_with(files[-1], lambda f: fig.savefig(f, dpi=110, format="png"))
         plt.close(fig)
         md += ["", "![metric curves](curves.png)"]
     except ImportError:
         md += ["", "(matplotlib not installed: no plots)"]
     files.append(os.path.join(out_dir, "summary.md"))
-    with open(files[-1], "w") as f:
-        f.write("\n".join(md) + "\n")
+    write_text(files[-1], "\n".join(md) + "\n")
     return "\n".join(md), files
 
 def add_parsers(sub: Any) -> None:
@@ -237,9 +236,11 @@ def _report(args: argparse.Namespace) -> int:
             print(f"wrote {f}", file=sys.stderr)
         return 0
     if args.features:
-        h = np.load(args.features, mmap_mode="r")
-        y = np.load(args.labels)
-        w = np.load(args.classifier) if args.classifier else None
+        from ..transfer.features import load_npy
+
+        h = load_npy(args.features, "features")
+        y = np.asarray(load_npy(args.labels, "labels"))
+        w = np.asarray(load_npy(args.classifier, "classifier")) if args.classifier else None
         sets = [(args.features, h, y, w)]
     else:
         sets = [(n, h, y, etf(10, h.shape[1], seed=0)) for n, h, y in _embedded_data()]
@@ -251,9 +252,8 @@ def _report(args: argparse.Namespace) -> int:
             for f in write_plots(n, np.asarray(h), np.asarray(y), args.plots):
                 print(f"wrote {f}", file=sys.stderr)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            title = f"# Collapse metrics ({args.weighting} convention)\n\n"
-            f.write(title + markdown_table(cols) + "\n")
+        title = f"# Collapse metrics ({args.weighting} convention)\n\n"
+        write_text(args.markdown, title + markdown_table(cols) + "\n")
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
         plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else v  # noqa: E731

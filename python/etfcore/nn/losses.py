@@ -114,6 +114,8 @@ class CrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(logits, None, "logits")
         check_target(target, logits.shape[1], logits.shape[0])
+        if logits.shape[0] == 0:
+            return _empty_batch(logits)
         w = None if self.class_weights is None else self.class_weights.to(logits.dtype)
         return F.cross_entropy(
             logits / self.temperature, target, weight=w, label_smoothing=self.label_smoothing
@@ -140,6 +142,8 @@ class MSELoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(logits, None, "logits")
         check_target(target, logits.shape[1], logits.shape[0])
+        if logits.shape[0] == 0:
+            return _empty_batch(logits)
         onehot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
         return 0.5 * (logits - onehot).pow(2).sum(1).mean()
 
@@ -176,6 +180,8 @@ class DotRegressionLoss(nn.Module):
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(features, self.weight.shape[1], "features")
         check_target(target, self.weight.shape[0], features.shape[0])
+        if features.shape[0] == 0:
+            return _empty_batch(features)
         w = self.weight.to(features.dtype)[target]
         dot = (w * features).sum(1)
         with torch.no_grad():
@@ -193,6 +199,12 @@ class DotRegressionLoss(nn.Module):
                     )
         denom = hn if self.parity else wn * hn
         return ((dot - wn * hn) ** 2 / (2 * denom)).mean()
+
+
+def _empty_batch(x: torch.Tensor) -> torch.Tensor:
+    """The loss of an empty batch: 0, with a zero gradient (a mean over no samples would be NaN
+    and poison the parameters through the optimiser)."""
+    return x.sum() * 0.0
 
 
 def _per_class(value: Union[float, Sequence[float], torch.Tensor], k: int, name: str):
@@ -302,7 +314,10 @@ class HingeCrossEntropy(nn.Module):
         return torch.where(onehot, torch.minimum(dots, pos_cap), torch.maximum(dots, neg_floor))
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(features, target), target)
+        logits = self.logits(features, target)
+        if logits.shape[0] == 0:
+            return _empty_batch(logits)
+        return F.cross_entropy(logits, target)
 
 
 class GeneralisedLabelsLoss(nn.Module):
@@ -342,6 +357,8 @@ class GeneralisedLabelsLoss(nn.Module):
         if target.shape[:1] != logits.shape[:1]:
             want, got = logits.shape[0], tuple(target.shape)
             raise ShapeError(f"target must have shape ({want},), got {got}")
+        if logits.shape[0] == 0:
+            return _empty_batch(logits)
         t = self.targets(target).to(logits.dtype)
         return -(t * F.log_softmax(logits, dim=1)).sum(1).mean()
 
@@ -391,6 +408,8 @@ class WithinClassCosineRegulariser(nn.Module):
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_outputs(features, None, "features")
         check_target(target, torch.iinfo(torch.int64).max, features.shape[0])
+        if features.shape[0] == 0:
+            return _empty_batch(features)
         classes, inverse = torch.unique(target, return_inverse=True)
         unit = F.normalize(features, dim=1)
         sums = unit.new_zeros(classes.numel(), unit.shape[1]).index_add_(0, inverse, unit)

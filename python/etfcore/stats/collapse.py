@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _core
+from .._io import write_bytes
 from .._validation import (
     as_bytes,
     as_features,
@@ -33,7 +34,13 @@ from .._validation import (
     as_str,
     as_vector64,
 )
-from ..errors import IncompatibleStatsError, LabelError, ParameterError, ShapeError
+from ..errors import (
+    IncompatibleStatsError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+)
 from .results import LogMEResult, NC1Split, PinvResult, RidgePath, ridge_multipliers
 
 Weighting = str  # "weighted" (default) or "balanced"
@@ -212,8 +219,9 @@ class CollapseStats:
         return cls._wrap(raw)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
+        """Writes :meth:`to_bytes` to ``path`` atomically (a kill or a full disk leaves an earlier
+        file whole; failures are a :class:`~etfcore.StorageError` naming the path)."""
+        write_bytes(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> CollapseStats:
@@ -590,6 +598,9 @@ class CollapseStats:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Validation accuracy and loss of the ridge probe at every ``λ`` of ``path``."""
         h = as_features(val_features, "val_features")
+        if not np.isfinite(h).all():
+            row, col = np.argwhere(~np.isfinite(h))[0]
+            raise NonFiniteError(f"val_features contain NaN or Inf at row {row}, column {col}")
         if h.shape[1] != self.dim:
             raise ShapeError(
                 f"val_features have {h.shape[1]} columns but the statistics have dim={self.dim}"

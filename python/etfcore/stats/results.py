@@ -146,8 +146,14 @@ class RidgePath:
 
     def weights(self, lam: float) -> Tuple[np.ndarray, np.ndarray]:
         """``(W, b)`` with ``W`` ``p × K'`` and ``b`` ``K'``: predictions ``f @ W + b``."""
-        if lam < 0:
-            raise ParameterError(f"λ must be >= 0, got {lam}")
+        if isinstance(lam, (bool, np.bool_, str, bytes)):
+            raise ParameterError(f"λ must be a real number, got {lam!r}")
+        try:
+            lam = float(lam)
+        except (TypeError, ValueError):
+            raise ParameterError(f"λ must be a real number, got {lam!r}") from None
+        if not lam >= 0 or lam == float("inf"):  # NaN fails the first test
+            raise ParameterError(f"λ must be finite and >= 0, got {lam}")
         d = ridge_multipliers(self.eigenvalues, self.rank, lam)
         w = self.eigenvectors @ (d[:, None] * self.projected_targets)
         return w, self.priors - self.global_mean @ w

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchmetrics import Metric
 
+from .._io import append_line, read_jsonl, write_jsonl
 from ..metrics import numerical_rank_of
 from .metric import CollapseMetrics, metrics_of
 
@@ -139,9 +140,8 @@ class CollapseTracker(L.Callback):
             pl_module.log_dict(logged, on_epoch=True, sync_dist=False, batch_size=1)
         row["seconds"] = time.perf_counter() - self._t0
         self.history.append(row)
-        if self.jsonl and trainer.is_global_zero:
-            with open(self.jsonl, "a") as f:
-                f.write(json.dumps({k: json_safe(v) for k, v in row.items()}) + "\n")
+        if self.jsonl and trainer.is_global_zero:  # one whole line, one write, fsynced
+            append_line(self.jsonl, json.dumps({k: json_safe(v) for k, v in row.items()}))
 
     def state_dict(self) -> Dict[str, Any]:
         """The shifts of the next evaluation (saved in checkpoints: exact resume)."""
@@ -232,12 +232,10 @@ def _summary(c: Dict[str, torch.Tensor], minor: torch.Tensor, criterion) -> Dict
 
 
 def truncate_jsonl(path: str, last_epoch: int) -> List[Dict[str, Any]]:
-    """Keeps the rows of epochs ``<= last_epoch`` (a resumed run's checkpoint) and returns them."""
+    """Keeps the rows of epochs ``<= last_epoch`` (a resumed run's checkpoint) and returns them;
+    a torn last line (a kill mid-write) is dropped with a warning. Rewritten atomically."""
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rows = [r for r in rows if r.get("epoch", 0) <= last_epoch]
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    rows = [r for r in read_jsonl(path) if r.get("epoch", 0) <= last_epoch]
+    write_jsonl(path, rows)
     return rows

@@ -278,6 +278,10 @@ def load_toml(path: str) -> Dict[str, Any]:
         raise ParameterError(f"config file {path!r} not found") from None
     except toml.TOMLDecodeError as e:
         raise ParameterError(f"config file {path!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"config file {path!r} is not text (TOML is UTF-8)") from None
+    except IsADirectoryError:
+        raise ParameterError(f"config file {path!r} is a directory") from None
 
 
 def _toml_module():

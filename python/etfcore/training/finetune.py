@@ -51,6 +51,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from .._io import make_dirs, write_text
 from ..errors import ParameterError, ShapeError
 from .build import build_datamodule, build_module
 from .config import TrainConfig, to_toml
@@ -193,9 +194,8 @@ class _RecordSource(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.loggers and trainer.is_global_zero:
-            os.makedirs(trainer.log_dir, exist_ok=True)
-            with open(os.path.join(trainer.log_dir, "pretrained.toml"), "w") as f:
-                f.write(self.source.to_toml())
+            make_dirs(trainer.log_dir)
+            write_text(os.path.join(trainer.log_dir, "pretrained.toml"), self.source.to_toml())
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
         checkpoint["etfcore_finetune"] = self.source.to_dict()

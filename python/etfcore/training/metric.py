@@ -52,6 +52,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from .._validation import as_count, torch_device
 from ..errors import DTypeError, LabelError, NonFiniteError, ParameterError, ShapeError
 from ..stats import CollapseStats
 
@@ -186,6 +187,8 @@ class CollapseMetrics(Metric):
         checks: str = "auto",
         **kwargs: Any,
     ) -> None:
+        num_classes = as_count(num_classes, "num_classes")
+        dim = as_count(dim, "dim")
         super().__init__(**kwargs)
         if products not in ("auto", "input", "float64"):
             raise ParameterError(f"products must be 'auto', 'input' or 'float64', got {products!r}")
@@ -221,6 +224,17 @@ class CollapseMetrics(Metric):
         )
         if self.classifier is not None and self.classifier.shape != (k, p):
             raise ShapeError(f"classifier must be ({k}, {p}), got {self.classifier.shape}")
+
+    def to(self, *args: Any, **kwargs: Any) -> CollapseMetrics:
+        """``Module.to``, with the device checked first (an unknown name, CUDA on a machine
+        without it, a device index it lacks: :class:`~etfcore.ParameterError`)."""
+        if "device" in kwargs and kwargs["device"] is not None:
+            kwargs["device"] = torch_device(kwargs["device"])
+        elif args and isinstance(args[0], (str, torch.device, int)) and not isinstance(
+            args[0], bool
+        ):
+            args = (torch_device(args[0]), *args[1:])
+        return super().to(*args, **kwargs)
 
     def _product_dtype(self, features: torch.Tensor) -> torch.dtype:
         on_cpu = self.scatter.device.type == "cpu"

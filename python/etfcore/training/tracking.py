@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import torch
-
+from .._validation import torch_device
 from .metric import CollapseMetrics
 
 
@@ -32,7 +31,7 @@ class TorchCollapseStats(CollapseMetrics):
     ) -> None:
         super().__init__(num_classes, dim, shift=shift)
         if device is not None:
-            self.to(torch.device(device))
+            self.to(torch_device(device))
 
     def sync(self, group: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Sums the states across ``torch.distributed`` processes (no-op when not initialised)."""

@@ -7,11 +7,19 @@ A run with ``out_dir`` lives in ``out_dir/<name>/version_N`` (a new run takes th
 held-out accuracy: the validation split when there is one, else the test split).
 ``fit(resume=...)`` continues the latest version (or a given run directory or checkpoint) in
 place. Without ``out_dir`` nothing is written.
+
+Nothing is lost to a crash, a kill or a concurrent run: a new run claims its ``version_N`` by
+creating the directory exclusively (two runs started together get two versions); checkpoints
+(Lightning's included, through :class:`AtomicCheckpointIO`) and ``config.toml`` are written to a
+temporary file in their directory, fsynced and renamed; ``metrics.jsonl`` grows by whole lines.
+SIGTERM (a scheduler's preemption) stops like Ctrl-C: the last epoch's checkpoint is kept and
+:class:`TrainingInterrupted` says so (the command line exits with 143).
 """
 
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
 import signal
@@ -24,7 +32,10 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .._io import make_dirs, storage_error, write_bytes, write_text
 from ..errors import ParameterError, ShapeError
 from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
@@ -44,11 +55,66 @@ RESUMABLE_KEYS = (
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :meth:`Trainer.fit`; ``checkpoint`` is the last one kept (or None)."""
+    """Ctrl-C or SIGTERM during :meth:`Trainer.fit`; ``checkpoint`` is the last one kept (or
+    None), ``signum`` the signal (``signal.SIGINT`` or ``signal.SIGTERM``)."""
 
-    def __init__(self, message: str, checkpoint: Optional[str]) -> None:
+    def __init__(
+        self, message: str, checkpoint: Optional[str], signum: int = signal.SIGINT
+    ) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+        self.signum = int(signum)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, crash-safe: ``torch.save`` into a temporary file in the
+    checkpoint's own directory (never across filesystems), fsync, rename over the destination,
+    fsync the directory. A kill leaves the previous checkpoint whole; a full or read-only disk is a
+    :class:`~etfcore.StorageError` naming the checkpoint. Remote URLs keep Lightning's writer."""
+
+    def save_checkpoint(
+        self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None
+    ) -> None:
+        p = os.fspath(path)
+        if storage_options is not None or "://" in p:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        make_dirs(os.path.dirname(os.path.abspath(p)))
+        # serialised in memory first (as Lightning does): torch's zip writer turns a failed file
+        # write (a full disk) into an opaque RuntimeError; a plain write keeps the OSError
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(p, buffer.getbuffer())
+
+    def remove_checkpoint(self, path: Any) -> None:
+        try:
+            super().remove_checkpoint(path)
+        except OSError as e:
+            raise storage_error(e, os.fspath(path), "remove") from None
+
+
+def claim_version(parent: str) -> int:
+    """Creates ``parent/version_N`` for the next free ``N`` *exclusively* and returns ``N``: two
+    processes claiming at once get two directories (``mkdir`` fails for the second, which tries
+    the next number)."""
+    make_dirs(parent)
+    try:
+        taken = [
+            int(m.group(1))
+            for d in os.listdir(parent)
+            if (m := re.fullmatch(r"version_(\d+)", d)) is not None
+        ]
+    except OSError as e:
+        raise storage_error(e, parent, "list") from None
+    n = max(taken, default=-1) + 1
+    while True:
+        path = os.path.join(parent, f"version_{n}")
+        try:
+            os.mkdir(path)
+            return n
+        except FileExistsError:
+            n += 1
+        except OSError as e:
+            raise storage_error(e, path, "create the directory") from None
 
 
 def _devices(spec: str) -> Union[str, int, List[int]]:
@@ -96,9 +162,50 @@ def run_dir_of(checkpoint: str) -> str:
 
 def _load(checkpoint: str) -> Dict[str, Any]:
     try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=False)
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
         raise ParameterError(f"cannot read checkpoint {checkpoint!r}: {e}") from None
+    if not isinstance(ck, dict):
+        raise ParameterError(
+            f"{checkpoint!r} is not a checkpoint (it holds a {type(ck).__name__}, not a dict)"
+        )
+    return ck
+
+
+def _require(ck: Dict[str, Any], checkpoint: str, keys: Sequence[str]) -> None:
+    missing = [k for k in keys if k not in ck]
+    if missing:
+        raise ParameterError(
+            f"{checkpoint!r} lacks {', '.join(missing)}: not a complete checkpoint of etfcore train"
+        )
+    if "state_dict" in keys and not isinstance(ck["state_dict"], dict):
+        raise ParameterError(f"{checkpoint!r}: its state_dict is not a mapping")
+
+
+def _check_state_fits(ck: Dict[str, Any], module: torch.nn.Module, checkpoint: str) -> None:
+    """Refuses (ShapeError) a checkpoint whose weights do not fit ``module`` before Lightning
+    loads it (names missing or unexpected, shapes different)."""
+    mine = module.state_dict()
+    theirs = ck["state_dict"]
+    missing = sorted(set(mine) - set(theirs))
+    extra = sorted(set(theirs) - set(mine))
+    wrong = sorted(
+        k for k in set(mine) & set(theirs)
+        if hasattr(theirs[k], "shape") and tuple(theirs[k].shape) != tuple(mine[k].shape)
+    )
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:5])}")
+        if wrong:
+            parts.append(
+                "shapes differ for "
+                + ", ".join(f"{k} {tuple(theirs[k].shape)} vs {tuple(mine[k].shape)}"
+                            for k in wrong[:5])
+            )
+        raise ShapeError(f"the weights in {checkpoint!r} do not fit this model: {'; '.join(parts)}")
 
 
 def _check_same_run(saved: TrainConfig, config: TrainConfig, checkpoint: str) -> None:
@@ -117,6 +224,8 @@ def _check_same_run(saved: TrainConfig, config: TrainConfig, checkpoint: str) ->
 def _saved_config(ck: Dict[str, Any], checkpoint: str) -> TrainConfig:
     if "etfcore_config" not in ck:
         raise ParameterError(f"{checkpoint!r} was not written by etfcore train")
+    if not isinstance(ck["etfcore_config"], dict):
+        raise ParameterError(f"{checkpoint!r}: its etfcore_config is not a mapping")
     return TrainConfig.from_dict(ck["etfcore_config"])
 
 
@@ -221,6 +330,8 @@ class Trainer:
         callbacks.append(interrupted)
         kw: Dict[str, Any] = dict(logger=False, enable_checkpointing=False)
         if self.out_dir is not None:
+            if version is None and L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+                version = claim_version(os.path.join(self.out_dir, name))
             loggers = self._loggers(self.out_dir, name, version)
             self.run_dir = loggers[0].log_dir
             callbacks += [
@@ -241,6 +352,10 @@ class Trainer:
         if c.progress:
             callbacks.append(TQDMProgressBar(leave=False))
         kw.update(self.trainer_kwargs)
+        plugins = list(kw.pop("plugins", None) or [])
+        if not plugins or not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kw["plugins"] = plugins
         try:
             self.lightning = L.Trainer(
                 accelerator=c.accelerator,
@@ -265,10 +380,10 @@ class Trainer:
             self.module.train()
             try:
                 self.lightning.fit(self.module, datamodule=self.datamodule, ckpt_path=ckpt)
-            except SystemExit:
+            except SystemExit:  # Lightning's way out after Ctrl-C, and its SIGTERMException
                 if not interrupted.seen:
                     raise
-                self._interrupted()
+                self._interrupted(interrupted.signum)
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGINT, previous)
@@ -291,13 +406,15 @@ class Trainer:
             self.out_dir = os.path.dirname(os.path.dirname(run))
             name, version = os.path.basename(os.path.dirname(run)), int(m.group(1))
         ck = _load(ckpt)
+        _require(ck, ckpt, ("state_dict", "epoch", "etfcore_config", "optimizer_states", "loops"))
         _check_same_run(_saved_config(ck, ckpt), self.config, ckpt)
+        _check_state_fits(ck, self.module, ckpt)
         self.module.start_epoch = int(ck.get("epoch", -1)) + 1
         return ckpt, name, version
 
     def _prepare_run_dir(self, ckpt: Optional[str], tracker: CollapseTracker) -> None:
         run = self.run_dir
-        os.makedirs(run, exist_ok=True)
+        make_dirs(run)
         tracker.jsonl = os.path.join(run, "metrics.jsonl")
         if ckpt is not None:
             done = int(_load(ckpt).get("epoch", -1)) + 1
@@ -305,23 +422,26 @@ class Trainer:
             old = os.path.join(run, "metrics.csv")
             if os.path.exists(old):  # Lightning's CSV logger starts a fresh file: keep the old one
                 os.replace(old, os.path.join(run, f"metrics-until-epoch{done}.csv"))
-        with open(os.path.join(run, "config.toml"), "w") as f:
-            f.write(to_toml(self.config.to_dict()))
+        write_text(os.path.join(run, "config.toml"), to_toml(self.config.to_dict()))
 
-    def _interrupted(self) -> None:
+    def _interrupted(self, signum: int = signal.SIGINT) -> None:
         last = None
         if self.run_dir:
             path = os.path.join(self.run_dir, "checkpoints", "last.ckpt")
             last = path if os.path.exists(path) else None
-        msg = "training interrupted"
+        msg = "training interrupted" if signum == signal.SIGINT else (
+            f"training stopped by {signal.Signals(signum).name}"
+        )
         msg += f"; last checkpoint kept: {last}" if last else "; no epoch finished, nothing kept"
-        raise TrainingInterrupted(msg, last)
+        raise TrainingInterrupted(msg, last, signum)
 
 
 class _InterruptFlag(L.Callback):
-    """Records a Ctrl-C, and the run directory every process agrees on (rank 0's)."""
+    """Records a Ctrl-C or a SIGTERM (Lightning's ``SIGTERMException``, raised after the batch
+    in flight), and the run directory every process agrees on (rank 0's)."""
 
     seen = False
+    signum: int = signal.SIGINT
     run_dir: Optional[str] = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -329,7 +449,10 @@ class _InterruptFlag(L.Callback):
             self.run_dir = trainer.log_dir
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
+        if isinstance(exception, SIGTERMException):
+            self.seen, self.signum = True, signal.SIGTERM
+        elif isinstance(exception, KeyboardInterrupt):
+            self.seen = True
 
 
 def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
@@ -348,6 +471,7 @@ def pretrained_backbone(ck: Dict[str, Any], ckpt: str) -> Tuple[torch.nn.Module,
             f"{ckpt!r} was trained with a custom backbone module; build it and "
             "load the state_dict entries under 'backbone.'"
         )
+    _require(ck, ckpt, ("state_dict", "etfcore_input_shape"))
     backbone = build_backbone(config, ck["etfcore_input_shape"])
     state = {
         k[len("backbone.") :]: v for k, v in ck["state_dict"].items() if k.startswith("backbone.")

@@ -10,7 +10,9 @@
   :func:`ncti`, :func:`cm_accuracy`. :class:`TransferabilityStats` streams and merges.
 - Rank agreement: :func:`weighted_kendall_tau` (scipy's convention), :func:`pearson`,
   :func:`spearman`, :func:`rank_report`; :func:`mlog` and :func:`mlog_report`.
-- :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first).
+- :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first);
+  :func:`load_npy` reads a saved feature or label file, checked against its extraction's
+  manifest.
 - Model-selection scores of the field (issue 18), each recording its conventions in its result:
   sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`,
   :func:`pactran_gauss`;
@@ -40,7 +42,7 @@ from .discriminant_scores import (
     sfda,
     transrate,
 )
-from .features import extract_features, map_labels, select_classes
+from .features import extract_features, load_npy, map_labels, select_classes
 from .ground_truth import GroundTruth, GroundTruthRow, load_ground_truth
 from .model_report import MODEL_REPORT_SCORES, ModelReport, ScoreAgreement, rank_models
 from .ncti import NCTIComponents, ncti, ncti_components
@@ -147,6 +149,7 @@ __all__ = [
     "leep",
     "lidar",
     "lidar_from_stats",
+    "load_npy",
     "linear_probe",
     "load_ground_truth",
     "logme",

@@ -19,7 +19,9 @@ from typing import Any, List
 
 import numpy as np
 
+from .._io import save_with
 from ..errors import ParameterError
+from .features import load_npy
 
 COMMANDS = ("probe", "rank")
 
@@ -59,12 +61,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _load(path: str, what: str) -> np.ndarray:
-    if not os.path.exists(path):
-        raise ParameterError(f"{what} file not found: {path}")
-    try:
-        return np.load(path, mmap_mode="r")
-    except ValueError as e:
-        raise ParameterError(f"{what} file {path} is not a readable .npy file: {e}") from e
+    return load_npy(path, what)
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -105,7 +102,7 @@ def _probe(args: argparse.Namespace) -> int:
         ax.set_ylabel(f"validation {r.selection}")
         ax.set_title(f"linear probe: test top-1 {r.top1:.3f} at λ={r.l2:.3g}")
         fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        save_with(args.plot, lambda f: fig.savefig(f, dpi=120, format="png"))
         plt.close(fig)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
@@ -175,7 +172,7 @@ def _scatter(rep: Any, path: str) -> None:
         ax.axis("off")
     fig.supxlabel("transfer accuracy (ground truth)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_with(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
 
 

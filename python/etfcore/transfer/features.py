@@ -13,12 +13,15 @@ map-style datasets whose items are ``(x, label)``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import ParameterError, ShapeError
+from .._io import check_free_space, commit, discard, storage_error, temp_path, verify_manifest
+from .._validation import torch_device
+from ..errors import CorruptDataError, ParameterError, ShapeError
 from ..splits import (
     check_mapped,
     class_subset,
@@ -127,7 +130,10 @@ def extract_features(
     style ``Dataset`` of ``(x, label)``, read in order, or a ``DataLoader``/iterable of
     ``(x, y)`` batches), under ``torch.no_grad`` with the backbone in eval mode (its mode is
     restored afterwards). Each batch updates ``stats`` (if given) and is written to ``out`` (a
-    ``.npy`` path, opened with ``numpy.lib.format.open_memmap``; needs ``len(dataset)``). With
+    ``.npy`` path; needs ``len(dataset)``). ``out`` is written crash-safely: into a memory-mapped
+    temporary file beside it (its space reserved first: a full disk is a
+    :class:`~etfcore.StorageError` before any row, not a SIGBUS), renamed over ``out`` only when
+    every row is in; a failure or a kill leaves an earlier ``out`` as it was. With
     ``keep=False`` and no ``out``, only the labels and the statistics are returned.
 
     >>> import torch, numpy as np, etfcore as ec
@@ -144,11 +150,11 @@ def extract_features(
         import torch
     except ImportError as e:  # pragma: no cover
         raise ImportError("extract_features needs PyTorch: pip install torch") from e
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
-    )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    dev = torch_device(device)
     loader, total = _loader(torch, data, batch_size, num_workers)
     if out is not None and total is None:
         raise ParameterError("writing to `out` needs a dataset of known length")
@@ -156,6 +162,7 @@ def extract_features(
     backbone.eval()
     backbone.to(dev)
     mm = None
+    tmp: Optional[str] = None
     kept = []
     labels = []
     row = 0
@@ -173,8 +180,8 @@ def extract_features(
                     stats.update(f, yy)
                 if out is not None:
                     if mm is None:
-                        mm = np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=dtype,
-                                                       shape=(total, f.shape[1]))
+                        tmp = temp_path(out)
+                        mm = _open_reserved_memmap(tmp, os.fspath(out), dtype, (total, f.shape[1]))
                     if row + f.shape[0] > total:
                         raise ShapeError("the loader yielded more rows than len(dataset)")
                     mm[row:row + f.shape[0]] = f
@@ -182,18 +189,75 @@ def extract_features(
                     kept.append(f)
                 labels.append(yy)
                 row += f.shape[0]
+        if mm is not None and row != total:
+            raise ShapeError(
+                f"the loader yielded {row} rows but len(dataset) = {total}; the memory-mapped "
+                f"file {os.fspath(out)} would keep {total - row} rows of zeros"
+            )
+        if mm is not None:
+            try:
+                mm.flush()
+            except OSError as e:
+                raise storage_error(e, os.fspath(out)) from None
+            shape = mm.shape
+            del mm
+            commit(tmp, os.fspath(out))
+            tmp = None
+            mm = np.lib.format.open_memmap(os.fspath(out), mode="r+")
+            assert mm.shape == shape
     finally:
         backbone.train(was_training)
-    if mm is not None and row != total:
-        raise ShapeError(
-            f"the loader yielded {row} rows but len(dataset) = {total}; the memory-mapped "
-            f"file {os.fspath(out)} would keep {total - row} rows of zeros"
-        )
-    if mm is not None:
-        mm.flush()
+        if tmp is not None:
+            discard(tmp)
     feats = mm if mm is not None else (np.concatenate(kept) if (keep and kept) else None)
     lab = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
     return ExtractedFeatures(feats, lab, stats, None if out is None else os.fspath(out))
+
+
+def _open_reserved_memmap(tmp: str, out: str, dtype: Any, shape: Tuple[int, int]) -> np.ndarray:
+    """A ``w+`` memmap at ``tmp`` whose blocks are reserved on disk first: writing a sparse
+    memory map on a full filesystem kills the process with SIGBUS; this raises instead."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    check_free_space(os.path.dirname(os.path.abspath(tmp)), nbytes + 4096, out)
+    try:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        if hasattr(os, "posix_fallocate") and nbytes:
+            fd = os.open(tmp, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.path.getsize(tmp))
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no reservation: go on
+                    raise
+            finally:
+                os.close(fd)
+    except OSError as e:
+        discard(tmp)
+        raise storage_error(e, out) from None
+    return mm
+
+
+def load_npy(path: Union[str, os.PathLike], what: str = "array", *, mmap: bool = True,
+             checksum: bool = True) -> np.ndarray:
+    """A saved ``.npy`` array (memory-mapped read-only by default), checked first against the
+    ``manifest.json`` of its directory when there is one (files of ``etfcore extract``): a
+    missing, truncated, damaged, stale or non-``.npy`` file is a typed error naming the path
+    (:class:`~etfcore.StorageError`, :class:`~etfcore.CorruptDataError` or
+    :class:`~etfcore.ParameterError`), never a traceback or a silent read."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ParameterError(f"{what} file not found: {p}")
+    if os.path.isdir(p):
+        raise ParameterError(f"{what} path {p} is a directory, not a .npy file")
+    verify_manifest(p, checksum=checksum)
+    try:
+        arr = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except OSError as e:
+        raise storage_error(e, p, "read") from None
+    except (ValueError, EOFError) as e:
+        raise CorruptDataError(f"{what} file {p} is not a readable .npy file: {e}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise CorruptDataError(f"{what} file {p} is not a .npy array file")
+    return arr
 
 
 def _loader(torch: Any, data: Any, batch_size: int, num_workers: int):

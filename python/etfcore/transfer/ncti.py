@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validation import as_features
-from ..errors import ParameterError
+from .._validation import as_count, as_features
+from ..errors import NonFiniteError, ParameterError
 from ._common import encode, softmax
 
 
@@ -35,7 +35,12 @@ def ncti_components(features: Any, labels: Any, *, pca_dim: int = 64) -> NCTICom
     statistics, then the posteriors). Needs the features in memory (the per-class posterior
     matrices' singular values).
     """
+    pca_dim = as_count(pca_dim, "pca_dim")
     h = np.asarray(as_features(features), dtype=np.float64)
+    if not np.isfinite(h).all():
+        raise NonFiniteError("features contain NaN or Inf")
+    if h.shape[0] < 2:
+        raise ParameterError(f"NCTI needs at least 2 samples, got {h.shape[0]}")
     classes, y = encode(labels, h.shape[0])
     n, p = h.shape
     k = classes.size
@@ -85,6 +90,14 @@ def ncti(components: Sequence[NCTIComponents]) -> np.ndarray:
     ``seli + ncc - vc`` (a candidate's score depends on the others; at least 2 candidates)."""
     if len(components) < 2:
         raise ParameterError(f"NCTI compares candidates: need at least 2, got {len(components)}")
+
+    for i, c in enumerate(components):
+        if not isinstance(c, NCTIComponents):
+            raise ParameterError(f"component {i} is a {type(c).__name__}, not NCTIComponents")
+        for name in ("seli", "ncc", "vc"):
+            v = getattr(c, name)
+            if isinstance(v, (bool, str, bytes)) or not np.isfinite(np.float64(v)):
+                raise ParameterError(f"component {i}: {name} must be a finite number, got {v!r}")
 
     def norm(v):
         v = np.asarray(v, dtype=np.float64)

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .._validation import as_count, as_index, torch_device
 from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
 from ..splits import stratified_validation_mask
 
@@ -154,12 +155,22 @@ class _Source:
         blk = self.x[a:b]
         if not self.is_tensor:
             blk = t.from_numpy(np.array(blk, order="C"))  # a private copy (memmaps are read-only)
-        blk = blk.to(device=self.device, dtype=self.dtype)
+        blk = blk.to(device=self.device)
+        # finiteness in the features' own precision first, then after the cast: a finite
+        # float64 value beyond float32's range is an overflow, not a NaN in the data
         if not bool(t.isfinite(blk).all()):
             bad = (~t.isfinite(blk)).nonzero()[0].tolist()
             raise NonFiniteError(
                 f"{self.name} contains a non-finite value (NaN or Inf) at row {a + bad[0]}, "
                 f"column {bad[1]}"
+            )
+        blk = blk.to(dtype=self.dtype)
+        if not bool(t.isfinite(blk).all()):
+            bad = (~t.isfinite(blk)).nonzero()[0].tolist()
+            raise NonFiniteError(
+                f"{self.name} at row {a + bad[0]}, column {bad[1]} overflows "
+                f"{str(self.dtype).replace('torch.', '')} (|value| too large); "
+                "rescale the features or use dtype='float64'"
             )
         return blk
 
@@ -211,11 +222,9 @@ class _Design:
 
 
 def _resolve_device(torch, device, x):
-    if device in (None, "auto"):
-        if isinstance(x, torch.Tensor):
-            return x.device
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if (device is None or device == "auto") and isinstance(x, torch.Tensor):
+        return x.device
+    return torch_device(device)
 
 
 def _resolve_dtype(torch, dtype):
@@ -318,8 +327,7 @@ def _checked_grid(grid: Any, selection: str, tol: float, max_iter: int) -> np.nd
         raise ParameterError(f"selection must be 'top1' or 'mean_per_class', got {selection!r}")
     if not (tol > 0 and math.isfinite(tol)):
         raise ParameterError(f"tol must be positive and finite, got {tol}")
-    if int(max_iter) < 1:
-        raise ParameterError(f"max_iter must be >= 1, got {max_iter}")
+    as_count(max_iter, "max_iter")
     lams = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64).ravel()
     if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
         raise ParameterError(
@@ -333,6 +341,8 @@ def _checked_shapes(train_features: Any, test_features: Any):
     for x, name in ((train_features, "train_features"), (test_features, "test_features")):
         _check_features(x, name)
     ntr, nte = _rows(train_features), _rows(test_features)
+    if nte == 0:
+        raise ParameterError("test_features has no rows: nothing to evaluate the probe on")
     p = int(train_features.shape[1])
     if int(test_features.shape[1]) != p:
         raise ShapeError(
@@ -443,6 +453,10 @@ def linear_probe(
     """
     torch = _torch()
     lams = _checked_grid(grid, selection, tol, max_iter)
+    as_count(history_size, "history_size")
+    if chunk_rows is not None:
+        as_count(chunk_rows, "chunk_rows")
+    as_index(seed, "seed")
     ntr, nte, p = _checked_shapes(train_features, test_features)
     ytr_raw = _labels(train_labels, ntr, "train_labels")
     yte_raw = _labels(test_labels, nte, "test_labels")
@@ -532,6 +546,10 @@ def fit_logistic(
     """
     torch = _torch()
     _check_features(features, "features")
+    as_count(max_iter, "max_iter")
+    as_count(history_size, "history_size")
+    if chunk_rows is not None:
+        as_count(chunk_rows, "chunk_rows")
     n, p = _rows(features), int(features.shape[1])
     y = _labels(labels, n, "labels")
     if y.min() < 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -21,9 +22,21 @@ import numpy as np
 from ..errors import ParameterError, ShapeError
 
 
+def _numbers(v: Any, name: str) -> np.ndarray:
+    """A float64 vector of real numbers; strings, booleans and ``None`` are refused."""
+    arr = np.asarray(v)
+    ok = arr.dtype.kind in "fiu" or (arr.dtype.kind == "O" and all(
+        isinstance(e, (numbers.Real, np.number)) and not isinstance(e, (bool, np.bool_))
+        for e in arr.ravel()
+    ))
+    if not ok:
+        raise ParameterError(f"{name} must be numbers, got {arr.ravel()[:3].tolist()!r}...")
+    return np.asarray(arr, dtype=np.float64).ravel()
+
+
 def _pair(x: Any, y: Any):
-    a = np.asarray(x, dtype=np.float64).ravel()
-    b = np.asarray(y, dtype=np.float64).ravel()
+    a = _numbers(x, "scores")
+    b = _numbers(y, "accuracies")
     if a.shape != b.shape:
         raise ShapeError(f"the two sequences differ in length: {a.size} and {b.size}")
     if a.size < 2:

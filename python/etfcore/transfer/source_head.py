@@ -83,6 +83,10 @@ def nce(source_probs: Any, labels: Any, *, logits: bool = False) -> float:
         raise ShapeError("source_probs must be 2-D (num_samples, num_source_classes)")
     if arr.dtype.kind not in "fiu":
         raise DTypeError(f"source_probs must be numeric, got {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ParameterError("source_probs must be finite (NaN or Inf found)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ShapeError(f"source_probs is empty (shape {arr.shape})")
     classes, y = encode(labels, arr.shape[0])
     z = arr.argmax(1)
     joint = np.zeros((classes.size, arr.shape[1]))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .. import _core
 from .._validation import as_features, as_labels, as_optional_float
@@ -53,7 +53,18 @@ class TransferabilityStats:
         return self
 
     def copy(self) -> TransferabilityStats:
+        """An independent copy (also what ``copy.copy`` and ``copy.deepcopy`` return)."""
         return TransferabilityStats._wrap(self._raw.copy())
+
+    def __copy__(self) -> TransferabilityStats:
+        return self.copy()
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> TransferabilityStats:
+        return self.copy()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickling (multiprocessing, Dask) goes through the versioned bytes format.
+        return (_from_bytes, (self.to_bytes(),))
 
     def to_bytes(self) -> bytes:
         """Magic ``ETFCXFER``, version, the inner statistics' bytes, the extra sums, FNV-1a-64."""
@@ -100,3 +111,7 @@ class TransferabilityStats:
         ``1e-12 ×`` the largest)."""
         return float(self._raw.gbc(var_floor))
 
+
+
+def _from_bytes(data: bytes) -> TransferabilityStats:
+    return TransferabilityStats.from_bytes(data)
