@@ -99,9 +99,10 @@ class WeightsAlignMeans(Experiment):
 
     Effects, decided in advance: the final mean ``cos(w_k, m̄_k)`` (``min_effect`` 0.8, i.e.
     within about 37° — "aligned"; 0 is what unrelated directions give), and *CM keeps the
-    accuracy*: ``1 point − (learned − CM)`` test accuracy per seed (positive when the centred
-    means lose less than one point; an equivalence margin, one-sided since a better CM also keeps
-    the accuracy).
+    accuracy*: the paired difference CM − learned of the test accuracy, tested for equivalence
+    within ±1 point by two one-sided tests (TOST: its 95% interval inside (−1, 1) points). Before
+    issue 15 this was a one-sided ``1 − (learned − CM)``, which calls a CM far *better* than the
+    learned head "equivalent" too.
     """
 
     name = "001-weights-align-means"
@@ -143,11 +144,11 @@ class WeightsAlignMeans(Experiment):
 
     def summarise(self, settings, results) -> Outcome:
         final = tuple(float(np.mean(r["cos_balanced"])) for r in results)
-        keeps = tuple(self.margin - (r["learned_test_acc"] - r["cm_test_acc"]) for r in results)
+        keeps = tuple(r["cm_test_acc"] - r["learned_test_acc"] for r in results)
         effects = [
             Effect("final mean cos(w_k, m̄_k) (balanced centring)", final, min_effect=0.8),
-            Effect(f"CM keeps the accuracy: {self.margin * 100:.0f} point − (learned − CM) test",
-                   keeps, scale=100, unit=" points"),  # fmt: skip
+            Effect(f"CM keeps the accuracy: CM − learned test, within ±{self.margin * 100:.0f} "
+                   "point", keeps, margin=self.margin, scale=100, unit=" points"),  # fmt: skip
         ]
         col = lambda key, s=100: mean_std([r[key] for r in results], scale=s, digits=1)  # noqa: E731
         rows = [

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ParameterError
 from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
 
-_FRAMEWORK = {"base", "runner"}
+_FRAMEWORK = {"base", "runner", "cli"}
 #: Part of every cached run's key, with etfcore's version: bump it when training or what a run
 #: records changes without a config change, so no stale run is reused.
 RUNS_VERSION = 2
@@ -458,10 +458,15 @@ def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Rep
 
 def summary_table(reports: Sequence[Report]) -> str:
     """Markdown: one row per experiment with its verdict and main effect."""
-    lines = ["| experiment | claim | verdict | main effect |", "|---|---|---|---|"]
+    lines = [
+        "| experiment | claim | verdict | main effect (detectable ≥) |",
+        "|---|---|---|---|",
+    ]
     for r in reports:
         eff = r.outcome.effects[0]
-        main = f"{eff.name}: {eff.mean * eff.scale:+.3g} ± {eff.std * eff.scale:.2g}{eff.unit}"
+        sc, u = eff.scale, eff.unit
+        main = (f"{eff.name}: {eff.mean * sc:+.3g} ± {eff.std * sc:.2g}{u} "
+                f"(≥ {eff.mde * sc:.2g}{u})")
         claim = r.experiment.claim.replace("|", "\\|")
         verdict = r.outcome.verdict.value  # type: ignore[union-attr]
         lines.append(f"| `{r.experiment.name}` | {claim} | {verdict} | {main} |")
@@ -470,16 +475,22 @@ def summary_table(reports: Sequence[Report]) -> str:
 
 INTRO = """\
 Each experiment below tests one central claim of a paper etfcore implements, on data that needs
-no download, at a scale a laptop runs in minutes. Each seed measures a signed *effect* in the
-direction the paper claims (positive = as the paper says), paired by seed; the verdict follows
-from its mean `m`, its sample standard deviation `s` and the one-sided 95% lower bound
-`m − t·s/√n` (Student's `t`, `n` seeds): **holds** when the lower bound is above zero and `m`
-reaches the smallest effect the experiment counts as relevant (fixed before looking at results);
-**partly holds** when `m > 0` and either the lower bound is above zero or `m` exceeds `s`, or when
-a claim with several effects holds for some of them; **does not hold at this scale** otherwise.
-A claim that does not reproduce here may still hold at the papers' scale (ResNets on ImageNet or
-CIFAR for hundreds of epochs): the verdicts are about what these runs show, and each experiment's
-notes say what was tried. Re-running a command reuses the cached runs and only redraws."""
+no download, at a scale two CPU cores run in minutes to hours. Each seed measures a signed
+*effect* in the direction the paper claims (positive = as the paper says), paired by seed; its
+**95% interval** is `m ± t·s/√n` (mean `m`, sample standard deviation `s`, `n` seeds, Student's
+`t_{0.975, n−1}`), and each effect fixes in advance the smallest effect `δ` that counts as
+relevant. **holds**: the interval lies above 0 and `m ≥ δ`; **partly holds**: above 0 but
+`m < δ`, or a claim with several effects of which the resolved ones disagree; **does not hold at
+this scale**: the interval excludes every relevant effect (its upper end is below `δ`);
+**inconclusive**: the interval contains both 0 and `δ` — the data cannot tell. Equivalence claims
+("comparable", "keeps the accuracy") test the paired difference against a margin `±Δ` with two
+one-sided tests (TOST): they hold when the 95% interval lies inside `(−Δ, Δ)`. Next to each
+verdict, *detectable ≥ x* is the design's power: the smallest true effect it would find in 80% of
+repetitions, `(t_{0.975, n−1} + t_{0.80, n−1})·s/√n` (for an equivalence, the smallest margin
+it could establish, with `t_{0.90}`). A claim that does not reproduce here may still hold at the
+papers' scale (ResNets on ImageNet or CIFAR for hundreds of epochs): the verdicts are about what
+these runs show, and each experiment's notes say what was tried. Re-running a command reuses the
+cached runs and only redraws."""
 
 
 def write_report(
