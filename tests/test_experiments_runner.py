@@ -249,6 +249,27 @@ def test_cli_lists_and_refuses_unknown(toy, capsys):
     assert "toy-probe" in out and "Model selection" in out
     assert main(["reproduce", "no-such-experiment"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--form", "cpu", "toy-probe"]) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_forms_set_seeds_and_accelerator():
+    import argparse
+
+    from etfcore.experiments.cli import DEFAULT_SEEDS, add_arguments, options_from
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    for argv, form in ((["x", "--quick"], "quick"), (["x"], "cpu"), (["x", "--form", "gpu"], "gpu")):
+        o = options_from(p.parse_args(argv))
+        assert o.form == form and o.quick == (form == "quick")
+        assert len(o.seeds) == DEFAULT_SEEDS[form]
+        assert o.accelerator == ("gpu" if form == "gpu" else "auto")
+    assert DEFAULT_SEEDS["cpu"] >= 5
+    o = options_from(p.parse_args(["x", "--seeds", "2", "--seed0", "7", "--accelerator", "cpu"]))
+    assert o.seeds == (7, 8) and o.accelerator == "cpu" and o.form == "cpu"
+    with pytest.raises(ParameterError):
+        RunOptions(quick=True, form="cpu")
 
 
 def test_the_seed_reaches_the_frame_and_run_keys_carry_the_version(tmp_path, monkeypatch):
