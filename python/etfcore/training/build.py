@@ -49,6 +49,10 @@ def build_backbone(config: TrainConfig, input_shape: Sequence[int]) -> nn.Module
     c = config
     if c.backbone == "mlp":
         return enn.MLP(int(np.prod(input_shape)), c.feature_dim)
+    if c.backbone == "cnn1d":  # 1-D signals (MNIST-1D): etfcore.nn.conv1d
+        from ..nn.conv1d import Conv1DNet
+
+        return Conv1DNet(int(np.prod(input_shape)), c.feature_dim)
     if c.backbone in ("cnn", "cnn-sw"):
         channels = input_shape[0] if len(input_shape) == 3 else 1
         norm = "sw" if c.backbone == "cnn-sw" else "bn"

@@ -32,6 +32,7 @@ def _f(default: Any, doc: str, choices: Optional[Tuple[Any, ...]] = None) -> Any
 
 BACKBONES = (
     "mlp",
+    "cnn1d",
     "cnn",
     "cnn-sw",
     "resnet18",
