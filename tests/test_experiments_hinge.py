@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 
 from etfcore.experiments import RunOptions, Verdict
-from etfcore.experiments.hinge_cones import (
-    CoarseToFine,
-    LongTailMinor,
-    Nc1VersusTau,
-    frame_angle,
-    recipe,
-    spearman,
-    tau_grid,
-)
+from etfcore.experiments.hinge_cones import CoarseToFine, frame_angle, recipe, spearman
+from etfcore.experiments.hinge_long_tail import LongTailMinor
+from etfcore.experiments.hinge_tau import Nc1VersusTau, tau_grid
 
 pytest.importorskip("torch")
 pytest.importorskip("lightning")
@@ -142,7 +136,7 @@ def test_long_tail_verdicts():
     exp = LongTailMinor()
     s = exp.settings(RunOptions(quick=True))
     good = [_lt(0.85 + d, 0.80) for d in (0.0, 0.01, 0.02)]
-    bad = [_lt(0.78 + d, 0.80) for d in (0.0, 0.01, 0.02)]
+    bad = [_lt(0.76 + d, 0.80) for d in (0.0, 0.01, 0.02)]
     assert exp.summarise(s, good).verdict is Verdict.HOLDS
     assert exp.summarise(s, bad).verdict is Verdict.DOES_NOT_HOLD
 

@@ -153,7 +153,8 @@ def test_formatting():
     t = Table(["method", "acc"], [["a|b", "1"]])
     assert "a\\|b" in t.markdown() and t.text().splitlines()[0].startswith("method")
     d = Effect("gain", (0.01, 0.02, 0.03), scale=100, unit=" points").describe()
-    assert "+2 ± 1 points" in d and "inconclusive" in d and "detectable ≥" in d and "95% interval" in d
+    assert "+2 ± 1 points" in d and "inconclusive" in d
+    assert "detectable ≥" in d and "95% interval" in d
     assert "TOST" in Effect("d", (0.01, 0.0, 0.02), margin=0.05).describe()
 
 
@@ -260,7 +261,8 @@ def test_forms_set_seeds_and_accelerator():
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    for argv, form in ((["x", "--quick"], "quick"), (["x"], "cpu"), (["x", "--form", "gpu"], "gpu")):
+    cases = ((["x", "--quick"], "quick"), (["x"], "cpu"), (["x", "--form", "gpu"], "gpu"))
+    for argv, form in cases:
         o = options_from(p.parse_args(argv))
         assert o.form == form and o.quick == (form == "quick")
         assert len(o.seeds) == DEFAULT_SEEDS[form]
@@ -284,3 +286,33 @@ def test_the_seed_reaches_the_frame_and_run_keys_carry_the_version(tmp_path, mon
     assert ctx._key(cfg.replace(lr=0.01)) != key
     monkeypatch.setattr(runner, "RUNS_VERSION", runner.RUNS_VERSION + 1)
     assert ctx._key(cfg) != key  # a change of what runs record retrains
+
+
+def test_trained_run_reads_its_network_through_public_accessors(tmp_path):
+    """module(), head(), head_weights() and head_features() against the checkpoint's raw tensors
+    (an independent reading: the state dict and the formula normalize(P h + b))."""
+    from etfcore.experiments import runner
+    from etfcore.training.checkpoints import load_module, read_checkpoint, run_config
+
+    ctx = runner.Context(RunOptions(accelerator="cpu", out_dir=str(tmp_path)))
+    run = ctx.train({"epochs": 1, "seed": 0, "head": "etf", "projector": True,
+                     "normalize_features": True, "loss": "ce"})
+    sd = read_checkpoint(run.run_dir)["state_dict"]
+    assert run_config(run.run_dir).head == "etf"
+    assert run.module() is run.module() and not run.module().training
+    h = np.random.default_rng(0).normal(size=(7, run.config.feature_dim))
+    p, b = sd["head.projector.weight"].double().numpy(), sd["head.projector.bias"].double().numpy()
+    u = h @ p.T + b
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    np.testing.assert_allclose(run.head_features(h), u, atol=1e-5)
+    np.testing.assert_allclose(run.head_weights(), sd["head.weight"].double().numpy())
+    lin = ctx.train({"epochs": 1, "seed": 0, "head": "linear"})
+    np.testing.assert_allclose(
+        lin.head_weights(), read_checkpoint(lin.run_dir)["state_dict"]["head.linear.weight"])
+    np.testing.assert_allclose(lin.head_features(h), h, atol=1e-6)  # no projector: identity
+    x = torch.randn(3, 64)
+    backbone, _ = lin.load()  # the trainer's own reader of the backbone
+    with torch.no_grad():
+        assert torch.allclose(load_module(lin.run_dir).backbone(x), backbone.eval()(x))
+    with pytest.raises(ParameterError):
+        read_checkpoint(str(tmp_path / "nowhere"))

@@ -100,6 +100,8 @@ def test_curve_verdicts_on_constructed_results():
     o = exp.summarise({}, [res(0.5, 0.3), res(0.55, 0.3), res(0.5, 0.35)])
     assert o.verdict is Verdict.HOLDS
     o = exp.summarise({}, [res(1.1, 1.3), res(1.2, 1.3), res(1.05, 1.4)])
+    assert o.verdict is Verdict.INCONCLUSIVE  # three noisy seeds: intervals reach +0.05
+    o = exp.summarise({}, [res(1.1, 1.3), res(1.12, 1.32), res(1.14, 1.35)])
     assert o.verdict is Verdict.DOES_NOT_HOLD
 
 

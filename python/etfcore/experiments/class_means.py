@@ -46,7 +46,7 @@ def source_config(options: RunOptions) -> Dict[str, Any]:
 
 def head_weights(run: Any) -> np.ndarray:
     """The learnable head's ``K × p`` weights in a run's last checkpoint."""
-    return run.state_dict()["head.linear.weight"].double().numpy()
+    return run.head_weights()
 
 
 def alignment(weights: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -267,19 +267,18 @@ class LongTailDotRegression(Experiment):
     11 samples at ρ = 0.01, 0.02, 0.1; cpu form: a 1-D CNN on MNIST-1D with 50 000 training
     signals, whose tail class keeps ≥ 40 at ρ = 0.01, like CIFAR-10-LT's 50) is trained per seed
     on the training split long-tail subsampled to each ``ρ``, for the SGD steps of ``epochs``
-    balanced epochs whatever ``ρ`` (:func:`epochs_for`), with learnable + CE, fixed ETF + CE and fixed ETF + DR, each
-    with and without mixup; test accuracy is measured on the balanced held-out split. The effect
-    is the paired (same seed, same data) accuracy gain of ETF + DR over learnable + CE at each
-    strong imbalance ``ρ ≤ 0.02``, with and without mixup, and whether the mixup gain at the
-    strongest ``ρ`` exceeds the one at ``ρ = 0.1``. Decided before any result: the paper claims
-    its gains at ``ρ ≤ 0.02`` (+1.3 to +4.6 points on CIFAR-10; +1.3 to +3.7 at ρ = 0.01 and
-    0.02, the quick grid's) and shows none at ``ρ = 0.1``
-    (86.9 vs 87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an
-    effect; a gain counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of
-    the 539), below that only partly; the growth needs only to be positive. Ablation rows
-    (``ρ = 0.01`` and ``0.1``, no mixup, one change from the main recipe each) show which
-    recipe difference moves the gain; they are not tuned to agree and do not enter the verdict.
-    """
+    balanced epochs whatever ``ρ`` (:func:`epochs_for`), with learnable + CE, fixed ETF + CE and
+    fixed ETF + DR, each with and without mixup; test accuracy is measured on the balanced
+    held-out split. The effect is the paired (same seed, same data) accuracy gain of ETF + DR
+    over learnable + CE at each strong imbalance ``ρ ≤ 0.02``, with and without mixup, and
+    whether the mixup gain at the strongest ``ρ`` exceeds the one at ``ρ = 0.1``. Decided before
+    any result: the paper claims its gains at ``ρ ≤ 0.02`` (+1.3 to +4.6 points on CIFAR-10;
+    +1.3 to +3.7 at ρ = 0.01 and 0.02, the quick grid's) and shows none at ``ρ = 0.1`` (86.9 vs
+    87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an effect; a gain
+    counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of the 539), below
+    that only partly; the growth needs only to be positive. Ablation rows (``ρ = 0.01`` and
+    ``0.1``, no mixup, one change from the main recipe each) show which recipe difference moves
+    the gain; they are not tuned to agree and do not enter the verdict. """
 
     name = "002-long-tail-dr"
     paper = "002"

@@ -133,15 +133,17 @@ def member_config(settings: Mapping[str, Any], member: str, seed: int) -> Dict[s
     return {**settings["source"], **settings["zoo"][member], "seed": seed}
 
 
+#: The smallest rank agreement that counts (issue 15, fixed before the runs of the new rule):
+#: Kendall's τ = 2·P(a pair in the right order) − 1, so τ = 0.2 puts 60% of the pairs of
+#: candidates in the right order — less is a ranking a user could not act on.
+TAU_RELEVANT = 0.2
+
+
 # ------------------------------------------------------------------ measurements
 def source_head(run: Any):
     """The trained run's head (``features → logits``), rebuilt from its checkpoint; with the
     run's softmax temperature."""
-    from ..training.build import build_datamodule, build_module
-
-    module = build_module(run.config, build_datamodule(run.config))
-    module.load_state_dict(run.state_dict())
-    return module.head.eval(), float(run.config.temperature)
+    return run.head(), float(run.config.temperature)
 
 
 def source_probabilities(head: Any, temperature: float, features: np.ndarray) -> np.ndarray:
@@ -456,8 +458,10 @@ class SelectionBenchmark(Experiment):
         effects = [
             Effect("LogME − source accuracy, weighted τ",
                    _paired_gaps(base, _cell(results, "logme", "weighted_tau")), min_effect=0.1),
-            Effect("LogME weighted τ", _defined(_cell(results, "logme", "weighted_tau"))),
-            Effect("H-score weighted τ", _defined(_cell(results, "hscore", "weighted_tau"))),
+            Effect("LogME weighted τ", _defined(_cell(results, "logme", "weighted_tau")),
+                   min_effect=TAU_RELEVANT),
+            Effect("H-score weighted τ", _defined(_cell(results, "hscore", "weighted_tau")),
+                   min_effect=TAU_RELEVANT),
         ]  # fmt: skip
         best_gap = Effect(f"best score ({LABELS[best]}) − source accuracy", _paired_gaps(
             base, _cell(results, best, "weighted_tau")))  # fmt: skip
@@ -602,7 +606,8 @@ class CMRanksModels(Experiment):
             "(reported, not part of the verdict)",
             f"Pearson of CM accuracy with probe accuracy, mean over targets: {mean_std(agree)}",
         ]
-        return Outcome([Effect("CM accuracy weighted τ (mean over targets)", cm)],
+        return Outcome([Effect("CM accuracy weighted τ (mean over targets)", cm,
+                               min_effect=TAU_RELEVANT)],
                        Table(cols, rows), notes)  # fmt: skip
 
     def plot(self, settings, results, fig) -> bool:

@@ -122,11 +122,14 @@ def quiet_lightning() -> Iterator[None]:
 @dataclasses.dataclass
 class TrainedRun:
     """A cached training run: its directory (a ``Trainer`` run directory with checkpoints), the
-    resolved config and the per-epoch history (``metrics.jsonl`` rows)."""
+    resolved config and the per-epoch history (``metrics.jsonl`` rows). Experiments read the
+    trained network through :meth:`module`, :meth:`head`, :meth:`head_weights` and
+    :meth:`head_features`, never through checkpoint keys."""
 
     run_dir: str
     config: Any  # TrainConfig
     history: List[Dict[str, Any]]
+    _module: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def final(self) -> Dict[str, Any]:
@@ -134,10 +137,43 @@ class TrainedRun:
         return self.history[-1]
 
     def state_dict(self) -> Dict[str, Any]:
-        """The trained module's state (backbone and head) from the run's last checkpoint."""
-        from ..training.trainer import _load, find_checkpoint
+        """The trained module's state (backbone and head) from the run's last checkpoint
+        (:func:`etfcore.training.checkpoints.read_checkpoint`)."""
+        from ..training.checkpoints import read_checkpoint
 
-        return _load(find_checkpoint(self.run_dir))["state_dict"]
+        return read_checkpoint(self.run_dir)["state_dict"]
+
+    def module(self):
+        """The trained :class:`~etfcore.training.ClassifierModule` (eval mode, CPU), rebuilt
+        once per :class:`TrainedRun` (:func:`etfcore.training.checkpoints.load_module`)."""
+        if self._module is None:
+            from ..training.checkpoints import load_module
+
+            self._module = load_module(self.run_dir, self.config)
+        return self._module
+
+    def head(self):
+        """The trained head (eval mode): ``head.features(h)`` is what it classifies (after the
+        projector, BatchNorm, L2 normalisation when the run had them), ``head.classify(u)`` its
+        logits, ``head.weight`` its ``K × p`` classifier."""
+        return self.module().head
+
+    def head_weights(self) -> np.ndarray:
+        """The head's ``K × p`` classifier weights (float64): a learnable head's trained ``W``,
+        a fixed ETF's frame (with its per-class lengths when it has them)."""
+        import torch
+
+        with torch.no_grad():
+            return self.head().weight.detach().double().cpu().numpy()
+
+    def head_features(self, features: np.ndarray) -> np.ndarray:
+        """What the head classifies, ``head.features(h)``, for backbone features ``(N, p)``
+        (float64). For a head without projector, BatchNorm or normalisation: ``features``."""
+        import torch
+
+        with torch.no_grad():
+            h = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            return self.head().features(h).double().numpy()
 
     def load(self):
         """``(backbone, config)`` of the run (:func:`etfcore.training.load_pretrained`)."""
