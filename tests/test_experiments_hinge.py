@@ -110,6 +110,10 @@ def _sweep(s, nc1_slope):
                                  test_acc=0.9, in_cone=0.5)  # fmt: skip
     for m in ("ce", "ce_etf"):
         r[f"ref/{m}"] = dict(nc1=0.3, rank=2.0, test_acc=0.9, in_cone=None)
+    for c in s["class_sweep"]:
+        for i, _ in enumerate(s["sweep_taus"]):
+            r[f"K{c['K']}/{i}"] = dict(nc1=0.3 + nc1_slope * i, rank=2.0 + nc1_slope * i,
+                                       test_acc=0.9, in_cone=0.5)  # fmt: skip
     return r
 
 
@@ -120,7 +124,10 @@ def test_nc1_vs_tau_verdicts():
     down = [_sweep(s, -0.05 - 0.01 * k) for k in range(3)]
     out = exp.summarise(s, up)
     assert out.verdict is Verdict.HOLDS
+    assert len(out.effects) == 4  # digits and the largest K, NC1 and rank each
     assert all(e.mean == pytest.approx(1.0) for e in out.effects)
+    assert [c["K"] for c in s["class_sweep"]] == [10, 30, 100]
+    assert any("K = 100" in row[0] for row in out.table.rows)
     assert exp.summarise(s, down).verdict is Verdict.DOES_NOT_HOLD
 
 
@@ -174,9 +181,11 @@ def test_nc1_vs_tau_pipeline(ctx):
     s = exp.settings(RunOptions(quick=True))
     # the projector and the normalisation: the frame's features are rebuilt from both
     variants = {"normalized": dict(method="hinge", normalize_features=True)}
-    s.update(arch=_tiny_arch(), taus=[0.0, 1.0], variants=variants, references=["ce_etf"])
+    s.update(arch=_tiny_arch(), taus=[0.0, 1.0], variants=variants, references=["ce_etf"],
+             class_sweep=[dict(K=5, feature_dim=16, dataset="hier:coarse=5,fine=1,dim=16,n=10")],
+             sweep_taus=[0.0, 0.5, 1.0])  # fmt: skip
     r = exp.run_seed(ctx, s, 0)
-    assert set(r) == {"ref/ce_etf", "normalized/0", "normalized/1"}
+    assert set(r) == {"ref/ce_etf", "normalized/0", "normalized/1", "K5/0", "K5/1", "K5/2"}
     for v in r.values():
         assert v["nc1"] > 0 and v["rank"] >= 1.0 and 0 <= v["test_acc"] <= 1
         # NC1 of the frame's features rebuilt from the backbone's (projector, normalisation)
@@ -184,7 +193,7 @@ def test_nc1_vs_tau_pipeline(ctx):
         assert v["nc1"] == pytest.approx(v["tracker_nc1"], rel=1e-5)
     s["variants"]["paper"] = s["variants"]["normalized"]  # the verdict's rows
     r.update({f"paper/{i}": r[f"normalized/{i}"] for i in range(2)})
-    assert len(exp.summarise(s, [r]).effects) == 2  # one seed summarises
+    assert len(exp.summarise(s, [r]).effects) == 4  # one seed summarises
 
 
 def test_long_tail_pipeline(ctx):

@@ -48,6 +48,31 @@ _SWEEP_LABELS = {
 }
 
 
+#: Why τ⁻ = π (issue 15; cited in the notes).
+TAU_MINUS_NOTE = (
+    "τ⁻ = π, as the paper's §5 sets it ('for simplicity we set τ⁻ = π (i.e., use ⟨w_k, u_i⟩ "
+    "as logits)'). Its appendix says 'τ⁻ is usually set as 0' (Table 4), but in Eq. (8) "
+    "h⁻ = max{⟨w_k, u⟩, stop-grad(‖u‖)‖w_k‖ cos τ⁻}: with τ⁻ = 0 the max is always the "
+    "constant ‖u‖‖w_k‖ (Cauchy–Schwarz), so every negative logit would be a constant without "
+    "gradient — not the plain logits §5 describes. π is the value that gives §5's logits."
+)
+
+
+def class_sweep(quick: bool) -> List[Dict[str, Any]]:
+    """The class-count sweep: K ∈ {10, 30, 100} classes of a Gaussian mixture in 128 input
+    dimensions (``hier`` with one fine class per coarse one), features of width ``p = max(32,
+    K)`` ≥ K − 1 (a simplex ETF needs it), 30 (quick) or 60 samples per class.
+
+    >>> [(c["K"], c["feature_dim"]) for c in class_sweep(True)]
+    [(10, 32), (30, 32), (100, 100)]
+    """
+    n = 30 if quick else 60
+    return [
+        dict(K=k, feature_dim=max(32, k), dataset=f"hier:coarse={k},fine=1,dim=128,n={n}")
+        for k in (10, 30, 100)
+    ]
+
+
 def tau_grid(quick: bool) -> List[float]:
     """τ⁺ values of the sweep, in ``[0, 17π/36]`` (the paper's range): 0°, 25°, 45°, 65°, 85°
     quick; every 10° (and 85°) otherwise."""
@@ -70,17 +95,24 @@ class Nc1VersusTau(Experiment):
     diverges (non-finite or degenerate features) is reported, not raised; ρ is then taken over
     the τ⁺ values that trained (at least three).
 
+    Class-count sweep (issue 15): with ``τ⁻ = π`` the negative logits keep their gradient inside
+    a cone, pulling a feature toward its own class vector with a weight ≈ ``(1 − p_y)/(K − 1)``
+    per negative class — strong at K = 10, negligible at ImageNet's K = 1000, where the paper
+    measured. So the paper's recipe is also swept over τ⁺ on a synthetic mixture with K = 10,
+    30 and 100 classes (:func:`class_sweep`), and ρ(τ⁺, NC1), ρ(τ⁺, rank) are reported per K.
+
     Effects (per seed): Spearman's correlation between τ⁺ and NC1, and between τ⁺ and the
-    numerical rank, for the paper's recipe. Positive = the claim's direction. ``min_effect`` =
-    0.5, decided before any run: the claim is a monotone rise over the whole range, and with
-    five τ⁺ values a correlation under 0.5 leaves several pairs in the wrong order.
+    numerical rank, for the paper's recipe on digits and on the synthetic K = 100 mixture.
+    Positive = the claim's direction. ``min_effect`` = 0.5, decided before any run: the claim is
+    a monotone rise over the whole range, and with five τ⁺ values a correlation under 0.5 leaves
+    several pairs in the wrong order.
     """
 
     name = "004-nc1-vs-tau"
     paper = "004"
     claim = "NC1 and the numerical rank of the training features increase with τ⁺"
     paper_result = "qualitative (ImageNet, ResNet-50, τ⁻ = π): both increase over τ⁺ ∈ [0, 17π/36]"
-    version = 1
+    version = 2  # issue 15: the class-count sweep
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         variants = dict(_SWEEP_VARIANTS)
@@ -91,6 +123,8 @@ class Nc1VersusTau(Experiment):
             taus=tau_grid(options.quick),
             variants=variants,
             references=["ce", "ce_etf"],
+            class_sweep=class_sweep(options.quick),
+            sweep_taus=[t / DEG for t in ((0, 45, 85) if options.quick else (0, 25, 45, 65, 85))],
         )
 
     def configs(self, settings: Mapping[str, Any], seed: int) -> Dict[str, Dict[str, Any]]:
@@ -102,6 +136,12 @@ class Nc1VersusTau(Experiment):
             for i, tau in enumerate(settings["taus"]):
                 keys = spec_keys(v, tau_plus=tau, num_classes=k)
                 out[f"{name}/{i}"] = _config(settings, seed, dataset=ds, **keys)
+        for c in settings.get("class_sweep", []):
+            for i, tau in enumerate(settings["sweep_taus"]):
+                keys = recipe("hinge", tau_plus=tau, num_classes=c["K"])
+                out[f"K{c['K']}/{i}"] = _config(
+                    settings, seed, dataset=c["dataset"], feature_dim=c["feature_dim"], **keys
+                )
         return out
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
@@ -111,7 +151,7 @@ class Nc1VersusTau(Experiment):
             if run is None:
                 out[key] = dict(_DIVERGED)
                 continue
-            div = diversity(ctx, run, {"dataset": settings["dataset"], "seed": seed})
+            div = diversity(ctx, run, {"dataset": cfg["dataset"], "seed": seed})
             out[key] = dict(
                 div,
                 diverged=False,
@@ -126,12 +166,14 @@ class Nc1VersusTau(Experiment):
         return [_num(r[f"{variant}/{i}"][key]) for i in range(len(settings["taus"]))]
 
     def _rho(self, settings, r, variant: str, key: str) -> float:
-        """Spearman over the τ⁺ values whose runs did not diverge (NaN with fewer than 3)."""
-        y = np.asarray(self._curve(settings, r, variant, key))
+        """Spearman over the τ⁺ values whose runs did not diverge (NaN with fewer than 3);
+        ``variant`` ``"K<k>"`` is the class-count sweep at ``k`` classes."""
+        taus = settings["sweep_taus"] if variant.startswith("K") else settings["taus"]
+        y = np.asarray([_num(r[f"{variant}/{i}"][key]) for i in range(len(taus))])
         ok = np.isfinite(y)
         if ok.sum() < 3:
             return float("nan")
-        return spearman(np.asarray(settings["taus"])[ok], y[ok])
+        return spearman(np.asarray(taus)[ok], y[ok])
 
     def summarise(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
@@ -145,6 +187,17 @@ class Nc1VersusTau(Experiment):
             )
             for key, label in (("nc1", "NC1"), ("rank", "numerical rank"))
         ]
+        sweep = settings.get("class_sweep", [])
+        if sweep:  # the largest K: where the negative logits' pull inside a cone is weakest
+            kmax = max(c["K"] for c in sweep)
+            effects += [
+                Effect(
+                    f"Spearman(τ⁺, train {label}), synthetic K = {kmax}",
+                    tuple(_nan0(self._rho(settings, r, f"K{kmax}", key)) for r in results),
+                    min_effect=0.5,
+                )
+                for key, label in (("nc1", "NC1"), ("rank", "numerical rank"))
+            ]
         deg = [f"{t * DEG:.0f}°" for t in taus]
         cols = ["variant", *[f"NC1 τ⁺={d}" for d in deg], "ρ(τ⁺, NC1)", "ρ(τ⁺, rank)",
                 f"rank τ⁺={deg[0]}→{deg[-1]}", f"in-cone τ⁺={deg[-1]}",
@@ -175,6 +228,22 @@ class Nc1VersusTau(Experiment):
                          acc])  # fmt: skip
         rows.append(["paper (ImageNet, Fig. 4)", *["—"] * len(taus), "> 0", "> 0", "rises", "—",
                      "—"])  # fmt: skip
+        for c in sweep:
+            v = f"K{c['K']}"
+            n = len(settings["sweep_taus"])
+            rows.append(
+                [f"class-count sweep: synthetic, K = {c['K']}, p = {c['feature_dim']} "
+                 f"(NC1 at τ⁺ = {', '.join(f'{t * DEG:.0f}°' for t in settings['sweep_taus'])})",
+                 " → ".join(_ms([r[f"{v}/{i}"]["nc1"] for r in results], 1, 3) for i in range(n)),
+                 *["—"] * (len(taus) - 1),
+                 _ms([self._rho(settings, r, v, "nc1") for r in results], 1, 2),
+                 _ms([self._rho(settings, r, v, "rank") for r in results], 1, 2),
+                 f"{_ms([r[f'{v}/0']['rank'] for r in results], 1, 2)} → "
+                 f"{_ms([r[f'{v}/{n - 1}']['rank'] for r in results], 1, 2)}",
+                 _ms([r[f"{v}/{n - 1}"]["in_cone"] for r in results], 1, 2),
+                 f"{_ms([r[f'{v}/0']['test_acc'] for r in results], 100, 1)} → "
+                 f"{_ms([r[f'{v}/{n - 1}']['test_acc'] for r in results], 100, 1)}"]
+            )  # fmt: skip
         return Outcome(effects, Table(cols, rows), self._notes(settings, results))
 
     def _notes(self, settings, results) -> List[str]:
@@ -188,8 +257,17 @@ class Nc1VersusTau(Experiment):
         notes = [
             f"paper's recipe, fraction of training features inside their cones by τ⁺: {cone}. "
             "With τ⁻ = π the negative logits keep their gradient inside the cones (pulling "
-            "features toward w_y, harder than CE since the capped positive logit is smaller)"
+            "features toward w_y, harder than CE since the capped positive logit is smaller)",
+            TAU_MINUS_NOTE,
         ]
+        for c in settings.get("class_sweep", []):
+            v = f"K{c['K']}"
+            if all(f"{v}/0" in r for r in results):
+                notes.append(
+                    f"class-count sweep, K = {c['K']} (synthetic, p = {c['feature_dim']}): "
+                    f"ρ(τ⁺, NC1) {_ms([self._rho(settings, r, v, 'nc1') for r in results], 1, 2)}, "
+                    f"ρ(τ⁺, rank) {_ms([self._rho(settings, r, v, 'rank') for r in results], 1, 2)}"
+                )
         paper_rho = np.nanmean([self._rho(settings, r, "paper", "nc1") for r in results])
         flips = [
             _SWEEP_LABELS.get(v, v) for v in settings["variants"] if v != "paper"
