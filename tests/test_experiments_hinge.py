@@ -228,3 +228,18 @@ def test_diverged_runs_are_reported_not_raised():
     assert out.verdict is Verdict.HOLDS  # the paper's rows decide; the ablation is a note
     note = next(n for n in out.notes if n.startswith("τ⁻ = θ_K"))
     assert "6 of 15 runs diverged" in note
+
+
+def test_hinge_goes_to_the_papers_share_of_rarest_classes():
+    """Table 4 of the paper: 1 minor class of 10 (CIFAR10-LT), 50 of 100 (CIFAR100-LT); the
+    threshold is checked against counts built independently from the long-tail profile."""
+    from etfcore.data import long_tail_counts
+    from etfcore.training.datasets import embedded_arrays
+
+    s = LongTailMinor().settings(RunOptions(quick=True))
+    y = embedded_arrays("digits")[1]
+    counts = long_tail_counts(10, int(np.bincount(y).min()), s["imbalance_ratio"])
+    assert int(np.sum(counts <= s["minor_threshold"])) == 1
+    big = LongTailMinor().settings(RunOptions(data="cifar100"))
+    counts = long_tail_counts(100, 500, big["imbalance_ratio"])
+    assert int(np.sum(counts <= big["minor_threshold"])) == 50
