@@ -100,10 +100,10 @@ def _pearson0(x: Sequence[float], y: Sequence[float]) -> float:
 
 @register
 class VCITracksTransfer(Experiment):
-    """Xu & Liu §6.3 at small scale. Two families of pretraining runs from the model-selection
-    zoo (same configs, so the runs and probes are shared): family A varies the softmax
-    temperature ``τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}``, family B the within-class cosine
-    regulariser ``λ ∈ {0, 2.5, 3.75, 5, 7.5, 10}`` (learnable linear head, CE, MNIST-1D digits 0–4). Per run: VCI,
+    """Xu & Liu §6.3 at small scale. Two families of pretraining runs from the model-selection zoo
+    (same configs, so the runs and probes are shared): family A varies the softmax temperature
+    ``τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}``, family B the within-class cosine regulariser ``λ ∈ {0,
+    2.5, 3.75, 5, 7.5, 10}`` (learnable linear head, CE, MNIST-1D digits 0–4). Per run: VCI,
     NC1/fuzziness, squared distance and the cosine metric of the source training features at the
     end of training, and MLOG over the benchmark's five targets by linear probe. Per seed and
     family: each metric's Pearson correlation with MLOG over the family's runs.
