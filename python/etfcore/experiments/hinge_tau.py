@@ -124,6 +124,7 @@ class Nc1VersusTau(Experiment):
             variants=variants,
             references=["ce", "ce_etf"],
             class_sweep=class_sweep(options.quick),
+            sweep_arch=architecture(None, options.quick),  # the MLP: the sweep is synthetic
             sweep_taus=[t / DEG for t in ((0, 45, 85) if options.quick else (0, 25, 45, 65, 85))],
         )
 
@@ -139,8 +140,9 @@ class Nc1VersusTau(Experiment):
         for c in settings.get("class_sweep", []):
             for i, tau in enumerate(settings["sweep_taus"]):
                 keys = recipe("hinge", tau_plus=tau, num_classes=c["K"])
+                arch = {"arch": settings.get("sweep_arch", settings["arch"])}
                 out[f"K{c['K']}/{i}"] = _config(
-                    settings, seed, dataset=c["dataset"], feature_dim=c["feature_dim"], **keys
+                    arch, seed, dataset=c["dataset"], feature_dim=c["feature_dim"], **keys
                 )
         return out
 
