@@ -229,6 +229,7 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert "(rep/figures/toy-probe.png)" in text and f"(rep/{module}.md)" in text
     assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
     assert "| `toy-probe` |" in text and "95% interval" in text and "TOST" in text
+    assert "CPU cores" in text and "(form: quick)" in text and "Scale forms" in text
     # a new seed computes only that seed; --no-cache recomputes
     third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
     assert third.results[:2] == first.results and third.computed_seconds > 0

@@ -318,6 +318,7 @@ class Report:
     seconds: float
     computed_seconds: float
     figure: Optional[str]
+    form: str = ""
 
     def text(self) -> str:
         e, o = self.experiment, self.outcome
@@ -361,8 +362,8 @@ class Report:
         seeds = ", ".join(str(s) for s in self.seeds)
         lines += [
             "",
-            f"<small>Seeds {seeds}; settings `{json.dumps(self.settings, sort_keys=True)}`; "
-            f"{self.seconds:.0f} s.</small>",
+            f"<small>Form {self.form or '?'}; seeds {seeds}; settings "
+            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.seconds:.0f} s.</small>",
             "",
         ]
         return "\n".join(lines)
@@ -484,7 +485,7 @@ def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Rep
     figure = _draw(exp, settings, results, os.path.join(root, "figures", f"{exp.name}.png"))
     report = Report(
         exp, settings, tuple(options.seeds), results, outcome, time.perf_counter() - t0,
-        computed, figure,
+        computed, figure, options.form,
     )  # fmt: skip
     os.makedirs(os.path.join(root, exp.name), exist_ok=True)
     with open(os.path.join(root, exp.name, "report.md"), "w") as f:
@@ -529,6 +530,39 @@ these runs show, and each experiment's notes say what was tried. Re-running a co
 cached runs and only redraws."""
 
 
+FORMS_TEXT = """\
+**Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, all of
+them within about 30 min on two CPU cores. `--form cpu` (the default): larger data and longer
+runs, 5 seeds (e.g. MNIST-1D with 50 000 training signals and a 1-D CNN for Yang et al., ImageNet's
+class-count regime approached by a K = 100 sweep), up to about two hours on two cores.
+`--form gpu --data cifar10|cifar100`: the papers' networks where an experiment has them —
+ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup settings + ablations) and
+`004-*` (200 epochs; `004-coarse-to-fine` needs `cifar100`), ResNet-18 for
+`001-weights-align-means`; the other experiments stay on their embedded data. They need the
+CIFAR python archives unpacked under `./data` (`cifar-10-batches-py`, `cifar-100-python`) and,
+as an estimate from ResNet-32's cost (≈ 10 s per CIFAR epoch on one modern GPU, less on the
+long-tail subsets), some 15–25 GPU-hours per seed for `002-long-tail-dr`, 2–3 for
+`004-long-tail-minor`, and 40–60 for `004-nc1-vs-tau`'s sweep of 7 variants × 11 τ⁺ values —
+not measured here (no GPU run has been made). Every form is tested to build valid training
+configs (`tests/test_experiments_forms.py`)."""
+
+
+def machine_description() -> str:
+    """``"2 CPU cores (x86_64, Linux), Python 3.12, torch 2.x"``: where a report was made."""
+    import platform
+
+    try:
+        import torch
+
+        tv = f", torch {torch.__version__.split('+')[0]}"
+        if torch.cuda.is_available():
+            tv += f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:  # pragma: no cover - the runner needs torch anyway
+        tv = ""
+    return (f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), "
+            f"Python {platform.python_version()}{tv}")
+
+
 def write_report(
     reports: Sequence[Report],
     path: str,
@@ -536,9 +570,11 @@ def write_report(
     command: str,
     figures_dir: Optional[str] = None,
     pages_dir: Optional[str] = None,
+    machine: Optional[str] = None,
 ) -> None:
-    """Every experiment's section under a summary table, grouped by paper. Figures are copied to
-    ``figures_dir`` when given (else linked where they are), relative to ``path``; when
+    """Every experiment's section under a summary table, grouped by paper, with the command, the
+    machine (``machine``, default :func:`machine_description`) and the wall time. Figures are
+    copied to ``figures_dir`` when given (else linked where they are), relative to ``path``; when
     ``pages_dir`` holds a page ``<module>.md`` for an experiment module (its protocols and
     investigations), each paper's section links it."""
     base = os.path.dirname(os.path.abspath(path))
@@ -547,7 +583,11 @@ def write_report(
         "",
         INTRO,
         "",
-        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min.",
+        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min of wall time "
+        f"on {machine or machine_description()}"
+        + (f" (form: {reports[0].form})" if reports and reports[0].form else "") + ".",
+        "",
+        FORMS_TEXT,
         "",
         summary_table(reports),
         "",
@@ -591,5 +631,6 @@ __all__ = [
     "select",
     "summary_table",
     "write_report",
+    "machine_description",
     "quiet_lightning",
 ]
