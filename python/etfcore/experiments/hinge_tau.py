@@ -262,6 +262,14 @@ class Nc1VersusTau(Experiment):
             "features toward w_y, harder than CE since the capped positive logit is smaller)",
             TAU_MINUS_NOTE,
         ]
+        if settings.get("class_sweep") and len(settings["sweep_taus"]) < 5:
+            notes.append(
+                f"class-count sweep with {len(settings['sweep_taus'])} τ⁺ values (quick form): "
+                "Spearman's ρ then takes a few discrete values, and seeds that agree give a "
+                "zero-width interval — read its verdict with the NC1 and test-accuracy columns "
+                "(NC1 ≫ 1 means the synthetic classes were not separated in training); the cpu "
+                "form sweeps five values with twice the samples per class"
+            )
         for c in settings.get("class_sweep", []):
             v = f"K{c['K']}"
             if all(f"{v}/0" in r for r in results):
