@@ -531,10 +531,11 @@ cached runs and only redraws."""
 
 
 FORMS_TEXT = """\
-**Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, all of
-them within about 30 min on two CPU cores. `--form cpu` (the default): larger data and longer
-runs, 5 seeds (e.g. MNIST-1D with 50 000 training signals and a 1-D CNN for Yang et al., ImageNet's
-class-count regime approached by a K = 100 sweep), up to about two hours on two cores.
+**Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, aimed
+at about 30 min for all of them on two idle CPU cores (the time of the run on this page is
+stated above). `--form cpu` (the default): larger data and longer runs, 5 seeds (e.g. MNIST-1D
+with 50 000 training signals and a 1-D CNN for Yang et al., a class-count sweep up to K = 100 for
+the hinge loss), aimed at about two hours on two cores (not yet measured).
 `--form gpu --data cifar10|cifar100`: the papers' networks where an experiment has them —
 ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup settings + ablations) and
 `004-*` (200 epochs; `004-coarse-to-fine` needs `cifar100`), ResNet-18 for
