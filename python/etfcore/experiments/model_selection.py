@@ -562,8 +562,8 @@ class SelectionBenchmark(Experiment):
             "8 and 256, 1 and 3 training epochs, other source tasks (digits 5–9, all ten). "
             "Depth stays 2 (etfcore's MLP has no depth key; answered here, not changed).",
             "H-score, VCI and the least-squares probe loss are one score on these features "
-            "(VCI = 1 − H/r; the probe loss is affine in H on balanced data): their rows differ "
-            f"only by ties and class imbalance — largest |τ(H) − τ(VCI)| {same['vci']:.3f}, "
+            "in theory (VCI = 1 − H/r; the probe loss is affine in H on balanced data), so "
+            f"their rows nearly agree: largest |τ(H) − τ(VCI)| {same['vci']:.3f}, "
             f"|τ(H) − τ(probe loss)| {same['probe_mse']:.3f} over seeds and targets.",
             f"{len(results[0]['members'])} backbones × {len(targets)} targets per seed; "
             "std of the probe accuracy over the zoo per target (mean over seeds), beside the "
