@@ -43,11 +43,15 @@ def test_alignment_matches_numpy_with_balanced_centring():
     np.testing.assert_allclose(alignment(mb, h, y), 1.0, rtol=1e-12)
 
 
-def _align_result(cos: float, learned: float, cm: float) -> dict:
-    return {"cos_per_epoch": [cos / 2, cos], "test_acc_per_epoch": [0.5, learned],
-            "cos_balanced": [cos] * 10, "learned_test_acc": learned, "learned_train_acc": 1.0,
-            "cm_test_acc": cm, "cm_train_acc": 1.0, "cm_features_test_acc": cm,
-            "cm_centred_test_acc": cm}  # fmt: skip
+def _align_result(cos: float, learned: float, cm: float, tanh: bool = False) -> dict:
+    r = {"cos_per_epoch": [cos / 2, cos], "test_acc_per_epoch": [0.5, learned],
+         "cos_balanced": [cos] * 10, "learned_test_acc": learned, "learned_train_acc": 1.0,
+         "cm_test_acc": cm, "cm_train_acc": 1.0, "cm_features_test_acc": cm,
+         "cm_centred_test_acc": cm}  # fmt: skip
+    if tanh:  # the paper's case decides; the linear ablation gets the opposite numbers
+        r["tanh"] = {"cos_balanced": [cos] * 10, "learned_test_acc": learned, "cm_test_acc": cm}
+        r.update(cos_balanced=[-cos] * 10, cm_test_acc=0.1)
+    return r
 
 
 def test_align_verdicts():
@@ -59,6 +63,10 @@ def test_align_verdicts():
     assert exp.summarise(s, bad).verdict is Verdict.DOES_NOT_HOLD
     weak = [_align_result(0.5 + 0.01 * i, 0.98, 0.98) for i in range(3)]  # aligned, below 0.8
     assert exp.summarise(s, weak).effects[0].verdict is Verdict.PARTLY
+    good = [_align_result(0.95 + 0.01 * i, 0.98, 0.98 + 0.001 * i, tanh=True) for i in range(3)]
+    o = exp.summarise(s, good)
+    assert o.verdict is Verdict.HOLDS and all("tanh" in e.name for e in o.effects)
+    assert any("ablation" in n for n in o.notes)
 
 
 def _wicm_result(settings, gain_at) -> dict:
@@ -79,9 +87,32 @@ def test_wicm_verdicts():
     exp = WicmInit()
     s = exp.settings(RunOptions(quick=True))
     holds = [_wicm_result(s, lambda x, i=i: 0.05 - 0.01 * x + 0.001 * i) for i in range(3)]
-    assert exp.summarise(s, holds).verdict is Verdict.HOLDS
+    o = exp.summarise(s, holds)
+    assert o.verdict is Verdict.HOLDS
+    # the share of the error removed: (0.8 + g − 0.8) / (1 − 0.8) at σ = 0 is 0.05 / 0.2
+    share0 = np.mean([0.05 + 0.001 * i for i in range(3)]) / 0.2
+    slope = np.polyfit(s["noise"], [(0.05 - 0.01 * x) / 0.2 for x in s["noise"]], 1)[0]
+    assert o.effects[1].mean == pytest.approx(-slope, rel=1e-6)
+    assert o.effects[0].mean == pytest.approx(
+        share0 - 0.05 * np.mean(s["noise"]), rel=1e-6)
     fails = [_wicm_result(s, lambda x, i=i: -0.03 + 0.01 * x - 0.001 * i) for i in range(3)]
     assert exp.summarise(s, fails).verdict is Verdict.DOES_NOT_HOLD
+
+
+def test_tanh_bias_free_run_is_seeded_and_bounded():
+    pytest.importorskip("torch")
+    from etfcore.experiments.class_means import train_tanh_bias_free
+
+    a = train_tanh_bias_free("digits", 3, epochs=1)
+    b = train_tanh_bias_free("digits", 3, epochs=1)
+    c = train_tanh_bias_free("digits", 4, epochs=1)
+    ftr, ytr = a["train"]
+    assert np.abs(ftr).max() <= 1.0 and a["weights"].shape == (10, 32)  # tanh; K × p, no bias
+    np.testing.assert_array_equal(ftr, b["train"][0])  # the seed fixes every draw
+    assert not np.array_equal(ftr, c["train"][0])
+    # the reported accuracy is the bias-free head's argmax on the test features
+    fte, yte = a["test"]
+    assert a["test_acc"] == pytest.approx(np.mean(np.argmax(fte @ a["weights"].T, 1) == yte))
 
 
 def test_full_settings_build_valid_configs():
@@ -115,7 +146,10 @@ def test_pipelines_tiny(tmp_path):
     align = WeightsAlignMeans()
     s = copy.deepcopy(align.settings(RunOptions(quick=True)))
     s["source"].update(epochs=2)
+    s["tanh"].update(epochs=2)
     r = align.run_seed(ctx, s, 0)
+    cos = r["tanh"]["cos_balanced"]
+    assert all(-1 <= c <= 1 for c in cos) and len(cos) == 10
     assert len(r["cos_per_epoch"]) == 2 and len(r["cos_balanced"]) == 10
     assert all(-1 <= c <= 1 for c in r["cos_balanced"]) and 0 < r["cm_test_acc"] <= 1
     # the swap through finetune(head="cm") and the same classifier on extracted features agree

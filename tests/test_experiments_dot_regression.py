@@ -107,15 +107,36 @@ def test_configs_of_both_forms_are_valid_and_shared():
             a = D.train_config(lt, m, lt["collapse_rho"], True, 1)
             assert a == D.train_config(nc, m, nc["collapse_rho"], True, 1)
             assert a["track_every"] == 1
-        cfg = TrainConfig.from_dict(D.train_config(lt, D.ETF_DR, 0.01, False, 0, epochs=3))
-        assert cfg.head_batch_norm and cfg.normalize_features and cfg.track_every == 3
-        assert cfg.etf_lengths == "class_counts" and cfg.loss == "dot_regression"
+        if data is None:  # the embedded data: sizes known without a download
+            cfg = TrainConfig.from_dict(D.train_config(lt, D.ETF_DR, 0.01, False, 0, epochs=3))
+            assert cfg.head_batch_norm and cfg.normalize_features
+            assert cfg.track_every == cfg.epochs > 3  # more epochs for the same steps
+            assert cfg.etf_lengths == "class_counts_train" and cfg.loss == "dot_regression"
     big = _exp("002-long-tail-dr").settings(RunOptions(data="cifar100"))
     assert D._ablation_changes(big, "dim") == {"feature_dim": 99}
     assert TrainConfig.from_dict(
         D.train_config(_exp("002-long-tail-dr").settings(RunOptions(data="cifar10")),
                        D.CE, 0.01, True, 0)
     ).backbone == "resnet32"  # fmt: skip
+
+
+def test_every_run_makes_the_balanced_runs_steps():
+    """Fixed SGD steps: ⌊N_ρ/B⌋ steps per epoch times the epochs is at least the balanced run's
+    steps and less than one epoch more (independently counted from the long-tail profile)."""
+    from etfcore.data import long_tail_counts
+    from etfcore.training.datasets import embedded_arrays
+
+    s = dict(data="digits", batch_size=64, epochs=30)
+    y = embedded_arrays("digits")[1]
+    n_max = int(np.bincount(y).min())
+    full = len(y) // 64 * 30
+    for rho in (0.01, 0.02, 0.1):
+        n = int(np.sum(long_tail_counts(10, n_max, rho)))
+        assert D.train_size("digits", rho) == n
+        e = D.epochs_for(s, rho)
+        per_epoch = n // 64
+        assert full <= e * per_epoch < full + per_epoch
+    assert D.epochs_for(s, 1.0) == 30
 
 
 # ------------------------------------------------------------------ the pipeline, tiny
@@ -130,20 +151,19 @@ def test_pipeline_on_tiny_settings(tmp_path):
     tiny = dict(
         data="digits", backbone="mlp", feature_dim=16, epochs=2, batch_size=128,
         rhos=[0.02], collapse_rho=0.02, lr=0.1, weight_decay=2e-4, mixup_alpha=1.0,
-        ablation_rhos=[0.02], ablations=["unit_frame", "equal_lengths"], alt_data="digits",
+        ablation_rhos=[0.02], ablations=["lengths_at_test", "equal_lengths"], alt_data="digits",
         num_classes=10,
     )  # fmt: skip
     lt = _exp("002-long-tail-dr")
     r = lt.run_seed(ctx, tiny, 0)
     assert set(r["main"]) == {D._key(m, 0.02, x) for m in D.METHODS for x in (False, True)}
     assert all(0 <= v["acc"] <= 1 for v in r["main"].values())
-    assert set(r["ablations"]["0.02"]) == {"unit_frame", "equal_lengths"}
-    # the unit frame changes only the class vectors' lengths; equal lengths train another run
-    assert 0 <= r["ablations"]["0.02"]["unit_frame"]["dr"] <= 1
+    assert set(r["ablations"]["0.02"]) == {"lengths_at_test", "equal_lengths"}
+    assert 0 <= r["ablations"]["0.02"]["lengths_at_test"]["dr"] <= 1
     o = lt.summarise(tiny, [r, r])
     assert o.table.rows and o.notes
     nc = _exp("002-imbalanced-collapse")
     c = nc.run_seed(ctx, tiny, 0)
     curve = c[D._key(D.ETF_DR, 0.02, True)]["train_nc_cos_means_std"]
-    assert len(curve) == 2 and all(0 <= v < 2 for v in curve)
+    assert len(curve) == D.epochs_for(tiny, 0.02) > 2 and all(0 <= v < 2 for v in curve)
     assert len(nc.summarise(tiny, [c, c]).effects) == 2

@@ -104,13 +104,16 @@ def _within_result(etf: float, other: float) -> dict:
         for t in s["out_of_domain"]:
             d[f"frozen:{t}"] = d[f"finetuned:{t}"] = {"raw": v, "normalised": v}
         res[h] = d
-    return {"within": res}
+    arm = {t: {"raw": etf, "normalised": etf} for t in s["out_of_domain"]}
+    return {"within": res, "etf_target_head": arm}
 
 
 def test_within_verdicts():
     exp, s = WithinClassCovariance(), protocol(RunOptions(quick=True))
     holds = [_within_result(0.01 * (1 + 0.1 * i), 0.05) for i in range(3)]
-    assert exp.summarise(s, holds).verdict is Verdict.HOLDS
+    o = exp.summarise(s, holds)
+    assert o.verdict is Verdict.HOLDS and len(o.effects) == 3
+    assert "fixed-ETF target head" in o.effects[1].name
     fails = [_within_result(0.05 * (1 + 0.1 * i), 0.04) for i in range(3)]
     assert exp.summarise(s, fails).verdict is Verdict.DOES_NOT_HOLD
 
@@ -133,6 +136,10 @@ def test_linear_activation_verdicts():
     assert exp.summarise(s, [_curves(True, i) for i in range(3)]).verdict is Verdict.HOLDS
     o = exp.summarise(s, [_curves(False, i) for i in range(3)])
     assert o.verdict is Verdict.DOES_NOT_HOLD
+    assert [e.name.split("MSE), ", 1)[1] for e in o.effects] == [
+        "ETF, without 3 and 8, p = 512", "learnable, without 3 and 8, p = 512"]
+    wide = exp.settings(RunOptions(quick=True))["backbones"]["ETF, without 3 and 8, p = 512"]
+    assert wide["feature_dim"] == 512 and 3 not in wide["classes"] and 8 not in wide["classes"]
 
 
 # ------------------------------------------------------------------ settings
@@ -182,7 +189,8 @@ def test_transfer_pipeline_tiny(tmp_path):
     w = WithinClassCovariance().run_seed(ctx, s, 0)  # the same runs, from the cache
     assert set(w["within"][ETF]) == {"source", "frozen:inverted", "finetuned:inverted"}
     assert all(0 < v["normalised"] < 1 for v in w["within"][SW].values())
-    assert WithinClassCovariance().summarise(s, [w]).effects
+    assert 0 < w["etf_target_head"]["inverted"]["normalised"] < 1  # the fixed-ETF target arm
+    assert len(WithinClassCovariance().summarise(s, [w]).effects) == 3
 
 
 def test_linear_activation_pipeline_tiny(tmp_path):

@@ -22,23 +22,50 @@ from etfcore.experiments import (
     mean_std,
     run_experiment,
 )
-from etfcore.experiments.base import t95
+from etfcore.experiments.base import t95, t_cdf, t_quantile
 
 
 # ------------------------------------------------------------------ verdicts
-def test_t_quantiles_match_scipy():
+def test_t_quantiles_and_cdf_match_scipy():
     stats = pytest.importorskip("scipy.stats")
-    for dof in (1, 2, 3, 5, 10, 30):
-        assert t95(dof) == pytest.approx(stats.t.ppf(0.95, dof), abs=6e-4)
+    for dof in (1, 2, 3, 4, 5, 9, 10, 30, 200):
+        assert t95(dof) == pytest.approx(stats.t.ppf(0.95, dof), abs=1e-7)
+        for p in (0.6, 0.8, 0.9, 0.975, 0.995, 0.025):
+            assert t_quantile(p, dof) == pytest.approx(stats.t.ppf(p, dof), abs=1e-7)
+        for x in (-4.0, -0.7, 0.0, 1.3, 6.0):
+            assert t_cdf(x, dof) == pytest.approx(stats.t.cdf(x, dof), abs=1e-9)
 
 
-def test_effect_bounds_are_the_one_sided_t_interval():
-    v = (0.01, 0.04, 0.02, 0.05)
+def test_effect_interval_and_power_are_student_formulas():
+    stats = pytest.importorskip("scipy.stats")
+    v = (0.01, 0.04, 0.02, 0.05, 0.03)
     e = Effect("x", v)
-    sd = np.std(v, ddof=1)
-    assert e.mean == pytest.approx(np.mean(v))
-    assert e.std == pytest.approx(sd)
-    assert e.lower == pytest.approx(np.mean(v) - t95(3) * sd / 2)
+    n, m, sd = len(v), np.mean(v), np.std(v, ddof=1)
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    assert e.mean == pytest.approx(m) and e.std == pytest.approx(sd)
+    assert (e.lower, e.upper) == (pytest.approx(m - half), pytest.approx(m + half))
+    # the interval is scipy's own two-sided confidence interval
+    lo, hi = stats.t.interval(0.95, n - 1, loc=m, scale=sd / math.sqrt(n))
+    assert (e.lower, e.upper) == (pytest.approx(lo), pytest.approx(hi))
+    mde = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+    assert e.mde == pytest.approx(mde)
+    eq = Effect("x", v, margin=0.1)
+    assert eq.mde == pytest.approx(
+        (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.9, n - 1)) * sd / math.sqrt(n))
+    assert math.isinf(Effect("x", (0.3,)).mde)
+
+
+def test_mde_is_the_effect_found_with_80_percent_power():
+    """Simulated: a true effect equal to the MDE of a design (n, σ) has its interval above 0 in
+    about 80% of repetitions (the MDE treats s as σ, so the rate is close to, not exactly, 0.8)."""
+    rng = np.random.default_rng(0)
+    n, sigma = 8, 1.0
+    stats = pytest.importorskip("scipy.stats")
+    mde = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sigma / math.sqrt(n)
+    hits = [Effect("x", tuple(rng.normal(mde, sigma, n))).lower > 0 for _ in range(2000)]
+    assert 0.7 < np.mean(hits) < 0.85
+    none = [Effect("x", tuple(rng.normal(0.0, sigma, n))).lower > 0 for _ in range(2000)]
+    assert np.mean(none) < 0.04  # the one-sided error rate of a 95% two-sided interval: 2.5%
 
 
 @pytest.mark.parametrize(
@@ -46,23 +73,60 @@ def test_effect_bounds_are_the_one_sided_t_interval():
     [
         ((0.03, 0.05, 0.04), 0.0, Verdict.HOLDS),  # clearly positive
         ((0.03, 0.05, 0.04), 0.1, Verdict.PARTLY),  # significant but below the relevant size
-        ((0.01, 0.06, -0.005), 0.0, Verdict.DOES_NOT_HOLD),  # mean below its spread
-        ((0.05, 0.06, -0.001), 0.0, Verdict.PARTLY),  # positive, above its spread, not sure
+        ((0.01, 0.06, -0.005), 0.0, Verdict.INCONCLUSIVE),  # contains 0 and positive effects
+        ((0.01, 0.06, -0.005), 0.02, Verdict.INCONCLUSIVE),  # contains 0 and δ
+        ((0.001, -0.001, 0.0, 0.002, -0.002), 0.02, Verdict.DOES_NOT_HOLD),  # excludes δ
         ((-0.03, -0.05, -0.04), 0.0, Verdict.DOES_NOT_HOLD),  # the opposite
-        ((0.0, 0.0, 0.0), 0.0, Verdict.DOES_NOT_HOLD),  # no effect
-        ((0.5,), 0.0, Verdict.PARTLY),  # one seed: never significant
-        ((-0.5,), 0.0, Verdict.DOES_NOT_HOLD),
+        ((0.0, 0.0, 0.0), 0.0, Verdict.DOES_NOT_HOLD),  # exactly none: [0, 0]
+        ((0.5,), 0.0, Verdict.INCONCLUSIVE),  # one seed: never resolved
+        ((-0.5,), 0.0, Verdict.INCONCLUSIVE),
     ],
 )
 def test_verdict_of_constructed_effects(values, min_effect, expected):
     assert Effect("x", values, min_effect=min_effect).verdict is expected
 
 
+def test_verdict_follows_the_interval_not_the_mean():
+    """Same mean, spreads chosen so the interval ends fall on each side of 0 and δ."""
+    base = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    delta = 0.05
+    for spread, expected in ((0.01, Verdict.PARTLY), (0.2, Verdict.INCONCLUSIVE)):
+        e = Effect("x", tuple(0.03 + spread * base), min_effect=delta)
+        assert e.verdict is expected
+        assert (e.lower > 0) == (expected is Verdict.PARTLY)
+    e = Effect("x", tuple(0.0 + 0.01 * base), min_effect=delta)  # [−0.01, 0.01] < δ
+    assert e.upper < delta and e.verdict is Verdict.DOES_NOT_HOLD
+
+
+@pytest.mark.parametrize(
+    "values, margin, expected",
+    [
+        ((0.004, -0.003, 0.001, 0.0, 0.002), 0.02, Verdict.HOLDS),  # inside ±Δ
+        ((0.05, -0.06, 0.01, 0.04, -0.03), 0.02, Verdict.INCONCLUSIVE),  # 0 and ±Δ inside
+        ((0.10, 0.11, 0.09, 0.10, 0.12), 0.02, Verdict.DOES_NOT_HOLD),  # wholly above Δ
+        ((-0.10, -0.11, -0.09, -0.10, -0.12), 0.02, Verdict.DOES_NOT_HOLD),  # wholly below
+        ((0.016, 0.019, 0.022, 0.02, 0.018), 0.02, Verdict.PARTLY),  # ≠ 0, straddles Δ
+        ((0.025, 0.022, 0.019, 0.03, 0.02), 0.02, Verdict.DOES_NOT_HOLD),  # mean beyond Δ
+    ],
+)
+def test_tost_equivalence_of_constructed_differences(values, margin, expected):
+    e = Effect("B − A", values, margin=margin)
+    assert e.verdict is expected
+    if expected is Verdict.HOLDS:  # both one-sided tests reject at 2.5% (scipy's t test)
+        stats = pytest.importorskip("scipy.stats")
+        v = np.asarray(values)
+        p_low = stats.ttest_1samp(v, -margin, alternative="greater").pvalue
+        p_high = stats.ttest_1samp(v, margin, alternative="less").pvalue
+        assert max(p_low, p_high) < 0.025
+
+
 def test_combine_and_outcome_default():
-    H, P, N = Verdict.HOLDS, Verdict.PARTLY, Verdict.DOES_NOT_HOLD
+    H, P, N, I = Verdict.HOLDS, Verdict.PARTLY, Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE
     assert combine([H, H]) is H
     assert combine([N, N]) is N
+    assert combine([I, I]) is I
     assert combine([H, N]) is P and combine([P, N]) is P
+    assert combine([H, I]) is P and combine([N, I]) is N
     table = Table(["a"], [["1"]])
     o = Outcome([Effect("x", (1.0, 1.1, 0.9)), Effect("y", (-1.0, -1.1, -0.9))], table)
     assert o.verdict is P
@@ -77,6 +141,10 @@ def test_bad_effects_and_tables_are_refused():
         Effect("x", ())
     with pytest.raises(ParameterError, match="cells"):
         Table(["a", "b"], [["1"]])
+    with pytest.raises(ParameterError, match="margin"):
+        Effect("x", (1.0, 2.0), margin=0.0)
+    with pytest.raises(ParameterError, match="min_effect"):
+        Effect("x", (1.0, 2.0), min_effect=-1.0)
 
 
 def test_formatting():
@@ -85,7 +153,9 @@ def test_formatting():
     t = Table(["method", "acc"], [["a|b", "1"]])
     assert "a\\|b" in t.markdown() and t.text().splitlines()[0].startswith("method")
     d = Effect("gain", (0.01, 0.02, 0.03), scale=100, unit=" points").describe()
-    assert "+2 ± 1 points" in d and "holds" in d
+    assert "+2 ± 1 points" in d and "inconclusive" in d
+    assert "detectable ≥" in d and "95% interval" in d
+    assert "TOST" in Effect("d", (0.01, 0.0, 0.02), margin=0.05).describe()
 
 
 # ------------------------------------------------------------------ the runner
@@ -158,7 +228,8 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     text = (docs / "rep.md").read_text()
     assert "(rep/figures/toy-probe.png)" in text and f"(rep/{module}.md)" in text
     assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
-    assert "| `toy-probe` |" in text and "one-sided 95% lower bound" in text
+    assert "| `toy-probe` |" in text and "95% interval" in text and "TOST" in text
+    assert "CPU cores" in text and "(form: quick)" in text and "Scale forms" in text
     # a new seed computes only that seed; --no-cache recomputes
     third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
     assert third.results[:2] == first.results and third.computed_seconds > 0
@@ -180,6 +251,28 @@ def test_cli_lists_and_refuses_unknown(toy, capsys):
     assert "toy-probe" in out and "Model selection" in out
     assert main(["reproduce", "no-such-experiment"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--form", "cpu", "toy-probe"]) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_forms_set_seeds_and_accelerator():
+    import argparse
+
+    from etfcore.experiments.cli import DEFAULT_SEEDS, add_arguments, options_from
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cases = ((["x", "--quick"], "quick"), (["x"], "cpu"), (["x", "--form", "gpu"], "gpu"))
+    for argv, form in cases:
+        o = options_from(p.parse_args(argv))
+        assert o.form == form and o.quick == (form == "quick")
+        assert len(o.seeds) == DEFAULT_SEEDS[form]
+        assert o.accelerator == ("gpu" if form == "gpu" else "auto")
+    assert DEFAULT_SEEDS["cpu"] >= 5
+    o = options_from(p.parse_args(["x", "--seeds", "2", "--seed0", "7", "--accelerator", "cpu"]))
+    assert o.seeds == (7, 8) and o.accelerator == "cpu" and o.form == "cpu"
+    with pytest.raises(ParameterError):
+        RunOptions(quick=True, form="cpu")
 
 
 def test_the_seed_reaches_the_frame_and_run_keys_carry_the_version(tmp_path, monkeypatch):
@@ -194,3 +287,33 @@ def test_the_seed_reaches_the_frame_and_run_keys_carry_the_version(tmp_path, mon
     assert ctx._key(cfg.replace(lr=0.01)) != key
     monkeypatch.setattr(runner, "RUNS_VERSION", runner.RUNS_VERSION + 1)
     assert ctx._key(cfg) != key  # a change of what runs record retrains
+
+
+def test_trained_run_reads_its_network_through_public_accessors(tmp_path):
+    """module(), head(), head_weights() and head_features() against the checkpoint's raw tensors
+    (an independent reading: the state dict and the formula normalize(P h + b))."""
+    from etfcore.experiments import runner
+    from etfcore.training.checkpoints import load_module, read_checkpoint, run_config
+
+    ctx = runner.Context(RunOptions(accelerator="cpu", out_dir=str(tmp_path)))
+    run = ctx.train({"epochs": 1, "seed": 0, "head": "etf", "projector": True,
+                     "normalize_features": True, "loss": "ce"})
+    sd = read_checkpoint(run.run_dir)["state_dict"]
+    assert run_config(run.run_dir).head == "etf"
+    assert run.module() is run.module() and not run.module().training
+    h = np.random.default_rng(0).normal(size=(7, run.config.feature_dim))
+    p, b = sd["head.projector.weight"].double().numpy(), sd["head.projector.bias"].double().numpy()
+    u = h @ p.T + b
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    np.testing.assert_allclose(run.head_features(h), u, atol=1e-5)
+    np.testing.assert_allclose(run.head_weights(), sd["head.weight"].double().numpy())
+    lin = ctx.train({"epochs": 1, "seed": 0, "head": "linear"})
+    np.testing.assert_allclose(
+        lin.head_weights(), read_checkpoint(lin.run_dir)["state_dict"]["head.linear.weight"])
+    np.testing.assert_allclose(lin.head_features(h), h, atol=1e-6)  # no projector: identity
+    x = torch.randn(3, 64)
+    backbone, _ = lin.load()  # the trainer's own reader of the backbone
+    with torch.no_grad():
+        assert torch.allclose(load_module(lin.run_dir).backbone(x), backbone.eval()(x))
+    with pytest.raises(ParameterError):
+        read_checkpoint(str(tmp_path / "nowhere"))

@@ -11,6 +11,7 @@ True
 """
 
 from .base import (
+    FORMS,
     PAPERS,
     REGISTRY,
     Effect,
@@ -35,6 +36,7 @@ from .runner import (
 )
 
 __all__ = [
+    "FORMS",
     "PAPERS",
     "REGISTRY",
     "Context",

@@ -4,23 +4,47 @@ seed's measurements, and the verdict computed from the measured effect and its s
 An experiment measures, per seed, a signed **effect** in the direction the paper claims
 (positive = as the paper says; e.g. "fine-label probe accuracy of hinge CE minus that of CE",
 paired by seed). Over ``n`` seeds with mean ``m`` and sample standard deviation ``s`` (ddof 1),
-the one-sided 95% bounds are ``m ∓ t·s/√n`` (``t`` Student's 0.95 quantile with ``n − 1``
-degrees of freedom). The verdict of one effect:
+the effect's **95% interval** is the two-sided Student interval ``m ± t·s/√n`` with
+``t = t_{0.975, n−1}``. Each effect fixes in advance the smallest effect that counts as
+relevant, ``δ = min_effect`` (0: any positive effect is relevant).
 
-- **holds**: the lower bound is above 0 and ``m`` reaches the claim's smallest relevant effect
-  ``min_effect`` (0 unless the experiment says otherwise);
-- **partly holds**: ``m > 0`` and either the lower bound is above 0 (a real effect smaller than
-  ``min_effect``) or ``m`` exceeds its own spread ``s``;
-- **does not hold at this scale**: otherwise (no effect, an effect within its spread, or the
-  opposite one). With one seed nothing is significant: at most *partly holds*.
+A *directional* claim ("A beats B") gets one of four verdicts:
 
-A claim measured by several effects holds when all hold, does not hold when none holds and
-none partly holds, and partly holds otherwise (:func:`combine`).
+- **holds**: the interval lies above 0 and ``m ≥ δ``;
+- **partly holds**: the interval lies above 0 but ``m < δ`` (a real effect smaller than the
+  relevant size);
+- **does not hold at this scale**: the interval excludes every relevant effect (its upper end is
+  below ``δ``; with ``δ = 0``, at most 0) while containing 0 or lying below it;
+- **inconclusive**: the interval contains both 0 and ``δ`` (with ``δ = 0``: 0 and some positive
+  effect) — the data cannot tell. One seed is always inconclusive.
+
+An *equivalence* claim ("B is as good as A", :attr:`Effect.margin` set) is tested with two
+one-sided tests (TOST) on the paired difference ``d`` (B − A, per seed) and its 95% interval
+``[lo, hi]`` against the margin ``±Δ``: **holds** when ``−Δ < lo`` and ``hi < Δ``; **does not
+hold** when the interval lies wholly outside ``[−Δ, Δ]``; **inconclusive** when it contains 0 and
+``−Δ`` or ``Δ``; **partly holds** otherwise (a non-zero difference straddling the margin with its
+mean inside it; outside it: does not hold). Each one-sided test is then at the 2.5% level.
+
+**Power.** Next to each verdict stands the smallest effect the design could detect,
+
+    MDE = (t_{0.975, n−1} + t_{0.80, n−1}) · s / √n,
+
+the true effect whose interval would lie above 0 in 80% of repetitions (normal approximation
+with ``s`` taken as the true spread); for an equivalence claim, the smallest margin it could
+establish for a true difference of 0, ``(t_{0.975, n−1} + t_{0.90, n−1}) · s / √n``. An MDE above
+``δ`` (or ``Δ``) says the design is under-powered for the claim: more seeds are needed.
+
+A claim measured by several effects (:func:`combine`) holds when all hold, does not hold when all
+do not hold, is inconclusive when none is resolved, and partly holds otherwise.
 
 >>> Effect("gain", (0.03, 0.05, 0.04)).verdict
 <Verdict.HOLDS: 'holds'>
 >>> Effect("gain", (0.03, -0.02, 0.01)).verdict
+<Verdict.INCONCLUSIVE: 'inconclusive'>
+>>> Effect("gain", (0.001, -0.002, 0.0, 0.001, -0.001), min_effect=0.02).verdict
 <Verdict.DOES_NOT_HOLD: 'does not hold at this scale'>
+>>> Effect("B − A", (0.004, -0.003, 0.001, 0.0, 0.002), margin=0.02).verdict
+<Verdict.HOLDS: 'holds'>
 >>> combine([Verdict.HOLDS, Verdict.DOES_NOT_HOLD])
 <Verdict.PARTLY: 'partly holds'>
 """
@@ -37,23 +61,88 @@ import numpy as np
 
 from ..errors import ParameterError
 
-# Student's t, one-sided 0.95 quantile, by degrees of freedom (1..30); 1.645 beyond.
-_T95 = (
-    6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812,
-    1.796, 1.782, 1.771, 1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725,
-    1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701, 1.699, 1.697,
-)  # fmt: skip
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                    -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta ``I_x(a, b)``."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(x: float, dof: float) -> float:
+    """Student's t distribution function with ``dof`` degrees of freedom.
+
+    >>> round(t_cdf(0.0, 3), 12), round(t_cdf(2.353363, 3), 4)
+    (0.5, 0.95)
+    """
+    if dof <= 0:
+        raise ParameterError(f"degrees of freedom must be > 0, got {dof}")
+    tail = 0.5 * _betainc(dof / 2.0, 0.5, dof / (dof + x * x))
+    return 1.0 - tail if x > 0 else tail
+
+
+def t_quantile(p: float, dof: float) -> float:
+    """Student's t quantile: the ``x`` with ``t_cdf(x, dof) = p`` (bisection to 1e-10).
+
+    >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.5, 7), 12)
+    (2.7764, 0.0)
+    """
+    if not 0.0 < p < 1.0:
+        raise ParameterError(f"p must be in (0, 1), got {p}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, dof)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, dof) < p:
+        lo, hi = hi, hi * 2.0
+    while hi - lo > 1e-10 * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t_cdf(mid, dof) < p else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def t95(dof: int) -> float:
     """Student's t one-sided 0.95 quantile with ``dof`` degrees of freedom.
 
-    >>> t95(2), t95(1000)
-    (2.92, 1.645)
+    >>> round(t95(2), 3)
+    2.92
     """
     if dof < 1:
         raise ParameterError(f"degrees of freedom must be >= 1, got {dof}")
-    return _T95[dof - 1] if dof <= len(_T95) else 1.645
+    return t_quantile(0.95, dof)
+
+
+#: Level of the two-sided interval and power of the minimum detectable effect.
+LEVEL = 0.95
+POWER = 0.80
 
 
 class Verdict(str, enum.Enum):
@@ -62,15 +151,18 @@ class Verdict(str, enum.Enum):
     HOLDS = "holds"
     PARTLY = "partly holds"
     DOES_NOT_HOLD = "does not hold at this scale"
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclasses.dataclass(frozen=True)
 class Effect:
-    """Per-seed values of one signed effect (positive = in the claim's direction).
+    """Per-seed values of one signed effect (positive = in the claim's direction), or of a
+    paired difference for an equivalence claim (``margin`` set).
 
-    ``name`` says what was subtracted from what; ``scale`` and ``unit`` are for display only
-    (``scale=100, unit=" points"`` shows accuracies as percentage points); ``min_effect`` is in
-    the values' own units.
+    ``name`` says what was subtracted from what; ``min_effect`` is the smallest relevant effect
+    of a directional claim and ``margin`` the equivalence margin, both fixed in advance and in
+    the values' own units; ``scale`` and ``unit`` are for display only (``scale=100,
+    unit=" points"`` shows accuracies as percentage points).
     """
 
     name: str
@@ -78,6 +170,7 @@ class Effect:
     min_effect: float = 0.0
     scale: float = 1.0
     unit: str = ""
+    margin: Optional[float] = None
 
     def __post_init__(self) -> None:
         v = tuple(float(x) for x in self.values)
@@ -85,7 +178,15 @@ class Effect:
             raise ParameterError(f"effect {self.name!r} has no values")
         if not all(math.isfinite(x) for x in v):
             raise ParameterError(f"effect {self.name!r} has a non-finite value: {v}")
+        if self.min_effect < 0:
+            raise ParameterError(f"effect {self.name!r}: min_effect must be >= 0")
+        if self.margin is not None and not self.margin > 0:
+            raise ParameterError(f"effect {self.name!r}: an equivalence margin must be > 0")
         object.__setattr__(self, "values", v)
+
+    @property
+    def equivalence(self) -> bool:
+        return self.margin is not None
 
     @property
     def n(self) -> int:
@@ -102,40 +203,89 @@ class Effect:
 
     @property
     def half_width(self) -> float:
-        """``t·s/√n`` of the one-sided 95% bounds (infinite with one value)."""
-        return t95(self.n - 1) * self.std / math.sqrt(self.n) if self.n > 1 else math.inf
+        """``t_{0.975, n−1}·s/√n`` of the two-sided 95% interval (infinite with one value)."""
+        if self.n < 2:
+            return math.inf
+        return t_quantile(0.5 + LEVEL / 2, self.n - 1) * self.std / math.sqrt(self.n)
 
     @property
     def lower(self) -> float:
         return self.mean - self.half_width
 
     @property
+    def upper(self) -> float:
+        return self.mean + self.half_width
+
+    @property
+    def mde(self) -> float:
+        """The smallest effect the design could detect (see the module docstring): for a
+        directional claim ``(t_{0.975} + t_{0.80})·s/√n``, for an equivalence claim the
+        smallest margin it could establish, ``(t_{0.975} + t_{0.90})·s/√n``; infinite with one
+        value."""
+        if self.n < 2:
+            return math.inf
+        dof = self.n - 1
+        beta = (1 + POWER) / 2 if self.equivalence else POWER
+        return (t_quantile(0.5 + LEVEL / 2, dof) + t_quantile(beta, dof)) * self.std / math.sqrt(
+            self.n
+        )
+
+    @property
     def verdict(self) -> Verdict:
-        m = self.mean
-        if self.lower > 0 and m >= self.min_effect:
-            return Verdict.HOLDS
-        if m > 0 and (self.lower > 0 or (self.n > 1 and m > self.std) or self.n == 1):
-            return Verdict.PARTLY
-        return Verdict.DOES_NOT_HOLD
+        m, lo, hi = self.mean, self.lower, self.upper
+        if self.margin is not None:
+            d = self.margin
+            if -d < lo and hi < d:
+                return Verdict.HOLDS
+            if lo > d or hi < -d:
+                return Verdict.DOES_NOT_HOLD
+            if lo <= 0 <= hi:  # contains 0 and (since not inside) one of ±Δ
+                return Verdict.INCONCLUSIVE
+            return Verdict.PARTLY if abs(m) < d else Verdict.DOES_NOT_HOLD
+        delta = self.min_effect
+        if lo > 0:
+            return Verdict.HOLDS if m >= delta else Verdict.PARTLY
+        if hi < delta or (delta == 0 and hi <= 0):
+            return Verdict.DOES_NOT_HOLD
+        return Verdict.INCONCLUSIVE
 
     def describe(self) -> str:
-        """``"name: +2.10 ± 0.80 points (3 seeds; 95% lower bound +1.18) → holds"``."""
+        """``"name: +2.10 ± 0.80 points (3 seeds; 95% interval [+0.1, +4.1]; detectable ≥ 3.1;
+        relevant ≥ 1) → holds"``."""
         s, u = self.scale, self.unit
-        bound = f"95% lower bound {self.lower * s:+.3g}{u}" if self.n > 1 else "one seed"
+        if self.n > 1:
+            info = (f"95% interval [{self.lower * s:+.3g}, {self.upper * s:+.3g}]{u}; "
+                    f"detectable ≥ {self.mde * s:.2g}{u}")
+        else:
+            info = "one seed"
+        if self.margin is not None:
+            info += f"; equivalence margin ±{self.margin * s:.3g}{u} (TOST)"
+        elif self.min_effect > 0:
+            info += f"; relevant ≥ {self.min_effect * s:.3g}{u}"
         return (
             f"{self.name}: {self.mean * s:+.3g} ± {self.std * s:.2g}{u} "
-            f"({self.n} seed{'s' if self.n != 1 else ''}; {bound}) → {self.verdict.value}"
+            f"({self.n} seed{'s' if self.n != 1 else ''}; {info}) → {self.verdict.value}"
         )
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
-    """All hold → holds; none holds or partly holds → does not hold; otherwise partly."""
+    """All hold → holds; all do not hold → does not hold; all inconclusive → inconclusive;
+    otherwise partly holds (some resolved parts hold, or the resolved ones disagree). Unresolved
+    effects beside resolved ones: the claim is judged on the resolved ones, and is at most
+    partly holding.
+
+    >>> combine([Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE]).value
+    'does not hold at this scale'
+    """
     vs = list(verdicts)
     if not vs:
         raise ParameterError("combine needs at least one verdict")
     if all(v is Verdict.HOLDS for v in vs):
         return Verdict.HOLDS
-    if all(v is Verdict.DOES_NOT_HOLD for v in vs):
+    resolved = [v for v in vs if v is not Verdict.INCONCLUSIVE]
+    if not resolved:
+        return Verdict.INCONCLUSIVE
+    if all(v is Verdict.DOES_NOT_HOLD for v in resolved):
         return Verdict.DOES_NOT_HOLD
     return Verdict.PARTLY
 
@@ -228,22 +378,40 @@ PAPERS: Dict[str, Paper] = {
 }  # fmt: skip
 
 
+#: The scale forms of ``etfcore reproduce`` (see :mod:`etfcore.experiments.cli`).
+FORMS = ("quick", "cpu", "gpu")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """How ``etfcore reproduce`` runs: ``quick`` (the CPU-minutes form), ``seeds``, ``data``
-    (a dataset name replacing the embedded default where the experiment allows it),
-    ``accelerator`` (Lightning's), ``out_dir`` (results, cached runs, figures), ``cache``
-    (reuse cached per-seed results and runs), ``jobs`` (seeds run in parallel processes),
-    ``progress`` (per-batch progress bars)."""
+    """How ``etfcore reproduce`` runs: ``quick`` (the CPU-minutes form), ``form`` (``quick``,
+    ``cpu`` or ``gpu``; derived from ``quick`` when not given), ``seeds``, ``data`` (a dataset
+    name replacing the embedded default where the experiment allows it), ``accelerator``
+    (Lightning's), ``out_dir`` (results, cached runs, figures), ``cache`` (reuse cached per-seed
+    results and runs), ``jobs`` (seeds run in parallel processes), ``progress`` (per-batch
+    progress bars).
+
+    >>> RunOptions(quick=True).form, RunOptions().form
+    ('quick', 'cpu')
+    """
 
     quick: bool = False
-    seeds: Tuple[int, ...] = (0, 1, 2)
+    seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)
     data: Optional[str] = None
     accelerator: str = "auto"
     out_dir: str = "out/reproduce"
     cache: bool = True
     jobs: int = 1
     progress: bool = False
+    form: str = ""
+
+    def __post_init__(self) -> None:
+        form = self.form or ("quick" if self.quick else "cpu")
+        if form not in FORMS:
+            raise ParameterError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
+        if self.quick != (form == "quick"):
+            raise ParameterError(f"quick={self.quick} contradicts form={form!r}")
+        object.__setattr__(self, "form", form)
 
 
 class Experiment(ABC):

@@ -15,14 +15,18 @@ once):
 
 The main rows follow the authors' recipe as far as the scale allows: ETF + DR classifies
 BatchNorm-ed, L2-normalised features (``head_batch_norm``, ``normalize_features``) with per-class
-lengths ``‖w_k‖ = √((N/K)/n_k)`` (``etf_lengths="class_counts"``) and the loss as written in the
-paper (``dot_regression``); fixed ETF + CE uses the same BN + L2 feature head with unit lengths,
+lengths ``‖w_k‖ = √((N/K)/n_k)`` in training and the unit frame at prediction
+(``etf_lengths="class_counts_train"``: the authors' ``validate()`` scores with the original frame
+``M``, their training loss with the rescaled one) and the loss as written in the paper
+(``dot_regression``); fixed ETF + CE uses the same BN + L2 feature head with unit lengths,
 as the authors' code does; every method trains with SGD at learning rate 0.1, weight decay
 2·10⁻⁴, mixup ``α = 1`` in the mixup columns.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -39,7 +43,7 @@ METHODS: Dict[str, Dict[str, Any]] = {
         loss="dot_regression",
         head_batch_norm=True,
         normalize_features=True,
-        etf_lengths="class_counts",
+        etf_lengths="class_counts_train",
     ),
 }
 
@@ -55,10 +59,10 @@ PAPER_TABLE1: Dict[Tuple[str, bool], Dict[float, float]] = {
 }
 
 #: Ablations at each of ``ablation_rhos``, without mixup: ``name -> (label, changes to
-#: learnable + CE, changes to ETF + DR)``; ``None`` reuses the main run, ``"unit-frame"``
-#: re-evaluates the main ETF + DR run with unit-length class vectors (the authors' code trains
-#: with per-class lengths but predicts with the unit frame; etfcore's head keeps the lengths in
-#: its logits).
+#: learnable + CE, changes to ETF + DR)``; ``None`` reuses the main run. The main ETF + DR rows
+#: train with per-class lengths and predict with the unit frame (``class_counts_train``: the
+#: authors' ``validate()`` scores with the original frame ``M``); ``lengths_at_test`` keeps the
+#: lengths in the test logits (the rule of etfcore's results before issue 15).
 ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "demo": (
         "the demo's recipe (no BN before L2, equal lengths; CE at lr 0.05)",
@@ -67,7 +71,8 @@ ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     ),
     "no_bn": ("no BatchNorm before the L2 normalisation", None, dict(head_batch_norm=False)),
     "equal_lengths": ("equal lengths ‖w_k‖ = 1", None, dict(etf_lengths="equal")),
-    "unit_frame": ("per-class lengths in training, unit frame at test", None, "unit-frame"),
+    "lengths_at_test": ("per-class lengths in the test logits too", None,
+                        dict(etf_lengths="class_counts")),
     "parity": ("the authors' code's loss (dot_regression_parity)", None,
                dict(loss="dot_regression_parity")),
     "lr": ("learning rate 0.05 (both)", dict(lr=0.05), dict(lr=0.05)),
@@ -76,6 +81,33 @@ ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "dim": ("feature dimension K − 1 (both)", "dim", "dim"),
     "data": ("other data (both)", "data", "data"),
 }  # fmt: skip
+
+#: What the protocol follows and why (shown with the results; issue 15 changes first).
+PROTOCOL_NOTES = [
+    "Changed in issue 15 — prediction rule: ETF + DR trains with the per-class lengths "
+    "√((N/K)/n_k) and predicts with the unit frame (etf_lengths=class_counts_train), in every "
+    "main row, mixup included. The authors' code (NeuralCollapse-ETF, validate()) scores test "
+    "images with the original frame M, their loss with the rescaled one; etfcore's results "
+    "before issue 15 kept the lengths in the test logits, which pulls predictions toward rare "
+    "classes (major-class accuracy 37% at ρ = 0.01 with mixup). That rule is now the "
+    "'lengths_at_test' ablation.",
+    "Changed in issue 15 — training length: every run makes the SGD steps of `epochs` epochs of "
+    "the balanced training set (a long-tail subset trains for proportionally more epochs). "
+    "Before, every run trained `epochs` epochs, so ρ = 0.01 on digits got ~120 steps against "
+    "570 balanced. The paper trains 200 epochs at every ρ on CIFAR-10-LT, which is ≥ 19 000 "
+    "steps even at ρ = 0.005: its runs are long enough at every ρ; ours now are as long as the "
+    "balanced one.",
+    "Last partial batch: the loader drops the last ⌊N mod B⌋ samples of each epoch's fresh "
+    "permutation (seeded by seed and epoch), so which samples are dropped changes every epoch "
+    "and is the same share for every class: no tail image is systematically left out (a class "
+    "of one image is seen in a fraction 1 − (N mod B)/N of the epochs, ≥ 0.95 here). Keeping "
+    "every sample in every epoch needs a datamodule option (left to the training layer).",
+    "Changed in issue 15 — scale: the cpu form trains a 1-D CNN (etfcore.nn.conv1d) on MNIST-1D "
+    "with 50 000 training signals (n = 62 500 generated, 80% for training), so the tail class "
+    "keeps ≥ 40 images at ρ = 0.01 (CIFAR-10-LT keeps 50); an MLP reaches only ~35–45% on "
+    "MNIST-1D (Greydanus 2020), a CNN far more. The quick form stays on digits (1–5 tail images "
+    "at ρ ≤ 0.02: its verdicts are about a regime the paper does not test).",
+]
 
 COLLAPSE_STATS = ("nc_cos_means_std", "nc_cos_classifier_std", "nc_cos_own_std")
 #: The two of them the paper's Fig. 3 shows (the verdict's effects).
@@ -88,22 +120,74 @@ COLLAPSE_LABELS = {
 
 
 def base_settings(options: RunOptions) -> Dict[str, Any]:
-    """The training recipe both experiments share (so their runs are the same runs)."""
+    """The training recipe both experiments share (so their runs are the same runs).
+
+    ``epochs`` is the length of the *balanced* run; every run makes as many SGD steps as that
+    run (``steps_per_run``), so a long-tail subset trains for more epochs (see
+    :func:`epochs_for`)."""
     if options.quick:
         s: Dict[str, Any] = dict(
             data=options.data or "digits", backbone="mlp", feature_dim=32, epochs=30,
             batch_size=64, rhos=[0.01, 0.02, 0.1, 1.0], collapse_rho=0.02,
         )  # fmt: skip
-    else:
+    else:  # MNIST-1D with 50 000 training signals: ≥ 40 images in the tail class at ρ = 0.01
         s = dict(
-            data=options.data or "mnist1d:n=10000", backbone="mlp", feature_dim=64, epochs=100,
-            batch_size=128, rhos=[0.005, 0.01, 0.02, 0.1, 1.0], collapse_rho=0.02,
+            data=options.data or "mnist1d:n=62500", backbone="cnn1d", feature_dim=64, epochs=20,
+            batch_size=128, rhos=[0.01, 0.02, 0.1, 1.0], collapse_rho=0.02,
         )  # fmt: skip
         if options.data and options.data.startswith("cifar"):  # the paper's network
-            s.update(backbone="resnet32", epochs=200)
+            # and its schedule: 200 epochs at every ρ, ≥ 19 000 SGD steps even at ρ = 0.005
+            s.update(backbone="resnet32", epochs=200, rhos=[0.005, 0.01, 0.02, 0.1, 1.0],
+                     fixed_steps=False)
             s["feature_dim"] = 128 if options.data.startswith("cifar100") else 64
+        elif options.data:
+            s["backbone"] = "mlp"
     s.update(lr=0.1, weight_decay=2e-4, mixup_alpha=1.0)
     return s
+
+
+#: Classes and training images per class of the image datasets the GPU form runs on.
+_PER_CLASS = {"cifar10": (10, 5000), "cifar100": (100, 500)}
+
+
+@functools.lru_cache(maxsize=64)
+def train_size(data: str, rho: float, seed: int = 0) -> int:
+    """Number of training samples of ``data`` long-tail subsampled to ``rho`` (the datamodule's
+    own plan; the size does not depend on the seed, only which samples are kept). CIFAR-10 and
+    CIFAR-100 (5 000 and 500 training images per class) are counted from the long-tail profile,
+    without the data on disk.
+
+    >>> train_size("cifar10", 0.01)
+    12406
+    """
+    from ..data import long_tail_counts
+    from ..training.datamodule import ClassificationDataModule
+
+    base = data.partition(":")[0]
+    if base in _PER_CLASS:
+        k, n = _PER_CLASS[base]
+        return int(np.sum(long_tail_counts(k, n, float(rho))))
+
+    dm = ClassificationDataModule(dataset=data, imbalance_ratio=rho, seed=seed).prepare()
+    return len(dm.train_dataset)
+
+
+def epochs_for(s: Mapping[str, Any], rho: float, epochs: Optional[int] = None) -> int:
+    """Epochs that give a run at ``rho`` the SGD steps of ``epochs`` (default ``s["epochs"]``)
+    epochs of the balanced training set: ``⌈E · ⌊N₁/B⌋ / ⌊N_ρ/B⌋⌉`` (the loader drops the
+    last partial batch of each epoch, so an epoch makes ``⌊N/B⌋`` steps; at least one).
+
+    >>> s = dict(data="digits", batch_size=64, epochs=30)
+    >>> epochs_for(s, 1.0), epochs_for(s, 0.1) > 30
+    (30, True)
+    """
+    e = int(s["epochs"] if epochs is None else epochs)
+    if not s.get("fixed_steps", True):  # the paper's own schedule (the GPU form)
+        return e
+    b = int(s["batch_size"])
+    full = max(1, train_size(s["data"], 1.0) // b)
+    here = max(1, train_size(s["data"], float(rho)) // b)
+    return max(e, math.ceil(e * full / here)) if rho < 1 else e
 
 
 def _num_classes(data: str) -> int:
@@ -114,23 +198,26 @@ def _num_classes(data: str) -> int:
 def train_config(
     s: Mapping[str, Any], method: str, rho: float, mixup: bool, seed: int, **changes: Any
 ) -> Dict[str, Any]:
-    """The config of one run: ``method`` at imbalance ``rho``; collapse is tracked every epoch
-    on the runs the collapse experiment reads, at the last epoch only elsewhere.
+    """The config of one run: ``method`` at imbalance ``rho``, trained for the steps of
+    ``s["epochs"]`` balanced epochs (``changes["epochs"]``, when given, counts balanced epochs
+    too); collapse is tracked every epoch on the runs the collapse experiment reads, at the last
+    epoch only elsewhere.
 
     >>> s = base_settings(RunOptions(quick=True))
     >>> c = train_config(s, ETF_DR, 0.02, True, seed=0)
-    >>> c["etf_lengths"], c["mixup_alpha"], c["track_every"]
-    ('class_counts', 1.0, 1)
-    >>> train_config(s, CE, 0.1, False, seed=0)["track_every"]
+    >>> c["etf_lengths"], c["mixup_alpha"], c["track_every"] == c["epochs"] > 30
+    ('class_counts_train', 1.0, False)
+    >>> train_config(s, CE, 1.0, False, seed=0)["track_every"]
     30
     """
     d: Dict[str, Any] = dict(
         dataset=s["data"], backbone=s["backbone"], feature_dim=s["feature_dim"],
-        epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+        batch_size=s["batch_size"], lr=s["lr"],
         weight_decay=s["weight_decay"], imbalance_ratio=rho,
         mixup_alpha=s["mixup_alpha"] if mixup else 0.0, seed=seed, **METHODS[method],
     )  # fmt: skip
     d.update(changes)
+    d["epochs"] = epochs_for({**s, "data": d["dataset"]}, rho, changes.get("epochs"))
     tracked = not changes and rho == s["collapse_rho"] and method in (CE, ETF_DR)
     d["track_every"] = 1 if tracked else d["epochs"]
     return d
@@ -143,23 +230,6 @@ def _key(method: str, rho: float, mixup: bool) -> str:
 def _scores(run: Any) -> Dict[str, float]:
     f = run.final
     return {k: f.get(f"test_{k}") for k in ("acc", "mean_class_acc", "minor_acc", "major_acc")}
-
-
-def unit_frame_accuracy(run: Any) -> float:
-    """Test accuracy of a trained fixed-ETF run re-evaluated with every class vector rescaled to
-    unit length (the authors' prediction rule when they train with per-class lengths)."""
-    import torch
-    from torch.nn import functional as F
-
-    from ..training.build import build_datamodule, build_module
-    from ..training.finetune import evaluate
-
-    dm = build_datamodule(run.config)
-    module = build_module(run.config, dm)
-    module.load_state_dict(run.state_dict())
-    with torch.no_grad():
-        module.head.weight.copy_(F.normalize(module.head.weight, dim=1))
-    return evaluate(module, dm.test_dataset)["acc"]
 
 
 def _ablation_changes(s: Mapping[str, Any], spec: Any) -> Optional[Dict[str, Any]]:
@@ -197,21 +267,22 @@ def _ablation_label(s: Mapping[str, Any], name: str) -> str:
 class LongTailDotRegression(Experiment):
     """Fixed ETF + dot regression against learnable + CE under long tail.
 
-    Protocol: an MLP (quick: on the embedded digits, 30 epochs) is trained per seed on the
-    training split long-tail subsampled to each ``ρ`` (quick: 0.01, 0.02, 0.1, 1; the smallest
-    class keeps 1, 2, 11 samples) with learnable + CE, fixed ETF + CE and fixed ETF + DR, each
-    with and without mixup; test accuracy is measured on the balanced held-out split. The effect
-    is the paired (same seed, same data) accuracy gain of ETF + DR over learnable + CE at each
-    strong imbalance ``ρ ≤ 0.02``, with and without mixup, and whether the mixup gain at the
-    strongest ``ρ`` exceeds the one at ``ρ = 0.1``. Decided before any result: the paper claims
-    its gains at ``ρ ≤ 0.02`` (+1.3 to +4.6 points on CIFAR-10; +1.3 to +3.7 at ρ = 0.01 and
-    0.02, the quick grid's) and shows none at ``ρ = 0.1``
-    (86.9 vs 87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an
-    effect; a gain counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of
-    the 539), below that only partly; the growth needs only to be positive. Ablation rows
-    (``ρ = 0.01`` and ``0.1``, no mixup, one change from the main recipe each) show which
-    recipe difference moves the gain; they are not tuned to agree and do not enter the verdict.
-    """
+    Protocol: a backbone (quick: an MLP on the embedded digits, whose smallest class keeps 1, 2,
+    11 samples at ρ = 0.01, 0.02, 0.1; cpu form: a 1-D CNN on MNIST-1D with 50 000 training
+    signals, whose tail class keeps ≥ 40 at ρ = 0.01, like CIFAR-10-LT's 50) is trained per seed
+    on the training split long-tail subsampled to each ``ρ``, for the SGD steps of ``epochs``
+    balanced epochs whatever ``ρ`` (:func:`epochs_for`), with learnable + CE, fixed ETF + CE and
+    fixed ETF + DR, each with and without mixup; test accuracy is measured on the balanced
+    held-out split. The effect is the paired (same seed, same data) accuracy gain of ETF + DR
+    over learnable + CE at each strong imbalance ``ρ ≤ 0.02``, with and without mixup, and
+    whether the mixup gain at the strongest ``ρ`` exceeds the one at ``ρ = 0.1``. Decided before
+    any result: the paper claims its gains at ``ρ ≤ 0.02`` (+1.3 to +4.6 points on CIFAR-10;
+    +1.3 to +3.7 at ρ = 0.01 and 0.02, the quick grid's) and shows none at ``ρ = 0.1`` (86.9 vs
+    87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an effect; a gain
+    counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of the 539), below
+    that only partly; the growth needs only to be positive. Ablation rows (``ρ = 0.01`` and
+    ``0.1``, no mixup, one change from the main recipe each) show which recipe difference moves
+    the gain; they are not tuned to agree and do not enter the verdict. """
 
     name = "002-long-tail-dr"
     paper = "002"
@@ -224,7 +295,7 @@ class LongTailDotRegression(Experiment):
         "71.9/76.5/81.0 with mixup; 66.1/71.0/77.1 vs 68.4/73.0/78.4 without; at ρ = 0.1 "
         "86.9 vs 87.4 (no mixup), 87.7 vs 87.7 (mixup)"
     )
-    version = 2
+    version = 3  # issue 15: unit frame at test, fixed steps
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         s = base_settings(options)
@@ -259,11 +330,8 @@ class LongTailDotRegression(Experiment):
         ce_changes = _ablation_changes(s, ce_spec)
         if ce_changes:
             ce = ctx.train(train_config(s, CE, rho, False, seed, **ce_changes)).final["test_acc"]
-        if dr_spec == "unit-frame":
-            dr = unit_frame_accuracy(ctx.train(train_config(s, ETF_DR, rho, False, seed)))
-        else:
-            cfg = train_config(s, ETF_DR, rho, False, seed, **_ablation_changes(s, dr_spec))
-            dr = ctx.train(cfg).final["test_acc"]
+        cfg = train_config(s, ETF_DR, rho, False, seed, **_ablation_changes(s, dr_spec))
+        dr = ctx.train(cfg).final["test_acc"]
         return {"ce": ce, "dr": dr}
 
     def summarise(
@@ -314,7 +382,7 @@ class LongTailDotRegression(Experiment):
                     [f"paper (CIFAR-10): {method}", "yes" if mixup else "no",
                      *[f"{paper[rho]:.1f}" if rho in paper else "—" for rho in rhos]]
                 )  # fmt: skip
-        notes = self._ablation_notes(s, results, rows)
+        notes = PROTOCOL_NOTES + self._ablation_notes(s, results, rows)
         for mixup in (False, True):
             g = _gain(results, 0.1, mixup) if 0.1 in rhos else ()
             if g:
@@ -422,7 +490,7 @@ class ImbalancedCollapse(Experiment):
         "qualitative (Fig. 3, CIFAR-100, ρ = 0.02): the std of cos(h_c−h_G, h_k−h_G) and of "
         "cos(h_c−h_G, w_k) is much smaller with ETF + DR, on train and test"
     )
-    version = 1
+    version = 2  # issue 15: unit frame at test, fixed steps
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return base_settings(options)

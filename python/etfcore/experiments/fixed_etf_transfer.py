@@ -180,10 +180,12 @@ class OodTransfer(Experiment):
     of ETF minus learnable and of ETF minus SW, for fine-tuning and for the probe (positive = the
     claim; ``min_effect`` 1 point: the paper's out-of-domain gains are 8–22 points on Pets,
     Flowers and DTD, and one point is the smallest gain worth a user's attention); and *in
-    domain comparable*: per seed ``2 points − max(|ETF − learnable|, |ETF − SW|)`` of the
-    fine-tuned in-domain accuracy, positive when all three are within 2 points (the paper's
-    in-domain spreads: 0.2–1.0 points on CIFAR, 3.7 on STL-10), so that this effect *holds* only
-    when the difference is significantly below 2 points (an equivalence test, one-sided).
+    domain comparable*: the paired differences ETF − learnable and ETF − SW of the fine-tuned
+    in-domain accuracy, each tested for equivalence within ±2 points with two one-sided tests
+    (TOST: the 95% interval of the difference inside (−2, 2) points; the paper's in-domain
+    spreads: 0.2–1.0 points on CIFAR, 3.7 on STL-10). Before issue 15 this was one one-sided
+    effect ``2 − max |difference|``, which mixes two comparisons and biases the difference's
+    size upward (a max of absolute values).
     """
 
     name = "000-ood-transfer"
@@ -229,15 +231,12 @@ class OodTransfer(Experiment):
                     scale=100, unit=" points",
                 ))  # fmt: skip
         margin = self.equivalence_margin
-        comparable = tuple(
-            margin
-            - max(abs(r["finetune"][ETF][ind] - r["finetune"][o][ind]) for o in (LEARNABLE, SW))
-            for r in results
-        )
-        effects.append(Effect(
-            f"in domain comparable: {margin * 100:.0f} points − max |ETF − other| (fine-tuned)",
-            comparable, scale=100, unit=" points",
-        ))  # fmt: skip
+        for other in (LEARNABLE, SW):  # equivalence: TOST of the paired difference
+            diff = tuple(r["finetune"][ETF][ind] - r["finetune"][other][ind] for r in results)
+            effects.append(Effect(
+                f"in domain comparable: ETF − {other} (fine-tuned), within ±{margin * 100:.0f} "
+                "points", diff, margin=margin, scale=100, unit=" points",
+            ))  # fmt: skip
         heads = list(settings["heads"])
         rows = [
             ["source (digits 0–4)", "—"]
@@ -330,13 +329,20 @@ class WithinClassCovariance(Experiment):
     paper_result = (
         "tr C°/p after transfer to Flowers (ResNet-101): 0.16 learnable, 0.04 SW, 0.01 fixed ETF"
     )
-    version = 2
+    version = 3  # issue 15: the fixed-ETF target-head arm
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return protocol(options)
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
         out = {"within": transfer_seed(ctx, settings, seed)["within"], "ablations": {}}
+        # the arm that fine-tunes the ETF backbone with a fixed-ETF target head (issue 15)
+        run = ctx.train(_source_config(settings, ETF, seed))
+        out["etf_target_head"] = {}
+        for name, dataset in settings["out_of_domain"].items():
+            r = ctx.finetune(run, _target_config(settings, dataset, seed), head="etf",
+                             head_only=False)  # fmt: skip
+            out["etf_target_head"][name] = _from_history(r["history"][-1])
         for name, changes in settings.get("ablations", {}).items():
             ablated = transfer_seed(ctx, settings, seed, changes)
             out["ablations"][name] = {"within": ablated["within"]}
@@ -365,6 +371,18 @@ class WithinClassCovariance(Experiment):
                 f"log(min(learnable, SW) / ETF) of tr Σ_W / tr Σ_T, {label}", tuple(vals),
                 min_effect=math.log(1.1),
             ))  # fmt: skip
+        if all("etf_target_head" in r for r in results):
+            etf_arm = [float(np.mean([r["etf_target_head"][t]["normalised"] for t in ood]))
+                       for r in results]  # fmt: skip
+            vals = [
+                math.log(min(self._stage(r, h, "finetuned", ood, "normalised")
+                             for h in (LEARNABLE, SW)) / e)
+                for r, e in zip(results, etf_arm)
+            ]  # fmt: skip
+            effects.insert(1, Effect(
+                "log(min(learnable, SW) / ETF) of tr Σ_W / tr Σ_T, after fine-tuning, the ETF "
+                "backbone with a fixed-ETF target head", tuple(vals), min_effect=math.log(1.1),
+            ))  # fmt: skip
         rows = []
         for stage, label in stages:
             for kind, kl in (("normalised", "tr Σ_W / tr Σ_T"), ("raw", "tr Σ_W / p")):
@@ -381,11 +399,21 @@ class WithinClassCovariance(Experiment):
                     mean_std([self._stage(a, h, stage, ood, "normalised") for a in ab], digits=3)
                     for h in heads
                 ])  # fmt: skip
+        if all("etf_target_head" in r for r in results):
+            rows.append(["after fine-tuning with a fixed-ETF target head (ETF backbone only): "
+                         "tr Σ_W / tr Σ_T",
+                         mean_std([np.mean([r["etf_target_head"][t]["normalised"] for t in ood])
+                                   for r in results], digits=3), "—", "—"])  # fmt: skip
         etf_p, lin_p, sw_p = PAPER_WITHIN
         rows.append(["paper: after transfer to Flowers, tr C°/p", f"{etf_p}", f"{lin_p}",
                      f"{sw_p}"])  # fmt: skip
         table = Table(["features: quantity"] + heads, rows)
         notes = [
+            "Changed in issue 15: an arm fine-tunes the ETF backbone with a fixed-ETF target "
+            "head (finetune(head='etf')) and enters the verdict as its own effect: the paper's "
+            "Fig. 3 'fixed model' after transfer may be that (its text does not say whether the "
+            "target classifier stays a fixed ETF); the other backbones keep learnable target "
+            "heads, as the paper's baselines are learnable-classifier models.",
             "tr Σ_W / tr Σ_T is tr Σ_W / p of the features scaled to unit total variance per "
             "dimension (scale-free); after fine-tuning it comes from the fine-tuning run's last "
             "metrics row (s / (1 + s), s = tr Σ_W / tr Σ_B of the target's training split).",
@@ -427,6 +455,23 @@ def rf_inputs(xtr: np.ndarray, xte: np.ndarray):
     return (xtr[:, live] - mu[live]) / scale, (xte[:, live] - mu[live]) / scale
 
 
+#: The wide feature extractors of unseen classes the verdict reads (issue 15).
+WIDE_ETF = "ETF, without 3 and 8, p = 512"
+WIDE_LEARNABLE = "learnable, without 3 and 8, p = 512"
+
+
+def mse_trend(a2: Sequence[float], mse: Sequence[float]) -> float:
+    """Spearman's correlation between ``a2`` and the test MSE: +1 when the MSE rises steadily
+    with ``a2`` (the linear activation best, and more nonlinearity ever worse).
+
+    >>> mse_trend([0, 0.1, 0.5], [1.0, 1.1, 1.4]), mse_trend([0, 0.1, 0.5], [1.0, 0.9, 0.8])
+    (1.0, -1.0)
+    """
+    from .hinge_cones import spearman
+
+    return spearman(list(a2), list(mse))
+
+
 def relative_excess(mse: Sequence[float]) -> float:
     """``(min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` for a curve whose first point is ``a2 = 0``:
     positive when the linear activation is the best of the grid.
@@ -449,9 +494,11 @@ class LinearActivation(Experiment):
     averaged over random projections (common to every ``a2``; their seeds follow the run seed),
     with the deterministic equivalent beside it.
 
-    Effects, decided in advance: ``g = (min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` per seed (positive
-    = the linear activation is the best of the grid) on the ETF-trained features and on the
-    learnable-head features. The contrast ``g(ETF features) − g(pixels)`` (positive = the
+    Effects, decided in advance (issue 15): Spearman's correlation between ``a2`` and the test
+    MSE per seed (positive = the MSE rises with the nonlinearity; ``min_effect`` 0.5) on the
+    features of extractors of width ``p = 512`` trained without the digits 3 and 8, with a fixed
+    ETF head and with a learnable head. ``g = (min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` is
+    reported beside it. The contrast ``g(ETF features) − g(pixels)`` (positive = the
     trained features favour the linear activation more than raw pixels do) is reported in the
     notes but is not the claim and does not enter the verdict.
     """
@@ -466,7 +513,7 @@ class LinearActivation(Experiment):
         "qualitative (Fig. 2): ResNet-50 (ImageNet) features of STL-10, test MSE of σ(t) = a2 t² "
         "+ t random-feature regression is lowest at a2 = 0"
     )
-    version = 2
+    version = 3  # issue 15: wide extractors of unseen classes, the MSE trend in a2
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         from .class_means import source_config
@@ -483,6 +530,9 @@ class LinearActivation(Experiment):
                 "ETF-trained features": {**backbone, "head": "etf"},
                 "learnable-head features": {**backbone, "head": "linear"},
                 "ETF, trained without 3 and 8": {**backbone, "head": "etf", "classes": seen},
+                WIDE_ETF: {**backbone, "head": "etf", "classes": seen, "feature_dim": 512},
+                WIDE_LEARNABLE: {**backbone, "head": "linear", "classes": seen,
+                                 "feature_dim": 512},
             },
             "a2": [0.0, 0.1, 0.25, 0.5, 1.0] if quick
             else [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0],
@@ -556,11 +606,15 @@ class LinearActivation(Experiment):
 
     def summarise(self, settings, results) -> Outcome:
         g = lambda r, k: relative_excess(r["curves"][k]["simulation"])  # noqa: E731
+        trend = lambda r, k: mse_trend(settings["a2"], r["curves"][k]["simulation"])  # noqa: E731
         effects = [
+            Effect(f"Spearman(a2, test MSE), {k}", tuple(trend(r, k) for r in results),
+                   min_effect=0.5)
+            for k in (WIDE_ETF, WIDE_LEARNABLE)
+            if all(k in r["curves"] for r in results)
+        ] or [  # results of the version-2 protocol (no wide extractors): the old effects
             Effect("g(ETF-trained features): best nonlinear MSE − linear, relative",
                    tuple(g(r, "ETF-trained features") for r in results)),
-            Effect("g(learnable-head features)",
-                   tuple(g(r, "learnable-head features") for r in results)),
         ]  # fmt: skip
         # The contrast with raw pixels is not the claim (linear is optimal on trained
         # features): reported in the notes, it does not enter the verdict.
@@ -578,12 +632,22 @@ class LinearActivation(Experiment):
                 th = np.array([r["curves"][k]["theory"] for r in results])
                 row.append(f"{np.mean(th[:, 0]):.3f} / {np.mean(th[:, -1]):.3f}")
             rows.append(row + [mean_std([g(r, k) for r in results]),
+                               mean_std([trend(r, k) for r in results], digits=2),
                                "/".join(f"{b:g}" for b in best)])  # fmt: skip
         rows.append(["paper (ResNet-50 features, STL-10)"] + ["—"] * len(settings["a2"])
-                    + ["—"] * theory + ["> 0", "0"])  # fmt: skip
+                    + ["—"] * theory + ["> 0", "rises", "0"])  # fmt: skip
         cols = (["inputs"] + [f"MSE a2={a:g}" for a in settings["a2"]]
-                + ["theory a2=0 / max"] * theory + ["g", "best a2 per seed"])  # fmt: skip
+                + ["theory a2=0 / max"] * theory
+                + ["g", "Spearman(a2, MSE)", "best a2 per seed"])  # fmt: skip
         notes = [
+            "Changed in issue 15: the claim is asymptotic (large feature dimension p, features "
+            "of data the extractor did not train on: ImageNet ResNet features of STL-10), so the "
+            "verdict reads extractors of width p = 512 trained without the digits 3 and 8, and "
+            "its effect is the trend of the test MSE in a2 (Spearman(a2, MSE), relevant from "
+            "0.5 as for every monotone trend here). The former effect g compared a2 = 0 with "
+            "the best a2 > 0 of the grid: one favourable grid point decides it, whatever the "
+            "MSE does over the rest of the range, and its grid includes a2 = 0.1, nearly the "
+            "linear activation itself; g stays in the table.",
             f"Digits 3 vs 8 (labels ±1), {settings['num_features']} Gaussian random features, "
             f"ridge γ = {settings['gamma']}; simulated test MSE averaged over "
             f"{settings['projections']} projections per seed; g = (min over a2 > 0 of the MSE − "

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ParameterError
 from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
 
-_FRAMEWORK = {"base", "runner"}
+_FRAMEWORK = {"base", "runner", "cli"}
 #: Part of every cached run's key, with etfcore's version: bump it when training or what a run
 #: records changes without a config change, so no stale run is reused.
 RUNS_VERSION = 2
@@ -122,11 +122,14 @@ def quiet_lightning() -> Iterator[None]:
 @dataclasses.dataclass
 class TrainedRun:
     """A cached training run: its directory (a ``Trainer`` run directory with checkpoints), the
-    resolved config and the per-epoch history (``metrics.jsonl`` rows)."""
+    resolved config and the per-epoch history (``metrics.jsonl`` rows). Experiments read the
+    trained network through :meth:`module`, :meth:`head`, :meth:`head_weights` and
+    :meth:`head_features`, never through checkpoint keys."""
 
     run_dir: str
     config: Any  # TrainConfig
     history: List[Dict[str, Any]]
+    _module: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def final(self) -> Dict[str, Any]:
@@ -134,10 +137,43 @@ class TrainedRun:
         return self.history[-1]
 
     def state_dict(self) -> Dict[str, Any]:
-        """The trained module's state (backbone and head) from the run's last checkpoint."""
-        from ..training.trainer import _load, find_checkpoint
+        """The trained module's state (backbone and head) from the run's last checkpoint
+        (:func:`etfcore.training.checkpoints.read_checkpoint`)."""
+        from ..training.checkpoints import read_checkpoint
 
-        return _load(find_checkpoint(self.run_dir))["state_dict"]
+        return read_checkpoint(self.run_dir)["state_dict"]
+
+    def module(self):
+        """The trained :class:`~etfcore.training.ClassifierModule` (eval mode, CPU), rebuilt
+        once per :class:`TrainedRun` (:func:`etfcore.training.checkpoints.load_module`)."""
+        if self._module is None:
+            from ..training.checkpoints import load_module
+
+            self._module = load_module(self.run_dir, self.config)
+        return self._module
+
+    def head(self):
+        """The trained head (eval mode): ``head.features(h)`` is what it classifies (after the
+        projector, BatchNorm, L2 normalisation when the run had them), ``head.classify(u)`` its
+        logits, ``head.weight`` its ``K × p`` classifier."""
+        return self.module().head
+
+    def head_weights(self) -> np.ndarray:
+        """The head's ``K × p`` classifier weights (float64): a learnable head's trained ``W``,
+        a fixed ETF's frame (with its per-class lengths when it has them)."""
+        import torch
+
+        with torch.no_grad():
+            return self.head().weight.detach().double().cpu().numpy()
+
+    def head_features(self, features: np.ndarray) -> np.ndarray:
+        """What the head classifies, ``head.features(h)``, for backbone features ``(N, p)``
+        (float64). For a head without projector, BatchNorm or normalisation: ``features``."""
+        import torch
+
+        with torch.no_grad():
+            h = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            return self.head().features(h).double().numpy()
 
     def load(self):
         """``(backbone, config)`` of the run (:func:`etfcore.training.load_pretrained`)."""
@@ -282,6 +318,7 @@ class Report:
     seconds: float
     computed_seconds: float
     figure: Optional[str]
+    form: str = ""
 
     def text(self) -> str:
         e, o = self.experiment, self.outcome
@@ -325,8 +362,8 @@ class Report:
         seeds = ", ".join(str(s) for s in self.seeds)
         lines += [
             "",
-            f"<small>Seeds {seeds}; settings `{json.dumps(self.settings, sort_keys=True)}`; "
-            f"{self.seconds:.0f} s.</small>",
+            f"<small>Form {self.form or '?'}; seeds {seeds}; settings "
+            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.seconds:.0f} s.</small>",
             "",
         ]
         return "\n".join(lines)
@@ -448,7 +485,7 @@ def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Rep
     figure = _draw(exp, settings, results, os.path.join(root, "figures", f"{exp.name}.png"))
     report = Report(
         exp, settings, tuple(options.seeds), results, outcome, time.perf_counter() - t0,
-        computed, figure,
+        computed, figure, options.form,
     )  # fmt: skip
     os.makedirs(os.path.join(root, exp.name), exist_ok=True)
     with open(os.path.join(root, exp.name, "report.md"), "w") as f:
@@ -458,10 +495,15 @@ def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Rep
 
 def summary_table(reports: Sequence[Report]) -> str:
     """Markdown: one row per experiment with its verdict and main effect."""
-    lines = ["| experiment | claim | verdict | main effect |", "|---|---|---|---|"]
+    lines = [
+        "| experiment | claim | verdict | main effect (detectable ≥) |",
+        "|---|---|---|---|",
+    ]
     for r in reports:
         eff = r.outcome.effects[0]
-        main = f"{eff.name}: {eff.mean * eff.scale:+.3g} ± {eff.std * eff.scale:.2g}{eff.unit}"
+        sc, u = eff.scale, eff.unit
+        main = (f"{eff.name}: {eff.mean * sc:+.3g} ± {eff.std * sc:.2g}{u} "
+                f"(≥ {eff.mde * sc:.2g}{u})")
         claim = r.experiment.claim.replace("|", "\\|")
         verdict = r.outcome.verdict.value  # type: ignore[union-attr]
         lines.append(f"| `{r.experiment.name}` | {claim} | {verdict} | {main} |")
@@ -470,16 +512,56 @@ def summary_table(reports: Sequence[Report]) -> str:
 
 INTRO = """\
 Each experiment below tests one central claim of a paper etfcore implements, on data that needs
-no download, at a scale a laptop runs in minutes. Each seed measures a signed *effect* in the
-direction the paper claims (positive = as the paper says), paired by seed; the verdict follows
-from its mean `m`, its sample standard deviation `s` and the one-sided 95% lower bound
-`m − t·s/√n` (Student's `t`, `n` seeds): **holds** when the lower bound is above zero and `m`
-reaches the smallest effect the experiment counts as relevant (fixed before looking at results);
-**partly holds** when `m > 0` and either the lower bound is above zero or `m` exceeds `s`, or when
-a claim with several effects holds for some of them; **does not hold at this scale** otherwise.
-A claim that does not reproduce here may still hold at the papers' scale (ResNets on ImageNet or
-CIFAR for hundreds of epochs): the verdicts are about what these runs show, and each experiment's
-notes say what was tried. Re-running a command reuses the cached runs and only redraws."""
+no download, at a scale two CPU cores run in minutes to hours. Each seed measures a signed
+*effect* in the direction the paper claims (positive = as the paper says), paired by seed; its
+**95% interval** is `m ± t·s/√n` (mean `m`, sample standard deviation `s`, `n` seeds, Student's
+`t_{0.975, n−1}`), and each effect fixes in advance the smallest effect `δ` that counts as
+relevant. **holds**: the interval lies above 0 and `m ≥ δ`; **partly holds**: above 0 but
+`m < δ`, or a claim with several effects of which the resolved ones disagree; **does not hold at
+this scale**: the interval excludes every relevant effect (its upper end is below `δ`);
+**inconclusive**: the interval contains both 0 and `δ` — the data cannot tell. Equivalence claims
+("comparable", "keeps the accuracy") test the paired difference against a margin `±Δ` with two
+one-sided tests (TOST): they hold when the 95% interval lies inside `(−Δ, Δ)`. Next to each
+verdict, *detectable ≥ x* is the design's power: the smallest true effect it would find in 80% of
+repetitions, `(t_{0.975, n−1} + t_{0.80, n−1})·s/√n` (for an equivalence, the smallest margin
+it could establish, with `t_{0.90}`). A claim that does not reproduce here may still hold at the
+papers' scale (ResNets on ImageNet or CIFAR for hundreds of epochs): the verdicts are about what
+these runs show, and each experiment's notes say what was tried. Re-running a command reuses the
+cached runs and only redraws."""
+
+
+FORMS_TEXT = """\
+**Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, aimed
+at about 30 min for all of them on two idle CPU cores (the time of the run on this page is
+stated above). `--form cpu` (the default): larger data and longer runs, 5 seeds (e.g. MNIST-1D
+with 50 000 training signals and a 1-D CNN for Yang et al., a class-count sweep up to K = 100 for
+the hinge loss), aimed at about two hours on two cores (not yet measured).
+`--form gpu --data cifar10|cifar100`: the papers' networks where an experiment has them —
+ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup settings + ablations) and
+`004-*` (200 epochs; `004-coarse-to-fine` needs `cifar100`), ResNet-18 for
+`001-weights-align-means`; the other experiments stay on their embedded data. They need the
+CIFAR python archives unpacked under `./data` (`cifar-10-batches-py`, `cifar-100-python`) and,
+as an estimate from ResNet-32's cost (≈ 10 s per CIFAR epoch on one modern GPU, less on the
+long-tail subsets), some 15–25 GPU-hours per seed for `002-long-tail-dr`, 2–3 for
+`004-long-tail-minor`, and 40–60 for `004-nc1-vs-tau`'s sweep of 7 variants × 11 τ⁺ values —
+not measured here (no GPU run has been made). Every form is tested to build valid training
+configs (`tests/test_experiments_forms.py`)."""
+
+
+def machine_description() -> str:
+    """``"2 CPU cores (x86_64, Linux), Python 3.12, torch 2.x"``: where a report was made."""
+    import platform
+
+    try:
+        import torch
+
+        tv = f", torch {torch.__version__.split('+')[0]}"
+        if torch.cuda.is_available():
+            tv += f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:  # pragma: no cover - the runner needs torch anyway
+        tv = ""
+    return (f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), "
+            f"Python {platform.python_version()}{tv}")
 
 
 def write_report(
@@ -489,9 +571,11 @@ def write_report(
     command: str,
     figures_dir: Optional[str] = None,
     pages_dir: Optional[str] = None,
+    machine: Optional[str] = None,
 ) -> None:
-    """Every experiment's section under a summary table, grouped by paper. Figures are copied to
-    ``figures_dir`` when given (else linked where they are), relative to ``path``; when
+    """Every experiment's section under a summary table, grouped by paper, with the command, the
+    machine (``machine``, default :func:`machine_description`) and the wall time. Figures are
+    copied to ``figures_dir`` when given (else linked where they are), relative to ``path``; when
     ``pages_dir`` holds a page ``<module>.md`` for an experiment module (its protocols and
     investigations), each paper's section links it."""
     base = os.path.dirname(os.path.abspath(path))
@@ -500,7 +584,11 @@ def write_report(
         "",
         INTRO,
         "",
-        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min.",
+        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min of wall time "
+        f"on {machine or machine_description()}"
+        + (f" (form: {reports[0].form})" if reports and reports[0].form else "") + ".",
+        "",
+        FORMS_TEXT,
         "",
         summary_table(reports),
         "",
@@ -544,5 +632,6 @@ __all__ = [
     "select",
     "summary_table",
     "write_report",
+    "machine_description",
     "quiet_lightning",
 ]

@@ -19,7 +19,12 @@ from .trainer import Trainer
 METHODS = {
     "learnable + CE": dict(head="linear", loss="ce"),
     "fixed ETF + CE": dict(head="etf", loss="ce"),
-    "fixed ETF + DR": dict(head="etf", loss="dot_regression", normalize_features=True, lr=0.1),
+    # Yang et al.'s recipe as their code runs it: BatchNorm + L2 before the frame, per-class
+    # lengths in the loss only, the unit frame for predictions (experiments/dot_regression.py)
+    "fixed ETF + DR": dict(
+        head="etf", loss="dot_regression", head_batch_norm=True, normalize_features=True,
+        etf_lengths="class_counts_train", lr=0.1,
+    ),
     "fixed ETF + hinge CE": dict(head="etf", loss="hinge_ce"),
 }
 SETTINGS = {"balanced": 1.0, "long-tail ρ=0.1": 0.1}

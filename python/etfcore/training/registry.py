@@ -118,6 +118,13 @@ def _mlp(config, input_shape):
     return _nn().MLP(int(np.prod(input_shape)), config.feature_dim)
 
 
+@BACKBONES.register("cnn1d", doc="small 1-D CNN for 1-D signals (MNIST-1D)")
+def _cnn1d(config, input_shape):
+    from ..nn.conv1d import Conv1DNet
+
+    return Conv1DNet(int(np.prod(input_shape)), config.feature_dim)
+
+
 @BACKBONES.register("cnn", "cnn-sw", doc="small CNN (batch norm, or Switchable Whitening: -sw)")
 def _cnn(config, input_shape):
     channels = input_shape[0] if len(input_shape) == 3 else 1
