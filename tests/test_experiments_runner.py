@@ -317,3 +317,16 @@ def test_trained_run_reads_its_network_through_public_accessors(tmp_path):
         assert torch.allclose(load_module(lin.run_dir).backbone(x), backbone.eval()(x))
     with pytest.raises(ParameterError):
         read_checkpoint(str(tmp_path / "nowhere"))
+
+
+def test_a_damaged_cache_entry_is_a_miss_with_a_warning(tmp_path):
+    from etfcore.experiments.runner import _cached_json, _write_json
+
+    path = tmp_path / "entry.json"
+    assert _cached_json(str(path)) is None  # missing
+    _write_json(str(path), {"result": {"x": 1.5}})
+    assert _cached_json(str(path)) == {"result": {"x": 1.5}}
+    assert not [p for p in tmp_path.iterdir() if p.name != "entry.json"]  # no temporary left
+    path.write_text('{"result": {"x": 1.')  # torn by a kill mid-write
+    with pytest.warns(UserWarning, match="damaged cache entry"):
+        assert _cached_json(str(path)) is None

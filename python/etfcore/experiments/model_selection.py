@@ -43,11 +43,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._io import write_text
 from ..transfer import (
     NCTIComponents,
     all_scores,
@@ -58,7 +58,7 @@ from ..transfer import (
     rank_report,
 )
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
-from .runner import digest
+from .runner import _cached_json, digest
 
 #: Version of a (backbone, target) measurement: bump when :func:`measure_pair` changes.
 MEASURE_VERSION = 1
@@ -171,11 +171,9 @@ def source_probabilities(head: Any, temperature: float, features: np.ndarray) ->
 
 
 def _write_json(path: str, obj: Any) -> None:
+    """Atomic and durable (:func:`etfcore._io.write_text`)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj))
 
 
 def scores_of(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> Dict[str, float]:
@@ -222,9 +220,9 @@ def measure_pair(
     ``head`` is ``source_head(run)`` (built when needed and not given)."""
     key = digest([MEASURE_VERSION, dict(target), grid, seed])
     path = os.path.join(run.run_dir, "selection", f"{key}.json")
-    if ctx.options.cache and os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f)
+    cached = _cached_json(path) if ctx.options.cache else None
+    if cached is not None:
+        return cached
     f = ctx.features(run, target)
     (xtr, ytr), (xte, yte) = f["train"], f["test"]
     xtr, xte = np.asarray(xtr), np.asarray(xte)

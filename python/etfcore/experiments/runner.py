@@ -26,13 +26,16 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._io import save_with, write_text
 from ..errors import ParameterError
+from ..transfer.features import load_npy
 from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
 
 _FRAMEWORK = {"base", "runner", "cli"}
@@ -92,17 +95,27 @@ def _json_clean(v: Any) -> Any:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    """Atomic: a reader never sees half a file, and two writers leave one whole file."""
+    """Atomic and durable (:func:`etfcore._io.write_text`: a temporary file in the destination
+    folder, fsync, rename): a reader never sees half a file, two writers leave one whole file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_json_clean(obj), f, indent=1)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(_json_clean(obj), indent=1))
 
 
 def _read_json(path: str) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def _cached_json(path: str) -> Any:
+    """A cache entry, or ``None`` when it is missing or damaged (a damaged entry — a truncated
+    or edited file — is recomputed, with a warning, instead of stopping the run)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return _read_json(path)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"ignoring a damaged cache entry {path} ({e}); recomputing", stacklevel=2)
+        return None
 
 
 @contextlib.contextmanager
@@ -223,8 +236,9 @@ class Context:
         cfg = self.config(config)
         run_dir = os.path.join(self.root, "runs", self._key(cfg))
         hist_path = os.path.join(run_dir, "history.json")
-        if self.options.cache and os.path.isfile(hist_path):
-            return TrainedRun(run_dir, cfg, _read_json(hist_path))
+        cached = _cached_json(hist_path) if self.options.cache else None
+        if cached is not None:
+            return TrainedRun(run_dir, cfg, cached)
         os.makedirs(os.path.join(self.root, "runs"), exist_ok=True)
         with tempfile.TemporaryDirectory(dir=os.path.join(self.root, "runs")) as tmp:
             with quiet_lightning():
@@ -261,8 +275,9 @@ class Context:
         cfg = self._target(run, target)
         key = digest([self._key(cfg), head, head_only, train])
         path = os.path.join(run.run_dir, "finetune", f"{key}.json")
-        if self.options.cache and os.path.isfile(path):
-            return _read_json(path)
+        cached = _cached_json(path) if self.options.cache else None
+        if cached is not None:
+            return cached
         with quiet_lightning():
             r = finetune(
                 run.run_dir, cfg, head=head, head_only=head_only, train=train,
@@ -291,7 +306,7 @@ class Context:
             f = os.path.join(out_dir, f"{s}_features.npy")
             if not os.path.isfile(f):
                 raise ParameterError(f"run {run.run_dir} has no {s!r} split for this target")
-            out[s] = (np.load(f), np.load(os.path.join(out_dir, f"{s}_labels.npy")))
+            out[s] = (load_npy(f), load_npy(os.path.join(out_dir, f"{s}_labels.npy")))
         return out
 
     def probe(self, run: TrainedRun, target: Any = None, *, seed: int = 0, **kw: Any):
@@ -427,8 +442,9 @@ def _compute_seeds(
     todo = []
     for seed in options.seeds:
         path = _seed_path(options, exp, settings, seed)
-        if options.cache and os.path.isfile(path):
-            results[seed] = _read_json(path)["result"]
+        cached = _cached_json(path) if options.cache else None
+        if isinstance(cached, dict) and "result" in cached:
+            results[seed] = cached["result"]
         else:
             todo.append(seed)
     computed = 0.0
@@ -463,7 +479,7 @@ def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
             return None
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
         return path
     finally:
         plt.close(fig)
@@ -488,8 +504,10 @@ def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Rep
         computed, figure, options.form,
     )  # fmt: skip
     os.makedirs(os.path.join(root, exp.name), exist_ok=True)
-    with open(os.path.join(root, exp.name, "report.md"), "w") as f:
-        f.write(report.markdown(figure_href=f"../figures/{exp.name}.png"))
+    write_text(
+        os.path.join(root, exp.name, "report.md"),
+        report.markdown(figure_href=f"../figures/{exp.name}.png"),
+    )
     return report
 
 
@@ -609,8 +627,8 @@ def write_report(
             figure = shutil.copy(figure, os.path.join(figures_dir, os.path.basename(figure)))
         href = os.path.relpath(figure, base) if figure else None
         parts.append(r.markdown(figure_href=href))
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_text(path, "\n".join(parts))
 
 
 def select(names: Sequence[str]) -> List[Experiment]:

@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from .._io import save_with, write_text
 from .callbacks import json_safe
 from .config import TrainConfig
 from .trainer import Trainer
@@ -83,8 +84,7 @@ def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[st
             results[setting][method] = runs
             elapsed = time.perf_counter() - t0
             print(f"  {setting:<16} {method:<22} done ({elapsed:.0f} s)", flush=True)
-    with open(os.path.join(out_dir, "history.json"), "w") as f:
-        json.dump(_json_clean(results), f)
+    write_text(os.path.join(out_dir, "history.json"), json.dumps(_json_clean(results)))
     print()
     print(format_table(results))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
@@ -147,5 +147,5 @@ def plot_curves(results, path: str) -> None:
                 ax.set_yscale("log")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_with(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
