@@ -24,7 +24,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .. import __version__
-from ..errors import EtfcoreError
+from ..errors import EtfcoreError, MissingDependencyError
 from ..transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 from . import demo, reproduce, rf, train
 from . import report as report_cli
@@ -138,7 +138,9 @@ def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
         return 128 + int(getattr(e, "signum", 2))
     if isinstance(e, (EtfcoreError, ImportError)):
         hint = ""
-        if isinstance(e, ImportError) and e.name in _TRAIN_DEPS:
+        if isinstance(e, ImportError) and not isinstance(e, MissingDependencyError) and (
+            e.name in _TRAIN_DEPS
+        ):
             hint = " (pip install 'etfcore[train]')"
         print(f"etfcore: error: {type(e).__name__}: {e}{hint}", file=sys.stderr)
         return 2

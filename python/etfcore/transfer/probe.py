@@ -46,21 +46,21 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .._validation import as_count, as_index, torch_device
-from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
+from ..errors import (
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    TooFewClassesError,
+    require,
+)
 from ..splits import stratified_folds, stratified_validation_mask
 
 DEFAULT_GRID = np.logspace(-6.0, 6.0, 97)
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - exercised only without torch
-        raise ImportError(
-            "etfcore.transfer.linear_probe needs PyTorch: pip install 'etfcore[torch]' "
-            "(or pip install torch)"
-        ) from e
-    return torch
+    return require("torch", "torch", "etfcore.transfer.linear_probe", package="PyTorch (torch)")
 
 
 @dataclasses.dataclass
