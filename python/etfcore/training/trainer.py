@@ -368,7 +368,8 @@ class Trainer:
 
             loggers.append(
                 TensorBoardLogger(
-                    root, name=name, version=csv_logger.version, sub_dir="tb", default_hp_metric=False
+                    root, name=name, version=csv_logger.version, sub_dir="tb",
+                    default_hp_metric=False,
                 )
             )
         except ImportError:
