@@ -207,3 +207,22 @@ def test_probe_without_torch_says_how_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ImportError: etfcore.transfer.linear_probe needs PyTorch" in out.stdout
+
+
+def test_cli_probe_takes_cv(tmp_path, capsys):
+    from etfcore.cli import main
+
+    x, y = mixture(200, 4, 2, seed=9, sep=2.0)
+    paths = {}
+    for name, arr in [("ftr", x[:150]), ("ytr", y[:150]), ("fte", x[150:]), ("yte", y[150:])]:
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], arr)
+    args = ["probe", "--train", paths["ftr"], paths["ytr"], "--test", paths["fte"], paths["yte"],
+            "--device", "cpu", "--json"]
+    assert main(args + ["--cv", "3"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["cv"] == 3 and len(out["fold_curves"]) == 3 and out["num_val"] == 150
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["cv"] is None
