@@ -218,7 +218,7 @@ def steps_table(X: np.ndarray, y: np.ndarray, K: int, repeats: int, cpu: bool) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)

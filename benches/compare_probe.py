@@ -48,7 +48,7 @@ def sklearn_probe(logreg, xtr, ytr, xte, yte, grid, val_mask, tol, max_iter):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--sizes", nargs="+", default=["10000x256x50", "40000x512x100"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tol", type=float, default=1e-4)

@@ -44,7 +44,7 @@ def run(method, path, m):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--method")
     ap.add_argument("--path")

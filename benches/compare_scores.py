@@ -298,7 +298,7 @@ def run(method: str, path: str, k: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--method")
     ap.add_argument("--path")

@@ -225,7 +225,7 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def main(argv: List[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--out", required=True, help="folder for gpu_check.json and gpu_check.md")
     ap.add_argument("--quick", action="store_true", help="the ≤ 8-minute form")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")

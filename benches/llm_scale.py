@@ -33,7 +33,7 @@ def mem_gib() -> tuple:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--K", type=int, default=50_000)
     ap.add_argument("--p", type=int, default=4096)
     ap.add_argument("--N", type=int, default=150_000)

@@ -52,3 +52,24 @@ def test_a_missing_training_dependency_names_the_extra(monkeypatch, capsys):
     monkeypatch.setattr(report_cli, "run", no_torch)
     assert cli.main(["report"]) == 2
     assert "pip install 'etfcore[train]'" in capsys.readouterr().err
+
+
+def test_no_abbreviated_flags_and_device_names_the_lightning_flags(capsys):
+    """argparse's prefix matching once turned `--device cuda` into `--devices cuda`."""
+    from etfcore.cli import build_parser, main
+
+    parser, subs = build_parser()
+    assert parser.allow_abbrev is False and all(not p.allow_abbrev for p in subs.values())
+    for cmd in ("train", "finetune", "demo", "reproduce"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--device", "cuda"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--accelerator" in err and "--devices" in err, (cmd, err)
+    with pytest.raises(SystemExit):  # a prefix of a real flag is not that flag
+        main(["train", "--accel", "cpu"])
+    assert "unrecognized arguments: --accel" in capsys.readouterr().err
+    # probe and extract keep their own --device (a torch device)
+    assert subs["extract"].parse_args(["r", "--out", "o", "--device", "cpu"]).device == "cpu"
+    got = subs["probe"].parse_args(["--train", "a", "b", "--test", "c", "d", "--device", "cpu"])
+    assert got.device == "cpu"

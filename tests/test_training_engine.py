@@ -221,7 +221,8 @@ def work(rank, world, port, out):
     for i in range(0, int(mine.sum()), 7 + rank):  # ranks see different numbers of batches
         m.update(torch.from_numpy(H[mine][i:i + 7 + rank] + rank),
                  torch.from_numpy(y[mine][i:i + 7 + rank]))
-    vci = m.compute()["vci"]
+    vci = float(m.compute()["vci"])
+    assert m.compute_report()["vci"] == vci  # synchronised too, the local states kept
     with m.sync_context():
         blob = m.to_core().to_bytes()
     if rank == 0:

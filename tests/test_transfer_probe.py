@@ -78,7 +78,7 @@ def test_probe_sweep_matches_sklearn_on_same_split():
         m.fit(xs, ytr[~mask])
         curve.append((m.predict(xtr[mask] - mean) == ytr[mask]).mean())
     np.testing.assert_allclose(r.validation_curve, curve)
-    best = int(np.flatnonzero(np.array(curve) == max(curve))[-1])
+    best = int(np.flatnonzero(np.array(curve) == max(curve))[0])  # ties: the weakest λ
     assert r.l2 == grid[best] and r.l2_index == best
     m = sklearn_lm.LogisticRegression(C=1.0 / (grid[best] * 300), tol=1e-12, max_iter=10000)
     m.fit(xtr - mean, ytr)
@@ -89,6 +89,62 @@ def test_probe_sweep_matches_sklearn_on_same_split():
     assert r.mean_per_class == pytest.approx(np.mean(per))
     assert r.converged.all() and r.refit_converged
     assert r.iterations.shape == (6,) and r.device == "cpu" and r.dtype == "float64"
+
+
+def test_probe_kfold_matches_sklearn_fold_by_fold():
+    x, y = mixture(330, 5, 3, seed=8, sep=0.5)
+    xtr, ytr, xte, yte = x[:270], y[:270], x[270:], y[270:]
+    grid = np.logspace(-3, 1, 5)
+    kw = dict(grid=grid, dtype="float64", tol=1e-7, cv=3)
+    r = transfer.linear_probe(xtr, ytr, xte, yte, seed=2, **kw)
+    fold = ec.splits.stratified_folds(ytr, 3, seed=2)
+    mean = xtr.mean(0)
+    want = np.empty((3, grid.size))
+    for f in range(3):
+        tr, va = fold != f, fold == f
+        for j, lam in enumerate(grid):
+            m = sklearn_lm.LogisticRegression(C=1.0 / (lam * tr.sum()), tol=1e-12, max_iter=10000)
+            m.fit(xtr[tr] - mean, ytr[tr])
+            want[f, j] = (m.predict(xtr[va] - mean) == ytr[va]).mean()
+    np.testing.assert_allclose(r.fold_curves, want)
+    np.testing.assert_allclose(r.validation_curve, want.mean(0))
+    assert r.l2_index == int(np.flatnonzero(want.mean(0) == want.mean(0).max())[0])
+    assert r.cv == 3 and r.num_val == 270 and r.to_dict()["fold_curves"] == want.tolist()
+    again = transfer.linear_probe(xtr, ytr, xte, yte, seed=2, **kw)  # seeded: the same folds
+    np.testing.assert_array_equal(again.fold_curves, r.fold_curves)
+    other = transfer.linear_probe(xtr, ytr, xte, yte, seed=3, **kw)
+    assert not np.array_equal(other.fold_curves, r.fold_curves)
+    single = transfer.linear_probe(xtr, ytr, xte, yte, seed=2, grid=grid)
+    assert single.cv is None and single.fold_curves is None and single.num_val == 54
+
+
+def test_stratified_folds_are_balanced_seeded_and_checked():
+    y = np.repeat([3, 5, 9], [7, 11, 5])
+    f = ec.splits.stratified_folds(y, 5, seed=0)
+    for c in (3, 5, 9):
+        counts = np.bincount(f[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    sizes = np.bincount(f, minlength=5)
+    assert sizes.max() - sizes.min() <= 1
+    np.testing.assert_array_equal(f, ec.splits.stratified_folds(y, 5, seed=0))
+    assert not np.array_equal(f, ec.splits.stratified_folds(y, 5, seed=1))
+    with pytest.raises(ec.LabelError, match="class 9 has 5"):
+        ec.splits.stratified_folds(y, 6, seed=0)
+    with pytest.raises(ec.ParameterError, match="2 folds"):
+        ec.splits.stratified_folds(y, 1, seed=0)
+
+
+def test_ties_take_the_weakest_regularisation():
+    """Well-separated classes: validation accuracy is 1 on a whole plateau of the grid; the
+    documented rule takes its weakest end (the smallest λ), not its strongest."""
+    x, y = mixture(240, 4, 3, seed=6, sep=6.0)
+    grid = np.logspace(-4, 1, 11)
+    for cv in (None, 4):
+        r = transfer.linear_probe(x[:180], y[:180], x[180:], y[180:], seed=0, grid=grid, cv=cv)
+        tied = np.flatnonzero(r.validation_curve == r.validation_curve.max())
+        assert tied.size >= 3, r.validation_curve  # the situation the rule is for
+        assert r.l2_index == tied[0] and r.l2 == grid[tied[0]]
+    assert transfer.select_strength([0.5, 0.9, 0.9, 0.7]) == 1
 
 
 def test_probe_default_grid_memmap_stream_and_labels(tmp_path):
@@ -151,3 +207,22 @@ def test_probe_without_torch_says_how_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ImportError: etfcore.transfer.linear_probe needs PyTorch" in out.stdout
+
+
+def test_cli_probe_takes_cv(tmp_path, capsys):
+    from etfcore.cli import main
+
+    x, y = mixture(200, 4, 2, seed=9, sep=2.0)
+    paths = {}
+    for name, arr in [("ftr", x[:150]), ("ytr", y[:150]), ("fte", x[150:]), ("yte", y[150:])]:
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], arr)
+    args = ["probe", "--train", paths["ftr"], paths["ytr"], "--test", paths["fte"], paths["yte"],
+            "--device", "cpu", "--json"]
+    assert main(args + ["--cv", "3"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["cv"] == 3 and len(out["fold_curves"]) == 3 and out["num_val"] == 150
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["cv"] is None

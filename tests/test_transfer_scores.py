@@ -426,3 +426,13 @@ def test_logme_float32_cut_is_relative_to_the_centred_spectrum():
     res = transfer.logme_from_stats(ec.CollapseStats(20, 256).update(h32, y))
     assert res.rank == 256
     assert res.value == pytest.approx(ref, rel=1e-6)
+
+
+def test_rank_table_shows_the_direction_of_each_score():
+    rep = transfer.rank_report(["a", "b", "c"], {"logme": [0.1, 0.3, 0.2], "vci": [0.5, 0.2, 0.3]},
+                               [0.6, 0.8, 0.7])
+    assert "direction" in rep.table()
+    agreement = [r for r in rep.table().splitlines() if r.startswith("vci ") and "flipped" in r]
+    assert len(agreement) == 1 and "lower is better" in agreement[0]
+    logme = [r for r in rep.table().splitlines() if r.startswith("logme ") and "better" in r]
+    assert len(logme) == 1 and "higher is better" in logme[0]

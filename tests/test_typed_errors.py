@@ -276,3 +276,10 @@ def test_cli_refuses_checkpoints_missing_keys_or_of_other_shapes(tmp_path, capsy
         code = main([*args, "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err
         assert code == 2 and expected in err and "Traceback" not in err, (args, err)
+
+
+def test_collapse_metrics_blames_a_classifier_with_too_few_rows():
+    H, y = ec.data.gaussian_mixture(4, 8, 20, seed=0)
+    with pytest.raises(ec.ShapeError, match=r"classifier has 3 rows .* up to 3 \(4 classes\)"):
+        ec.collapse_metrics(H, y, classifier=ec.etf(3, 8, seed=0))
+    assert ec.collapse_metrics(H, y, classifier=ec.etf(4, 8, seed=0))["nc3"] >= 0

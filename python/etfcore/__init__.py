@@ -23,6 +23,7 @@ from .errors import (
     EtfcoreError,
     IncompatibleStatsError,
     LabelError,
+    MissingDependencyError,
     NonFiniteError,
     NumericalError,
     ParameterError,
@@ -78,4 +79,5 @@ __all__ = [
     "DegenerateInputError",
     "NumericalError",
     "StorageError",
+    "MissingDependencyError",
 ]

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._validation import as_float, as_index
-from .errors import ParameterError
+from .errors import ParameterError, require
 
 
 def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -> np.ndarray:
@@ -133,10 +133,7 @@ def load_digits(*, scale: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """scikit-learn's handwritten digits (1797 images of 8×8 pixels, 10 classes), shipped with
     scikit-learn, so no download. Features ``(1797, 64)`` float64 (pixel values / 16 when
     ``scale``) and int64 labels."""
-    try:
-        from sklearn.datasets import load_digits as _load
-    except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
-        raise ImportError("the digits data need scikit-learn: pip install scikit-learn") from e
-    d = _load()
+    datasets = require("sklearn.datasets", "train", "the digits data", package="scikit-learn")
+    d = datasets.load_digits()
     x = d.data.astype(np.float64)
     return (x / 16.0 if scale else x), d.target.astype(np.int64)

@@ -30,6 +30,50 @@ class StorageError(EtfcoreError):
     path: str = ""
     errno: "int | None" = None
 
+
+
+class MissingDependencyError(EtfcoreError, ImportError):
+    """An optional dependency is not installed. Also an ``ImportError`` (``name`` is the missing
+    module), so code that catches ``ImportError`` keeps working; ``extra`` is the etfcore extra
+    that installs it (``pip install 'etfcore[extra]'``), named in the message."""
+
+    def __init__(self, message: str, *, name: "str | None" = None, extra: "str | None" = None):
+        ImportError.__init__(self, message, name=name)
+        self.extra = extra
+
+    def __reduce__(self):
+        return (_missing_dependency, (str(self), self.name, self.extra))
+
+
+def _missing_dependency(message: str, name: "str | None", extra: "str | None"):
+    return MissingDependencyError(message, name=name, extra=extra)
+
+
+def require(module: str, extra: str, purpose: str, package: "str | None" = None):
+    """Imports ``module`` and returns it, or raises :class:`MissingDependencyError` naming what
+    needs it (``purpose``), the package (``package``, default the module's top level) and the
+    extra that installs it: the one helper behind every optional import of etfcore.
+
+    >>> require("numpy", "torch", "this example").__name__
+    'numpy'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        missing = (getattr(e, "name", None) or top).split(".")[0]
+        # the module itself, or a dependency of it (torchvision without torch) is missing
+        pkg = (package or top) if missing == top else missing
+        raise MissingDependencyError(
+            f"{purpose} needs {pkg}, which is not installed: pip install 'etfcore[{extra}]' "
+            f"(or pip install {pkg})",
+            name=missing,
+            extra=extra,
+        ) from None
+
+
 __all__ = [
     "EtfcoreError",
     "ShapeError",
@@ -44,4 +88,5 @@ __all__ = [
     "DegenerateInputError",
     "NumericalError",
     "StorageError",
+    "MissingDependencyError",
 ]

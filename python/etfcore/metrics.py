@@ -17,6 +17,7 @@ from ._validation import (
     as_str,
     as_vector64,
 )
+from .errors import ShapeError
 from .stats import CollapseStats
 
 
@@ -76,7 +77,15 @@ def _num_classes(num_classes: Any, y: np.ndarray, classifier: Optional[np.ndarra
     if num_classes is not None:
         return as_index(num_classes, "num_classes")
     if classifier is not None:
-        return classifier.shape[0]
+        rows = classifier.shape[0]
+        top = int(y.max()) if y.size else -1
+        if top >= rows:
+            # the labels are the data; a classifier with too few rows is what is wrong
+            raise ShapeError(
+                f"classifier has {rows} rows (one per class) but the labels go up to {top} "
+                f"({top + 1} classes): give a ({top + 1}, p) classifier, or num_classes"
+            )
+        return rows
     return int(y.max()) + 1 if y.size and y.max() >= 0 else 1
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "plan_splits",
     "random_split",
     "rank_within_class",
+    "stratified_folds",
     "stratified_holdout",
     "stratified_validation_mask",
     "take_per_class",
@@ -388,3 +389,34 @@ def plan_splits(
         test_idx=test_idx,
         test_labels=lut[y_test[test_idx]],
     )
+
+
+def stratified_folds(labels: Any, folds: int, seed: int) -> np.ndarray:
+    """The fold ``0..folds-1`` of every sample for stratified, seeded k-fold cross-validation:
+    the samples sorted by class, in the order of :func:`rank_within_class` (drawn from
+    ``numpy.random.default_rng(seed)``) within it, are dealt to the folds in turn, so each class
+    splits as evenly as it can (its counts per fold differ by at most one) and so do the folds.
+    Every class needs at least ``folds`` samples (:class:`~etfcore.errors.LabelError`
+    otherwise): each fold must hold every class for the probe's per-fold accuracy.
+
+    >>> f = stratified_folds(np.repeat([0, 1], [6, 9]), 3, seed=0)
+    >>> np.bincount(f).tolist(), np.bincount(f[:6]).tolist()
+    ([5, 5, 5], [2, 2, 2])
+    """
+    folds = as_index(folds, "folds")
+    if folds < 2:
+        raise ParameterError(f"cross-validation needs at least 2 folds, got {folds}")
+    y = np.asarray(labels)
+    classes, codes = np.unique(y, return_inverse=True)
+    have = np.bincount(codes)
+    if (have < folds).any():
+        c = int(np.argmax(have < folds))
+        raise LabelError(
+            f"{folds}-fold cross-validation needs at least {folds} samples of every class; "
+            f"class {classes[c]} has {int(have[c])}: give more samples of it or fewer folds"
+        )
+    rank = rank_within_class(codes.astype(np.int64), np.random.default_rng(as_index(seed, "seed")))
+    order = np.lexsort((rank, codes))
+    fold = np.empty(y.shape[0], dtype=np.int64)
+    fold[order] = np.arange(y.shape[0]) % folds
+    return fold

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .. import __version__
-from ..errors import EtfcoreError
+from ..errors import EtfcoreError, MissingDependencyError
 from ..transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 from . import demo, reproduce, rf, train
 from . import report as report_cli
@@ -49,9 +49,31 @@ __all__ = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without prefix matching (``--device`` must not become ``--devices``); the
+    subcommand parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+class _RefuseDevice(argparse.Action):
+    """``--device`` on a Lightning command: refused, naming the flags Lightning takes."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None):
+        parser.error(
+            f"{option_string} {values} is not a flag of this command: Lightning takes "
+            f"--accelerator (cpu, gpu, auto, ...) and --devices (a count or a list like 0,1); "
+            f"e.g. --accelerator gpu --devices 1 for one CUDA device"
+        )
+
+
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
-    """The ``etfcore`` parser and its subcommand parsers by name."""
-    parser = argparse.ArgumentParser(
+    """The ``etfcore`` parser and its subcommand parsers by name. No parser matches
+    abbreviated flags; a command with ``--accelerator`` refuses ``--device`` with a message
+    naming ``--accelerator`` and ``--devices``."""
+    parser = _Parser(
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"etfcore {__version__}")
@@ -62,6 +84,10 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_parsers(sub)
+    for sp in sub.choices.values():
+        flags = sp._option_string_actions
+        if "--accelerator" in flags and "--device" not in flags:
+            sp.add_argument("--device", action=_RefuseDevice, help=argparse.SUPPRESS)
     return parser, dict(sub.choices)
 
 
@@ -112,7 +138,9 @@ def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
         return 128 + int(getattr(e, "signum", 2))
     if isinstance(e, (EtfcoreError, ImportError)):
         hint = ""
-        if isinstance(e, ImportError) and e.name in _TRAIN_DEPS:
+        if isinstance(e, ImportError) and not isinstance(e, MissingDependencyError) and (
+            e.name in _TRAIN_DEPS
+        ):
             hint = " (pip install 'etfcore[train]')"
         print(f"etfcore: error: {type(e).__name__}: {e}{hint}", file=sys.stderr)
         return 2

@@ -3,6 +3,10 @@
 Importing this subpackage imports torch; ``import etfcore`` alone never does.
 """
 
+from ..errors import require
+
+require("torch", "torch", "etfcore.nn")
+
 from .backbones import MLP, CifarResNet, SmallCNN, resnet, resnet32
 from .heads import (
     FRAMES,

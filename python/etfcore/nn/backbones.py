@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ParameterError
+from ..errors import ParameterError, require
 from .whitening import SwitchableWhitening
 
 
@@ -170,10 +170,7 @@ def resnet(
     every BatchNorm of ``layer1``–``layer4`` (downsample branches included). The default, stem
     and first stage, is etfcore's choice to bound the cost of the per-group eigendecompositions;
     ``sw_stages=range(5)`` replaces every BatchNorm."""
-    try:
-        import torchvision
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("ResNet backbones need torchvision: pip install torchvision") from e
+    torchvision = require("torchvision", "train", "ResNet backbones")
     if name not in ("resnet18", "resnet34", "resnet50", "resnet101"):
         raise ParameterError(f"name must be resnet18/34/50/101, got {name!r}")
     if norm not in ("bn", "sw"):

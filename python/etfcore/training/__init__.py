@@ -1,6 +1,11 @@
 """Training with fixed-ETF or learned heads on PyTorch Lightning, with collapse tracking
 (imports torch and lightning)."""
 
+from ..errors import require
+
+for _module in ("torch", "lightning", "torchmetrics"):  # a missing one names etfcore[train]
+    require(_module, "train", "etfcore.training")
+
 from .callbacks import CollapseTracker
 from .config import PRESETS, TrainConfig
 from .datasets import (

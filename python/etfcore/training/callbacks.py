@@ -132,8 +132,7 @@ class CollapseTracker(L.Callback):
         logged = {
             ("epoch_train_loss" if k == "train_loss" else k): float(v)
             for k, v in row.items()
-            if k != "epoch"
-        }
+        }  # "epoch" (counted from 1) replaces Lightning's 0-based index in metrics.csv
         if (
             trainer.loggers or trainer.checkpoint_callbacks
         ):  # (costly for ~100 keys: skip if unused)

@@ -19,7 +19,7 @@ import typing
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import ParameterError
+from ..errors import ParameterError, require
 from . import registry
 from .datasets import CIFAR100_COARSE
 
@@ -289,13 +289,7 @@ def _toml_module():
         import tomllib
 
         return tomllib
-    try:
-        import tomli
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ParameterError(
-            "reading TOML on Python < 3.11 needs tomli: pip install tomli"
-        ) from None
-    return tomli
+    return require("tomli", "train", "reading TOML on Python < 3.11")
 
 
 def to_toml(d: Dict[str, Any]) -> str:

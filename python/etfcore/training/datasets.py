@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .. import data
-from ..errors import ParameterError
+from ..errors import ParameterError, require
 from ..splits import SPLIT_SEED as SPLIT_SEED
 from ..splits import SplitPlan as SplitPlan  # re-exported: defined here before the toolkit
 from ..splits import label_lookup as label_lookup
@@ -153,10 +153,8 @@ class RelabelledSubset(Dataset):
 # ------------------------------------------------------------------ embedded data
 @functools.lru_cache(maxsize=4)
 def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
-    try:
-        from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("MNIST-1D needs the mnist1d package: pip install mnist1d") from e
+    mnist1d_data = require("mnist1d.data", "train", "the MNIST-1D data", package="mnist1d")
+    get_dataset_args, make_dataset = mnist1d_data.get_dataset_args, mnist1d_data.make_dataset
     args = get_dataset_args()
     args.seed, args.num_samples = int(seed), int(num_samples)
     np_state, py_state = np.random.get_state(), random.getstate()

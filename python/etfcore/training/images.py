@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ..errors import ParameterError
+from ..errors import ParameterError, require
 from ..splits import SPLIT_SEED, stratified_holdout
 
 # CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
@@ -269,10 +269,7 @@ def torchvision_dataset(
     with the URL, ``data_root`` and ``download`` setting."""
     if name not in URLS:
         raise ParameterError(f"unknown dataset {name!r}; known: {', '.join(sorted(URLS))}")
-    try:
-        import torchvision  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("image datasets need torchvision: pip install torchvision") from e
+    require("torchvision", "train", "image datasets")
     make = _torchvision_builders(str(root), train, bool(download), transform, split_seed)[name]
     try:
         return make()

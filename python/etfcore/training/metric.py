@@ -37,9 +37,18 @@ problem. ``checks="eager"`` (the default on the CPU) raises in ``update`` instea
 >>> import torch
 >>> m = CollapseMetrics(3, 4)
 >>> m.update(torch.randn(30, 4), torch.arange(30) % 3)
->>> out = m.compute()
->>> out["num_samples"], 0 <= out["vci"] <= 1
+>>> out = m.compute()                  # what Lightning logs: scalar tensors
+>>> int(out["num_samples"]), 0 <= float(out["vci"]) <= 1
 (30, True)
+>>> m.compute_report()["weighting"]     # the structured result: numbers, strings, arrays
+'weighted'
+
+**In a LightningModule** (the torchmetrics idioms): ``self.val_nc(h, y)`` in ``validation_step``
+always adds the batch and returns its flat dict, or an empty dict ``{}`` when the batch alone
+leaves the metrics undefined (fewer than two classes present: a class-sorted loader gives such
+batches; the batch is still counted); ``self.log_dict(self.val_nc.compute())`` in
+``on_validation_epoch_end`` logs every scalar, synchronised across processes, then
+``self.val_nc.reset()``. ``update`` is the cheaper call (no per-batch core computation).
 """
 
 from __future__ import annotations
@@ -53,7 +62,14 @@ from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from .._validation import as_count, torch_device
-from ..errors import DTypeError, LabelError, NonFiniteError, ParameterError, ShapeError
+from ..errors import (
+    DTypeError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    TooFewClassesError,
+)
 from ..stats import CollapseStats
 
 #: Rows per chunk product: each chunk's ``xᵀx`` is formed in the product precision, then added
@@ -139,8 +155,12 @@ def _tf32(device: torch.device, allow: bool) -> Iterator[None]:
 
 class CollapseMetrics(Metric):
     r"""Streaming collapse statistics of features ``(n, p)`` with labels in ``0..K-1``;
-    :meth:`compute` returns every metric of :meth:`etfcore.CollapseStats.metrics` (plus NC3 and
-    Yang et al.'s NC cosine statistics when ``classifier`` is given), computed by the Rust core.
+    :meth:`compute` returns every numeric metric of :meth:`etfcore.CollapseStats.metrics` (plus
+    NC3 and Yang et al.'s NC cosine statistics when ``classifier`` is given), computed by the Rust
+    core, as a flat dict of 0-dim float64 tensors on the metric's device under the same names
+    (``vci``, ``nc1``, ``nc1_rank``, ``num_samples``, ...), ready for ``self.log_dict``;
+    :meth:`compute_report` returns the structured result (also ``weighting``, ``precision``,
+    ``nc3_cosines`` and ``global_mean``, as Python numbers, strings and arrays).
 
     ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default: the first non-empty
     batch's mean), see the module docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and
@@ -331,8 +351,11 @@ class CollapseMetrics(Metric):
             self._batch_index = 0
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """torchmetrics' ``forward`` (the batch's metrics, the batch merged into the states);
-        the states are kept as they were when the batch is rejected."""
+        """torchmetrics' ``forward``: the batch merged into the states, and the batch's own
+        metrics returned (the flat dict of :meth:`compute`), or ``{}`` where they are undefined
+        for the batch alone (fewer than two classes in it) — the batch is counted either way.
+        The states are kept as they were when the batch is rejected (bad labels, non-finite
+        features: the typed error is raised)."""
         saved, count = self._copy_state_dict(), self._update_count
         self._in_forward = True
         try:
@@ -414,12 +437,44 @@ class CollapseMetrics(Metric):
             precision="float32" if int(self.coarse_batches) else "float64",
         )
 
-    def compute(self) -> Dict[str, Any]:
-        """Every collapse metric (a dict of Python numbers; ``nc3_cosines`` an array)."""
+    def compute(self) -> Dict[str, torch.Tensor]:
+        """Every numeric collapse metric as a flat dict of 0-dim float64 tensors on the
+        metric's device (what ``self.log_dict`` takes), named as :meth:`compute_report` names
+        them; strings and arrays are left out. Inside ``forward`` (a batch alone), ``{}`` when
+        fewer than two classes are present; otherwise that raises
+        :class:`~etfcore.TooFewClassesError`."""
+        try:
+            report = self._report()  # torchmetrics' compute wrapper has synchronised the states
+        except TooFewClassesError:
+            if self._in_forward:
+                return {}
+            raise
+        return scalar_metrics(report, self.scatter.device)
+
+    def compute_report(self) -> Dict[str, Any]:
+        """Every collapse metric, structured: Python numbers, the strings ``weighting`` and
+        ``precision``, the arrays ``nc3_cosines`` (with a classifier) and ``global_mean``.
+        Synchronised across processes like :meth:`compute` (the local states restored after)."""
+        if self._is_synced:
+            return self._report()
+        with self.sync_context(should_sync=self.sync_on_compute, should_unsync=True):
+            return self._report()
+
+    def _report(self) -> Dict[str, Any]:
         stats = self.to_core()
         out = metrics_of(stats, self.classifier)
         out["global_mean"] = stats.global_mean()
         return out
+
+
+def scalar_metrics(report: Dict[str, Any], device: Any = "cpu") -> Dict[str, torch.Tensor]:
+    """The numeric entries of a :meth:`CollapseMetrics.compute_report` dict as 0-dim float64
+    tensors (booleans, strings, arrays and ``None`` left out)."""
+    return {
+        k: torch.tensor(float(v), dtype=torch.float64, device=device)
+        for k, v in report.items()
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    }
 
 
 def metrics_of(stats: CollapseStats, classifier: Optional[np.ndarray]) -> Dict[str, Any]:

@@ -172,6 +172,10 @@ class ClassifierModule(L.LightningModule):
         loss = self.loss_terms(self.features(x), y, y_perm, lam)
         self.epoch_loss.update(loss.detach(), len(y))
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        # the run's one epoch count (1 = the first epoch) in Lightning's metrics.csv and the
+        # checkpoint names too (Lightning would write its 0-based index): see trainer.py
+        self.log("epoch", float(self.current_epoch + 1), on_step=True, on_epoch=False,
+                 batch_size=len(y))
         return loss
 
     def configure_optimizers(self) -> Dict[str, Any]:

@@ -3,10 +3,16 @@
 A run with ``out_dir`` lives in ``out_dir/<name>/version_N`` (a new run takes the next free
 ``N`` and never touches an older one): ``config.toml`` (the resolved config), ``metrics.jsonl``
 (one row per epoch, NaN as ``null``), Lightning's ``metrics.csv`` (and TensorBoard events when
-``tensorboard`` is installed), ``checkpoints/last.ckpt`` and ``checkpoints/best-*.ckpt`` (highest
-held-out accuracy: the validation split when there is one, else the test split).
+``tensorboard`` is installed), ``checkpoints/last.ckpt`` and ``checkpoints/best-epoch=E.ckpt``
+(highest held-out accuracy: the validation split when there is one, else the test split).
+**One epoch count**, from 1 (epoch ``E`` is the ``E``-th epoch trained; the last one equals
+``config.epochs``), in ``metrics.jsonl``, the ``epoch`` column of ``metrics.csv`` and the
+checkpoint names (Lightning's own 0-based index stays only inside the checkpoint files).
 ``fit(resume=...)`` continues the latest version (or a given run directory or checkpoint) in
-place. Without ``out_dir`` nothing is written.
+place, and the folder ends as an uninterrupted run's would: the same relative path, one
+``best-epoch=E.ckpt``, the checkpoint callbacks' state reloaded, and ``metrics.csv`` continued
+(its rows up to the checkpoint's epoch kept, those of an unfinished epoch dropped). Without
+``out_dir`` nothing is written.
 
 Nothing is lost to a crash, a kill or a concurrent run: a new run claims its ``version_N`` by
 creating the directory exclusively (two runs started together get two versions); checkpoints
@@ -18,6 +24,7 @@ SIGTERM (a scheduler's preemption) stops like Ctrl-C: the last epoch's checkpoin
 
 from __future__ import annotations
 
+import csv
 import glob
 import io
 import os
@@ -32,6 +39,8 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -157,7 +166,61 @@ def find_checkpoint(path: str) -> str:
 
 
 def run_dir_of(checkpoint: str) -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    """The run directory of a checkpoint (``RUN/checkpoints/last.ckpt``), relative when the
+    checkpoint's path is (absolute only where a relative one would not name the run)."""
+    run = os.path.dirname(os.path.dirname(os.path.normpath(checkpoint)))
+    if not re.fullmatch(r"version_\d+", os.path.basename(run)):
+        run = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    return run
+
+
+class _ContinuedCSVWriter(ExperimentWriter):
+    """Lightning's ``metrics.csv`` writer, except that a resumed run continues the file: the
+    rows of epochs ``<= keep_through`` (the checkpoint's, counted from 1) and their header are
+    kept where Lightning would delete the file; rows of an unfinished epoch are dropped."""
+
+    def __init__(self, log_dir: str, keep_through: Optional[int]) -> None:
+        self._keep_through = keep_through
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if self._keep_through is None or not os.path.isfile(path):
+            super()._check_log_dir_exists()
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = [r for r in reader if _csv_epoch(r) <= self._keep_through]
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(path, out.getvalue())
+        self.metrics_keys = header
+
+
+def _csv_epoch(row: Dict[str, str]) -> float:
+    try:
+        return float(row.get("epoch") or 0)
+    except ValueError:
+        return 0.0
+
+
+class _RunCSVLogger(CSVLogger):
+    """Lightning's CSV logger writing through :class:`_ContinuedCSVWriter`."""
+
+    def __init__(self, *args: Any, keep_through: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._keep_through = keep_through
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuedCSVWriter(self.log_dir, self._keep_through)
+        return self._experiment
 
 
 def _load(checkpoint: str) -> Dict[str, Any]:
@@ -294,16 +357,19 @@ class Trainer:
     def model(self):
         return self.module
 
-    def _loggers(self, root: str, name: str, version: Optional[int]) -> list:
-        csv = CSVLogger(root, name=name, version=version)
-        loggers: list = [csv]
+    def _loggers(
+        self, root: str, name: str, version: Optional[int], keep_through: Optional[int] = None
+    ) -> list:
+        csv_logger = _RunCSVLogger(root, name=name, version=version, keep_through=keep_through)
+        loggers: list = [csv_logger]
         try:
             import tensorboard  # noqa: F401
             from lightning.pytorch.loggers import TensorBoardLogger
 
             loggers.append(
                 TensorBoardLogger(
-                    root, name=name, version=csv.version, sub_dir="tb", default_hp_metric=False
+                    root, name=name, version=csv_logger.version, sub_dir="tb",
+                    default_hp_metric=False,
                 )
             )
         except ImportError:
@@ -332,10 +398,12 @@ class Trainer:
         if self.out_dir is not None:
             if version is None and L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
                 version = claim_version(os.path.join(self.out_dir, name))
-            loggers = self._loggers(self.out_dir, name, version)
+            done = None if ckpt is None else self.module.start_epoch  # epochs finished
+            loggers = self._loggers(self.out_dir, name, version, done)
             self.run_dir = loggers[0].log_dir
+            # best before last: last.ckpt then holds the best-checkpoint callback's state of
+            # its own epoch, so a resumed run knows (and replaces) the current best file
             callbacks += [
-                ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False),
                 ModelCheckpoint(
                     monitor="val_acc"
                     if getattr(self.datamodule, "val_dataset", None)
@@ -345,6 +413,7 @@ class Trainer:
                     every_n_epochs=c.track_every,
                     filename="best-{epoch}",
                 ),
+                ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False),
             ]
             kw = dict(logger=loggers)
             if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
@@ -419,9 +488,6 @@ class Trainer:
         if ckpt is not None:
             done = int(_load(ckpt).get("epoch", -1)) + 1
             tracker.history = truncate_jsonl(tracker.jsonl, done)
-            old = os.path.join(run, "metrics.csv")
-            if os.path.exists(old):  # Lightning's CSV logger starts a fresh file: keep the old one
-                os.replace(old, os.path.join(run, f"metrics-until-epoch{done}.csv"))
         write_text(os.path.join(run, "config.toml"), to_toml(self.config.to_dict()))
 
     def _interrupted(self, signum: int = signal.SIGINT) -> None:

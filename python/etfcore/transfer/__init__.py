@@ -46,7 +46,14 @@ from .features import extract_features, load_npy, map_labels, select_classes
 from .ground_truth import GroundTruth, GroundTruthRow, load_ground_truth
 from .model_report import MODEL_REPORT_SCORES, ModelReport, ScoreAgreement, rank_models
 from .ncti import NCTIComponents, ncti, ncti_components
-from .probe import DEFAULT_GRID, ProbeResult, fit_logistic, linear_probe, stratified_split
+from .probe import (
+    DEFAULT_GRID,
+    ProbeResult,
+    fit_logistic,
+    linear_probe,
+    select_strength,
+    stratified_split,
+)
 from .ranking import (
     MLOGReport,
     RankAgreement,
@@ -182,6 +189,7 @@ __all__ = [
     "sfda",
     "source_joint",
     "spearman",
+    "select_strength",
     "stratified_split",
     "transrate",
     "vci",

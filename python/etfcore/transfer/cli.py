@@ -35,6 +35,10 @@ def add_parsers(sub: Any) -> None:
     pr.add_argument("--device", default="auto")
     pr.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     pr.add_argument("--val-fraction", type=float, default=0.2)
+    pr.add_argument(
+        "--cv", type=int, metavar="K",
+        help="choose λ by stratified, seeded K-fold cross-validation (default: one split)",
+    )
     pr.add_argument("--selection", choices=["top1", "mean_per_class"], default="top1")
     pr.add_argument("--standardize", action="store_true")
     pr.add_argument("--tol", type=float, default=1e-4)
@@ -71,7 +75,8 @@ def _probe(args: argparse.Namespace) -> int:
     fte, yte = _load(args.test[0], "test features"), _load(args.test[1], "test labels")
     r = linear_probe(ftr, np.asarray(ytr), fte, np.asarray(yte), seed=args.seed,
                      device=args.device, dtype=args.dtype, val_fraction=args.val_fraction,
-                     selection=args.selection, standardize=args.standardize, tol=args.tol,
+                     cv=args.cv, selection=args.selection, standardize=args.standardize,
+                     tol=args.tol,
                      chunk_rows=args.chunk_rows)
     if args.json:
         print(json.dumps(r.to_dict(), indent=1))
@@ -79,8 +84,10 @@ def _probe(args: argparse.Namespace) -> int:
         rows = [("top-1 accuracy", f"{r.top1:.4f}"),
                 ("mean per-class accuracy", f"{r.mean_per_class:.4f}"),
                 ("chosen λ (l2)", f"{r.l2:.4g}  (grid index {r.l2_index} of {r.grid.size})"),
-                (f"best validation {r.selection}", f"{r.validation_curve[r.l2_index]:.4f}"),
-                ("train / val / test", f"{r.num_train - r.num_val} / {r.num_val} / {r.num_test}"),
+                (f"best validation {r.selection}", f"{r.validation_curve[r.l2_index]:.4f}"
+                                                   "  (ties: the weakest λ)"),
+                ("train / val / test", f"{r.num_train - r.num_val} / {r.num_val} / {r.num_test}"
+                 if r.cv is None else f"{r.num_train} in {r.cv} stratified folds / {r.num_test}"),
                 ("classes", str(r.classes.size)),
                 ("L-BFGS iterations", f"{int(r.iterations.sum())} over the sweep, "
                                       f"{r.refit_iterations} refit"),

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io import check_free_space, commit, discard, storage_error, temp_path, verify_manifest
 from .._validation import torch_device
-from ..errors import CorruptDataError, ParameterError, ShapeError
+from ..errors import CorruptDataError, ParameterError, ShapeError, require
 from ..splits import (
     check_mapped,
     class_subset,
@@ -146,10 +146,7 @@ def extract_features(
     >>> r.features.shape, st.num_samples
     ((50, 4), 50)
     """
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("extract_features needs PyTorch: pip install torch") from e
+    torch = require("torch", "torch", "extract_features")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
         batch_size < 1
     ):

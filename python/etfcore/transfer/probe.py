@@ -17,8 +17,21 @@ the solution is unchanged); ``standardize=True`` also divides each dimension by 
 standard deviation (this *does* change the problem). A stratified, seeded validation split
 (``val_fraction`` of every class) is held out; the 97 strengths ``λ ∈ logspace(-6, 6, 97)`` are
 fitted on the rest from strong to weak, each warm-started from the previous solution; the strength
-with the best validation accuracy (the strongest one among ties) is refitted on all training data,
-warm-started from its split solution, and evaluated on the test set.
+with the best validation accuracy is refitted on all training data, warm-started from its split
+solution, and evaluated on the test set. ``cv=k`` replaces the single split by stratified, seeded
+k-fold cross-validation (:func:`etfcore.splits.stratified_folds`): the sweep runs once per fold
+and the validation curve is the mean of the folds' accuracies (k times the cost; the single split
+stays the default because it is the fast one).
+
+**Ties.** Validation accuracy is a count over a few hundred samples, so whole plateaus of the grid
+tie (20 or more of the 97 values on well-separated features). Among tied strengths the probe takes
+the *weakest* regularisation (the smallest ``λ``). Reasons: the strong end of a plateau borders
+underfitting, where accuracy falls steeply as ``λ`` grows, so a small change of data (the refit on
+all training rows, another split) can put it over the edge, while the weak end borders
+overfitting, where held-out accuracy declines slowly; and a probe is meant to measure how linearly
+separable the features are, which the heaviest tied penalty hides. (The one-standard-error rule,
+the other common choice, prefers the strongest ``λ`` within one standard error of the best; it
+needs k-fold standard errors, is not defined for the single split, and is not offered.)
 
 Memory-mapped or large inputs are streamed to the device in chunks of ``chunk_rows`` rows (the
 loss and gradient are sums over chunks), so a feature file larger than the device memory works.
@@ -33,21 +46,21 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .._validation import as_count, as_index, torch_device
-from ..errors import LabelError, NonFiniteError, ParameterError, ShapeError, TooFewClassesError
-from ..splits import stratified_validation_mask
+from ..errors import (
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    TooFewClassesError,
+    require,
+)
+from ..splits import stratified_folds, stratified_validation_mask
 
 DEFAULT_GRID = np.logspace(-6.0, 6.0, 97)
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - exercised only without torch
-        raise ImportError(
-            "etfcore.transfer.linear_probe needs PyTorch: pip install 'etfcore[torch]' "
-            "(or pip install torch)"
-        ) from e
-    return torch
+    return require("torch", "torch", "etfcore.transfer.linear_probe", package="PyTorch (torch)")
 
 
 @dataclasses.dataclass
@@ -58,7 +71,10 @@ class ProbeResult:
     named by ``selection``) at ``grid[i]``; ``l2 = grid[l2_index]`` was chosen and refitted on
     all training data. ``iterations``/``converged`` are per grid point (split fits);
     ``refit_iterations``/``refit_converged`` for the final fit. ``per_class_accuracy[j]`` is the
-    test accuracy of class ``classes[j]`` (NaN when the test set has none of it).
+    test accuracy of class ``classes[j]`` (NaN when the test set has none of it). ``cv`` is
+    the number of folds (``None``: the single split); ``fold_curves`` (``cv × grid``) the
+    folds' accuracies whose mean is ``validation_curve`` (``None`` for the single split), and
+    ``num_val`` then counts every training row (each is held out once).
     ``weight`` (``K × p``) and ``bias`` act on features centred (and scaled) as in training:
     ``logits = ((f - feature_mean) / feature_scale) @ weight.T + bias``.
     """
@@ -86,6 +102,8 @@ class ProbeResult:
     bias: np.ndarray
     feature_mean: np.ndarray
     feature_scale: Optional[np.ndarray]
+    cv: Optional[int] = None
+    fold_curves: Optional[np.ndarray] = None
 
     def to_dict(self, arrays: bool = False) -> Dict[str, Any]:
         """A JSON-ready dict (``arrays=True`` also includes the weights)."""
@@ -94,7 +112,9 @@ class ProbeResult:
             v = getattr(self, f.name)
             if f.name in ("weight", "bias", "feature_mean", "feature_scale") and not arrays:
                 continue
-            if isinstance(v, np.ndarray):
+            if isinstance(v, np.ndarray) and v.ndim == 2:
+                v = v.tolist()
+            elif isinstance(v, np.ndarray):
                 v = [None if isinstance(x, float) and math.isnan(x) else x for x in v.tolist()]
             elif isinstance(v, (np.floating, np.integer, np.bool_)):
                 v = v.item()
@@ -428,6 +448,7 @@ def linear_probe(
     history_size: int = 20,
     chunk_rows: Optional[int] = None,
     max_resident_bytes: Optional[int] = None,
+    cv: Optional[int] = None,
 ) -> ProbeResult:
     r"""Linear probe of frozen features: multinomial logistic regression with an unpenalised bias,
     ``min (1/N) Σ CE(W f_i + b, y_i) + (λ/2)‖W‖²`` by full-batch L-BFGS, ``λ`` chosen on a
@@ -438,7 +459,11 @@ def linear_probe(
     labels: integers. Training labels may be any integers (they are mapped to ``0..K-1`` in sorted
     order); every test label must occur in training. ``device="auto"`` is the tensor's device, or
     CUDA when available, else CPU. ``dtype`` ``"float32"`` (default) or ``"float64"``.
-    ``selection`` ``"top1"`` or ``"mean_per_class"`` is the validation accuracy maximised.
+    ``selection`` ``"top1"`` or ``"mean_per_class"`` is the validation accuracy maximised;
+    among tied strengths the weakest regularisation (smallest ``λ``) is taken (see the module
+    docstring for why). ``cv``: ``None`` (default) for one stratified validation split of
+    ``val_fraction``, or a number of folds ``k ≥ 2`` for stratified, seeded k-fold selection
+    (``seed`` draws the folds; ``val_fraction`` is then unused).
     When the training data (in ``dtype``) does not fit in a third of the device's free memory
     (or ``max_resident_bytes``), or ``chunk_rows`` is given, features are streamed to the
     device in chunks of ``chunk_rows`` rows (default 65 536) at every evaluation.
@@ -462,7 +487,12 @@ def linear_probe(
     yte_raw = _labels(test_labels, nte, "test_labels")
     classes, ytr, yte = _encode_labels(ytr_raw, yte_raw)
     k = classes.size
-    val_mask = stratified_validation_mask(ytr_raw, val_fraction, seed)
+    if cv is None:
+        fold = stratified_validation_mask(ytr_raw, val_fraction, seed).astype(np.int64)
+        held_out = [1]
+    else:
+        fold = stratified_folds(ytr_raw, cv, seed)
+        held_out = list(range(int(cv)))
 
     dev = _resolve_device(torch, device, train_features)
     dt = _resolve_dtype(torch, dtype)
@@ -475,19 +505,26 @@ def linear_probe(
 
     te_src = _Source(test_features, torch, dev, dt, chunk, "test_features")
     te_res = chunk_rows is None and _fits(torch, dev, nte * p * item, max_resident_bytes)
-    sub = _Design(src, ytr, ~val_mask, mean, scale, resident)
-    val = _Design(src, ytr, val_mask, mean, scale, resident)
     full = _Design(src, ytr, None, mean, scale, resident)
     test = _Design(te_src, yte, None, mean, scale, te_res)
 
-    prior = np.bincount(ytr[~val_mask], minlength=k) / (~val_mask).sum()
-    curve, iters, conv, sols = _sweep(
-        torch, sub, val, lams, prior, (tol, int(max_iter), history_size), selection
-    )
-    # the best validation accuracy; among ties the strongest regularisation
-    best = int(np.flatnonzero(curve == curve.max())[-1])
-    w, b = sols[best]
-    sols = []
+    curves, kept = [], None
+    for f in held_out:
+        val_mask = fold == f
+        sub = _Design(src, ytr, ~val_mask, mean, scale, resident)
+        val = _Design(src, ytr, val_mask, mean, scale, resident)
+        prior = np.bincount(ytr[~val_mask], minlength=k) / (~val_mask).sum()
+        curve, it, cv_ok, sols = _sweep(
+            torch, sub, val, lams, prior, (tol, int(max_iter), history_size), selection
+        )
+        curves.append(curve)
+        if kept is None:  # the first split's fits: warm starts for the refit, its iterations
+            kept, iters, conv = sols, it, cv_ok
+        del sols
+    curve = np.mean(curves, axis=0)
+    best = select_strength(curve)
+    w, b = kept[best]
+    kept = []
     r_iters, r_conv = _fit(torch, full, w, b, float(lams[best]), tol, int(max_iter),
                            history_size)
     c, t = _predict_counts(torch, test, w, b, k)
@@ -508,7 +545,7 @@ def linear_probe(
         refit_iterations=r_iters,
         refit_converged=r_conv,
         num_train=ntr,
-        num_val=int(val_mask.sum()),
+        num_val=int((fold == held_out[0]).sum()) if cv is None else ntr,
         num_test=nte,
         device=str(dev),
         dtype=str(dt).replace("torch.", ""),
@@ -517,7 +554,21 @@ def linear_probe(
         bias=b.cpu().numpy().astype(np.float64),
         feature_mean=mean64.cpu().numpy(),
         feature_scale=None if scale is None else scale.cpu().numpy().astype(np.float64),
+        cv=None if cv is None else int(cv),
+        fold_curves=None if cv is None else np.stack(curves),
     )
+
+
+def select_strength(curve: Any) -> int:
+    """The index into an increasing grid of strengths chosen from a validation curve: the best
+    accuracy, and among ties the weakest regularisation (the smallest index; see the module
+    docstring for why).
+
+    >>> select_strength([0.5, 0.9, 0.9, 0.9, 0.7])
+    1
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    return int(np.flatnonzero(curve == curve.max())[0])
 
 
 def fit_logistic(

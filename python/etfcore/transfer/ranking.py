@@ -219,10 +219,15 @@ class RankReport:
             lines.append(f"{n:<20}" + "".join(f"{v:>{w + 2}.5g}" for v in self.scores[n]))
         if self.agreement:
             lines.append("")
-            lines.append(f"{'score':<20} {'weighted τ':>11} {'Pearson':>9} {'Spearman':>9}")
+            lines.append(f"{'score':<20} {'weighted τ':>11} {'Pearson':>9} {'Spearman':>9}  "
+                         "direction")
             for a in self.agreement:
+                way = "higher is better" if a.direction > 0 else "lower is better (sign flipped)"
                 lines.append(f"{a.score:<20} {a.weighted_tau:11.4f} {a.pearson:9.4f} "
-                             f"{a.spearman:9.4f}")
+                             f"{a.spearman:9.4f}  {way}")
+            if any(a.direction < 0 for a in self.agreement):
+                lines.append("(τ, Pearson and Spearman of a lower-is-better score are those of "
+                             "its negation: +1 means it ranks the candidates right)")
         return "\n".join(lines)
 
 
