@@ -10,7 +10,7 @@ matrix in float64, takes its thin SVD and all classes' projections in one pass.
     python benches/compare_scores.py           # full size
     python benches/compare_scores.py --quick   # N=20 000, p=256, K=100
 
-``--suite streaming`` (issue 18): every streaming score (H-score, regularised H-score, LogME, GBC,
+``--suite streaming``: every streaming score (H-score, regularised H-score, LogME, GBC,
 RankMe, LiDAR) from one pass of a :class:`~etfcore.transfer.TransferabilityStats` over the file in
 chunks, side by side with the fastest in-memory numpy formulation of each (the whole matrix in
 float64, one BLAS Gram ``FᵀF`` or the per-class sums it needs; each numpy score in its own
@@ -307,7 +307,7 @@ def main() -> None:
                     help="a subset of the methods (e.g. skip numpy_svd, which takes minutes)")
     ap.add_argument("--suite", choices=["logme", "streaming"], default="logme",
                     help="logme: LogME/H-score methods (issue 7); streaming: every streaming "
-                         "score against its fastest numpy formulation (issue 18)")
+                         "score against its fastest numpy formulation")
     args = ap.parse_args()
     if args.method:
         fn = run_streaming if args.suite == "streaming" else run

@@ -147,7 +147,7 @@ class WeightsAlignMeans(Experiment):
     within about 37° — "aligned"; 0 is what unrelated directions give), and *CM keeps the
     accuracy*: the paired difference CM − learned of the test accuracy, tested for equivalence
     within ±1 point by two one-sided tests (TOST: its 95% interval inside (−1, 1) points). Before
-    issue 15 this was a one-sided ``1 − (learned − CM)``, which calls a CM far *better* than the
+    Dec 2026 this was a one-sided ``1 − (learned − CM)``, which calls a CM far *better* than the
     learned head "equivalent" too.
     """
 
@@ -161,7 +161,7 @@ class WeightsAlignMeans(Experiment):
         "qualitative (Fig. 2): cos(w_k, m̄_k) high with tanh representations, lower with ReLU; "
         "W and M̄ give the same train/test accuracy; MNIST CNN 99.6% test"
     )
-    version = 3  # issue 15: tanh features, bias-free head
+    version = 3  # Dec 2026: tanh features, bias-free head
     margin = 0.01
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
@@ -171,7 +171,7 @@ class WeightsAlignMeans(Experiment):
         digits = source_config(RunOptions(quick=options.quick))
         embedded = is_embedded(source["dataset"])
         # the tanh case (a plain torch loop on embedded arrays) trains 3× longer than the
-        # source run (issue 15: "train longer"), on the digits when --data is an image set
+        # source run (Dec 2026: "train longer"), on the digits when --data is an image set
         tanh = {k: (source if embedded else digits)[k]
                 for k in ("dataset", "lr", "batch_size", "feature_dim")}
         tanh["epochs"] = 3 * int(digits["epochs"])
@@ -259,7 +259,7 @@ class WeightsAlignMeans(Experiment):
                  "≈ learned W"],
             ]  # fmt: skip
         notes = [
-            "Changed in issue 15: the verdict reads the paper's positive case — tanh "
+            "Changed in Dec 2026: the verdict reads the paper's positive case — tanh "
             "representations and a softmax head without bias (its Fig. 2: alignment high with "
             f"tanh, lower with ReLU), trained {settings.get('tanh', {}).get('epochs', '3×')} "
             "epochs (3× the source run) by a "
@@ -317,7 +317,7 @@ class WicmInit(Experiment):
     Choices made before any run: constant learning rate 0.05 without warm-up (a warm-up would
     hold every head at its initialisation for the first epoch), batch 256 so that an epoch is 5
     steps, as in the paper (n = 5000, batch 1000); *early accuracy* is the mean test accuracy over
-    the first 3 epochs. Effects (issue 15): the share of the from-scratch head's early error
+    the first 3 epochs. Effects (Dec 2026): the share of the from-scratch head's early error
     that WICM removes, ``(WICM − scratch) / (1 − scratch)``, mean over noise levels
     (``min_effect`` 0.1: a tenth of the error); and *faster as the target nears the source*:
     minus the least-squares slope of that share against ``σ`` (positive = a larger share near
@@ -433,7 +433,7 @@ class WicmInit(Experiment):
             rel.append(f"(--data {settings['data_ignored']} was ignored: the noisy targets need "
                        "an embedded dataset; digits were used)")  # fmt: skip
         notes = [
-            "Changed in issue 15: the effects are the share of the from-scratch head's early "
+            "Changed in Dec 2026: the effects are the share of the from-scratch head's early "
             "error that WICM removes, (WICM − scratch) / (1 − scratch), and its slope in σ "
             "(relevant from a tenth of the error); they were absolute points, which the ~98% "
             "ceiling at σ = 0 caps: a head near the ceiling cannot gain points however much "

@@ -62,7 +62,7 @@ PAPER_TABLE1: Dict[Tuple[str, bool], Dict[float, float]] = {
 #: learnable + CE, changes to ETF + DR)``; ``None`` reuses the main run. The main ETF + DR rows
 #: train with per-class lengths and predict with the unit frame (``class_counts_train``: the
 #: authors' ``validate()`` scores with the original frame ``M``); ``lengths_at_test`` keeps the
-#: lengths in the test logits (the rule of etfcore's results before issue 15).
+#: lengths in the test logits (the rule of etfcore's results before Dec 2026).
 ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "demo": (
         "the demo's recipe (no BN before L2, equal lengths; CE at lr 0.05)",
@@ -82,16 +82,16 @@ ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "data": ("other data (both)", "data", "data"),
 }  # fmt: skip
 
-#: What the protocol follows and why (shown with the results; issue 15 changes first).
+#: What the protocol follows and why (shown with the results; Dec 2026 changes first).
 PROTOCOL_NOTES = [
-    "Changed in issue 15 — prediction rule: ETF + DR trains with the per-class lengths "
+    "Changed in Dec 2026 — prediction rule: ETF + DR trains with the per-class lengths "
     "√((N/K)/n_k) and predicts with the unit frame (etf_lengths=class_counts_train), in every "
     "main row, mixup included. The authors' code (NeuralCollapse-ETF, validate()) scores test "
     "images with the original frame M, their loss with the rescaled one; etfcore's results "
-    "before issue 15 kept the lengths in the test logits, which pulls predictions toward rare "
+    "before Dec 2026 kept the lengths in the test logits, which pulls predictions toward rare "
     "classes (major-class accuracy 37% at ρ = 0.01 with mixup). That rule is now the "
     "'lengths_at_test' ablation.",
-    "Changed in issue 15 — training length: every run makes the SGD steps of `epochs` epochs of "
+    "Changed in Dec 2026 — training length: every run makes the SGD steps of `epochs` epochs of "
     "the balanced training set (a long-tail subset trains for proportionally more epochs). "
     "Before, every run trained `epochs` epochs, so ρ = 0.01 on digits got ~120 steps against "
     "570 balanced. The paper trains 200 epochs at every ρ on CIFAR-10-LT, which is ≥ 19 000 "
@@ -102,7 +102,7 @@ PROTOCOL_NOTES = [
     "and is the same share for every class: no tail image is systematically left out (a class "
     "of one image is seen in a fraction 1 − (N mod B)/N of the epochs, ≥ 0.95 here). Keeping "
     "every sample in every epoch needs a datamodule option (left to the training layer).",
-    "Changed in issue 15 — scale: the cpu form trains a 1-D CNN (etfcore.nn.conv1d) on MNIST-1D "
+    "Changed in Dec 2026 — scale: the cpu form trains a 1-D CNN (etfcore.nn.conv1d) on MNIST-1D "
     "with 50 000 training signals (n = 62 500 generated, 80% for training), so the tail class "
     "keeps ≥ 40 images at ρ = 0.01 (CIFAR-10-LT keeps 50); an MLP reaches only ~35–45% on "
     "MNIST-1D (Greydanus 2020), a CNN far more. The quick form stays on digits (1–5 tail images "
@@ -295,7 +295,7 @@ class LongTailDotRegression(Experiment):
         "71.9/76.5/81.0 with mixup; 66.1/71.0/77.1 vs 68.4/73.0/78.4 without; at ρ = 0.1 "
         "86.9 vs 87.4 (no mixup), 87.7 vs 87.7 (mixup)"
     )
-    version = 3  # issue 15: unit frame at test, fixed steps
+    version = 3  # Dec 2026: unit frame at test, fixed steps
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         s = base_settings(options)
@@ -490,7 +490,7 @@ class ImbalancedCollapse(Experiment):
         "qualitative (Fig. 3, CIFAR-100, ρ = 0.02): the std of cos(h_c−h_G, h_k−h_G) and of "
         "cos(h_c−h_G, w_k) is much smaller with ETF + DR, on train and test"
     )
-    version = 2  # issue 15: unit frame at test, fixed steps
+    version = 2  # Dec 2026: unit frame at test, fixed steps
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return base_settings(options)

@@ -183,7 +183,7 @@ class OodTransfer(Experiment):
     domain comparable*: the paired differences ETF − learnable and ETF − SW of the fine-tuned
     in-domain accuracy, each tested for equivalence within ±2 points with two one-sided tests
     (TOST: the 95% interval of the difference inside (−2, 2) points; the paper's in-domain
-    spreads: 0.2–1.0 points on CIFAR, 3.7 on STL-10). Before issue 15 this was one one-sided
+    spreads: 0.2–1.0 points on CIFAR, 3.7 on STL-10). Before Dec 2026 this was one one-sided
     effect ``2 − max |difference|``, which mixes two comparisons and biases the difference's
     size upward (a max of absolute values).
     """
@@ -329,14 +329,14 @@ class WithinClassCovariance(Experiment):
     paper_result = (
         "tr C°/p after transfer to Flowers (ResNet-101): 0.16 learnable, 0.04 SW, 0.01 fixed ETF"
     )
-    version = 3  # issue 15: the fixed-ETF target-head arm
+    version = 3  # Dec 2026: the fixed-ETF target-head arm
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return protocol(options)
 
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
         out = {"within": transfer_seed(ctx, settings, seed)["within"], "ablations": {}}
-        # the arm that fine-tunes the ETF backbone with a fixed-ETF target head (issue 15)
+        # the arm that fine-tunes the ETF backbone with a fixed-ETF target head (Dec 2026)
         run = ctx.train(_source_config(settings, ETF, seed))
         out["etf_target_head"] = {}
         for name, dataset in settings["out_of_domain"].items():
@@ -409,7 +409,7 @@ class WithinClassCovariance(Experiment):
                      f"{sw_p}"])  # fmt: skip
         table = Table(["features: quantity"] + heads, rows)
         notes = [
-            "Changed in issue 15: an arm fine-tunes the ETF backbone with a fixed-ETF target "
+            "Changed in Dec 2026: an arm fine-tunes the ETF backbone with a fixed-ETF target "
             "head (finetune(head='etf')) and enters the verdict as its own effect: the paper's "
             "Fig. 3 'fixed model' after transfer may be that (its text does not say whether the "
             "target classifier stays a fixed ETF); the other backbones keep learnable target "
@@ -455,7 +455,7 @@ def rf_inputs(xtr: np.ndarray, xte: np.ndarray):
     return (xtr[:, live] - mu[live]) / scale, (xte[:, live] - mu[live]) / scale
 
 
-#: The wide feature extractors of unseen classes the verdict reads (issue 15).
+#: The wide feature extractors of unseen classes the verdict reads (Dec 2026).
 WIDE_ETF = "ETF, without 3 and 8, p = 512"
 WIDE_LEARNABLE = "learnable, without 3 and 8, p = 512"
 
@@ -494,7 +494,7 @@ class LinearActivation(Experiment):
     averaged over random projections (common to every ``a2``; their seeds follow the run seed),
     with the deterministic equivalent beside it.
 
-    Effects, decided in advance (issue 15): Spearman's correlation between ``a2`` and the test
+    Effects, decided in advance (Dec 2026): Spearman's correlation between ``a2`` and the test
     MSE per seed (positive = the MSE rises with the nonlinearity; ``min_effect`` 0.5) on the
     features of extractors of width ``p = 512`` trained without the digits 3 and 8, with a fixed
     ETF head and with a learnable head. ``g = (min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` is
@@ -513,7 +513,7 @@ class LinearActivation(Experiment):
         "qualitative (Fig. 2): ResNet-50 (ImageNet) features of STL-10, test MSE of σ(t) = a2 t² "
         "+ t random-feature regression is lowest at a2 = 0"
     )
-    version = 3  # issue 15: wide extractors of unseen classes, the MSE trend in a2
+    version = 3  # Dec 2026: wide extractors of unseen classes, the MSE trend in a2
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         from .class_means import source_config
@@ -640,7 +640,7 @@ class LinearActivation(Experiment):
                 + ["theory a2=0 / max"] * theory
                 + ["g", "Spearman(a2, MSE)", "best a2 per seed"])  # fmt: skip
         notes = [
-            "Changed in issue 15: the claim is asymptotic (large feature dimension p, features "
+            "Changed in Dec 2026: the claim is asymptotic (large feature dimension p, features "
             "of data the extractor did not train on: ImageNet ResNet features of STL-10), so the "
             "verdict reads extractors of width p = 512 trained without the digits 3 and 8, and "
             "its effect is the trend of the test MSE in a2 (Spearman(a2, MSE), relevant from "

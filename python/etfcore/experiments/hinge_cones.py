@@ -297,7 +297,7 @@ class CoarseToFine(Experiment):
     each coarse class, so if hinge CE keeps features diverse its fine probe is more accurate.
     Tasks: the hierarchical Gaussian mixture (20 coarse × 5 fine classes, the shape of
     CIFAR-100's superclasses; 40 samples per fine class quick, 100 otherwise) and digits grouped
-    into 5 superclasses ``{k, k+5}``. Changed in issue 15: the mixture had 4 coarse classes; at
+    into 5 superclasses ``{k, k+5}``. Changed in Dec 2026: the mixture had 4 coarse classes; at
     K ≤ 10 the negative logits' pull inside a cone (≈ (1 − p_y)/(K − 1) per class with τ⁻ = π)
     is strong, so the paper's mechanism (ImageNet, K = 1000) is barely engaged — 20 coarse
     classes is the most the embedded data's scale allows at ≥ 5 fine classes each. Two ablation
@@ -322,7 +322,7 @@ class CoarseToFine(Experiment):
         "ImageNet-pretrained ResNet-50, linear evaluation mean over 9 sets: HingeCE 75.7, "
         "CE 74.3, CE+ETF 74.0"
     )
-    version = 2  # issue 15: 20 coarse classes
+    version = 2  # Dec 2026: 20 coarse classes
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         return dict(

@@ -86,7 +86,7 @@ class LongTailMinor(Experiment):
     counts 115, 89, 68, 53, 41, 31, 24, 19, 14, 11; the test split stays balanced). Minor
     classes are the rarest ones in the paper's proportion (:data:`MINOR_CLASSES`, its Table 4: 1
     of 10 on CIFAR10-LT, 50 of 100 on CIFAR100-LT), here class 9 alone (11 samples;
-    :func:`minor_threshold`). Changed in issue 15: the threshold was the paper's absolute "≤ 50
+    :func:`minor_threshold`). Changed in Dec 2026: the threshold was the paper's absolute "≤ 50
     samples", which on digits makes six of ten classes minor — a different method from the
     paper's, where hinge CE touches one CIFAR10-LT class. Trained with CE (learnable head), CE
     on a fixed ETF with the projector, and hinge CE with ``τ⁺ = π/3`` (the paper's CIFAR10-LT
@@ -107,7 +107,7 @@ class LongTailMinor(Experiment):
         "overall test accuracy, CIFAR10-LT / CIFAR100-LT: HingeCE 80.4 / 46.2, CE+ETF "
         "77.3 / 42.6, CE 72.8 / 38.4 (gains mostly on the minor classes)"
     )
-    version = 2  # issue 15: hinge on the rarest classes only
+    version = 2  # Dec 2026: hinge on the rarest classes only
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         data = options.data or "digits"
@@ -169,7 +169,7 @@ class LongTailMinor(Experiment):
             for m in settings["methods"]
         ]  # fmt: skip
         notes = [
-            "Changed in issue 15: hinge CE on the rarest classes only, in the paper's proportion "
+            "Changed in Dec 2026: hinge CE on the rarest classes only, in the paper's proportion "
             "(Table 4: 1 of 10 on CIFAR10-LT, 50 of 100 on CIFAR100-LT); before, the absolute "
             "'≤ 50 samples' made six of ten digit classes minor.",
             f"minor classes: at most {settings['minor_threshold']} training samples "

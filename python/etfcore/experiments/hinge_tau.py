@@ -48,7 +48,7 @@ _SWEEP_LABELS = {
 }
 
 
-#: Why τ⁻ = π (issue 15; cited in the notes).
+#: Why τ⁻ = π (Dec 2026; cited in the notes).
 TAU_MINUS_NOTE = (
     "τ⁻ = π, as the paper's §5 sets it ('for simplicity we set τ⁻ = π (i.e., use ⟨w_k, u_i⟩ "
     "as logits)'). Its appendix says 'τ⁻ is usually set as 0' (Table 4), but in Eq. (8) "
@@ -95,7 +95,7 @@ class Nc1VersusTau(Experiment):
     diverges (non-finite or degenerate features) is reported, not raised; ρ is then taken over
     the τ⁺ values that trained (at least three).
 
-    Class-count sweep (issue 15): with ``τ⁻ = π`` the negative logits keep their gradient inside
+    Class-count sweep (Dec 2026): with ``τ⁻ = π`` the negative logits keep their gradient inside
     a cone, pulling a feature toward its own class vector with a weight ≈ ``(1 − p_y)/(K − 1)``
     per negative class — strong at K = 10, negligible at ImageNet's K = 1000, where the paper
     measured. So the paper's recipe is also swept over τ⁺ on a synthetic mixture with K = 10,
@@ -112,7 +112,7 @@ class Nc1VersusTau(Experiment):
     paper = "004"
     claim = "NC1 and the numerical rank of the training features increase with τ⁺"
     paper_result = "qualitative (ImageNet, ResNet-50, τ⁻ = π): both increase over τ⁺ ∈ [0, 17π/36]"
-    version = 2  # issue 15: the class-count sweep
+    version = 2  # Dec 2026: the class-count sweep
 
     def settings(self, options: RunOptions) -> Dict[str, Any]:
         variants = dict(_SWEEP_VARIANTS)

@@ -85,7 +85,7 @@ ZOO: Dict[str, Dict[str, Any]] = {
     "etf-ce-t0.1": {"head": "etf", "temperature": 0.1},
     "etf-dr": {"head": "etf", "loss": "dot_regression", "normalize_features": True, "lr": 0.1},
     "etf-hinge": {"head": "etf", "loss": "hinge_ce"},
-    # issue 15: candidates that really differ — feature widths 8 and 256, 1 and 3 epochs
+    # Dec 2026: candidates that really differ — feature widths 8 and 256, 1 and 3 epochs
     # (against the source recipe's 30/100), and other source tasks (digits 5–9; all ten)
     "linear-ce-w8": {"head": "linear", "feature_dim": 8},
     "linear-ce-w256": {"head": "linear", "feature_dim": 256},
@@ -147,7 +147,7 @@ def member_config(settings: Mapping[str, Any], member: str, seed: int) -> Dict[s
     return {**settings["source"], **settings["zoo"][member], "seed": seed}
 
 
-#: The smallest rank agreement that counts (issue 15, fixed before the runs of the new rule):
+#: The smallest rank agreement that counts (Dec 2026, fixed before the runs of the new rule):
 #: Kendall's τ = 2·P(a pair in the right order) − 1, so τ = 0.2 puts 60% of the pairs of
 #: candidates in the right order — less is a ranking a user could not act on.
 TAU_RELEVANT = 0.2
@@ -484,7 +484,7 @@ class SelectionBenchmark(Experiment):
             ])  # fmt: skip
         means = {s: float(np.nanmean(_cell(results, s, "weighted_tau"))) for s in SCORES}
         best = max(means, key=lambda s: means[s])
-        # issue 15: the verdict averages over the targets whose ground truth is reliable
+        # Dec 2026: the verdict averages over the targets whose ground truth is reliable
         use = reliable_targets(results)
         sub = "" if use == targets else f" ({len(use)} reliable targets)"
         base = _mean_tau(results, BASELINE, use)
@@ -515,13 +515,13 @@ class SelectionBenchmark(Experiment):
         rel = {t: target_reliability(results, t) for t in targets}
         same = _same_score_gaps(results, targets)
         notes = [
-            "Changed in issue 15 — ground-truth reliability per target (the share of the zoo's "
+            "Changed in Dec 2026 — ground-truth reliability per target (the share of the zoo's "
             "variance of probe accuracies that is not test-set noise, "
             "1 − mean p(1−p)/n / var; targets below "
             f"{MIN_RELIABILITY} are left out of the effects): "
             + ", ".join(f"{t} {rel[t]:.2f}" for t in targets)
             + f"; the effects average over {', '.join(use)}.",
-            "Changed in issue 15 — the zoo gained candidates that really differ: feature widths "
+            "Changed in Dec 2026 — the zoo gained candidates that really differ: feature widths "
             "8 and 256, 1 and 3 training epochs, other source tasks (digits 5–9, all ten). "
             "Depth stays 2 (etfcore's MLP has no depth key; answered here, not changed).",
             "H-score, VCI and the least-squares probe loss are one score on these features "
@@ -654,7 +654,7 @@ class CMRanksModels(Experiment):
             for r in results
         ]
         notes = [
-            "Changed in issue 15: the effect averages over the targets whose ground truth is "
+            "Changed in Dec 2026: the effect averages over the targets whose ground truth is "
             f"reliable (zoo spread beyond test-set noise; {', '.join(use)}), the zoo is "
             "diversified (see selection-benchmark).",
             "The CM classifier argmax_k m̄_kᵀ f has no bias: on targets whose features sit far "

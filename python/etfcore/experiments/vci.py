@@ -30,7 +30,7 @@ from ..transfer import mlog, pearson
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
 from .model_selection import zoo_measurements, zoo_settings
 
-#: The two families of pretraining runs and their knob: six values each (issue 15), the paper's
+#: The two families of pretraining runs and their knob: six values each (Dec 2026), the paper's
 #: own grids (App. C, Tables 1–2: τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}; λ ∈ {2.5, 3.75, 5, 7.5, 10},
 #: with λ = 0 as the family's unregularised end). Members not in the benchmark's zoo are added
 #: to this experiment's (:data:`FAMILY_ZOO`).
@@ -115,7 +115,7 @@ class VCITracksTransfer(Experiment):
     sign between the families, as the paper reports; ``min_effect = 0.25``, i.e. both |r| ≈ 0.5).
     A constant metric (undefined Pearson) counts as r = 0.
 
-    Changed in issue 15: six values per family (the paper's grids, App. C), against four
+    Changed in Dec 2026: six values per family (the paper's grids, App. C), against four
     before, when MLOG moved less within a family than its spread across seeds; with the new
     verdict rule an effect whose interval holds both 0 and 0.5 is *inconclusive* — the
     "undecided" the issue asks for. Not changed, with the reason: a richer source (≥ 20 classes)

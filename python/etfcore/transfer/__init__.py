@@ -13,7 +13,7 @@
 - :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first);
   :func:`load_npy` reads a saved feature or label file, checked against its extraction's
   manifest.
-- Model-selection scores of the field (issue 18), each recording its conventions in its result:
+- Model-selection scores of the field, each recording its conventions in its result:
   sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`,
   :func:`pactran_gauss`;
   discriminant :func:`sfda`, :func:`etran` (+ :func:`etran_combine`, :func:`normalise_scores`),

@@ -59,7 +59,7 @@ def add_parsers(sub: Any) -> None:
                     help="source-head probabilities (N, K_s) per candidate, for LEEP and NCE")
     rk.add_argument("--json", action="store_true")
     rk.add_argument("--plot", metavar="PNG", help="score-vs-accuracy scatter plots with τ")
-    from .report_cli import add_report_arguments  # the ranking report (issue 18)
+    from .report_cli import add_report_arguments  # the ranking report
 
     add_report_arguments(rk)
 
