@@ -152,8 +152,8 @@ def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
            [ 0., -1.,  1.,  0.],
            [-1.,  0.,  0.,  1.]])
     """
-    return _core.hypercube_frame(
-        as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
+    return _core.vertex_frame(
+        "hypercube", as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
     )
 
 
@@ -168,8 +168,8 @@ def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
            [-1.,  0.],
            [ 0.,  1.]])
     """
-    return _core.orthoplex_frame(
-        as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
+    return _core.vertex_frame(
+        "orthoplex", as_index(num_classes, "num_classes"), as_index(dim, "dim"), _float32(dtype)
     )
 
 

@@ -2,7 +2,7 @@
 //! need no statistics.
 
 use super::convert::{self as convert, indices, matrix64, with_features, Features};
-use super::errors::detach;
+use super::errors::{detach, ParameterError};
 use crate::etf;
 use crate::linalg::{pinv_psd as core_pinv_psd, RankPolicy};
 use crate::metrics::samples;
@@ -130,35 +130,36 @@ fn sphere_codes<'py>(
     )
 }
 
+/// The hypercube (`kind = "hypercube"`) or cross-polytope (`"orthoplex"`) vertices.
 #[pyfunction]
-#[pyo3(signature = (num_classes, dim, float32=false))]
-fn hypercube_frame<'py>(
+#[pyo3(signature = (kind, num_classes, dim, float32=false))]
+fn vertex_frame<'py>(
     py: Python<'py>,
+    kind: &str,
     num_classes: usize,
     dim: usize,
     float32: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let orthoplex = match kind {
+        "hypercube" => false,
+        "orthoplex" => true,
+        _ => {
+            return Err(ParameterError::new_err(format!(
+                "kind must be 'hypercube' or 'orthoplex', got {kind:?}"
+            )))
+        }
+    };
     frame_array(
         py,
         float32,
-        || etf::hypercube_frame::<f32>(num_classes, dim),
-        || etf::hypercube_frame::<f64>(num_classes, dim),
-    )
-}
-
-#[pyfunction]
-#[pyo3(signature = (num_classes, dim, float32=false))]
-fn orthoplex_frame<'py>(
-    py: Python<'py>,
-    num_classes: usize,
-    dim: usize,
-    float32: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    frame_array(
-        py,
-        float32,
-        || etf::orthoplex_frame::<f32>(num_classes, dim),
-        || etf::orthoplex_frame::<f64>(num_classes, dim),
+        || match orthoplex {
+            true => etf::orthoplex_frame::<f32>(num_classes, dim),
+            false => etf::hypercube_frame::<f32>(num_classes, dim),
+        },
+        || match orthoplex {
+            true => etf::orthoplex_frame::<f64>(num_classes, dim),
+            false => etf::hypercube_frame::<f64>(num_classes, dim),
+        },
     )
 }
 
@@ -197,8 +198,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;
     m.add_function(wrap_pyfunction!(orthogonal_frame, m)?)?;
     m.add_function(wrap_pyfunction!(sphere_codes, m)?)?;
-    m.add_function(wrap_pyfunction!(hypercube_frame, m)?)?;
-    m.add_function(wrap_pyfunction!(orthoplex_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(vertex_frame, m)?)?;
     m.add_function(wrap_pyfunction!(frame_coherence, m)?)?;
     m.add_function(wrap_pyfunction!(min_coherence_frame, m)?)?;
     m.add_function(wrap_pyfunction!(pinv_psd, m)?)?;
