@@ -109,6 +109,7 @@ from .spectral_scores import (
     rankme_from_stats,
 )
 from .streaming import TransferabilityStats
+from .two_pass import TWO_PASS_SCORES, TwoPassResult, TwoPassScores, two_pass_scores
 
 __all__ = [
     "DEFAULT_GRID",
@@ -139,6 +140,9 @@ __all__ = [
     "ScoreAgreement",
     "TransRateResult",
     "TransferabilityStats",
+    "TWO_PASS_SCORES",
+    "TwoPassResult",
+    "TwoPassScores",
     "aggregate_agreement",
     "all_scores",
     "centred_means_classifier",
@@ -192,6 +196,7 @@ __all__ = [
     "select_strength",
     "stratified_split",
     "transrate",
+    "two_pass_scores",
     "vci",
     "weighted_kendall_tau",
 ]
