@@ -144,3 +144,61 @@ def test_nleep_takes_the_recorded_stratified_subsample():
     assert np.array_equal(np.bincount(y[rows]), np.maximum(2, 150 * np.bincount(y) // 600))
     sub = transfer.nleep(x[rows], y[rows], max_samples=None, seed=4, components_per_class=2)
     close(r.value, sub.value)
+
+
+def _torch_transferability(device):
+    torch = pytest.importorskip("torch")
+    from etfcore.training import TorchTransferabilityStats
+
+    x, y = mixture(seed=11)
+    ref = streamed(x, y, 5)
+    halves = [TorchTransferabilityStats(5, 12, device=device) for _ in range(2)]
+    for a in range(0, 900, 150):
+        halves[(a // 150) % 2].update(torch.as_tensor(x[a:a + 150], device=device),
+                                      torch.as_tensor(y[a:a + 150], device=device))
+    got = halves[0].to_core().merge(halves[1].to_core())
+    close(got.regularized_hscore(), ref.regularized_hscore())
+    close(got.gbc(), ref.gbc())
+    close(float(got.logme()), float(ref.logme()))
+    for score in ("logme", "gbc"):
+        close(transfer.ped_from_stats(got, score=score).value,
+              transfer.ped(x, y, score=score).value)
+    # float32 batches are accumulated in float64 on the device
+    t32 = TorchTransferabilityStats(5, 12, device=device).update(
+        torch.as_tensor(x.astype(np.float32), device=device), torch.as_tensor(y, device=device))
+    r64 = transfer.TransferabilityStats(5, 12).update(x.astype(np.float32).astype(np.float64), y)
+    close(t32.to_core().gbc(), r64.gbc())
+
+
+def test_torch_transferability_stats_on_cpu():
+    _torch_transferability("cpu")
+
+
+def test_torch_transferability_stats_errors():
+    torch = pytest.importorskip("torch")
+    from etfcore.errors import LabelError, NonFiniteError
+    from etfcore.training import TorchTransferabilityStats
+
+    t = TorchTransferabilityStats(3, 4)
+    with pytest.raises(LabelError):
+        t.update(torch.zeros(5, 4), torch.full((5,), 3))
+    with pytest.raises(NonFiniteError):
+        t.update(torch.full((5, 4), float("nan")), torch.zeros(5, dtype=torch.int64))
+    with pytest.raises(ShapeError):
+        t.update(torch.zeros(5, 3), torch.zeros(5, dtype=torch.int64))
+    assert t.to_core().num_samples == 0
+
+
+@pytest.mark.cuda
+def test_torch_transferability_stats_on_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _torch_transferability("cuda")
+    from etfcore.training import TorchCollapseStats
+
+    x, y = mixture(seed=12)
+    t = TorchCollapseStats(5, 12, device="cuda")
+    t.update(torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda"))
+    close(transfer.emms_from_stats(t).value, transfer.emms(x, y).value)
+    close(transfer.lidar_from_stats(t).value, transfer.lidar(x, y).value)

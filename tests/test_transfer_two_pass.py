@@ -174,3 +174,21 @@ def test_two_pass_on_cuda_tensors():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     _torch_run("cuda")
+
+
+def test_two_pass_and_stats_scores_work_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, etfcore as ec\n"
+        "from etfcore import transfer\n"
+        "x, y = ec.data.load_digits()\n"
+        "r = transfer.two_pass_scores(lambda: [(x, y)], 10, 64, scores=('etran', 'ncti'))\n"
+        "st = transfer.TransferabilityStats(10, 64).update(x, y)\n"
+        "print(r.passes, transfer.emms_from_stats(st).rank, transfer.ped_from_stats(st).steps)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "2"
