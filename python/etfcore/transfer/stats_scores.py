@@ -158,22 +158,25 @@ def _standardisation(reference: Any, std_floor: float) -> Tuple[np.ndarray, np.n
 
 def _ped_shifts(means_u, var_u, t, ns, er, c, max_steps):
     """PED's descent on the class means in standardised coordinates: ``(total shift per class,
-    displacements)`` — the loop of [etfcore.transfer.ped_features][] without the samples."""
+    displacements)`` — the loop of [etfcore.transfer.ped_features][] without the samples.
+    Distances come from the means' Gram matrix and each class's shift
+    ``Σ_l w_kl (μ_k - μ_l) = μ_k Σ_l w_kl - Σ_l w_kl μ_l`` (``w = magnitude/distance``), so no
+    ``K × K × D`` array is formed."""
     k = means_u.shape[0]
     radius = np.sqrt(var_u.sum(1))
     mu = means_u.copy()
     total_shift = np.zeros_like(mu)
     disp = []
     first = None
+    off = ~np.eye(k, dtype=bool)
     for _ in range(max_steps):
-        diff = mu[:, None, :] - mu[None, :, :]
-        dist = np.linalg.norm(diff, axis=2)
-        overlap = np.maximum(ns * (radius[:, None] + radius[None, :]) - dist, 0.0)
-        overlap[np.arange(k), np.arange(k)] = 0.0
+        sq = np.einsum("kd,kd->k", mu, mu)
+        dist = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2.0 * (mu @ mu.T), 0.0, None))
+        overlap = np.where(off, np.maximum(ns * (radius[:, None] + radius[None, :]) - dist, 0.0),
+                           0.0)
         mag = np.minimum(0.5 * t * t * c * overlap, overlap)
-        unit = np.divide(diff, dist[:, :, None], out=np.zeros_like(diff),
-                         where=dist[:, :, None] > 0)
-        shift = np.einsum("kl,kld->kd", mag, unit)
+        w = np.divide(mag, dist, out=np.zeros_like(mag), where=dist > 0)
+        shift = w.sum(1)[:, None] * mu - w @ mu
         total = float(np.abs(shift).sum())
         if first is None:
             first = total
