@@ -1,10 +1,10 @@
-r"""[TorchTransferabilityStats][etfcore.training.TorchTransferabilityStats]: the statistics of
-[etfcore.transfer.TransferabilityStats][] accumulated on a torch device in float64.
+r"""`TorchTransferabilityStats`: the statistics of
+`etfcore.transfer.TransferabilityStats` accumulated on a torch device in float64.
 
-The collapse statistics come from [CollapseMetrics][etfcore.training.CollapseMetrics] (float64
+The collapse statistics come from `CollapseMetrics` (float64
 products); beside them, about the same shift `c` (`a_i = h_i - c`), `Σ‖a_i‖⁴`, `Σ‖a_i‖² a_i`
 and the per-class, per-dimension `Σ a_i²`. Only `O(K·D + D²)` numbers reach the host, in
-[to_core][etfcore.training.TorchTransferabilityStats.to_core].
+`to_core`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _fnv1a64(data: bytes) -> int:
 
 
 class TorchTransferabilityStats:
-    r"""The accumulators of [etfcore.transfer.TransferabilityStats][] on a torch device.
+    r"""The accumulators of `etfcore.transfer.TransferabilityStats` on a torch device.
 
     Parameters
     ----------
@@ -46,10 +46,10 @@ class TorchTransferabilityStats:
     -----
     Every state is float64 on ``device``; each batch is converted to float64 there before its
     products are formed (the `products="float64"` mode of
-    [CollapseMetrics][etfcore.training.CollapseMetrics]), so the statistics equal the core's
+    `CollapseMetrics`), so the statistics equal the core's
     float64 pass up to summation order. Batches are checked when they arrive (labels in
     ``0..K-1``, finite features: one host synchronisation per batch). The host copy
-    ([to_core][etfcore.training.TorchTransferabilityStats.to_core]) is written through the
+    (`to_core`) is written through the
     versioned byte format, whose checksum is computed in Python: about a second per 3 MiB of
     statistics (`8·(D² + K·D)` bytes).
 
@@ -99,7 +99,7 @@ class TorchTransferabilityStats:
         return self
 
     def to_core(self) -> TransferabilityStats:
-        """The host [etfcore.transfer.TransferabilityStats][] of everything added so far."""
+        """The host `etfcore.transfer.TransferabilityStats` of everything added so far."""
         inner = self.metric.to_core().to_bytes()
         vals = np.concatenate([
             self.fourth.reshape(1).cpu().numpy(), self.cubic.cpu().numpy(),

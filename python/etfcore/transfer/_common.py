@@ -38,15 +38,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def as_collapse_stats(stats: Any) -> CollapseStats:
-    """The [etfcore.CollapseStats][] behind any of the package's statistics.
+    """The `etfcore.CollapseStats` behind any of the package's statistics.
 
     Parameters
     ----------
     stats : CollapseStats, TransferabilityStats or a torch accumulator
-        A [etfcore.CollapseStats][] is returned as it is; a
-        [TransferabilityStats][etfcore.transfer.TransferabilityStats] gives its inner
+        A `etfcore.CollapseStats` is returned as it is; a
+        `TransferabilityStats` gives its inner
         statistics; an object with ``to_core()`` (the training layer's
-        [etfcore.training.TorchCollapseStats][], which accumulates in float64 on its device)
+        `etfcore.training.TorchCollapseStats`, which accumulates in float64 on its device)
         is copied to the host (``O(K·D + D²)`` numbers).
 
     Returns

@@ -1,19 +1,18 @@
 r"""EMMS and the PED wrapper from streamed statistics: one mergeable pass, no ``N × D`` matrix.
 
-- [emms_from_stats][etfcore.transfer.emms_from_stats]: EMMS regresses (standardised) label
+- `emms_from_stats`: EMMS regresses (standardised) label
   embeddings on standardised features. Every quantity it needs — the least-squares fit's
   projections, the residual, the mixture weights' normal equations — is a function of the
   counts, the class sums and `FᵀF`, because the targets are constant within a class.
-- [ped_from_stats][etfcore.transfer.ped_from_stats]: PED's potential-energy descent moves
+- `ped_from_stats`: PED's potential-energy descent moves
   every sample of a class by the same vector, so it only moves class means (per-class variances
   do not change) and the moved statistics follow in closed form: with `a'_i = a_i + δ_{y_i}`,
   `s'_k = s_k + n_k δ_k` and `Σ a'a'ᵀ = Σ aaᵀ + Σ_k (s_kδ_kᵀ + δ_ks_kᵀ + n_kδ_kδ_kᵀ)`. The ball
   radii need per-class, per-dimension variances: a
-  [TransferabilityStats][etfcore.transfer.TransferabilityStats] holds them.
+  `TransferabilityStats` holds them.
 
 Both accept statistics accumulated on a torch device too (anything with ``to_core()``, such as
-[etfcore.training.TorchCollapseStats][]); see [as_collapse_stats][etfcore.transfer.
-as_collapse_stats].
+`etfcore.training.TorchCollapseStats`); see `as_collapse_stats`.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def emms_from_stats(
     iterations: int = 1,
     rtol: Optional[float] = None,
 ) -> EMMSResult:
-    r"""EMMS ([etfcore.transfer.emms][]) from streamed statistics, exactly.
+    r"""EMMS (`etfcore.transfer.emms`) from streamed statistics, exactly.
 
     With features standardised per column (`x̃ = (f - μ)/(σ + 10⁻⁸)`, `σ² = diag Σ_T`) and
     each target standardised alike, the target of a sample depends only on its class:
@@ -69,20 +68,20 @@ def emms_from_stats(
     Parameters
     ----------
     stats : CollapseStats, TransferabilityStats or a torch accumulator
-        See [as_collapse_stats][etfcore.transfer.as_collapse_stats].
+        See `as_collapse_stats`.
     label_embeddings : sequence of array_like, optional
         `K × d` arrays, one per foundation model, rows for the present classes in label order
         (or for all `num_classes` slots, rows of absent classes ignored). ``None``: the one-hot
         labels as the single target.
     iterations : int
-        The alternations of [etfcore.transfer.emms][].
+        The alternations of `etfcore.transfer.emms`.
     rtol : float, optional
         Relative eigenvalue cut; default `D · eps` of the statistics' precision.
 
     Returns
     -------
     EMMSResult
-        As [etfcore.transfer.emms][] returns for the same data.
+        As `etfcore.transfer.emms` returns for the same data.
 
     Examples
     --------
@@ -158,7 +157,7 @@ def _standardisation(reference: Any, std_floor: float) -> Tuple[np.ndarray, np.n
 
 def _ped_shifts(means_u, var_u, t, ns, er, c, max_steps):
     """PED's descent on the class means in standardised coordinates: ``(total shift per class,
-    displacements)`` — the loop of [etfcore.transfer.ped_features][] without the samples.
+    displacements)`` — the loop of `etfcore.transfer.ped_features` without the samples.
     Distances come from the means' Gram matrix and each class's shift
     ``Σ_l w_kl (μ_k - μ_l) = μ_k Σ_l w_kl - Σ_l w_kl μ_l`` (``w = magnitude/distance``), so no
     ``K × K × D`` array is formed."""
@@ -206,7 +205,7 @@ def _moved_collapse_stats(st: CollapseStats, delta: np.ndarray) -> CollapseStats
 
 def _gbc_from_moments(means: np.ndarray, var: np.ndarray, var_floor: Optional[float]) -> float:
     """GBC from class means and per-dimension variances (the formula of
-    [TransferabilityStats.gbc][etfcore.transfer.TransferabilityStats.gbc]), one class against
+    `TransferabilityStats.gbc`), one class against
     the later ones at a time."""
     vmax = float(var.max())
     floor = 1e-12 * vmax if var_floor is None else as_float(var_floor, "var_floor")
@@ -236,9 +235,9 @@ def ped_from_stats(
     std_floor: float = 1e-3,
     **score_kw: Any,
 ) -> PEDResult:
-    r"""PED ([etfcore.transfer.ped][]) from streamed statistics, exactly.
+    r"""PED (`etfcore.transfer.ped`) from streamed statistics, exactly.
 
-    The descent of [etfcore.transfer.ped_features][] moves every sample of class `k` by the
+    The descent of `etfcore.transfer.ped_features` moves every sample of class `k` by the
     same vector, so in standardised coordinates only the class means move and the radii
     `R_k = √(Σ_d var_kd)` stay fixed: the loop runs on the `K × D` means. The moved features'
     statistics then follow in closed form (class sums, `FᵀF`; per-class variances unchanged),
@@ -248,21 +247,21 @@ def ped_from_stats(
     ----------
     stats : TransferabilityStats
         The target features' statistics (the per-class, per-dimension sums of squares give the
-        radii; a [etfcore.CollapseStats][] does not have them).
+        radii; a `etfcore.CollapseStats` does not have them).
     score : {"logme", "gbc"}
         The wrapped score; ``score_kw`` go to it (``parity``, ``tol``, ``rtol`` for LogME,
         ``var_floor`` for GBC).
     reference : statistics, optional
         Statistics of the reference features whose per-dimension mean and population standard
-        deviation standardise the space (any of [as_collapse_stats][etfcore.transfer.
-        as_collapse_stats]'s inputs); ``None``: the target's own.
+        deviation standardise the space (any of `as_collapse_stats`'s inputs); ``None``: the
+        target's own.
     time_step, nsigma, exit_ratio, max_steps, constant, std_floor
-        As in [etfcore.transfer.ped_features][].
+        As in `etfcore.transfer.ped_features`.
 
     Returns
     -------
     PEDResult
-        As [etfcore.transfer.ped][] returns for the same data.
+        As `etfcore.transfer.ped` returns for the same data.
 
     Examples
     --------

@@ -6,7 +6,7 @@ posterior under a classifier that is itself built from statistics of *all* sampl
 be finished in one pass, but they need no more than a second (SFDA a third) pass over the same
 chunks:
 
-1. **first pass** — the sufficient statistics ([etfcore.CollapseStats][]: counts, class sums,
+1. **first pass** — the sufficient statistics (`etfcore.CollapseStats`: counts, class sums,
    the scatter `FᵀF`, in float64) and, for LEEP, the soft joint of target labels and the source
    head's outputs (`K × K_s`);
 2. **second pass** — each chunk's posteriors under the classifier fixed by pass 1, reduced at
@@ -17,11 +17,10 @@ chunks:
    discriminant refit on them. The mixed features depend on each sample's first-stage posterior
    and the refit on all of them, so no two-pass form exists.
 
-Every pass is mergeable: shards fill copies of one state and [TwoPassScores.merge][etfcore.
-transfer.two_pass.TwoPassScores.merge] adds them (after the first pass, only states built from
-the same first-pass statistics merge). Chunks may be numpy arrays or torch tensors: with
-tensors, every pass runs on the tensors' device in float64 (importing this module never imports
-torch).
+Every pass is mergeable: shards fill copies of one state and `TwoPassScores.merge` adds them
+(after the first pass, only states built from the same first-pass statistics merge). Chunks
+may be numpy arrays or torch tensors: with tensors, every pass runs on the tensors' device in
+float64 (importing this module never imports torch).
 """
 
 from __future__ import annotations
@@ -212,7 +211,7 @@ class _Torch:
 
 
 def _core(stats: Any) -> CollapseStats:
-    """Statistics of either backend as the core's [etfcore.CollapseStats][] (a copy)."""
+    """Statistics of either backend as the core's `etfcore.CollapseStats` (a copy)."""
     return stats.copy() if isinstance(stats, CollapseStats) else stats.to_core()
 
 
@@ -245,7 +244,7 @@ def _lda(stats: CollapseStats, present: np.ndarray, shrinkage: Optional[float], 
 
 def _ncti_model(stats: CollapseStats, present: np.ndarray, pca_dim: int):
     """NCTI's PCA, shrinkage, LDA and the nuclear norm ``‖Z‖_*`` from statistics (as
-    [etfcore.transfer.ncti_components][] computes them from the matrix)."""
+    `etfcore.transfer.ncti_components` computes them from the matrix)."""
     n = stats.num_samples
     k = present.size
     p = stats.dim
@@ -283,19 +282,19 @@ def _ncti_model(stats: CollapseStats, present: np.ndarray, pca_dim: int):
 # ----------------------------------------------------------------------------- result
 @dataclasses.dataclass(frozen=True)
 class TwoPassResult:
-    """What [TwoPassScores.result][etfcore.transfer.two_pass.TwoPassScores.result] returns.
+    """What `TwoPassScores.result` returns.
 
     Attributes
     ----------
     etran : ETranComponents or None
-        The three raw ETran terms (as [etfcore.transfer.etran][] returns them).
+        The three raw ETran terms (as `etfcore.transfer.etran` returns them).
     sfda : SFDAResult or None
-        SFDA with its choices (as [etfcore.transfer.sfda][]).
+        SFDA with its choices (as `etfcore.transfer.sfda`).
     ncti : NCTIComponents or None
-        NCTI's raw terms (as [etfcore.transfer.ncti_components][]); combine candidates with
-        [etfcore.transfer.ncti][].
+        NCTI's raw terms (as `etfcore.transfer.ncti_components`); combine candidates with
+        `etfcore.transfer.ncti`.
     leep : float or None
-        LEEP of the source head's outputs (as [etfcore.transfer.leep][]).
+        LEEP of the source head's outputs (as `etfcore.transfer.leep`).
     num_samples : int
         The rows seen in each pass.
     passes : int
@@ -314,11 +313,11 @@ class TwoPassResult:
 class TwoPassScores:
     r"""ETran, SFDA, NCTI and LEEP from two passes (SFDA three) over the same chunks.
 
-    Feed every chunk to [first_pass][etfcore.transfer.two_pass.TwoPassScores.first_pass], then
+    Feed every chunk to `first_pass`, then
     the same chunks (any chunking, any order) to
-    [second_pass][etfcore.transfer.two_pass.TwoPassScores.second_pass] and, when SFDA is asked
-    for, to [third_pass][etfcore.transfer.two_pass.TwoPassScores.third_pass]; then
-    [result][etfcore.transfer.two_pass.TwoPassScores.result]. Nothing of size ``N × D`` is
+    `second_pass` and, when SFDA is asked
+    for, to `third_pass`; then
+    `result`. Nothing of size ``N × D`` is
     kept: the state is the first pass's statistics (``O(K·D + D²)``), the classifiers they fix,
     and per score: two sums (ETran, SFDA), the ``⌊energy_fraction·N⌋`` lowest energies (ETran),
     a ``K × K`` triangular factor per class (NCTI: ``K³`` numbers, 8 GiB at ``K = 1000``) and a
@@ -335,12 +334,12 @@ class TwoPassScores:
         Any of ``"etran"``, ``"sfda"``, ``"ncti"``, ``"leep"``. LEEP needs ``source_probs`` in
         every chunk and reads no features.
     energy_fraction, lda_mode, shrinkage, rtol
-        ETran's options (see [etfcore.transfer.etran][]). The energy keeps the lowest
+        ETran's options (see `etfcore.transfer.etran`). The energy keeps the lowest
         ``max(1, ⌊energy_fraction · N⌋)`` values, ``N`` known from the first pass.
     sfda_shrinkage, shrinkage_rule
-        SFDA's options (see [etfcore.transfer.sfda][]).
+        SFDA's options (see `etfcore.transfer.sfda`).
     pca_dim : int
-        NCTI's PCA dimension (see [etfcore.transfer.ncti_components][]).
+        NCTI's PCA dimension (see `etfcore.transfer.ncti_components`).
     logits : bool
         ``source_probs`` are the source head's logits (a softmax is applied).
 
@@ -539,8 +538,7 @@ class TwoPassScores:
     def close_pass(self) -> TwoPassScores:
         """Ends the current pass and fixes what the next needs (called by the next pass's first
         chunk when not called before). Copies made after it start the next pass empty, so
-        shards can each take a copy, run the next pass, and [merge][etfcore.transfer.two_pass.
-        TwoPassScores.merge]."""
+        shards can each take a copy, run the next pass, and `merge`."""
         if self.stage == 1:
             self._close_first()
         elif self.stage == 2:
@@ -723,8 +721,8 @@ class TwoPassScores:
 
         In the first pass any two states merge (their statistics and joints add). In a later
         pass both must come from the same first-pass statistics (copies taken after
-        [close_pass][etfcore.transfer.two_pass.TwoPassScores.close_pass]); an
-        [IncompatibleStatsError][etfcore.errors.IncompatibleStatsError] says when not.
+        `close_pass`); an
+        `IncompatibleStatsError` says when not.
         """
         if not isinstance(other, TwoPassScores):
             raise IncompatibleStatsError(f"can only merge a TwoPassScores, got "
@@ -810,7 +808,7 @@ class TwoPassScores:
 
     def _etran_svd(self) -> Tuple[float, int]:
         r"""ETran's SVD term from the statistics: ``‖FW - Y‖² = N - Σ_k S_kᵀ(FᵀF)^†S_k`` with
-        ``S_k`` the uncentred class sums and the cut of [etfcore.transfer.etran][]."""
+        ``S_k`` the uncentred class sums and the cut of `etfcore.transfer.etran`."""
         st: CollapseStats = self._stats
         present = self._fixed["present"]
         n = st.num_samples
@@ -834,7 +832,7 @@ def two_pass_scores(
     dim: int,
     **options: Any,
 ) -> TwoPassResult:
-    """Runs [TwoPassScores][etfcore.transfer.two_pass.TwoPassScores] over re-iterable data.
+    """Runs `TwoPassScores` over re-iterable data.
 
     Parameters
     ----------
@@ -843,9 +841,9 @@ def two_pass_scores(
         ``(features, labels, source_probs)`` chunks — the same rows every time (a data loader
         without shuffling, or chunks of a memory-mapped file).
     num_classes, dim : int
-        As for [TwoPassScores][etfcore.transfer.two_pass.TwoPassScores].
+        As for `TwoPassScores`.
     **options
-        The scores and their options (see [TwoPassScores][etfcore.transfer.two_pass.TwoPassScores]).
+        The scores and their options (see `TwoPassScores`).
 
     Returns
     -------
