@@ -438,7 +438,7 @@ def _run_one_seed(
 def _run_one_seed_in_worker(
     where: Tuple[str, str], options: RunOptions, settings: Dict[str, Any], seed: int
 ) -> Tuple[Dict[str, Any], float, List[Any]]:
-    """[`_run_one_seed`][etfcore.experiments.runner._run_one_seed] in a worker process, with
+    """`_run_one_seed` in a worker process, with
     the warnings it raised recorded (not printed there) for the parent to raise again."""
     from .._progress import record_warnings
 
