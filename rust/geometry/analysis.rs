@@ -96,6 +96,11 @@ impl CollapseAnalysis {
         Ok(())
     }
 
+    /// [`CollapseStats::release_buffers`] (the statistics do not change).
+    pub fn release_buffers(&mut self) {
+        self.stats.release_buffers();
+    }
+
     /// [`CollapseStats::merge`]; all-or-nothing.
     pub fn merge(&mut self, other: &CollapseStats) -> Result<()> {
         self.stats.merge(other)?;

@@ -116,6 +116,17 @@ impl PyCollapseStats {
         detach(py, || self.write().reshift(&v.to_vec()))
     }
 
+    fn buffer_bytes(&self, py: Python<'_>) -> PyResult<usize> {
+        detach(py, || Ok(self.read().stats().buffer_bytes()))
+    }
+
+    fn release_buffers(&self, py: Python<'_>) -> PyResult<()> {
+        detach(py, || {
+            self.write().release_buffers();
+            Ok(())
+        })
+    }
+
     fn copy(&self, py: Python<'_>) -> PyResult<Self> {
         Ok(Self::wrap(detach(py, || Ok(self.read().clone()))?))
     }

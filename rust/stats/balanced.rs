@@ -36,7 +36,16 @@ pub fn balanced_scatter<T: Real>(
         track_class_scatter: false,
         row_scale: Some(&scale),
     };
-    let part = pass(&h, &y, stats.num_classes(), shift, &opts, true)?;
+    let mut scratch = super::pass::Scratch::default();
+    let part = pass(
+        &h,
+        &y,
+        stats.num_classes(),
+        shift,
+        &opts,
+        true,
+        &mut scratch,
+    )?;
     let p = stats.dim();
     let mut s = part.sums.scatter;
     symmetrize_from_lower(&mut s, p);

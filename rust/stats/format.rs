@@ -197,6 +197,7 @@ fn read_body(bytes: &[u8], h: &Header) -> Result<CollapseStats> {
             class_scatter,
         },
         precision,
+        scratch: super::Scratch::default(),
     })
 }
 

@@ -30,6 +30,7 @@ use crate::alloc::{check_dense_size, check_memory, probe_alloc, try_zeros};
 use crate::error::{EtfError, Result};
 use crate::linalg::{symmetrize_from_lower, Precision, Real};
 use ndarray::{ArrayView1, ArrayView2};
+pub(crate) use pass::Scratch;
 use pass::{first_batch_mean, pass, PassOptions};
 use sums::{overflow_error, Sums};
 
@@ -47,6 +48,8 @@ pub struct CollapseStats {
     sums: Sums,
     /// Precision of the input (the coarsest seen); `None` before any sample.
     precision: Option<Precision>,
+    /// The last pass's buffers, for the next one (derived data: not compared, not cloned).
+    scratch: Scratch,
 }
 
 /// Adds `s δᵀ + δ sᵀ + n δδᵀ` to the lower triangle of a scatter (re-expressing a scatter of
@@ -91,11 +94,23 @@ impl CollapseStats {
             shift: None,
             sums: Sums::zeros(k, p, track_class_scatter, true)?,
             precision: None,
+            scratch: Scratch::default(),
         })
     }
 
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// Bytes of working memory kept from the last update for the next one (partial sums and
+    /// chunk buffers: at most one update's working memory).
+    pub fn buffer_bytes(&self) -> usize {
+        self.scratch.bytes()
+    }
+
+    /// Frees the working memory kept between updates (the next update allocates it again).
+    pub fn release_buffers(&mut self) {
+        self.scratch = Scratch::default();
     }
 
     pub fn dim(&self) -> usize {
@@ -236,10 +251,12 @@ impl CollapseStats {
             Some(_) => None,
             None => Some(first_batch_mean(&h, "features")?),
         };
-        let shift = new_shift
+        let shift: Vec<f64> = new_shift
             .as_deref()
             .or(self.shift.as_deref())
-            .expect("shift set");
+            .expect("shift set")
+            .to_vec();
+        let shift = shift.as_slice();
         if !shift.iter().all(|v| v.is_finite()) {
             return Err(overflow_error());
         }
@@ -247,21 +264,34 @@ impl CollapseStats {
             track_class_scatter: self.sums.class_scatter.is_some(),
             row_scale: None,
         };
-        let part = pass(&h, &y, self.num_classes, shift, &opts, true)?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let part = pass(&h, &y, self.num_classes, shift, &opts, true, &mut scratch)?;
+        let mut done = None;
         if part.sums.is_finite() {
-            return self.commit(&part.sums, &part.classes, new_shift, T::PRECISION);
+            done = Some(self.commit(&part.sums, &part.classes, new_shift.clone(), T::PRECISION));
         }
-        if T::PRECISION == Precision::F32 {
+        scratch.give_sums(part.sums);
+        if done.is_none() && T::PRECISION == Precision::F32 {
             // The float32 product overflowed: redo this batch in float64 (one copy of it).
             let (n, p) = h.dim();
             probe_alloc(8 * n as u128 * p as u128, "a float64 copy of the batch")?;
             let h64 = h.mapv(|v| v.to_f64());
-            let part = pass(&h64.view(), &y, self.num_classes, shift, &opts, true)?;
+            let part = pass(
+                &h64.view(),
+                &y,
+                self.num_classes,
+                shift,
+                &opts,
+                true,
+                &mut scratch,
+            )?;
             if part.sums.is_finite() {
-                return self.commit(&part.sums, &part.classes, new_shift, T::PRECISION);
+                done = Some(self.commit(&part.sums, &part.classes, new_shift, T::PRECISION));
             }
+            scratch.give_sums(part.sums);
         }
-        Err(overflow_error())
+        self.scratch = scratch;
+        done.unwrap_or_else(|| Err(overflow_error()))
     }
 
     /// Adds a pass's partial sums (slot `l` is class `classes[l]`), or changes nothing.

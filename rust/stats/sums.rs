@@ -71,6 +71,56 @@ impl Sums {
         })
     }
 
+    /// Zeroed sums over `slots` classes in the buffers of `self` (grown fallibly where needed:
+    /// reusing a buffer faults in no fresh pages).
+    pub fn reset(&mut self, slots: usize, p: usize, track: bool, want_scatter: bool) -> Result<()> {
+        fn zeroed(v: &mut Vec<f64>, len: usize, what: &str) -> Result<()> {
+            v.clear();
+            v.try_reserve_exact(len)
+                .map_err(|_| EtfError::Dimension(format!("{what} cannot be allocated")))?;
+            v.resize(len, 0.0);
+            Ok(())
+        }
+        fn zeroed_u64(v: &mut Vec<u64>, len: usize) {
+            v.clear();
+            v.resize(len, 0);
+        }
+        self.dim = p;
+        zeroed_u64(&mut self.counts, slots);
+        zeroed_u64(&mut self.class_zero_rows, slots);
+        zeroed(&mut self.class_sums, slots * p, "class sums")?;
+        zeroed(&mut self.class_sq_norms, slots, "class norms")?;
+        zeroed(
+            &mut self.class_unit_sums,
+            slots * p,
+            "class unit-vector sums",
+        )?;
+        zeroed(
+            &mut self.scatter,
+            if want_scatter { p * p } else { 0 },
+            "the scatter",
+        )?;
+        match (track, self.class_scatter.as_mut()) {
+            (true, Some(cs)) => zeroed(cs, slots * p * p, "per-class scatters")?,
+            (true, None) => {
+                self.class_scatter = Some(try_zeros(slots * p * p, "per-class scatters")?)
+            }
+            (false, _) => self.class_scatter = None,
+        }
+        Ok(())
+    }
+
+    /// Bytes of the buffers' capacities.
+    pub fn capacity_bytes(&self) -> usize {
+        8 * (self.counts.capacity()
+            + self.class_sums.capacity()
+            + self.class_sq_norms.capacity()
+            + self.class_unit_sums.capacity()
+            + self.class_zero_rows.capacity()
+            + self.scatter.capacity()
+            + self.class_scatter.as_ref().map_or(0, |v| v.capacity()))
+    }
+
     /// Whether every accumulated value is finite (finite inputs whose squares overflow are not).
     pub fn is_finite(&self) -> bool {
         let fin = |v: &[f64]| v.iter().all(|x| x.is_finite());

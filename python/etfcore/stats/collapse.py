@@ -153,6 +153,31 @@ class CollapseStats:
     def __iadd__(self, other: CollapseStats) -> CollapseStats:
         return self.merge(other)
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of working memory the state keeps from its last update for the next one.
+
+        An update's per-worker partial sums and chunk buffers are reused by the next update
+        instead of being allocated (and faulted in page by page) again; this is at most one
+        update's working memory. [`release_buffers`][etfcore.CollapseStats.release_buffers]
+        frees it; copies start without it.
+
+        Examples
+        --------
+        >>> import numpy as np, etfcore as ec
+        >>> st = ec.CollapseStats(3, 4).update(np.eye(3, 4), np.arange(3))
+        >>> st.buffer_bytes > 0
+        True
+        >>> st.release_buffers(); st.buffer_bytes
+        0
+        """
+        return self._raw.buffer_bytes()
+
+    def release_buffers(self) -> None:
+        """Frees the working memory kept between updates (the statistics do not change; the
+        next update allocates it again)."""
+        self._raw.release_buffers()
+
     def copy(self) -> CollapseStats:
         """An independent copy (also what ``copy.copy`` and ``copy.deepcopy`` return)."""
         return CollapseStats._wrap(self._raw.copy())
