@@ -108,15 +108,17 @@ fn within_covariance(
     balanced_scatter: Option<&[f64]>,
     present: &[usize],
     counts: &[u64],
-    rel: MatRef<'_, f64>,
-    weights: &[f64],
+    between: MatRef<'_, f64>,
+    mg_rel: &[f64],
 ) -> Result<Option<Mat<f64>>> {
     let p = stats.dim();
     let (n, kp) = (counts.iter().sum::<u64>(), present.len());
     let class_moment = |scatter_sum: Mat<f64>, scale: f64| -> Mat<f64> {
-        // scale · scatter_sum - Σ_k w_k rel_k rel_kᵀ
-        let mm = outer_sum(rel, weights);
-        Mat::from_fn(p, p, |i, j| scale * scatter_sum[(i, j)] - mm[(i, j)])
+        // scale · scatter_sum - Σ_k w_k rel_k rel_kᵀ, where (the weights summing to one)
+        // Σ_k w_k rel_k rel_kᵀ = Σ_B + μ_rel μ_relᵀ: no second p × p × K product
+        Mat::from_fn(p, p, |i, j| {
+            scale * scatter_sum[(i, j)] - (between[(i, j)] + mg_rel[i] * mg_rel[j])
+        })
     };
     let full_scatter = || {
         let s = stats.scatter();
@@ -176,9 +178,13 @@ impl ClassGeometry {
             Weighting::Weighted => counts.iter().map(|&c| c as f64 / n as f64).collect(),
             Weighting::Balanced => vec![1.0 / kp as f64; kp],
         };
-        let mg_rel: Vec<f64> = (0..p)
-            .map(|i| (0..kp).map(|j| weights[j] * rel[(i, j)]).sum())
-            .collect();
+        // μ_rel = Σ_k w_k rel_k, column by column (contiguous reads of the p × K means)
+        let mut mg_rel = vec![0.0; p];
+        for (j, &w) in weights.iter().enumerate() {
+            for (m, v) in mg_rel.iter_mut().zip(rel.col(j).iter()) {
+                *m += w * v;
+            }
+        }
         let centred = Mat::from_fn(p, kp, |i, j| rel[(i, j)] - mg_rel[i]);
         let class_variances: Vec<f64> = (0..kp)
             .map(|j| {
@@ -191,21 +197,22 @@ impl ClassGeometry {
             .zip(&class_variances)
             .map(|(w, v)| w * v)
             .sum();
+        let between = outer_sum(centred.as_ref(), &weights);
         let within = within_covariance(
             stats,
             weighting,
             balanced_scatter,
             &present,
             &counts,
-            rel.as_ref(),
-            &weights,
+            between.as_ref(),
+            &mg_rel,
         )?;
         Ok(ClassGeometry {
             weighting,
             dim: p,
             precision: stats.effective_precision(),
             num_samples: n,
-            between: outer_sum(centred.as_ref(), &weights),
+            between,
             global_mean: mg_rel.iter().zip(shift).map(|(a, c)| a + c).collect(),
             class_means: Mat::from_fn(p, kp, |i, j| rel[(i, j)] + shift[i]),
             present,
