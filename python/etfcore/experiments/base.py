@@ -120,6 +120,18 @@ def t_cdf(x: float, dof: float) -> float:
 def t_quantile(p: float, dof: float) -> float:
     """Student's t quantile: the `x` with `t_cdf(x, dof) = p` (bisection to 1e-10).
 
+    Parameters
+    ----------
+    p
+        The probability, in `(0, 1)`.
+    dof
+        The degrees of freedom.
+
+    Raises
+    ------
+    ParameterError
+        When `p` is outside `(0, 1)`.
+
     Examples
     --------
     >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.5, 7), 12)

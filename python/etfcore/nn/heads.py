@@ -184,7 +184,17 @@ class FixedETFHead(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """Learnable `nn.Linear(p, K)` — the "trainable model" baseline."""
+    """Learnable `nn.Linear(p, K)` — the "trainable model" baseline.
+
+    Parameters
+    ----------
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+    bias
+        Learn a bias too.
+    """
 
     def __init__(self, num_classes: int, dim: int, *, bias: bool = True) -> None:
         super().__init__()

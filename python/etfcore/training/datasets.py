@@ -61,7 +61,15 @@ EMBEDDED = ("digits", "gmm", "mnist1d", "hier")
 
 # ------------------------------------------------------------------ labels and subsets
 def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) -> np.ndarray:
-    """Maps fine labels to coarse ones (default: CIFAR-100's 20 superclasses).
+    """Map fine labels to coarse ones.
+
+    Parameters
+    ----------
+    fine
+        The fine labels.
+    mapping
+        Fine label → coarse label (default: CIFAR-100's 20 superclasses,
+        [`CIFAR100_COARSE`][etfcore.training.images.CIFAR100_COARSE]).
 
     Examples
     --------
@@ -78,6 +86,15 @@ def stratified_split(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Alias of [`etfcore.splits.stratified_holdout`][etfcore.splits.stratified_holdout] (its
     name before the toolkit).
+
+    Parameters
+    ----------
+    labels
+        One label per sample.
+    fraction
+        The fraction of each class held out.
+    seed
+        Seeds the draw.
 
     Returns
     -------
@@ -96,15 +113,32 @@ def stratified_split(
 
 def split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Alias of [`etfcore.splits.random_split`][etfcore.splits.random_split]: a
-    stratification-free seeded split of `range(n)` into sorted `(train, test)` indices."""
+    stratification-free seeded split of `range(n)` into sorted `(train, test)` indices.
+
+    Parameters
+    ----------
+    n
+        The number of samples.
+    test_fraction
+        The fraction in the test part.
+    seed
+        Seeds the draw.
+    """
     return random_split(n, test_fraction, seed)
 
 
 def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
     """`base` restricted to `idx` with labels `labels`.
 
-    Tensors indexed once for a `TensorDataset`; a
-    [`RelabelledSubset`][etfcore.training.datasets.RelabelledSubset] otherwise.
+    Parameters
+    ----------
+    base
+        The dataset: tensors indexed once for a `TensorDataset`; a
+        [`RelabelledSubset`][etfcore.training.datasets.RelabelledSubset] otherwise.
+    idx
+        The samples of `base` kept.
+    labels
+        Their new labels.
     """
     if isinstance(base, TensorDataset):
         x = base.tensors[0][torch.from_numpy(np.asarray(idx, dtype=np.int64))]
@@ -352,7 +386,7 @@ def embedded_arrays(
 
 
 def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-    """A `TensorDataset` of float32 inputs and int64 labels."""
+    """A `TensorDataset` of inputs `x` (as float32) and labels `y` (as int64)."""
     return TensorDataset(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
         torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
