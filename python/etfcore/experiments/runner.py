@@ -52,7 +52,8 @@ def load_experiments() -> Dict[str, Experiment]:
     Returns
     -------
     dict
-        Name → experiment, every registered one, ordered by paper then name.
+        The registry (`REGISTRY` of `etfcore.experiments.base`): name → experiment, ordered
+        by paper then name.
     """
     package = sys.modules[__package__]
     for mod in pkgutil.iter_modules(package.__path__):
