@@ -51,7 +51,7 @@ __all__ = [
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse without prefix matching (``--device`` must not become ``--devices``); the
+    """argparse without prefix matching (`--device` must not become `--devices`); the
     subcommand parsers are of this class too."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _RefuseDevice(argparse.Action):
-    """``--device`` on a Lightning command: refused, naming the flags Lightning takes."""
+    """`--device` on a Lightning command: refused, naming the flags Lightning takes."""
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None):
         parser.error(
@@ -71,9 +71,9 @@ class _RefuseDevice(argparse.Action):
 
 
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
-    """The ``etfcore`` parser and its subcommand parsers by name. No parser matches
-    abbreviated flags; a command with ``--accelerator`` refuses ``--device`` with a message
-    naming ``--accelerator`` and ``--devices``."""
+    """The `etfcore` parser and its subcommand parsers by name. No parser matches
+    abbreviated flags; a command with `--accelerator` refuses `--device` with a message
+    naming `--accelerator` and `--devices`."""
     parser = _Parser(
         prog="etfcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -93,8 +93,8 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
 
 
 def reference_markdown() -> str:
-    """The CLI reference page of the documentation (``docs/cli.md``): every subcommand's
-    ``--help``, at a fixed width so the page does not depend on the terminal.
+    """The CLI reference page of the documentation (`docs/cli.md`): every subcommand's
+    `--help`, at a fixed width so the page does not depend on the terminal.
 
     Regenerate it with ``python -c "from etfcore.cli import reference_markdown as r;
     print(r(), end='')" > docs/cli.md``; a test checks the page is current."""
@@ -140,9 +140,9 @@ def reference_markdown() -> str:
 
 def _error_status(args: argparse.Namespace, e: BaseException) -> Optional[int]:
     """The one mapping of failures to exit statuses: every failure a user can cause prints
-    ``etfcore: error: ...`` and gives 2, Ctrl-C a message and 130, SIGTERM during training a
+    `etfcore: error: ...` and gives 2, Ctrl-C a message and 130, SIGTERM during training a
     message and 143 (128 + the signal, as a shell reports it); anything else (a genuine bug) is
-    ``None``: it keeps its traceback."""
+    `None`: it keeps its traceback."""
     if isinstance(e, KeyboardInterrupt):
         msg = str(e) or "interrupted"
         checkpoint = getattr(e, "checkpoint", None)
@@ -175,8 +175,8 @@ def _is_misconfiguration(e: BaseException) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``etfcore`` command: parses ``argv`` (default ``sys.argv[1:]``), runs the command's
-    group and maps its failures to exit statuses (:func:`_error_status`). While it runs, each
+    """The `etfcore` command: parses `argv` (default `sys.argv[1:]`), runs the command's
+    group and maps its failures to exit statuses (`_error_status`). While it runs, each
     distinct warning (category and message) is shown once and, at the end, the count of each
     that was raised more than once (`etfcore._progress.collect_warnings`)."""
     parser, _ = build_parser()

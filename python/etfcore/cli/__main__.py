@@ -1,4 +1,4 @@
-"""``python -m etfcore.cli``: the ``etfcore`` command."""
+"""`python -m etfcore.cli`: the `etfcore` command."""
 
 import sys
 

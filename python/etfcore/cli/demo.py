@@ -1,4 +1,4 @@
-"""``etfcore demo``: the main job, learnable against fixed-ETF heads and losses on the embedded
+"""`etfcore demo`: the main job, learnable against fixed-ETF heads and losses on the embedded
 digits, balanced and long-tail (needs torch)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``etfcore demo``."""
+    """Runs `etfcore demo`."""
     from ..training.demo import run_demo
 
     run_demo(

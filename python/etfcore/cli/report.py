@@ -1,5 +1,5 @@
-"""``etfcore report`` (alias ``metrics``): collapse metrics of embedded data, of saved features
-(table, JSON, Markdown, plots) or of a training run's ``metrics.jsonl`` (curves and summary)."""
+"""`etfcore report` (alias `metrics`): collapse metrics of embedded data, of saved features
+(table, JSON, Markdown, plots) or of a training run's `metrics.jsonl` (curves and summary)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def write_plots(name: str, h: np.ndarray, y: np.ndarray, out_dir: str) -> List[s
 
 
 def markdown_table(columns: List[Tuple[str, Dict[str, Any]]]) -> str:
-    """The :func:`format_table` rows as a Markdown table."""
+    """The `format_table` rows as a Markdown table."""
     head = ["metric"] + [name for name, _ in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label in _ROWS:
@@ -219,7 +219,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``etfcore report``."""
+    """Runs `etfcore report`."""
     if bool(args.features) != bool(args.labels):
         raise UsageError("--features and --labels go together")
     if args.run and args.features:

@@ -1,5 +1,5 @@
-"""``etfcore reproduce``: the papers' central claims at small scale. The experiments package owns
-the arguments and the handler (:mod:`etfcore.experiments.cli`); this module only registers them."""
+"""`etfcore reproduce`: the papers' central claims at small scale. The experiments package owns
+the arguments and the handler (`etfcore.experiments.cli`); this module only registers them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``etfcore reproduce``."""
+    """Runs `etfcore reproduce`."""
     from ..experiments.cli import run as run_reproduce
 
     return run_reproduce(args)

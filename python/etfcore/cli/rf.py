@@ -1,5 +1,5 @@
-"""``etfcore rf-curve``: Tiomoko Ali et al.'s Fig. 2 (random-feature ridge test MSE against the
-activation's quadratic coefficient ``a2``) on the embedded digits."""
+"""`etfcore rf-curve`: Tiomoko Ali et al.'s Fig. 2 (random-feature ridge test MSE against the
+activation's quadratic coefficient `a2`) on the embedded digits."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``etfcore rf-curve``."""
+    """Runs `etfcore rf-curve`."""
     return _rf_curve(args)
 
 

@@ -1,4 +1,4 @@
-"""The training commands: ``etfcore train``, ``etfcore finetune``, ``etfcore extract`` (need
+"""The training commands: `etfcore train`, `etfcore finetune`, `etfcore extract` (need
 torch and Lightning, imported when a command runs)."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_to_resume(out: str, name: Optional[str]) -> str:
-    """``OUT/NAME`` for a bare ``--resume``: the given name, else the only run name under OUT."""
+    """`OUT/NAME` for a bare `--resume`: the given name, else the only run name under OUT."""
     import glob
     import os
 

@@ -1,10 +1,12 @@
-"""Reproductions of the papers' central claims at small scale (``etfcore reproduce``).
+"""Reproductions of the papers' central claims at small scale (`etfcore reproduce`).
 
 One module per paper; each experiment composes the public API (training, transfer, metrics), so
-each is also a worked example. :mod:`~etfcore.experiments.base` defines an experiment and how its
-verdict follows from the measured effect and its spread; :mod:`~etfcore.experiments.runner` runs
+each is also a worked example. [`base`][etfcore.experiments.base] defines an experiment and how its
+verdict follows from the measured effect and its spread; [`runner`][etfcore.experiments.runner] runs
 seeds, caches results per (experiment, settings, seed) and writes the report.
 
+Examples
+--------
 >>> from etfcore.experiments import Effect, Verdict
 >>> Effect("accuracy gain", (0.02, 0.03, 0.025)).verdict is Verdict.HOLDS
 True

@@ -1,42 +1,49 @@
-"""The pieces of one reproduction: the paper and its claim, the experiment's settings, one
+r"""The pieces of one reproduction: the paper and its claim, the experiment's settings, one
 seed's measurements, and the verdict computed from the measured effect and its spread.
 
 An experiment measures, per seed, a signed **effect** in the direction the paper claims
 (positive = as the paper says; e.g. "fine-label probe accuracy of hinge CE minus that of CE",
-paired by seed). Over ``n`` seeds with mean ``m`` and sample standard deviation ``s`` (ddof 1),
-the effect's **95% interval** is the two-sided Student interval ``m ± t·s/√n`` with
-``t = t_{0.975, n−1}``. Each effect fixes in advance the smallest effect that counts as
-relevant, ``δ = min_effect`` (0: any positive effect is relevant).
+paired by seed). Over $n$ seeds with mean $m$ and sample standard deviation $s$ (ddof 1),
+the effect's **95% interval** is the two-sided Student interval $m \pm t\, s/\sqrt n$ with
+$t = t_{0.975,\, n-1}$. Each effect fixes in advance the smallest effect that counts as
+relevant, $\delta$ = `min_effect` (0: any positive effect is relevant).
 
 A *directional* claim ("A beats B") gets one of four verdicts:
 
-- **holds**: the interval lies above 0 and ``m ≥ δ``;
-- **partly holds**: the interval lies above 0 but ``m < δ`` (a real effect smaller than the
+- **holds**: the interval lies above 0 and $m \ge \delta$;
+- **partly holds**: the interval lies above 0 but $m < \delta$ (a real effect smaller than the
   relevant size);
 - **does not hold at this scale**: the interval excludes every relevant effect (its upper end is
-  below ``δ``; with ``δ = 0``, at most 0) while containing 0 or lying below it;
-- **inconclusive**: the interval contains both 0 and ``δ`` (with ``δ = 0``: 0 and some positive
-  effect) — the data cannot tell. One seed is always inconclusive.
+  below $\delta$; with $\delta = 0$, at most 0) while containing 0 or lying below it;
+- **inconclusive**: the interval contains both 0 and $\delta$ (with $\delta = 0$: 0 and some
+  positive effect) — the data cannot tell. One seed is always inconclusive.
 
-An *equivalence* claim ("B is as good as A", :attr:`Effect.margin` set) is tested with two
-one-sided tests (TOST) on the paired difference ``d`` (B − A, per seed) and its 95% interval
-``[lo, hi]`` against the margin ``±Δ``: **holds** when ``−Δ < lo`` and ``hi < Δ``; **does not
-hold** when the interval lies wholly outside ``[−Δ, Δ]``; **inconclusive** when it contains 0 and
-``−Δ`` or ``Δ``; **partly holds** otherwise (a non-zero difference straddling the margin with its
-mean inside it; outside it: does not hold). Each one-sided test is then at the 2.5% level.
+An *equivalence* claim ("B is as good as A", `Effect.margin` set) is tested with two
+one-sided tests (TOST) on the paired difference $d$ (B − A, per seed) and its 95% interval
+$[lo, hi]$ against the margin $\pm\Delta$: **holds** when $-\Delta < lo$ and $hi < \Delta$;
+**does not hold** when the interval lies wholly outside $[-\Delta, \Delta]$; **inconclusive**
+when it contains 0 and $-\Delta$ or $\Delta$; **partly holds** otherwise (a non-zero difference
+straddling the margin with its mean inside it; outside it: does not hold). Each one-sided test
+is then at the 2.5% level.
 
 **Power.** Next to each verdict stands the smallest effect the design could detect,
 
-    MDE = (t_{0.975, n−1} + t_{0.80, n−1}) · s / √n,
+$$
+\mathrm{MDE} = (t_{0.975,\, n-1} + t_{0.80,\, n-1})\, s / \sqrt n,
+$$
 
 the true effect whose interval would lie above 0 in 80% of repetitions (normal approximation
-with ``s`` taken as the true spread); for an equivalence claim, the smallest margin it could
-establish for a true difference of 0, ``(t_{0.975, n−1} + t_{0.90, n−1}) · s / √n``. An MDE above
-``δ`` (or ``Δ``) says the design is under-powered for the claim: more seeds are needed.
+with $s$ taken as the true spread); for an equivalence claim, the smallest margin it could
+establish for a true difference of 0, $(t_{0.975,\, n-1} + t_{0.90,\, n-1})\, s / \sqrt n$. An
+MDE above $\delta$ (or $\Delta$) says the design is under-powered for the claim: more seeds are
+needed.
 
-A claim measured by several effects (:func:`combine`) holds when all hold, does not hold when all
-do not hold, is inconclusive when none is resolved, and partly holds otherwise.
+A claim measured by several effects ([`combine`][etfcore.experiments.base.combine]) holds when
+all hold, does not hold when all do not hold, is inconclusive when none is resolved, and partly
+holds otherwise.
 
+Examples
+--------
 >>> Effect("gain", (0.03, 0.05, 0.04)).verdict
 <Verdict.HOLDS: 'holds'>
 >>> Effect("gain", (0.03, -0.02, 0.01)).verdict
@@ -84,7 +91,7 @@ def _betacf(a: float, b: float, x: float) -> float:
 
 
 def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta ``I_x(a, b)``."""
+    """Regularized incomplete beta $I_x(a, b)$."""
     if x <= 0.0:
         return 0.0
     if x >= 1.0:
@@ -97,8 +104,10 @@ def _betainc(a: float, b: float, x: float) -> float:
 
 
 def t_cdf(x: float, dof: float) -> float:
-    """Student's t distribution function with ``dof`` degrees of freedom.
+    """Student's t distribution function at `x` with `dof` degrees of freedom.
 
+    Examples
+    --------
     >>> round(t_cdf(0.0, 3), 12), round(t_cdf(2.353363, 3), 4)
     (0.5, 0.95)
     """
@@ -109,8 +118,22 @@ def t_cdf(x: float, dof: float) -> float:
 
 
 def t_quantile(p: float, dof: float) -> float:
-    """Student's t quantile: the ``x`` with ``t_cdf(x, dof) = p`` (bisection to 1e-10).
+    """Student's t quantile: the `x` with `t_cdf(x, dof) = p` (bisection to 1e-10).
 
+    Parameters
+    ----------
+    p
+        The probability, in `(0, 1)`.
+    dof
+        The degrees of freedom.
+
+    Raises
+    ------
+    ParameterError
+        When `p` is outside `(0, 1)`.
+
+    Examples
+    --------
     >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.5, 7), 12)
     (2.7764, 0.0)
     """
@@ -130,8 +153,10 @@ def t_quantile(p: float, dof: float) -> float:
 
 
 def t95(dof: int) -> float:
-    """Student's t one-sided 0.95 quantile with ``dof`` degrees of freedom.
+    """Student's t one-sided 0.95 quantile with `dof` degrees of freedom.
 
+    Examples
+    --------
     >>> round(t95(2), 3)
     2.92
     """
@@ -140,9 +165,10 @@ def t95(dof: int) -> float:
     return t_quantile(0.95, dof)
 
 
-#: Level of the two-sided interval and power of the minimum detectable effect.
 LEVEL = 0.95
+"""Level of the two-sided interval."""
 POWER = 0.80
+"""Power of the minimum detectable effect."""
 
 
 class Verdict(str, enum.Enum):
@@ -156,13 +182,34 @@ class Verdict(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Effect:
-    """Per-seed values of one signed effect (positive = in the claim's direction), or of a
-    paired difference for an equivalence claim (``margin`` set).
+    r"""Per-seed values of one signed effect (positive = in the claim's direction), or of a
+    paired difference for an equivalence claim (`margin` set).
 
-    ``name`` says what was subtracted from what; ``min_effect`` is the smallest relevant effect
-    of a directional claim and ``margin`` the equivalence margin, both fixed in advance and in
-    the values' own units; ``scale`` and ``unit`` are for display only (``scale=100,
-    unit=" points"`` shows accuracies as percentage points).
+    Its verdict, interval and detectable effect are as in the
+    [module documentation][etfcore.experiments.base].
+
+    Parameters
+    ----------
+    name
+        What was subtracted from what.
+    values
+        One value per seed, finite.
+    min_effect
+        The smallest relevant effect $\delta \ge 0$ of a directional claim, fixed in advance, in
+        the values' own units.
+    scale
+        For display only (`scale=100, unit=" points"` shows accuracies as percentage points).
+    unit
+        For display only.
+    margin
+        The equivalence margin $\Delta > 0$ (fixed in advance, in the values' own units); `None`
+        for a directional claim.
+
+    Raises
+    ------
+    ParameterError
+        For no value, a non-finite value, a negative `min_effect` or a margin that is not
+        positive.
     """
 
     name: str
@@ -203,7 +250,8 @@ class Effect:
 
     @property
     def half_width(self) -> float:
-        """``t_{0.975, n−1}·s/√n`` of the two-sided 95% interval (infinite with one value)."""
+        r"""$t_{0.975,\, n-1}\, s/\sqrt n$ of the two-sided 95% interval (infinite with one
+        value)."""
         if self.n < 2:
             return math.inf
         return t_quantile(0.5 + LEVEL / 2, self.n - 1) * self.std / math.sqrt(self.n)
@@ -218,10 +266,13 @@ class Effect:
 
     @property
     def mde(self) -> float:
-        """The smallest effect the design could detect (see the module docstring): for a
-        directional claim ``(t_{0.975} + t_{0.80})·s/√n``, for an equivalence claim the
-        smallest margin it could establish, ``(t_{0.975} + t_{0.90})·s/√n``; infinite with one
-        value."""
+        r"""The smallest effect the design could detect (see the
+        [module documentation][etfcore.experiments.base]).
+
+        For a directional claim $(t_{0.975} + t_{0.80})\, s/\sqrt n$, for an equivalence claim
+        the smallest margin it could establish, $(t_{0.975} + t_{0.90})\, s/\sqrt n$; infinite
+        with one value.
+        """
         if self.n < 2:
             return math.inf
         dof = self.n - 1
@@ -250,8 +301,8 @@ class Effect:
         return Verdict.INCONCLUSIVE
 
     def describe(self) -> str:
-        """``"name: +2.10 ± 0.80 points (3 seeds; 95% interval [+0.1, +4.1]; detectable ≥ 3.1;
-        relevant ≥ 1) → holds"``."""
+        """One line, e.g. `"name: +2.10 ± 0.80 points (3 seeds; 95% interval [+0.1, +4.1];
+        detectable ≥ 3.1; relevant ≥ 1) → holds"`."""
         s, u = self.scale, self.unit
         if self.n > 1:
             info = (f"95% interval [{self.lower * s:+.3g}, {self.upper * s:+.3g}]{u}; "
@@ -269,11 +320,20 @@ class Effect:
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
-    """All hold → holds; all do not hold → does not hold; all inconclusive → inconclusive;
+    """The verdict of a claim measured by several effects.
+
+    All hold → holds; all do not hold → does not hold; all inconclusive → inconclusive;
     otherwise partly holds (some resolved parts hold, or the resolved ones disagree). Unresolved
     effects beside resolved ones: the claim is judged on the resolved ones, and is at most
     partly holding.
 
+    Raises
+    ------
+    ParameterError
+        For no verdict.
+
+    Examples
+    --------
     >>> combine([Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE]).value
     'does not hold at this scale'
     """
@@ -291,8 +351,21 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
 
 
 def mean_std(values: Sequence[float], *, scale: float = 1.0, digits: int = 3) -> str:
-    """``"0.912 ± 0.004"`` (sample std, ddof 1); NaNs are dropped; ``"—"`` when none is left.
+    """Mean and sample standard deviation (ddof 1) as text, e.g. `"0.912 ± 0.004"`.
 
+    NaNs (and `None`) are dropped; `"—"` when none is left.
+
+    Parameters
+    ----------
+    values
+        The values.
+    scale
+        Multiplies the values first.
+    digits
+        Decimal places.
+
+    Examples
+    --------
     >>> mean_std([0.9, 0.92, 0.91], scale=100, digits=1)
     '91.0 ± 1.0'
     """
@@ -306,7 +379,20 @@ def mean_std(values: Sequence[float], *, scale: float = 1.0, digits: int = 3) ->
 
 @dataclasses.dataclass
 class Table:
-    """A small results table: ``columns`` and ``rows`` of already formatted cells."""
+    """A small results table of already formatted cells.
+
+    Parameters
+    ----------
+    columns
+        The header cells.
+    rows
+        The rows, each with one cell per column.
+
+    Raises
+    ------
+    ParameterError
+        For a row with another number of cells.
+    """
 
     columns: List[str]
     rows: List[List[str]]
@@ -333,9 +419,19 @@ class Table:
 
 @dataclasses.dataclass
 class Outcome:
-    """What :meth:`Experiment.summarise` returns: the verdict, the effects behind it, the table
-    (ours beside the paper's numbers where they are comparable), and notes on what was
-    investigated. ``verdict`` defaults to :func:`combine` of the effects' verdicts."""
+    """What [`Experiment.summarise`][etfcore.experiments.base.Experiment.summarise] returns.
+
+    Parameters
+    ----------
+    effects
+        The effects behind the verdict.
+    table
+        Ours beside the paper's numbers where they are comparable.
+    notes
+        What was investigated.
+    verdict
+        Defaults to [`combine`][etfcore.experiments.base.combine] of the effects' verdicts.
+    """
 
     effects: List[Effect]
     table: Table
@@ -378,19 +474,43 @@ PAPERS: Dict[str, Paper] = {
 }  # fmt: skip
 
 
-#: The scale forms of ``etfcore reproduce`` (see :mod:`etfcore.experiments.cli`).
 FORMS = ("quick", "cpu", "gpu")
+"""The scale forms of `etfcore reproduce`."""
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """How ``etfcore reproduce`` runs: ``quick`` (the CPU-minutes form), ``form`` (``quick``,
-    ``cpu`` or ``gpu``; derived from ``quick`` when not given), ``seeds``, ``data`` (a dataset
-    name replacing the embedded default where the experiment allows it), ``accelerator``
-    (Lightning's), ``out_dir`` (results, cached runs, figures), ``cache`` (reuse cached per-seed
-    results and runs), ``jobs`` (seeds run in parallel processes), ``progress`` (per-batch
-    progress bars).
+    """How `etfcore reproduce` runs.
 
+    Parameters
+    ----------
+    quick
+        The CPU-minutes form.
+    seeds
+        The seeds.
+    data
+        A dataset name replacing the embedded default where the experiment allows it.
+    accelerator
+        Lightning's accelerator.
+    out_dir
+        Where results, cached runs and figures go.
+    cache
+        Reuse cached per-seed results and runs.
+    jobs
+        Seeds run in parallel processes.
+    progress
+        Per-batch progress bars.
+    form
+        `quick`, `cpu` or `gpu` ([`FORMS`][etfcore.experiments.base.FORMS]); derived from
+        `quick` when not given.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown form, or one that contradicts `quick`.
+
+    Examples
+    --------
     >>> RunOptions(quick=True).form, RunOptions().form
     ('quick', 'cpu')
     """
@@ -415,16 +535,34 @@ class RunOptions:
 
 
 class Experiment(ABC):
-    """One claim of one paper. Subclass it in a module of :mod:`etfcore.experiments`, fill the
-    class attributes and the three methods, and decorate the class with :func:`register`.
+    """One claim of one paper.
 
-    - :meth:`settings`: everything that changes the result (sizes, epochs, data), JSON values
-      only; its hash, with ``name`` and ``version``, keys the per-seed cache;
-    - :meth:`run_seed`: one seed's measurements as a JSON mapping, through the public API and
-      the :class:`~etfcore.experiments.runner.Context` (cached training, fine-tuning, features,
+    Subclass it in a module of `etfcore.experiments`, fill the class attributes and the three
+    methods, and decorate the class with [`register`][etfcore.experiments.base.register].
+
+    - [`settings`][etfcore.experiments.base.Experiment.settings]: everything that changes the
+      result (sizes, epochs, data), JSON values only; its hash, with `name` and `version`, keys
+      the per-seed cache;
+    - [`run_seed`][etfcore.experiments.base.Experiment.run_seed]: one seed's measurements as a
+      JSON mapping, through the public API and the
+      [`Context`][etfcore.experiments.runner.Context] (cached training, fine-tuning, features,
       probes);
-    - :meth:`summarise`: the :class:`Outcome` of every seed's measurements;
-    - :meth:`plot` (optional): the figure.
+    - [`summarise`][etfcore.experiments.base.Experiment.summarise]: the
+      [`Outcome`][etfcore.experiments.base.Outcome] of every seed's measurements;
+    - [`plot`][etfcore.experiments.base.Experiment.plot] (optional): the figure.
+
+    Attributes
+    ----------
+    name : str
+        The experiment's name (`etfcore reproduce NAME`).
+    paper : str
+        The key of its paper.
+    claim : str
+        The claim tested.
+    paper_result : str
+        The paper's numbers (or `"qualitative: …"`), shown beside ours.
+    version : int
+        Bumped when `run_seed` changes: cached results are then ignored.
     """
 
     name: ClassVar[str]
@@ -435,22 +573,72 @@ class Experiment(ABC):
 
     @abstractmethod
     def settings(self, options: RunOptions) -> Dict[str, Any]:
-        """The experiment's settings for these options (``options.quick``, ``options.data``)."""
+        """The experiment's settings for these options (`options.quick`, `options.data`).
+
+        Parameters
+        ----------
+        options
+            How the run goes.
+
+        Returns
+        -------
+        dict
+            Everything that changes the result, JSON values only.
+        """
 
     @abstractmethod
     def run_seed(self, ctx: Any, settings: Mapping[str, Any], seed: int) -> Dict[str, Any]:
-        """One seed's measurements (JSON values: numbers, strings, lists, dicts)."""
+        """One seed's measurements.
+
+        Parameters
+        ----------
+        ctx
+            The [`Context`][etfcore.experiments.runner.Context]: cached training, fine-tuning,
+            features and probes.
+        settings
+            The experiment's settings.
+        seed
+            The seed.
+
+        Returns
+        -------
+        dict
+            JSON values: numbers, strings, lists, dicts.
+        """
 
     @abstractmethod
     def summarise(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
     ) -> Outcome:
-        """The verdict, effects, table and notes from every seed's measurements."""
+        """The verdict, effects, table and notes from every seed's measurements.
+
+        Parameters
+        ----------
+        settings
+            The experiment's settings.
+        results
+            One measurement mapping per seed.
+        """
 
     def plot(
         self, settings: Mapping[str, Any], results: Sequence[Mapping[str, Any]], fig: Any
     ) -> bool:
-        """Draws the figure on a matplotlib ``fig``; returns False when there is none."""
+        """Draw the figure on a matplotlib `fig`.
+
+        Parameters
+        ----------
+        settings
+            The experiment's settings.
+        results
+            One measurement mapping per seed.
+        fig
+            The matplotlib figure.
+
+        Returns
+        -------
+        bool
+            `False` when there is no figure.
+        """
         return False
 
     @property
@@ -462,9 +650,15 @@ REGISTRY: Dict[str, Experiment] = {}
 
 
 def register(cls: type) -> type:
-    """Class decorator adding an instance of an :class:`Experiment` subclass to
-    :data:`REGISTRY` under its ``name`` (unique; its ``paper`` must be a key of
-    :data:`PAPERS`)."""
+    """Class decorator adding an instance of an
+    [`Experiment`][etfcore.experiments.base.Experiment] subclass to `REGISTRY` under its
+    `name`.
+
+    Raises
+    ------
+    ParameterError
+        When another experiment has the name, or its `paper` is not a key of `PAPERS`.
+    """
     exp = cls()
     if exp.name in REGISTRY and type(REGISTRY[exp.name]) is not cls:
         raise ParameterError(f"two experiments are named {exp.name!r}")

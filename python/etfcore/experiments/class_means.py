@@ -1,11 +1,11 @@
 """Seddik & Tamaazousti, "Neural networks classify through the class-wise means of their
 representations": two claims at small scale.
 
-- ``001-weights-align-means``: the weights ``w_k`` of a learnable softmax classifier trained with
-  cross-entropy align with the centred class means ``m̄_k = m_k − (1/K) Σ_j m_j`` of the
-  features, and the classifier ``M̄ = M P / ‖M P‖₂`` (centred means, spectral norm) in place of
-  ``W`` keeps the accuracy.
-- ``001-wicm-init``: on a target task, a head initialised with the centred means of the frozen
+- `001-weights-align-means`: the weights `w_k` of a learnable softmax classifier trained with
+  cross-entropy align with the centred class means `m̄_k = m_k − (1/K) Σ_j m_j` of the
+  features, and the classifier `M̄ = M P / ‖M P‖₂` (centred means, spectral norm) in place of
+  `W` keeps the accuracy.
+- `001-wicm-init`: on a target task, a head initialised with the centred means of the frozen
   pretrained features (WICM) converges faster than one trained from scratch, more so as the
   target is closer to the source (targets: the source data with growing Gaussian input noise).
 
@@ -24,8 +24,8 @@ import numpy as np
 
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
 
-#: Head-only protocols compared on the targets (label → finetune head).
 INIT_HEADS = {"CM (no training)": "cm", "WICM": "wicm", "LWM": "lwm", "from scratch": "linear"}
+"""Head-only protocols compared on the targets (label → finetune head)."""
 
 
 def source_config(options: RunOptions) -> Dict[str, Any]:
@@ -45,7 +45,7 @@ def source_config(options: RunOptions) -> Dict[str, Any]:
 
 
 def head_weights(run: Any) -> np.ndarray:
-    """The learnable head's ``K × p`` weights in a run's last checkpoint."""
+    """The learnable head's `K × p` weights in a run's last checkpoint."""
     return run.head_weights()
 
 
@@ -53,10 +53,10 @@ def train_tanh_bias_free(
     dataset: str, seed: int, *, epochs: int, lr: float = 0.05, batch_size: int = 64,
     feature_dim: int = 32,
 ) -> Dict[str, Any]:
-    """The paper's positive case: the etfcore MLP with a ``tanh`` on its output (the
+    """The paper's positive case: the etfcore MLP with a `tanh` on its output (the
     representation) and a linear softmax head *without bias*, trained with cross-entropy by SGD
-    (momentum 0.9, weight decay 5·10⁻⁴, constant ``lr``) on an embedded ``dataset``, every random
-    draw from ``seed``. A plain torch loop: etfcore's configs have neither a representation
+    (momentum 0.9, weight decay 5·10⁻⁴, constant `lr`) on an embedded `dataset`, every random
+    draw from `seed`. A plain torch loop: etfcore's configs have neither a representation
     activation nor a bias-free head. Returns the training/test features, the head's weights and
     the learned head's test accuracy.
     """
@@ -96,9 +96,11 @@ def train_tanh_bias_free(
 
 
 def alignment(weights: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-class ``cos(w_k, m̄_k)`` with balanced centring ``m̄_k = m_k − (1/K) Σ_j m_j``
-    (class means from :class:`etfcore.CollapseStats`).
+    """Per-class `cos(w_k, m̄_k)` with balanced centring `m̄_k = m_k − (1/K) Σ_j m_j`
+    (class means from [`etfcore.CollapseStats`][etfcore.CollapseStats]).
 
+    Examples
+    --------
     >>> h = np.array([[1., 0.], [3., 0.], [0., 1.], [0., 3.]]); y = np.array([0, 0, 1, 1])
     >>> alignment(np.array([[1., -1.], [-1., 1.]]), h, y).round(6).tolist()
     [1.0, 1.0]
@@ -115,10 +117,12 @@ def alignment(weights: np.ndarray, features: np.ndarray, labels: np.ndarray) -> 
 def cm_accuracies(
     xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
 ) -> Tuple[float, float]:
-    """Test accuracy of the centred-means classifier ``argmax_k m̄_kᵀ h`` (the classifier the
-    paper swaps in: no bias, raw features) and of ``argmax_k m̄_kᵀ (h − c)`` with ``c`` the
-    balanced mean of the class means (the same classifier with the bias ``−M̄ᵀc``).
+    """Test accuracy of the centred-means classifier `argmax_k m̄_kᵀ h` (the classifier the
+    paper swaps in: no bias, raw features) and of `argmax_k m̄_kᵀ (h − c)` with `c` the
+    balanced mean of the class means (the same classifier with the bias `−M̄ᵀc`).
 
+    Examples
+    --------
     >>> h = np.array([[1., 5.], [3., 5.], [5., 7.], [7., 7.]]); y = np.array([0, 0, 1, 1])
     >>> cm_accuracies(h, y, h, y)
     (0.5, 1.0)
@@ -137,17 +141,17 @@ def cm_accuracies(
 @register
 class WeightsAlignMeans(Experiment):
     """Train an MLP with a learnable linear head and cross-entropy on digits; after every epoch
-    read the mean over classes of ``cos(w_k, h̄_k − h_G)`` from the run's metrics (the training
+    read the mean over classes of `cos(w_k, h̄_k − h_G)` from the run's metrics (the training
     split's class means centred by the sample-weighted global mean), and at the end compute
-    ``cos(w_k, m̄_k)`` with balanced centring from the saved head and the training features.
-    Then replace the head by the centred-means classifier ``M̄`` (``finetune(head="cm",
+    `cos(w_k, m̄_k)` with balanced centring from the saved head and the training features.
+    Then replace the head by the centred-means classifier `M̄` (``finetune(head="cm",
     train=False)`` on the same task: no training) and compare test accuracies.
 
-    Effects, decided in advance: the final mean ``cos(w_k, m̄_k)`` (``min_effect`` 0.8, i.e.
+    Effects, decided in advance: the final mean `cos(w_k, m̄_k)` (`min_effect` 0.8, i.e.
     within about 37° — "aligned"; 0 is what unrelated directions give), and *CM keeps the
     accuracy*: the paired difference CM − learned of the test accuracy, tested for equivalence
     within ±1 point by two one-sided tests (TOST: its 95% interval inside (−1, 1) points). Before
-    Dec 2026 this was a one-sided ``1 − (learned − CM)``, which calls a CM far *better* than the
+    Dec 2026 this was a one-sided `1 − (learned − CM)`, which calls a CM far *better* than the
     learned head "equivalent" too.
     """
 
@@ -295,8 +299,10 @@ class WeightsAlignMeans(Experiment):
 
 
 def noisy(dataset: str, sigma: float) -> str:
-    """The embedded ``dataset`` with Gaussian input noise ``σ`` (its own name at ``σ = 0``).
+    """The embedded `dataset` with Gaussian input noise `σ` (its own name at `σ = 0`).
 
+    Examples
+    --------
     >>> noisy("digits", 0.0), noisy("digits", 0.5), noisy("mnist1d:n=8000", 1.0)
     ('digits', 'digits:noise=0.5', 'mnist1d:n=8000,noise=1')
     """
@@ -307,20 +313,20 @@ def noisy(dataset: str, sigma: float) -> str:
 
 @register
 class WicmInit(Experiment):
-    """The source run of ``001-weights-align-means`` is frozen; on targets made of the digits
-    with Gaussian input noise ``σ`` (times the inputs' standard deviation; ``σ = 0`` is the
+    """The source run of `001-weights-align-means` is frozen; on targets made of the digits
+    with Gaussian input noise `σ` (times the inputs' standard deviation; `σ = 0` is the
     source data itself) a new head is trained alone (backbone frozen, eval mode): initialised with
-    the target's centred class means ``M̄`` of the frozen features (WICM), learning ``W = M Ω``
-    (LWM), or a linear head from a seeded random initialisation (from scratch); ``CM`` is ``M̄``
+    the target's centred class means `M̄` of the frozen features (WICM), learning `W = M Ω`
+    (LWM), or a linear head from a seeded random initialisation (from scratch); `CM` is `M̄`
     without training. Test accuracy after every epoch.
 
     Choices made before any run: constant learning rate 0.05 without warm-up (a warm-up would
     hold every head at its initialisation for the first epoch), batch 256 so that an epoch is 5
     steps, as in the paper (n = 5000, batch 1000); *early accuracy* is the mean test accuracy over
     the first 3 epochs. Effects (Dec 2026): the share of the from-scratch head's early error
-    that WICM removes, ``(WICM − scratch) / (1 − scratch)``, mean over noise levels
-    (``min_effect`` 0.1: a tenth of the error); and *faster as the target nears the source*:
-    minus the least-squares slope of that share against ``σ`` (positive = a larger share near
+    that WICM removes, `(WICM − scratch) / (1 − scratch)`, mean over noise levels
+    (`min_effect` 0.1: a tenth of the error); and *faster as the target nears the source*:
+    minus the least-squares slope of that share against `σ` (positive = a larger share near
     the source).
     """
 
@@ -383,7 +389,7 @@ class WicmInit(Experiment):
 
     def _shares(self, settings, r) -> np.ndarray:
         """Per noise level, the share of the from-scratch head's early error that WICM removes:
-        ``(WICM − scratch) / (1 − scratch)`` of the early accuracy."""
+        `(WICM − scratch) / (1 − scratch)` of the early accuracy."""
         n = settings["early_epochs"]
         out = []
         for s in settings["noise"]:

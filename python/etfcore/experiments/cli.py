@@ -1,18 +1,18 @@
-"""``etfcore reproduce``'s arguments and handler, owned by the experiments package so that the
+"""`etfcore reproduce`'s arguments and handler, owned by the experiments package so that the
 command-line layer only has to call two functions:
 
-- :func:`add_arguments` fills the ``reproduce`` subparser;
-- :func:`run` runs the parsed arguments and returns the exit status.
+- `add_arguments` fills the `reproduce` subparser;
+- `run` runs the parsed arguments and returns the exit status.
 
-Three scale forms (``--form``; ``--quick`` is ``--form quick``):
+Three scale forms (`--form`; `--quick` is `--form quick`):
 
-- ``quick``: each experiment's CPU-minutes form, three seeds by default (everything in ≤ 30 min on
+- `quick`: each experiment's CPU-minutes form, three seeds by default (everything in ≤ 30 min on
   two CPU cores);
-- ``cpu`` (the default): the form ``docs/reproductions.md`` shows, five seeds by default (up to
+- `cpu` (the default): the form `docs/reproductions.md` shows, five seeds by default (up to
   about two hours on two CPU cores);
-- ``gpu``: the papers' networks where an experiment has them (``--data cifar10``/``cifar100``
-  with ResNet-32/18), ``--accelerator gpu`` unless one is given; the data must be on disk or
-  downloadable (``--data-root``).
+- `gpu`: the papers' networks where an experiment has them (`--data cifar10`/`cifar100`
+  with ResNet-32/18), `--accelerator gpu` unless one is given; the data must be on disk or
+  downloadable (`--data-root`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 from .._progress import Reporter, add_quiet_argument, format_duration
 from .base import FORMS, RunOptions
 
-#: Seeds per form when ``--seeds`` is not given.
 DEFAULT_SEEDS = {"quick": 3, "cpu": 5, "gpu": 3}
+"""Seeds per form when `--seeds` is not given."""
 
 
 def add_arguments(rp: argparse.ArgumentParser) -> None:
-    """Adds every ``reproduce`` argument to ``rp``."""
+    """Adds every `reproduce` argument to `rp`."""
     rp.add_argument("names", nargs="*", metavar="NAME", help="experiments to run, or `all`")
     rp.add_argument("--list", action="store_true", help="list the experiments by paper")
     rp.add_argument(
@@ -65,8 +65,11 @@ def add_arguments(rp: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
-    """The :class:`RunOptions` of parsed arguments (form, seeds and accelerator defaults).
+    """The [`RunOptions`][etfcore.experiments.base.RunOptions] of parsed arguments (form, seeds
+    and accelerator defaults).
 
+    Examples
+    --------
     >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> o = options_from(p.parse_args(["all", "--quick"])); o.form, o.seeds
     ('quick', (0, 1, 2))
@@ -125,7 +128,7 @@ def plan_line(experiments: int, options: RunOptions, in_cache: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``etfcore reproduce``: --list, one or more experiments, or ``all``."""
+    """`etfcore reproduce`: --list, one or more experiments, or `all`."""
     from .base import PAPERS
     from .runner import (
         load_experiments,
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Any = None) -> int:
-    """``python -m etfcore.experiments.cli ...`` (the same as ``etfcore reproduce ...``)."""
+    """`python -m etfcore.experiments.cli ...` (the same as `etfcore reproduce ...`)."""
     parser = argparse.ArgumentParser(prog="etfcore reproduce")
     add_arguments(parser)
     args = parser.parse_args(argv)

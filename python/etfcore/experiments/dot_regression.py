@@ -2,25 +2,25 @@
 a fixed simplex-ETF classifier trained with the dot-regression (DR) loss against a learnable
 classifier trained with cross-entropy, on long-tailed training sets.
 
-Two experiments share their training runs (same configs, so :meth:`Context.train` trains each
+Two experiments share their training runs (same configs, so `Context.train` trains each
 once):
 
-- ``002-long-tail-dr``: test accuracy of learnable + CE, fixed ETF + CE and fixed ETF + DR over
-  imbalance ratios ``ρ = n_min/n_max``, with and without mixup, beside the paper's CIFAR-10
+- `002-long-tail-dr`: test accuracy of learnable + CE, fixed ETF + CE and fixed ETF + DR over
+  imbalance ratios `ρ = n_min/n_max`, with and without mixup, beside the paper's CIFAR-10
   numbers; plus one-change-at-a-time ablation rows that test why small-scale runs can disagree
   with the paper (feature head, per-class lengths, the loss variant, learning rate, epochs,
   feature dimension, data);
-- ``002-imbalanced-collapse``: per-epoch spread of the collapse cosines for ETF + DR and
+- `002-imbalanced-collapse`: per-epoch spread of the collapse cosines for ETF + DR and
   learnable + CE on the most imbalanced training set of that grid.
 
 The main rows follow the authors' recipe as far as the scale allows: ETF + DR classifies
-BatchNorm-ed, L2-normalised features (``head_batch_norm``, ``normalize_features``) with per-class
-lengths ``‖w_k‖ = √((N/K)/n_k)`` in training and the unit frame at prediction
-(``etf_lengths="class_counts_train"``: the authors' ``validate()`` scores with the original frame
-``M``, their training loss with the rescaled one) and the loss as written in the paper
-(``dot_regression``); fixed ETF + CE uses the same BN + L2 feature head with unit lengths,
+BatchNorm-ed, L2-normalised features (`head_batch_norm`, `normalize_features`) with per-class
+lengths `‖w_k‖ = √((N/K)/n_k)` in training and the unit frame at prediction
+(`etf_lengths="class_counts_train"`: the authors' `validate()` scores with the original frame
+`M`, their training loss with the rescaled one) and the loss as written in the paper
+(`dot_regression`); fixed ETF + CE uses the same BN + L2 feature head with unit lengths,
 as the authors' code does; every method trains with SGD at learning rate 0.1, weight decay
-2·10⁻⁴, mixup ``α = 1`` in the mixup columns.
+2·10⁻⁴, mixup `α = 1` in the mixup columns.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import numpy as np
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
 
 CE, ETF_CE, ETF_DR = "learnable + CE", "ETF + CE", "ETF + DR"
-#: The three methods of the paper's ablation (Table 1), as config changes.
 METHODS: Dict[str, Dict[str, Any]] = {
     CE: dict(head="linear", loss="ce"),
     ETF_CE: dict(head="etf", loss="ce", head_batch_norm=True, normalize_features=True),
@@ -46,9 +45,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
         etf_lengths="class_counts_train",
     ),
 }
+"""The three methods of the paper's ablation (Table 1), as config changes."""
 
-#: Yang et al. Table 1 (CIFAR-10, ResNet-32, mean of 3 seeds), test accuracy in %, by
-#: (method, mixup) and ρ; ρ = 1 is their balanced column.
 PAPER_TABLE1: Dict[Tuple[str, bool], Dict[float, float]] = {
     (CE, False): {0.005: 66.1, 0.01: 71.0, 0.02: 77.1, 0.1: 87.4, 1.0: 93.4},
     (ETF_CE, False): {0.005: 60.4, 0.01: 72.9, 0.02: 79.5, 0.1: 87.2, 1.0: 92.6},
@@ -57,12 +55,9 @@ PAPER_TABLE1: Dict[Tuple[str, bool], Dict[float, float]] = {
     (ETF_CE, True): {0.005: 60.6, 0.01: 67.0, 0.02: 77.2, 0.1: 87.0, 1.0: 93.3},
     (ETF_DR, True): {0.005: 71.9, 0.01: 76.5, 0.02: 81.0, 0.1: 87.7, 1.0: 92.0},
 }
+"""Yang et al. Table 1 (CIFAR-10, ResNet-32, mean of 3 seeds), test accuracy in %, by (method,
+mixup) and ρ; ρ = 1 is their balanced column."""
 
-#: Ablations at each of ``ablation_rhos``, without mixup: ``name -> (label, changes to
-#: learnable + CE, changes to ETF + DR)``; ``None`` reuses the main run. The main ETF + DR rows
-#: train with per-class lengths and predict with the unit frame (``class_counts_train``: the
-#: authors' ``validate()`` scores with the original frame ``M``); ``lengths_at_test`` keeps the
-#: lengths in the test logits (the rule of etfcore's results before Dec 2026).
 ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "demo": (
         "the demo's recipe (no BN before L2, equal lengths; CE at lr 0.05)",
@@ -81,8 +76,13 @@ ABLATIONS: Dict[str, Tuple[str, Optional[Dict[str, Any]], Any]] = {
     "dim": ("feature dimension K − 1 (both)", "dim", "dim"),
     "data": ("other data (both)", "data", "data"),
 }  # fmt: skip
+"""Ablations at each of `ablation_rhos`, without mixup:
+`name -> (label, changes to learnable + CE, changes to ETF + DR)`; `None` reuses the main run.
+The main ETF + DR rows train with per-class lengths and predict with the unit frame
+(`class_counts_train`: the authors' `validate()` scores with the original frame `M`);
+`lengths_at_test` keeps the lengths in the test logits (the rule of etfcore's results before
+Dec 2026)."""
 
-#: What the protocol follows and why (shown with the results; Dec 2026 changes first).
 PROTOCOL_NOTES = [
     "Changed in Dec 2026 — prediction rule: ETF + DR trains with the per-class lengths "
     "√((N/K)/n_k) and predicts with the unit frame (etf_lengths=class_counts_train), in every "
@@ -108,10 +108,11 @@ PROTOCOL_NOTES = [
     "MNIST-1D (Greydanus 2020), a CNN far more. The quick form stays on digits (1–5 tail images "
     "at ρ ≤ 0.02: its verdicts are about a regime the paper does not test).",
 ]
+"""What the protocol follows and why (shown with the results; Dec 2026 changes first)."""
 
 COLLAPSE_STATS = ("nc_cos_means_std", "nc_cos_classifier_std", "nc_cos_own_std")
-#: The two of them the paper's Fig. 3 shows (the verdict's effects).
 FIG3_STATS = ("nc_cos_means_std", "nc_cos_classifier_std")
+"""The two of them the paper's Fig. 3 shows (the verdict's effects)."""
 COLLAPSE_LABELS = {
     "nc_cos_means_std": "std cos(h_c−h_G, h_k−h_G), c≠k",
     "nc_cos_classifier_std": "std cos(h_c−h_G, w_k), c≠k",
@@ -122,9 +123,9 @@ COLLAPSE_LABELS = {
 def base_settings(options: RunOptions) -> Dict[str, Any]:
     """The training recipe both experiments share (so their runs are the same runs).
 
-    ``epochs`` is the length of the *balanced* run; every run makes as many SGD steps as that
-    run (``steps_per_run``), so a long-tail subset trains for more epochs (see
-    :func:`epochs_for`)."""
+    `epochs` is the length of the *balanced* run; every run makes as many SGD steps as that
+    run (`steps_per_run`), so a long-tail subset trains for more epochs (see
+    `epochs_for`)."""
     if options.quick:
         s: Dict[str, Any] = dict(
             data=options.data or "digits", backbone="mlp", feature_dim=32, epochs=30,
@@ -152,11 +153,13 @@ _PER_CLASS = {"cifar10": (10, 5000), "cifar100": (100, 500)}
 
 @functools.lru_cache(maxsize=64)
 def train_size(data: str, rho: float, seed: int = 0) -> int:
-    """Number of training samples of ``data`` long-tail subsampled to ``rho`` (the datamodule's
+    """Number of training samples of `data` long-tail subsampled to `rho` (the datamodule's
     own plan; the size does not depend on the seed, only which samples are kept). CIFAR-10 and
     CIFAR-100 (5 000 and 500 training images per class) are counted from the long-tail profile,
     without the data on disk.
 
+    Examples
+    --------
     >>> train_size("cifar10", 0.01)
     12406
     """
@@ -173,11 +176,13 @@ def train_size(data: str, rho: float, seed: int = 0) -> int:
 
 
 def epochs_for(s: Mapping[str, Any], rho: float, epochs: Optional[int] = None) -> int:
-    """Epochs that give a run at ``rho`` the SGD steps of ``epochs`` (default ``s["epochs"]``)
-    epochs of the balanced training set: ``⌈E · S₁ / S_ρ⌉`` with ``S`` the steps of one epoch —
-    ``⌈N/B⌉`` when every sample is kept (``last_batch="even"``, these experiments' setting),
-    ``⌊N/B⌋`` (at least one) when the loader drops the last partial batch.
+    """Epochs that give a run at `rho` the SGD steps of `epochs` (default `s["epochs"]`)
+    epochs of the balanced training set: `⌈E · S₁ / S_ρ⌉` with `S` the steps of one epoch —
+    `⌈N/B⌉` when every sample is kept (`last_batch="even"`, these experiments' setting),
+    `⌊N/B⌋` (at least one) when the loader drops the last partial batch.
 
+    Examples
+    --------
     >>> s = dict(data="digits", batch_size=64, epochs=30)
     >>> epochs_for(s, 1.0), epochs_for(s, 0.1) > 30
     (30, True)
@@ -203,11 +208,13 @@ def _num_classes(data: str) -> int:
 def train_config(
     s: Mapping[str, Any], method: str, rho: float, mixup: bool, seed: int, **changes: Any
 ) -> Dict[str, Any]:
-    """The config of one run: ``method`` at imbalance ``rho``, trained for the steps of
-    ``s["epochs"]`` balanced epochs (``changes["epochs"]``, when given, counts balanced epochs
+    """The config of one run: `method` at imbalance `rho`, trained for the steps of
+    `s["epochs"]` balanced epochs (`changes["epochs"]`, when given, counts balanced epochs
     too); collapse is tracked every epoch on the runs the collapse experiment reads, at the last
     epoch only elsewhere.
 
+    Examples
+    --------
     >>> s = base_settings(RunOptions(quick=True))
     >>> c = train_config(s, ETF_DR, 0.02, True, seed=0)
     >>> c["etf_lengths"], c["mixup_alpha"], c["track_every"] == c["epochs"] > 30
@@ -257,7 +264,7 @@ def _gain(results: Sequence[Mapping[str, Any]], rho: float, mixup: bool) -> Tupl
 
 
 def _ablation_gains(results: Sequence[Mapping[str, Any]], rho: float, names) -> np.ndarray:
-    """``(seeds, ablations)`` ETF+DR − learnable+CE test accuracy of the ablations at ``rho``."""
+    """`(seeds, ablations)` ETF+DR − learnable+CE test accuracy of the ablations at `rho`."""
     return np.array(
         [[r["ablations"][f"{rho:g}"][n]["dr"] - r["ablations"][f"{rho:g}"][n]["ce"]
           for n in names] for r in results]
@@ -275,18 +282,18 @@ class LongTailDotRegression(Experiment):
     Protocol: a backbone (quick: an MLP on the embedded digits, whose smallest class keeps 1, 2,
     11 samples at ρ = 0.01, 0.02, 0.1; cpu form: a 1-D CNN on MNIST-1D with 50 000 training
     signals, whose tail class keeps ≥ 40 at ρ = 0.01, like CIFAR-10-LT's 50) is trained per seed
-    on the training split long-tail subsampled to each ``ρ``, for the SGD steps of ``epochs``
-    balanced epochs whatever ``ρ`` (:func:`epochs_for`), with learnable + CE, fixed ETF + CE and
+    on the training split long-tail subsampled to each `ρ`, for the SGD steps of `epochs`
+    balanced epochs whatever `ρ` (`epochs_for`), with learnable + CE, fixed ETF + CE and
     fixed ETF + DR, each with and without mixup; test accuracy is measured on the balanced
     held-out split. The effect is the paired (same seed, same data) accuracy gain of ETF + DR
-    over learnable + CE at each strong imbalance ``ρ ≤ 0.02``, with and without mixup, and
-    whether the mixup gain at the strongest ``ρ`` exceeds the one at ``ρ = 0.1``. Decided before
-    any result: the paper claims its gains at ``ρ ≤ 0.02`` (+1.3 to +4.6 points on CIFAR-10;
-    +1.3 to +3.7 at ρ = 0.01 and 0.02, the quick grid's) and shows none at ``ρ = 0.1`` (86.9 vs
-    87.4 without mixup, 87.7 vs 87.7 with), so ``ρ = 0.1`` is reported but not an effect; a gain
-    counts as reproduced from 1 point (``min_effect = 0.01``, 5 test samples of the 539), below
-    that only partly; the growth needs only to be positive. Ablation rows (``ρ = 0.01`` and
-    ``0.1``, no mixup, one change from the main recipe each) show which recipe difference moves
+    over learnable + CE at each strong imbalance `ρ ≤ 0.02`, with and without mixup, and
+    whether the mixup gain at the strongest `ρ` exceeds the one at `ρ = 0.1`. Decided before
+    any result: the paper claims its gains at `ρ ≤ 0.02` (+1.3 to +4.6 points on CIFAR-10;
+    +1.3 to +3.7 at ρ = 0.01 and 0.02, the quick grid's) and shows none at `ρ = 0.1` (86.9 vs
+    87.4 without mixup, 87.7 vs 87.7 with), so `ρ = 0.1` is reported but not an effect; a gain
+    counts as reproduced from 1 point (`min_effect = 0.01`, 5 test samples of the 539), below
+    that only partly; the growth needs only to be positive. Ablation rows (`ρ = 0.01` and
+    `0.1`, no mixup, one change from the main recipe each) show which recipe difference moves
     the gain; they are not tuned to agree and do not enter the verdict. """
 
     name = "002-long-tail-dr"
@@ -329,7 +336,7 @@ class LongTailDotRegression(Experiment):
 
     @staticmethod
     def _ablation(ctx, s, name: str, rho: float, seed: int, main) -> Dict[str, float]:
-        """Test accuracies ``{"ce": …, "dr": …}`` of one ablation at ``rho`` (no mixup)."""
+        """Test accuracies `{"ce": …, "dr": …}` of one ablation at `rho` (no mixup)."""
         _, ce_spec, dr_spec = ABLATIONS[name]
         ce = main[_key(CE, rho, False)]["acc"]
         ce_changes = _ablation_changes(s, ce_spec)
@@ -473,16 +480,16 @@ class LongTailDotRegression(Experiment):
 class ImbalancedCollapse(Experiment):
     """Fixed ETF + DR reaches neural collapse under imbalance; learnable + CE less so.
 
-    Protocol: the runs of ``002-long-tail-dr`` at ``ρ = 0.02`` (the imbalance of the paper's
+    Protocol: the runs of `002-long-tail-dr` at `ρ = 0.02` (the imbalance of the paper's
     Fig. 3) for learnable + CE and ETF + DR, with mixup (the paper's training recipe) and without,
     track per epoch, on the training split (and the test split), the standard deviation over
-    class pairs ``c ≠ k`` of ``cos∠(h_c − h_G, h_k − h_G)`` and of ``cos∠(h_c − h_G, w_k)``
-    (Fig. 3's statistics) and, over classes, of ``cos∠(h_c − h_G, w_c)``, with ``h`` the
-    features the classifier sees (after BN + L2 for ETF + DR) and ``h_G`` their global mean.
+    class pairs `c ≠ k` of `cos∠(h_c − h_G, h_k − h_G)` and of `cos∠(h_c − h_G, w_k)`
+    (Fig. 3's statistics) and, over classes, of `cos∠(h_c − h_G, w_c)`, with `h` the
+    features the classifier sees (after BN + L2 for ETF + DR) and `h_G` their global mean.
     The effect, per statistic and seed, is the final-epoch training-split std of learnable + CE
     minus that of ETF + DR with mixup: positive when ETF + DR is closer to the equiangular
     configuration, as the paper reports. Decided before any result: any positive difference
-    that clears its spread counts (``min_effect = 0``; the paper's figure is qualitative).
+    that clears its spread counts (`min_effect = 0`; the paper's figure is qualitative).
     """
 
     name = "002-imbalanced-collapse"

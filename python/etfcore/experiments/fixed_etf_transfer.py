@@ -1,27 +1,27 @@
 """Tiomoko Ali et al., "Deep neural network models trained with a fixed random classifier transfer
 better across domains": three claims at small scale.
 
-- ``000-ood-transfer``: a backbone pretrained with a fixed simplex ETF head transfers better out of
+- `000-ood-transfer`: a backbone pretrained with a fixed simplex ETF head transfers better out of
   domain than one pretrained with a learnable head or with Switchable Whitening (SW); in domain
   the three are comparable.
-- ``000-within-class-covariance``: the same backbones; the fixed ETF gives the smallest
-  within-class covariance ``tr Σ_W / p``.
-- ``000-linear-activation``: on the features of a trained (expressive) extractor the linear
-  activation is optimal for random-feature ridge regression (``σ(t) = a2 t² + t``, best at
-  ``a2 = 0``), unlike on raw pixels.
+- `000-within-class-covariance`: the same backbones; the fixed ETF gives the smallest
+  within-class covariance `tr Σ_W / p`.
+- `000-linear-activation`: on the features of a trained (expressive) extractor the linear
+  activation is optimal for random-feature ridge regression (`σ(t) = a2 t² + t`, best at
+  `a2 = 0`), unlike on raw pixels.
 
-The small-scale protocol shared by the first two (one function, :func:`protocol`, builds it so
+The small-scale protocol shared by the first two (one function, `protocol`, builds it so
 the two experiments train and fine-tune exactly the same configs and share the cached runs):
 
-- **Source**: scikit-learn digits, classes 0–4, the two-convolution ``cnn`` backbone (the digits'
+- **Source**: scikit-learn digits, classes 0–4, the two-convolution `cnn` backbone (the digits'
   64 inputs reshaped to 8×8 images) with (a) a fixed ETF head, (b) a learnable linear head, and
-  (c) the same CNN with Switchable Whitening in place of BatchNorm (``cnn-sw``) and a learnable
+  (c) the same CNN with Switchable Whitening in place of BatchNorm (`cnn-sw`) and a learnable
   head — the paper's SW baseline whitens inside the backbone and trains a linear classifier.
 - **Targets** (all on digit classes 5–9, so every transfer learns new classes): *in domain* the
   plain digits; *out of domain* inverted digits, digits with Gaussian noise of one input standard
   deviation, and digits with a fixed pixel permutation (the spatial structure the convolutions
   learnt is gone). Each target keeps 20% of its training split (about 25 samples per class;
-  ``val_fraction=0.8``): the paper's out-of-domain targets (Flowers, Pets, DTD) are small, and
+  `val_fraction=0.8`): the paper's out-of-domain targets (Flowers, Pets, DTD) are small, and
   with plenty of target data any initialisation reaches the same accuracy.
 - **Transfer**: fine-tuning of the whole network with a new learnable linear head (the same for
   every backbone), and a linear probe of the frozen penultimate features (L2 strength chosen on a
@@ -38,12 +38,12 @@ import numpy as np
 from ..errors import ParameterError
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
 
-#: The three pretraining recipes compared (label → config keys).
 HEADS = {
     "fixed ETF": {"backbone": "cnn", "head": "etf"},
     "learnable": {"backbone": "cnn", "head": "linear"},
     "SW + learnable": {"backbone": "cnn-sw", "head": "linear"},
 }
+"""The three pretraining recipes compared (label → config keys)."""
 ETF, LEARNABLE, SW = HEADS
 
 # The paper's Table 1 (ResNet-50, fine-tuned): ETF / learnable / SW.
@@ -59,10 +59,10 @@ PAPER_WITHIN = (0.01, 0.16, 0.04)
 
 
 def protocol(options: RunOptions) -> Dict[str, Any]:
-    """The source runs, targets and transfer settings shared by ``000-ood-transfer`` and
-    ``000-within-class-covariance`` (identical configs → identical cached runs). They run on the
-    embedded digits whatever ``options.data`` says (the out-of-domain targets are input shifts of
-    it); a given ``options.data`` is recorded as ``data_ignored`` and named in the notes."""
+    """The source runs, targets and transfer settings shared by `000-ood-transfer` and
+    `000-within-class-covariance` (identical configs → identical cached runs). They run on the
+    embedded digits whatever `options.data` says (the out-of-domain targets are input shifts of
+    it); a given `options.data` is recorded as `data_ignored` and named in the notes."""
     quick = options.quick
     src_classes, tgt_classes = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
     epochs = 20 if quick else 60
@@ -105,10 +105,13 @@ def _target_config(proto: Mapping[str, Any], dataset: str, seed: int) -> Dict[st
 
 
 def within_of(features: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
-    """``tr Σ_W / p`` (:meth:`etfcore.CollapseStats.within_trace_per_dim`) and the scale-free
-    ``tr Σ_W / tr Σ_T`` (the same after scaling the features to unit total variance per
-    dimension, so heads with different feature norms compare).
+    """`tr Σ_W / p`
+    ([`etfcore.CollapseStats.within_trace_per_dim`][etfcore.CollapseStats.within_trace_per_dim])
+    and the scale-free `tr Σ_W / tr Σ_T` (the same after scaling the features to unit total
+    variance per dimension, so heads with different feature norms compare).
 
+    Examples
+    --------
     >>> x = np.array([[0., 0.], [2., 0.], [10., 0.], [12., 0.]]); y = np.array([0, 0, 1, 1])
     >>> within_of(x, y)   # within variance 1 in dim 0 of 2; total 26
     {'raw': 0.5, 'normalised': 0.038461538461538464}
@@ -123,8 +126,8 @@ def within_of(features: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
 
 
 def _from_history(row: Mapping[str, Any]) -> Dict[str, float]:
-    """The same two numbers from a run's metrics row (train split): ``tr Σ_W/tr Σ_T = s/(1+s)``
-    with ``s = tr Σ_W / tr Σ_B`` (``train_squared_distance``)."""
+    """The same two numbers from a run's metrics row (train split): `tr Σ_W/tr Σ_T = s/(1+s)`
+    with `s = tr Σ_W / tr Σ_B` (`train_squared_distance`)."""
     s = float(row["train_squared_distance"])
     return {"raw": float(row["train_within_trace_per_dim"]), "normalised": s / (1.0 + s)}
 
@@ -134,7 +137,7 @@ def transfer_seed(
 ) -> Dict[str, Any]:
     """One seed of the shared protocol: pretraining, fine-tuning and probing every target, and the
     within-class covariance of the source features, the frozen target features and the
-    fine-tuned target features. ``changes`` modify the source configs (ablations)."""
+    fine-tuned target features. `changes` modify the source configs (ablations)."""
     targets = {**proto["in_domain"], **proto["out_of_domain"]}
     out: Dict[str, Any] = {"source_acc": {}, "finetune": {}, "probe": {}, "within": {}}
     for head in proto["heads"]:
@@ -171,20 +174,20 @@ def _mean_over(d: Mapping[str, float], names: Sequence[str]) -> float:
 @register
 class OodTransfer(Experiment):
     """Pretrain on digits 0–4 with a fixed ETF head, a learnable head, or Switchable Whitening
-    (``cnn-sw``) with a learnable head; transfer to digits 5–9 in domain (plain) and out of domain
+    (`cnn-sw`) with a learnable head; transfer to digits 5–9 in domain (plain) and out of domain
     (inverted, noisy, pixel-permuted), each with about 25 training samples per class, by
     fine-tuning the whole network with a new linear head and by a linear probe of the frozen
     features; compare test accuracies per seed.
 
     Effects, decided before any run: out-of-domain accuracy (mean over the out-of-domain targets)
     of ETF minus learnable and of ETF minus SW, for fine-tuning and for the probe (positive = the
-    claim; ``min_effect`` 1 point: the paper's out-of-domain gains are 8–22 points on Pets,
+    claim; `min_effect` 1 point: the paper's out-of-domain gains are 8–22 points on Pets,
     Flowers and DTD, and one point is the smallest gain worth a user's attention); and *in
     domain comparable*: the paired differences ETF − learnable and ETF − SW of the fine-tuned
     in-domain accuracy, each tested for equivalence within ±2 points with two one-sided tests
     (TOST: the 95% interval of the difference inside (−2, 2) points; the paper's in-domain
     spreads: 0.2–1.0 points on CIFAR, 3.7 on STL-10). Before Dec 2026 this was one one-sided
-    effect ``2 − max |difference|``, which mixes two comparisons and biases the difference's
+    effect `2 − max |difference|`, which mixes two comparisons and biases the difference's
     size upward (a max of absolute values).
     """
 
@@ -308,16 +311,16 @@ class OodTransfer(Experiment):
 
 @register
 class WithinClassCovariance(Experiment):
-    """The backbones of ``000-ood-transfer`` (the same configs, so the same cached runs): the
-    within-class covariance per dimension ``tr Σ_W / p`` of (a) the source training features of
+    """The backbones of `000-ood-transfer` (the same configs, so the same cached runs): the
+    within-class covariance per dimension `tr Σ_W / p` of (a) the source training features of
     the pretrained backbone, (b) the frozen backbone's features of each out-of-domain target's
     training split, (c) the training features after fine-tuning on each out-of-domain target (the
     paper's Fig. 3 measures this one, on Flowers).
 
     Feature scales differ between heads (CE on a fixed ETF keeps growing feature norms), so the
-    effect uses the scale-free ``tr Σ_W / tr Σ_T`` (``tr Σ_W / p`` after scaling the features to
-    unit total variance per dimension); the raw ``tr Σ_W / p`` is in the table. Effect per seed:
-    ``log(min(learnable, SW) / ETF)`` of the normalised value (positive = ETF smallest; 0.095 =
+    effect uses the scale-free `tr Σ_W / tr Σ_T` (`tr Σ_W / p` after scaling the features to
+    unit total variance per dimension); the raw `tr Σ_W / p` is in the table. Effect per seed:
+    `log(min(learnable, SW) / ETF)` of the normalised value (positive = ETF smallest; 0.095 =
     a 10% smaller within-class share is the smallest relevant size, decided in advance; the
     paper's ratios are 4 and 16), after fine-tuning (mean over out-of-domain targets) and on
     the source features.
@@ -443,8 +446,10 @@ class WithinClassCovariance(Experiment):
 
 def rf_inputs(xtr: np.ndarray, xte: np.ndarray):
     """Coordinates standardised by the training split (constant ones dropped) and scaled by
-    ``1/√p``, so that ``‖x‖² ≈ 1`` as the random-feature formulas assume.
+    `1/√p`, so that `‖x‖² ≈ 1` as the random-feature formulas assume.
 
+    Examples
+    --------
     >>> a, b = rf_inputs(np.array([[0., 1.], [2., 1.]]), np.array([[1., 1.]]))
     >>> a.tolist(), b.tolist()
     ([[-1.0], [1.0]], [[0.0]])
@@ -455,15 +460,17 @@ def rf_inputs(xtr: np.ndarray, xte: np.ndarray):
     return (xtr[:, live] - mu[live]) / scale, (xte[:, live] - mu[live]) / scale
 
 
-#: The wide feature extractors of unseen classes the verdict reads (Dec 2026).
 WIDE_ETF = "ETF, without 3 and 8, p = 512"
+"""The wide feature extractors of unseen classes the verdict reads (Dec 2026)."""
 WIDE_LEARNABLE = "learnable, without 3 and 8, p = 512"
 
 
 def mse_trend(a2: Sequence[float], mse: Sequence[float]) -> float:
-    """Spearman's correlation between ``a2`` and the test MSE: +1 when the MSE rises steadily
-    with ``a2`` (the linear activation best, and more nonlinearity ever worse).
+    """Spearman's correlation between `a2` and the test MSE: +1 when the MSE rises steadily
+    with `a2` (the linear activation best, and more nonlinearity ever worse).
 
+    Examples
+    --------
     >>> mse_trend([0, 0.1, 0.5], [1.0, 1.1, 1.4]), mse_trend([0, 0.1, 0.5], [1.0, 0.9, 0.8])
     (1.0, -1.0)
     """
@@ -473,9 +480,11 @@ def mse_trend(a2: Sequence[float], mse: Sequence[float]) -> float:
 
 
 def relative_excess(mse: Sequence[float]) -> float:
-    """``(min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` for a curve whose first point is ``a2 = 0``:
+    """`(min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)` for a curve whose first point is `a2 = 0`:
     positive when the linear activation is the best of the grid.
 
+    Examples
+    --------
     >>> relative_excess([1.0, 1.2, 1.5]), relative_excess([1.0, 0.9, 1.5])
     (0.19999999999999996, -0.09999999999999998)
     """
@@ -485,20 +494,20 @@ def relative_excess(mse: Sequence[float]) -> float:
 
 @register
 class LinearActivation(Experiment):
-    """Random-feature ridge regression (``N`` Gaussian random features, ``σ(t) = a2 t² + t``,
-    ridge ``γ``) of the ±1 label of digits 3 vs 8, on the fixed train/test split of the digits,
+    """Random-feature ridge regression (`N` Gaussian random features, `σ(t) = a2 t² + t`,
+    ridge `γ`) of the ±1 label of digits 3 vs 8, on the fixed train/test split of the digits,
     from (a) the penultimate features of MLPs trained on all ten digits with a fixed ETF head
     and with a learnable head (the project's demo recipe, 32 features), (b) an MLP with a fixed
     ETF head trained without the digits 3 and 8 (an ablation: features of unseen classes), and
-    (c) the raw pixels. Inputs are standardised and scaled by ``1/√p``. The simulated test MSE is
-    averaged over random projections (common to every ``a2``; their seeds follow the run seed),
+    (c) the raw pixels. Inputs are standardised and scaled by `1/√p`. The simulated test MSE is
+    averaged over random projections (common to every `a2`; their seeds follow the run seed),
     with the deterministic equivalent beside it.
 
-    Effects, decided in advance (Dec 2026): Spearman's correlation between ``a2`` and the test
-    MSE per seed (positive = the MSE rises with the nonlinearity; ``min_effect`` 0.5) on the
-    features of extractors of width ``p = 512`` trained without the digits 3 and 8, with a fixed
-    ETF head and with a learnable head. ``g = (min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)`` is
-    reported beside it. The contrast ``g(ETF features) − g(pixels)`` (positive = the
+    Effects, decided in advance (Dec 2026): Spearman's correlation between `a2` and the test
+    MSE per seed (positive = the MSE rises with the nonlinearity; `min_effect` 0.5) on the
+    features of extractors of width `p = 512` trained without the digits 3 and 8, with a fixed
+    ETF head and with a learnable head. `g = (min_{a2>0} MSE(a2) − MSE(0)) / MSE(0)` is
+    reported beside it. The contrast `g(ETF features) − g(pixels)` (positive = the
     trained features favour the linear activation more than raw pixels do) is reported in the
     notes but is not the claim and does not enter the verdict.
     """
@@ -546,8 +555,8 @@ class LinearActivation(Experiment):
 
     @staticmethod
     def _curve(settings, xtr, ytr, xte, yte, seed: int, gamma=None) -> Dict[str, List[float]]:
-        """Simulated test MSE per ``a2`` (mean over the seed's projections, common to every
-        ``a2``); with ``settings["theory"]`` also the deterministic equivalent."""
+        """Simulated test MSE per `a2` (mean over the seed's projections, common to every
+        `a2`); with `settings["theory"]` also the deterministic equivalent."""
         from .. import rf
 
         a, b = rf_inputs(xtr, xte)

@@ -3,22 +3,22 @@ long-tail classification": hinge cross-entropy on a fixed simplex ETF (maximal-s
 
 Three claims, each one experiment:
 
-- ``004-coarse-to-fine``: a backbone pretrained on *coarse* labels with hinge CE probes the *fine*
+- `004-coarse-to-fine`: a backbone pretrained on *coarse* labels with hinge CE probes the *fine*
   labels better than one pretrained with CE (learnable classifier) or CE on a fixed ETF;
-- ``004-nc1-vs-tau``: NC1 and the numerical rank of the training features *increase* with the
-  cone angle ``τ⁺``; with ablations that explain why etfcore's demo saw the opposite;
-- ``004-long-tail-minor``: on long-tailed data, hinge CE on the minor classes only raises the
+- `004-nc1-vs-tau`: NC1 and the numerical rank of the training features *increase* with the
+  cone angle `τ⁺`; with ablations that explain why etfcore's demo saw the opposite;
+- `004-long-tail-minor`: on long-tailed data, hinge CE on the minor classes only raises the
   minor classes' accuracy.
 
 The recipes (one function builds every training config, so that identical configs are shared
 between the experiments through the runner's cache):
 
 - **CE**: learnable linear head, cross-entropy;
-- **CE+ETF**: fixed simplex ETF with the projector ``Linear(p, p)`` in front of it (the paper adds
+- **CE+ETF**: fixed simplex ETF with the projector `Linear(p, p)` in front of it (the paper adds
   the same layer to its CE+ETF baseline for a like-for-like comparison), cross-entropy;
-- **HingeCE**: the same head, hinge cross-entropy with ``τ⁻ = π`` (the paper's practice; the
-  negative logits are then plain ``⟨w_k, u⟩``), ``τ⁺`` per experiment;
-- **HingeCE, Theorem 1**: ``τ⁻ = θ_K − τ⁺`` with ``θ_K = arccos(−1/(K−1))`` the angle between
+- **HingeCE**: the same head, hinge cross-entropy with `τ⁻ = π` (the paper's practice; the
+  negative logits are then plain `⟨w_k, u⟩`), `τ⁺` per experiment;
+- **HingeCE, Theorem 1**: `τ⁻ = θ_K − τ⁺` with `θ_K = arccos(−1/(K−1))` the angle between
   two ETF vectors, the setting under which features inside their cones get exactly zero gradient.
 
 On the embedded data the backbone is the demo's MLP (its last layer is linear, so its features
@@ -42,8 +42,10 @@ DEG = 180.0 / _PI
 
 
 def frame_angle(num_classes: int) -> float:
-    """``θ_K = arccos(−1/(K−1))``: the angle between two vectors of a ``K``-class simplex ETF.
+    """`θ_K = arccos(−1/(K−1))`: the angle between two vectors of a `K`-class simplex ETF.
 
+    Examples
+    --------
     >>> round(frame_angle(2) * DEG, 6), round(frame_angle(10) * DEG, 3)
     (180.0, 96.379)
     """
@@ -56,6 +58,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (ties get their average rank); 0 when either side is constant
     (no monotone trend to measure).
 
+    Examples
+    --------
     >>> spearman([0, 1, 2, 3], [0.1, 0.3, 0.2, 0.9])
     0.8
     >>> spearman([0, 1, 2], [5.0, 5.0, 5.0])
@@ -74,7 +78,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 # ------------------------------------------------------------------ recipes
 def architecture(data: Optional[str], quick: bool) -> Dict[str, Any]:
     """Backbone and optimisation of a run: the demo's MLP recipe on the embedded data; a CIFAR
-    ResNet-32 (feature width 128, SGD 0.1, 200 epochs) when ``data`` names an image dataset."""
+    ResNet-32 (feature width 128, SGD 0.1, 200 epochs) when `data` names an image dataset."""
     from ..training.datasets import is_embedded
 
     if data is None or is_embedded(data):
@@ -89,9 +93,11 @@ def architecture(data: Optional[str], quick: bool) -> Dict[str, Any]:
 
 
 def recipe(method: str, *, tau_plus: float = 13 * _PI / 36, num_classes: int = 10) -> Dict:
-    """Head/loss keys of a method: ``ce``, ``ce_etf``, ``hinge`` (``τ⁻ = π``), ``hinge_thm1``
-    (``τ⁻ = θ_K − τ⁺``).
+    """Head/loss keys of a method: `ce`, `ce_etf`, `hinge` (`τ⁻ = π`), `hinge_thm1`
+    (`τ⁻ = θ_K − τ⁺`).
 
+    Examples
+    --------
     >>> recipe("ce")
     {'head': 'linear', 'loss': 'ce'}
     >>> r = recipe("hinge_thm1", tau_plus=0.5, num_classes=2); round(r["tau_minus"], 6)
@@ -114,8 +120,10 @@ _KNOWN_K = {"digits": 10, "gmm": 10, "mnist1d": 10, "cifar10": 10, "cifar100": 1
 
 
 def num_classes_of(dataset: str) -> int:
-    """Number of classes of a dataset this module runs on (``hier`` from its options).
+    """Number of classes of a dataset this module runs on (`hier` from its options).
 
+    Examples
+    --------
     >>> num_classes_of("digits"), num_classes_of("hier:coarse=3,fine=2")
     (10, 6)
     """
@@ -131,8 +139,10 @@ def num_classes_of(dataset: str) -> int:
 
 
 def spec_keys(spec: Mapping[str, Any], *, tau_plus: float, num_classes: int) -> Dict[str, Any]:
-    """Config keys of a method spec ``{"method": ..., other config keys...}``.
+    """Config keys of a method spec `{"method": ..., other config keys...}`.
 
+    Examples
+    --------
     >>> spec_keys({"method": "ce_etf", "normalize_features": True}, tau_plus=0, num_classes=3)
     {'head': 'etf', 'projector': True, 'loss': 'ce', 'normalize_features': True}
     """
@@ -142,7 +152,7 @@ def spec_keys(spec: Mapping[str, Any], *, tau_plus: float, num_classes: int) -> 
 
 
 def train_or_diverge(ctx: Any, config: Mapping[str, Any]) -> Any:
-    """``ctx.train(config)``, or None when training diverged or degenerated (non-finite
+    """`ctx.train(config)`, or None when training diverged or degenerated (non-finite
     features, or every class mean the same, at the end-of-epoch evaluation): a result to
     report, not an error."""
     from ..errors import DegenerateInputError, NonFiniteError
@@ -160,8 +170,8 @@ _DIVERGED = dict(
 
 
 def _config(settings: Mapping[str, Any], seed: int, **keys: Any) -> Dict[str, Any]:
-    """One training config (a mapping for ``ctx.train``): architecture, then ``keys``; collapse
-    metrics only at the last epoch (the experiments read ``run.final``)."""
+    """One training config (a mapping for `ctx.train`): architecture, then `keys`; collapse
+    metrics only at the last epoch (the experiments read `run.final`)."""
     cfg = dict(settings["arch"])
     cfg.update(keys)
     cfg.update(seed=int(seed), track_every=int(cfg["epochs"]))
@@ -174,9 +184,9 @@ def _final(run, key: str) -> float:
 
 
 def frame_features(ctx: Any, run: Any, target: Mapping[str, Any]) -> Dict[str, np.ndarray]:
-    """Training-split features of ``run`` on ``target``: the backbone's output ``h`` and the
-    features its fixed frame classifies, ``u = normalize(P h + b)`` (projector ``P, b`` and the
-    normalisation when the run had them; ``u = h`` otherwise), with the labels."""
+    """Training-split features of `run` on `target`: the backbone's output `h` and the
+    features its fixed frame classifies, `u = normalize(P h + b)` (projector `P, b` and the
+    normalisation when the run had them; `u = h` otherwise), with the labels."""
     h, y = ctx.features(run, target, splits=("train",))["train"]
     u = run.head_features(h)  # the trained head's own map (projector, BN, L2 as trained)
     return {"backbone": np.asarray(h, dtype=np.float64), "frame": u, "labels": np.asarray(y)}
@@ -185,10 +195,10 @@ def frame_features(ctx: Any, run: Any, target: Mapping[str, Any]) -> Dict[str, n
 def diversity(
     ctx: Any, run: Any, target: Mapping[str, Any], label_map: Optional[Sequence[int]] = None
 ) -> Dict[str, float]:
-    """NC1 (``tr(Σ_W Σ_B^†)/K``) and numerical rank (per class ``‖H_k‖_*²/‖H_k‖_F²``, averaged)
-    of ``run``'s training features on ``target`` (labels mapped through ``label_map`` when
-    given), of the frame's features (``nc1``, ``rank``) and of the backbone's output
-    (``backbone_nc1``, ``backbone_rank``)."""
+    """NC1 (`tr(Σ_W Σ_B^†)/K`) and numerical rank (per class `‖H_k‖_*²/‖H_k‖_F²`, averaged)
+    of `run`'s training features on `target` (labels mapped through `label_map` when
+    given), of the frame's features (`nc1`, `rank`) and of the backbone's output
+    (`backbone_nc1`, `backbone_rank`)."""
     from ..metrics import collapse_metrics
 
     f = frame_features(ctx, run, target)
@@ -228,7 +238,7 @@ def _num(v: Any) -> float:
 
 
 def _gains(hinge: Sequence[Any], base: Sequence[Any]) -> Tuple[float, ...]:
-    """Per-seed ``hinge − base``: a diverged hinge run counts as accuracy 0 (no gain, against
+    """Per-seed `hinge − base`: a diverged hinge run counts as accuracy 0 (no gain, against
     the claim); a seed whose baseline diverged has nothing to compare and is dropped. With no
     seed left, one 0 (no evidence either way)."""
     out = [
@@ -240,7 +250,7 @@ def _gains(hinge: Sequence[Any], base: Sequence[Any]) -> Tuple[float, ...]:
 
 
 def _diff(a: Any, b: Any) -> float:
-    """``a − b``, NaN when either is missing (a diverged run)."""
+    """`a − b`, NaN when either is missing (a diverged run)."""
     return float("nan") if a is None or b is None else float(a) - float(b)
 
 
@@ -264,10 +274,12 @@ _C2F_PAPER = {"ce": "74.3", "ce_etf": "74.0", "hinge": "75.7"}
 
 def _coarse_tasks(quick: bool, data: Optional[str]) -> List[Dict[str, Any]]:
     """Source (coarse) and target (fine) tasks: the hierarchical mixture with 20 coarse classes
-    of 5 fine ones (the coarse label of fine class ``k`` is ``k // 5``; the shape of CIFAR-100's
-    20 superclasses × 5 classes) and digits grouped into 5 superclasses ``{k, k+5}``; with
-    ``data="cifar100"`` the 20 CIFAR-100 superclasses.
+    of 5 fine ones (the coarse label of fine class `k` is `k // 5`; the shape of CIFAR-100's
+    20 superclasses × 5 classes) and digits grouped into 5 superclasses `{k, k+5}`; with
+    `data="cifar100"` the 20 CIFAR-100 superclasses.
 
+    Examples
+    --------
     >>> [(t["name"], max(t["coarse"]) + 1, t["fine"]) for t in _coarse_tasks(True, None)]
     [('hier', 20, 100), ('digits', 5, 10)]
     """
@@ -290,24 +302,24 @@ class CoarseToFine(Experiment):
     """Pretrain on coarse labels, linear-probe the fine labels.
 
     Protocol: on each task, a backbone is trained on the *coarse* labels with CE (learnable
-    head), CE on a fixed ETF (with the projector) and hinge CE (``τ⁺ = 13π/36``, ``τ⁻ = π``: the
+    head), CE on a fixed ETF (with the projector) and hinge CE (`τ⁺ = 13π/36`, `τ⁻ = π`: the
     paper's ImageNet setting, on every class); the frozen backbone's features are then
     linear-probed (L2-regularised logistic regression, penalty chosen on a validation split) on
     the *fine* labels of the same inputs. Within-class collapse erases the fine structure inside
     each coarse class, so if hinge CE keeps features diverse its fine probe is more accurate.
     Tasks: the hierarchical Gaussian mixture (20 coarse × 5 fine classes, the shape of
     CIFAR-100's superclasses; 40 samples per fine class quick, 100 otherwise) and digits grouped
-    into 5 superclasses ``{k, k+5}``. Changed in Dec 2026: the mixture had 4 coarse classes; at
+    into 5 superclasses `{k, k+5}`. Changed in Dec 2026: the mixture had 4 coarse classes; at
     K ≤ 10 the negative logits' pull inside a cone (≈ (1 − p_y)/(K − 1) per class with τ⁻ = π)
     is strong, so the paper's mechanism (ImageNet, K = 1000) is barely engaged — 20 coarse
     classes is the most the embedded data's scale allows at ≥ 5 fine classes each. Two ablation
     rows, outside the verdict: hinge CE on L2-normalised features, and with the Theorem-1 angle
-    ``τ⁻ = θ_K − τ⁺`` on L2-normalised features (unnormalised, that loss can diverge: see
-    ``004-nc1-vs-tau``). A diverged run is reported as missing; a diverged HingeCE run counts as
+    `τ⁻ = θ_K − τ⁺` on L2-normalised features (unnormalised, that loss can diverge: see
+    `004-nc1-vs-tau`). A diverged run is reported as missing; a diverged HingeCE run counts as
     no gain.
 
     Effects (per seed, paired, averaged over the tasks): fine probe accuracy of HingeCE minus
-    CE, and minus CE+ETF. ``min_effect`` = 1 point, decided before any run: the paper's mean
+    CE, and minus CE+ETF. `min_effect` = 1 point, decided before any run: the paper's mean
     gains over nine target sets are 1.4 (CE) and 1.7 (CE+ETF) points, so a gain under one point
     is below what the claim is about.
     """
@@ -334,7 +346,7 @@ class CoarseToFine(Experiment):
         )
 
     def configs(self, settings: Mapping[str, Any], seed: int) -> Dict[str, Dict[str, Any]]:
-        """``{"task/method": config}`` of one seed (coarse-label pretraining runs)."""
+        """`{"task/method": config}` of one seed (coarse-label pretraining runs)."""
         out = {}
         for t in settings["tasks"]:
             k = max(t["coarse"]) + 1

@@ -1,6 +1,6 @@
-"""Do we need neural collapse? (hinge CE on a fixed ETF): ``004-long-tail-minor``, hinge CE on
+"""Do we need neural collapse? (hinge CE on a fixed ETF): `004-long-tail-minor`, hinge CE on
 the rarest classes of long-tailed data. The recipes and helpers live in
-:mod:`etfcore.experiments.hinge_cones`."""
+`etfcore.experiments.hinge_cones`."""
 
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ _LT_LABELS = {
 _LT_PAPER = {"ce": "72.8 / 38.4", "ce_etf": "77.3 / 42.6", "hinge_minor": "80.4 / 46.2"}
 
 
-#: Number of classes hinge CE is applied to, by number of classes: the paper's Table 4 (App.)
-#: — "1 minor class" on CIFAR10-LT, "50 minor class" on CIFAR100-LT (the classes with ≤ 50
-#: training images at ρ = 0.01: the single rarest of ten, the rarer half of a hundred).
 MINOR_CLASSES = {10: 1, 100: 50}
+"""Number of classes hinge CE is applied to, by number of classes: the paper's Table 4 (App.) — "1
+minor class" on CIFAR10-LT, "50 minor class" on CIFAR100-LT (the classes with ≤ 50 training
+images at ρ = 0.01: the single rarest of ten, the rarer half of a hundred)."""
 
 
 def train_counts(dataset: str, rho: float) -> np.ndarray:
-    """Training-sample counts per class of ``dataset`` long-tail subsampled to ``rho`` (the
+    """Training-sample counts per class of `dataset` long-tail subsampled to `rho` (the
     datamodule's own plan; CIFAR from the long-tail profile, without the data)."""
     from ..data import long_tail_counts
     from .dot_regression import _PER_CLASS
@@ -64,10 +64,12 @@ def train_counts(dataset: str, rho: float) -> np.ndarray:
 
 
 def minor_threshold(dataset: str, rho: float, num_classes: int) -> int:
-    """The training-count threshold (``minor_threshold``: a class is minor when it has at most
-    that many samples) that makes the ``MINOR_CLASSES[K]`` rarest classes minor — a relative
-    rule, as the paper's Table 4 applies hinge CE (``max(1, K // 10)`` for other K).
+    """The training-count threshold (`minor_threshold`: a class is minor when it has at most
+    that many samples) that makes the `MINOR_CLASSES[K]` rarest classes minor — a relative
+    rule, as the paper's Table 4 applies hinge CE (`max(1, K // 10)` for other K).
 
+    Examples
+    --------
     >>> minor_threshold("cifar10", 0.01, 10), minor_threshold("cifar100", 0.01, 100)
     (50, 48)
     >>> minor_threshold("digits", 0.1, 10)
@@ -82,20 +84,20 @@ def minor_threshold(dataset: str, rho: float, num_classes: int) -> int:
 class LongTailMinor(Experiment):
     """Hinge CE on the minor classes of long-tailed data.
 
-    Protocol: digits, training split long-tail subsampled with ``ρ = n_min/n_max = 0.1`` (class
+    Protocol: digits, training split long-tail subsampled with `ρ = n_min/n_max = 0.1` (class
     counts 115, 89, 68, 53, 41, 31, 24, 19, 14, 11; the test split stays balanced). Minor
-    classes are the rarest ones in the paper's proportion (:data:`MINOR_CLASSES`, its Table 4: 1
+    classes are the rarest ones in the paper's proportion (`MINOR_CLASSES`, its Table 4: 1
     of 10 on CIFAR10-LT, 50 of 100 on CIFAR100-LT), here class 9 alone (11 samples;
-    :func:`minor_threshold`). Changed in Dec 2026: the threshold was the paper's absolute "≤ 50
+    `minor_threshold`). Changed in Dec 2026: the threshold was the paper's absolute "≤ 50
     samples", which on digits makes six of ten classes minor — a different method from the
     paper's, where hinge CE touches one CIFAR10-LT class. Trained with CE (learnable head), CE
-    on a fixed ETF with the projector, and hinge CE with ``τ⁺ = π/3`` (the paper's CIFAR10-LT
-    value, also ten classes) on the minor classes only, ``τ⁻ = π``; the demo's MLP recipe (30
+    on a fixed ETF with the projector, and hinge CE with `τ⁺ = π/3` (the paper's CIFAR10-LT
+    value, also ten classes) on the minor classes only, `τ⁻ = π`; the demo's MLP recipe (30
     epochs, SGD 0.05). Measured: test accuracy averaged over the minor classes and over the
     major ones. An ablation puts τ⁺ on every class (outside the verdict).
 
     Effects (per seed, paired): minor-class test accuracy of HingeCE (minor only) minus CE+ETF,
-    and minus CE. ``min_effect`` = 1 point, decided before any run: the paper's gains are 3.1
+    and minus CE. `min_effect` = 1 point, decided before any run: the paper's gains are 3.1
     and 7.6 points overall on CIFAR10-LT; a gain under one point on the minor classes would not
     be the effect it reports.
     """

@@ -1,6 +1,6 @@
-"""Do we need neural collapse? (hinge CE on a fixed ETF): ``004-nc1-vs-tau``, NC1 and the
-numerical rank of the training features against the cone angle ``τ⁺``, with the class-count
-sweep. The recipes and helpers live in :mod:`etfcore.experiments.hinge_cones`."""
+"""Do we need neural collapse? (hinge CE on a fixed ETF): `004-nc1-vs-tau`, NC1 and the
+numerical rank of the training features against the cone angle `τ⁺`, with the class-count
+sweep. The recipes and helpers live in `etfcore.experiments.hinge_cones`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ _SWEEP_LABELS = {
 }
 
 
-#: Why τ⁻ = π (Dec 2026; cited in the notes).
 TAU_MINUS_NOTE = (
     "τ⁻ = π, as the paper's §5 sets it ('for simplicity we set τ⁻ = π (i.e., use ⟨w_k, u_i⟩ "
     "as logits)'). Its appendix says 'τ⁻ is usually set as 0' (Table 4), but in Eq. (8) "
@@ -56,13 +55,16 @@ TAU_MINUS_NOTE = (
     "constant ‖u‖‖w_k‖ (Cauchy–Schwarz), so every negative logit would be a constant without "
     "gradient — not the plain logits §5 describes. π is the value that gives §5's logits."
 )
+"""Why τ⁻ = π (Dec 2026; cited in the notes)."""
 
 
 def class_sweep(quick: bool) -> List[Dict[str, Any]]:
     """The class-count sweep: K ∈ {10, 30, 100} classes of a Gaussian mixture in 128 input
-    dimensions (``hier`` with one fine class per coarse one), features of width ``p = max(32,
+    dimensions (`hier` with one fine class per coarse one), features of width ``p = max(32,
     K)`` ≥ K − 1 (a simplex ETF needs it), 30 (quick) or 60 samples per class.
 
+    Examples
+    --------
     >>> [(c["K"], c["feature_dim"]) for c in class_sweep(True)]
     [(10, 32), (30, 32), (100, 100)]
     """
@@ -74,7 +76,7 @@ def class_sweep(quick: bool) -> List[Dict[str, Any]]:
 
 
 def tau_grid(quick: bool) -> List[float]:
-    """τ⁺ values of the sweep, in ``[0, 17π/36]`` (the paper's range): 0°, 25°, 45°, 65°, 85°
+    """τ⁺ values of the sweep, in `[0, 17π/36]` (the paper's range): 0°, 25°, 45°, 65°, 85°
     quick; every 10° (and 85°) otherwise."""
     degrees = [0, 25, 45, 65, 85] if quick else [0, 10, 20, 30, 40, 50, 60, 65, 70, 80, 85]
     return [d / DEG for d in degrees]
@@ -85,25 +87,25 @@ class Nc1VersusTau(Experiment):
     """NC1 and numerical rank of the training features as the cone angle τ⁺ grows.
 
     Protocol: on digits (10 classes, the demo's MLP recipe: 30 epochs, SGD 0.05), hinge CE on a
-    fixed ETF with the projector and ``τ⁻ = π`` (the paper's recipe) is trained for each τ⁺ in
-    ``[0, 17π/36]`` (0°, 25°, 45°, 65°, 85° in the quick form), τ⁺ on every class; at the last
-    epoch the training features the frame classifies give NC1 (``tr(Σ_W Σ_B^†)/K``) and the
-    numerical rank (per class ``‖H_k‖_*²/‖H_k‖_F²``, averaged). CE with a learnable head and CE
+    fixed ETF with the projector and `τ⁻ = π` (the paper's recipe) is trained for each τ⁺ in
+    `[0, 17π/36]` (0°, 25°, 45°, 65°, 85° in the quick form), τ⁺ on every class; at the last
+    epoch the training features the frame classifies give NC1 (`tr(Σ_W Σ_B^†)/K`) and the
+    numerical rank (per class `‖H_k‖_*²/‖H_k‖_F²`, averaged). CE with a learnable head and CE
     on the ETF are shown for reference. Ablations sweep the same τ⁺ with one change each:
-    ``τ⁻ = θ_K − τ⁺`` (Theorem 1: no gradient at all inside the cones), no projector (the
+    `τ⁻ = θ_K − τ⁺` (Theorem 1: no gradient at all inside the cones), no projector (the
     demo's head), L2-normalised features (with either τ⁻), lr 0.01, and 10 epochs. A run that
     diverges (non-finite or degenerate features) is reported, not raised; ρ is then taken over
     the τ⁺ values that trained (at least three).
 
-    Class-count sweep (Dec 2026): with ``τ⁻ = π`` the negative logits keep their gradient inside
-    a cone, pulling a feature toward its own class vector with a weight ≈ ``(1 − p_y)/(K − 1)``
+    Class-count sweep (Dec 2026): with `τ⁻ = π` the negative logits keep their gradient inside
+    a cone, pulling a feature toward its own class vector with a weight ≈ `(1 − p_y)/(K − 1)`
     per negative class — strong at K = 10, negligible at ImageNet's K = 1000, where the paper
     measured. So the paper's recipe is also swept over τ⁺ on a synthetic mixture with K = 10,
-    30 and 100 classes (:func:`class_sweep`), and ρ(τ⁺, NC1), ρ(τ⁺, rank) are reported per K.
+    30 and 100 classes (`class_sweep`), and ρ(τ⁺, NC1), ρ(τ⁺, rank) are reported per K.
 
     Effects (per seed): Spearman's correlation between τ⁺ and NC1, and between τ⁺ and the
     numerical rank, for the paper's recipe on digits and on the synthetic K = 100 mixture.
-    Positive = the claim's direction. ``min_effect`` = 0.5, decided before any run: the claim is
+    Positive = the claim's direction. `min_effect` = 0.5, decided before any run: the claim is
     a monotone rise over the whole range, and with five τ⁺ values a correlation under 0.5 leaves
     several pairs in the wrong order.
     """
@@ -129,7 +131,7 @@ class Nc1VersusTau(Experiment):
         )
 
     def configs(self, settings: Mapping[str, Any], seed: int) -> Dict[str, Dict[str, Any]]:
-        """``{"variant/τ-index": config}`` plus the references ``ref/ce`` and ``ref/ce_etf``."""
+        """`{"variant/τ-index": config}` plus the references `ref/ce` and `ref/ce_etf`."""
         k, ds = int(settings["num_classes"]), settings["dataset"]
         out = {f"ref/{m}": _config(settings, seed, dataset=ds, **recipe(m)) for m in
                settings["references"]}  # fmt: skip
@@ -169,7 +171,7 @@ class Nc1VersusTau(Experiment):
 
     def _rho(self, settings, r, variant: str, key: str) -> float:
         """Spearman over the τ⁺ values whose runs did not diverge (NaN with fewer than 3);
-        ``variant`` ``"K<k>"`` is the class-count sweep at ``k`` classes."""
+        `variant` `"K<k>"` is the class-count sweep at `k` classes."""
         taus = settings["sweep_taus"] if variant.startswith("K") else settings["taus"]
         y = np.asarray([_num(r[f"{variant}/{i}"][key]) for i in range(len(taus))])
         ok = np.isfinite(y)

@@ -2,40 +2,40 @@ r"""Model selection on an offline zoo of backbones: which transferability score 
 backbones the way their linear-probe accuracy does, and does the centred-means classifier's
 accuracy (Seddik & Tamaazousti) do it without training?
 
-**The zoo.** Small MLP backbones (``p = 32``) trained on one source task, MNIST-1D digits 0–4
+**The zoo.** Small MLP backbones (`p = 32`) trained on one source task, MNIST-1D digits 0–4
 (40-sample signals, generated locally), that differ in what the model-selection literature and
 the collapse papers vary: the head (learnable linear or fixed simplex ETF), the loss
-(cross-entropy, MSE, dot regression, hinge CE), the softmax temperature ``τ`` and the
-within-class cosine regulariser ``λ`` of Xu & Liu, and the weight decay. One seed of an
+(cross-entropy, MSE, dot regression, hinge CE), the softmax temperature `τ` and the
+within-class cosine regulariser `λ` of Xu & Liu, and the weight decay. One seed of an
 experiment is one independent zoo (every member trained with that seed).
 
 **The targets** (inputs must have the source's 40 dimensions):
 
-- ``other-classes``: MNIST-1D digits 5–9 (new classes, same input distribution);
-- ``noisy``: all ten MNIST-1D digits with Gaussian input noise (``σ`` = half the inputs' std);
-- ``inverted``: digits 5–9 with inverted inputs (``x → max x − x``);
-- ``permuted``: digits 5–9 with a fixed permutation of the 40 input coordinates (out of domain);
-- ``hier-fine``: a hierarchical Gaussian mixture in 40 dimensions, its 20 fine classes
+- `other-classes`: MNIST-1D digits 5–9 (new classes, same input distribution);
+- `noisy`: all ten MNIST-1D digits with Gaussian input noise (`σ` = half the inputs' std);
+- `inverted`: digits 5–9 with inverted inputs (`x → max x − x`);
+- `permuted`: digits 5–9 with a fixed permutation of the 40 input coordinates (out of domain);
+- `hier-fine`: a hierarchical Gaussian mixture in 40 dimensions, its 20 fine classes
   (synthetic, unrelated to the source).
 
-**Ground truth** is the linear probe (:func:`etfcore.transfer.linear_probe`: multinomial logistic
-regression on the frozen features, ``λ`` chosen on a validation split). The quick form uses a
-coarse grid of 13 strengths, one per decade of the default ``[1e-6, 1e6]`` range, instead of the
-default 97.
+**Ground truth** is the linear probe
+([`etfcore.transfer.linear_probe`][etfcore.transfer.linear_probe]: multinomial logistic regression
+on the frozen features, `λ` chosen on a validation split). The quick form uses a coarse grid of 13
+strengths, one per decade of the default `[1e-6, 1e6]` range, instead of the default 97.
 
-**Scores** (:func:`etfcore.transfer.all_scores` on the target's training features; NCTI combined
-across the zoo by :func:`etfcore.transfer.ncti`): H-score, regularised H-score, LogME, GBC, NCTI,
-VCI and the least-squares probe loss (lower predicts better), the centred-means classifier's
-accuracy, and from the source head's predictions LEEP and NCE. The source head's predictive
-distribution is ``softmax(z/τ)`` of its logits ``z`` on the target inputs (``τ`` the run's
-softmax temperature, 1 for the non-CE losses). Per target: each score's weighted Kendall ``τ``
-(scipy's ``weightedtau`` convention), Pearson and Spearman with the probe accuracy over the
-zoo, always beside the baseline of ranking by the backbones' own source test accuracy; then the
-mean over targets.
+**Scores** ([`etfcore.transfer.all_scores`][etfcore.transfer.all_scores] on the target's training
+features; NCTI combined across the zoo by [`etfcore.transfer.ncti`][etfcore.transfer.ncti]):
+H-score, regularised H-score, LogME, GBC, NCTI, VCI and the least-squares probe loss (lower predicts
+better), the centred-means classifier's accuracy, and from the source head's predictions LEEP and
+NCE. The source head's predictive distribution is `softmax(z/τ)` of its logits `z` on the target
+inputs (`τ` the run's softmax temperature, 1 for the non-CE losses). Per target: each score's
+weighted Kendall `τ` (scipy's `weightedtau` convention), Pearson and Spearman with the probe
+accuracy over the zoo, always beside the baseline of ranking by the backbones' own source test
+accuracy; then the mean over targets.
 
 Measurements of one (backbone, target) pair are cached beside the run
-(``runs/<hash>/selection/<hash>.json``), so the experiments built on the zoo
-(``selection-benchmark``, ``001-cm-ranks-models``, ``003-vci-mlog``) probe each pair once.
+(`runs/<hash>/selection/<hash>.json`), so the experiments built on the zoo
+(`selection-benchmark`, `001-cm-ranks-models`, `003-vci-mlog`) probe each pair once.
 """
 
 from __future__ import annotations
@@ -66,10 +66,9 @@ from .selection_reliability import (  # noqa: F401  (public here too)
     target_reliability,
 )
 
-#: Version of a (backbone, target) measurement: bump when :func:`measure_pair` changes.
 MEASURE_VERSION = 1
+"""Version of a (backbone, target) measurement: bump when `measure_pair` changes."""
 
-#: The zoo: member name → config keys changed from the source recipe.
 ZOO: Dict[str, Dict[str, Any]] = {
     "linear-ce": {"head": "linear"},
     "linear-ce-t0.1": {"head": "linear", "temperature": 0.1},
@@ -94,15 +93,16 @@ ZOO: Dict[str, Dict[str, Any]] = {
     "linear-ce-src5-9": {"head": "linear", "classes": [5, 6, 7, 8, 9]},
     "linear-ce-src0-9": {"head": "linear", "classes": list(range(10))},
 }
+"""The zoo: member name → config keys changed from the source recipe."""
 
 SOURCE_CLASSES = [0, 1, 2, 3, 4]
 OTHER_CLASSES = [5, 6, 7, 8, 9]
 
-#: Scores ranked in the table (the order of its rows), then the baseline.
 SCORES = (
     "hscore", "regularized_hscore", "logme", "gbc", "ncti", "nce", "leep",
     "cm_accuracy", "vci", "probe_mse",
 )  # fmt: skip
+"""Scores ranked in the table (the order of its rows), then the baseline."""
 BASELINE = "source_accuracy"
 LABELS = {
     "hscore": "H-score",
@@ -117,8 +117,8 @@ LABELS = {
     "probe_mse": "least-squares probe loss",
     BASELINE: "source accuracy (baseline)",
 }
-#: Published mean weighted τ (11 ImageNet models × 11 targets; re-analysis for the baseline).
 PUBLISHED = {"logme": "0.509", "leep": "0.413", BASELINE: "~0.74 (natural targets)"}
+"""Published mean weighted τ (11 ImageNet models × 11 targets; re-analysis for the baseline)."""
 
 
 def zoo_settings(options: RunOptions) -> Dict[str, Any]:
@@ -143,25 +143,25 @@ def zoo_settings(options: RunOptions) -> Dict[str, Any]:
 
 
 def member_config(settings: Mapping[str, Any], member: str, seed: int) -> Dict[str, Any]:
-    """The training config (a mapping for :meth:`Context.train`) of one zoo member."""
+    """The training config (a mapping for `Context.train`) of one zoo member."""
     return {**settings["source"], **settings["zoo"][member], "seed": seed}
 
 
-#: The smallest rank agreement that counts (Dec 2026, fixed before the runs of the new rule):
-#: Kendall's τ = 2·P(a pair in the right order) − 1, so τ = 0.2 puts 60% of the pairs of
-#: candidates in the right order — less is a ranking a user could not act on.
 TAU_RELEVANT = 0.2
+"""The smallest rank agreement that counts (Dec 2026, fixed before the runs of the new rule):
+Kendall's τ = 2·P(a pair in the right order) − 1, so τ = 0.2 puts 60% of the pairs of candidates
+in the right order — less is a ranking a user could not act on."""
 
 
 # ------------------------------------------------------------------ measurements
 def source_head(run: Any):
-    """The trained run's head (``features → logits``), rebuilt from its checkpoint; with the
+    """The trained run's head (`features → logits`), rebuilt from its checkpoint; with the
     run's softmax temperature."""
     return run.head(), float(run.config.temperature)
 
 
 def source_probabilities(head: Any, temperature: float, features: np.ndarray) -> np.ndarray:
-    """``softmax(z/τ)`` of the source head's logits ``z`` on backbone features ``(N, p)``."""
+    """`softmax(z/τ)` of the source head's logits `z` on backbone features `(N, p)`."""
     import torch
 
     with torch.no_grad():
@@ -173,15 +173,15 @@ def source_probabilities(head: Any, temperature: float, features: np.ndarray) ->
 
 
 def _write_json(path: str, obj: Any) -> None:
-    """Atomic and durable (:func:`etfcore._io.write_text`)."""
+    """Atomic and durable (`etfcore._io.write_text`)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_text(path, json.dumps(obj))
 
 
 def scores_of(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> Dict[str, float]:
-    """:func:`etfcore.transfer.all_scores`; when one score is undefined (degenerate features,
-    e.g. a backbone whose training diverged), every score computed on its own, the undefined
-    ones as NaN (left out of the ranking of that score)."""
+    """[`etfcore.transfer.all_scores`][etfcore.transfer.all_scores]; when one score is
+    undefined (degenerate features, e.g. a backbone whose training diverged), every score
+    computed on its own, the undefined ones as NaN (left out of the ranking of that score)."""
     from .. import transfer as tr
     from ..errors import EtfcoreError
 
@@ -219,7 +219,7 @@ def measure_pair(
     head: Any = None,
 ) -> Dict[str, Any]:
     """Probe accuracy and every score of one backbone on one target (cached beside the run).
-    ``head`` is ``source_head(run)`` (built when needed and not given)."""
+    `head` is `source_head(run)` (built when needed and not given)."""
     key = digest([MEASURE_VERSION, dict(target), grid, seed])
     path = os.path.join(run.run_dir, "selection", f"{key}.json")
     cached = _cached_json(path) if ctx.options.cache else None
@@ -245,8 +245,8 @@ def measure_pair(
 def zoo_measurements(
     ctx: Any, settings: Mapping[str, Any], seed: int, members: Optional[Sequence[str]] = None
 ) -> Dict[str, Dict[str, Any]]:
-    """``{member: {"source": final metrics of the run, "targets": {target: measure_pair}}}``
-    for the zoo (or ``members`` of it) trained with ``seed``."""
+    """`{member: {"source": final metrics of the run, "targets": {target: measure_pair}}}`
+    for the zoo (or `members` of it) trained with `seed`."""
     out: Dict[str, Dict[str, Any]] = {}
     for m in members or list(settings["zoo"]):
         run = ctx.train(member_config(settings, m, seed))
@@ -266,7 +266,7 @@ def finetune_accuracies(
     ctx: Any, settings: Mapping[str, Any], seed: int, target: str, epochs: int
 ) -> List[float]:
     """Test accuracy of every zoo member fine-tuned (whole network, new learnable linear head,
-    the source recipe's learning rate, ``epochs`` epochs) on ``target``: the second ground
+    the source recipe's learning rate, `epochs` epochs) on `target`: the second ground
     truth."""
     out = []
     for m in settings["zoo"]:
@@ -345,7 +345,7 @@ def rank_targets(zoo: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
 
 
 def _mean_tau(results, score: str, targets: Sequence[str], key: str = "weighted_tau"):
-    """Per seed, the mean over ``targets`` of a score's agreement (NaN-skipping)."""
+    """Per seed, the mean over `targets` of a score's agreement (NaN-skipping)."""
     return [
         float(np.nanmean([_num(r["ranking"]["targets"][t][score][key]) for t in targets]))
         for r in results
@@ -353,7 +353,7 @@ def _mean_tau(results, score: str, targets: Sequence[str], key: str = "weighted_
 
 
 def _cell(results: Sequence[Mapping[str, Any]], score: str, key: str, target=None) -> List[float]:
-    """One agreement value per seed (``None``, a NaN in JSON, back to NaN)."""
+    """One agreement value per seed (`None`, a NaN in JSON, back to NaN)."""
     rank = [r["ranking"]["mean"] if target is None else r["ranking"]["targets"][target]
             for r in results]  # fmt: skip
     return [math.nan if x[score][key] is None else float(x[score][key]) for x in rank]
@@ -369,7 +369,7 @@ def _defined(v: Sequence[Any]) -> Tuple[float, ...]:
 
 
 def _paired_gaps(base: Sequence[Any], other: Sequence[Any]) -> Tuple[float, ...]:
-    """``other − base`` per seed, over the seeds where both are defined."""
+    """`other − base` per seed, over the seeds where both are defined."""
     return _defined([
         math.nan if a is None or b is None else float(b) - float(a) for a, b in zip(base, other)
     ])  # fmt: skip
@@ -404,12 +404,12 @@ class SelectionBenchmark(Experiment):
     Effects, fixed before any run:
 
     - *LogME − baseline*: LogME (the field's reference score, named in advance) per-seed mean τ
-      minus the source-accuracy baseline's. ``min_effect = 0.1``: the gap between LogME and LEEP
+      minus the source-accuracy baseline's. `min_effect = 0.1`: the gap between LogME and LEEP
       in the published benchmark (0.509 vs 0.413) is the smallest difference treated there as
       meaningful. The best score's gap is reported in the notes only: it is picked after seeing
       the results, so it is biased upward.
     - *LogME τ* and *H-score τ*: mean weighted τ over targets, positive when the score ranks the
-      backbones better than chance (``min_effect = 0``: the claim is only that they rank).
+      backbones better than chance (`min_effect = 0`: the claim is only that they rank).
     """
 
     name = "selection-benchmark"
@@ -577,11 +577,11 @@ class SelectionBenchmark(Experiment):
 @register
 class CMRanksModels(Experiment):
     """Seddik & Tamaazousti: choose a source model by the accuracy of the centred-class-means
-    classifier ``argmax_k m̄_kᵀ f`` built from each candidate's features of the target data, with
+    classifier `argmax_k m̄_kᵀ f` built from each candidate's features of the target data, with
     no training. Protocol: the zoo of the model-selection benchmark (shared runs and
     measurements); per target, the weighted Kendall τ of CM accuracy (on the target's training
     features) with the linear-probe accuracy over the zoo; mean over targets. The effect is that
-    mean τ (``min_effect = 0``: the claim is that it ranks, not how well); its gap to the
+    mean τ (`min_effect = 0`: the claim is that it ranks, not how well); its gap to the
     source-accuracy baseline is reported, not decided on (the paper makes no claim against it).
     """
 

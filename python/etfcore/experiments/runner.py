@@ -1,14 +1,14 @@
 """Runs experiments: seeds (in parallel processes when asked), the per-seed cache, the figure, the
 printed table and verdict, and the Markdown report.
 
-Layout under ``options.out_dir`` (default ``out/reproduce``):
+Layout under `options.out_dir` (default `out/reproduce`):
 
-- ``runs/<hash>/`` — one training run per distinct config (shared by every experiment that trains
-  the same config), with ``history.json``; fine-tuning scores and extracted features of that run
-  live beside it (``finetune/<hash>.json``, ``features/<hash>/``);
-- ``<experiment>/<hash>/seed_<s>.json`` — one seed's measurements, keyed by the experiment's name,
+- `runs/<hash>/` — one training run per distinct config (shared by every experiment that trains
+  the same config), with `history.json`; fine-tuning scores and extracted features of that run
+  live beside it (`finetune/<hash>.json`, `features/<hash>/`);
+- `<experiment>/<hash>/seed_<s>.json` — one seed's measurements, keyed by the experiment's name,
   version and settings: a re-run with the same settings only redraws;
-- ``<experiment>/report.md`` and ``figures/<experiment>.png``; ``report.md`` for ``all``.
+- `<experiment>/report.md` and `figures/<experiment>.png`; `report.md` for `all`.
 """
 
 from __future__ import annotations
@@ -39,16 +39,22 @@ from ..transfer.features import load_npy
 from .base import PAPERS, REGISTRY, Experiment, Outcome, RunOptions
 
 _FRAMEWORK = {"base", "runner", "cli"}
-#: Part of every cached run's key, with etfcore's version: bump it when training or what a run
-#: records changes without a config change, so no stale run is reused.
 RUNS_VERSION = 2
+"""Part of every cached run's key, with etfcore's version: bump it when training or what a run
+records changes without a config change, so no stale run is reused."""
 # Config keys that change where or how visibly a run happens, not what it computes.
 _NOT_IN_KEY = ("progress", "name", "num_workers", "data_root", "download")
 
 
 def load_experiments() -> Dict[str, Experiment]:
-    """Imports every experiment module of this package (each registers its experiments) and
-    returns :data:`~etfcore.experiments.base.REGISTRY`, ordered by paper then name."""
+    """Import every experiment module of this package (each registers its experiments).
+
+    Returns
+    -------
+    dict
+        The registry (`REGISTRY` of `etfcore.experiments.base`): name → experiment, ordered
+        by paper then name.
+    """
     package = sys.modules[__package__]
     for mod in pkgutil.iter_modules(package.__path__):
         if mod.name not in _FRAMEWORK and not mod.name.startswith("_"):
@@ -60,6 +66,13 @@ def load_experiments() -> Dict[str, Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    """The registered experiment `name`.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name, listing the known ones.
+    """
     experiments = load_experiments()
     if name not in experiments:
         raise ParameterError(
@@ -70,8 +83,10 @@ def get_experiment(name: str) -> Experiment:
 
 
 def digest(obj: Any) -> str:
-    """First 16 hex digits of the SHA-256 of ``obj`` as canonical JSON.
+    """First 16 hex digits of the SHA-256 of `obj` as canonical JSON.
 
+    Examples
+    --------
     >>> digest({"b": 1, "a": [1, 2]}) == digest({"a": [1, 2], "b": 1})
     True
     """
@@ -80,7 +95,7 @@ def digest(obj: Any) -> str:
 
 
 def _json_clean(v: Any) -> Any:
-    """numpy scalars/arrays to Python; NaN/inf to ``None`` (JSON has neither)."""
+    """numpy scalars/arrays to Python; NaN/inf to `None` (JSON has neither)."""
     if isinstance(v, Mapping):
         return {str(k): _json_clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -95,7 +110,7 @@ def _json_clean(v: Any) -> Any:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    """Atomic and durable (:func:`etfcore._io.write_text`: a temporary file in the destination
+    """Atomic and durable (`etfcore._io.write_text`: a temporary file in the destination
     folder, fsync, rename): a reader never sees half a file, two writers leave one whole file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     write_text(path, json.dumps(_json_clean(obj), indent=1))
@@ -107,7 +122,7 @@ def _read_json(path: str) -> Any:
 
 
 def _cached_json(path: str) -> Any:
-    """A cache entry, or ``None`` when it is missing or damaged (a damaged entry — a truncated
+    """A cache entry, or `None` when it is missing or damaged (a damaged entry — a truncated
     or edited file — is recomputed, with a warning, instead of stopping the run)."""
     if not os.path.isfile(path):
         return None
@@ -134,10 +149,25 @@ def quiet_lightning() -> Iterator[None]:
 
 @dataclasses.dataclass
 class TrainedRun:
-    """A cached training run: its directory (a ``Trainer`` run directory with checkpoints), the
-    resolved config and the per-epoch history (``metrics.jsonl`` rows). Experiments read the
-    trained network through :meth:`module`, :meth:`head`, :meth:`head_weights` and
-    :meth:`head_features`, never through checkpoint keys."""
+    """A cached training run, as [`Context.train`][etfcore.experiments.runner.Context.train]
+    returns it.
+
+    Experiments read the trained network through
+    [`module`][etfcore.experiments.runner.TrainedRun.module],
+    [`head`][etfcore.experiments.runner.TrainedRun.head],
+    [`head_weights`][etfcore.experiments.runner.TrainedRun.head_weights] and
+    [`head_features`][etfcore.experiments.runner.TrainedRun.head_features], never through
+    checkpoint keys.
+
+    Parameters
+    ----------
+    run_dir
+        A `Trainer` run directory with checkpoints.
+    config
+        The resolved [`TrainConfig`][etfcore.training.config.TrainConfig].
+    history
+        The per-epoch rows (`metrics.jsonl`).
+    """
 
     run_dir: str
     config: Any  # TrainConfig
@@ -151,14 +181,15 @@ class TrainedRun:
 
     def state_dict(self) -> Dict[str, Any]:
         """The trained module's state (backbone and head) from the run's last checkpoint
-        (:func:`etfcore.training.checkpoints.read_checkpoint`)."""
+        (read with `etfcore.training.checkpoints.read_checkpoint`)."""
         from ..training.checkpoints import read_checkpoint
 
         return read_checkpoint(self.run_dir)["state_dict"]
 
     def module(self):
-        """The trained :class:`~etfcore.training.ClassifierModule` (eval mode, CPU), rebuilt
-        once per :class:`TrainedRun` (:func:`etfcore.training.checkpoints.load_module`)."""
+        """The trained [`ClassifierModule`][etfcore.training.module.ClassifierModule] (eval mode,
+        CPU), rebuilt once per [`TrainedRun`][etfcore.experiments.runner.TrainedRun] (with
+        `etfcore.training.checkpoints.load_module`)."""
         if self._module is None:
             from ..training.checkpoints import load_module
 
@@ -166,22 +197,33 @@ class TrainedRun:
         return self._module
 
     def head(self):
-        """The trained head (eval mode): ``head.features(h)`` is what it classifies (after the
-        projector, BatchNorm, L2 normalisation when the run had them), ``head.classify(u)`` its
-        logits, ``head.weight`` its ``K × p`` classifier."""
+        """The trained head (eval mode): `head.features(h)` is what it classifies (after the
+        projector, BatchNorm, L2 normalisation when the run had them), `head.classify(u)` its
+        logits, `head.weight` its `K × p` classifier."""
         return self.module().head
 
     def head_weights(self) -> np.ndarray:
-        """The head's ``K × p`` classifier weights (float64): a learnable head's trained ``W``,
-        a fixed ETF's frame (with its per-class lengths when it has them)."""
+        """The head's `K × p` classifier weights (float64): a learnable head's trained `W`, a
+        fixed ETF's frame (with its per-class lengths when it has them)."""
         import torch
 
         with torch.no_grad():
             return self.head().weight.detach().double().cpu().numpy()
 
     def head_features(self, features: np.ndarray) -> np.ndarray:
-        """What the head classifies, ``head.features(h)``, for backbone features ``(N, p)``
-        (float64). For a head without projector, BatchNorm or normalisation: ``features``."""
+        """What the head classifies, `head.features(h)`, for backbone features.
+
+        Parameters
+        ----------
+        features
+            Backbone features `(N, p)`.
+
+        Returns
+        -------
+        numpy.ndarray
+            `(N, p)` float64; `features` itself for a head without projector, BatchNorm or
+            normalisation.
+        """
         import torch
 
         with torch.no_grad():
@@ -189,7 +231,8 @@ class TrainedRun:
             return self.head().features(h).double().numpy()
 
     def load(self):
-        """``(backbone, config)`` of the run (:func:`etfcore.training.load_pretrained`)."""
+        """`(backbone, config)` of the run
+        ([`load_pretrained`][etfcore.training.trainer.load_pretrained])."""
         from ..training import load_pretrained
 
         return load_pretrained(self.run_dir)
@@ -197,7 +240,13 @@ class TrainedRun:
 
 class Context:
     """What one seed of an experiment gets: configs with the run options filled in, and cached
-    training, fine-tuning, feature extraction and linear probes (all through the public API)."""
+    training, fine-tuning, feature extraction and linear probes (all through the public API).
+
+    Parameters
+    ----------
+    options
+        How the runs go; `options.out_dir` holds the cache.
+    """
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
@@ -208,9 +257,17 @@ class Context:
         return self.options.quick
 
     def config(self, base: Any = None, **changes: Any):
-        """A :class:`~etfcore.training.TrainConfig` from ``base`` (a config, a mapping or None)
-        and ``changes``, with the run's accelerator and progress setting; from a mapping without
-        ``etf_seed``, the frame is drawn from the run's ``seed``."""
+        """A [`TrainConfig`][etfcore.training.config.TrainConfig] with the run's accelerator and
+        progress setting.
+
+        Parameters
+        ----------
+        base
+            A config, a mapping or `None`; from a mapping without `etf_seed`, the frame is drawn
+            from the run's `seed`.
+        **changes
+            Keys changed on top of `base`.
+        """
         from ..training import TrainConfig
 
         mapping = not hasattr(base, "to_dict")
@@ -229,8 +286,15 @@ class Context:
         return digest({"_version": [RUNS_VERSION, __version__], **d})
 
     def train(self, config: Any) -> TrainedRun:
-        """Trains ``config`` (a config or mapping; see :meth:`config`) once: a second call with
-        the same config, from any experiment, returns the cached run."""
+        """Train `config` once: a second call with the same config, from any experiment,
+        returns the cached run.
+
+        Parameters
+        ----------
+        config
+            A config or mapping, as [`config`][etfcore.experiments.runner.Context.config] takes
+            it.
+        """
         from ..training import Trainer
 
         cfg = self.config(config)
@@ -267,9 +331,28 @@ class Context:
         head_only: Optional[bool] = None,
         train: bool = True,
     ) -> Dict[str, Any]:
-        """:func:`etfcore.training.finetune` of ``run``'s backbone on ``target`` (config keys the
-        target changes, e.g. ``{"classes": [5, 6, 7, 8, 9]}``); returns (and caches) its scores
-        (``test_acc`` etc.) with ``history`` (per-epoch rows; empty when ``train=False``)."""
+        """[`finetune`][etfcore.training.finetune.finetune] `run`'s backbone on `target`
+        (cached).
+
+        Parameters
+        ----------
+        run
+            The pretrained run.
+        target
+            Config keys the target changes, e.g. `{"classes": [5, 6, 7, 8, 9]}`.
+        head
+            The new head, as `finetune` takes it.
+        head_only
+            Train the head only.
+        train
+            `False` only evaluates the new head.
+
+        Returns
+        -------
+        dict
+            The scores (`test_acc` etc.) with `history` (per-epoch rows; empty when
+            `train=False`).
+        """
         from ..training import finetune
 
         cfg = self._target(run, target)
@@ -290,9 +373,28 @@ class Context:
     def features(
         self, run: TrainedRun, target: Any = None, splits: Sequence[str] = ("train", "test")
     ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-        """Penultimate features of ``run``'s backbone on ``target``'s data,
-        ``{split: (features (N, p) float32, labels (N,))}``, extracted once
-        (:func:`etfcore.training.extract_run_features`)."""
+        """Penultimate features of `run`'s backbone on `target`'s data, extracted once
+        ([`extract_run_features`][etfcore.training.extract.extract_run_features]).
+
+        Parameters
+        ----------
+        run
+            The pretrained run.
+        target
+            Config keys the target changes.
+        splits
+            The splits returned.
+
+        Returns
+        -------
+        dict
+            `{split: (features (N, p) float32, labels (N,))}`.
+
+        Raises
+        ------
+        ParameterError
+            When the target has no such split.
+        """
         from ..training.extract import extract_run_features
 
         cfg = self._target(run, target)
@@ -310,10 +412,26 @@ class Context:
         return out
 
     def probe(self, run: TrainedRun, target: Any = None, *, seed: int = 0, **kw: Any):
-        """Linear probe (:func:`etfcore.transfer.linear_probe`) of ``run``'s frozen features on
-        ``target``: trained on the target's training split, tested on its test split; returns
-        the :class:`~etfcore.transfer.ProbeResult`. ``kw`` go to ``linear_probe`` (e.g. a
-        coarser ``grid`` in quick runs)."""
+        """Linear probe ([`linear_probe`][etfcore.transfer.probe.linear_probe]) of `run`'s
+        frozen features on `target`: trained on the target's training split, tested on its test
+        split.
+
+        Parameters
+        ----------
+        run
+            The pretrained run.
+        target
+            Config keys the target changes.
+        seed
+            The probe's seed.
+        **kw
+            Passed to `linear_probe` (e.g. a coarser `grid` in quick runs).
+
+        Returns
+        -------
+        ProbeResult
+            The [`ProbeResult`][etfcore.transfer.probe.ProbeResult].
+        """
         from ..transfer import linear_probe
 
         f = self.features(run, target)
@@ -323,7 +441,29 @@ class Context:
 
 @dataclasses.dataclass
 class Report:
-    """One experiment's outcome with everything needed to print it or write it down."""
+    """One experiment's outcome with everything needed to print it or write it down.
+
+    Parameters
+    ----------
+    experiment
+        The experiment.
+    settings
+        Its settings.
+    seeds
+        The seeds run.
+    results
+        One measurement mapping per seed.
+    outcome
+        The verdict, effects, table and notes.
+    seconds
+        The wall time.
+    computed_seconds
+        The time spent computing seeds (not read from the cache).
+    figure
+        The figure's path, or `None`.
+    form
+        The scale form run.
+    """
 
     experiment: Experiment
     settings: Dict[str, Any]
@@ -408,7 +548,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _experiment_of(where: Tuple[str, str]) -> Experiment:
-    """The experiment class at ``(module, qualname)``, imported (a worker process has only the
+    """The experiment class at `(module, qualname)`, imported (a worker process has only the
     names)."""
     obj: Any = importlib.import_module(where[0])
     for part in where[1].split("."):
@@ -419,7 +559,7 @@ def _experiment_of(where: Tuple[str, str]) -> Experiment:
 def _run_one_seed(
     exp: Any, options: RunOptions, settings: Dict[str, Any], seed: int
 ) -> Tuple[Dict[str, Any], float]:
-    """One seed, in this process or a worker (``exp`` is then its ``(module, qualname)``):
+    """One seed, in this process or a worker (`exp` is then its `(module, qualname)`):
     computes, caches and returns its measurements."""
     if isinstance(exp, tuple):
         exp = _experiment_of(exp)
@@ -544,23 +684,28 @@ def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
 def run_experiment(
     experiment: Any, options: Optional[RunOptions] = None, *, progress: Any = None
 ) -> Report:
-    """Runs (or reads from the cache) every seed of ``experiment`` (a name or an instance),
-    summarises, draws the figure and writes ``<out>/<name>/report.md``.
+    """Run (or read from the cache) every seed of an experiment, summarise, draw the figure
+    and write `<out>/<name>/report.md`.
 
     Parameters
     ----------
-    experiment : str or Experiment
-        A registered name or an instance.
-    options : RunOptions or None
-        How to run (default `RunOptions()`).
-    progress : Stage or None
-        A stage of an `etfcore._progress.Reporter` counting seeds: each seed, computed or
-        read from the cache, calls its ``done`` as it finishes (with ``options.jobs > 1``, as
-        the worker processes finish). ``None`` (the default): no progress lines.
+    experiment
+        A name or an instance.
+    options
+        How it runs (default `RunOptions()`).
+    progress
+        A stage of an `etfcore._progress.Reporter` counting seeds: each seed, computed or read
+        from the cache, calls its `done` as it finishes (with `options.jobs > 1`, as the worker
+        processes finish). `None` (the default): no progress lines.
 
     Returns
     -------
     Report
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name or no seed.
     """
     options = options or RunOptions()
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
@@ -641,7 +786,7 @@ configs (`tests/test_experiments_forms.py`)."""
 
 
 def machine_description() -> str:
-    """``"2 CPU cores (x86_64, Linux), Python 3.12, torch 2.x"``: where a report was made."""
+    """`"2 CPU cores (x86_64, Linux), Python 3.12, torch 2.x"`: where a report was made."""
     import platform
 
     try:
@@ -665,11 +810,26 @@ def write_report(
     pages_dir: Optional[str] = None,
     machine: Optional[str] = None,
 ) -> None:
-    """Every experiment's section under a summary table, grouped by paper, with the command, the
-    machine (``machine``, default :func:`machine_description`) and the wall time. Figures are
-    copied to ``figures_dir`` when given (else linked where they are), relative to ``path``; when
-    ``pages_dir`` holds a page ``<module>.md`` for an experiment module (its protocols and
-    investigations), each paper's section links it."""
+    """Write every experiment's section under a summary table, grouped by paper, with the
+    command, the machine and the wall time.
+
+    Parameters
+    ----------
+    reports
+        The reports.
+    path
+        The Markdown file written.
+    command
+        The command that made the reports.
+    figures_dir
+        Figures are copied there when given (else linked where they are), relative to `path`.
+    pages_dir
+        When it holds a page `<module>.md` for an experiment module (its protocols and
+        investigations), each paper's section links it.
+    machine
+        The machine's description (default
+        [`machine_description`][etfcore.experiments.runner.machine_description]).
+    """
     base = os.path.dirname(os.path.abspath(path))
     parts = [
         "# Reproductions",
@@ -706,7 +866,7 @@ def write_report(
 
 
 def select(names: Sequence[str]) -> List[Experiment]:
-    """Experiments named in ``names`` (``all`` = every one, in registry order)."""
+    """Experiments named in `names` (`all` = every one, in registry order)."""
     experiments = load_experiments()
     if not names or "all" in names:
         return list(experiments.values())

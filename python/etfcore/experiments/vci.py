@@ -1,22 +1,22 @@
 r"""Xu & Liu, "Quantifying the variability collapse of neural networks": VCI tracks transfer where
 the older collapse metrics do not, and collapse grows during training (more with MSE than CE).
 
-Collapse metrics of features ``h`` with class means ``μ_k``, global mean ``μ_G`` and the
-population covariances ``Σ_W``, ``Σ_B``, ``Σ_T = Σ_W + Σ_B`` (weighted by class frequency):
+Collapse metrics of features `h` with class means `μ_k`, global mean `μ_G` and the
+population covariances `Σ_W`, `Σ_B`, `Σ_T = Σ_W + Σ_B` (weighted by class frequency):
 
-- VCI ``= 1 − Tr[Σ_T^† Σ_B] / min(p, K − 1)`` (0 for fully collapsed features; higher = less
+- VCI `= 1 − Tr[Σ_T^† Σ_B] / min(p, K − 1)` (0 for fully collapsed features; higher = less
   collapse);
-- fuzziness ``Tr[Σ_W Σ_B^†]`` (the paper's; etfcore's NC1 is the same divided by ``K``);
-- squared distance ``Tr Σ_W / Tr Σ_B`` (Hui et al.);
+- fuzziness `Tr[Σ_W Σ_B^†]` (the paper's; etfcore's NC1 is the same divided by `K`);
+- squared distance `Tr Σ_W / Tr Σ_B` (Hui et al.);
 - cosine similarity: Kornblith et al.'s mean within-class cosine similarity
-  ``1 − d_within = mean_k mean_{i,j in k} cos(h_i, h_j)`` (grows with collapse). Xu & Liu's
-  text names the distance ``d_within``, but their App. C values (0.46 at τ = 0.1 rising to 0.58
+  `1 − d_within = mean_k mean_{i,j in k} cos(h_i, h_j)` (grows with collapse). Xu & Liu's
+  text names the distance `d_within`, but their App. C values (0.46 at τ = 0.1 rising to 0.58
   at τ = 1, where every other metric says collapse grows) are the similarity; we report the
   similarity so that their column compares.
 
-Transfer is measured by the mean log-odds gain ``MLOG = mean_t logit(acc_t) − logit(acc_source)``
-(:func:`etfcore.transfer.mlog`) over the linear-probe accuracies of the model-selection
-benchmark's targets, the source accuracy being the run's own test accuracy.
+Transfer is measured by the mean log-odds gain `MLOG = mean_t logit(acc_t) − logit(acc_source)`
+([`etfcore.transfer.mlog`][etfcore.transfer.mlog]) over the linear-probe accuracies of the
+model-selection benchmark's targets, the source accuracy being the run's own test accuracy.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from ..transfer import mlog, pearson
 from .base import Effect, Experiment, Outcome, RunOptions, Table, mean_std, register
 from .model_selection import zoo_measurements, zoo_settings
 
-#: The two families of pretraining runs and their knob: six values each (Dec 2026), the paper's
-#: own grids (App. C, Tables 1–2: τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}; λ ∈ {2.5, 3.75, 5, 7.5, 10},
-#: with λ = 0 as the family's unregularised end). Members not in the benchmark's zoo are added
-#: to this experiment's (:data:`FAMILY_ZOO`).
 FAMILY_A = (("linear-ce-t0.1", 0.1), ("linear-ce-t0.2", 0.2), ("linear-ce-t0.4", 0.4),
             ("linear-ce-t0.6", 0.6), ("linear-ce-t0.8", 0.8), ("linear-ce", 1.0))  # fmt: skip
+"""The two families of pretraining runs and their knob: six values each (Dec 2026), the paper's own
+grids (App. C, Tables 1–2: τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}; λ ∈ {2.5, 3.75, 5, 7.5, 10}, with λ
+= 0 as the family's unregularised end). Members not in the benchmark's zoo are added to this
+experiment's (`FAMILY_ZOO`)."""
 FAMILY_B = (("linear-ce", 0.0), ("linear-ce-cos2.5", 2.5), ("linear-ce-cos3.75", 3.75),
             ("linear-ce-cos5", 5.0), ("linear-ce-cos7.5", 7.5),
             ("linear-ce-cos10", 10.0))  # fmt: skip
@@ -43,17 +43,16 @@ FAMILY_ZOO = {
     **{m: {"head": "linear", "temperature": v} for m, v in FAMILY_A if m != "linear-ce"},
     **{m: {"head": "linear", "cosine_reg": v} for m, v in FAMILY_B if m != "linear-ce"},
 }
-#: Ablation of family B: the regulariser as the plain mean within-class cosine, not divided by
-#: the class's count in the batch (~13 samples per class in our batches of 64; about one for a
-#: class present in the paper's ImageNet batches of 256, where the division hardly matters).
 FAMILY_B_MEAN = (("linear-ce", 0.0), ("linear-ce-cosmean2.5", 2.5),
                  ("linear-ce-cosmean5", 5.0), ("linear-ce-cosmean10", 10.0))  # fmt: skip
+"""Ablation of family B: the regulariser as the plain mean within-class cosine, not divided by the
+class's count in the batch (~13 samples per class in our batches of 64; about one for a class
+present in the paper's ImageNet batches of 256, where the division hardly matters)."""
 ABLATION_ZOO = {
     m: {"head": "linear", "cosine_reg": v, "cosine_reg_normalization": "mean"}
     for m, v in FAMILY_B_MEAN[1:]
 }
 
-#: metric key → (label, run.final key, factor). Fuzziness is NC1 × K.
 METRICS = {
     "vci": ("VCI", "train_vci"),
     "nc1": ("NC1 = fuzziness / K", "train_nc1"),
@@ -61,20 +60,23 @@ METRICS = {
     "squared_distance": ("squared distance", "train_squared_distance"),
     "cosine": ("cosine similarity 1 − d_within", "train_cosine_within"),
 }
-#: Pearson with MLOG recomputed from Xu & Liu's App. C, Table 2 (family τ, family λ).
+"""metric key → (label, run.final key, factor). Fuzziness is NC1 × K."""
 PAPER_PEARSON = {
     "vci": ("0.99", "0.98"),
     "fuzziness": ("0.99", "−0.41"),
     "squared_distance": ("1.00", "−1.00"),
     "cosine": ("−0.99", "0.98"),
 }
+"""Pearson with MLOG recomputed from Xu & Liu's App. C, Table 2 (family τ, family λ)."""
 OTHERS = ("fuzziness", "squared_distance", "cosine")
 
 
 def clipped_accuracy(acc: float, n: int) -> float:
-    """``acc`` moved into ``[½/n, 1 − ½/n]`` (a perfect or null accuracy on ``n`` test samples has
+    """`acc` moved into `[½/n, 1 − ½/n]` (a perfect or null accuracy on `n` test samples has
     an infinite log-odds; half a sample is the usual continuity correction).
 
+    Examples
+    --------
     >>> clipped_accuracy(1.0, 500), clipped_accuracy(0.9, 500)
     (0.999, 0.9)
     """
@@ -102,17 +104,17 @@ def _pearson0(x: Sequence[float], y: Sequence[float]) -> float:
 class VCITracksTransfer(Experiment):
     """Xu & Liu §6.3 at small scale. Two families of pretraining runs from the model-selection zoo
     (same configs, so the runs and probes are shared): family A varies the softmax temperature
-    ``τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}``, family B the within-class cosine regulariser ``λ ∈ {0,
+    `τ ∈ {0.1, 0.2, 0.4, 0.6, 0.8, 1}`, family B the within-class cosine regulariser ``λ ∈ {0,
     2.5, 3.75, 5, 7.5, 10}`` (learnable linear head, CE, MNIST-1D digits 0–4). Per run: VCI,
     NC1/fuzziness, squared distance and the cosine metric of the source training features at the
     end of training, and MLOG over the benchmark's five targets by linear probe. Per seed and
     family: each metric's Pearson correlation with MLOG over the family's runs.
 
     Effects, fixed before any run: VCI's Pearson with MLOG in family A and in family B
-    (``min_effect = 0.5``: the claim is a strong correlation — the paper's are 0.99 and 0.98 —
+    (`min_effect = 0.5`: the claim is a strong correlation — the paper's are 0.99 and 0.98 —
     and with four runs per family only |r| > 0.5 is distinguishable from noise at all); and for
-    each older metric the *sign disagreement* ``−r_A·r_B`` (positive when the correlation flips
-    sign between the families, as the paper reports; ``min_effect = 0.25``, i.e. both |r| ≈ 0.5).
+    each older metric the *sign disagreement* `−r_A·r_B` (positive when the correlation flips
+    sign between the families, as the paper reports; `min_effect = 0.25`, i.e. both |r| ≈ 0.5).
     A constant metric (undefined Pearson) counts as r = 0.
 
     Changed in Dec 2026: six values per family (the paper's grids, App. C), against four
@@ -178,7 +180,7 @@ class VCITracksTransfer(Experiment):
 
     @staticmethod
     def averaged(settings, results, fam: str, key: str) -> float:
-        """Pearson of ``key`` with MLOG over a family's runs averaged over seeds."""
+        """Pearson of `key` with MLOG over a family's runs averaged over seeds."""
         members = [m for m, _ in settings[fam]]
         x = [float(np.mean([r["points"][m][key] for r in results])) for m in members]
         y = [float(np.mean([r["points"][m]["mlog"] for r in results])) for m in members]
@@ -265,7 +267,7 @@ CURVE_KEYS = ("train_vci", "train_nc1", "test_vci", "test_nc1", "train_squared_d
 
 
 def curves(history: Sequence[Mapping[str, Any]]) -> Dict[str, List[float]]:
-    """Per-epoch values of :data:`CURVE_KEYS` from a run's history (tracked epochs only)."""
+    """Per-epoch values of `CURVE_KEYS` from a run's history (tracked epochs only)."""
     rows = [h for h in history if "train_vci" in h]
     out = {k: [float(h[k]) if h.get(k) is not None else math.nan for h in rows]
            for k in CURVE_KEYS}  # fmt: skip
@@ -274,7 +276,7 @@ def curves(history: Sequence[Mapping[str, Any]]) -> Dict[str, List[float]]:
 
 
 def _log_ratio(a: float, b: float) -> float:
-    """``log(a/b)``; 0 when either is not a positive finite number."""
+    """`log(a/b)`; 0 when either is not a positive finite number."""
     if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
         return 0.0
     return math.log(a / b)
@@ -287,9 +289,9 @@ class CollapseCurves(Experiment):
     first tracked point is after one epoch (no row exists before training).
 
     Effects, fixed before any run, as log-ratios (positive = in the claim's direction; a log
-    ratio of 0.05 is a 5% change, below which we do not call it a change, ``min_effect = 0.05``):
-    train VCI and train NC1 fall during CE training (``log(first/last)``); MSE ends more collapsed
-    than CE (``log(CE/MSE)`` of the final train VCI and NC1); test VCI falls too (CE).
+    ratio of 0.05 is a 5% change, below which we do not call it a change, `min_effect = 0.05`):
+    train VCI and train NC1 fall during CE training (`log(first/last)`); MSE ends more collapsed
+    than CE (`log(CE/MSE)` of the final train VCI and NC1); test VCI falls too (CE).
     """
 
     name = "003-collapse-curves"

@@ -1,6 +1,6 @@
 """PyTorch modules: classifier heads, the papers' losses, Switchable Whitening and backbones.
 
-Importing this subpackage imports torch; ``import etfcore`` alone never does.
+Importing this subpackage imports torch; `import etfcore` alone never does.
 """
 
 from ..errors import require

@@ -1,8 +1,10 @@
 """Backbones that return penultimate features: an MLP and a small CNN for the embedded data,
-He et al.'s CIFAR ResNets (``resnet32``: 3 stages of 5 basic blocks, 0.46M parameters), and
+He et al.'s CIFAR ResNets (`resnet32`: 3 stages of 5 basic blocks, 0.46M parameters), and
 torchvision ResNets (32×32 stem option, Switchable Whitening in the early layers) when
-torchvision is installed. Each has ``feature_dim``.
+torchvision is installed. Each has `feature_dim`.
 
+Examples
+--------
 >>> import torch
 >>> resnet32()(torch.randn(2, 3, 32, 32)).shape
 torch.Size([2, 64])
@@ -21,8 +23,22 @@ from .whitening import SwitchableWhitening
 
 
 class MLP(nn.Module):
-    """``in_dim → hidden → … → feature_dim`` with BatchNorm + ReLU between layers; the last layer is
-    linear, so features can occupy the whole space (needed by fixed-ETF heads)."""
+    """A multilayer perceptron `in_dim → hidden → … → feature_dim`.
+
+    BatchNorm + ReLU between layers; the last layer is linear, so features can occupy the whole
+    space (needed by fixed-ETF heads). Inputs are flattened after the batch dimension.
+
+    Parameters
+    ----------
+    in_dim
+        The input dimension.
+    feature_dim
+        The output (feature) dimension.
+    hidden
+        The width of the hidden layers.
+    depth
+        The number of linear layers.
+    """
 
     def __init__(self, in_dim: int, feature_dim: int, *, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
@@ -47,8 +63,20 @@ def _sw(channels: int, modes: Sequence[str] = _ALL_SW, group_size: int = 16) -> 
 
 
 def norm_layer(norm: str) -> Callable[[int], nn.Module]:
-    """``"bn"`` → ``BatchNorm2d``; ``"sw"`` → :class:`SwitchableWhitening` (groups of 16
-    channels, all five statistics mixed)."""
+    """The normalisation layer factory `norm` (called with a number of channels).
+
+    Parameters
+    ----------
+    norm
+        `"bn"` for `BatchNorm2d`, or `"sw"` for
+        [`SwitchableWhitening`][etfcore.nn.whitening.SwitchableWhitening] (groups of 16 channels,
+        all five statistics mixed).
+
+    Raises
+    ------
+    ParameterError
+        For any other `norm`.
+    """
     if norm == "bn":
         return nn.BatchNorm2d
     if norm == "sw":
@@ -57,9 +85,21 @@ def norm_layer(norm: str) -> Callable[[int], nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """Two 3×3 convolutions (normalisation: BatchNorm or Switchable Whitening), pooling, linear to
-    ``feature_dim``. Input ``(N, in_channels, H, W)``; a flat ``(N, H·W)`` input is reshaped to
-    square images."""
+    """Two 3×3 convolutions with normalisation, pooling, and a linear layer to `feature_dim`.
+
+    Input `(N, in_channels, H, W)`; a flat `(N, H·W)` input is reshaped to square images.
+
+    Parameters
+    ----------
+    feature_dim
+        The output (feature) dimension.
+    in_channels
+        The input channels.
+    width
+        The channels of the first convolution (the second has twice as many).
+    norm
+        `"bn"` (BatchNorm) or `"sw"` (Switchable Whitening, groups of 8 channels).
+    """
 
     def __init__(
         self, feature_dim: int, *, in_channels: int = 1, width: int = 32, norm: str = "bn"
@@ -107,10 +147,29 @@ class _CifarBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """He et al. (2016)'s CIFAR ResNet of depth ``6n+2``: a 3×3 convolution to 16 channels, three
-    stages of ``n`` basic blocks (16, 32, 64 channels; stride 2 at the start of stages 2 and 3),
-    global average pooling. Returns the 64 pooled features (or ``feature_dim`` through a linear
-    layer). Depth 32 (``n = 5``) has 463,504 parameters (0.46M with a 10-class linear layer)."""
+    """He et al. (2016)'s CIFAR ResNet of depth `6n+2`.
+
+    A 3×3 convolution to 16 channels, three stages of `n` basic blocks (16, 32, 64 channels;
+    stride 2 at the start of stages 2 and 3), global average pooling. Returns the 64 pooled
+    features (or `feature_dim` through a linear layer). Depth 32 (`n = 5`) has 463,504
+    parameters (0.46M with a 10-class linear layer).
+
+    Parameters
+    ----------
+    depth
+        `6n+2`: 20, 32, 44, 56, …
+    in_channels
+        The input channels.
+    feature_dim
+        Adds a linear layer from the 64 pooled features to `feature_dim`; none when `None`.
+    norm
+        `"bn"` or `"sw"`, as in [`norm_layer`][etfcore.nn.backbones.norm_layer].
+
+    Raises
+    ------
+    ParameterError
+        When `depth` is not of the form `6n+2` with `n ≥ 1`.
+    """
 
     def __init__(
         self,
@@ -146,8 +205,12 @@ class CifarResNet(nn.Module):
 
 
 def resnet32(*, in_channels: int = 3, feature_dim: Optional[int] = None, norm: str = "bn"):
-    """He et al.'s CIFAR ResNet-32 (:class:`CifarResNet` with depth 32): the backbone of the dot
-    regression and hinge-CE papers' CIFAR-LT experiments."""
+    """He et al.'s CIFAR ResNet-32: the backbone of the dot-regression and hinge-CE papers'
+    CIFAR-LT experiments.
+
+    [`CifarResNet`][etfcore.nn.backbones.CifarResNet] with depth 32; the parameters are
+    those of `CifarResNet`.
+    """
     return CifarResNet(32, in_channels=in_channels, feature_dim=feature_dim, norm=norm)
 
 
@@ -160,16 +223,36 @@ def resnet(
     sw_stages: Sequence[int] = (0, 1),
     sw_modes: Sequence[str] = ("bw", "iw"),
 ) -> nn.Module:
-    """torchvision ResNet-18/34/50/101 returning pooled features (``fc`` replaced).
+    """A torchvision ResNet-18/34/50/101 returning pooled features (`fc` replaced).
 
-    ``small_input`` uses the 32×32 stem (3×3 stride-1 first convolution, no max-pool).
-    ``feature_dim`` adds a linear layer (the projector on top of ReLU features of the hinge-CE
-    paper). ``norm="sw"`` replaces BatchNorm by :class:`SwitchableWhitening` (groups of 16
-    channels, mixing ``sw_modes``; default batch + instance whitening, the variant Pan et al.
-    report on ImageNet) in the stages listed in ``sw_stages``: 0 is the stem's ``bn1``, 1–4
-    every BatchNorm of ``layer1``–``layer4`` (downsample branches included). The default, stem
-    and first stage, is etfcore's choice to bound the cost of the per-group eigendecompositions;
-    ``sw_stages=range(5)`` replaces every BatchNorm."""
+    Parameters
+    ----------
+    name
+        `"resnet18"`, `"resnet34"`, `"resnet50"` or `"resnet101"`.
+    small_input
+        Use the 32×32 stem (3×3 stride-1 first convolution, no max-pool).
+    feature_dim
+        Adds a linear layer (the projector on top of ReLU features of the hinge-CE paper).
+    norm
+        `"bn"`, or `"sw"` to replace BatchNorm by
+        [`SwitchableWhitening`][etfcore.nn.whitening.SwitchableWhitening] (groups of 16
+        channels, mixing `sw_modes`) in the stages listed in `sw_stages`.
+    sw_stages
+        Where `norm="sw"` applies: 0 is the stem's `bn1`, 1–4 every BatchNorm of
+        `layer1`–`layer4` (downsample branches included). The default, stem and first stage, is
+        etfcore's choice to bound the cost of the per-group eigendecompositions;
+        `sw_stages=range(5)` replaces every BatchNorm.
+    sw_modes
+        The statistics Switchable Whitening mixes; default batch + instance whitening, the
+        variant Pan et al. report on ImageNet.
+
+    Raises
+    ------
+    MissingDependencyError
+        Without torchvision.
+    ParameterError
+        For an unknown `name` or `norm`, or a stage outside 0..4.
+    """
     torchvision = require("torchvision", "train", "ResNet backbones")
     if name not in ("resnet18", "resnet34", "resnet50", "resnet101"):
         raise ParameterError(f"name must be resnet18/34/50/101, got {name!r}")

@@ -1,12 +1,14 @@
 """A small 1-D convolutional backbone for signals such as MNIST-1D's 40-sample sequences.
 
 Three stride-2 convolutions (kernel 5, BatchNorm, ReLU) halve the length each time; the flattened
-map goes through a linear layer to ``feature_dim`` (no activation after it, so the features can
+map goes through a linear layer to `feature_dim` (no activation after it, so the features can
 occupy the whole space, as fixed-ETF heads need). On MNIST-1D a network of this shape is the
 benchmark's "CNN" baseline (Greydanus, "Scaling down deep learning", 2020: convolutions reach
 far higher test accuracy than an MLP on the same signals, since the digits' templates are
 shifted and scaled along the sequence).
 
+Examples
+--------
 >>> import torch
 >>> Conv1DNet(40, 16)(torch.randn(3, 40)).shape
 torch.Size([3, 16])
@@ -23,7 +25,7 @@ from ..errors import ParameterError
 
 
 class Conv1DNet(nn.Module):
-    """``(N, L)`` or ``(N, 1, L)`` signals → ``(N, feature_dim)`` features."""
+    """`(N, L)` or `(N, 1, L)` signals → `(N, feature_dim)` features."""
 
     def __init__(self, length: int, feature_dim: int, *, channels: int = 32, layers: int = 3):
         super().__init__()

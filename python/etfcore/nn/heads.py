@@ -14,15 +14,35 @@ from torch.nn import functional as F
 from .. import frames as _frames
 from ..errors import DimensionError, ParameterError, ShapeError
 
-#: The fixed frames a head can use, by name (``FixedETFHead(frame=...)``).
 FRAMES = ("simplex", "sphere", "hypercube", "orthoplex", "min_coherence")
+"""The fixed frames a head can use, by name (`FixedETFHead(frame=...)`)."""
 
 
 def fixed_frame(
     name: str, num_classes: int, dim: int, seed: int, lengths: Optional[Sequence[float]] = None
 ) -> np.ndarray:
-    """The ``(num_classes, dim)`` float64 frame ``name`` (one of :data:`FRAMES`) from ``seed``,
-    rows scaled to ``lengths`` when given (unit otherwise)."""
+    """The fixed frame `name` as a `(num_classes, dim)` float64 array.
+
+    Parameters
+    ----------
+    name
+        One of [`FRAMES`][etfcore.nn.heads.FRAMES].
+    num_classes
+        The number of rows `K`.
+    dim
+        The dimension `p` of each row.
+    seed
+        Seeds the frames that are drawn at random.
+    lengths
+        Row norms (`K` positive values); unit rows when `None`.
+
+    Raises
+    ------
+    DimensionError
+        For a simplex ETF with `dim < num_classes - 1`.
+    ParameterError
+        For an unknown `name` or bad `lengths`.
+    """
     if name == "simplex":
         if dim < num_classes - 1:
             raise DimensionError(
@@ -56,25 +76,56 @@ def _check_features(h: torch.Tensor, dim: int) -> None:
 
 
 class FixedETFHead(nn.Module):
-    r"""Fixed-frame classifier ``logits = W φ(h)`` (bias zero): a simplex ETF by default.
+    r"""Fixed-frame classifier $\text{logits} = W \varphi(h)$ (bias zero): a simplex ETF by
+    default.
 
-    ``frame`` picks ``W`` (``K × p``, unit rows): ``"simplex"`` (:func:`etfcore.etf`, needs
-    ``p ≥ K - 1``), or for more classes ``"sphere"`` (:func:`etfcore.sphere_codes`),
-    ``"hypercube"``, ``"orthoplex"`` or ``"min_coherence"`` (:func:`etfcore.min_coherence_frame`,
-    ``K ≤ 20 000``); see :func:`etfcore.frame_coherence` for how well each separates the classes.
-    ``W`` comes with an explicit ``seed`` and is a persistent
-    buffer: optimisers never see it and a checkpoint restores exactly the same frame (the seed is
-    also a buffer). ``φ`` is an optional projector ``Linear(p, p)`` (as in the hinge-CE paper:
-    lets ReLU features reach the whole space), optionally followed by ``BatchNorm1d`` and/or L2
-    normalisation, in that order: ``φ(h) = normalize(BN(P h))``. ``batch_norm=True,
-    normalize=True`` (without projector) is the feature head of Yang et al.'s public code:
-    BatchNorm1d on the pooled features, then division by their L2 norm, so the frame classifies
-    unit vectors.
-    ``lengths`` gives per-class row norms ``‖w_k‖`` (e.g. :func:`class_count_lengths`); with
-    ``lengths_in_training_only`` they shape the training logits (and the losses) only, and
-    predictions in eval mode use the unit-length frame, as Yang et al.'s public code does (the
-    long vectors of rare classes otherwise pull every prediction toward them).
+    $W$ ($K \times p$) comes with an explicit `seed` and is a persistent buffer: optimisers never
+    see it and a checkpoint restores exactly the same frame (the seed is also a buffer).
+    $\varphi$ is an optional projector `Linear(p, p)` (as in the hinge-CE paper: lets ReLU
+    features reach the whole space), optionally followed by `BatchNorm1d` and/or L2
+    normalisation, in that order: $\varphi(h) = \mathrm{normalize}(\mathrm{BN}(P h))$.
+    `batch_norm=True, normalize=True` (without projector) is the feature head of Yang et al.'s
+    public code: BatchNorm1d on the pooled features, then division by their L2 norm, so the frame
+    classifies unit vectors.
 
+    Parameters
+    ----------
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+    seed
+        Seeds the frame.
+    lengths
+        Per-class row norms $\|w_k\|$ (e.g. from
+        [`class_count_lengths`][etfcore.nn.heads.class_count_lengths]); unit rows when `None`.
+    projector
+        Apply a learnable `Linear(p, p)` to the features first.
+    batch_norm
+        Then a `BatchNorm1d`.
+    normalize
+        Then divide the features by their L2 norm.
+    lengths_in_training_only
+        The `lengths` shape the training logits (and the losses) only, and predictions in eval
+        mode use the unit-length frame, as Yang et al.'s public code does (the long vectors of
+        rare classes otherwise pull every prediction toward them).
+    frame
+        Picks $W$ (unit rows), one of [`FRAMES`][etfcore.nn.heads.FRAMES]: `"simplex"`
+        ([`etfcore.etf`][etfcore.etf], needs $p \ge K - 1$), or for more classes `"sphere"`
+        ([`etfcore.sphere_codes`][etfcore.sphere_codes]), `"hypercube"`, `"orthoplex"` or
+        `"min_coherence"` ([`etfcore.min_coherence_frame`][etfcore.min_coherence_frame],
+        $K \le 20\,000$); see [`etfcore.frame_coherence`][etfcore.frame_coherence] for how well
+        each separates the classes.
+
+    Raises
+    ------
+    DimensionError
+        For a simplex ETF with `dim < num_classes - 1`.
+    ParameterError
+        For an unknown `frame` or bad `lengths`.
+
+    Examples
+    --------
     >>> import torch, etfcore.nn as enn
     >>> head = enn.FixedETFHead(num_classes=10, dim=16, seed=0)
     >>> head(torch.randn(4, 16)).shape
@@ -133,7 +184,17 @@ class FixedETFHead(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """Learnable ``nn.Linear(p, K)`` — the "trainable model" baseline."""
+    """Learnable `nn.Linear(p, K)` — the "trainable model" baseline.
+
+    Parameters
+    ----------
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+    bias
+        Learn a bias too.
+    """
 
     def __init__(self, num_classes: int, dim: int, *, bias: bool = True) -> None:
         super().__init__()
@@ -156,10 +217,28 @@ class LinearHead(nn.Module):
 
 
 def class_count_lengths(counts: Sequence[int]) -> np.ndarray:
-    r"""Per-class ETF lengths ``‖w_k‖ = √((N/K)/n_k)`` from the training class counts ``n_k``
-    (``N = Σ n_k``): Yang et al.'s balance of the gradients of the backbone under long tail
-    (rare classes get longer vectors; all lengths are 1 when the classes are balanced).
+    r"""Per-class ETF lengths $\|w_k\| = \sqrt{(N/K)/n_k}$ from the training class counts.
 
+    Yang et al.'s balance of the gradients of the backbone under long tail (rare classes get
+    longer vectors; all lengths are 1 when the classes are balanced).
+
+    Parameters
+    ----------
+    counts
+        The training class counts $n_k$ (at least 2, positive); $N = \sum_k n_k$.
+
+    Returns
+    -------
+    numpy.ndarray
+        The `K` lengths (float64).
+
+    Raises
+    ------
+    ParameterError
+        When `counts` is not a 1-D sequence of at least 2 positive counts.
+
+    Examples
+    --------
     >>> class_count_lengths([400, 100]).tolist()
     [0.7905694150420949, 1.5811388300841898]
     """
@@ -170,9 +249,24 @@ def class_count_lengths(counts: Sequence[int]) -> np.ndarray:
 
 
 def centred_means_weights(class_means: torch.Tensor) -> torch.Tensor:
-    r"""Seddik & Tamaazousti's classifier ``M̄ = M P / ‖M P‖₂`` (spectral norm),
-    ``P = I - 11ᵀ/K``, returned as ``K × p`` weights (rows ``M̄ᵀ``); ``class_means`` is
-    ``K × p``."""
+    r"""Seddik & Tamaazousti's classifier $\bar M = M P / \|M P\|_2$ (spectral norm), with
+    $P = I - \mathbf 1 \mathbf 1^\top/K$.
+
+    Parameters
+    ----------
+    class_means
+        The class means ($K \times p$, the rows of $M^\top$).
+
+    Returns
+    -------
+    torch.Tensor
+        The $K \times p$ weights (rows of $\bar M^\top$).
+
+    Raises
+    ------
+    ShapeError
+        When `class_means` is not 2-D.
+    """
     if class_means.dim() != 2:
         raise ShapeError(f"class_means must be (K, p), got {tuple(class_means.shape)}")
     centred = class_means - class_means.mean(0, keepdim=True)  # (M P)ᵀ
@@ -180,14 +274,25 @@ def centred_means_weights(class_means: torch.Tensor) -> torch.Tensor:
 
 
 class CentredMeansHead(nn.Module):
-    """Centred-means heads (Seddik & Tamaazousti).
+    r"""Centred-means heads (Seddik & Tamaazousti).
 
-    - ``mode="cm"``: fixed weights ``M̄ᵀ`` (a buffer);
-    - ``mode="wicm"``: a trainable linear head initialised with ``M̄ᵀ``;
-    - ``mode="lwm"``: ``W = (M Ω)ᵀ`` with ``M`` fixed and ``Ω`` (``K × K``) learned, from identity.
+    Parameters
+    ----------
+    class_means
+        The training features' class means ($K \times p$, e.g. from
+        [`etfcore.CollapseStats`][etfcore.CollapseStats]); $\bar M$ as in
+        [`centred_means_weights`][etfcore.nn.heads.centred_means_weights].
+    mode
+        `"cm"`: fixed weights $\bar M^\top$ (a buffer); `"wicm"`: a trainable linear head
+        initialised with $\bar M^\top$; `"lwm"`: $W = (M \Omega)^\top$ with $M$ fixed and
+        $\Omega$ ($K \times K$) learned, from the identity.
+    bias
+        Add a learnable bias to the logits.
 
-    ``class_means`` (``K × p``) are the training features' class means (e.g. from
-    :class:`etfcore.CollapseStats`).
+    Raises
+    ------
+    ParameterError
+        For an unknown `mode`.
     """
 
     def __init__(self, class_means, *, mode: str = "cm", bias: bool = False) -> None:

@@ -1,17 +1,19 @@
-"""Losses of the fixed-ETF papers and their baselines, each a small ``nn.Module`` taking
-``(outputs, target)`` with int64 hard labels in ``0..K-1``:
+"""Losses of the fixed-ETF papers and their baselines, each a small `nn.Module` taking
+`(outputs, target)` with int64 hard labels in `0..K-1`:
 
-- :class:`CrossEntropy` (class weights, label smoothing, softmax temperature),
-- :class:`MSELoss` (regression of the logits on one-hot targets),
-- :class:`DotRegressionLoss` (Yang et al.),
-- :class:`HingeCrossEntropy` (maximal-separating cones; per-dataset defaults in
-  :data:`HINGE_TAU_PLUS`),
-- :class:`GeneralisedLabelsLoss` (Seddik & Tamaazousti),
-- :class:`WithinClassCosineRegulariser` (a term on features added to any loss, Xu & Liu),
+- [`CrossEntropy`][etfcore.nn.losses.CrossEntropy] (class weights, label smoothing, softmax
+  temperature),
+- [`MSELoss`][etfcore.nn.losses.MSELoss] (regression of the logits on one-hot targets),
+- [`DotRegressionLoss`][etfcore.nn.losses.DotRegressionLoss] (Yang et al.),
+- [`HingeCrossEntropy`][etfcore.nn.losses.HingeCrossEntropy] (maximal-separating cones;
+  per-dataset defaults in [`HINGE_TAU_PLUS`][etfcore.nn.losses.HINGE_TAU_PLUS]),
+- [`GeneralisedLabelsLoss`][etfcore.nn.losses.GeneralisedLabelsLoss] (Seddik & Tamaazousti),
+- [`WithinClassCosineRegulariser`][etfcore.nn.losses.WithinClassCosineRegulariser] (a term on
+  features added to any loss, Xu & Liu),
 
-and :func:`mixup`. ``uses_features`` says whether a loss takes the head's features (dot
-regression, hinge CE, the regulariser) or its logits. Labels are checked once per call with one
-vectorised comparison: a label outside ``0..K-1`` raises :class:`etfcore.LabelError`.
+and [`mixup`][etfcore.nn.losses.mixup]. `uses_features` says whether a loss takes the head's
+features (dot regression, hinge CE, the regulariser) or its logits. Labels are checked once per
+call with one vectorised comparison: a label outside `0..K-1` raises `etfcore.LabelError`.
 """
 
 from __future__ import annotations
@@ -39,20 +41,39 @@ __all__ = [
     "check_target",
 ]
 
-#: τ⁺ of hinge cross-entropy per training set, as used by the hinge-CE paper ("Do we need neural
-#: collapse?"): on the long-tailed sets τ⁺ goes to the minor classes (≤ 50 samples) only.
 HINGE_TAU_PLUS: Dict[str, float] = {
     "cifar100-lt": 2 * math.pi / 9,
     "cifar10-lt": math.pi / 3,
     "imagenet-lt": 5 * math.pi / 18,
     "imagenet": 13 * math.pi / 36,
 }
+"""`τ⁺` of hinge cross-entropy per training set, as used by the hinge-CE paper ("Do we need neural
+collapse?"): on the long-tailed sets `τ⁺` goes to the minor classes (≤ 50 samples) only."""
 
 
 def check_target(target: torch.Tensor, num_classes: int, batch: Optional[int] = None) -> None:
-    """Raises for targets that are not a 1-D integer tensor of labels in ``0..num_classes-1``
-    (one vectorised comparison and one device synchronisation).
+    """Check that `target` is a 1-D integer tensor of labels in `0..num_classes-1`.
 
+    One vectorised comparison and one device synchronisation.
+
+    Parameters
+    ----------
+    target
+        The labels.
+    num_classes
+        The number of classes `K`.
+    batch
+        The expected number of labels (the batch size), or `None` for any.
+
+    Raises
+    ------
+    ShapeError
+        When `target` is not 1-D or does not hold `batch` labels.
+    LabelError
+        When `target` is not an integer tensor, or holds a label outside `0..num_classes-1`.
+
+    Examples
+    --------
     >>> check_target(torch.tensor([0, 2]), 3)
     >>> check_target(torch.tensor([0, -1]), 3)
     Traceback (most recent call last):
@@ -76,15 +97,33 @@ def _check_outputs(outputs: torch.Tensor, width: Optional[int], what: str) -> No
 
 
 class CrossEntropy(nn.Module):
-    r"""Cross-entropy on logits ``z`` with softmax temperature ``τ``, optional class weights and
+    r"""Cross-entropy on logits $z$ with softmax temperature $\tau$, optional class weights and
     label smoothing:
 
-    .. math:: L = -\frac{1}{\sum_i a_{y_i}} \sum_i a_{y_i} \log \mathrm{softmax}(z_i/\tau)_{y_i}
+    $$
+    L = -\frac{1}{\sum_i a_{y_i}} \sum_i a_{y_i} \log \mathrm{softmax}(z_i/\tau)_{y_i}
+    $$
 
-    (``a`` = class weights, 1 by default; with label smoothing ``ε`` the target is
-    ``(1-ε) e_y + ε/K``, exactly as :func:`torch.nn.functional.cross_entropy`). Xu & Liu vary
-    ``τ`` in pretraining: a small ``τ`` lowers collapse.
+    ($a$ = class weights, 1 by default; with label smoothing $\varepsilon$ the target is
+    $(1-\varepsilon) e_y + \varepsilon/K$, exactly as `torch.nn.functional.cross_entropy`).
+    Xu & Liu vary $\tau$ in pretraining: a small $\tau$ lowers collapse.
 
+    Parameters
+    ----------
+    class_weights
+        Per-class weights $a$ (`K` entries); `None` weighs every class 1.
+    label_smoothing
+        The smoothing $\varepsilon$, in `[0, 1)`.
+    temperature
+        The softmax temperature $\tau > 0$.
+
+    Raises
+    ------
+    ParameterError
+        When `temperature` is not positive and finite or `label_smoothing` is outside `[0, 1)`.
+
+    Examples
+    --------
     >>> crit = CrossEntropy(temperature=0.5)
     >>> z, y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
     >>> torch.allclose(crit(z, y), F.cross_entropy(2 * z, y))
@@ -126,12 +165,17 @@ class MSELoss(nn.Module):
     r"""Squared error of the logits against one-hot targets, half the per-sample squared norm
     averaged over the batch:
 
-    .. math:: L = \frac{1}{2N} \sum_i \| z_i - e_{y_i} \|^2
+    $$
+    L = \frac{1}{2N} \sum_i \| z_i - e_{y_i} \|^2
+    $$
 
-    the same scaling as :meth:`etfcore.CollapseStats.probe_mse` (so a linear head trained to the
-    optimum on frozen features reaches exactly that value). It is ``K/2`` times
-    ``torch.nn.MSELoss()`` on one-hot targets (which averages over the ``N·K`` entries).
+    the same scaling as [`etfcore.CollapseStats.probe_mse`][etfcore.CollapseStats.probe_mse]
+    (so a linear head trained to the optimum on frozen features reaches exactly that value). It
+    is $K/2$ times `torch.nn.MSELoss()` on one-hot targets (which averages over the $N K$
+    entries).
 
+    Examples
+    --------
     >>> z, y = torch.tensor([[1.0, 1.0]]), torch.tensor([0])
     >>> float(MSELoss()(z, y))
     0.5
@@ -149,19 +193,30 @@ class MSELoss(nn.Module):
 
 
 class DotRegressionLoss(nn.Module):
-    r"""Dot-regression loss of Yang et al. on the fixed class vectors ``weight`` (``K × p``):
+    r"""Dot-regression loss of Yang et al. on the fixed class vectors `weight` ($K \times p$):
 
-    .. math:: L = \frac{(w^\top h - \|w\|\|h\|)^2}{2\,\|w\|\|h\|}
+    $$
+    L = \frac{(w^\top h - \|w\|\|h\|)^2}{2\,\|w\|\|h\|}
+    $$
 
-    with ``w = w_y`` and the norms taken without gradient, so ``∂L/∂h = -(1 - cos∠(h, w)) w`` (a
-    pure pull towards ``w_y``, nothing pushes away from the other classes). ``parity=True``
-    drops ``‖w‖`` from the denominator as the authors' public code does (gradient
-    ``-(1 - cos) ‖w‖ w``; identical for unit-norm rows). Averaged over the batch.
+    with $w = w_y$ and the norms taken without gradient, so
+    $\partial L/\partial h = -(1 - \cos\angle(h, w))\, w$ (a pure pull towards $w_y$, nothing
+    pushes away from the other classes). Averaged over the batch.
 
-    The loss only pulls directions: nothing controls ``‖h‖``, which drifts unless the features
-    are normalised (Yang et al. L2-normalise them: ``FixedETFHead(normalize=True)``). The first
-    call warns (``RuntimeWarning``, once) when the features are not unit vectors.
+    The loss only pulls directions: nothing controls $\|h\|$, which drifts unless the features
+    are normalised (Yang et al. L2-normalise them: `FixedETFHead(normalize=True)`). The first
+    call warns (`RuntimeWarning`, once) when the features are not unit vectors.
 
+    Parameters
+    ----------
+    weight
+        The fixed class vectors ($K \times p$), e.g. `FixedETFHead.weight`.
+    parity
+        Drop $\|w\|$ from the denominator as the authors' public code does (gradient
+        $-(1 - \cos)\, \|w\|\, w$; identical for unit-norm rows).
+
+    Examples
+    --------
     >>> W = torch.eye(3)
     >>> float(DotRegressionLoss(W)(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0])))
     0.0
@@ -219,25 +274,43 @@ def _per_class(value: Union[float, Sequence[float], torch.Tensor], k: int, name:
 
 
 class HingeCrossEntropy(nn.Module):
-    r"""Hinge cross-entropy of "Do we need neural collapse?" on a fixed frame ``weight``
-    (``K × p``), features ``u``; logits
+    r"""Hinge cross-entropy of "Do we need neural collapse?" on a fixed frame `weight`
+    ($K \times p$), features $u$; logits
 
-    - true class ``y``: ``min(⟨w_y, u⟩, sg(‖u‖) ‖w_y‖ cos τ⁺_y)``,
-    - other classes ``k``: ``max(⟨w_k, u⟩, sg(‖u‖) ‖w_k‖ cos τ⁻_y)``,
+    - true class $y$: $\min(\langle w_y, u\rangle,\ \mathrm{sg}(\|u\|)\, \|w_y\| \cos\tau^+_y)$,
+    - other classes $k$: $\max(\langle w_k, u\rangle,\ \mathrm{sg}(\|u\|)\, \|w_k\| \cos\tau^-_y)$,
 
-    then cross-entropy (``sg`` = stop-gradient). ``tau_plus`` and ``tau_minus`` are scalars or
-    per-class sequences indexed by the sample's true class (e.g. τ⁺ only on minor classes:
-    :meth:`for_minor_classes`; per-dataset τ⁺ in :data:`HINGE_TAU_PLUS`). Defaults
-    ``τ⁺ = 13π/36``, ``τ⁻ = π`` (the paper's practice). ``τ⁺ = 0, τ⁻ = π`` is plain
-    cross-entropy on ``W u``.
+    then cross-entropy ($\mathrm{sg}$ = stop-gradient). $\tau^+ = 0, \tau^- = \pi$ is plain
+    cross-entropy on $W u$.
 
     Zero gradient inside the cones (the paper's Theorem 1) holds only with
-    ``τ⁻_y ≤ θ - τ⁺_y``, ``θ`` the smallest angle between two rows of ``W`` (``arccos(-1/(K-1))``
-    for a simplex ETF): a feature within ``τ⁺_y`` of ``w_y`` is then at least ``τ⁻_y`` away from
-    every other ``w_k``, so every logit is clamped to a constant. :meth:`theorem1` builds that loss.
-    With the practical ``τ⁻ = π`` the other classes' logits stay ``⟨w_k, u⟩`` and keep
-    a gradient.
+    $\tau^-_y \le \theta - \tau^+_y$, $\theta$ the smallest angle between two rows of $W$
+    ($\arccos(-1/(K-1))$ for a simplex ETF): a feature within $\tau^+_y$ of $w_y$ is then at
+    least $\tau^-_y$ away from every other $w_k$, so every logit is clamped to a constant.
+    [`theorem1`][etfcore.nn.losses.HingeCrossEntropy.theorem1] builds that loss. With the
+    practical $\tau^- = \pi$ the other classes' logits stay $\langle w_k, u\rangle$ and keep a
+    gradient.
 
+    Parameters
+    ----------
+    weight
+        The fixed frame ($K \times p$).
+    tau_plus
+        $\tau^+$: a scalar, or one angle per class indexed by the sample's true class (e.g.
+        $\tau^+$ only on minor classes:
+        [`for_minor_classes`][etfcore.nn.losses.HingeCrossEntropy.for_minor_classes]; per-dataset
+        values in [`HINGE_TAU_PLUS`][etfcore.nn.losses.HINGE_TAU_PLUS]). Default $13\pi/36$ (the
+        paper's practice).
+    tau_minus
+        $\tau^-$: a scalar or one angle per class, as `tau_plus`. Default $\pi$.
+
+    Raises
+    ------
+    ParameterError
+        When an angle lies outside $[0, \pi]$ or a sequence does not have `K` entries.
+
+    Examples
+    --------
     >>> import etfcore
     >>> W = torch.from_numpy(etfcore.etf(4, 6, seed=0)).float()
     >>> crit = HingeCrossEntropy.theorem1(W, tau_plus=0.3)
@@ -269,7 +342,7 @@ class HingeCrossEntropy(nn.Module):
 
     @staticmethod
     def frame_angle(weight: torch.Tensor) -> float:
-        """``θ``: the smallest angle between two rows of ``weight`` (float64)."""
+        r"""$\theta$: the smallest angle between two rows of `weight` (in float64)."""
         w = F.normalize(weight.detach().double().cpu(), dim=1)
         g = (w @ w.T).clamp(-1, 1)
         g.fill_diagonal_(-1.0)
@@ -279,8 +352,22 @@ class HingeCrossEntropy(nn.Module):
     def theorem1(
         cls, weight: torch.Tensor, *, tau_plus: Union[float, Sequence[float]]
     ) -> HingeCrossEntropy:
-        """The loss with ``τ⁻_y = θ - τ⁺_y`` (:meth:`frame_angle`), under which features inside
-        their cones (angle to ``w_y`` at most ``τ⁺_y``) have exactly zero gradient."""
+        r"""The loss with $\tau^-_y = \theta - \tau^+_y$, under which features inside their cones
+        (angle to $w_y$ at most $\tau^+_y$) have exactly zero gradient.
+
+        Parameters
+        ----------
+        weight
+            The fixed frame ($K \times p$); $\theta$ is its
+            [`frame_angle`][etfcore.nn.losses.HingeCrossEntropy.frame_angle].
+        tau_plus
+            $\tau^+$: a scalar or one angle per class, each at most $\theta$.
+
+        Raises
+        ------
+        ParameterError
+            When an angle of `tau_plus` exceeds $\theta$.
+        """
         theta = cls.frame_angle(weight)
         tp = _per_class(tau_plus, weight.shape[0], "tau_plus")
         if bool((tp > theta).any()):
@@ -297,7 +384,22 @@ class HingeCrossEntropy(nn.Module):
         threshold: int = 50,
         tau_minus: float = math.pi,
     ) -> HingeCrossEntropy:
-        """τ⁺ on classes with at most ``threshold`` training samples, 0 on the others."""
+        r"""The loss with $\tau^+$ on the classes with at most `threshold` training samples and
+        0 on the others.
+
+        Parameters
+        ----------
+        weight
+            The fixed frame ($K \times p$).
+        class_counts
+            The training samples of each class (`K` entries).
+        tau_plus
+            $\tau^+$ of the minor classes.
+        threshold
+            The largest count of a minor class.
+        tau_minus
+            $\tau^-$ of every class.
+        """
         counts = np.asarray(class_counts)
         tp = np.where(counts <= threshold, float(tau_plus), 0.0)
         return cls(weight, tau_plus=tp.tolist(), tau_minus=tau_minus)
@@ -321,11 +423,27 @@ class HingeCrossEntropy(nn.Module):
 
 
 class GeneralisedLabelsLoss(nn.Module):
-    r"""Cross-entropy against Seddik & Tamaazousti's generalised labels:
-    ``t_ℓ = α_c |δ_{ℓ,c} - ε| / (1 + (K-2)ε)`` for a sample of class ``c``, with
-    ``α_j = 1/(K π_j)`` from the training class counts (so the optimal weights do not depend on
-    the class proportions). Averaged over the batch.
+    r"""Cross-entropy against Seddik & Tamaazousti's generalised labels.
 
+    A sample of class $c$ has the target
+    $t_\ell = \alpha_c\, |\delta_{\ell c} - \varepsilon| / (1 + (K-2)\varepsilon)$, with
+    $\alpha_j = 1/(K \pi_j)$ from the training class proportions $\pi_j$ (so the optimal weights
+    do not depend on the class proportions). Averaged over the batch.
+
+    Parameters
+    ----------
+    class_counts
+        The training samples of each class (`K` positive counts).
+    epsilon
+        The label parameter $\varepsilon$ (0: one-hot labels scaled by $\alpha_c$).
+
+    Raises
+    ------
+    ParameterError
+        When `class_counts` is not a 1-D sequence of positive counts.
+
+    Examples
+    --------
     >>> crit = GeneralisedLabelsLoss([30, 10])
     >>> crit.targets(torch.tensor([1])).tolist()
     [[0.0, 2.0]]
@@ -364,25 +482,41 @@ class GeneralisedLabelsLoss(nn.Module):
 
 
 class WithinClassCosineRegulariser(nn.Module):
-    r"""``λ`` times a within-class cosine similarity of a batch of features ``h`` (Xu & Liu's
-    pretraining regulariser; a larger ``λ`` keeps features of a class apart, i.e. less collapse).
-    With ``ĥ = h/‖h‖``, ``C`` the classes present in the batch and ``n_c`` their counts in it,
-    the average within-class cosine of class ``c`` (all ordered pairs, self-pairs included) is
+    r"""$\lambda$ times a within-class cosine similarity of a batch of features $h$.
 
-    .. math:: \bar s_c = \frac{1}{n_c^2} \sum_{i, j:\, y_i = y_j = c} \cos∠(h_i, h_j)
-              = \frac{\|\sum_{y_i = c} \hat h_i\|^2}{n_c^2}.
+    Xu & Liu's pretraining regulariser: a larger $\lambda$ keeps features of a class apart, i.e.
+    less collapse. With $\hat h = h/\|h\|$, $C$ the classes present in the batch and $n_c$ their
+    counts in it, the average within-class cosine of class $c$ (all ordered pairs, self-pairs
+    included) is
 
-    - ``normalization="per_class_count"`` (default), the paper's wording "the average
-      within-class cosine similarity divided by the number of data points of each class in the
-      batch": :math:`R = \frac{\lambda}{|C|} \sum_{c \in C} \bar s_c / n_c`
-      (``‖Σ ĥ‖²/n_c³`` per class);
-    - ``normalization="mean"``: the plain average, :math:`R = \frac{\lambda}{|C|}
-      \sum_{c \in C} \bar s_c`; ``R/λ = 1 - d_within`` of
-      :meth:`etfcore.CollapseStats.cosine_metrics` on the batch.
+    $$
+    \bar s_c = \frac{1}{n_c^2} \sum_{i, j:\, y_i = y_j = c} \cos\angle(h_i, h_j)
+             = \frac{\|\sum_{y_i = c} \hat h_i\|^2}{n_c^2}.
+    $$
 
-    Added by the training step to the loss: ``loss + reg(features, y)``. Zero rows count as
+    Added by the training step to the loss: `loss + reg(features, y)`. Zero rows count as
     direction 0.
 
+    Parameters
+    ----------
+    weight
+        The factor $\lambda \ge 0$.
+    normalization
+        `"per_class_count"` (default), the paper's wording "the average within-class cosine
+        similarity divided by the number of data points of each class in the batch":
+        $R = \frac{\lambda}{|C|} \sum_{c \in C} \bar s_c / n_c$ ($\|\sum \hat h\|^2/n_c^3$ per
+        class); or `"mean"`, the plain average
+        $R = \frac{\lambda}{|C|} \sum_{c \in C} \bar s_c$, where $R/\lambda = 1 - d_\text{within}$
+        of [`etfcore.CollapseStats.cosine_metrics`][etfcore.CollapseStats.cosine_metrics] on the
+        batch.
+
+    Raises
+    ------
+    ParameterError
+        When `weight` is negative or not finite, or `normalization` is unknown.
+
+    Examples
+    --------
     >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
     >>> y = torch.tensor([0, 0, 1])
     >>> float(WithinClassCosineRegulariser(weight=2.0)(h, y))  # 2·((2/4)/2 + 1/1)/2
@@ -424,13 +558,38 @@ def mixup(
     alpha: float,
     generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, float]:
-    r"""Mixup (Zhang et al. 2018): ``λ ~ Beta(α, α)`` and a random permutation ``π`` of the batch;
-    returns ``(λ x + (1-λ) x[π], y[π], λ)``. The training loss is then
-    ``λ L(out, y) + (1-λ) L(out, y[π])`` for any loss ``L`` (with class weights, label smoothing,
-    dot regression or hinge CE alike). ``α = 0`` returns the batch unchanged with ``λ = 1``.
-    Both ``λ`` and ``π`` come from ``generator`` (a CPU ``torch.Generator``; the global torch RNG
-    when ``None``), so a seeded generator reproduces the mix.
+    r"""Mixup (Zhang et al. 2018) of a batch.
 
+    Draws $\lambda \sim \mathrm{Beta}(\alpha, \alpha)$ and a random permutation $\pi$ of the
+    batch. The training loss is then $\lambda L(out, y) + (1-\lambda) L(out, y_\pi)$ for any loss
+    $L$ (with class weights, label smoothing, dot regression or hinge CE alike).
+
+    Parameters
+    ----------
+    x
+        The inputs (batch first).
+    y
+        The labels, one per input.
+    alpha
+        $\alpha \ge 0$; $\alpha = 0$ returns the batch unchanged with $\lambda = 1$.
+    generator
+        The source of both $\lambda$ and $\pi$ (a CPU `torch.Generator`; the global torch RNG
+        when `None`), so a seeded generator reproduces the mix.
+
+    Returns
+    -------
+    tuple
+        `(λ x + (1-λ) x[π], y[π], λ)`.
+
+    Raises
+    ------
+    ParameterError
+        When `alpha` is negative or not finite.
+    ShapeError
+        When `y` is not 1-D with one label per input.
+
+    Examples
+    --------
     >>> g = torch.Generator().manual_seed(0)
     >>> xm, yp, lam = mixup(torch.eye(4), torch.arange(4), alpha=0.4, generator=g)
     >>> torch.allclose(xm, lam * torch.eye(4) + (1 - lam) * torch.eye(4)[yp])

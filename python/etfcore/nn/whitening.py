@@ -15,16 +15,41 @@ _MODES = ("bw", "iw", "bn", "in", "ln")
 class SwitchableWhitening(nn.Module):
     r"""Mixes the statistics of several normalisers and whitens with the result.
 
-    For channel groups of size ``group_size``, per sample ``n`` with ``x_n ∈ R^{G × HW}``:
-    batch whitening ``bw`` (mean/covariance over ``N·H·W``), instance whitening ``iw`` (over
-    ``H·W``), and the diagonal ``bn``, ``in`` and ``ln`` statistics. Means and covariances are mixed
-    with softmax importance weights (one set for means, one for covariances, or tied), then
+    For channel groups of size $G$ = `group_size`, per sample $n$ with
+    $x_n \in \mathbb R^{G \times HW}$: batch whitening `bw` (mean/covariance over $N H W$),
+    instance whitening `iw` (over $H W$), and the diagonal `bn`, `in` and `ln` statistics. Means
+    and covariances are mixed with softmax importance weights (one set for means, one for
+    covariances, or tied), then
 
-    .. math:: \hat x_n = (\Sigma_n + \varepsilon I)^{-1/2} (x_n - \mu_n)
+    $$
+    \hat x_n = (\Sigma_n + \varepsilon I)^{-1/2} (x_n - \mu_n)
+    $$
 
     by a batched symmetric eigendecomposition (ZCA), followed by a per-channel affine map. In eval
-    mode the batch statistics (``bw``, ``bn``) are running averages. Works on ``(N, C)`` and
-    ``(N, C, H, W)`` inputs.
+    mode the batch statistics (`bw`, `bn`) are running averages. Works on `(N, C)` and
+    `(N, C, H, W)` inputs.
+
+    Parameters
+    ----------
+    num_channels
+        The channels `C`, a multiple of `group_size`.
+    group_size
+        The channels whitened together.
+    modes
+        The statistics mixed: a non-empty subset of `("bw", "iw", "bn", "in", "ln")`.
+    eps
+        $\varepsilon$ added to the covariance's diagonal.
+    momentum
+        The update rate of the running averages.
+    tie_weights
+        One set of importance weights for means and covariances.
+    affine
+        Apply a learnable per-channel scale and bias.
+
+    Raises
+    ------
+    ParameterError
+        When `num_channels` is not a multiple of `group_size` or `modes` is empty or unknown.
     """
 
     def __init__(
@@ -58,7 +83,8 @@ class SwitchableWhitening(nn.Module):
         self.register_buffer("running_cov", torch.eye(group_size).repeat(self.groups, 1, 1))
 
     def importance(self):
-        """``(mean weights, covariance weights)`` after softmax, in the order of ``modes``."""
+        """The importance weights `(mean weights, covariance weights)` after softmax, in the
+        order of `modes`."""
         return torch.softmax(self.mean_logits, 0), torch.softmax(self.cov_logits, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

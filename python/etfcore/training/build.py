@@ -1,5 +1,6 @@
-"""Turns a :class:`~etfcore.training.config.TrainConfig` into a datamodule, a backbone, a head, a
-loss and a :class:`~etfcore.training.module.ClassifierModule`. One function per part."""
+"""Turns a [`TrainConfig`][etfcore.training.config.TrainConfig] into a datamodule, a backbone, a
+head, a loss and a [`ClassifierModule`][etfcore.training.module.ClassifierModule]. One function
+per part."""
 
 from __future__ import annotations
 
@@ -19,8 +20,18 @@ from .registry import tau_plus_default as tau_plus_default  # public here before
 
 
 def build_datamodule(config: TrainConfig):
-    """The run's data: ``etfcore.training.datamodule.ClassificationDataModule`` built from the
-    config's data fields, set up eagerly (``num_classes``, ``train_counts``, ``input_shape``)."""
+    """The run's data, set up eagerly (`num_classes`, `train_counts`, `input_shape`).
+
+    Parameters
+    ----------
+    config
+        The run's configuration; its data fields are used.
+
+    Returns
+    -------
+    ClassificationDataModule
+        A [`ClassificationDataModule`][etfcore.training.datamodule.ClassificationDataModule].
+    """
     from .datamodule import ClassificationDataModule
 
     dm = ClassificationDataModule(
@@ -48,12 +59,28 @@ def build_datamodule(config: TrainConfig):
 
 
 def build_backbone(config: TrainConfig, input_shape: Sequence[int]) -> nn.Module:
-    """``config.backbone`` from the registry (:data:`etfcore.training.registry.BACKBONES`)."""
+    """The backbone `config.backbone` from the registry
+    ([`BACKBONES`][etfcore.training.registry.BACKBONES]), for inputs of shape `input_shape`."""
     return BACKBONES[config.backbone].build(config, input_shape)
 
 
 def check_backbone(backbone: nn.Module, sample: torch.Tensor, dim: int) -> None:
-    """Raises :class:`ShapeError` unless ``backbone`` maps one sample to ``(1, dim)``."""
+    """Check that `backbone` maps one sample to `(1, dim)`.
+
+    Parameters
+    ----------
+    backbone
+        The backbone (run in eval mode; its mode is restored).
+    sample
+        One input, without the batch dimension.
+    dim
+        The feature dimension the head expects.
+
+    Raises
+    ------
+    ShapeError
+        When the backbone cannot take the sample or returns another shape.
+    """
     was = backbone.training
     backbone.eval()
     try:
@@ -74,7 +101,24 @@ def check_backbone(backbone: nn.Module, sample: torch.Tensor, dim: int) -> None:
 
 
 def class_means(backbone: nn.Module, loader, num_classes: int, dim: int) -> np.ndarray:
-    """Class means of a backbone's features over a loader (eval mode)."""
+    """Class means of a backbone's features over a loader (eval mode).
+
+    Parameters
+    ----------
+    backbone
+        The backbone.
+    loader
+        Batches `(x, y)`.
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The `(K, p)` class means (zero for a class without samples).
+    """
     from .metric import CollapseMetrics
 
     m = CollapseMetrics(num_classes, dim)
@@ -88,15 +132,45 @@ def class_means(backbone: nn.Module, loader, num_classes: int, dim: int) -> np.n
 
 
 def build_head(config: TrainConfig, num_classes: int, train_counts: np.ndarray, means_of=None):
-    """``config.head`` from the registry (:data:`etfcore.training.registry.HEADS`);
-    ``means_of()`` gives the backbone's class means for the heads built from them. A fixed ETF
-    needs ``feature_dim >= K-1`` (the head raises :class:`~etfcore.DimensionError`)."""
+    """The head `config.head` from the registry ([`HEADS`][etfcore.training.registry.HEADS]).
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    num_classes
+        The number of classes `K`.
+    train_counts
+        The training samples per class.
+    means_of
+        Called without arguments, gives the backbone's class means for the heads built from
+        them.
+
+    Raises
+    ------
+    DimensionError
+        For a fixed ETF with `feature_dim < K-1`.
+    """
     return HEADS[config.head].build(config, num_classes, train_counts, means_of)
 
 
 def build_loss(config: TrainConfig, head: nn.Module, train_counts: np.ndarray) -> nn.Module:
-    """``config.loss`` from the registry (:data:`etfcore.training.registry.LOSSES`); a softmax
-    temperature other than 1 is refused for the losses that do not use one."""
+    """The loss `config.loss` from the registry ([`LOSSES`][etfcore.training.registry.LOSSES]).
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    head
+        The head (losses on a fixed frame read its weights).
+    train_counts
+        The training samples per class.
+
+    Raises
+    ------
+    ParameterError
+        For a softmax temperature other than 1 with a loss that does not use one.
+    """
     entry = LOSSES[config.loss]
     if config.temperature != 1.0 and not entry.uses_temperature:
         raise ParameterError(
@@ -112,10 +186,33 @@ def build_module(
     *,
     for_training: bool = True,
 ) -> ClassifierModule:
-    """The LightningModule of a config and its data; ``backbone`` replaces ``config.backbone``
-    (its output width is checked against ``config.feature_dim`` first). ``for_training=False``
-    (a module only evaluated, e.g. a fixed centred-means head on a frozen backbone) allows a
-    module with nothing to train."""
+    """The LightningModule of a config and its data.
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    datamodule
+        The run's data, set up.
+    backbone
+        Replaces `config.backbone` (its output width is checked against `config.feature_dim`
+        first).
+    for_training
+        `False` (a module only evaluated, e.g. a fixed centred-means head on a frozen backbone)
+        allows a module with nothing to train.
+
+    Returns
+    -------
+    ClassifierModule
+        The [`ClassifierModule`][etfcore.training.module.ClassifierModule].
+
+    Raises
+    ------
+    ShapeError
+        When `backbone` does not give `(1, config.feature_dim)` features for one sample.
+    ParameterError
+        With `for_training`, when nothing would be trained.
+    """
     k, counts = int(datamodule.num_classes), np.asarray(datamodule.train_counts)
     custom = backbone is not None
     if backbone is None:

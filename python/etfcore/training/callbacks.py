@@ -1,21 +1,21 @@
-"""Per-epoch collapse tracking as a Lightning callback, and the run's ``metrics.jsonl``.
+r"""Per-epoch collapse tracking as a Lightning callback, and the run's `metrics.jsonl`.
 
-After each tracked epoch, :class:`CollapseTracker` passes over the training split and the held-out
-splits (validation when the datamodule has one, and test) in eval mode, each process over its own
-interleaved shard (no padding, so the union is each split exactly once), and logs for every split.
-The training split is the datamodule's ``train_eval_dataset`` when it has one (no augmentation),
-else its ``train_dataset`` (random augmentations then apply to the tracked features too).
+After each tracked epoch, [`CollapseTracker`][etfcore.training.callbacks.CollapseTracker] passes
+over the training split and the held-out splits (validation when the datamodule has one, and
+test) in eval mode, each process over its own interleaved shard (no padding, so the union is
+each split exactly once). The training split is the datamodule's `train_eval_dataset` when it
+has one (no augmentation), else its `train_dataset` (random augmentations then apply to the
+tracked features too). For every split it logs:
 
-
-- accuracy (``acc``), per-class mean accuracy (``mean_class_acc``), minor/major-class accuracy
-  (minor: at most ``minor_threshold`` training samples), the split's loss (``loss``);
-- every metric of :class:`~etfcore.training.metric.CollapseMetrics` (VCI, NC1, nc1_split, squared
-  distance, cosine within/separation, NC2, NC3, Yang et al.'s NC cosine statistics), synchronised
-  across processes by torchmetrics;
-- NC4 and the numerical rank on a bounded sample: the first ``track_sample`` rows of the pass on
+- accuracy (`acc`), per-class mean accuracy (`mean_class_acc`), minor/major-class accuracy
+  (minor: at most `minor_threshold` training samples), the split's loss (`loss`);
+- every metric of [`CollapseMetrics`][etfcore.training.metric.CollapseMetrics] (VCI, NC1,
+  nc1_split, squared distance, cosine within/separation, NC2, NC3, Yang et al.'s NC cosine
+  statistics), synchronised across processes by torchmetrics;
+- NC4 and the numerical rank on a bounded sample: the first `track_sample` rows of the pass on
   rank 0, against the class means of the whole split;
-- hinge CE: the in-cone fraction, among samples of classes with ``τ⁺ > 0``, of features within
-  ``τ⁺`` of their class vector.
+- hinge CE: the in-cone fraction, among samples of classes with $\tau^+ > 0$, of features within
+  $\tau^+$ of their class vector.
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ from .metric import CollapseMetrics, metrics_of
 
 
 class SplitCounts(Metric):
-    """Sum-reduced per-class hits and counts, loss sum and in-cone counts of one pass."""
+    """Sum-reduced per-class hits and counts, loss sum and in-cone counts of one pass.
+
+    Parameters
+    ----------
+    num_classes
+        The number of classes `K`.
+    """
 
     full_state_update = False
 
@@ -67,7 +73,7 @@ class SplitCounts(Metric):
 
 
 def _cone(criterion, u: torch.Tensor, y: torch.Tensor):
-    """``(inside, eligible)`` per sample for hinge CE (``cos_tau_plus`` buffer), else None."""
+    """`(inside, eligible)` per sample for hinge CE (`cos_tau_plus` buffer), else None."""
     cos_tp = getattr(criterion, "cos_tau_plus", None)
     if cos_tp is None:
         return None
@@ -79,7 +85,7 @@ def _cone(criterion, u: torch.Tensor, y: torch.Tensor):
 
 
 def json_safe(v: Any) -> Any:
-    """NaN and infinities as ``None`` (JSON ``null``); numpy scalars as Python numbers."""
+    """NaN and infinities as `None` (JSON `null`); numpy scalars as Python numbers."""
     if isinstance(v, (np.floating, float)):
         return float(v) if math.isfinite(v) else None
     if isinstance(v, np.integer):
@@ -88,8 +94,28 @@ def json_safe(v: Any) -> Any:
 
 
 class CollapseTracker(L.Callback):
-    """Tracks accuracy and collapse every ``every`` epochs (and at the last); keeps one row per
-    epoch in :attr:`history` and, when ``jsonl`` is given, appends it there (rank 0)."""
+    """Tracks accuracy and collapse every `every` epochs (and at the last).
+
+    Parameters
+    ----------
+    every
+        Track every `every` epochs (and at the last).
+    sample
+        The rows kept per split for NC4 and the numerical rank.
+    minor_threshold
+        Classes with at most this many training samples are minor.
+    jsonl
+        When given, each epoch's row is appended to this file (rank 0; one whole line, one
+        write, fsynced).
+    history
+        Rows of earlier epochs (a resumed run's), kept at the front of `history`.
+
+    Attributes
+    ----------
+    history : list of dict
+        One row per epoch: `epoch`, `lr`, `train_loss`, `seconds`, and on tracked epochs every
+        split's metrics (`{split}_{metric}`).
+    """
 
     def __init__(
         self,
@@ -151,7 +177,26 @@ class CollapseTracker(L.Callback):
 
     @torch.no_grad()
     def evaluate(self, trainer, module, split: str, dataset, minor: torch.Tensor) -> Dict[str, Any]:
-        """One eval-mode pass over this process's shard of ``dataset``; synchronised metrics."""
+        """One eval-mode pass over this process's shard of `dataset`.
+
+        Parameters
+        ----------
+        trainer
+            The Lightning trainer.
+        module
+            The [`ClassifierModule`][etfcore.training.module.ClassifierModule].
+        split
+            The split's name (the prefix of the metrics).
+        dataset
+            The split.
+        minor
+            `(K,)` booleans: which classes are minor.
+
+        Returns
+        -------
+        dict
+            The split's metrics, synchronised across processes.
+        """
         k, p = module.num_classes, module.head.dim
         weight = module.head.weight.detach().float()
         stats = CollapseMetrics(k, p, shift=self._shift.get(split), classifier=weight)
@@ -180,7 +225,7 @@ class CollapseTracker(L.Callback):
         return {f"{split}_{key}": v for key, v in out.items()}
 
     def _accumulate(self, trainer, module, loader, stats, counts):
-        """Feeds ``stats``/``counts``; returns the first ``sample`` rows (float64) and labels."""
+        """Feeds `stats`/`counts`; returns the first `sample` rows (float64) and labels."""
         plugin, dev = trainer.precision_plugin, module.device
         kept_h: List[torch.Tensor] = []
         kept_y: List[torch.Tensor] = []
@@ -231,8 +276,23 @@ def _summary(c: Dict[str, torch.Tensor], minor: torch.Tensor, criterion) -> Dict
 
 
 def truncate_jsonl(path: str, last_epoch: int) -> List[Dict[str, Any]]:
-    """Keeps the rows of epochs ``<= last_epoch`` (a resumed run's checkpoint) and returns them;
-    a torn last line (a kill mid-write) is dropped with a warning. Rewritten atomically."""
+    """Keep the rows of epochs `<= last_epoch` (a resumed run's checkpoint) of a JSON-lines file.
+
+    A torn last line (a kill mid-write) is dropped with a warning. The file is rewritten
+    atomically.
+
+    Parameters
+    ----------
+    path
+        The file (nothing happens when it does not exist).
+    last_epoch
+        The last epoch kept.
+
+    Returns
+    -------
+    list of dict
+        The rows kept.
+    """
     if not os.path.exists(path):
         return []
     rows = [r for r in read_jsonl(path) if r.get("epoch", 0) <= last_epoch]

@@ -1,10 +1,12 @@
 """The typed configuration of a training run, its presets, and TOML loading.
 
-Every field has a type, a default and a one-line description (``etfcore train --print-config``).
-Values from ``--set KEY=VALUE`` are parsed by the field's type: booleans accept
-``true/false/yes/no/on/off/1/0``, optional fields accept ``none``, lists are comma-separated.
+Every field has a type, a default and a one-line description (`etfcore train --print-config`).
+Values from `--set KEY=VALUE` are parsed by the field's type: booleans accept
+`true/false/yes/no/on/off/1/0`, optional fields accept `none`, lists are comma-separated.
 Errors name the key.
 
+Examples
+--------
 >>> cfg = TrainConfig.from_dict({"projector": "no", "epochs": "3", "amp": "0"})
 >>> cfg.projector, cfg.epochs, cfg.amp
 (False, 3, False)
@@ -40,8 +42,24 @@ FEATURE_LOSSES = tuple(k for k, e in registry.LOSSES.items() if e.needs_fixed_fr
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every option of a run. Build it from a mapping with :meth:`from_dict` (values parsed by
-    type, unknown keys refused, the combination validated)."""
+    """Every option of a run.
+
+    Build it from a mapping with
+    [`from_dict`][etfcore.training.config.TrainConfig.from_dict] (values parsed by type, unknown
+    keys refused, the combination validated).
+
+    Notes
+    -----
+    Every field is a keyword argument with a type, a default and a one-line description;
+    [`describe_fields`][etfcore.training.config.describe_fields] (`etfcore train
+    --print-config`) lists them all. The fields come in four groups: data (`dataset`,
+    `data_root`, `imbalance_ratio`, `classes`, `label_map`, `val_fraction`, …), model
+    (`backbone`, `feature_dim`, `head`, `etf_seed`, `etf_lengths`, `projector`, …), loss
+    (`loss`, `label_smoothing`, `temperature`, `cosine_reg`, `tau_plus`, `mixup_alpha`, …),
+    optimisation (`epochs`, `batch_size`, `optimizer`, `lr`, `schedule`, `warmup_epochs`, …)
+    and the run itself (`seed`, `accelerator`, `devices`, `strategy`, `precision`,
+    `track_every`, `name`, …).
+    """
 
     # data
     dataset: str = _f("digits", "dataset name (digits, gmm, mnist1d, cifar10, cifar100, ...)")
@@ -128,7 +146,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> TrainConfig:
-        """Builds a config from strings (``--set``) or TOML values; refuses unknown keys."""
+        """Build a config from strings (`--set`) or TOML values.
+
+        Parameters
+        ----------
+        d
+            Key → value; each value is parsed by the field's type
+            ([`parse_value`][etfcore.training.config.parse_value]).
+
+        Raises
+        ------
+        ParameterError
+            For an unknown key, a value of the wrong type, or a bad combination, naming the key.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -141,14 +171,21 @@ class TrainConfig:
         return cfg
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with ``changes`` parsed like :meth:`from_dict`."""
+        """A copy with `changes` (keyword arguments) parsed like
+        [`from_dict`][etfcore.training.config.TrainConfig.from_dict]."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Refuses bad values and combinations, naming the key."""
+        """Refuse bad values and combinations.
+
+        Raises
+        ------
+        ParameterError
+            Naming the key.
+        """
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -233,7 +270,25 @@ def _scalar(key: str, typ: Any, v: Any) -> Any:
 
 
 def parse_value(key: str, typ: Any, v: Any) -> Any:
-    """``v`` (a string from ``--set`` or a TOML value) as the field type ``typ``."""
+    """A value as a field's type.
+
+    Booleans accept `true/false/yes/no/on/off/1/0`, optional fields accept `none`, lists are
+    comma-separated.
+
+    Parameters
+    ----------
+    key
+        The field's name (for the error message).
+    typ
+        The field's type.
+    v
+        A string from `--set` or a TOML value.
+
+    Raises
+    ------
+    ParameterError
+        When `v` is not of (or cannot be parsed as) `typ`, naming `key`.
+    """
     args = typing.get_args(typ)
     if type(None) in args:  # Optional[T]
         if v is None or (isinstance(v, str) and v.strip().lower() in ("none", "null", "")):
@@ -259,7 +314,7 @@ def _type_name(typ: Any) -> str:
 
 
 def describe_fields() -> str:
-    """One line per field: name, type, default, description (``--print-config``)."""
+    """One line per field: name, type, default, description (`--print-config`)."""
     hints = typing.get_type_hints(TrainConfig)
     cfg = TrainConfig()
     lines = []
@@ -274,7 +329,13 @@ def describe_fields() -> str:
 
 
 def load_toml(path: str) -> Dict[str, Any]:
-    """Reads a TOML file (``tomllib`` on Python 3.11+, ``tomli`` before); errors name the file."""
+    """Read a TOML file (`tomllib` on Python 3.11+, `tomli` before).
+
+    Raises
+    ------
+    ParameterError
+        When the file is missing, not text, a directory, or not valid TOML, naming the file.
+    """
     toml = _toml_module()
     try:
         with open(path, "rb") as f:
@@ -317,7 +378,7 @@ def to_toml(d: Dict[str, Any]) -> str:
 
 
 def _recipe(*parts: Dict[str, Any], **overrides: Any) -> Dict[str, Any]:
-    """A preset: the base recipes ``parts`` merged left to right, then ``overrides``."""
+    """A preset: the base recipes `parts` merged left to right, then `overrides`."""
     out: Dict[str, Any] = {}
     for part in (*parts, overrides):
         out.update({k: list(v) if isinstance(v, list) else v for k, v in part.items()})

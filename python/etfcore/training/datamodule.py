@@ -1,25 +1,28 @@
-"""``ClassificationDataModule``: one LightningDataModule for every dataset etfcore trains on.
+"""`ClassificationDataModule`: one LightningDataModule for every dataset etfcore trains on.
 
-The splits come from :func:`etfcore.splits.plan_splits`, in this order: label
-selection and renumbering to ``0..K'-1`` (``classes``, ``label_map``), long-tail subsampling of
-the whole training split (``imbalance_ratio``), then a stratified validation split drawn from
-the kept samples (``val_fraction``). The held-out (test) split gets the same labels and is never
-subsampled; where etfcore draws it (``digits``, ``gmm``, ``caltech101``, ``sun397``) its seed is
-``split_seed``, fixed by default, so every run seed is evaluated on the same samples.
+The splits come from [`etfcore.splits.plan_splits`][etfcore.splits.plan_splits], in this order:
+label selection and renumbering to `0..K'-1` (`classes`, `label_map`), long-tail subsampling of
+the whole training split (`imbalance_ratio`), then a stratified validation split drawn from
+the kept samples (`val_fraction`). The held-out (test) split gets the same labels and is never
+subsampled; where etfcore draws it (`digits`, `gmm`, `caltech101`, `sun397`) its seed is
+`split_seed`, fixed by default, so every run seed is evaluated on the same samples.
 
-Everything else is seeded by ``seed``: the same arguments give the same samples in the same
-order. In epoch ``e`` the training order is a permutation that depends only on ``(seed, e)``;
-the training transform's random draws (crops, flips) depend only on ``(seed, e, sample)``
-(:class:`~etfcore.training.datasets.RelabelledSubset` with a seed), whatever ``num_workers``;
-the worker processes' own seeds come from the loader's ``generator``, reseeded from
-``(seed, e)`` every epoch (workers are started afresh each epoch). A run resumed at an epoch
+Everything else is seeded by `seed`: the same arguments give the same samples in the same
+order. In epoch `e` the training order is a permutation that depends only on `(seed, e)`;
+the training transform's random draws (crops, flips) depend only on `(seed, e, sample)`
+([`RelabelledSubset`][etfcore.training.datasets.RelabelledSubset] with a seed), whatever
+`num_workers`; the worker processes' own seeds come from the loader's `generator`, reseeded from
+`(seed, e)` every epoch (workers are started afresh each epoch). A run resumed at an epoch
 boundary therefore sees exactly the batches of the uninterrupted run; a run resumed mid-epoch
 restarts that epoch's permutation from its beginning (the loader is not stateful). Random
-draws of a transform outside torch's RNG (Python's ``random``, numpy) are not covered.
+draws of a transform outside torch's RNG (Python's `random`, numpy) are not covered.
 
-Under DDP the training loader's sampler is a :class:`SeededDistributedSampler` (a
-``DistributedSampler`` with this module's ``seed``), which Lightning keeps as it is.
+Under DDP the training loader's sampler is a
+[`SeededDistributedSampler`][etfcore.training.datamodule.SeededDistributedSampler] (a
+`DistributedSampler` with this module's `seed`), which Lightning keeps as it is.
 
+Examples
+--------
 >>> dm = ClassificationDataModule(dataset="digits", imbalance_ratio=0.1, val_fraction=0.1,
 ...                               batch_size=64, seed=0).prepare()
 >>> dm.num_classes, dm.input_shape, dm.train_counts.tolist()
@@ -44,13 +47,15 @@ from .datasets import RelabelledSubset
 
 DatasetSpec = Union[str, Tuple[Dataset, Dataset]]
 
-#: Default ``image_size`` per dataset (others: 224).
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "cifar100-coarse": 32, "svhn": 32, "stl10": 96}
+"""Default `image_size` per dataset (others: 224)."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch`` of a run seeded ``seed`` (a fixed mix, < 2⁶³).
+    """The seed of epoch `epoch` of a run seeded `seed` (a fixed mix, below $2^{63}$).
 
+    Examples
+    --------
     >>> epoch_seed(0, 1) != epoch_seed(1, 0)
     True
     """
@@ -59,7 +64,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class _EpochSeeded:
-    """Shared by the samplers: ``set_epoch`` also reseeds :attr:`loader_generator`, the
+    """Shared by the samplers: `set_epoch` also reseeds `loader_generator`, the
     DataLoader's generator (it seeds the worker processes)."""
 
     seed: int
@@ -80,9 +85,19 @@ class _EpochSeeded:
 
 
 class EpochSeededSampler(_EpochSeeded, RandomSampler):
-    """A random permutation per epoch that is a function of ``(seed, epoch)`` only: Lightning calls
-    :meth:`set_epoch` before every epoch, so a run resumed at epoch ``e`` shuffles exactly as the
-    uninterrupted run did."""
+    """A random permutation per epoch that is a function of `(seed, epoch)` only.
+
+    Lightning calls `set_epoch` before every epoch, so a run resumed at epoch `e` shuffles
+    exactly as the uninterrupted run did; `set_epoch` also reseeds `loader_generator`, the
+    DataLoader's generator (it seeds the worker processes).
+
+    Parameters
+    ----------
+    data_source
+        The dataset to sample.
+    seed
+        The run's seed.
+    """
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
         RandomSampler.__init__(self, data_source)
@@ -98,10 +113,25 @@ class EpochSeededSampler(_EpochSeeded, RandomSampler):
 
 
 class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
-    """``DistributedSampler(shuffle=True)`` seeded by the data module's ``seed`` (torch's own
-    shards: replica ``r`` takes every ``num_replicas``-th sample of the epoch's permutation of
-    ``(seed, epoch)``), whose :meth:`set_epoch` also reseeds the loader's generator. Being a
-    ``DistributedSampler``, Lightning does not replace it."""
+    """`DistributedSampler(shuffle=True)` seeded by the data module's `seed`.
+
+    torch's own shards: replica `r` takes every `num_replicas`-th sample of the epoch's
+    permutation of `(seed, epoch)`. Its `set_epoch` also reseeds the loader's generator. Being a
+    `DistributedSampler`, Lightning does not replace it.
+
+    Parameters
+    ----------
+    dataset
+        The dataset to sample.
+    num_replicas
+        The number of processes.
+    rank
+        This process's rank.
+    seed
+        The run's seed.
+    drop_last
+        Drop the tail that does not divide evenly among the replicas.
+    """
 
     def __init__(
         self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, drop_last: bool
@@ -118,10 +148,20 @@ class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
 
 
 class EvenBatchSampler(Sampler):
-    """Every sample of the epoch in ``⌈N/B⌉`` batches of near-equal size (sizes differ by at most
-    one, each ``≥ ⌊N/⌈N/B⌉⌋``, so at least about ``B/2`` when ``N ≥ B``): the epoch's permutation
-    from ``sampler`` is cut into consecutive runs, so no sample is dropped and no batch is so small
-    that batch normalisation fails. ``sampler.set_epoch`` is what Lightning calls each epoch.
+    r"""Every sample of the epoch in $\lceil N/B \rceil$ batches of near-equal size.
+
+    Sizes differ by at most one and each is at least $\lfloor N/\lceil N/B \rceil \rfloor$
+    (about $B/2$ or more when $N \ge B$): the epoch's permutation from `sampler` is cut into
+    consecutive runs, so no sample is dropped and no batch is so small that batch normalisation
+    fails. `sampler.set_epoch` is what Lightning calls each epoch.
+
+    Parameters
+    ----------
+    sampler
+        The epoch's order (e.g. an
+        [`EpochSeededSampler`][etfcore.training.datamodule.EpochSeededSampler]).
+    batch_size
+        The largest batch size $B$.
 
     Examples
     --------
@@ -149,7 +189,7 @@ LAST_BATCH = ("drop", "even")
 
 
 def _distributed(trainer) -> Optional[Tuple[int, int]]:
-    """``(world_size, rank)`` when training on several processes, else ``None``."""
+    """`(world_size, rank)` when training on several processes, else `None`."""
     world = getattr(trainer, "world_size", 1) if trainer is not None else 1
     if world > 1:
         return int(world), int(trainer.global_rank)
@@ -160,48 +200,92 @@ def _distributed(trainer) -> Optional[Tuple[int, int]]:
 
 
 class ClassificationDataModule(lightning.LightningDataModule):
-    """Classification data for training and evaluation.
+    r"""Classification data for training and evaluation.
 
-    Args:
-        dataset: a name — embedded ``digits``, ``gmm``, ``mnist1d``, ``hier`` (no download; options
-            and input shifts after a colon, e.g. ``hier:fine=4`` or ``digits:noise=0.5``, see
-            :func:`~etfcore.training.datasets.parse_embedded`) or an image
-            dataset of :mod:`etfcore.training.datasets` (``cifar10``, ``cifar100-coarse``,
-            ``imagenet-lt``, ``cub200``, …) — or a ``(train, test)`` pair of torch Datasets
-            returning ``(input, integer label)``.
-        data_root: where image datasets live (or are downloaded to).
-        download: let torchvision download missing datasets (``prepare_data`` does it, once).
-        image_size: side of the square input images (default: 32 for CIFAR/SVHN, 96 for STL-10,
-            224 otherwise).
-        imbalance_ratio: ``ρ = n_min/n_max`` of the long-tail subsampling of the training split
-            (CIFAR-LT profile ``n_k = ⌊n_max ρ^{k/(K-1)}⌋`` over the new labels, ``n_max`` the
-            smallest class count of the whole training split); 1 = none.
-        classes: original labels to keep, renumbered ``0..K'-1`` in the given order.
-        label_map: original → new label (e.g. CIFAR-100 fine → 20 superclasses,
-            :data:`~etfcore.training.datasets.CIFAR100_COARSE`); negative entries drop a class.
-            The distinct new labels are renumbered ``0..K'-1`` (ascending; with ``classes``, in
-            the order ``classes`` reaches them), so no class is left empty.
-        val_fraction: fraction of each class held out for validation, drawn (stratified,
-            seeded) from the training samples the long tail kept; 0 = none.
-        batch_size, num_workers: of the data loaders.
-        last_batch: how a training epoch of ``N`` samples ends when ``B`` does not divide ``N``:
-            ``"drop"`` (default) drops the last ``N mod B`` samples of the epoch's permutation
-            (which ones changes every epoch; ``⌊N/B⌋`` steps); ``"even"`` keeps every sample, in
-            ``⌈N/B⌉`` batches of near-equal size (:class:`EvenBatchSampler`). Under DDP,
-            ``"even"`` keeps every sample too (the distributed sampler pads with at most
-            ``world − 1`` repeats; each rank's last batch may be smaller).
-        seed: seeds the subsampling, the validation split, the training order and the loader's
-            worker seeds (per epoch: functions of ``(seed, epoch)``).
-        split_seed: seeds the held-out split where etfcore draws it; fixed by default
-            (:data:`~etfcore.training.datasets.SPLIT_SEED`), independent of ``seed``.
-        augment: random crops/flips on the training images (image datasets only).
-        train_transform, test_transform: replace the default image transforms.
+    Parameters
+    ----------
+    dataset
+        A name — embedded `digits`, `gmm`, `mnist1d`, `hier` (no download; options and input
+        shifts after a colon, e.g. `hier:fine=4` or `digits:noise=0.5`, see
+        [`parse_embedded`][etfcore.training.datasets.parse_embedded]) or an image dataset of
+        [`etfcore.training.datasets`][etfcore.training.datasets] (`cifar10`, `cifar100-coarse`,
+        `imagenet-lt`, `cub200`, …) — or a `(train, test)` pair of torch Datasets returning
+        `(input, integer label)`.
+    data_root
+        Where image datasets live (or are downloaded to).
+    download
+        Let torchvision download missing datasets (`prepare_data` does it, once).
+    image_size
+        Side of the square input images (default: 32 for CIFAR/SVHN, 96 for STL-10, 224
+        otherwise; see [`NATIVE_SIZE`][etfcore.training.datamodule.NATIVE_SIZE]).
+    imbalance_ratio
+        $\rho = n_\min/n_\max$ of the long-tail subsampling of the training split (CIFAR-LT
+        profile $n_k = \lfloor n_\max \rho^{k/(K-1)} \rfloor$ over the new labels, $n_\max$
+        the smallest class count of the whole training split); 1 = none.
+    classes
+        Original labels to keep, renumbered `0..K'-1` in the given order.
+    label_map
+        Original → new label (e.g. CIFAR-100 fine → 20 superclasses,
+        [`CIFAR100_COARSE`][etfcore.training.images.CIFAR100_COARSE]); negative entries drop a
+        class. The distinct new labels are renumbered `0..K'-1` (ascending; with `classes`, in
+        the order `classes` reaches them), so no class is left empty.
+    val_fraction
+        Fraction of each class held out for validation, drawn (stratified, seeded) from the
+        training samples the long tail kept; 0 = none.
+    batch_size
+        The batch size of the data loaders.
+    num_workers
+        The worker processes of each data loader (0: load in the main process).
+    last_batch
+        How a training epoch of $N$ samples ends when the batch size $B$ does not divide $N$:
+        `"drop"` (default) drops the last $N \bmod B$ samples of the epoch's permutation (which
+        ones changes every epoch; $\lfloor N/B \rfloor$ steps); `"even"` keeps every sample, in
+        $\lceil N/B \rceil$ batches of near-equal size
+        ([`EvenBatchSampler`][etfcore.training.datamodule.EvenBatchSampler]). Under DDP, `"even"`
+        keeps every sample too (the distributed sampler pads with at most `world − 1` repeats;
+        each rank's last batch may be smaller).
+    seed
+        Seeds the subsampling, the validation split, the training order and the loader's
+        worker seeds (per epoch: functions of `(seed, epoch)`).
+    split_seed
+        Seeds the held-out split where etfcore draws it; fixed by default (`SPLIT_SEED` of
+        `etfcore.splits`), independent of `seed`.
+    augment
+        Random crops/flips on the training images (image datasets only).
+    train_transform
+        Replaces the default training image transform.
+    test_transform
+        Replaces the default test image transform (also used for `train_eval_dataset`).
 
-    After :meth:`setup` (or :meth:`prepare`, which also downloads when allowed and returns the
-    module): ``num_classes``, ``train_counts``, ``input_shape``, ``train_dataset``,
-    ``train_eval_dataset`` (the training samples with the test transform, for evaluation),
-    ``val_dataset`` (``None`` without a validation split; ``val_dataloader()`` is then empty),
-    ``test_dataset`` and the three loaders, whose batches are ``(x, y)`` with int64 ``y``.
+    Attributes
+    ----------
+    num_classes : int
+        The number of classes `K'` after relabelling.
+    train_counts : numpy.ndarray
+        The training samples per class.
+    input_shape : tuple
+        The shape of one input.
+    train_dataset : torch.utils.data.Dataset
+        The training samples, with the training transform.
+    train_eval_dataset : torch.utils.data.Dataset
+        The training samples with the test transform, for evaluation.
+    val_dataset : torch.utils.data.Dataset or None
+        The validation samples (`None` without a validation split; `val_dataloader()` is then
+        empty).
+    test_dataset : torch.utils.data.Dataset
+        The held-out samples.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown dataset name or an option out of range.
+
+    Notes
+    -----
+    The attributes are set by [`setup`][etfcore.training.datamodule.ClassificationDataModule.setup]
+    (or [`prepare`][etfcore.training.datamodule.ClassificationDataModule.prepare], which also
+    downloads when allowed and returns the module), as are the three loaders, whose batches are
+    `(x, y)` with int64 `y`.
     """
 
     def __init__(
@@ -258,13 +342,15 @@ class ClassificationDataModule(lightning.LightningDataModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
-        """Downloads an image dataset once (rank 0) when ``download`` is set."""
+        """Downloads an image dataset once (rank 0) when `download` is set."""
         if isinstance(self.dataset, str) and self.download and self.dataset in D.DOWNLOADABLE:
             for train in (True, False):
                 D.torchvision_dataset(self.dataset, self.data_root, train=train, download=True)
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Builds the splits (idempotent; never downloads: :meth:`prepare_data` does)."""
+        """Build the splits (idempotent; never downloads:
+        [`prepare_data`][etfcore.training.datamodule.ClassificationDataModule.prepare_data]
+        does)."""
         if self.train_dataset is not None:
             return
         base_train, base_test, y_train, y_test = self._base()
@@ -290,17 +376,22 @@ class ClassificationDataModule(lightning.LightningDataModule):
         self.input_shape = tuple(self.train_dataset[0][0].shape)
 
     def prepare(self) -> ClassificationDataModule:
-        """``prepare_data()`` then ``setup()``, for use without a Lightning Trainer."""
+        """`prepare_data()` then `setup()`, for use without a Lightning Trainer."""
         self.prepare_data()
         self.setup()
         return self
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled by a function of ``(seed, epoch)``: :class:`EpochSeededSampler` on one
-        process, :class:`SeededDistributedSampler` (this rank's shard) when the attached trainer
-        or ``torch.distributed`` has several processes. The sampler starts at the trainer's
-        current epoch (so the first epoch of a resumed run is shuffled right even before
-        Lightning calls ``set_epoch``); the loader's generator follows the sampler's epoch."""
+        """The training loader, shuffled by a function of `(seed, epoch)`.
+
+        Its sampler is an [`EpochSeededSampler`][etfcore.training.datamodule.EpochSeededSampler]
+        on one process, a
+        [`SeededDistributedSampler`][etfcore.training.datamodule.SeededDistributedSampler] (this
+        rank's shard) when the attached trainer or `torch.distributed` has several processes.
+        The sampler starts at the trainer's current epoch (so the first epoch of a resumed run
+        is shuffled right even before Lightning calls `set_epoch`); the loader's generator
+        follows the sampler's epoch.
+        """
         ds = self._ready(self.train_dataset)
         keep_all = self.last_batch == "even"
         drop_last = len(ds) > self.batch_size and not keep_all
@@ -331,8 +422,8 @@ class ClassificationDataModule(lightning.LightningDataModule):
         )
 
     def train_steps_per_epoch(self) -> int:
-        """Optimiser steps in one training epoch on one process: ``⌊N/B⌋`` with
-        ``last_batch="drop"`` (at least one), ``⌈N/B⌉`` with ``"even"``."""
+        """Optimiser steps in one training epoch on one process: `⌊N/B⌋` with
+        `last_batch="drop"` (at least one), `⌈N/B⌉` with `"even"`."""
         n = len(self._ready(self.train_dataset))
         if self.last_batch == "even":
             return -(-n // self.batch_size)

@@ -1,25 +1,29 @@
 """Dataset builders: embedded data (no download) and the image datasets the fixed-ETF papers
-pretrain or transfer on. :class:`~etfcore.training.datamodule.ClassificationDataModule` puts
-them together.
+pretrain or transfer on.
+[`ClassificationDataModule`][etfcore.training.datamodule.ClassificationDataModule] puts them
+together.
 
-- Embedded: ``digits`` (scikit-learn's 8×8 digits), ``gmm`` (a seeded 10-class Gaussian mixture,
-  p = 32), ``mnist1d`` (Greydanus's MNIST-1D, 40-sample 1-D signals, generated locally by the
-  ``mnist1d`` package's generator — no download), ``hier`` (a hierarchical Gaussian mixture).
-- Images: :mod:`etfcore.training.images` (the file formats, transforms and builders; its names
-  stay importable from here), put through the same splits by :func:`image_datasets`.
+- Embedded: `digits` (scikit-learn's 8×8 digits), `gmm` (a seeded 10-class Gaussian mixture,
+  p = 32), `mnist1d` (Greydanus's MNIST-1D, 40-sample 1-D signals, generated locally by the
+  `mnist1d` package's generator — no download), `hier` (a hierarchical Gaussian mixture).
+- Images: [`etfcore.training.images`][etfcore.training.images] (the file formats, transforms and
+  builders; its names stay importable from here), put through the same splits by
+  [`image_datasets`][etfcore.training.datasets.image_datasets].
 
-The held-out split never depends on a run's ``seed``: where etfcore draws it (``digits``,
-``gmm``, ``caltech101``, ``sun397``) it uses ``split_seed`` (default :data:`SPLIT_SEED`), so runs
+The held-out split never depends on a run's `seed`: where etfcore draws it (`digits`,
+`gmm`, `caltech101`, `sun397`) it uses `split_seed` (default `SPLIT_SEED`), so runs
 with different seeds are evaluated on the same samples and never train on each other's test data.
 
-:func:`etfcore.splits.plan_splits` is the one place where labels are selected and renumbered, the
-training split long-tail subsampled and a validation split drawn; the datamodule and
-:func:`embedded` / :func:`image_datasets` all go through it. The index arithmetic it uses
-(class subsets, label maps, long tail, stratified splits) is :mod:`etfcore.splits`, shared with
-the transfer layer; its names stay importable from here.
+[`etfcore.splits.plan_splits`][etfcore.splits.plan_splits] is the one place where labels are
+selected and renumbered, the training split long-tail subsampled and a validation split drawn;
+the datamodule and [`embedded`][etfcore.training.datasets.embedded] /
+[`image_datasets`][etfcore.training.datasets.image_datasets] all go through it. The index
+arithmetic it uses (class subsets, label maps, long tail, stratified splits) is
+[`etfcore.splits`][etfcore.splits], shared with the transfer layer; its names stay importable
+from here.
 
-Missing files raise :class:`~etfcore.training.images.DatasetNotFoundError` naming the dataset,
-the ``data_root``, the download URL and the ``download`` setting.
+Missing files raise [`DatasetNotFoundError`][etfcore.training.images.DatasetNotFoundError]
+naming the dataset, the `data_root`, the download URL and the `download` setting.
 """
 
 from __future__ import annotations
@@ -57,8 +61,18 @@ EMBEDDED = ("digits", "gmm", "mnist1d", "hier")
 
 # ------------------------------------------------------------------ labels and subsets
 def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) -> np.ndarray:
-    """Maps fine labels to coarse ones (default: CIFAR-100's 20 superclasses).
+    """Map fine labels to coarse ones.
 
+    Parameters
+    ----------
+    fine
+        The fine labels.
+    mapping
+        Fine label → coarse label (default: CIFAR-100's 20 superclasses,
+        [`CIFAR100_COARSE`][etfcore.training.images.CIFAR100_COARSE]).
+
+    Examples
+    --------
     >>> coarse_labels([0, 1, 99]).tolist()
     [4, 1, 13]
     """
@@ -70,10 +84,26 @@ def coarse_labels(fine: np.ndarray, mapping: Sequence[int] = CIFAR100_COARSE) ->
 def stratified_split(
     labels: np.ndarray, fraction: float, *, seed: int
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Alias of :func:`etfcore.splits.stratified_holdout` (its name before the toolkit):
-    ``(kept, held_out)`` sorted indices, ``min(round(fraction · n_c), n_c - 1)`` of class ``c``
-    held out.
+    """Alias of [`etfcore.splits.stratified_holdout`][etfcore.splits.stratified_holdout] (its
+    name before the toolkit).
 
+    Parameters
+    ----------
+    labels
+        One label per sample.
+    fraction
+        The fraction of each class held out.
+    seed
+        Seeds the draw.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        `(kept, held_out)` sorted indices, `min(round(fraction · n_c), n_c - 1)` of class `c`
+        held out.
+
+    Examples
+    --------
     >>> kept, held = stratified_split(np.repeat([0, 1], [10, 30]), 0.2, seed=0)
     >>> len(kept), len(held)
     (32, 8)
@@ -82,14 +112,34 @@ def stratified_split(
 
 
 def split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Alias of :func:`etfcore.splits.random_split`: a stratification-free seeded split of
-    ``range(n)`` into sorted ``(train, test)`` indices."""
+    """Alias of [`etfcore.splits.random_split`][etfcore.splits.random_split]: a
+    stratification-free seeded split of `range(n)` into sorted `(train, test)` indices.
+
+    Parameters
+    ----------
+    n
+        The number of samples.
+    test_fraction
+        The fraction in the test part.
+    seed
+        Seeds the draw.
+    """
     return random_split(n, test_fraction, seed)
 
 
 def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
-    """``base`` restricted to ``idx`` with labels ``labels`` (tensors indexed once for a
-    ``TensorDataset``; a :class:`RelabelledSubset` otherwise)."""
+    """`base` restricted to `idx` with labels `labels`.
+
+    Parameters
+    ----------
+    base
+        The dataset: tensors indexed once for a `TensorDataset`; a
+        [`RelabelledSubset`][etfcore.training.datasets.RelabelledSubset] otherwise.
+    idx
+        The samples of `base` kept.
+    labels
+        Their new labels.
+    """
     if isinstance(base, TensorDataset):
         x = base.tensors[0][torch.from_numpy(np.asarray(idx, dtype=np.int64))]
         return TensorDataset(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
@@ -97,14 +147,30 @@ def subset(base: Dataset, idx: np.ndarray, labels: np.ndarray) -> Dataset:
 
 
 class RelabelledSubset(Dataset):
-    """``base[indices[i]]`` with label ``labels[i]`` (int64) and an optional input transform.
-    ``targets`` holds the labels (read without loading any input).
+    """`base[indices[i]]` with label `labels[i]` (int64) and an optional input transform.
 
-    With a ``seed``, the transform's torch random draws (random crops, flips, …) are a function
-    of ``(seed, epoch, sample)`` only: each call reseeds torch's CPU generator from them and
-    restores its state afterwards (the process's RNG is left as it was), so augmentations do not
-    depend on the number of workers, the batch or the process; :meth:`set_epoch` moves to
-    another epoch."""
+    Parameters
+    ----------
+    base
+        The dataset.
+    indices
+        The samples of `base` kept.
+    labels
+        Their new labels.
+    transform
+        Applied to each input.
+    seed
+        Makes the transform's torch random draws (random crops, flips, …) a function of
+        `(seed, epoch, sample)` only: each call reseeds torch's CPU generator from them and
+        restores its state afterwards (the process's RNG is left as it was), so augmentations do
+        not depend on the number of workers, the batch or the process; `set_epoch` moves to
+        another epoch.
+
+    Attributes
+    ----------
+    targets : numpy.ndarray
+        The labels (read without loading any input).
+    """
 
     def __init__(
         self,
@@ -172,8 +238,6 @@ def _mnist1d(seed: int, num_samples: int) -> Tuple[np.ndarray, ...]:
     return out
 
 
-#: Options an embedded dataset name takes after a colon, with their defaults (see
-#: :func:`parse_embedded`). ``noise``, ``invert`` and ``permute`` shift the inputs of any of them.
 EMBEDDED_OPTIONS: Dict[str, Dict[str, float]] = {
     "digits": {},
     "gmm": {},
@@ -183,19 +247,28 @@ EMBEDDED_OPTIONS: Dict[str, Dict[str, float]] = {
         "coarse_scale": 3.0, "fine_scale": 1.5, "within_scale": 1.0,
     },
 }
+"""Options an embedded dataset name takes after a colon, with their defaults (see
+[`parse_embedded`][etfcore.training.datasets.parse_embedded]). `noise`, `invert` and `permute`
+shift the inputs of any of them."""
 INPUT_SHIFTS: Dict[str, float] = {"noise": 0.0, "invert": 0.0, "permute": -1.0}
 
 
 def parse_embedded(name: str) -> Tuple[str, Dict[str, float]]:
-    """``"base:key=value,flag,..."`` → ``(base, options)`` with every default filled in.
+    """`"base:key=value,flag,..."` → `(base, options)` with every default filled in.
 
-    Options of the base (:data:`EMBEDDED_OPTIONS`) plus the input shifts every embedded dataset
-    takes: ``noise=σ`` (Gaussian noise of ``σ`` times the training inputs' overall standard
-    deviation, a fixed seed), ``invert`` (``x → max(x) − x`` with the training inputs' maximum,
-    a negative image) and ``permute=s`` (a fixed
-    permutation of the input coordinates drawn from seed ``s``). Unknown bases, keys or
-    malformed values raise :class:`ParameterError`.
+    Options of the base ([`EMBEDDED_OPTIONS`][etfcore.training.datasets.EMBEDDED_OPTIONS]) plus
+    the input shifts every embedded dataset takes: `noise=σ` (Gaussian noise of `σ` times the
+    training inputs' overall standard deviation, a fixed seed), `invert` (`x → max(x) − x` with
+    the training inputs' maximum, a negative image) and `permute=s` (a fixed permutation of the
+    input coordinates drawn from seed `s`).
 
+    Raises
+    ------
+    ParameterError
+        For an unknown base or key, or a malformed value.
+
+    Examples
+    --------
     >>> parse_embedded("digits:noise=0.5,invert")
     ('digits', {'noise': 0.5, 'invert': 1.0, 'permute': -1.0})
     >>> base, options = parse_embedded("hier:fine=2,seed=3")
@@ -223,7 +296,7 @@ def parse_embedded(name: str) -> Tuple[str, Dict[str, float]]:
 
 
 def is_embedded(name: object) -> bool:
-    """Whether ``name`` names an embedded dataset (with or without options)."""
+    """Whether `name` names an embedded dataset (with or without options)."""
     return isinstance(name, str) and name.partition(":")[0] in EMBEDDED
 
 
@@ -238,9 +311,9 @@ def _count(options: Dict[str, float], key: str) -> int:
 def _shift_inputs(
     x_parts: Sequence[np.ndarray], options: Dict[str, float]
 ) -> List[np.ndarray]:
-    """The input shifts of :func:`parse_embedded`, the same map applied to every split; its
-    parameters (the maximum of ``invert``, the scale of ``noise``) come from the training split
-    (``x_parts[0]``) alone."""
+    """The input shifts of [`parse_embedded`][etfcore.training.datasets.parse_embedded], the
+    same map applied to every split; its parameters (the maximum of `invert`, the scale of
+    `noise`) come from the training split (`x_parts[0]`) alone."""
     out = [np.array(x, dtype=np.float32) for x in x_parts]
     if options["permute"] >= 0:
         perm = np.random.default_rng(_count(options, "permute")).permutation(out[0].shape[1])
@@ -258,16 +331,32 @@ def _shift_inputs(
 def embedded_arrays(
     name: str, *, split_seed: int = SPLIT_SEED, test_fraction: float = 0.3
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_test, y_test)`` of an embedded dataset, float32 and int64, fresh
-    arrays on every call. ``name`` may carry options (:func:`parse_embedded`).
+    """The arrays of an embedded dataset, fresh on every call.
 
-    ``digits``, ``gmm`` and ``hier`` are split ``1 - test_fraction`` / ``test_fraction`` by a
-    permutation seeded by ``split_seed`` (fixed by default, whatever the run's seed); ``mnist1d``
-    is the package's generation (``n`` signals of length 40, default 5000, its generator seed
-    ``seed``, default 42, its own 80/20 split). ``hier`` is
-    :func:`etfcore.data.hierarchical_mixture` with ``coarse × fine`` fine classes (labels are the
-    fine classes; the coarse class of label ``k`` is ``k // fine``) and ``n`` samples per class.
+    `mnist1d` is the package's generation (`n` signals of length 40, default 5000, its
+    generator seed `seed`, default 42, its own 80/20 split). `hier` is
+    [`etfcore.data.hierarchical_mixture`][etfcore.data.hierarchical_mixture] with
+    `coarse × fine` fine classes (labels are the fine classes; the coarse class of label `k` is
+    `k // fine`) and `n` samples per class.
 
+    Parameters
+    ----------
+    name
+        The dataset, possibly with options
+        ([`parse_embedded`][etfcore.training.datasets.parse_embedded]).
+    split_seed
+        Seeds the permutation that splits `digits`, `gmm` and `hier` (fixed by default,
+        whatever the run's seed).
+    test_fraction
+        The held-out fraction of `digits`, `gmm` and `hier`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        `(x_train, y_train, x_test, y_test)`, inputs float32 and labels int64.
+
+    Examples
+    --------
     >>> xtr, ytr, xte, yte = embedded_arrays("digits")
     >>> xtr.shape, xte.shape, xtr.dtype.name, ytr.dtype.name
     ((1258, 64), (539, 64), 'float32', 'int64')
@@ -297,7 +386,7 @@ def embedded_arrays(
 
 
 def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-    """A ``TensorDataset`` of float32 inputs and int64 labels."""
+    """A `TensorDataset` of inputs `x` (as float32) and labels `y` (as int64)."""
     return TensorDataset(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
         torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
@@ -307,11 +396,30 @@ def tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 def embedded(
     name: str, *, seed: int, imbalance_ratio: float = 1.0, test_fraction: float = 0.3
 ) -> Dict[str, object]:
-    """Train/test ``TensorDataset``s of an embedded dataset through
-    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
-    ``imbalance_ratio < 1``; the held-out split, drawn with the fixed :data:`SPLIT_SEED`, stays
-    as it is).
+    """Train/test `TensorDataset`s of an embedded dataset through
+    [`plan_splits`][etfcore.splits.plan_splits].
 
+    Parameters
+    ----------
+    name
+        The dataset, possibly with options
+        ([`parse_embedded`][etfcore.training.datasets.parse_embedded]).
+    seed
+        Seeds the long-tail subsampling.
+    imbalance_ratio
+        The training split is long-tail subsampled when below 1; the held-out split, drawn
+        with the fixed `SPLIT_SEED`, stays as it is.
+    test_fraction
+        The held-out fraction, as in
+        [`embedded_arrays`][etfcore.training.datasets.embedded_arrays].
+
+    Returns
+    -------
+    dict
+        `train` and `test` datasets, `num_classes`, `input_dim` and `train_counts`.
+
+    Examples
+    --------
     >>> d = embedded("digits", seed=0, imbalance_ratio=0.1)
     >>> d["num_classes"], d["input_dim"], d["train_counts"].tolist()[::3], len(d["test"])
     (10, 64, [115, 53, 24, 11], 539)
@@ -336,9 +444,31 @@ def image_datasets(
     download: bool = False,
     image_size: int = 32,
 ) -> Dict[str, object]:
-    """Train/test splits of an image dataset with :func:`image_transforms`, through
-    :func:`~etfcore.splits.plan_splits` (the training split long-tail subsampled when
-    ``imbalance_ratio < 1``)."""
+    """Train/test splits of an image dataset through
+    [`plan_splits`][etfcore.splits.plan_splits].
+
+    Parameters
+    ----------
+    name
+        The dataset, as in
+        [`torchvision_dataset`][etfcore.training.images.torchvision_dataset].
+    root
+        The `data_root` the files live in.
+    seed
+        Seeds the long-tail subsampling.
+    imbalance_ratio
+        The training split is long-tail subsampled when below 1.
+    download
+        Let torchvision fetch the datasets it can.
+    image_size
+        The side of the images of
+        [`image_transforms`][etfcore.training.images.image_transforms].
+
+    Returns
+    -------
+    dict
+        `train` and `test` datasets, `num_classes`, `input_shape` and `train_counts`.
+    """
     train = torchvision_dataset(
         name, root, train=True, download=download,
         transform=image_transforms(image_size, train=True),

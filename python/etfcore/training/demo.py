@@ -46,8 +46,27 @@ def run_demo(
     accelerator: str = "auto",
     progress: bool = True,
 ) -> Dict[str, Dict[str, List[Dict]]]:
-    """Trains every method × setting × seed (a per-batch progress bar for each run), prints the
-    table, writes ``history.json`` and ``curves.png`` to ``out_dir``."""
+    """Train every method × setting × seed, print the table, and write `history.json` and
+    `curves.png` to `out_dir`.
+
+    Parameters
+    ----------
+    epochs
+        Training epochs of each run.
+    seeds
+        The seeds of each method and setting.
+    out_dir
+        Where the history and the plots go.
+    accelerator
+        The Lightning accelerator.
+    progress
+        A per-batch progress bar for each run.
+
+    Returns
+    -------
+    dict
+        Setting → method → the runs' per-epoch histories.
+    """
     os.makedirs(out_dir, exist_ok=True)
     threads = torch.get_num_threads()
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
@@ -99,7 +118,7 @@ def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[st
 
 
 def _json_clean(v):
-    """NaN/inf as ``null`` all the way down."""
+    """NaN/inf as `null` all the way down."""
     if isinstance(v, dict):
         return {k: _json_clean(x) for k, x in v.items()}
     if isinstance(v, list):

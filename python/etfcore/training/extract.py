@@ -1,19 +1,20 @@
 """Penultimate features of a trained run's backbone on any dataset, saved for probing and ranking.
 
-``extract_run_features(run, overrides, out_dir=...)`` loads the backbone of a run of
-``etfcore train`` (a run directory or a checkpoint), builds the target data from the run's config
-and the overrides (any dataset, class subsets, label maps — the same rules as
-:func:`etfcore.training.finetune.target_config`), and streams each split through the backbone in
-eval mode into ``OUT/{split}_features.npy`` (memory-mapped, float32), ``OUT/{split}_labels.npy``
-and ``OUT/{split}_stats.bin`` (the split's :class:`etfcore.CollapseStats`). The training split is
-read with the held-out transforms (no augmentation). ``etfcore probe`` and ``etfcore rank`` read
-the files.
+[`extract_run_features`][etfcore.training.extract.extract_run_features]`(run, overrides,
+out_dir=...)` loads the backbone of a run of `etfcore train` (a run directory or a checkpoint),
+builds the target data from the run's config and the overrides (any dataset, class subsets,
+label maps — the same rules as
+[`etfcore.training.finetune.target_config`][etfcore.training.finetune.target_config]), and
+streams each split through the backbone in eval mode into `OUT/{split}_features.npy`
+(memory-mapped, float32), `OUT/{split}_labels.npy` and `OUT/{split}_stats.bin` (the split's
+[`etfcore.CollapseStats`][etfcore.CollapseStats]). The training split is read with the held-out
+transforms (no augmentation). `etfcore probe` and `etfcore rank` read the files.
 
 One extraction is one set: every file is first written in a private staging directory inside
-``OUT``; when all are complete, ``OUT/manifest.json`` is marked incomplete, the files are renamed
-into place, the files of an earlier extraction that this one does not have (e.g. ``val_*``) are
+`OUT`; when all are complete, `OUT/manifest.json` is marked incomplete, the files are renamed
+into place, the files of an earlier extraction that this one does not have (e.g. `val_*`) are
 removed, and the manifest is written last with each file's shape, dtype, size and SHA-256.
-Readers (:func:`etfcore._io.verify_manifest`) refuse a set that does not match it; a kill or a
+Readers (`etfcore._io.verify_manifest`) refuse a set that does not match it; a kill or a
 full disk leaves the earlier extraction whole.
 """
 
@@ -57,14 +58,44 @@ def extract_run_features(
     batch_size: int = 512,
     progress: Any = None,
 ) -> Dict[str, ExtractedFeatures]:
-    """Features of ``pretrained``'s backbone on the target data, one entry per split that exists
-    (``val`` only with ``val_fraction > 0``); files as in the module docstring.
+    """Features of `pretrained`'s backbone on the target data, written to `out_dir`.
 
-    ``progress``: an `etfcore._progress.Reporter` (what `etfcore extract` passes) for progress
-    lines per split, at most every 5 s and at the split's end: rows done, rows/s, elapsed time
-    and ETA; ``None`` (the default): silent.
+    The files and their manifest are as in the
+    [module documentation][etfcore.training.extract].
 
-    Returns ``{split: ExtractedFeatures}`` (features memory-mapped from the written file).
+    Parameters
+    ----------
+    pretrained
+        A run directory or checkpoint of `etfcore train`.
+    config
+        The target data: a config, or a mapping of overrides of the pretrained run's config
+        (as [`target_config`][etfcore.training.finetune.target_config] takes); `None` keeps the
+        pretrained run's data.
+    out_dir
+        Where the files go.
+    splits
+        The splits to extract, among `"train"`, `"val"` and `"test"`; one that does not exist
+        is skipped (`val` exists only with `val_fraction > 0`).
+    device
+        Where the backbone runs (`"auto"`: a GPU when there is one).
+    batch_size
+        Samples per forward pass.
+    progress
+        An `etfcore._progress.Reporter` (what `etfcore extract` passes) for progress lines per
+        split, at most every 5 s and at the split's end: rows done, rows/s, elapsed time and
+        ETA; `None` (the default): silent.
+
+    Returns
+    -------
+    dict
+        `{split: ExtractedFeatures}`
+        ([`ExtractedFeatures`][etfcore.transfer.features.ExtractedFeatures]), the features
+        memory-mapped from the written file.
+
+    Raises
+    ------
+    StorageError
+        When the files cannot be written; an earlier extraction in `out_dir` is left whole.
     """
     backbone, source = load_pretrained(os.fspath(pretrained))
     cfg = target_config(source, config)
@@ -108,7 +139,7 @@ def extract_run_features(
 
 
 def _put_in_place(stage: str, out_dir: str, names: Sequence[str]) -> None:
-    """Renames the staged files into ``out_dir`` as one set (see the module docstring)."""
+    """Renames the staged files into `out_dir` as one set (see the module docstring)."""
     mark_incomplete(out_dir)
     for name in names:
         try:

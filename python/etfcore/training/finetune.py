@@ -1,39 +1,45 @@
 r"""Fine-tuning a trained backbone on a target task with a new head.
 
-``finetune(pretrained, config, head=..., head_only=..., out_dir=...)`` loads the backbone of a run
-directory or checkpoint written by ``etfcore train`` (:func:`~etfcore.training.load_pretrained`),
-puts a new head for the target's ``K'`` classes on it and trains either the whole network
+[`finetune`][etfcore.training.finetune.finetune]`(pretrained, config, head=..., head_only=...,
+out_dir=...)` loads the backbone of a run directory or checkpoint written by `etfcore train`
+([`load_pretrained`][etfcore.training.trainer.load_pretrained]), puts a new head for the
+target's $K'$ classes on it and trains either the whole network
 (Tiomoko Ali et al., "fixed random classifier transfers better") or the head only, the backbone
 frozen in eval mode so that no weight and no BatchNorm statistic moves (Seddik & Tamaazousti's
-head-only protocol). The heads (``config.head``):
+head-only protocol). The heads (`config.head`):
 
-- ``linear``: a learnable ``Linear(p, K')`` from a seeded random initialisation (the paper's
+- `linear`: a learnable `Linear(p, K')` from a seeded random initialisation (the paper's
   "weights learned from scratch");
-- ``etf``: a fixed simplex ETF (``feature_dim >= K' - 1``);
-- ``cm``, ``wicm``, ``lwm``: built from the target's centred class means of the *pretrained*
+- `etf`: a fixed simplex ETF (`feature_dim >= K' - 1`);
+- `cm`, `wicm`, `lwm`: built from the target's centred class means of the *pretrained*
   backbone's features, computed over the target's training split before any training, the
   backbone in eval mode:
 
-  .. math:: \bar M = M P / \|M P\|_2, \qquad P = I_{K'} - \tfrac{1}{K'} \mathbf 1 \mathbf 1^\top,
+    $$
+    \bar M = M P / \|M P\|_2, \qquad P = I_{K'} - \tfrac{1}{K'} \mathbf 1 \mathbf 1^\top,
+    $$
 
-  ``M`` the ``p × K'`` matrix of class means and ``‖·‖₂`` the spectral norm. ``cm`` classifies
-  with ``\bar M^\top h`` and is not trained (``train=False`` gives its accuracy without any
-  training); ``wicm`` is a learnable linear head initialised with ``\bar M^\top``; ``lwm`` learns
-  ``W = (M Ω)^\top`` with ``Ω`` (``K' × K'``) from the identity.
+    $M$ the $p \times K'$ matrix of class means and $\|\cdot\|_2$ the spectral norm. `cm`
+    classifies with $\bar M^\top h$ and is not trained (`train=False` gives its accuracy
+    without any training); `wicm` is a learnable linear head initialised with $\bar M^\top$;
+    `lwm` learns $W = (M \Omega)^\top$ with $\Omega$ ($K' \times K'$) from the identity.
 
-The target config: a :class:`~etfcore.training.TrainConfig` is used as it is; a mapping of keys
-(like ``--set``) is applied to the defaults, and the keys it leaves out among
-:data:`INHERITED_KEYS` (the architecture, and where and how the run executes) come from the
-pretrained run. Either way ``backbone`` and ``feature_dim`` must be the pretrained run's. Without
-a ``name`` the target run is named ``<pretrained name>-finetune``.
+The target config: a [`TrainConfig`][etfcore.training.config.TrainConfig] is used as it is; a
+mapping of keys (like `--set`) is applied to the defaults, and the keys it leaves out among
+[`INHERITED_KEYS`][etfcore.training.finetune.INHERITED_KEYS] (the architecture, and where and
+how the run executes) come from the pretrained run. Either way `backbone` and `feature_dim` must
+be the pretrained run's. Without a `name` the target run is named `<pretrained name>-finetune`.
 
-The target run directory (``out_dir/<name>/version_N``, as for ``etfcore train``) holds, beside
-the usual files, ``pretrained.toml``: where the backbone came from (``path``, ``checkpoint``, the
-pretrained run's ``name``, ``config_sha256`` = SHA-256 of its config as canonical JSON, the
-``epochs`` it was trained) and, as a ``[config]`` table, its whole config. Its checkpoints carry
-the same record under ``etfcore_finetune`` and reload with ``load_pretrained``, so fine-tuned
-backbones can be fine-tuned again.
+The target run directory (`out_dir/<name>/version_N`, as for `etfcore train`) holds, beside
+the usual files, `pretrained.toml`: where the backbone came from (`path`, `checkpoint`, the
+pretrained run's `name`, `config_sha256` = SHA-256 of its config as canonical JSON, the
+`epochs` it was trained) and, as a `[config]` table, its whole config. Its checkpoints carry
+the same record under `etfcore_finetune` and reload with
+[`load_pretrained`][etfcore.training.trainer.load_pretrained], so fine-tuned backbones can be
+fine-tuned again.
 
+Examples
+--------
 >>> r = finetune("out/train/run/version_0", {"classes": [5, 6, 7, 8, 9]},
 ...              head="cm", train=False)                            # doctest: +SKIP
 >>> r.scores["test_acc"], r.scores["test_mean_class_acc"]           # doctest: +SKIP
@@ -58,7 +64,6 @@ from .config import TrainConfig, to_toml
 from .module import ClassifierModule
 from .trainer import Trainer, _load, find_checkpoint, pretrained_backbone
 
-#: Keys a target config given as a mapping takes from the pretrained run when it leaves them out.
 INHERITED_KEYS = (
     "backbone",
     "feature_dim",
@@ -74,8 +79,9 @@ INHERITED_KEYS = (
     "amp",
     "progress",
 )
-#: Keys that must equal the pretrained run's: they define the backbone's architecture.
+"""Keys a target config given as a mapping takes from the pretrained run when it leaves them out."""
 ARCHITECTURE_KEYS = ("backbone", "feature_dim")
+"""Keys that must equal the pretrained run's: they define the backbone's architecture."""
 
 
 def config_sha256(config: TrainConfig) -> str:
@@ -87,14 +93,30 @@ def config_sha256(config: TrainConfig) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedSource:
-    """Where a fine-tuned backbone came from (written to ``pretrained.toml``)."""
+    """Where a fine-tuned backbone came from (written to `pretrained.toml`).
 
-    path: str  #: the run directory or checkpoint as given (absolute)
-    checkpoint: str  #: the checkpoint file read (absolute)
-    name: str  #: the pretrained run's config ``name``
-    config_sha256: str  #: :func:`config_sha256` of the pretrained config
-    epochs: int  #: epochs the pretrained run had finished
-    config: TrainConfig  #: the pretrained config
+    Parameters
+    ----------
+    path
+        The run directory or checkpoint as given (absolute).
+    checkpoint
+        The checkpoint file read (absolute).
+    name
+        The pretrained run's config `name`.
+    config_sha256
+        [`config_sha256`][etfcore.training.finetune.config_sha256] of the pretrained config.
+    epochs
+        The epochs the pretrained run had finished.
+    config
+        The pretrained config.
+    """
+
+    path: str  # the run directory or checkpoint as given (absolute)
+    checkpoint: str  # the checkpoint file read (absolute)
+    name: str  # the pretrained run's config name
+    config_sha256: str  # config_sha256() of the pretrained config
+    epochs: int  # epochs the pretrained run had finished
+    config: TrainConfig  # the pretrained config
 
     def to_dict(self) -> Dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -114,10 +136,26 @@ class PretrainedSource:
 
 @dataclasses.dataclass
 class FinetuneResult:
-    """A fine-tuning run: its config, source, module (backbone + new head), whether it was
-    trained, its run directory (``None`` without ``out_dir`` or training), the per-epoch history
-    (empty without training) and the final ``scores``: ``{split}_acc`` and
-    ``{split}_mean_class_acc`` for ``train``, ``val`` (with a validation split) and ``test``."""
+    """A fine-tuning run, as [`finetune`][etfcore.training.finetune.finetune] returns it.
+
+    Parameters
+    ----------
+    config
+        The target run's config.
+    source
+        Where the backbone came from.
+    module
+        The backbone with the new head.
+    trained
+        Whether it was trained.
+    run_dir
+        The run directory (`None` without `out_dir` or training).
+    history
+        The per-epoch rows (empty without training).
+    scores
+        The final `{split}_acc` and `{split}_mean_class_acc` for `train`, `val` (with a
+        validation split) and `test`.
+    """
 
     config: TrainConfig
     source: PretrainedSource
@@ -152,9 +190,31 @@ def target_config(
     head: Optional[str] = None,
     head_only: Optional[bool] = None,
 ) -> TrainConfig:
-    """The target run's config (see the module docstring); ``head`` and ``head_only`` override
-    ``config.head`` and ``config.freeze_backbone``.
+    """The target run's config (the rules are in the
+    [module documentation][etfcore.training.finetune]).
 
+    Parameters
+    ----------
+    source
+        The pretrained run's config.
+    config
+        A config used as it is, or a mapping of keys applied to the defaults (the keys it
+        leaves out among [`INHERITED_KEYS`][etfcore.training.finetune.INHERITED_KEYS] come from
+        `source`); `None` is an empty mapping.
+    head
+        Overrides `config.head`.
+    head_only
+        Overrides `config.freeze_backbone`.
+
+    Raises
+    ------
+    ParameterError
+        When the target's `backbone` differs from `source`'s, or a key or value is bad.
+    ShapeError
+        When the target's `feature_dim` differs from `source`'s.
+
+    Examples
+    --------
     >>> src = TrainConfig(feature_dim=16, accelerator="cpu", name="src")
     >>> cfg = target_config(src, {"classes": [5, 6, 7, 8, 9]}, head="cm", head_only=True)
     >>> cfg.feature_dim, cfg.accelerator, cfg.head, cfg.freeze_backbone, cfg.name
@@ -187,7 +247,7 @@ def target_config(
 
 
 class _RecordSource(L.Callback):
-    """Writes ``pretrained.toml`` into the run directory and the record into every checkpoint."""
+    """Writes `pretrained.toml` into the run directory and the record into every checkpoint."""
 
     def __init__(self, source: PretrainedSource) -> None:
         self.source = source
@@ -203,8 +263,23 @@ class _RecordSource(L.Callback):
 
 @torch.no_grad()
 def evaluate(module: ClassifierModule, dataset, *, batch_size: int = 512) -> Dict[str, float]:
-    """Accuracy and mean per-class accuracy (over the classes present) of ``module`` on a
-    dataset of ``(x, int label)``, in eval mode on the module's device."""
+    """Accuracy and mean per-class accuracy of `module` on a dataset, in eval mode on the
+    module's device.
+
+    Parameters
+    ----------
+    module
+        The classifier.
+    dataset
+        Samples `(x, int label)`.
+    batch_size
+        Samples per forward pass.
+
+    Returns
+    -------
+    dict
+        `acc` and `mean_class_acc` (the mean over the classes present).
+    """
     k = module.num_classes
     correct = torch.zeros(k, dtype=torch.float64)
     count = torch.zeros(k, dtype=torch.float64)
@@ -241,19 +316,45 @@ def finetune(
     callbacks: Sequence[Any] = (),
     **trainer_kwargs: Any,
 ) -> FinetuneResult:
-    """Fine-tunes the backbone of ``pretrained`` (a run directory or checkpoint of ``etfcore
-    train``) on the target task of ``config`` with a new head; see the module docstring.
+    """Fine-tune a pretrained backbone on a target task with a new head.
 
-    ``head`` (``linear``, ``etf``, ``cm``, ``wicm``, ``lwm``) and ``head_only`` override the
-    config's ``head`` and ``freeze_backbone``. ``train=False`` builds the new head (for ``cm``,
-    ``wicm``, ``lwm``: from the frozen pretrained features) and only evaluates it: with
-    ``head="cm"`` this is the centred-means classifier's accuracy; nothing is written.
-    ``callbacks`` and ``trainer_kwargs`` go to :class:`~etfcore.training.Trainer`.
+    The protocol is in the [module documentation][etfcore.training.finetune].
 
-    Raises :class:`ParameterError` for a missing run or checkpoint, a config whose backbone is not
-    the pretrained one, or a fixed ``cm`` head to train on a frozen backbone (nothing to train);
-    :class:`ShapeError` when ``feature_dim`` differs from the backbone's width or the backbone
-    cannot take the target's inputs.
+    Parameters
+    ----------
+    pretrained
+        A run directory or checkpoint of `etfcore train`.
+    config
+        The target task, as [`target_config`][etfcore.training.finetune.target_config] takes
+        it.
+    head
+        Overrides the config's `head` (`linear`, `etf`, `cm`, `wicm`, `lwm`).
+    head_only
+        Overrides the config's `freeze_backbone`.
+    out_dir
+        Where the target run directory goes.
+    train
+        `False` builds the new head (for `cm`, `wicm`, `lwm`: from the frozen pretrained
+        features) and only evaluates it: with `head="cm"` this is the centred-means
+        classifier's accuracy; nothing is written.
+    callbacks
+        Passed to [`Trainer`][etfcore.training.trainer.Trainer].
+    **trainer_kwargs
+        Passed to [`Trainer`][etfcore.training.trainer.Trainer].
+
+    Returns
+    -------
+    FinetuneResult
+        The run ([`FinetuneResult`][etfcore.training.finetune.FinetuneResult]).
+
+    Raises
+    ------
+    ParameterError
+        For a missing run or checkpoint, a config whose backbone is not the pretrained one,
+        or a fixed `cm` head to train on a frozen backbone (nothing to train).
+    ShapeError
+        When `feature_dim` differs from the backbone's width or the backbone cannot take the
+        target's inputs.
     """
     checkpoint = find_checkpoint(pretrained)
     ck = _load(checkpoint)

@@ -1,22 +1,24 @@
 """Image datasets: the file formats torchvision lacks, the usual transforms, and one builder for
 every image dataset the fixed-ETF papers pretrain or transfer on (torchvision's own classes where
-they exist, always constructed with the given ``download``):
+they exist, always constructed with the given `download`):
 
-``cifar10``, ``cifar100``, ``cifar100-coarse`` (20 superclass labels), ``svhn``, ``stl10``,
-``flowers102``, ``pets``, ``dtd``, ``fgvc-aircraft``, ``stanford-cars``, ``food101``,
-``caltech101``, ``sun397`` (the last two have no official split: a stratified split seeded by
-``split_seed``, fixed by default), ``cub200`` (the ``CUB_200_2011`` folder with its
-``images.txt`` / ``train_test_split.txt``), ``imagenet`` (``data_root/train/<wnid>/…`` and
-``data_root/val/<wnid>/…``), ``imagenet-lt`` (ImageNet plus the ``ImageNet_LT_{train,test}.txt``
-lists of ``path label`` lines) and ``folder`` (``data_root/{train,test}/<class>/<image>``). For
-``imagenet`` and ``folder`` the class indices come from the training folder's sorted sub-folders
+`cifar10`, `cifar100`, `cifar100-coarse` (20 superclass labels), `svhn`, `stl10`,
+`flowers102`, `pets`, `dtd`, `fgvc-aircraft`, `stanford-cars`, `food101`,
+`caltech101`, `sun397` (the last two have no official split: a stratified split seeded by
+`split_seed`, fixed by default), `cub200` (the `CUB_200_2011` folder with its
+`images.txt` / `train_test_split.txt`), `imagenet` (`data_root/train/<wnid>/…` and
+`data_root/val/<wnid>/…`), `imagenet-lt` (ImageNet plus the `ImageNet_LT_{train,test}.txt`
+lists of `path label` lines) and `folder` (`data_root/{train,test}/<class>/<image>`). For
+`imagenet` and `folder` the class indices come from the training folder's sorted sub-folders
 and the held-out split reuses them (a class missing from it keeps its index; a class only there
 is an error).
 
-Missing files raise :class:`DatasetNotFoundError` naming the dataset, the ``data_root``, the
-download URL and the ``download`` setting. Every name here is also importable from
-:mod:`etfcore.training.datasets`.
+Missing files raise [`DatasetNotFoundError`][etfcore.training.images.DatasetNotFoundError]
+naming the dataset, the `data_root`, the download URL and the `download` setting. Every name here
+is also importable from [`etfcore.training.datasets`][etfcore.training.datasets].
 
+Examples
+--------
 >>> sorted(DOWNLOADABLE)[:3], "cub200" in URLS
 (['caltech101', 'cifar10', 'cifar100'], True)
 """
@@ -35,15 +37,15 @@ from torch.utils.data import Dataset, TensorDataset
 from ..errors import ParameterError, require
 from ..splits import SPLIT_SEED, stratified_holdout
 
-# CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label order.
 CIFAR100_COARSE = [
     4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3,
     15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0,
     17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19,
     2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
 ]
+"""CIFAR-100 fine label → its superclass (the 20 coarse labels), in torchvision's fine-label
+order."""
 
-#: Where each image dataset comes from (shown when its files are missing).
 URLS: Dict[str, str] = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
@@ -67,17 +69,18 @@ URLS: Dict[str, str] = {
     "folder": "your own images: data_root/train/<class>/<image> and "
     "data_root/test/<class>/<image>",
 }
+"""Where each image dataset comes from (shown when its files are missing)."""
 URLS["cifar100-coarse"] = URLS["cifar100"]
 IMAGE_DATASETS = tuple(URLS)
-#: torchvision downloads these itself when ``download=True``.
 DOWNLOADABLE = (
     "cifar10", "cifar100", "cifar100-coarse", "svhn", "stl10", "flowers102", "pets", "dtd",
     "fgvc-aircraft", "food101", "caltech101", "sun397",
 )
+"""torchvision downloads these itself when `download=True`."""
 
 
 class DatasetNotFoundError(ParameterError):
-    """The files of a dataset are missing under ``data_root`` (or its download failed)."""
+    """The files of a dataset are missing under `data_root` (or its download failed)."""
 
 
 # ------------------------------------------------------------------ file formats torchvision lacks
@@ -89,10 +92,30 @@ def _pil_loader(path: str):
 
 
 class ImageListDataset(Dataset):
-    """Images listed in a text file of ``relative/path label`` lines (the ImageNet-LT format),
-    paths relative to ``root``. ``targets`` holds the int64 labels.
+    """Images listed in a text file of `relative/path label` lines (the ImageNet-LT format).
 
-    Example line: ``train/n01440764/n01440764_190.JPEG 0``.
+    Example line: `train/n01440764/n01440764_190.JPEG 0`.
+
+    Parameters
+    ----------
+    root
+        The folder the paths are relative to.
+    list_file
+        The text file.
+    transform
+        Applied to each image (a PIL image, made RGB).
+
+    Attributes
+    ----------
+    samples : list of str
+        The relative paths.
+    targets : numpy.ndarray
+        The int64 labels.
+
+    Raises
+    ------
+    ParameterError
+        For a line that is not `path label`, naming the file and line.
     """
 
     def __init__(self, root: str, list_file: str, transform: Optional[Callable] = None) -> None:
@@ -119,9 +142,20 @@ class ImageListDataset(Dataset):
 
 
 class CUB200(ImageListDataset):
-    """Caltech-UCSD Birds-200-2011 in its distributed layout: ``root/CUB_200_2011/`` with
-    ``images.txt`` (``id path``), ``image_class_labels.txt`` (``id class``, 1-based) and
-    ``train_test_split.txt`` (``id is_train``); images under ``images/``."""
+    """Caltech-UCSD Birds-200-2011 in its distributed layout.
+
+    `root/CUB_200_2011/` with `images.txt` (`id path`), `image_class_labels.txt` (`id class`,
+    1-based) and `train_test_split.txt` (`id is_train`); images under `images/`.
+
+    Parameters
+    ----------
+    root
+        The folder holding `CUB_200_2011/`.
+    train
+        The training split (else the test split).
+    transform
+        Applied to each image.
+    """
 
     def __init__(self, root: str, *, train: bool, transform: Optional[Callable] = None) -> None:
         base = os.path.join(root, "CUB_200_2011")
@@ -140,10 +174,32 @@ class CUB200(ImageListDataset):
 
 
 class ClassFolder(Dataset):
-    """Images under ``root/<class>/`` (torchvision's image extensions) with the class indices
-    ``class_to_idx`` given — those of the training folder, so that a class missing from a
-    held-out folder keeps the others' indices. A sub-folder not in ``class_to_idx`` is an error.
-    ``samples`` holds ``(path, label)`` pairs, ``targets`` the int64 labels."""
+    """Images under `root/<class>/` (torchvision's image extensions) with given class indices.
+
+    Parameters
+    ----------
+    root
+        The folder of class sub-folders.
+    class_to_idx
+        Class name → index: those of the training folder, so that a class missing from a
+        held-out folder keeps the others' indices.
+    transform
+        Applied to each image.
+
+    Attributes
+    ----------
+    samples : list of tuple
+        `(path, label)` pairs.
+    targets : numpy.ndarray
+        The int64 labels.
+
+    Raises
+    ------
+    ParameterError
+        For a sub-folder not in `class_to_idx`.
+    FileNotFoundError
+        When there is no image.
+    """
 
     def __init__(
         self, root: str, class_to_idx: Dict[str, int], transform: Optional[Callable] = None
@@ -179,11 +235,22 @@ def _to_rgb(img):
 
 
 def image_transforms(image_size: int, *, train: bool, augment: bool = True):
-    """The usual transforms: for ``image_size ≤ 64`` (CIFAR style) resize, then for training a
-    random crop with padding ``image_size/8`` and a horizontal flip; for larger images (ImageNet
-    style) a random resized crop and flip for training, resize to ``8/7·image_size`` and a centre
-    crop for testing. Every image is made RGB and normalised with the ImageNet channel
-    statistics."""
+    """The usual image transforms.
+
+    For `image_size ≤ 64` (CIFAR style) resize, then for training a random crop with padding
+    `image_size/8` and a horizontal flip; for larger images (ImageNet style) a random resized
+    crop and flip for training, resize to `8/7·image_size` and a centre crop for testing. Every
+    image is made RGB and normalised with the ImageNet channel statistics.
+
+    Parameters
+    ----------
+    image_size
+        The side of the square output images.
+    train
+        The training transform (else the test transform).
+    augment
+        Random crops and flips in the training transform.
+    """
     import torchvision.transforms as T
 
     s = int(image_size)
@@ -261,12 +328,34 @@ def torchvision_dataset(
     transform=None,
     split_seed: int = SPLIT_SEED,
 ) -> Dataset:
-    """The training or held-out split of an image dataset (names in the module docstring),
-    through torchvision's classes where they exist. ``download=True`` lets torchvision fetch the
-    datasets it can (:data:`DOWNLOADABLE`). ``caltech101`` and ``sun397`` come whole: their
-    held-out split is a stratified 20% seeded by ``split_seed`` (fixed by default, so it is the
-    same for every run). Missing files or a failed download raise :class:`DatasetNotFoundError`
-    with the URL, ``data_root`` and ``download`` setting."""
+    """The training or held-out split of an image dataset, through torchvision's classes where
+    they exist.
+
+    Parameters
+    ----------
+    name
+        The dataset (the names in the [module documentation][etfcore.training.images]).
+    root
+        The `data_root` the files live in.
+    train
+        The training split (else the held-out split).
+    download
+        Let torchvision fetch the datasets it can
+        ([`DOWNLOADABLE`][etfcore.training.images.DOWNLOADABLE]).
+    transform
+        Applied to each image.
+    split_seed
+        `caltech101` and `sun397` come whole: their held-out split is a stratified 20% seeded by
+        `split_seed` (fixed by default, so it is the same for every run).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown `name`.
+    DatasetNotFoundError
+        For missing files or a failed download, with the URL, `data_root` and `download`
+        setting.
+    """
     if name not in URLS:
         raise ParameterError(f"unknown dataset {name!r}; known: {', '.join(sorted(URLS))}")
     require("torchvision", "train", "image datasets")
@@ -303,8 +392,11 @@ def _not_found(name: str, root, download: bool, cause: BaseException) -> Dataset
 
 
 def dataset_labels(ds: Dataset) -> np.ndarray:
-    """All labels of a dataset as int64, read from the attribute where torchvision keeps them
-    (so no image is loaded); other datasets are iterated once."""
+    """All labels of a dataset as int64.
+
+    They are read from the attribute where torchvision keeps them (so no image is loaded);
+    other datasets are iterated once.
+    """
     if isinstance(ds, TensorDataset):
         return ds.tensors[1].numpy().astype(np.int64)
     if isinstance(ds, torch.utils.data.Subset):

@@ -1,16 +1,17 @@
 """Collapse of a causal language model: its last hidden states, labelled by the next token.
 
-A causal LM classifies each position's final hidden state ``h_t`` (after the last layer norm,
-the input of the unembedding) into the next token ``y_t = x_{t+1}``: the "classes" are the
-vocabulary and the classifier is the output embedding ``W`` (``logits = h_t Wᵀ``). This module
-streams ``(h_t, x_{t+1})`` pairs of any Hugging Face-style causal LM — a module called as
-``model(input_ids=…, attention_mask=…, output_hidden_states=True)`` that returns
-``hidden_states`` — into a :class:`~etfcore.training.CollapseMetrics` on the model's device
-(float64 sufficient statistics, mergeable across processes), from which every collapse metric
-follows; :func:`output_embedding` gives ``W`` for NC3.
+A causal LM classifies each position's final hidden state `h_t` (after the last layer norm,
+the input of the unembedding) into the next token `y_t = x_{t+1}`: the "classes" are the
+vocabulary and the classifier is the output embedding `W` (`logits = h_t Wᵀ`). This module
+streams `(h_t, x_{t+1})` pairs of any Hugging Face-style causal LM — a module called as
+`model(input_ids=…, attention_mask=…, output_hidden_states=True)` that returns
+`hidden_states` — into a [`CollapseMetrics`][etfcore.training.metric.CollapseMetrics] on the
+model's device (float64 sufficient statistics, mergeable across processes), from which every
+collapse metric follows; [`output_embedding`][etfcore.training.language_model.output_embedding]
+gives `W` for NC3.
 
 Nothing here downloads anything: load the model and tokenizer you have locally, e.g.
-``AutoModelForCausalLM.from_pretrained(path, local_files_only=True)``.
+`AutoModelForCausalLM.from_pretrained(path, local_files_only=True)`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ Batch = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 
 def _batch_tensors(batch: Batch) -> tuple:
-    """``(input_ids, attention_mask)`` of a batch: a tensor of token ids, or a mapping with
-    ``input_ids`` and optionally ``attention_mask`` (a tokenizer's output)."""
+    """`(input_ids, attention_mask)` of a batch: a tensor of token ids, or a mapping with
+    `input_ids` and optionally `attention_mask` (a tokenizer's output)."""
     if isinstance(batch, torch.Tensor):
         ids, mask = batch, None
     elif isinstance(batch, Mapping) and "input_ids" in batch:
@@ -49,11 +50,31 @@ def _batch_tensors(batch: Batch) -> tuple:
 def next_token_pairs(
     model: torch.nn.Module, batch: Batch, *, layer: int = -1
 ) -> tuple:
-    """``(features, labels)`` of one batch: the hidden states of ``layer`` (default the last)
-    at every position whose next token exists and is not padding, and that next token.
+    """The next-token pairs of one batch.
 
-    ``features`` is ``(n, p)`` in the model's dtype, ``labels`` ``(n,)`` int64, both on the
-    model's device; positions ``t`` with ``mask[t] = mask[t+1] = 1`` are kept.
+    Parameters
+    ----------
+    model
+        A Hugging Face-style causal LM.
+    batch
+        A tensor of token ids `(batch, sequence)`, or a mapping with `input_ids` and optionally
+        `attention_mask` (a tokenizer's output).
+    layer
+        The hidden states used (default the last).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        `(features, labels)`: the hidden states of `layer` at every position whose next token
+        exists and is not padding (positions `t` with `mask[t] = mask[t+1] = 1`), `(n, p)` in
+        the model's dtype, and that next token, `(n,)` int64; both on the model's device.
+
+    Raises
+    ------
+    ParameterError
+        For a batch that is neither a tensor nor a mapping with `input_ids`.
+    ShapeError
+        For `input_ids` that are not 2-D or a mask of another shape.
     """
     ids, mask = _batch_tensors(batch)
     device = next(model.parameters()).device
@@ -67,8 +88,14 @@ def next_token_pairs(
 
 
 def output_embedding(model: torch.nn.Module) -> torch.Tensor:
-    """The unembedding ``W`` (``vocab × p``) of a Hugging Face-style causal LM
-    (``model.get_output_embeddings().weight``), the classifier the last hidden states meet."""
+    """The unembedding `W` (`vocab × p`) of a Hugging Face-style causal LM
+    (`model.get_output_embeddings().weight`), the classifier the last hidden states meet.
+
+    Raises
+    ------
+    ParameterError
+        When the model has no output embedding.
+    """
     get = getattr(model, "get_output_embeddings", None)
     emb = get() if callable(get) else None
     if emb is None or not hasattr(emb, "weight"):
@@ -86,14 +113,43 @@ def language_model_collapse(
     metric: Optional[CollapseMetrics] = None,
     **metric_options: Any,
 ) -> CollapseMetrics:
-    """Streams next-token pairs of ``batches`` through ``model`` into a collapse metric.
+    """Stream the next-token pairs of `batches` through `model` into a collapse metric.
 
-    ``num_classes`` defaults to the output embedding's rows (the vocabulary). A new
-    :class:`CollapseMetrics` (``metric_options`` passed to it, e.g. ``products="float64"``) is
-    created on the model's device, or ``metric`` is continued (e.g. another shard's). Stops after
-    ``max_tokens`` pairs (the last batch trimmed). ``metric.to_core()`` gives the
-    :class:`etfcore.CollapseStats`; ``metric.compute()`` every metric.
+    The model runs in eval mode (its mode is restored after).
 
+    Parameters
+    ----------
+    model
+        A Hugging Face-style causal LM.
+    batches
+        Batches as [`next_token_pairs`][etfcore.training.language_model.next_token_pairs]
+        takes them.
+    num_classes
+        The number of classes; defaults to the output embedding's rows (the vocabulary).
+    layer
+        The hidden states used (default the last).
+    max_tokens
+        Stop after this many pairs (the last batch trimmed); all when `None`.
+    metric
+        A metric to continue (e.g. another shard's); a new
+        [`CollapseMetrics`][etfcore.training.metric.CollapseMetrics] is created on the model's
+        device when `None`.
+    **metric_options
+        Passed to the new metric, e.g. `products="float64"`.
+
+    Returns
+    -------
+    CollapseMetrics
+        The metric: `metric.to_core()` gives the
+        [`etfcore.CollapseStats`][etfcore.CollapseStats], `metric.compute()` every metric.
+
+    Raises
+    ------
+    ParameterError
+        When `max_tokens < 1`, or no batch held a next-token pair.
+
+    Examples
+    --------
     >>> import torch, etfcore.training as et
     >>> class TinyLM(torch.nn.Module):          # any module with the Hugging Face call
     ...     def __init__(self):

@@ -1,39 +1,57 @@
-r"""Collapse statistics as a torchmetrics :class:`~torchmetrics.Metric`.
+r"""Collapse statistics as a torchmetrics `Metric`.
 
-The states are the sufficient statistics of :class:`etfcore.CollapseStats` about a fixed shift
-``c`` (``x_i = h_i - c``), all float64 except the integer counts, all sum-reduced:
+The states are the sufficient statistics of [`etfcore.CollapseStats`][etfcore.CollapseStats]
+about a fixed shift $c$ ($x_i = h_i - c$), all float64 except the integer counts, all
+sum-reduced:
 
-- ``counts[k] = n_k``, ``class_sums[k] = Σ_{y_i=k} x_i``, ``class_sq_norms[k] = Σ_{y_i=k} ‖x_i‖²``,
-- ``class_unit_sums[k] = Σ_{y_i=k, h_i≠0} h_i/‖h_i‖``, ``class_zero_rows[k]`` (rows ``h_i = 0``),
-- ``scatter = Σ_i x_i x_iᵀ``.
+- `counts[k]` $= n_k$, `class_sums[k]` $= \sum_{y_i=k} x_i$,
+  `class_sq_norms[k]` $= \sum_{y_i=k} \|x_i\|^2$,
+- `class_unit_sums[k]` $= \sum_{y_i=k,\ h_i \ne 0} h_i/\|h_i\|$, `class_zero_rows[k]` (rows
+  $h_i = 0$),
+- `scatter` $= \sum_i x_i x_i^\top$.
 
 Because every state is a plain sum, merging shards or processes is a sum, and DDP
-synchronisation is torchmetrics' own (``dist_reduce_fx="sum"``), once the states share one shift.
+synchronisation is torchmetrics' own (`dist_reduce_fx="sum"`), once the states share one shift.
 **The shift** is an argument (fixed, the same on every rank), or by default each process's first
-non-empty batch mean, as the core does. At synchronisation (and in ``merge_state``/``forward``)
-states about a shift ``c`` are re-expressed about the common one ``c'`` (the first process's
-with data), ``d = c - c'``: ``s_k += n_k d``, ``‖x‖²`` sums ``+= 2 s_k·d + n_k ‖d‖²``,
-``S += d sᵀ + s dᵀ + n d dᵀ`` (``s = Σ_k s_k``), exactly, so ``update`` needs no collective and
-ranks may see different numbers of batches. Numerics: the core recovers
-``Σ_W = S - Σ_k s_k s_kᵀ/n_k`` in float64; the rounding error relative to ``Σ_W`` grows like
-``eps64 · ‖μ - c‖²/σ²`` (``μ`` the mean, ``σ²`` the within-class variance per coordinate):
-measured 1e-11, 1e-9, 1e-7 for ``c = 0`` and an offset of 100, 1000, 10 000 σ in each of 16
-coordinates, 2e-15 with ``c`` near the mean (tested against a two-pass float64 reference), which
-the first batch's mean gives. The tracking callback passes the previous evaluation's global mean.
+non-empty batch mean, as the core does. At synchronisation (and in `merge_state`/`forward`)
+states about a shift $c$ are re-expressed about the common one $c'$ (the first process's
+with data), $d = c - c'$: $s_k \mathrel{+}= n_k d$, the $\|x\|^2$ sums
+$\mathrel{+}= 2 s_k \cdot d + n_k \|d\|^2$, $S \mathrel{+}= d s^\top + s d^\top + n d d^\top$
+($s = \sum_k s_k$), exactly, so `update` needs no collective and ranks may see different numbers
+of batches. Numerics: the core recovers $\Sigma_W = S - \sum_k s_k s_k^\top/n_k$ in float64; the
+rounding error relative to $\Sigma_W$ grows like $\varepsilon_{64} \|\mu - c\|^2/\sigma^2$
+($\mu$ the mean, $\sigma^2$ the within-class variance per coordinate): measured 1e-11, 1e-9,
+1e-7 for $c = 0$ and an offset of 100, 1000, 10 000 $\sigma$ in each of 16 coordinates, 2e-15
+with $c$ near the mean (tested against a two-pass float64 reference), which the first batch's
+mean gives. The tracking callback passes the previous evaluation's global mean.
 
 **On the device** (a GPU, or the CPU), a batch costs no host synchronisation: each chunk of rows
-is shifted and its product ``xᵀx`` formed in the input precision (float32 for float32 and half
-precision features, float64 for float64; TF32 only with ``allow_tf32=True``), then added to the
+is shifted and its product $x^\top x$ formed in the input precision (float32 for float32 and half
+precision features, float64 for float64; TF32 only with `allow_tf32=True`), then added to the
 float64 states, as the core's own pass does; the default shift is then the first batch's mean
-rounded to that precision, so ``h - c`` is formed without error. ``products="float64"`` forms
+rounded to that precision, so $h - c$ is formed without error. `products="float64"` forms
 the products in float64 instead (the default on the CPU, where it costs about 2× and keeps
-``Σ_W`` to float64 accuracy; float32 products give about ``1e-7 · ‖x‖²/σ²``, as the core's pass).
-Labels and finiteness are checked on the device and a batch is committed only where its check
-passed (a device-side select): a bad batch leaves the states exactly as they were and is
-recorded, and the next :meth:`~CollapseMetrics.compute`, :meth:`~CollapseMetrics.to_core` or
-``sync`` raises the typed error naming the batch (its index since the last reset) and the
-problem. ``checks="eager"`` (the default on the CPU) raises in ``update`` instead.
+$\Sigma_W$ to float64 accuracy; float32 products give about $10^{-7} \|x\|^2/\sigma^2$, as the
+core's pass). Labels and finiteness are checked on the device and a batch is committed only
+where its check passed (a device-side select): a bad batch leaves the states exactly as they
+were and is recorded, and the next
+[`compute`][etfcore.training.metric.CollapseMetrics.compute],
+[`to_core`][etfcore.training.metric.CollapseMetrics.to_core] or `sync` raises the typed error
+naming the batch (its index since the last reset) and the problem. `checks="eager"` (the
+default on the CPU) raises in `update` instead.
 
+**In a LightningModule** (the torchmetrics idioms): `self.val_nc(h, y)` in `validation_step`
+always adds the batch and returns its flat dict, or an empty dict `{}` when the batch alone
+leaves the metrics undefined (fewer than two classes present: a class-sorted loader gives such
+batches; the batch is still counted); `self.log_dict(self.val_nc.compute())` in
+`on_validation_epoch_end` logs every scalar, synchronised across processes, then
+`self.val_nc.reset()`. `update` is the cheaper call (no per-batch core computation). One
+scalar can be logged as a metric object, `self.log("val/nc1", self.val_nc["nc1"])`, with the
+item taken once in `__init__` (see
+[`CollapseMetricsItem`][etfcore.training.metric.CollapseMetricsItem]).
+
+Examples
+--------
 >>> import torch
 >>> m = CollapseMetrics(3, 4)
 >>> m.update(torch.randn(30, 4), torch.arange(30) % 3)
@@ -42,16 +60,6 @@ problem. ``checks="eager"`` (the default on the CPU) raises in ``update`` instea
 (30, True)
 >>> m.compute_report()["weighting"]     # the structured result: numbers, strings, arrays
 'weighted'
-
-**In a LightningModule** (the torchmetrics idioms): ``self.val_nc(h, y)`` in ``validation_step``
-always adds the batch and returns its flat dict, or an empty dict ``{}`` when the batch alone
-leaves the metrics undefined (fewer than two classes present: a class-sorted loader gives such
-batches; the batch is still counted); ``self.log_dict(self.val_nc.compute())`` in
-``on_validation_epoch_end`` logs every scalar, synchronised across processes, then
-``self.val_nc.reset()``. ``update`` is the cheaper call (no per-batch core computation). One
-scalar can be logged as a metric object, ``self.log("val/nc1", self.val_nc["nc1"])``, with the
-item taken once in ``__init__`` (see
-[`CollapseMetricsItem`][etfcore.training.metric.CollapseMetricsItem]).
 """
 
 from __future__ import annotations
@@ -76,9 +84,9 @@ from ..errors import (
 )
 from ..stats import CollapseStats
 
-#: Rows per chunk product: each chunk's ``xᵀx`` is formed in the product precision, then added
-#: in float64 (as the core's pass does), so float32 rounding does not grow with the batch size.
 CHUNK_ROWS = 8192
+"""Rows per chunk product: each chunk's `xᵀx` is formed in the product precision, then added in
+float64 (as the core's pass does), so float32 rounding does not grow with the batch size."""
 
 # The failure record (an int64 state): which batch, what went wrong, and where.
 _BATCH, _CODE, _LO, _HI, _ROW, _COL, _RANK = range(7)
@@ -96,8 +104,28 @@ def _first_failure(stacked: torch.Tensor) -> torch.Tensor:
 
 
 def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> None:
-    """Raises etfcore's typed errors for a batch whose types or shapes are wrong (what is known
-    without reading the data; labels and finiteness are checked by :func:`batch_record`)."""
+    """Check a batch's types and shapes (what is known without reading the data).
+
+    Labels and finiteness are checked by [`batch_record`][etfcore.training.metric.batch_record].
+
+    Parameters
+    ----------
+    features
+        The features, `(n, dim)`, floating point.
+    labels
+        The labels, `(n,)`, integers.
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+
+    Raises
+    ------
+    DTypeError
+        When `features` or `labels` is not a torch tensor of the right kind.
+    ShapeError
+        When the shapes are wrong.
+    """
     if not isinstance(features, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise DTypeError("features and labels must be torch tensors")
     if not features.is_floating_point():
@@ -114,8 +142,27 @@ def batch_record(
     h: torch.Tensor, y: torch.Tensor, num_classes: int, batch: int, rank: int
 ) -> torch.Tensor:
     """The failure record of a non-empty batch, computed on its device without a host
-    synchronisation: ``[batch, code, label min, label max, row, column, rank]`` (code 0: fine,
-    1: a label outside ``0..K-1``, 2: a non-finite feature at ``row, column``, the first one)."""
+    synchronisation.
+
+    Parameters
+    ----------
+    h
+        The features, `(n, p)`.
+    y
+        The labels, `(n,)`, int64.
+    num_classes
+        The number of classes `K`.
+    batch
+        The batch's index (since the last reset).
+    rank
+        The process's rank.
+
+    Returns
+    -------
+    torch.Tensor
+        `[batch, code, label min, label max, row, column, rank]` (int64; code 0: fine, 1: a
+        label outside `0..K-1`, 2: a non-finite feature at `row, column`, the first one).
+    """
     lo, hi = y.min(), y.max()
     labels_ok = (lo >= 0) & (hi < num_classes)
     bad = ~torch.isfinite(h)
@@ -127,7 +174,21 @@ def batch_record(
 
 
 def failure_error(record: List[int], num_classes: int) -> Optional[ValueError]:
-    """The typed error a failure record stands for (``None`` when it records none)."""
+    """The typed error a failure record stands for.
+
+    Parameters
+    ----------
+    record
+        A failure record of [`batch_record`][etfcore.training.metric.batch_record], as a list.
+    num_classes
+        The number of classes `K`.
+
+    Returns
+    -------
+    ValueError or None
+        A `LabelError` or `NonFiniteError` naming the batch, or `None` when the record holds no
+        failure.
+    """
     batch, code, lo, hi, row, col, rank = record
     where = f"batch {batch}" + (f" on rank {rank}" if rank else "")
     if code == _BAD_LABEL:
@@ -145,7 +206,7 @@ def failure_error(record: List[int], num_classes: int) -> Optional[ValueError]:
 
 @contextlib.contextmanager
 def _tf32(device: torch.device, allow: bool) -> Iterator[None]:
-    """CUDA float32 products in TF32 only when ``allow`` (restores the global setting)."""
+    """CUDA float32 products in TF32 only when `allow` (restores the global setting)."""
     if device.type != "cuda":
         yield
         return
@@ -158,23 +219,47 @@ def _tf32(device: torch.device, allow: bool) -> Iterator[None]:
 
 
 class CollapseMetrics(Metric):
-    r"""Streaming collapse statistics of features ``(n, p)`` with labels in ``0..K-1``;
-    :meth:`compute` returns every numeric metric of :meth:`etfcore.CollapseStats.metrics` (plus
-    NC3 and Yang et al.'s NC cosine statistics when ``classifier`` is given), computed by the Rust
-    core, as a flat dict of 0-dim float64 tensors on the metric's device under the same names
-    (``vci``, ``nc1``, ``nc1_rank``, ``num_samples``, ...), ready for ``self.log_dict``;
-    :meth:`compute_report` returns the structured result (also ``weighting``, ``precision``,
-    ``nc3_cosines`` and ``global_mean``, as Python numbers, strings and arrays).
+    r"""Streaming collapse statistics of features `(n, p)` with labels in `0..K-1`.
 
-    ``shift``: the fixed centre ``c`` of the accumulation (``(p,)``; default: the first non-empty
-    batch's mean), see the module docstring. ``classifier``: ``(K, p)`` class vectors for NC3 and
-    the cosine statistics. ``products``: ``"input"`` (chunk products in the features' precision,
-    at least float32, accumulated in float64), ``"float64"``, or ``"auto"`` (float64 on the CPU,
-    the input precision elsewhere). ``allow_tf32``: let CUDA form float32 products in TF32
-    (about 1e-3 relative error per product; off by default). ``checks``: ``"deferred"`` (a bad
-    batch is skipped on the device and the next ``compute``/``to_core``/``sync`` raises),
-    ``"eager"`` (``update`` raises at once, one host synchronisation per batch), or ``"auto"``
-    (eager on the CPU, deferred elsewhere).
+    [`compute`][etfcore.training.metric.CollapseMetrics.compute] returns every numeric metric
+    of [`etfcore.CollapseStats.metrics`][etfcore.CollapseStats.metrics] (plus NC3 and Yang et
+    al.'s NC cosine statistics when `classifier` is given), computed by the Rust core, as a flat
+    dict of 0-dim float64 tensors on the metric's device under the same names (`vci`, `nc1`,
+    `nc1_rank`, `num_samples`, ...), ready for `self.log_dict`;
+    [`compute_report`][etfcore.training.metric.CollapseMetrics.compute_report] returns the
+    structured result (also `weighting`, `precision`, `nc3_cosines` and `global_mean`, as
+    Python numbers, strings and arrays).
+
+    Parameters
+    ----------
+    num_classes
+        The number of classes `K`.
+    dim
+        The feature dimension `p`.
+    shift
+        The fixed centre `c` of the accumulation (`(p,)`; default: the first non-empty batch's
+        mean), see the [module documentation][etfcore.training.metric].
+    classifier
+        `(K, p)` class vectors for NC3 and the cosine statistics.
+    products
+        `"input"` (chunk products in the features' precision, at least float32, accumulated in
+        float64), `"float64"`, or `"auto"` (float64 on the CPU, the input precision elsewhere).
+    allow_tf32
+        Let CUDA form float32 products in TF32 (about 1e-3 relative error per product; off by
+        default).
+    checks
+        `"deferred"` (a bad batch is skipped on the device and the next
+        `compute`/`to_core`/`sync` raises), `"eager"` (`update` raises at once, one host
+        synchronisation per batch), or `"auto"` (eager on the CPU, deferred elsewhere).
+    **kwargs
+        Passed to `torchmetrics.Metric`.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown `products` or `checks`, or a count that is not positive.
+    ShapeError
+        When `classifier` is not `(K, p)`.
 
     Examples
     --------
@@ -250,8 +335,14 @@ class CollapseMetrics(Metric):
             raise ShapeError(f"classifier must be ({k}, {p}), got {self.classifier.shape}")
 
     def to(self, *args: Any, **kwargs: Any) -> CollapseMetrics:
-        """``Module.to``, with the device checked first (an unknown name, CUDA on a machine
-        without it, a device index it lacks: :class:`~etfcore.ParameterError`)."""
+        """`Module.to`, with the device checked first.
+
+        Raises
+        ------
+        ParameterError
+            For an unknown device name, CUDA on a machine without it, or a device index it
+            lacks.
+        """
         if "device" in kwargs and kwargs["device"] is not None:
             kwargs["device"] = torch_device(kwargs["device"])
         elif args and isinstance(args[0], (str, torch.device, int)) and not isinstance(
@@ -272,8 +363,28 @@ class CollapseMetrics(Metric):
         )
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Adds a batch when its labels lie in ``0..K-1`` and its features are finite; a bad
-        batch leaves the states as they were (see ``checks`` for when the error is raised)."""
+        """Add a batch when its labels lie in `0..K-1` and its features are finite.
+
+        A bad batch leaves the states as they were (see `checks` for when the error is raised).
+
+        Parameters
+        ----------
+        features
+            The features, `(n, p)`, floating point.
+        labels
+            The labels, `(n,)`, integers.
+
+        Raises
+        ------
+        DTypeError
+            For tensors of the wrong kind.
+        ShapeError
+            For tensors of the wrong shape.
+        LabelError
+            With `checks="eager"`, for a label outside `0..K-1`.
+        NonFiniteError
+            With `checks="eager"`, for a non-finite feature.
+        """
         check_batch(features, labels, self.num_classes, self.dim)
         batch, self._batch_index = self._batch_index, self._batch_index + 1
         if features.shape[0] == 0:
@@ -294,7 +405,7 @@ class CollapseMetrics(Metric):
         self._accumulate(h, y.clamp(0, self.num_classes - 1), ok)
 
     def _accumulate(self, h: torch.Tensor, y: torch.Tensor, ok: torch.Tensor) -> None:
-        """Adds the batch's sums where ``ok`` (a 0-dim device flag): chunk products in the
+        """Adds the batch's sums where `ok` (a 0-dim device flag): chunk products in the
         product precision about the shift rounded to it, re-expressed about the shift in f64."""
         k, p = self.num_classes, self.dim
         f64 = torch.float64
@@ -355,11 +466,19 @@ class CollapseMetrics(Metric):
             self._batch_index = 0
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """torchmetrics' ``forward``: the batch merged into the states, and the batch's own
-        metrics returned (the flat dict of :meth:`compute`), or ``{}`` where they are undefined
-        for the batch alone (fewer than two classes in it) — the batch is counted either way.
+        """torchmetrics' `forward`: the batch merged into the states, and the batch's own
+        metrics returned.
+
         The states are kept as they were when the batch is rejected (bad labels, non-finite
-        features: the typed error is raised)."""
+        features: the typed error is raised).
+
+        Returns
+        -------
+        dict
+            The flat dict of [`compute`][etfcore.training.metric.CollapseMetrics.compute] for the
+            batch alone, or `{}` where it is undefined (fewer than two classes in the batch);
+            the batch is counted either way.
+        """
         saved, count = self._copy_state_dict(), self._update_count
         self._in_forward = True
         try:
@@ -373,8 +492,16 @@ class CollapseMetrics(Metric):
             self._in_forward = False
 
     def raise_recorded_failure(self) -> None:
-        """Raises the typed error of the first batch skipped since the last reset, if any
-        (one host synchronisation)."""
+        """Raise the typed error of the first batch skipped since the last reset, if any (one
+        host synchronisation).
+
+        Raises
+        ------
+        LabelError
+            When that batch had a label outside `0..K-1`.
+        NonFiniteError
+            When that batch had a non-finite feature.
+        """
         error = failure_error(self.failure.tolist(), self.num_classes)
         if error is not None:
             raise error
@@ -391,7 +518,7 @@ class CollapseMetrics(Metric):
             raise
 
     def _rebase(self, shift: torch.Tensor) -> None:
-        """Re-expresses the states about ``shift`` (exact up to rounding)."""
+        """Re-expresses the states about `shift` (exact up to rounding)."""
         shift = shift.to(self.shift)
         d = self.shift - shift
         n = self.counts.to(torch.float64)
@@ -419,12 +546,26 @@ class CollapseMetrics(Metric):
         super()._reduce_states(incoming_state)
 
     def to_core(self) -> CollapseStats:
-        """The current (local, or synchronised inside :meth:`compute`) states as the core's
-        :class:`etfcore.CollapseStats` (copies ``O(K·p + p²)`` numbers to the host). Its
-        precision is float32 when any batch arrived in float32 or a half precision (the default
-        pseudo-inverse cut is then ``p·eps(float32)``; pass an explicit ``rtol`` to the metrics
-        for half-precision features), float64 otherwise. Raises the recorded failure of a
-        skipped batch, if any."""
+        r"""The current states (local, or synchronised inside
+        [`compute`][etfcore.training.metric.CollapseMetrics.compute]) as the core's statistics.
+
+        Copies $O(K p + p^2)$ numbers to the host.
+
+        Returns
+        -------
+        etfcore.CollapseStats
+            The statistics ([`etfcore.CollapseStats`][etfcore.CollapseStats]). Their precision is
+            float32 when any batch arrived in float32 or a half precision (the default
+            pseudo-inverse cut is then $p \cdot \mathrm{eps}(\text{float32})$; pass an
+            explicit `rtol` to the metrics for half-precision features), float64 otherwise.
+
+        Raises
+        ------
+        LabelError
+            The recorded failure of a skipped batch with a bad label, if any.
+        NonFiniteError
+            The recorded failure of a skipped batch with a non-finite feature, if any.
+        """
         self.raise_recorded_failure()
         cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
         empty = int(self.counts.sum()) == 0
@@ -443,10 +584,21 @@ class CollapseMetrics(Metric):
 
     def compute(self) -> Dict[str, torch.Tensor]:
         """Every numeric collapse metric as a flat dict of 0-dim float64 tensors on the
-        metric's device (what ``self.log_dict`` takes), named as :meth:`compute_report` names
-        them; strings and arrays are left out. Inside ``forward`` (a batch alone), ``{}`` when
-        fewer than two classes are present; otherwise that raises
-        :class:`~etfcore.TooFewClassesError`."""
+        metric's device (what `self.log_dict` takes).
+
+        Returns
+        -------
+        dict
+            The metrics, named as
+            [`compute_report`][etfcore.training.metric.CollapseMetrics.compute_report] names
+            them; strings and arrays are left out. Inside `forward` (a batch alone), `{}` when
+            fewer than two classes are present.
+
+        Raises
+        ------
+        TooFewClassesError
+            Outside `forward`, when fewer than two classes are present.
+        """
         try:
             report = self._report()  # torchmetrics' compute wrapper has synchronised the states
         except TooFewClassesError:
@@ -487,9 +639,18 @@ class CollapseMetrics(Metric):
         return items[name]
 
     def compute_report(self) -> Dict[str, Any]:
-        """Every collapse metric, structured: Python numbers, the strings ``weighting`` and
-        ``precision``, the arrays ``nc3_cosines`` (with a classifier) and ``global_mean``.
-        Synchronised across processes like :meth:`compute` (the local states restored after)."""
+        """Every collapse metric, structured.
+
+        Synchronised across processes like
+        [`compute`][etfcore.training.metric.CollapseMetrics.compute] (the local states restored
+        after).
+
+        Returns
+        -------
+        dict
+            Python numbers, the strings `weighting` and `precision`, the arrays `nc3_cosines`
+            (with a classifier) and `global_mean`.
+        """
         if self._is_synced:
             return self._report()
         with self.sync_context(should_sync=self.sync_on_compute, should_unsync=True):
@@ -545,8 +706,21 @@ class CollapseMetricsItem(CompositionalMetric):
 
 
 def scalar_metrics(report: Dict[str, Any], device: Any = "cpu") -> Dict[str, torch.Tensor]:
-    """The numeric entries of a :meth:`CollapseMetrics.compute_report` dict as 0-dim float64
-    tensors (booleans, strings, arrays and ``None`` left out)."""
+    """The numeric entries of a report as 0-dim float64 tensors.
+
+    Parameters
+    ----------
+    report
+        A [`CollapseMetrics.compute_report`][etfcore.training.metric.CollapseMetrics.compute_report]
+        dict.
+    device
+        Where the tensors go.
+
+    Returns
+    -------
+    dict
+        Name → tensor; booleans, strings, arrays and `None` are left out.
+    """
     return {
         k: torch.tensor(float(v), dtype=torch.float64, device=device)
         for k, v in report.items()
@@ -555,8 +729,23 @@ def scalar_metrics(report: Dict[str, Any], device: Any = "cpu") -> Dict[str, tor
 
 
 def metrics_of(stats: CollapseStats, classifier: Optional[np.ndarray]) -> Dict[str, Any]:
-    """What :meth:`CollapseMetrics.compute` reports of the core's statistics (without
-    ``global_mean``): every metric, plus the NC cosine statistics when ``classifier`` is given."""
+    """What [`CollapseMetrics.compute`][etfcore.training.metric.CollapseMetrics.compute] reports
+    of the core's statistics (without `global_mean`).
+
+    Parameters
+    ----------
+    stats
+        The core's statistics.
+    classifier
+        `(K, p)` class vectors, or `None`.
+
+    Returns
+    -------
+    dict
+        Every metric, plus the NC cosine statistics
+        ([`nc_cosine_statistics`][etfcore.training.metric.nc_cosine_statistics]) when
+        `classifier` is given.
+    """
     out = stats.metrics(classifier=classifier)
     if classifier is not None:
         out.update(nc_cosine_statistics(stats, classifier))
@@ -564,14 +753,27 @@ def metrics_of(stats: CollapseStats, classifier: Optional[np.ndarray]) -> Dict[s
 
 
 def nc_cosine_statistics(stats: CollapseStats, classifier: np.ndarray) -> Dict[str, float]:
-    r"""Yang et al.'s collapse statistics over the present classes, ``h_G`` the global (sample)
-    mean, ``h_c`` the class means, ``w_k`` the classifier rows:
+    r"""Yang et al.'s collapse statistics over the present classes.
 
-    - ``nc_cos_means_{mean,std}``: ``cos∠(h_c - h_G, h_k - h_G)`` over pairs ``c ≠ k``;
-    - ``nc_cos_classifier_{mean,std}``: ``cos∠(h_c - h_G, w_k)`` over pairs ``c ≠ k``;
-    - ``nc_cos_own_{mean,std}``: ``cos∠(h_c - h_G, w_c)`` over classes.
+    With $h_G$ the global (sample) mean, $h_c$ the class means and $w_k$ the classifier rows:
 
-    Under collapse onto a simplex ETF the pair cosines tend to ``-1/(K-1)`` and their spread to 0.
+    - `nc_cos_means_{mean,std}`: $\cos\angle(h_c - h_G, h_k - h_G)$ over pairs $c \ne k$;
+    - `nc_cos_classifier_{mean,std}`: $\cos\angle(h_c - h_G, w_k)$ over pairs $c \ne k$;
+    - `nc_cos_own_{mean,std}`: $\cos\angle(h_c - h_G, w_c)$ over classes.
+
+    Under collapse onto a simplex ETF the pair cosines tend to $-1/(K-1)$ and their spread to 0.
+
+    Parameters
+    ----------
+    stats
+        The core's statistics.
+    classifier
+        `(K, p)` class vectors.
+
+    Returns
+    -------
+    dict
+        The six statistics, as floats.
     """
     present = stats.present_classes()
     m = stats.class_means()[present] - stats.global_mean()

@@ -1,15 +1,19 @@
-r"""The LightningModule: ``backbone → head → loss``, with mixup for every loss, an optional
+r"""The LightningModule: `backbone → head → loss`, with mixup for every loss, an optional
 within-class cosine regulariser, a frozen-backbone mode, and the optimiser/schedule of a
-:class:`~etfcore.training.config.TrainConfig`.
+[`TrainConfig`][etfcore.training.config.TrainConfig].
 
-Training step, with ``u = head.features(backbone(x))`` and ``out = u`` for losses on features
-(dot regression, hinge CE) or ``out = head.classify(u)`` (logits) otherwise:
+Training step, with `u = head.features(backbone(x))` and `out = u` for losses on features
+(dot regression, hinge CE) or `out = head.classify(u)` (logits) otherwise:
 
-.. math:: L = λ\,ℓ(out, y) + (1-λ)\,ℓ(out, y_π) + λ\,R(u, y) + (1-λ)\,R(u, y_π)
+$$
+L = \lambda\,\ell(out, y) + (1-\lambda)\,\ell(out, y_\pi) + \lambda\,R(u, y)
+  + (1-\lambda)\,R(u, y_\pi)
+$$
 
-where mixup draws ``λ ~ Beta(α, α)`` and a permutation ``π`` of the batch (``λ = 1`` without
-mixup), ``ℓ`` is the configured loss on hard labels (so class weights, label smoothing and
-generalised labels keep their own normalisation), and ``R`` the regulariser (0 if off).
+where mixup draws $\lambda \sim \mathrm{Beta}(\alpha, \alpha)$ and a permutation $\pi$ of the
+batch ($\lambda = 1$ without mixup), $\ell$ is the configured loss on hard labels (so class
+weights, label smoothing and generalised labels keep their own normalisation), and $R$ the
+regulariser (0 if off).
 """
 
 from __future__ import annotations
@@ -28,10 +32,24 @@ from .config import TrainConfig
 
 
 def stream_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
-    """A 63-bit seed for one random stream (0: torch's global generator, 1: mixup) of one epoch on
-    one process, from ``numpy.random.SeedSequence([seed, epoch, rank, stream])``: distinct inputs
-    give independent streams (no collisions between ranks, epochs or streams).
+    """A 63-bit seed for one random stream of one epoch on one process.
 
+    Drawn from `numpy.random.SeedSequence([seed, epoch, rank, stream])`: distinct inputs give
+    independent streams (no collisions between ranks, epochs or streams).
+
+    Parameters
+    ----------
+    seed
+        The run's seed.
+    epoch
+        The epoch.
+    rank
+        The process's rank.
+    stream
+        0: torch's global generator, 1: mixup.
+
+    Examples
+    --------
     >>> stream_seed(0, 1, 64, 0) != stream_seed(0, 2, 0, 0)
     True
     """
@@ -40,10 +58,27 @@ def stream_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 
 class WarmupSchedule:
-    """Learning-rate factor per optimiser step: linear warm-up over ``warmup`` steps, then cosine
-    to 0, step decay (``gamma`` every ``step_every`` steps) or constant. A plain object, so
-    ``LambdaLR`` checkpoints it.
+    """Learning-rate factor per optimiser step (called with the step).
 
+    Linear warm-up over `warmup` steps, then the schedule `kind`. A plain object, so `LambdaLR`
+    checkpoints it.
+
+    Parameters
+    ----------
+    kind
+        `"cosine"` (to 0 at step `total`), `"step"` (a factor `gamma` every `step_every`
+        steps) or `"constant"`.
+    total
+        The total number of steps.
+    warmup
+        The warm-up steps.
+    step_every
+        The steps between decays of `"step"`.
+    gamma
+        The decay factor of `"step"`.
+
+    Examples
+    --------
     >>> s = WarmupSchedule("cosine", total=100, warmup=10)
     >>> s(0), s(9), s(10), round(s(55), 3), s(100)
     (0.1, 1.0, 1.0, 0.5, 0.0)
@@ -67,13 +102,24 @@ class WarmupSchedule:
 
 
 class ClassifierModule(L.LightningModule):
-    """``backbone`` (any module mapping inputs to ``(batch, p)`` features), ``head`` (an
-    ``etfcore.nn`` head with ``features``/``classify``), ``criterion`` (an ``etfcore.nn`` loss on
-    ``(outputs, int64 labels)``), optional ``regulariser`` (a term ``R(features, labels)``).
+    """The LightningModule of a classifier: backbone, head, loss, and an optional regulariser.
 
-    Every epoch reseeds torch's generator from ``(seed, epoch, rank)`` before its data is drawn, so
+    Every epoch reseeds torch's generator from `(seed, epoch, rank)` before its data is drawn, so
     shuffling, augmentation, dropout and mixup depend only on the seed and the epoch: a run
     resumed from an epoch's checkpoint continues exactly as the uninterrupted run (on CPU).
+
+    Parameters
+    ----------
+    backbone
+        Any module mapping inputs to `(batch, p)` features.
+    head
+        An [`etfcore.nn`][etfcore.nn.heads] head with `features`/`classify`.
+    criterion
+        An [`etfcore.nn`][etfcore.nn.losses] loss on `(outputs, int64 labels)`.
+    config
+        The run's configuration (optimiser, schedule, mixup, seed, frozen backbone).
+    regulariser
+        A term `R(features, labels)` added to the loss, or `None`.
     """
 
     def __init__(
@@ -111,12 +157,15 @@ class ClassifierModule(L.LightningModule):
         return self.head.classify(self.features(x))
 
     def outputs(self, u: torch.Tensor) -> torch.Tensor:
-        """What the loss takes: features or logits (``criterion.uses_features``)."""
+        """What the loss takes: features or logits (`criterion.uses_features`)."""
         return u if self.criterion.uses_features else self.head.classify(u)
 
     def loss_features(self, u: torch.Tensor) -> torch.Tensor:
-        """``u`` in the dtype the head and loss compute in (call with autocast off): the head's
-        parameter dtype, i.e. float32 under mixed precision, bf16/float64 in ``*-true`` runs."""
+        """`u` in the dtype the head and loss compute in (call with autocast off).
+
+        That is the head's parameter dtype, i.e. float32 under mixed precision, bf16/float64 in
+        `*-true` runs.
+        """
         return u.to(torch.promote_types(u.dtype, self.head.weight.dtype))
 
     def train(self, mode: bool = True) -> ClassifierModule:
@@ -146,9 +195,22 @@ class ClassifierModule(L.LightningModule):
     def loss_terms(
         self, u: torch.Tensor, y: torch.Tensor, y_perm: Optional[torch.Tensor], lam: float
     ) -> torch.Tensor:
-        """The (mixed) loss of features ``u``, computed with autocast off in the head's dtype
-        (float32 under mixed precision: ``.float()`` inside autocast would still multiply in
-        half precision)."""
+        """The (mixed) loss of features `u`, computed with autocast off in the head's dtype.
+
+        That is float32 under mixed precision: `.float()` inside autocast would still multiply in
+        half precision.
+
+        Parameters
+        ----------
+        u
+            The head's features of the (mixed) batch.
+        y
+            The labels.
+        y_perm
+            The labels of the permuted batch mixup mixed in, or `None` without mixup.
+        lam
+            The mixup weight λ of `y`.
+        """
         with torch.autocast(u.device.type, enabled=False):
             u = self.loss_features(u)
             out = self.outputs(u)

@@ -1,11 +1,18 @@
 """The registry of the parts a run is built from — backbones, heads and losses — with what each
-needs, so that the config's validation (:mod:`etfcore.training.config`) and the builder
-(:mod:`etfcore.training.build`) read one table instead of keeping their own lists.
+needs, so that the config's validation ([`etfcore.training.config`][etfcore.training.config]) and
+the builder ([`etfcore.training.build`][etfcore.training.build]) read one table instead of
+keeping their own lists.
 
-Each part is registered by name with a builder and its metadata (:class:`Entry`); the order of
-registration is the order of the config's choices. Building imports torch (through
-:mod:`etfcore.nn`); reading the registry does not.
+Each part is registered by name with a builder and its metadata
+([`Entry`][etfcore.training.registry.Entry]); the order of registration is the order of the
+config's choices. Building imports torch (through `etfcore.nn`); reading the registry does not.
+The builders take, by kind: [`BACKBONES`][etfcore.training.registry.BACKBONES]
+`build(config, input_shape)`, [`HEADS`][etfcore.training.registry.HEADS]
+`build(config, num_classes, train_counts, means_of)`,
+[`LOSSES`][etfcore.training.registry.LOSSES] `build(config, head, train_counts)`.
 
+Examples
+--------
 >>> LOSSES["hinge_ce"].uses_features, LOSSES["hinge_ce"].needs_fixed_frame
 (True, True)
 >>> LOSSES.names()[:3]
@@ -31,14 +38,32 @@ __all__ = ["BACKBONES", "Entry", "HEADS", "LOSSES", "Registry"]
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One registered part: ``build`` makes it (see the registry's docstring for the arguments);
-    ``config_keys`` are the config fields it reads beyond the common ones; ``doc`` is one line.
+    """One registered part.
 
-    Losses: ``uses_features`` (the loss takes the head's features, not its logits),
-    ``needs_fixed_frame`` (it only makes sense with ``head='etf'``), ``needs_normalized_features``
-    (``normalize_features=true`` is required), ``uses_temperature`` (``temperature`` applies).
-    Heads: ``fixed_frame`` (the classifier is a fixed frame, not learned),
-    ``from_class_means`` (built from the backbone's class means)."""
+    Parameters
+    ----------
+    name
+        The name the config uses.
+    build
+        Makes the part (the arguments of each kind are in the
+        [module documentation][etfcore.training.registry]).
+    doc
+        One line.
+    config_keys
+        The config fields it reads beyond the common ones.
+    uses_features
+        Losses: the loss takes the head's features, not its logits.
+    needs_fixed_frame
+        Losses: it only makes sense with `head='etf'`.
+    needs_normalized_features
+        Losses: `normalize_features=true` is required.
+    uses_temperature
+        Losses: `temperature` applies.
+    fixed_frame
+        Heads: the classifier is a fixed frame, not learned.
+    from_class_means
+        Heads: built from the backbone's class means.
+    """
 
     name: str
     build: Callable[..., Any]
@@ -53,9 +78,18 @@ class Entry:
 
 
 class Registry:
-    """Named :class:`Entry` objects of one kind, in registration order; :meth:`register` is a
-    decorator.
+    """Named [`Entry`][etfcore.training.registry.Entry] objects of one kind, in registration
+    order; [`register`][etfcore.training.registry.Registry.register] is a decorator.
 
+    Indexing with an unknown name raises `ParameterError` listing the known ones.
+
+    Parameters
+    ----------
+    kind
+        What the entries are (`"backbone"`, `"head"`, `"loss"`), for error messages.
+
+    Examples
+    --------
     >>> r = Registry("widget")
     >>> @r.register("plain", doc="a plain widget")
     ... def _plain(config):
@@ -69,7 +103,20 @@ class Registry:
         self._entries: Dict[str, Entry] = {}
 
     def register(self, *names: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable]:
-        """Registers the decorated builder under each of ``names`` with the metadata ``meta``."""
+        """A decorator registering a builder under each of `names`.
+
+        Parameters
+        ----------
+        *names
+            The names.
+        **meta
+            The [`Entry`][etfcore.training.registry.Entry] metadata.
+
+        Raises
+        ------
+        ParameterError
+            When a name is already registered.
+        """
 
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             for name in names:
@@ -109,8 +156,9 @@ def _nn():
 
 
 # ------------------------------------------------------------------ backbones
-#: ``build(config, input_shape) -> nn.Module`` mapping one input to ``(1, config.feature_dim)``.
 BACKBONES = Registry("backbone")
+"""The backbones: `build(config, input_shape) -> nn.Module` mapping one input to
+`(1, config.feature_dim)`."""
 
 
 @BACKBONES.register("mlp", doc="two-layer MLP on the flattened input")
@@ -157,9 +205,9 @@ BACKBONES.register(
 
 
 # ------------------------------------------------------------------ heads
-#: ``build(config, num_classes, train_counts, means_of) -> nn.Module``; ``means_of()`` gives the
-#: backbone's class means (called only by the heads built from them).
 HEADS = Registry("head")
+"""The heads: `build(config, num_classes, train_counts, means_of) -> nn.Module`; `means_of()`
+gives the backbone's class means (called only by the heads built from them)."""
 
 
 @HEADS.register(
@@ -199,8 +247,8 @@ def _means_head(config, num_classes, train_counts, means_of):
 
 
 # ------------------------------------------------------------------ losses
-#: ``build(config, head, train_counts) -> nn.Module``.
 LOSSES = Registry("loss")
+"""The losses: `build(config, head, train_counts) -> nn.Module`."""
 
 
 def _ce_kw(config) -> Dict[str, float]:
@@ -242,8 +290,12 @@ def _dot_regression(config, head, train_counts):
 
 
 def tau_plus_default(config) -> float:
-    """``config.tau_plus``, else the dataset's default (:data:`etfcore.nn.HINGE_TAU_PLUS`, the
-    long-tail entry when ``imbalance_ratio < 1``), else 13π/36."""
+    r"""The hinge-CE angle $\tau^+$ of a run.
+
+    That is `config.tau_plus`, else the dataset's default
+    ([`HINGE_TAU_PLUS`][etfcore.nn.losses.HINGE_TAU_PLUS], the long-tail entry when
+    `imbalance_ratio < 1`), else $13\pi/36$.
+    """
     if config.tau_plus is not None:
         return config.tau_plus
     table = getattr(_nn(), "HINGE_TAU_PLUS", {})

@@ -1,25 +1,29 @@
-"""The front door: ``Trainer(config, out_dir=..., backbone=...).fit()`` on ``lightning.Trainer``.
+"""The front door: [`Trainer`][etfcore.training.trainer.Trainer]`(config, out_dir=...,
+backbone=...).fit()` on `lightning.Trainer`.
 
-A run with ``out_dir`` lives in ``out_dir/<name>/version_N`` (a new run takes the next free
-``N`` and never touches an older one): ``config.toml`` (the resolved config), ``metrics.jsonl``
-(one row per epoch, NaN as ``null``), Lightning's ``metrics.csv`` (and TensorBoard events when
-``tensorboard`` is installed), ``checkpoints/last.ckpt`` and ``checkpoints/best-epoch=E.ckpt``
+A run with `out_dir` lives in `out_dir/<name>/version_N` (a new run takes the next free
+`N` and never touches an older one): `config.toml` (the resolved config), `metrics.jsonl`
+(one row per epoch, NaN as `null`), Lightning's `metrics.csv` (and TensorBoard events when
+`tensorboard` is installed), `checkpoints/last.ckpt` and `checkpoints/best-epoch=E.ckpt`
 (highest held-out accuracy: the validation split when there is one, else the test split).
-**One epoch count**, from 1 (epoch ``E`` is the ``E``-th epoch trained; the last one equals
-``config.epochs``), in ``metrics.jsonl``, the ``epoch`` column of ``metrics.csv`` and the
+**One epoch count**, from 1 (epoch `E` is the `E`-th epoch trained; the last one equals
+`config.epochs`), in `metrics.jsonl`, the `epoch` column of `metrics.csv` and the
 checkpoint names (Lightning's own 0-based index stays only inside the checkpoint files).
-``fit(resume=...)`` continues the latest version (or a given run directory or checkpoint) in
-place, and the folder ends as an uninterrupted run's would: the same relative path, one
-``best-epoch=E.ckpt``, the checkpoint callbacks' state reloaded, and ``metrics.csv`` continued
+[`fit(resume=...)`][etfcore.training.trainer.Trainer.fit] continues the latest version (or a
+given run directory or checkpoint) in place, and the folder ends as an uninterrupted run's
+would: the same relative path, one
+`best-epoch=E.ckpt`, the checkpoint callbacks' state reloaded, and `metrics.csv` continued
 (its rows up to the checkpoint's epoch kept, those of an unfinished epoch dropped). Without
-``out_dir`` nothing is written.
+`out_dir` nothing is written.
 
-Nothing is lost to a crash, a kill or a concurrent run: a new run claims its ``version_N`` by
+Nothing is lost to a crash, a kill or a concurrent run: a new run claims its `version_N` by
 creating the directory exclusively (two runs started together get two versions); checkpoints
-(Lightning's included, through :class:`AtomicCheckpointIO`) and ``config.toml`` are written to a
-temporary file in their directory, fsynced and renamed; ``metrics.jsonl`` grows by whole lines.
-SIGTERM (a scheduler's preemption) stops like Ctrl-C: the last epoch's checkpoint is kept and
-:class:`TrainingInterrupted` says so (the command line exits with 143).
+(Lightning's included, through [`AtomicCheckpointIO`][etfcore.training.trainer.AtomicCheckpointIO])
+and `config.toml` are written to a temporary file in their directory, fsynced and renamed;
+`metrics.jsonl` grows by whole lines. SIGTERM (a scheduler's preemption) stops like Ctrl-C: the
+last epoch's checkpoint is kept and
+[`TrainingInterrupted`][etfcore.training.trainer.TrainingInterrupted] says so (the command line
+exits with 143).
 """
 
 from __future__ import annotations
@@ -50,9 +54,6 @@ from .build import build_backbone, build_datamodule, build_module
 from .callbacks import CollapseTracker, truncate_jsonl
 from .config import TrainConfig, load_toml, parse_value, to_toml
 
-# Keys a resumed run may change (where and how it runs, not what it computes). Not devices,
-# num_nodes or strategy: the number of processes sets the optimiser steps per epoch, and the
-# learning-rate schedule (per step) was laid out for the checkpoint's count.
 RESUMABLE_KEYS = (
     "accelerator",
     "progress",
@@ -61,11 +62,23 @@ RESUMABLE_KEYS = (
     "download",
     "name",
 )
+"""Keys a resumed run may change (where and how it runs, not what it computes). Not `devices`,
+`num_nodes` or `strategy`: the number of processes sets the optimiser steps per epoch, and the
+learning-rate schedule (per step) was laid out for the checkpoint's count."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during :meth:`Trainer.fit`; ``checkpoint`` is the last one kept (or
-    None), ``signum`` the signal (``signal.SIGINT`` or ``signal.SIGTERM``)."""
+    """Ctrl-C or SIGTERM during [`Trainer.fit`][etfcore.training.trainer.Trainer.fit].
+
+    Parameters
+    ----------
+    message
+        What happened.
+    checkpoint
+        The last checkpoint kept (or `None`).
+    signum
+        The signal (`signal.SIGINT` or `signal.SIGTERM`).
+    """
 
     def __init__(
         self, message: str, checkpoint: Optional[str], signum: int = signal.SIGINT
@@ -76,10 +89,14 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, crash-safe: ``torch.save`` into a temporary file in the
-    checkpoint's own directory (never across filesystems), fsync, rename over the destination,
-    fsync the directory. A kill leaves the previous checkpoint whole; a full or read-only disk is a
-    :class:`~etfcore.StorageError` naming the checkpoint. Remote URLs keep Lightning's writer."""
+    """Lightning's checkpoint writer, crash-safe.
+
+    `torch.save` into a temporary file in the checkpoint's own directory (never across
+    filesystems), fsync, rename over the destination, fsync the directory. A kill leaves the
+    previous checkpoint whole; a full or read-only disk is a
+    [`StorageError`][etfcore.errors.StorageError] naming the checkpoint. Remote URLs keep
+    Lightning's writer.
+    """
 
     def save_checkpoint(
         self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None
@@ -102,9 +119,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def claim_version(parent: str) -> int:
-    """Creates ``parent/version_N`` for the next free ``N`` *exclusively* and returns ``N``: two
-    processes claiming at once get two directories (``mkdir`` fails for the second, which tries
-    the next number)."""
+    """Create `parent/version_N` for the next free `N` *exclusively* and return `N`.
+
+    Two processes claiming at once get two directories (`mkdir` fails for the second, which
+    tries the next number).
+
+    Raises
+    ------
+    StorageError
+        When `parent` cannot be listed or the directory cannot be created.
+    """
     make_dirs(parent)
     try:
         taken = [
@@ -145,8 +169,19 @@ def _precision(config: TrainConfig) -> str:
 
 
 def find_checkpoint(path: str) -> str:
-    """A checkpoint file from a file, a run directory, or a directory of versioned runs (the
-    latest version with a checkpoint)."""
+    """The checkpoint file a path names.
+
+    Parameters
+    ----------
+    path
+        A checkpoint file, a run directory (its `checkpoints/last.ckpt`), or a directory of
+        versioned runs (the latest version with a checkpoint).
+
+    Raises
+    ------
+    ParameterError
+        When `path` does not exist or holds no checkpoint.
+    """
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
@@ -166,7 +201,7 @@ def find_checkpoint(path: str) -> str:
 
 
 def run_dir_of(checkpoint: str) -> str:
-    """The run directory of a checkpoint (``RUN/checkpoints/last.ckpt``), relative when the
+    """The run directory of a checkpoint (`RUN/checkpoints/last.ckpt`), relative when the
     checkpoint's path is (absolute only where a relative one would not name the run)."""
     run = os.path.dirname(os.path.dirname(os.path.normpath(checkpoint)))
     if not re.fullmatch(r"version_\d+", os.path.basename(run)):
@@ -175,8 +210,8 @@ def run_dir_of(checkpoint: str) -> str:
 
 
 class _ContinuedCSVWriter(ExperimentWriter):
-    """Lightning's ``metrics.csv`` writer, except that a resumed run continues the file: the
-    rows of epochs ``<= keep_through`` (the checkpoint's, counted from 1) and their header are
+    """Lightning's `metrics.csv` writer, except that a resumed run continues the file: the
+    rows of epochs `<= keep_through` (the checkpoint's, counted from 1) and their header are
     kept where Lightning would delete the file; rows of an unfinished epoch are dropped."""
 
     def __init__(self, log_dir: str, keep_through: Optional[int]) -> None:
@@ -208,7 +243,7 @@ def _csv_epoch(row: Dict[str, str]) -> float:
 
 
 class _RunCSVLogger(CSVLogger):
-    """Lightning's CSV logger writing through :class:`_ContinuedCSVWriter`."""
+    """Lightning's CSV logger writing through `_ContinuedCSVWriter`."""
 
     def __init__(self, *args: Any, keep_through: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -246,7 +281,7 @@ def _require(ck: Dict[str, Any], checkpoint: str, keys: Sequence[str]) -> None:
 
 
 def _check_state_fits(ck: Dict[str, Any], module: torch.nn.Module, checkpoint: str) -> None:
-    """Refuses (ShapeError) a checkpoint whose weights do not fit ``module`` before Lightning
+    """Refuses (`ShapeError`) a checkpoint whose weights do not fit `module` before Lightning
     loads it (names missing or unexpected, shapes different)."""
     mine = module.state_dict()
     theirs = ck["state_dict"]
@@ -293,7 +328,21 @@ def _saved_config(ck: Dict[str, Any], checkpoint: str) -> TrainConfig:
 
 
 def resume_config(checkpoint: str, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
-    """The config a checkpoint was written with, with ``overrides`` of :data:`RESUMABLE_KEYS`."""
+    """The config a checkpoint was written with, with `overrides`.
+
+    Parameters
+    ----------
+    checkpoint
+        A checkpoint file of `etfcore train`.
+    overrides
+        New values of keys among [`RESUMABLE_KEYS`][etfcore.training.trainer.RESUMABLE_KEYS].
+
+    Raises
+    ------
+    ParameterError
+        For a checkpoint not written by `etfcore train`, an unknown key, or a change the
+        resumed run cannot take.
+    """
     saved = _saved_config(_load(checkpoint), checkpoint)
     hints = typing.get_type_hints(TrainConfig)
     merged = saved.to_dict()
@@ -323,12 +372,33 @@ _QUIET_WARNINGS = (
 
 
 class Trainer:
-    """Trains a :class:`TrainConfig` with ``lightning.Trainer``.
+    """Trains a [`TrainConfig`][etfcore.training.config.TrainConfig] with `lightning.Trainer`.
 
-    ``backbone``: any module mapping a batch to ``(batch, config.feature_dim)`` features, used
-    instead of ``config.backbone`` (its width is checked before training). ``callbacks`` are added
-    to Lightning's; ``trainer_kwargs`` go to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
+    The data and the module are built (and checked) when the trainer is made.
 
+    Parameters
+    ----------
+    config
+        The run's configuration (validated first).
+    out_dir
+        Where runs go (`out_dir/<name>/version_N`); without it nothing is written.
+    backbone
+        Any module mapping a batch to `(batch, config.feature_dim)` features, used instead of
+        `config.backbone` (its width is checked before training).
+    callbacks
+        Added to Lightning's.
+    **trainer_kwargs
+        Passed to `lightning.Trainer` (e.g. `limit_train_batches`).
+
+    Raises
+    ------
+    ParameterError
+        For a bad config.
+    ShapeError
+        When `backbone` does not give `(1, config.feature_dim)` features for one sample.
+
+    Examples
+    --------
     >>> cfg = TrainConfig(epochs=1, progress=False, accelerator="cpu")
     >>> history = Trainer(cfg).fit()          # doctest: +SKIP
     """
@@ -377,12 +447,29 @@ class Trainer:
         return loggers
 
     def fit(self, resume: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Trains to ``config.epochs``; ``resume`` (a checkpoint, a run directory, or ``True``
-        for the latest run under ``out_dir``) continues an interrupted run exactly. Returns one row
-        per epoch (the run's whole history when resumed). Ctrl-C raises
-        :class:`TrainingInterrupted` after keeping the last epoch's checkpoint. Calls
-        ``lightning.seed_everything(config.seed, workers=True)`` (sets the process's global
-        seeds and ``PL_GLOBAL_SEED``). Resuming refuses a change of devices, nodes or strategy."""
+        """Train to `config.epochs`.
+
+        Calls `lightning.seed_everything(config.seed, workers=True)` (sets the process's global
+        seeds and `PL_GLOBAL_SEED`).
+
+        Parameters
+        ----------
+        resume
+            A checkpoint, a run directory, or `True` for the latest run under `out_dir`:
+            continues an interrupted run exactly.
+
+        Returns
+        -------
+        list of dict
+            One row per epoch (the run's whole history when resumed).
+
+        Raises
+        ------
+        TrainingInterrupted
+            On Ctrl-C or SIGTERM, after keeping the last epoch's checkpoint.
+        ParameterError
+            When resuming with a change of devices, nodes or strategy.
+        """
         c = self.config
         # Lightning's own seeding: its fallback DistributedSampler is seeded from
         # PL_GLOBAL_SEED, and workers=True seeds each loader worker's numpy/random/torch.
@@ -461,8 +548,8 @@ class Trainer:
         return self.history
 
     def _resume_point(self, resume: Any, name: str) -> Tuple[Optional[str], str, Optional[int]]:
-        """``(checkpoint, run name, version)`` to continue from (``(None, name, None)`` for a
-        new run); a resumed run continues in place, in the checkpoint's ``OUT/NAME/version_N``,
+        """`(checkpoint, run name, version)` to continue from (`(None, name, None)` for a
+        new run); a resumed run continues in place, in the checkpoint's `OUT/NAME/version_N`,
         and must have the same configuration (devices, nodes and strategy included)."""
         if not resume:
             return None, name, None
@@ -503,7 +590,7 @@ class Trainer:
 
 
 class _InterruptFlag(L.Callback):
-    """Records a Ctrl-C or a SIGTERM (Lightning's ``SIGTERMException``, raised after the batch
+    """Records a Ctrl-C or a SIGTERM (Lightning's `SIGTERMException`, raised after the batch
     in flight), and the run directory every process agrees on (rank 0's)."""
 
     seen = False
@@ -522,15 +609,37 @@ class _InterruptFlag(L.Callback):
 
 
 def load_pretrained(path: str) -> Tuple[torch.nn.Module, TrainConfig]:
-    """``(backbone, config)`` of a run directory or checkpoint file: the trained feature
-    extractor (eval mode, on CPU) and the config it was trained with. Runs with a custom backbone
-    module cannot be rebuilt from the config: load their ``backbone.*`` weights into your module."""
+    """The trained backbone of a run and its config.
+
+    Runs with a custom backbone module cannot be rebuilt from the config: load their
+    `backbone.*` weights into your module.
+
+    Parameters
+    ----------
+    path
+        A run directory or checkpoint file
+        ([`find_checkpoint`][etfcore.training.trainer.find_checkpoint]).
+
+    Returns
+    -------
+    tuple
+        `(backbone, config)`: the trained feature extractor (eval mode, on CPU) and the
+        [`TrainConfig`][etfcore.training.config.TrainConfig] it was trained with.
+
+    Raises
+    ------
+    ParameterError
+        For a missing checkpoint, one not written by `etfcore train`, or a custom backbone.
+    ShapeError
+        When the weights do not fit the architecture the config describes.
+    """
     ckpt = find_checkpoint(path)
     return pretrained_backbone(_load(ckpt), ckpt)
 
 
 def pretrained_backbone(ck: Dict[str, Any], ckpt: str) -> Tuple[torch.nn.Module, TrainConfig]:
-    """:func:`load_pretrained` of a checkpoint already read (``ck``) from the file ``ckpt``."""
+    """[`load_pretrained`][etfcore.training.trainer.load_pretrained] of a checkpoint already
+    read (`ck`) from the file `ckpt`."""
     config = _saved_config(ck, ckpt)
     if ck.get("etfcore_custom_backbone"):
         raise ParameterError(
@@ -555,7 +664,22 @@ def pretrained_backbone(ck: Dict[str, Any], ckpt: str) -> Tuple[torch.nn.Module,
 def config_from_sources(
     preset: Optional[str], config_file: Optional[str], sets: Sequence[str]
 ) -> Dict[str, Any]:
-    """The raw mapping of ``--preset``, then ``--config``, then each ``--set KEY=VALUE``."""
+    """The raw config mapping of the command line's sources, later ones overriding.
+
+    Parameters
+    ----------
+    preset
+        A preset's name (`--preset`), or `None`.
+    config_file
+        A TOML file (`--config`), or `None`.
+    sets
+        `KEY=VALUE` strings (`--set`).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown preset, a bad TOML file, or a `--set` without `=`.
+    """
     from .config import PRESETS
 
     cfg: Dict[str, Any] = {}
