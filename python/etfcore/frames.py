@@ -40,11 +40,12 @@ def etf(
 ) -> np.ndarray:
     r"""Simplex ETF ``W`` of shape ``(num_classes, dim)``.
 
-    .. math::
-        W = \sqrt{K/(K-1)}\; B\, Q', \qquad
-        W W^\top = \tfrac{K}{K-1}\,(I_K - \tfrac{1}{K}\mathbf{1}\mathbf{1}^\top)
+    $$
+    W = \sqrt{K/(K-1)}\; B\, Q', \qquad
+    W W^\top = \tfrac{K}{K-1}\,(I_K - \tfrac{1}{K}\mathbf{1}\mathbf{1}^\top)
+    $$
 
-    with ``B`` the Helmert basis of :math:`\mathbf 1^\perp` and ``Q'`` a ``(K-1) × dim`` matrix
+    with ``B`` the Helmert basis of $\mathbf 1^\perp$ and ``Q'`` a ``(K-1) × dim`` matrix
     with orthonormal rows drawn from the Haar measure (QR of a Gaussian matrix, signs of ``R``'s
     diagonal fixed) from ``seed``. Rows have unit norm (or ``lengths[k]``), pairwise inner
     products are exactly ``-1/(K-1)`` and the rows sum to zero. ``dim`` must be at least
@@ -53,6 +54,8 @@ def etf(
     ``canonical=True`` gives the deterministic frame of public code,
     ``sqrt(K/(K-1)) (I - 11ᵀ/K) [I_K 0]`` (for ``dim = K-1``: ``sqrt(K/(K-1)) B``).
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.etf(num_classes=4, dim=8, seed=0)
     >>> np.allclose(W @ W.T, 4 / 3 * (np.eye(4) - 1 / 4))
@@ -78,6 +81,8 @@ def orthogonal_frame(
 ) -> np.ndarray:
     """``(num_classes, dim)`` frame with orthonormal rows (Haar, seeded); ``dim >= num_classes``.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.orthogonal_frame(3, 5, seed=1)
     >>> np.allclose(W @ W.T, np.eye(3))
@@ -97,11 +102,11 @@ def orthogonal_frame(
 
 @dataclasses.dataclass(frozen=True)
 class Coherence:
-    """How well a frame separates its classes.
+    r"""How well a frame separates its classes.
 
-    ``max_abs_cosine`` is the coherence :math:`\\max_{k\\ne l} |\\cos(w_k, w_l)|`,
+    ``max_abs_cosine`` is the coherence $\max_{k\ne l} |\cos(w_k, w_l)|$,
     ``max_cosine`` the largest cosine (the closest pair of classes), and ``welch_bound``
-    :math:`\\sqrt{(K-p)/(p(K-1))}` for ``K > p`` (0 otherwise), below which no ``K`` unit vectors
+    $\sqrt{(K-p)/(p(K-1))}$ for ``K > p`` (0 otherwise), below which no ``K`` unit vectors
     in ``p`` dimensions can go.
     """
 
@@ -117,13 +122,15 @@ def _float32(dtype: Any) -> bool:
 def sphere_codes(
     num_classes: int, dim: int, seed: int = 0, *, dtype: Any = np.float64
 ) -> np.ndarray:
-    """``num_classes`` unit vectors drawn uniformly on the sphere in ``dim`` dimensions.
+    r"""``num_classes`` unit vectors drawn uniformly on the sphere in ``dim`` dimensions.
 
     Normalised standard Gaussian rows from ``seed`` (ChaCha12; each block of 256 rows from its
     own stream, so the result does not depend on the number of threads), written once in the
     requested ``dtype``: a 50 000 × 4 096 float32 code takes 0.8 GB and no copy. Any
-    ``num_classes`` works; the coherence is about :math:`\\sqrt{2\\ln(K^2)/p}`.
+    ``num_classes`` works; the coherence is about $\sqrt{2\ln(K^2)/p}$.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.sphere_codes(1000, 64, seed=0, dtype=np.float32)
     >>> W.shape, W.dtype, bool(np.allclose(np.linalg.norm(W, axis=1), 1, atol=1e-6))
@@ -138,12 +145,14 @@ def sphere_codes(
 
 
 def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
-    """``num_classes`` vertices of the ``d``-cube, :math:`d = \\lceil\\log_2 K\\rceil \\le` ``dim``.
+    r"""``num_classes`` vertices of the ``d``-cube, $d = \lceil\log_2 K\rceil \le$ ``dim``.
 
-    Row ``k`` is :math:`\\pm 1/\\sqrt d` in the first ``d`` coordinates (minus where bit ``j`` of
-    ``k`` is set) and 0 after them. Cosines are :math:`1 - 2h/d`, ``h`` the Hamming distance
+    Row ``k`` is $\pm 1/\sqrt d$ in the first ``d`` coordinates (minus where bit ``j`` of
+    ``k`` is set) and 0 after them. Cosines are $1 - 2h/d$, ``h`` the Hamming distance
     between the two labels' bits.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.hypercube_frame(4, 3)
     >>> np.round(W @ W.T, 12) + 0.0
@@ -158,10 +167,12 @@ def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
 
 
 def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
-    """``num_classes`` vertices of the cross-polytope: rows ``2i``, ``2i+1`` are
-    :math:`\\pm e_i`, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
+    r"""``num_classes`` vertices of the cross-polytope: rows ``2i``, ``2i+1`` are
+    $\pm e_i$, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
     opposite (largest cosine 0).
 
+    Examples
+    --------
     >>> import etfcore as ec
     >>> ec.orthoplex_frame(3, 2)
     array([[ 1.,  0.],
@@ -174,9 +185,12 @@ def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
 
 
 def frame_coherence(frame: Any) -> Coherence:
-    """The :class:`Coherence` of a ``(K, p)`` frame's rows (any row lengths), exactly, by blocks
-    of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the rows).
+    """The [`Coherence`][etfcore.Coherence] of a ``(K, p)`` frame's rows (any row lengths), exactly,
+    by blocks of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the
+    rows).
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> c = ec.frame_coherence(ec.etf(5, 4, seed=0))
     >>> round(c.max_abs_cosine, 12), round(c.welch_bound, 12)
@@ -191,15 +205,17 @@ def frame_coherence(frame: Any) -> Coherence:
 def min_coherence_frame(
     num_classes: int, dim: int, seed: int = 0, *, steps: int = 500
 ) -> Tuple[np.ndarray, Coherence]:
-    """A ``(K, dim)`` frame of low coherence, with its :class:`Coherence`.
+    r"""A ``(K, dim)`` frame of low coherence, with its [`Coherence`][etfcore.Coherence].
 
-    From :func:`sphere_codes` of ``seed``, ``steps`` steps of projected gradient descent on the
-    sphere on the smooth maximum :math:`\\tfrac1\\beta\\log\\sum_{k\\ne l} e^{\\beta\\cos^2_{kl}}`
-    with :math:`\\beta` rising from 10 to :math:`10^4`; the iterate of smallest coherence is
-    returned. Compare ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions
-    reach the bound :math:`1/\\sqrt5` to within 5%. It holds the ``K × K`` Gram, so ``K`` is at
-    most 20 000; for vocabularies use :func:`sphere_codes`.
+    From [`sphere_codes`][etfcore.sphere_codes] of ``seed``, ``steps`` steps of projected gradient
+    descent on the sphere on the smooth maximum $\tfrac1\beta\log\sum_{k\ne l} e^{\beta\cos^2_{kl}}$
+    with $\beta$ rising from 10 to $10^4$; the iterate of smallest coherence is returned. Compare
+    ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions reach the bound
+    $1/\sqrt5$ to within 5%. It holds the ``K × K`` Gram, so ``K`` is at most 20 000; for
+    vocabularies use [`sphere_codes`][etfcore.sphere_codes].
 
+    Examples
+    --------
     >>> import etfcore as ec
     >>> W, c = ec.min_coherence_frame(6, 3, seed=0, steps=3000)
     >>> W.shape, bool(c.welch_bound <= c.max_abs_cosine < 1.05 * c.welch_bound)

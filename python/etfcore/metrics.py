@@ -34,10 +34,11 @@ def collapse_metrics(
 ) -> Dict[str, Any]:
     """Every collapse metric on ``features`` ``(N, p)`` and integer ``labels`` ``(N,)``.
 
-    One statistics pass (:class:`CollapseStats`), then every covariance metric; with a
-    ``classifier`` ``(K, p)`` (and optional ``bias``) also NC3 and NC4; the per-class numerical
-    rank needs the samples and costs ``O(Σ_k n_k p min(n_k, p))``. For ``weighting="balanced"`` on
-    imbalanced classes a second pass computes the balanced within-class scatter.
+    One statistics pass ([`CollapseStats`][etfcore.CollapseStats]), then every covariance metric;
+    with a ``classifier`` ``(K, p)`` (and optional ``bias``) also NC3 and NC4; the per-class
+    numerical rank needs the samples and costs ``O(Σ_k n_k p min(n_k, p))``. For
+    ``weighting="balanced"`` on imbalanced classes a second pass computes the balanced within-class
+    scatter.
 
     Keys: ``num_samples, num_classes_present, dim, weighting, precision, vci, vci_rank,
     vci_normalizer, probe_mse, probe_mse_rank, nc1, nc1_rank, nc1_split_between,
@@ -97,6 +98,8 @@ def numerical_rank_of(
 
     ``centred=True`` subtracts each class mean first. Returns ``(mean, {class: value})``.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> H = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
     >>> mean, per = ec.numerical_rank_of(H, np.array([0, 0, 1, 1]))
@@ -119,6 +122,8 @@ def pinv_psd(
     Returns ``(pinv, rank_used, method)``; ``method`` is ``"cholesky"`` when the fast path
     provably kept every eigenvalue, else ``"eigh"``.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> P, r, _ = ec.pinv_psd(np.diag([1.0, 1e-20]))
     >>> r, float(P[0, 0])
@@ -134,6 +139,8 @@ def pinv_psd(
 def classifier_predictions(features: Any, classifier: Any, bias: Any = None) -> np.ndarray:
     """``argmax_k (W h + b)`` per row (ties to the lowest index); ``classifier`` is ``(K, p)``.
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> ec.classifier_predictions(np.eye(2), np.array([[0.0, 1.0], [1.0, 0.0]])).tolist()
     [1, 0]
