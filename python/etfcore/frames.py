@@ -51,8 +51,36 @@ def etf(
     products are exactly ``-1/(K-1)`` and the rows sum to zero. ``dim`` must be at least
     ``K-1``.
 
-    ``canonical=True`` gives the deterministic frame of public code,
-    ``sqrt(K/(K-1)) (I - 11ᵀ/K) [I_K 0]`` (for ``dim = K-1``: ``sqrt(K/(K-1)) B``).
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$ (rows of the frame).
+    dim : int
+        The dimension $p \ge K - 1$ of each class vector.
+    seed : int, default 0
+        Seed of the random rotation $Q'$ (ignored with ``canonical=True``).
+    lengths : sequence of float, optional
+        Per-class row norms (``num_classes`` finite positive values); unit norms by default.
+    canonical : bool, default False
+        Return the deterministic frame of public code,
+        $\sqrt{K/(K-1)}\,(I_K - \tfrac1K \mathbf 1 \mathbf 1^\top)\,[I_K\ 0]$ (for
+        $p = K - 1$: $\sqrt{K/(K-1)}\, B$) instead of a random rotation.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame, rows are the class vectors.
+
+    Raises
+    ------
+    DimensionError
+        Fewer than two classes, or ``dim < num_classes - 1``.
+    ShapeError
+        ``lengths`` does not have ``num_classes`` entries.
+    ParameterError
+        A negative ``seed``, a length that is not finite and positive, or another ``dtype``.
 
     Examples
     --------
@@ -79,7 +107,30 @@ def orthogonal_frame(
     lengths: Optional[Sequence[float]] = None,
     dtype: Any = np.float64,
 ) -> np.ndarray:
-    """``(num_classes, dim)`` frame with orthonormal rows (Haar, seeded); ``dim >= num_classes``.
+    r"""``(num_classes, dim)`` frame with orthonormal rows (Haar, seeded); ``dim >= num_classes``.
+
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K$ (rows of the frame).
+    dim : int
+        The dimension $p \ge K$ of each class vector.
+    seed : int, default 0
+        Seed of the Haar-random rotation.
+    lengths : sequence of float, optional
+        Per-class row norms (``num_classes`` finite positive values); unit norms by default.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame.
+
+    Raises
+    ------
+    DimensionError
+        ``dim < num_classes``.
 
     Examples
     --------
@@ -129,6 +180,22 @@ def sphere_codes(
     requested ``dtype``: a 50 000 × 4 096 float32 code takes 0.8 GB and no copy. Any
     ``num_classes`` works; the coherence is about $\sqrt{2\ln(K^2)/p}$.
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of unit vectors $K \ge 2$ (any number, also above ``dim + 1``).
+    dim : int
+        Their dimension $p \ge 1$.
+    seed : int, default 0
+        Seed of the Gaussian draws.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows, in ``dtype``.
+
     Examples
     --------
     >>> import numpy as np, etfcore as ec
@@ -151,6 +218,25 @@ def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
     ``k`` is set) and 0 after them. Cosines are $1 - 2h/d$, ``h`` the Hamming distance
     between the two labels' bits.
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$.
+    dim : int
+        The dimension $p \ge \lceil\log_2 K\rceil$ (coordinates after the first $d$ are 0).
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows.
+
+    Raises
+    ------
+    DimensionError
+        ``dim`` below $\lceil\log_2 K\rceil$.
+
     Examples
     --------
     >>> import numpy as np, etfcore as ec
@@ -171,6 +257,25 @@ def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
     $\pm e_i$, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
     opposite (largest cosine 0).
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$.
+    dim : int
+        The dimension $p \ge \lceil K/2 \rceil$.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows.
+
+    Raises
+    ------
+    DimensionError
+        ``dim`` below $\lceil K/2 \rceil$.
+
     Examples
     --------
     >>> import etfcore as ec
@@ -188,6 +293,22 @@ def frame_coherence(frame: Any) -> Coherence:
     """The [`Coherence`][etfcore.Coherence] of a ``(K, p)`` frame's rows (any row lengths), exactly,
     by blocks of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the
     rows).
+
+    Parameters
+    ----------
+    frame : array_like
+        A ``(K, p)`` array of class vectors (float32 or float64 are used as they are, anything
+        else is converted to float64).
+
+    Returns
+    -------
+    Coherence
+        The largest absolute cosine, the largest cosine and the Welch bound of ``K`` and ``p``.
+
+    Raises
+    ------
+    DTypeError
+        ``frame`` is not two-dimensional.
 
     Examples
     --------
@@ -213,6 +334,29 @@ def min_coherence_frame(
     ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions reach the bound
     $1/\sqrt5$ to within 5%. It holds the ``K × K`` Gram, so ``K`` is at most 20 000; for
     vocabularies use [`sphere_codes`][etfcore.sphere_codes].
+
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K$, at most 20 000.
+    dim : int
+        The dimension $p$ of each class vector.
+    seed : int, default 0
+        Seed of the starting [`sphere_codes`][etfcore.sphere_codes].
+    steps : int, default 500
+        The number of gradient steps.
+
+    Returns
+    -------
+    frame : numpy.ndarray
+        The ``(num_classes, dim)`` float64 frame of unit rows of smallest coherence seen.
+    coherence : Coherence
+        Its coherence, with the Welch bound to compare against.
+
+    Raises
+    ------
+    DimensionError
+        ``num_classes`` above 20 000 (or fewer than 2 classes).
 
     Examples
     --------
