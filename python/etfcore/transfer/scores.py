@@ -207,8 +207,23 @@ def ridge_path(
 
 # --------------------------------------------------------------------------- arrays in, float out
 def hscore(features: Any, labels: Any, **kw) -> float:
-    """H-score ``tr(Σ_T^† Σ_B)`` of in-memory features (see
+    r"""H-score $\mathrm{tr}(\Sigma_T^\dagger \Sigma_B)$ of in-memory features (see
     [`hscore_from_stats`][etfcore.transfer.hscore_from_stats]).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rank`` or ``rtol`` of the pseudo-inverse of $\Sigma_T$, as in
+        [`hscore_from_stats`][etfcore.transfer.hscore_from_stats].
+
+    Returns
+    -------
+    float
+        The H-score (higher predicts better transfer).
 
     Examples
     --------
@@ -224,6 +239,21 @@ def logme(features: Any, labels: Any, **kw) -> float:
     """LogME of in-memory features (see [`logme_from_stats`][etfcore.transfer.logme_from_stats];
     ``float`` of its result).
 
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``parity``, ``tol``, ``max_iter`` or ``rtol``, as in
+        [`logme_from_stats`][etfcore.transfer.logme_from_stats].
+
+    Returns
+    -------
+    float
+        The mean evidence per sample over the classes (higher predicts better transfer).
+
     Examples
     --------
     >>> from etfcore import data, transfer
@@ -235,25 +265,89 @@ def logme(features: Any, labels: Any, **kw) -> float:
 
 
 def regularized_hscore(features: Any, labels: Any, **kw) -> float:
-    """Regularised H-score (see
+    r"""Regularised H-score $\mathrm{tr}(\Sigma_{LW}^{-1} (1-\delta) \Sigma_B)$ with the
+    Ledoit–Wolf shrinkage $\delta$ (see
     [`TransferabilityStats.regularized_hscore`][etfcore.transfer.streaming.TransferabilityStats.regularized_hscore]).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rtol``, as in ``TransferabilityStats.regularized_hscore``.
+
+    Returns
+    -------
+    float
+        The regularised H-score (higher predicts better transfer).
     """
     return _xstats(features, labels).regularized_hscore(**kw)
 
 
 def gbc(features: Any, labels: Any, **kw) -> float:
-    """GBC (see [`TransferabilityStats.gbc`][etfcore.transfer.streaming.TransferabilityStats.gbc]).
+    r"""GBC, $-\sum_{k \ne l} \exp(-D_B(k, l))$ with $D_B$ the Bhattacharyya distance of
+    diagonal Gaussians (see
+    [`TransferabilityStats.gbc`][etfcore.transfer.streaming.TransferabilityStats.gbc]).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``var_floor``, as in ``TransferabilityStats.gbc``.
+
+    Returns
+    -------
+    float
+        The GBC score, at most 0 (higher predicts better transfer).
     """
     return _xstats(features, labels).gbc(**kw)
 
 
 def vci(features: Any, labels: Any, **kw) -> float:
-    """VCI ``1 - tr(Σ_T^† Σ_B)/min(p, K-1)`` (lower predicts better transfer)."""
+    r"""VCI $1 - \mathrm{tr}(\Sigma_T^\dagger \Sigma_B)/\min(p, K-1)$ (lower predicts better
+    transfer).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``weighting``, ``normalizer``, ``rank`` or ``rtol``, as in
+        [`CollapseStats.vci`][etfcore.CollapseStats.vci].
+
+    Returns
+    -------
+    float
+        The VCI, in $[0, 1]$.
+    """
     return float(stats_of(features, labels).vci(**kw))
 
 
 def probe_mse(features: Any, labels: Any, **kw) -> float:
-    """Least-squares probe loss ``min (1/2N)Σ‖Wᵀf_i + b - e_{y_i}‖²`` (lower is better)."""
+    r"""Least-squares probe loss
+    $\min_{W, b} \frac{1}{2N} \sum_i \lVert W^\top f_i + b - e_{y_i} \rVert^2$ (lower is better).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rank`` or ``rtol``, as in [`CollapseStats.probe_mse`][etfcore.CollapseStats.probe_mse].
+
+    Returns
+    -------
+    float
+        The loss in closed form (no training).
+    """
     return float(stats_of(features, labels).probe_mse(**kw))
 
 
