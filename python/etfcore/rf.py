@@ -1,18 +1,21 @@
 r"""Random-feature kernels and their large-dimensional equivalent (Tiomoko Ali et al., "fixed
 random classifier", §3.1).
 
-Samples are **rows** in every API (the random-matrix literature writes ``X`` as ``p × n``).
-Features should be scaled so that ``‖x_i‖²`` is of order one (e.g.
-``x_i = (μ_a + C_a^{1/2} z_i)/√p``).
+Samples are **rows** in every API (the random-matrix literature writes $X$ as $p \times n$).
+Features should be scaled so that $\lVert x_i \rVert^2$ is of order one (e.g.
+$x_i = (\mu_a + C_a^{1/2} z_i)/\sqrt p$).
 
-- [`coefficients`][etfcore.rf.coefficients]: ``(d0, d1, d2)`` of an activation at variance ``τ``,
-  with ``F_k = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]``, ``d1 = F_1²``, ``d2 = F_2²/2`` (Tiomoko Ali et al.;
-  ``convention="liao2018"`` gives ``F_2²/4``), ``d0 = E σ²(√τ ξ) - F_0² - τ F_1²``.
-- [`kernel`][etfcore.rf.kernel]: the empirical kernel ``(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ``.
-- [`expected_kernel`][etfcore.rf.expected_kernel]: ``E_w[σ(wᵀx_i) σ(wᵀx_j)]`` for Gaussian ``w``
-  (closed forms or the Hermite series).
-- [`equivalent_kernel`][etfcore.rf.equivalent_kernel]: the deterministic equivalent ``K̃`` with its
-  d1/d2/d0 parts.
+- [`coefficients`][etfcore.rf.coefficients]: $(d_0, d_1, d_2)$ of an activation at variance
+  $\tau$, with $F_k = \tau^{-k/2}\, \mathbb E[\sigma(\sqrt\tau\, \xi)\, \mathrm{He}_k(\xi)]$,
+  $d_1 = F_1^2$, $d_2 = F_2^2/2$ (Tiomoko Ali et al.; ``convention="liao2018"`` gives
+  $F_2^2/4$), $d_0 = \mathbb E\, \sigma^2(\sqrt\tau\, \xi) - F_0^2 - \tau F_1^2$.
+- [`kernel`][etfcore.rf.kernel]: the empirical kernel
+  $\frac1m\, \sigma(X W^\top)\, \sigma(X W^\top)^\top$.
+- [`expected_kernel`][etfcore.rf.expected_kernel]:
+  $\mathbb E_w[\sigma(w^\top x_i)\, \sigma(w^\top x_j)]$ for Gaussian $w$ (closed forms or the
+  Hermite series).
+- [`equivalent_kernel`][etfcore.rf.equivalent_kernel]: the deterministic equivalent $\tilde K$ with
+  its $d_1$, $d_2$, $d_0$ parts.
 - [`RandomFeatureRidge`][etfcore.rf.RandomFeatureRidge],
   [`ridge_test_mse_theory`][etfcore.rf.ridge_test_mse_theory],
   [`ridge_test_mse`][etfcore.rf.ridge_test_mse]: random-feature ridge regression and its
@@ -219,11 +222,11 @@ def expected_kernel(
 
 @dataclasses.dataclass
 class EquivalentKernel:
-    """``K̃ = d1·XXᵀ + d2_part + d0·I`` and what it was built from.
+    r"""$\tilde K = d_1 X X^\top + d_2\text{-part} + d_0 I$ and what it was built from.
 
-    ``d1_part = d1 · X Xᵀ`` (class means and noise Gram),
-    ``d2_part = (d2/2)(ψ + J t/√p)(…)ᵀ + (d2/p) J T Jᵀ`` (covariance information only),
-    ``d0_part = d0 · I``.
+    ``d1_part`` $= d_1 X X^\top$ (class means and noise Gram),
+    ``d2_part`` $= \frac{d_2}{2} (\psi + J t/\sqrt p)(\psi + J t/\sqrt p)^\top + \frac{d_2}{p} J T
+    J^\top$ (covariance information only), ``d0_part`` $= d_0 I$.
     """
 
     kernel: np.ndarray
@@ -366,8 +369,9 @@ def centred_relative_error(K: np.ndarray, K_approx: np.ndarray) -> float:
 
 
 class RandomFeatureRidge:
-    """Random-feature ridge regression: ``β = Σ (ΣᵀΣ/n + γI)⁻¹ y / n`` with ``Σ = σ(W Xᵀ)``
-    (``N × n``, Gaussian ``W`` from ``seed``), predictions ``Σ̂ᵀ β``."""
+    r"""Random-feature ridge regression: $\beta = \Sigma\, (\Sigma^\top \Sigma / n + \gamma I)^{-1}
+    y / n$ with $\Sigma = \sigma(W X^\top)$ ($N \times n$, Gaussian $W$ from ``seed``), predictions
+    $\hat\Sigma^\top \beta$."""
 
     def __init__(
         self,
