@@ -1,11 +1,12 @@
-"""Streaming, mergeable collapse statistics and the metrics computed from them.
+r"""Streaming, mergeable collapse statistics and the metrics computed from them.
 
-The state is the sufficient statistics ``(n_k, s_k = Σ (h_i - c), S = Σ (h_i - c)(h_i - c)ᵀ)`` for a
-shift ``c`` (the mean of the first batch), plus per-class sums of squared norms (for the class
-variances ``tr C_k``) and of unit vectors (for the cosine metrics). Accumulation is in float64,
-one pass per batch, multithreaded in the Rust core with the GIL released; memory is
-``O(K·p + p²)`` whatever the number of samples. Two statistics merge by addition after being
-re-expressed to a common shift, so shards, processes and GPUs can each fill their own.
+The state is the sufficient statistics $n_k$, $s_k = \sum_{y_i = k} (h_i - c)$ and
+$S = \sum_i (h_i - c)(h_i - c)^\top$ for a shift $c$ (the mean of the first batch), plus per-class
+sums of squared norms (for the class variances $\mathrm{tr}\, C_k$) and of unit vectors (for the
+cosine metrics). Accumulation is in float64, one pass per batch, multithreaded in the Rust core
+with the GIL released; memory is $O(K p + p^2)$ whatever the number of samples. Two statistics
+merge by addition after being re-expressed to a common shift, so shards, processes and GPUs can
+each fill their own.
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ class CollapseStats:
 
     Notes
     -----
-    Conventions: ``weighting="weighted"`` (default) uses ``μ_G`` the sample mean and
-    class weights ``π_k = n_k/N``, so ``Σ_T = Σ_W + Σ_B`` exactly; ``"balanced"`` uses
-    ``μ_G = mean_k μ_k`` and weights ``1/K``. All covariances are population (``1/N``).
+    Conventions: ``weighting="weighted"`` (default) uses $\mu_G$ the sample mean and class
+    weights $\pi_k = n_k/N$, so $\Sigma_T = \Sigma_W + \Sigma_B$ exactly; ``"balanced"`` uses
+    $\mu_G = \frac1K \sum_k \mu_k$ and weights $1/K$. All covariances are population ($1/N$).
 
     Examples
     --------
