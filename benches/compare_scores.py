@@ -20,6 +20,17 @@ float32 file, 16 GiB in float64 for numpy: run it on a machine with the memory, 
 
     python benches/compare_scores.py --suite streaming           # N=1M, p=2048, K=1000
     python benches/compare_scores.py --suite streaming --quick   # N=20 000, p=256, K=100
+
+``--suite streaming --full``: no file. Chunk ``i`` of the data is drawn from
+``numpy.random.default_rng([seed, 1, i])`` (float32, ``3 + μ_y + N(0, I)``, the class means from
+``default_rng([seed, 0])``), so the etfcore process generates and streams one chunk at a time
+and never holds ``N × D``, while every numpy process draws the same chunks into one float64
+matrix first (the in-memory formulations need it). Generation is timed apart and left out of
+both sides' times. Scores: the six above plus PED-LogME, PED-GBC (``ped_from_stats``) and EMMS
+(``emms_from_stats``). ``--rows N`` overrides ``N`` (any suite):
+
+    python benches/compare_scores.py --suite streaming --full                 # 1M x 2048, K=1000
+    python benches/compare_scores.py --suite streaming --full --rows 100000   # a mid-size check
 """
 
 from __future__ import annotations
@@ -190,6 +201,170 @@ NUMPY_SCORES = {
 }
 
 
+def numpy_emms(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """EMMS with one-hot targets: standardised features (column moments from one Gram ``FᵀF``),
+    the least-squares residual from the eigendecomposition of ``X̃ᵀX̃`` and the class sums."""
+    n, p = f.shape
+    cnt = np.bincount(y, minlength=k).astype(np.float64)
+    pri = cnt / n
+    mg = f.mean(0)
+    st = f.T @ f / n - np.outer(mg, mg)
+    sd = np.sqrt(np.clip(np.diag(st), 0.0, None)) + 1e-8
+    lam, vec = np.linalg.eigh(n * st / np.outer(sd, sd))
+    keep = lam > lam[-1] * p * np.finfo(np.float32).eps
+    hat = (np.eye(k) - pri) / (np.sqrt(pri * (1 - pri)) + 1e-8)  # standardised one-hot rows
+    dm = (class_sums(f, y, k) - cnt[:, None] * mg) / sd
+    proj = vec[:, keep].T @ (dm.T @ hat)
+    fit = float(np.sum(proj * proj / lam[keep][:, None]))
+    return -(float(np.sum(cnt[:, None] * hat * hat)) - fit) / (n * k)
+
+
+def numpy_ped(f: np.ndarray, y: np.ndarray, k: int, score: str) -> float:
+    """PED (nsigma 0.6, step 0.1, exit ratio 0.5, 6 steps, std floor 1e-3): class moments from
+    the matrix, the descent on the class means (distances from their Gram), the features moved
+    in place, then LogME or GBC of the moved matrix."""
+    n = f.shape[0]
+    cnt = np.bincount(y, minlength=k).astype(np.float64)
+    cs = class_sums(f, y, k)
+    csq = class_sums(f * f, y, k)
+    mg = cs.sum(0) / n
+    sd = np.maximum(np.sqrt(np.clip(csq.sum(0) / n - mg ** 2, 0, None)), 1e-3)
+    means = cs / cnt[:, None]
+    var = np.clip(csq / cnt[:, None] - means ** 2, 0, None)
+    mu = (means - mg) / sd
+    radius = np.sqrt((var / sd ** 2).sum(1))
+    total = np.zeros_like(mu)
+    first = None
+    for _ in range(6):
+        sq = np.sum(mu * mu, 1)
+        dist = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * mu @ mu.T, 0, None))
+        over = np.maximum(0.6 * (radius[:, None] + radius[None, :]) - dist, 0.0)
+        np.fill_diagonal(over, 0.0)
+        w = np.divide(np.minimum(0.005 * over, over), dist, out=np.zeros_like(over),
+                      where=dist > 0)
+        shift = w.sum(1)[:, None] * mu - w @ mu
+        tot = float(np.abs(shift).sum())
+        first = tot if first is None else first
+        if first == 0 or tot / first <= 0.5:
+            break
+        mu += shift
+        total += shift
+    f += (total * sd)[y]
+    return numpy_logme(f, y, k, route="eigh") if score == "logme" else numpy_gbc(f, y, k)
+
+
+FULL_SCORES = STREAMING_SCORES + ["ped_logme", "ped_gbc", "emms"]
+NUMPY_SCORES.update({
+    "ped_logme": lambda f, y, k: numpy_ped(f, y, k, "logme"),
+    "ped_gbc": lambda f, y, k: numpy_ped(f, y, k, "gbc"),
+    "emms": numpy_emms,
+})
+CHUNK_ROWS = 8192
+
+
+def generated_chunks(n: int, p: int, k: int, seed: int = 0):
+    """``(features, labels)`` chunks of ``CHUNK_ROWS`` rows, each from its own seeded generator
+    (float32 ``3 + μ_y + N(0, I)``): the same rows whoever draws them, one chunk at a time."""
+    means = np.random.default_rng([seed, 0]).standard_normal((k, p), dtype=np.float32)
+    for i, a in enumerate(range(0, n, CHUNK_ROWS)):
+        rng = np.random.default_rng([seed, 1, i])
+        m = min(CHUNK_ROWS, n - a)
+        y = rng.integers(0, k, m)
+        f = rng.standard_normal((m, p), dtype=np.float32)
+        f += means[y]
+        f += 3.0
+        yield f, y
+
+
+def run_generated(method: str, n: int, p: int, k: int) -> dict:
+    """``etfcore_stream``: generate and stream chunk by chunk, then every score from the
+    statistics; ``numpy_<score>``: draw every chunk into one float64 matrix, then that score.
+    Generation time is measured apart and excluded."""
+    from etfcore import transfer
+
+    base = now_mib()
+    gen_s = 0.0
+    if method == "etfcore_stream":
+        xs = transfer.TransferabilityStats(k, p)
+        pass_s = 0.0
+        t = time.perf_counter()
+        for f, y in generated_chunks(n, p, k):
+            t1 = time.perf_counter()
+            gen_s += t1 - t
+            xs.update(f, y)
+            t = time.perf_counter()
+            pass_s += t - t1
+        st = xs.collapse_stats
+        funcs = {
+            "hscore": xs.hscore, "regularized_hscore": xs.regularized_hscore,
+            "logme": lambda: float(xs.logme()), "gbc": xs.gbc,
+            "rankme": lambda: transfer.rankme_from_stats(st).value,
+            "lidar": lambda: transfer.lidar_from_stats(st).value,
+            "ped_logme": lambda: transfer.ped_from_stats(xs, score="logme").value,
+            "ped_gbc": lambda: transfer.ped_from_stats(xs, score="gbc").value,
+            "emms": lambda: transfer.emms_from_stats(st).value,
+        }
+        out = {"method": method, "pass_s": pass_s, "gen_s": gen_s, "scores": {}}
+        for name, fn in funcs.items():
+            t = time.perf_counter()
+            v = float(fn())
+            out["scores"][name] = {"value": v, "score_s": time.perf_counter() - t}
+        out["peak_extra_mib"] = peak_mib() - base
+        return out
+    name = method[len("numpy_"):]
+    f = np.empty((n, p), dtype=np.float64)
+    y = np.empty(n, dtype=np.int64)
+    t = time.perf_counter()
+    a = 0
+    for fc, yc in generated_chunks(n, p, k):
+        f[a:a + len(yc)] = fc
+        y[a:a + len(yc)] = yc
+        a += len(yc)
+    gen_s = time.perf_counter() - t
+    t = time.perf_counter()
+    v = float(NUMPY_SCORES[name](f, y, k))
+    return {"method": method, "gen_s": gen_s, "load_s": 0.0, "score_s": time.perf_counter() - t,
+            "value": v, "peak_extra_mib": peak_mib() - base}
+
+
+def generated_suite(n: int, p: int, k: int) -> None:
+    res = {}
+    for m in ["etfcore_stream"] + [f"numpy_{s}" for s in FULL_SCORES]:
+        out = subprocess.run([sys.executable, __file__, "--method", m, "--suite", "streaming",
+                              "--full", "--rows", str(n), "--dim", str(p), "--K", str(k)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            print(m, "failed:", out.stderr[-2000:])
+            continue
+        res[m] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {m}: done", flush=True)
+    report(res, FULL_SCORES)
+
+
+def report(res: dict, scores) -> None:
+    """The side-by-side table: time and peak memory of each score, their ratios, agreement."""
+    e = res.get("etfcore_stream")
+    if e is None:
+        return
+    print(f"etfcore: one pass {e['pass_s']:.2f} s, peak extra {e['peak_extra_mib']:.0f} MiB "
+          f"(shared by every score)" + (f"; generation {e['gen_s']:.2f} s not counted"
+                                        if "gen_s" in e else ""))
+    print(f"{'score':<20} {'etfcore s':>10} {'numpy s':>9} {'speed-up':>9} {'etfcore MiB':>12} "
+          f"{'numpy MiB':>10} {'mem ratio':>10} {'rel diff':>9}  target")
+    for s in scores:
+        r = res.get(f"numpy_{s}")
+        if r is None:
+            continue
+        es = e["pass_s"] + e["scores"][s]["score_s"]
+        ns = r["load_s"] + r["score_s"]
+        ev, nv = e["scores"][s]["value"], r["value"]
+        em, nm = e["peak_extra_mib"], r["peak_extra_mib"]
+        ok = ns / es >= 5 and nm / max(em, 1) >= 10
+        print(f"{s:<20} {es:10.2f} {ns:9.2f} {ns / es:8.1f}x {em:12.0f} {nm:10.0f} "
+              f"{nm / max(em, 1):9.1f}x {abs(ev - nv) / max(abs(nv), 1e-300):9.1e}  "
+              f"{'met' if ok else 'not met'}")
+
+
 def run_streaming(method: str, path: str, k: int) -> dict:
     """``etfcore_stream``: one chunked pass, then every score from the statistics (each timed);
     ``numpy_<score>``: load the matrix in float64 and compute that one score."""
@@ -244,23 +419,7 @@ def streaming_suite(path: str, k: int) -> None:
             print(m, "failed:", out.stderr[-2000:])
             continue
         res[m] = json.loads(out.stdout.strip().splitlines()[-1])
-    e = res.get("etfcore_stream")
-    if e is None:
-        return
-    print(f"etfcore: one pass {e['pass_s']:.2f} s, peak extra {e['peak_extra_mib']:.0f} MiB "
-          f"(shared by every score)")
-    print(f"{'score':<20} {'etfcore s':>10} {'numpy s':>9} {'speed-up':>9} {'etfcore MiB':>12} "
-          f"{'numpy MiB':>10} {'mem ratio':>10} {'rel diff':>9}")
-    for s in STREAMING_SCORES:
-        r = res.get(f"numpy_{s}")
-        if r is None:
-            continue
-        es = e["pass_s"] + e["scores"][s]["score_s"]
-        ns = r["load_s"] + r["score_s"]
-        ev, nv = e["scores"][s]["value"], r["value"]
-        em, nm = e["peak_extra_mib"], r["peak_extra_mib"]
-        print(f"{s:<20} {es:10.2f} {ns:9.2f} {ns / es:8.1f}x {em:12.0f} {nm:10.0f} "
-              f"{nm / max(em, 1):9.1f}x {abs(ev - nv) / max(abs(nv), 1e-300):9.1e}")
+    report(res, STREAMING_SCORES)
 
 
 def run(method: str, path: str, k: int) -> dict:
@@ -305,10 +464,27 @@ def main() -> None:
     ap.add_argument("--K", type=int)
     ap.add_argument("--methods", nargs="+", default=list(METHODS),
                     help="a subset of the methods (e.g. skip numpy_svd, which takes minutes)")
+    ap.add_argument("--full", action="store_true",
+                    help="with --suite streaming: N=1M, D=2048, K=1000 generated chunk by chunk "
+                         "(no file; the streaming side never holds N x D)")
+    ap.add_argument("--rows", type=int, help="override N")
+    ap.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--suite", choices=["logme", "streaming"], default="logme",
                     help="logme: LogME/H-score methods (issue 7); streaming: every streaming "
                          "score against its fastest numpy formulation")
     args = ap.parse_args()
+    if args.method and args.full:
+        print(json.dumps(run_generated(args.method, args.rows, args.dim, args.K)))
+        return
+    if args.full:
+        if args.suite != "streaming":
+            ap.error("--full goes with --suite streaming")
+        n, p, k = args.rows or 1_000_000, 2048, 1000
+        print(f"N={n}, D={p}, K={k}, generated in chunks of {CHUNK_ROWS} rows (float32; numpy "
+              f"materialises {n * p * 8 / 2**20:.0f} MiB in float64), cpus {os.cpu_count()}, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        generated_suite(n, p, k)
+        return
     if args.method:
         fn = run_streaming if args.suite == "streaming" else run
         print(json.dumps(fn(args.method, args.path, args.K)))
@@ -317,6 +493,7 @@ def main() -> None:
         n, p, k = (20_000, 256, 100) if args.quick else (1_000_000, 2048, 1000)
     else:
         n, p, k = (20_000, 256, 100) if args.quick else (200_000, 1024, 1000)
+    n = args.rows or n
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "f.npy")

@@ -123,3 +123,68 @@ def test_forward_always_accumulates_and_returns_scalars_or_nothing():
     assert float(out["vci"]) == pytest.approx(ref.vci().value, rel=1e-10)
     with pytest.raises(ec.TooFewClassesError):  # outside forward, the epoch value still raises
         CollapseMetrics(3, 4).compute()
+
+
+# ------------------------------------------------------------------ self.log of one named scalar
+class _ItemNet(L.LightningModule):
+    """Logs single collapse metrics as metric objects: ``nc1`` and ``vci`` through items taken in
+    ``__init__``, ``cdnv`` through ``metric_attribute``."""
+
+    def __init__(self, k, p):
+        super().__init__()
+        self.lin = torch.nn.Linear(p, p, bias=False)
+        torch.nn.init.eye_(self.lin.weight)
+        self.val_nc = CollapseMetrics(k, p)
+        self.val_nc1, self.val_vci = self.val_nc["nc1"], self.val_nc["vci"]
+
+    def training_step(self, batch, _):
+        return self.lin(batch[0]).sum() * 0.0
+
+    def validation_step(self, batch, _):
+        h, y = batch
+        self.val_nc(self.lin(h), y)  # one class per batch: the batch alone gives {}
+        self.log("val/nc1", self.val_nc["nc1"])  # the same object as self.val_nc1
+        self.log("val/vci", self.val_vci)
+        self.log("val/cdnv", self.val_nc["cdnv"], metric_attribute="val_nc")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_single_metrics_logged_as_metric_objects_in_a_lightning_module(tmp_path):
+    k, p = 3, 5
+    H, y = ec.data.gaussian_mixture(k, p, 20, seed=4)
+    order = np.argsort(y, kind="stable")
+    H, y = H[order], y[order]
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(H).float(), torch.from_numpy(y))
+    dl = torch.utils.data.DataLoader(ds, batch_size=10)
+    net = _ItemNet(k, p)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    trainer.fit(net, dl, dl)
+    logged = {n: float(v) for n, v in trainer.callback_metrics.items()}
+    # the reference: the metrics of every validation row at once, float64 (features were float32)
+    ref = ec.CollapseStats(k, p).update(H.astype(np.float32).astype(np.float64), y).metrics()
+    for name in ("nc1", "vci", "cdnv"):
+        assert logged[f"val/{name}"] == pytest.approx(ref[name], rel=1e-5), name
+    assert int(net.val_nc.counts.sum()) == 0  # Lightning reset the shared states at epoch end
+
+
+def test_metric_items_share_the_states_and_name_their_errors():
+    from etfcore.errors import ParameterError
+
+    m = CollapseMetrics(3, 4)
+    assert m["nc1"] is m["nc1"] and m["nc1"] is not m["vci"]
+    g = torch.Generator().manual_seed(0)
+    h, y = torch.randn(12, 4, generator=g, dtype=torch.float64), torch.arange(12) % 3
+    out = m["vci"](h, y)  # forward through the item: the batch's own value, states updated
+    assert float(out) == pytest.approx(ec.CollapseStats(3, 4).update(h.numpy(), y.numpy()).vci())
+    assert int(m.counts.sum()) == 12
+    assert m["vci"](h[y == 0], y[y == 0]) is None  # one class: undefined for the batch alone
+    assert int(m.counts.sum()) == 16  # but counted
+    assert float(m["nc1"].compute()) == float(m.compute()["nc1"])
+    with pytest.raises(ParameterError, match="nc1"):
+        m["nc_one"].compute()
+    with pytest.raises(ParameterError):
+        m[0]

@@ -276,3 +276,49 @@ def test_pinv_psd_policy():
     PB, rb, mb = ec.pinv_psd(B)
     assert (rb, mb) == (8, "cholesky")
     np.testing.assert_allclose(PB, np.linalg.inv(B), atol=1e-12)
+
+
+def _pairs_reference(H, y, K):
+    """CDNV and NC2 by plain float64 numpy on the whole K × K Gram (weighted convention)."""
+    H = H.astype(np.float64)
+    counts = np.bincount(y, minlength=K).astype(np.float64)
+    mu = np.zeros((K, H.shape[1]))
+    np.add.at(mu, y, H)
+    mu /= counts[:, None]
+    mg = H.mean(0)
+    var = np.bincount(y, weights=np.sum((H - mu[y]) ** 2, 1), minlength=K) / counts
+    C = mu - mg
+    G = C @ C.T
+    d2 = np.diag(G)[:, None] + np.diag(G)[None, :] - 2 * G
+    iu = np.triu_indices(K, 1)
+    # exact differences where the expansion cancels
+    small = d2[iu] < 1e-3 * (np.diag(G)[iu[0]] + np.diag(G)[iu[1]])
+    d2u = d2[iu].copy()
+    d2u[small] = [np.sum((C[k] - C[l]) ** 2) for k, l in zip(iu[0][small], iu[1][small])]
+    cdnv = np.mean((var[iu[0]] + var[iu[1]]) / (2 * d2u))
+    norms = np.sqrt(np.diag(G))
+    cos = (G / np.outer(norms, norms))[iu]
+    P = np.eye(K) - 1 / K
+    etf = np.linalg.norm(G / np.linalg.norm(G) - P / np.linalg.norm(P))
+    return cdnv, norms.std() / norms.mean(), cos.std(), np.abs(cos + 1 / (K - 1)).mean(), etf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cdnv_nc2_with_more_classes_than_dimensions(dtype):
+    """K > p: the blocked routes (float64 row slabs; float32 products in tiles of the packed
+    kernel, whose worst-case bound is ~1e-3 relative for CDNV and ~1.6e-5 absolute for the
+    cosine statistics; measured errors are far smaller) against a float64 whole-Gram reference."""
+    rng = np.random.default_rng(5)
+    K, p, n = 1000, 120, 4000
+    y = np.arange(n) % K
+    M = rng.normal(size=(K, p)) * 0.7
+    H = (2.0 + M[y] + rng.normal(size=(n, p))).astype(dtype)
+    st = ec.CollapseStats(K, p).update(H, y)
+    cdnv, equinorm, equiang, maxeq, etf = _pairs_reference(H, y, K)
+    nc2 = st.nc2()
+    rtol = 1e-10 if dtype == np.float64 else 1e-6
+    assert st.cdnv() == pytest.approx(cdnv, rel=rtol)
+    assert nc2["equinorm"] == pytest.approx(equinorm, rel=1e-9)
+    assert nc2["equiangularity"] == pytest.approx(equiang, rel=rtol, abs=0 if rtol < 1e-8 else 1e-7)
+    assert nc2["max_equiangularity"] == pytest.approx(maxeq, rel=rtol)
+    assert nc2["etf_error"] == pytest.approx(etf, rel=1e-9 if dtype == np.float64 else 1e-6)

@@ -38,6 +38,8 @@ pub struct FactorCache {
     total_cholesky: OnceLock<(f64, Option<SymPinv>)>,
     spectrum: OnceLock<Arc<BetweenSpectrum>>,
     nc1_cholesky: OnceLock<(RankPolicy, Option<Nc1Cholesky>)>,
+    /// The one visit of the class-mean pairs (CDNV and NC2 share it).
+    pub(super) mean_pairs: OnceLock<Arc<super::mean_pairs::MeanPairs>>,
     eigendecompositions: AtomicUsize,
     cholesky_attempts: AtomicUsize,
 }
@@ -50,6 +52,7 @@ impl Clone for FactorCache {
             total_cholesky: self.total_cholesky.clone(),
             spectrum: self.spectrum.clone(),
             nc1_cholesky: self.nc1_cholesky.clone(),
+            mean_pairs: self.mean_pairs.clone(),
             eigendecompositions: AtomicUsize::new(self.eigendecompositions.load(Ordering::Relaxed)),
             cholesky_attempts: AtomicUsize::new(self.cholesky_attempts.load(Ordering::Relaxed)),
         }

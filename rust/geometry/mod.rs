@@ -8,11 +8,13 @@
 
 pub mod analysis;
 pub mod factor;
+pub mod mean_pairs;
 #[cfg(test)]
 mod tests;
 
 pub use analysis::CollapseAnalysis;
 pub use factor::{between_spectrum, BetweenSpectrum};
+pub use mean_pairs::{MeanPairs, PairRoute};
 
 use crate::error::{EtfError, Result};
 use crate::linalg::{Precision, RankPolicy};
@@ -219,6 +221,17 @@ impl ClassGeometry {
 
     pub fn num_present(&self) -> usize {
         self.present.len()
+    }
+
+    /// The sums over the pairs of class means (CDNV, NC2), visited once by the route
+    /// [`PairRoute::for_geometry`] picks and cached.
+    pub fn mean_pairs(&self) -> std::sync::Arc<MeanPairs> {
+        self.factors
+            .mean_pairs
+            .get_or_init(|| {
+                std::sync::Arc::new(mean_pairs::visit(self, PairRoute::for_geometry(self)))
+            })
+            .clone()
     }
 
     /// `Σ_W`, or an error that says how to get it.

@@ -140,7 +140,21 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// Rows `i` of a tile (broadcast operand).
-    const MR: usize = 8;
+    pub(super) const MR: usize = 8;
+
+    /// Where a tile's f64 sums go: element `(i, j)` is added at
+    /// `acc[(i - i_base) · ldc + (j - j_base)]` for `i < i_end`, `j < j_end` and, when
+    /// `lower`, `j ≤ i`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Out {
+        pub acc: *mut f64,
+        pub ldc: usize,
+        pub i_base: usize,
+        pub j_base: usize,
+        pub i_end: usize,
+        pub j_end: usize,
+        pub lower: bool,
+    }
     const PF: usize = 24;
 
     /// Lane mask of the first `n` (≤ 8) lanes.
@@ -166,7 +180,8 @@ mod x86 {
          $store:ident) => {
             /// One `8 × NP·W` tile over `kc` rows: `a` points at row `k0` of the first column
             /// panel, `b` at row `k0` of the row panel (offset to the tile's first row), `ld`
-            /// the panel stride; the sums are added to rows `i0..i0+8` of `acc`.
+            /// the panel stride; the sums of rows `i0..i0+8`, columns `j0..j0+NP·W` are added to
+            /// `out` (see [`Out`]).
             #[inline]
             #[target_feature(enable = "avx512f")]
             #[allow(clippy::too_many_arguments)]
@@ -175,8 +190,7 @@ mod x86 {
                 b: *const $t,
                 ld: usize,
                 kc: usize,
-                acc: *mut f64,
-                p: usize,
+                out: Out,
                 i0: usize,
                 j0: usize,
             ) {
@@ -200,16 +214,20 @@ mod x86 {
                 }
                 for r in 0..MR {
                     let i = i0 + r;
-                    if i >= p {
+                    if i >= out.i_end {
                         break;
                     }
-                    let row = acc.add(i * p);
+                    let row = out.acc.add((i - out.i_base) * out.ldc);
                     for q in 0..NP {
                         let jq = j0 + $w * q;
-                        if jq > i {
+                        if jq >= out.j_end || (out.lower && jq > i) {
                             break;
                         }
-                        $store(row.add(jq), c[r][q], i - jq + 1);
+                        let mut n = (out.j_end - jq).min($w);
+                        if out.lower {
+                            n = n.min(i - jq + 1);
+                        }
+                        $store(row.add(jq - out.j_base), c[r][q], n);
                     }
                 }
             }
@@ -282,6 +300,15 @@ mod x86 {
                     let base = x.add(layout.offset(k, 0));
                     // Row blocks of 8 outside, column blocks of 3 panels inside: the 8 rows'
                     // run of the row panel stays in L1 while the column panels stream.
+                    let out = Out {
+                        acc,
+                        ldc: p,
+                        i_base: 0,
+                        j_base: 0,
+                        i_end: p,
+                        j_end: p,
+                        lower: true,
+                    };
                     let mut i0 = 0;
                     while i0 < p {
                         let b = base.add((i0 / W) * ld + i0 % W);
@@ -290,9 +317,9 @@ mod x86 {
                             let np = 3.min(groups - g0);
                             let (a, j0) = (base.add(g0 * ld), g0 * W);
                             match np {
-                                3 => $tile::<3>(a, b, ld, kc, acc, p, i0, j0),
-                                2 => $tile::<2>(a, b, ld, kc, acc, p, i0, j0),
-                                _ => $tile::<1>(a, b, ld, kc, acc, p, i0, j0),
+                                3 => $tile::<3>(a, b, ld, kc, out, i0, j0),
+                                2 => $tile::<2>(a, b, ld, kc, out, i0, j0),
+                                _ => $tile::<1>(a, b, ld, kc, out, i0, j0),
                             }
                             g0 += np;
                         }
@@ -306,6 +333,84 @@ mod x86 {
 
     gram_fn!(gram_f32, f32, 16, tile_f32);
     gram_fn!(gram_f64, f64, 8, tile_f64);
+
+    /// # Safety
+    /// AVX-512F must be present; `x` holds all `m` rows in `layout` (width 16); the ranges are
+    /// checked by [`super::gram_block_panels_f32`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_f32(
+        x: *const f32,
+        layout: &PanelLayout,
+        (i_lo, i_hi): (usize, usize),
+        (j_lo, j_hi): (usize, usize),
+        acc: *mut f64,
+        ldc: usize,
+    ) {
+        const W: usize = 16;
+        let lower = j_hi > i_lo;
+        let out = Out {
+            acc,
+            ldc,
+            i_base: i_lo,
+            j_base: j_lo,
+            i_end: i_hi,
+            j_end: j_hi,
+            lower,
+        };
+        let (g_lo, g_hi) = (j_lo / W, j_hi.div_ceil(W));
+        let mut k0 = 0;
+        while k0 < layout.m {
+            let (kc, ld) = (KC.min(layout.m - k0), layout.panel_stride(k0));
+            let base = x.add(layout.offset(k0, 0));
+            let mut i0 = i_lo;
+            while i0 < i_hi {
+                let b = base.add((i0 / W) * ld + i0 % W);
+                let mut g0 = g_lo;
+                while g0 < g_hi && (!lower || g0 * W < i0 + MR) {
+                    let np = 3.min(g_hi - g0);
+                    let (a, j0) = (base.add(g0 * ld), g0 * W);
+                    match np {
+                        3 => tile_f32::<3>(a, b, ld, kc, out, i0, j0),
+                        2 => tile_f32::<2>(a, b, ld, kc, out, i0, j0),
+                        _ => tile_f32::<1>(a, b, ld, kc, out, i0, j0),
+                    }
+                    g0 += np;
+                }
+                i0 += MR;
+            }
+            k0 += kc;
+        }
+    }
+}
+
+/// Adds `Σ_r X[r, i] X[r, j]` over all `m` rows, for `i` in `rows`, `j` in `cols` (and `j ≤ i`
+/// where the block meets the diagonal), to `acc[(i - rows.0) · ldc + (j - cols.0)]`: a block
+/// of the lower triangle of `XᵀX` (`p × p`, `p` the layout's column count) with `x` in f32
+/// panels of width 16. Products are formed in f32 over runs of at most [`KC`] rows and each
+/// run's sums added in f64 — the statistics pass's kernel, on a block of the output.
+///
+/// `rows.0` must be a multiple of 8 and `cols.0` of 16. Returns `false` (and does nothing)
+/// without AVX-512.
+pub fn gram_block_panels_f32(
+    x: &[f32],
+    layout: &PanelLayout,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    acc: &mut [f64],
+    ldc: usize,
+) -> bool {
+    let ((i_lo, i_hi), (j_lo, j_hi)) = (rows, cols);
+    assert!(layout.w == 16 && x.len() >= layout.len());
+    assert!(i_lo % 8 == 0 && j_lo % 16 == 0 && i_lo <= i_hi && j_lo <= j_hi);
+    assert!(i_hi <= layout.p && j_hi <= layout.p && j_hi - j_lo <= ldc);
+    assert!(i_hi == i_lo || acc.len() >= (i_hi - i_lo - 1) * ldc + (j_hi - j_lo));
+    #[cfg(target_arch = "x86_64")]
+    if avx512_available() {
+        // SAFETY: AVX-512F is present; the ranges and sizes were checked above.
+        unsafe { x86::block_f32(x.as_ptr(), layout, rows, cols, acc.as_mut_ptr(), ldc) };
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -320,6 +425,56 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn block_kernel_matches_naive_on_and_off_the_diagonal() {
+        if !avx512_available() {
+            return;
+        }
+        for &(m, p) in &[(1usize, 70usize), (300, 130), (513, 97), (256, 200)] {
+            let x64: Vec<f64> = (0..m * p)
+                .map(|i| ((i * 7919 % 113) as f64) / 50.0 - 1.0)
+                .collect();
+            let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+            let l = PanelLayout::new(m, p, 16);
+            let packed = pack(&x32, &l);
+            // diagonal blocks, off-diagonal blocks, ragged ends, an empty block
+            for (rows, cols) in [
+                ((0, p), (0, p)),
+                ((16, 40), (0, 16)),
+                ((64, p), (16, 64)),
+                ((48, 56), (32, p)),
+                ((8, 8), (0, 16)),
+            ] {
+                let ldc = cols.1 - cols.0 + 3;
+                let mut acc = vec![0.25; (rows.1 - rows.0).max(1) * ldc];
+                assert!(gram_block_panels_f32(
+                    &packed, &l, rows, cols, &mut acc, ldc
+                ));
+                for i in rows.0..rows.1 {
+                    for j in cols.0..cols.1 + 3 {
+                        let got = acc[(i - rows.0) * ldc + (j - cols.0)];
+                        if j >= cols.1 || j > i {
+                            assert_eq!(got, 0.25, "untouched ({i}, {j})");
+                            continue;
+                        }
+                        let want: f64 = 0.25
+                            + (0..m)
+                                .map(|r| x32[r * p + i] as f64 * x32[r * p + j] as f64)
+                                .sum::<f64>();
+                        // f32 products over runs of KC rows: |error| ≤ γ_KC Σ|x_i x_j|
+                        let bound: f64 = 2.0
+                            * (KC as f64)
+                            * (f32::EPSILON as f64 / 2.0)
+                            * (0..m)
+                                .map(|r| (x32[r * p + i] as f64 * x32[r * p + j] as f64).abs())
+                                .sum::<f64>();
+                        assert!((got - want).abs() <= bound + 1e-12, "{m} {p} ({i}, {j})");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

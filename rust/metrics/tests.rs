@@ -1,9 +1,10 @@
 //! The metrics against brute force on small data (explicit covariances and pseudo-inverses).
 
 use super::nc1::nc1_split_from;
-use super::pairs::pairwise_in_blocks;
+use super::pairs::{self, pairwise_in_blocks};
 use super::*;
 use crate::geometry::CollapseAnalysis;
+use crate::geometry::PairRoute;
 use crate::linalg::{PinvMethod, Precision};
 use crate::test_util::{mixture, pinv, solve};
 use ndarray::{Array1, Array2};
@@ -178,6 +179,63 @@ fn blocked_pairwise_route_equals_dense_route() {
             assert!(close(n.etf_error, n0.etf_error, 1e-10));
         }
     }
+}
+
+#[test]
+fn float32_tile_route_is_within_its_error_bound() {
+    use crate::geometry::mean_pairs::{f32_gram_error_bound, visit, F32_EXACT_RTOL};
+    if !crate::linalg::syrk::avx512_available() {
+        return;
+    }
+    // K > p and float32 input: the tile route; its reference is the f64 whole-Gram visit of the
+    // same geometry. Sizes cross tile edges (96 × 768) and the KC = 256 depth runs.
+    let (k, p, n) = (900, 300, 2700);
+    let mut r = crate::test_util::Lcg::new(11);
+    let means: Vec<f64> = (0..k * p).map(|_| 2.0 * r.next()).collect();
+    let y = Array1::from_shape_fn(n, |i| ((i * 7) % k) as i64);
+    let h32 = Array2::from_shape_fn((n, p), |(i, j)| {
+        (3.0 + means[y[i] as usize * p + j] + r.next()) as f32
+    });
+    let mut s = CollapseAnalysis::new(k, p, false).unwrap();
+    s.update(h32.view(), y.view()).unwrap();
+    for w in [Weighting::Weighted, Weighting::Balanced] {
+        let g = s.geometry(w).unwrap();
+        assert_eq!(g.precision, Precision::F32);
+        assert_eq!(PairRoute::for_geometry(&g), PairRoute::F32Tiles);
+        let (c32, n32) = (cdnv(&g).unwrap(), nc2(&g).unwrap());
+        assert_eq!(g.mean_pairs().route, PairRoute::F32Tiles);
+        let exact = visit(&g, PairRoute::Whole);
+        let c64 = pairs::cdnv_of(&g, &exact).unwrap();
+        let n64 = pairs::nc2_of(&g, &exact).unwrap();
+        let eps = f32_gram_error_bound();
+        let cdnv_bound = eps / (F32_EXACT_RTOL - eps);
+        assert!((c32 - c64).abs() <= cdnv_bound * c64, "{c32} {c64}");
+        assert!((n32.equiangularity - n64.equiangularity).abs() <= eps);
+        assert!((n32.max_equiangularity - n64.max_equiangularity).abs() <= eps);
+        assert_eq!(n32.equinorm, n64.equinorm); // the norms are exact f64 sums
+        assert!((n32.etf_error - n64.etf_error).abs() <= 1e-3 * n64.etf_error);
+        // and far inside the worst case in practice
+        assert!((c32 - c64).abs() <= 1e-5 * c64, "{c32} {c64}");
+        // the same result whatever the thread count
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let again = one.install(|| visit(&g, PairRoute::F32Tiles));
+        assert_eq!(again, *g.mean_pairs());
+    }
+}
+
+#[test]
+fn cdnv_and_nc2_share_one_visit() {
+    let (k, p) = (40, 8);
+    let (h, y) = mixture(20 * k, p, k, 3.0, 0.0, 5);
+    let s = stats_of(&h, &y, k);
+    let g = s.geometry(Weighting::Weighted).unwrap();
+    let _ = cdnv(&g).unwrap();
+    let first = std::sync::Arc::as_ptr(&g.mean_pairs());
+    let _ = nc2(&g).unwrap();
+    assert_eq!(first, std::sync::Arc::as_ptr(&g.mean_pairs()));
 }
 
 #[test]

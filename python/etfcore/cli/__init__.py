@@ -24,6 +24,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .. import __version__
+from .._progress import collect_warnings
 from ..errors import EtfcoreError, MissingDependencyError
 from ..transfer import cli as transfer_cli  # the probe/rank subcommands (transfer layer)
 from . import demo, reproduce, rf, train
@@ -109,6 +110,20 @@ def reference_markdown() -> str:
             "traceback); Ctrl-C during training keeps the last checkpoint and exits with 130, "
             "SIGTERM with 143 (see [Failure and recovery](failure-and-recovery.md)).",
             "",
+            "Long commands report their progress on stderr, one line per finished unit: "
+            "`reproduce` first says what will run (experiments × seeds, form, jobs, cache "
+            "directory), then a line per seed and per experiment; `rank` a line per candidate "
+            "(then per bootstrap resample and curve size, at most every 10 s); `extract` the "
+            "rows done per split with rows/s (at most every 5 s). Each line gives the elapsed "
+            "time and an estimate of the time left (`ETA ~12 min`): the mean time of the units "
+            "computed so far times the units left (seeds found in the cache count as instant "
+            "and are not counted as left), divided by the parallel jobs; an estimate, not a "
+            "promise, when units differ in cost. `--quiet` turns the lines off. Every command "
+            "shows each distinct warning once, when first raised (also one raised in a "
+            "`--jobs` worker process), and ends with its count if it was raised again "
+            "(`warning raised 27 times (shown once above): …`); warnings that Python's filters "
+            "ignore (`-W ignore`, `PYTHONWARNINGS`) stay ignored.",
+            "",
             "```text",
             parser.format_help().rstrip(),
             "```",
@@ -161,13 +176,16 @@ def _is_misconfiguration(e: BaseException) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``etfcore`` command: parses ``argv`` (default ``sys.argv[1:]``), runs the command's
-    group and maps its failures to exit statuses (:func:`_error_status`)."""
+    group and maps its failures to exit statuses (:func:`_error_status`). While it runs, each
+    distinct warning (category and message) is shown once and, at the end, the count of each
+    that was raised more than once (`etfcore._progress.collect_warnings`)."""
     parser, _ = build_parser()
     args = parser.parse_args(argv)
     args.argv = None if argv is None else list(argv)[1:]
     group = next(g for g in GROUPS if args.command in g.COMMANDS)
     try:
-        return group.run(args)
+        with collect_warnings():  # each distinct warning once, its repeats counted at the end
+            return group.run(args)
     except UsageError as e:
         parser.error(str(e))
     except BaseException as e:

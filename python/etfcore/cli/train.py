@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any, Optional
 
+from .._progress import Reporter, add_quiet_argument
 from ..errors import ParameterError
 
 COMMANDS = ("train", "finetune", "extract")
@@ -82,6 +83,7 @@ def add_parsers(sub: Any) -> None:
     _pretrained_run_args(ex, "e.g. dataset=mnist1d, classes=5,6")
     ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0, ...")
     ex.add_argument("--batch-size", type=int, default=512)
+    add_quiet_argument(ex)
     ex.add_argument(
         "--out", required=True, metavar="DIR",
         help="writes DIR/{train,val,test}_{features,labels}.npy and _stats.bin",
@@ -189,7 +191,8 @@ def _extract(args: argparse.Namespace) -> int:
 
     overrides = config_from_sources(args.preset, args.config, args.set)
     parts = extract_run_features(
-        args.run, overrides, out_dir=args.out, device=args.device, batch_size=args.batch_size
+        args.run, overrides, out_dir=args.out, device=args.device, batch_size=args.batch_size,
+        progress=Reporter(enabled=not getattr(args, "quiet", False)),
     )
     for split, r in parts.items():
         rows, dim = r.features.shape

@@ -23,6 +23,7 @@ import sys
 import textwrap
 from typing import Any
 
+from .._progress import Reporter, add_quiet_argument, format_duration
 from .base import FORMS, RunOptions
 
 #: Seeds per form when ``--seeds`` is not given.
@@ -60,6 +61,7 @@ def add_arguments(rp: argparse.ArgumentParser) -> None:
         "pages (etfcore's docs/reproductions.md is made this way)",
     )
     rp.add_argument("--progress", action="store_true", help="per-batch progress bars")
+    add_quiet_argument(rp)
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -86,10 +88,53 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     )  # fmt: skip
 
 
+def plan_line(experiments: int, options: RunOptions, in_cache: int) -> str:
+    """The first progress line of ``etfcore reproduce``: what will run, and where.
+
+    Parameters
+    ----------
+    experiments : int
+        Experiments selected.
+    options : RunOptions
+        The run's options (form, seeds, jobs, output directory, cache).
+    in_cache : int
+        Seed runs whose results are already in the cache.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> o = RunOptions(quick=True, seeds=(0, 1, 2), jobs=2, out_dir="/tmp/r")
+    >>> line = plan_line(7, o, 4)
+    >>> line.split(" (")[0]
+    'reproduce: 7 experiments × 3 seeds = 21 seed runs'
+    >>> line.split(" (")[1].split(", ")
+    ['4 in the cache', '17 to compute)', 'form quick', '2 jobs', 'cache /tmp/r']
+    """
+    total = experiments * len(options.seeds)
+    root = os.path.abspath(options.out_dir)
+    cache = f"cache {root}" if options.cache else f"cache off (--no-cache), writing to {root}"
+    return (
+        f"reproduce: {experiments} experiment{'s' if experiments != 1 else ''} × "
+        f"{len(options.seeds)} seed{'s' if len(options.seeds) != 1 else ''} = {total} seed runs "
+        f"({in_cache} in the cache, {total - in_cache} to compute), form {options.form}, "
+        f"{options.jobs} job{'s' if options.jobs != 1 else ''}, {cache}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """``etfcore reproduce``: --list, one or more experiments, or ``all``."""
     from .base import PAPERS
-    from .runner import load_experiments, run_experiment, select, summary_table, write_report
+    from .runner import (
+        load_experiments,
+        run_experiment,
+        seeds_in_cache,
+        select,
+        summary_table,
+        write_report,
+    )
 
     if args.list:
         paper = None
@@ -114,10 +159,20 @@ def run(args: argparse.Namespace) -> int:
     experiments = select(args.names)
     for exp in experiments:  # a setting an experiment refuses (e.g. --data) fails before any run
         exp.settings(options)
+    reporter = Reporter(enabled=not getattr(args, "quiet", False))
+    in_cache = [len(seeds_in_cache(exp, options)) for exp in experiments]
+    reporter.line(plan_line(len(experiments), options, sum(in_cache)))
+    seeds = reporter.stage(
+        "", len(experiments) * len(options.seeds), workers=min(options.jobs, len(options.seeds)),
+        cached=sum(in_cache),
+    )  # fmt: skip
     reports = []
-    for exp in experiments:
+    for i, (exp, cached) in enumerate(zip(experiments, in_cache), 1):
+        head = f"[experiment {i}/{len(experiments)}] {exp.name}"
+        reporter.line(f"{head}: {len(options.seeds)} seeds, {cached} in the cache")
         print(f"== {exp.name}", flush=True)
-        reports.append(run_experiment(exp, options))
+        reports.append(run_experiment(exp, options, progress=seeds))
+        reporter.line(f"{head} done in {format_duration(reports[-1].seconds)}{seeds.status()}")
         print(reports[-1].text(), "\n", flush=True)
     if len(reports) > 1 or args.report:
         path = args.report or os.path.join(args.out, "report.md")

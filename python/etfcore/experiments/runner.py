@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -435,16 +435,64 @@ def _run_one_seed(
     return result, seconds
 
 
+def _run_one_seed_in_worker(
+    where: Tuple[str, str], options: RunOptions, settings: Dict[str, Any], seed: int
+) -> Tuple[Dict[str, Any], float, List[Any]]:
+    """`_run_one_seed` in a worker process, with
+    the warnings it raised recorded (not printed there) for the parent to raise again."""
+    from .._progress import record_warnings
+
+    with record_warnings() as recorded:
+        result, seconds = _run_one_seed(where, options, settings, seed)
+    return result, seconds, recorded
+
+
+def _cached_result(path: str) -> Optional[Dict[str, Any]]:
+    cached = _cached_json(path)
+    return cached["result"] if isinstance(cached, dict) and "result" in cached else None
+
+
+def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
+    """The seeds of ``options`` whose results ``exp`` has in the cache (none with
+    ``options.cache`` off): what a run will read instead of computing.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment.
+    options : RunOptions
+        The run's options (seeds, output directory, cache).
+
+    Returns
+    -------
+    list of int
+        Seeds with a cache entry (checked for presence only; a damaged entry is recomputed).
+    """
+    if not options.cache:
+        return []
+    settings = _json_clean(exp.settings(options))
+    return [s for s in options.seeds if os.path.isfile(_seed_path(options, exp, settings, s))]
+
+
 def _compute_seeds(
-    exp: Experiment, options: RunOptions, settings: Dict[str, Any]
+    exp: Experiment, options: RunOptions, settings: Dict[str, Any], progress: Any = None
 ) -> Tuple[Dict[int, Dict[str, Any]], float]:
+    """Every seed's results (from the cache or computed, in worker processes with
+    ``options.jobs > 1``) and the computing seconds; one ``progress.done`` per seed."""
     results: Dict[int, Dict[str, Any]] = {}
+    n = len(options.seeds)
+
+    def report(seed: int, seconds: float = 0.0, cached: bool = False) -> None:
+        if progress is not None:
+            label = f"{exp.name} seed {seed} ({len(results)}/{n})"
+            progress.done(label, seconds=seconds, cached=cached)
+
     todo = []
     for seed in options.seeds:
-        path = _seed_path(options, exp, settings, seed)
-        cached = _cached_json(path) if options.cache else None
-        if isinstance(cached, dict) and "result" in cached:
-            results[seed] = cached["result"]
+        cached = _cached_result(_seed_path(options, exp, settings, seed)) if options.cache else None
+        if cached is not None:
+            results[seed] = cached
+            report(seed, cached=True)
         else:
             todo.append(seed)
     computed = 0.0
@@ -453,15 +501,23 @@ def _compute_seeds(
         for seed in todo:
             results[seed], s = _run_one_seed(exp, options, settings, seed)
             computed += s
+            report(seed, s)
     elif todo:
+        from .._progress import replay_warnings
+
         where = (type(exp).__module__, type(exp).__qualname__)
+        registry: Dict[Any, Any] = {}  # a worker's warning is shown once, as in one process
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = {
-                seed: pool.submit(_run_one_seed, where, options, settings, seed) for seed in todo
+                pool.submit(_run_one_seed_in_worker, where, options, settings, seed): seed
+                for seed in todo
             }
-            for seed, fut in futures.items():
-                results[seed], s = fut.result()
+            for fut in as_completed(futures):
+                seed = futures[fut]
+                results[seed], s, recorded = fut.result()
+                replay_warnings(recorded, registry)
                 computed += s
+                report(seed, s)
     return results, computed
 
 
@@ -485,16 +541,34 @@ def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
         plt.close(fig)
 
 
-def run_experiment(experiment: Any, options: Optional[RunOptions] = None) -> Report:
+def run_experiment(
+    experiment: Any, options: Optional[RunOptions] = None, *, progress: Any = None
+) -> Report:
     """Runs (or reads from the cache) every seed of ``experiment`` (a name or an instance),
-    summarises, draws the figure and writes ``<out>/<name>/report.md``."""
+    summarises, draws the figure and writes ``<out>/<name>/report.md``.
+
+    Parameters
+    ----------
+    experiment : str or Experiment
+        A registered name or an instance.
+    options : RunOptions or None
+        How to run (default `RunOptions()`).
+    progress : Stage or None
+        A stage of an `etfcore._progress.Reporter` counting seeds: each seed, computed or
+        read from the cache, calls its ``done`` as it finishes (with ``options.jobs > 1``, as
+        the worker processes finish). ``None`` (the default): no progress lines.
+
+    Returns
+    -------
+    Report
+    """
     options = options or RunOptions()
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if not options.seeds:
         raise ParameterError("at least one seed is needed")
     t0 = time.perf_counter()
     settings = _json_clean(exp.settings(options))
-    by_seed, computed = _compute_seeds(exp, options, settings)
+    by_seed, computed = _compute_seeds(exp, options, settings, progress)
     results = [by_seed[s] for s in options.seeds]
     outcome = exp.summarise(settings, results)
     root = os.path.abspath(options.out_dir)
@@ -647,6 +721,7 @@ __all__ = [
     "get_experiment",
     "load_experiments",
     "run_experiment",
+    "seeds_in_cache",
     "select",
     "summary_table",
     "write_report",

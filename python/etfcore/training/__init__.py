@@ -22,12 +22,14 @@ from .metric import CollapseMetrics
 from .module import ClassifierModule
 from .tracking import TorchCollapseStats
 from .trainer import Trainer, TrainingInterrupted, load_pretrained
+from .transfer_stats import TorchTransferabilityStats
 
 __all__ = [
     "CollapseMetrics",
     "CollapseTracker",
     "ClassifierModule",
     "TorchCollapseStats",
+    "TorchTransferabilityStats",
     "Trainer",
     "TrainingInterrupted",
     "TrainConfig",

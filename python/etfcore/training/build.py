@@ -33,6 +33,7 @@ def build_datamodule(config: TrainConfig):
         label_map=config.label_map,
         val_fraction=config.val_fraction,
         batch_size=config.batch_size,
+        last_batch=config.last_batch,
         num_workers=config.num_workers,
         seed=config.seed,
     )

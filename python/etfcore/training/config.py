@@ -91,6 +91,11 @@ class TrainConfig:
     # optimisation
     epochs: int = _f(30, "training epochs (the schedule's length)")
     batch_size: int = _f(64, "batch size per device")
+    last_batch: str = _f(
+        "drop",
+        "an epoch's last partial batch: drop it, or keep every sample in near-equal batches",
+        ("drop", "even"),
+    )
     optimizer: str = _f("sgd", "optimiser", ("sgd", "adamw"))
     lr: float = _f(0.05, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum")

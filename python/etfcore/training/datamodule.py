@@ -35,7 +35,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from ..errors import ParameterError
 from ..splits import label_lookup, plan_splits
@@ -117,6 +117,37 @@ class SeededDistributedSampler(_EpochSeeded, DistributedSampler):
         self._reseed()
 
 
+class EvenBatchSampler(Sampler):
+    """Every sample of the epoch in ``⌈N/B⌉`` batches of near-equal size (sizes differ by at most
+    one, each ``≥ ⌊N/⌈N/B⌉⌋``, so at least about ``B/2`` when ``N ≥ B``): the epoch's permutation
+    from ``sampler`` is cut into consecutive runs, so no sample is dropped and no batch is so small
+    that batch normalisation fails. ``sampler.set_epoch`` is what Lightning calls each epoch.
+
+    Examples
+    --------
+    >>> bs = EvenBatchSampler(EpochSeededSampler(range(130), seed=0), batch_size=64)
+    >>> sizes = [len(b) for b in bs]; sizes, len(bs), sorted(i for b in bs for i in b) == list(range(130))
+    ([44, 43, 43], 3, True)
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, int(batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self):
+        order = list(self.sampler)
+        n_batches = -(-len(order) // self.batch_size)
+        if n_batches == 0:
+            return iter(())
+        return iter(part.tolist() for part in np.array_split(np.asarray(order), n_batches))
+
+
+#: How the training loader ends an epoch whose size is not a multiple of the batch size.
+LAST_BATCH = ("drop", "even")
+
+
 def _distributed(trainer) -> Optional[Tuple[int, int]]:
     """``(world_size, rank)`` when training on several processes, else ``None``."""
     world = getattr(trainer, "world_size", 1) if trainer is not None else 1
@@ -153,6 +184,12 @@ class ClassificationDataModule(lightning.LightningDataModule):
         val_fraction: fraction of each class held out for validation, drawn (stratified,
             seeded) from the training samples the long tail kept; 0 = none.
         batch_size, num_workers: of the data loaders.
+        last_batch: how a training epoch of ``N`` samples ends when ``B`` does not divide ``N``:
+            ``"drop"`` (default) drops the last ``N mod B`` samples of the epoch's permutation
+            (which ones changes every epoch; ``⌊N/B⌋`` steps); ``"even"`` keeps every sample, in
+            ``⌈N/B⌉`` batches of near-equal size (:class:`EvenBatchSampler`). Under DDP,
+            ``"even"`` keeps every sample too (the distributed sampler pads with at most
+            ``world − 1`` repeats; each rank's last batch may be smaller).
         seed: seeds the subsampling, the validation split, the training order and the loader's
             worker seeds (per epoch: functions of ``(seed, epoch)``).
         split_seed: seeds the held-out split where etfcore draws it; fixed by default
@@ -180,6 +217,7 @@ class ClassificationDataModule(lightning.LightningDataModule):
         val_fraction: float = 0.0,
         batch_size: int = 128,
         num_workers: int = 0,
+        last_batch: str = "drop",
         seed: int = 0,
         split_seed: int = D.SPLIT_SEED,
         augment: bool = True,
@@ -201,6 +239,9 @@ class ClassificationDataModule(lightning.LightningDataModule):
             raise ParameterError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if batch_size < 1 or num_workers < 0:
             raise ParameterError("batch_size must be ≥ 1 and num_workers ≥ 0")
+        if last_batch not in LAST_BATCH:
+            raise ParameterError(f"last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
+        self.last_batch = last_batch
         self.dataset, self.data_root, self.download = dataset, str(data_root), bool(download)
         name = dataset if isinstance(dataset, str) else ""
         self.image_size = int(image_size or NATIVE_SIZE.get(name, 224))
@@ -261,22 +302,41 @@ class ClassificationDataModule(lightning.LightningDataModule):
         current epoch (so the first epoch of a resumed run is shuffled right even before
         Lightning calls ``set_epoch``); the loader's generator follows the sampler's epoch."""
         ds = self._ready(self.train_dataset)
-        drop_last = len(ds) > self.batch_size
+        keep_all = self.last_batch == "even"
+        drop_last = len(ds) > self.batch_size and not keep_all
         dist = _distributed(self.trainer)
         sampler: _EpochSeeded
         if dist is None:
             sampler = EpochSeededSampler(ds, self.seed)
         else:
             world, rank = dist
-            drop_last = len(ds) // world > self.batch_size
-            # the sampler drops the epoch's last len % world samples rather than repeating some
+            drop_last = len(ds) // world > self.batch_size and not keep_all
+            # "drop": the sampler drops the epoch's last len % world samples; "even": it pads
+            # with at most world − 1 repeats, so that no sample is left out
             sampler = SeededDistributedSampler(
-                ds, num_replicas=world, rank=rank, seed=self.seed, drop_last=len(ds) >= world
-            )
+                ds, num_replicas=world, rank=rank, seed=self.seed,
+                drop_last=len(ds) >= world and not keep_all,
+            )  # fmt: skip
         sampler.set_epoch(int(getattr(self.trainer, "current_epoch", 0) or 0))
+        if keep_all and dist is None:
+            return DataLoader(
+                ds,
+                batch_sampler=EvenBatchSampler(sampler, self.batch_size),
+                num_workers=self.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                generator=sampler.loader_generator,
+            )
         return self._loader(
             ds, sampler=sampler, drop_last=drop_last, generator=sampler.loader_generator
         )
+
+    def train_steps_per_epoch(self) -> int:
+        """Optimiser steps in one training epoch on one process: ``⌊N/B⌋`` with
+        ``last_batch="drop"`` (at least one), ``⌈N/B⌉`` with ``"even"``."""
+        n = len(self._ready(self.train_dataset))
+        if self.last_batch == "even":
+            return -(-n // self.batch_size)
+        return max(1, n // self.batch_size) if n > self.batch_size else 1
 
     def val_dataloader(self):
         self._ready(self.train_dataset)

@@ -78,6 +78,7 @@ def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[st
                     imbalance_ratio=rho,
                     progress=progress,
                     accelerator=accelerator,
+                    last_batch="even",  # every long-tail sample in every epoch
                     **kw,
                 )
                 runs.append(Trainer(cfg, enable_model_summary=False).fit())

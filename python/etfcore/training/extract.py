@@ -55,9 +55,14 @@ def extract_run_features(
     splits: Sequence[str] = SPLITS,
     device: Any = "auto",
     batch_size: int = 512,
+    progress: Any = None,
 ) -> Dict[str, ExtractedFeatures]:
     """Features of ``pretrained``'s backbone on the target data, one entry per split that exists
     (``val`` only with ``val_fraction > 0``); files as in the module docstring.
+
+    ``progress``: an `etfcore._progress.Reporter` (what `etfcore extract` passes) for progress
+    lines per split, at most every 5 s and at the split's end: rows done, rows/s, elapsed time
+    and ETA; ``None`` (the default): silent.
 
     Returns ``{split: ExtractedFeatures}`` (features memory-mapped from the written file).
     """
@@ -82,9 +87,11 @@ def extract_run_features(
                 continue
             stats = CollapseStats(int(dm.num_classes), cfg.feature_dim)
             base = os.path.join(stage, split)
+            rows = None if progress is None else progress.stage(
+                f"extract {split}", len(ds), unit="rows", every=5.0)
             r = extract_features(
                 backbone, ds, device=device, batch_size=batch_size, stats=stats,
-                out=f"{base}_features.npy",
+                out=f"{base}_features.npy", progress=rows,
             )
             r.features = None  # the staged file's map; reopened from OUT below
             save_npy(f"{base}_labels.npy", r.labels)

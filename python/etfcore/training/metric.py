@@ -48,7 +48,10 @@ always adds the batch and returns its flat dict, or an empty dict ``{}`` when th
 leaves the metrics undefined (fewer than two classes present: a class-sorted loader gives such
 batches; the batch is still counted); ``self.log_dict(self.val_nc.compute())`` in
 ``on_validation_epoch_end`` logs every scalar, synchronised across processes, then
-``self.val_nc.reset()``. ``update`` is the cheaper call (no per-batch core computation).
+``self.val_nc.reset()``. ``update`` is the cheaper call (no per-batch core computation). One
+scalar can be logged as a metric object, ``self.log("val/nc1", self.val_nc["nc1"])``, with the
+item taken once in ``__init__`` (see
+[`CollapseMetricsItem`][etfcore.training.metric.CollapseMetricsItem]).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.metric import CompositionalMetric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from .._validation import as_count, torch_device
@@ -451,6 +455,37 @@ class CollapseMetrics(Metric):
             raise
         return scalar_metrics(report, self.scatter.device)
 
+    def __getitem__(self, name: str) -> CollapseMetricsItem:  # type: ignore[override]
+        """One named scalar of [`compute`][etfcore.training.metric.CollapseMetrics.compute] as a
+        torchmetrics `Metric` of its own that shares these states, for Lightning's
+        ``self.log(name, metric)`` (which logs a metric object only when its ``compute()`` is a
+        tensor). The same object for the same name.
+
+        Parameters
+        ----------
+        name : str
+            A key of ``compute()`` (``"nc1"``, ``"vci"``, ...); an unknown one raises
+            `ParameterError` when computed, naming the keys.
+
+        Returns
+        -------
+        CollapseMetricsItem
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = CollapseMetrics(3, 4)
+        >>> m.update(torch.randn(30, 4), torch.arange(30) % 3)
+        >>> m["nc1"] is m["nc1"], bool(m["nc1"].compute() == m.compute()["nc1"])
+        (True, True)
+        """
+        if not isinstance(name, str):
+            raise ParameterError(f"a collapse metric is selected by name, got {name!r}")
+        items = self.__dict__.setdefault("_items", {})  # not a submodule: no module cycle
+        if name not in items:
+            items[name] = CollapseMetricsItem(self, name)
+        return items[name]
+
     def compute_report(self) -> Dict[str, Any]:
         """Every collapse metric, structured: Python numbers, the strings ``weighting`` and
         ``precision``, the arrays ``nc3_cosines`` (with a classifier) and ``global_mean``.
@@ -465,6 +500,48 @@ class CollapseMetrics(Metric):
         out = metrics_of(stats, self.classifier)
         out["global_mean"] = stats.global_mean()
         return out
+
+
+class CollapseMetricsItem(CompositionalMetric):
+    """One named scalar of a [`CollapseMetrics`][etfcore.training.metric.CollapseMetrics]
+    (``metric[name]``): a torchmetrics composition whose ``compute()`` is
+    ``metric.compute()[name]``, a 0-dim tensor, so that Lightning logs it as a metric object:
+    synchronised across processes and reset by Lightning at the end of the epoch (which resets
+    the shared ``metric``). ``update``/``forward`` go to ``metric``; ``forward`` returns the
+    batch's value, or ``None`` when the batch alone leaves it undefined.
+
+    Lightning finds a logged metric object among the module's attributes, once, at the first
+    ``self.log`` of one: take the item in ``__init__`` (``self.val_nc1 = self.val_nc["nc1"]``),
+    or pass ``metric_attribute`` (the name of the `CollapseMetrics` attribute) to ``self.log``.
+
+    Parameters
+    ----------
+    metric : CollapseMetrics
+        The metric whose states are shared.
+    name : str
+        The key of ``metric.compute()`` to return.
+    """
+
+    def __init__(self, metric: CollapseMetrics, name: str) -> None:
+        super().__init__(self._select, metric, None)
+        self.name = name
+
+    def _select(self, values: Dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.name not in values:
+            raise ParameterError(
+                f"CollapseMetrics computed no {self.name!r}; it computed {sorted(values)}"
+            )
+        return values[self.name]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Adds the batch to the shared metric; the batch's value, or ``None`` when it is
+        undefined for the batch alone (fewer than two classes in it)."""
+        values = self.metric_a(*args, **kwargs)
+        self._forward_cache = values.get(self.name) if values else None
+        return self._forward_cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
 
 def scalar_metrics(report: Dict[str, Any], device: Any = "cpu") -> Dict[str, torch.Tensor]:

@@ -118,7 +118,9 @@ from .spectral_scores import (
     rankme,
     rankme_from_stats,
 )
+from .stats_scores import as_collapse_stats, emms_from_stats, ped_from_stats
 from .streaming import TransferabilityStats
+from .two_pass import TWO_PASS_SCORES, TwoPassResult, TwoPassScores, two_pass_scores
 
 __all__ = [
     "DEFAULT_GRID",
@@ -149,11 +151,16 @@ __all__ = [
     "ScoreAgreement",
     "TransRateResult",
     "TransferabilityStats",
+    "TWO_PASS_SCORES",
+    "TwoPassResult",
+    "TwoPassScores",
     "aggregate_agreement",
     "all_scores",
+    "as_collapse_stats",
     "centred_means_classifier",
     "cm_accuracy",
     "emms",
+    "emms_from_stats",
     "etran",
     "etran_combine",
     "extract_features",
@@ -185,6 +192,7 @@ __all__ = [
     "pearson",
     "ped",
     "ped_features",
+    "ped_from_stats",
     "probe_mse",
     "rank_agreement",
     "rank_models",
@@ -202,6 +210,7 @@ __all__ = [
     "select_strength",
     "stratified_split",
     "transrate",
+    "two_pass_scores",
     "vci",
     "weighted_kendall_tau",
 ]

@@ -7,7 +7,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from .._validation import as_features, as_labels_for_rows
-from ..errors import TooFewClassesError
+from ..errors import ParameterError, TooFewClassesError
 from ..stats import CollapseStats
 
 
@@ -35,3 +35,41 @@ def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+def as_collapse_stats(stats: Any) -> CollapseStats:
+    """The `etfcore.CollapseStats` behind any of the package's statistics.
+
+    Parameters
+    ----------
+    stats : CollapseStats, TransferabilityStats or a torch accumulator
+        A `etfcore.CollapseStats` is returned as it is; a
+        `TransferabilityStats` gives its inner
+        statistics; an object with ``to_core()`` (the training layer's
+        `etfcore.training.TorchCollapseStats`, which accumulates in float64 on its device)
+        is copied to the host (``O(K·D + D²)`` numbers).
+
+    Returns
+    -------
+    CollapseStats
+
+    Raises
+    ------
+    ParameterError
+        For any other object.
+    """
+    if isinstance(stats, CollapseStats):
+        return stats
+    from .streaming import TransferabilityStats
+
+    if isinstance(stats, TransferabilityStats):
+        return stats.collapse_stats
+    to_core = getattr(stats, "to_core", None)
+    if callable(to_core):
+        out = to_core()
+        if isinstance(out, CollapseStats):
+            return out
+    raise ParameterError(
+        f"expected CollapseStats, TransferabilityStats or a torch accumulator with to_core(), "
+        f"got {type(stats).__name__}"
+    )

@@ -20,6 +20,7 @@ from typing import Any, List
 import numpy as np
 
 from .._io import save_with
+from .._progress import Reporter, add_quiet_argument
 from ..errors import ParameterError
 from .features import load_npy
 
@@ -59,6 +60,7 @@ def add_parsers(sub: Any) -> None:
                     help="source-head probabilities (N, K_s) per candidate, for LEEP and NCE")
     rk.add_argument("--json", action="store_true")
     rk.add_argument("--plot", metavar="PNG", help="score-vs-accuracy scatter plots with τ")
+    add_quiet_argument(rk)
     from .report_cli import add_report_arguments  # the ranking report
 
     add_report_arguments(rk)
@@ -125,6 +127,8 @@ def _rank(args: argparse.Namespace) -> int:
     m = len(args.candidates)
     if m < 2:
         raise ParameterError(f"ranking needs at least 2 candidate models, got {m}")
+    if args.plot and args.accuracies is None:  # before any score is computed
+        raise ParameterError("--plot needs --accuracies (the ground truth on the x axis)")
     names = args.names or [os.path.splitext(os.path.basename(c))[0] for c in args.candidates]
     for opt, vals in (("--names", names), ("--accuracies", args.accuracies),
                       ("--source-accuracies", args.source_accuracies),
@@ -134,6 +138,7 @@ def _rank(args: argparse.Namespace) -> int:
     y = np.asarray(_load(args.target, "target labels"))
     per: List[dict] = []
     comps = []
+    progress = Reporter(enabled=not getattr(args, "quiet", False)).stage("scores", m)
     for i, path in enumerate(args.candidates):
         f = _load(path, "candidate features")
         probs = None if args.source_probs is None else np.asarray(
@@ -141,6 +146,7 @@ def _rank(args: argparse.Namespace) -> int:
         s = all_scores(np.asarray(f), y, source_probs=probs)
         comps.append(NCTIComponents(s["ncti_seli"], s["ncti_ncc"], s["ncti_vc"], float("nan")))
         per.append(s)
+        progress.done(names[i])
     keys = [k for k in per[0] if not k.startswith("ncti_")]
     scores = {k: [p[k] for p in per] for k in keys}
     scores["ncti"] = ncti(comps).tolist()
@@ -151,8 +157,6 @@ def _rank(args: argparse.Namespace) -> int:
     else:
         print(rep.table())
     if args.plot:
-        if args.accuracies is None:
-            raise ParameterError("--plot needs --accuracies (the ground truth on the x axis)")
         _scatter(rep, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -131,6 +131,7 @@ def extract_features(
     dtype: Any = np.float32,
     keep: bool = True,
     num_workers: int = 0,
+    progress: Any = None,
 ) -> ExtractedFeatures:
     """Features ``backbone(x)`` (flattened to ``(batch, p)``) of every sample of ``data`` (a map-
     style ``Dataset`` of ``(x, label)``, read in order, or a ``DataLoader``/iterable of ``(x, y)``
@@ -141,6 +142,8 @@ def extract_features(
     before any row, not a SIGBUS), renamed over ``out`` only when every row is in; a failure or a
     kill leaves an earlier ``out`` as it was. With ``keep=False`` and no ``out``, only the labels
     and the statistics are returned.
+    ``progress``: a stage of an `etfcore._progress.Reporter` counting rows (``unit="rows"``),
+    advanced after each batch (rows done, rows/s, ETA); ``None`` (the default): silent.
 
     Examples
     --------
@@ -194,6 +197,8 @@ def extract_features(
                     kept.append(f)
                 labels.append(yy)
                 row += f.shape[0]
+                if progress is not None:
+                    progress.done(n=int(f.shape[0]))
         if mm is not None and row != total:
             raise ShapeError(
                 f"the loader yielded {row} rows but len(dataset) = {total}; the memory-mapped "

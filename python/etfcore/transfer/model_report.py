@@ -437,7 +437,10 @@ class _Scorer:
         return out
 
     def __call__(self, feats: List[np.ndarray], y: np.ndarray,
-                 probs: Optional[List[np.ndarray]], failures: List[str]) -> Dict[str, np.ndarray]:
+                 probs: Optional[List[np.ndarray]], failures: List[str],
+                 progress: Any = None, names: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+        """The scores on these rows; ``progress`` (a stage), if given, counts each candidate
+        (labelled by ``names``) as its scores are done."""
         per: List[Dict[str, float]] = []
         comps: List[Optional[NCTIComponents]] = []
         for i, f in enumerate(feats):
@@ -454,6 +457,8 @@ class _Scorer:
                             else [name])
                     vals.update({k: math.nan for k in keys})
             per.append(vals)
+            if progress is not None:
+                progress.done(names[i] if i < len(names) else f"candidate {i}")
         out = {k: np.array([p[k] for p in per], dtype=np.float64) for k in per[0]}
         if "ncti" in self.base:
             out["ncti"] = (ncti(comps) if all(c is not None for c in comps)
@@ -497,6 +502,7 @@ def rank_models(
     top_k: int = 3,
     etran_normalise: Optional[str] = "minmax",
     seed: int = 0,
+    progress: Any = None,
 ) -> ModelReport:
     """Ranks candidate backbones for one target with every score and checks each against the
     ground truth (see the module documentation for what each number is).
@@ -511,6 +517,9 @@ def rank_models(
     interval (0: none). ``curve_sizes``: subsample sizes for the score-vs-N curves.
     ``etran_normalise``: ETran's zoo normalisation (``"minmax"``, ``"zscore"`` or ``None``).
     ``seed`` seeds the sample-level scores, the bootstrap and the subsamples.
+    ``progress``: an `etfcore._progress.Reporter` (what `etfcore rank` passes) for a line per
+    candidate scored, then per bootstrap resample and per curve size (those at most every
+    10 s, and the last), each with the elapsed time and an ETA; ``None`` (the default): silent.
     """
     seed = as_index(seed, "seed")
     bootstrap = as_index(bootstrap, "bootstrap")
@@ -582,7 +591,9 @@ def rank_models(
 
     scorer = _Scorer(chosen, seed, etran_normalise)
     failures: List[str] = []
-    values = scorer(feats, y, probs, failures)
+    values = scorer(feats, y, probs, failures,
+                    progress=None if progress is None else progress.stage("scores", m),
+                    names=names)
     if src is not None:
         values = {"source_accuracy": src, **values}
     directions = {k: _direction(k) for k in values}
@@ -626,7 +637,8 @@ def rank_models(
     boot: Dict[str, List[float]] = {k: [] for k in values}
     if bootstrap and acc is not None:
         rng = np.random.default_rng([seed, 1])
-        for _ in range(bootstrap):
+        stage = None if progress is None else progress.stage("bootstrap", bootstrap, every=10.0)
+        for b in range(bootstrap):
             rows = _bootstrap_rows(y, rng)
             bf: List[str] = []
             bv = scorer([f[rows] for f in feats], y[rows],
@@ -635,6 +647,8 @@ def rank_models(
                 bv["source_accuracy"] = src
             for k in values:
                 boot[k].append(_agreement_values(bv[k], acc, directions[k])[0])
+            if stage is not None:
+                stage.done(f"resample {b + 1}")
     elif bootstrap:
         warnings.append("bootstrap skipped: it needs a ground truth")
         bootstrap = 0
@@ -642,6 +656,8 @@ def rank_models(
     sizes: List[int] = []
     curve_scores: Dict[str, Dict[str, np.ndarray]] = {k: {} for k in values}
     curve_taus: Dict[str, List[float]] = {k: [] for k in values} if acc is not None else {}
+    curve_stage = None if progress is None or not curve_sizes else progress.stage(
+        "curve", len(curve_sizes), every=10.0)
     for size in curve_sizes or ():
         size = as_index(size, "curve size")
         rows = stratified_subsample(y, size, seed)
@@ -655,6 +671,8 @@ def rank_models(
             curve_scores[k][str(size)] = cv[k]
             if acc is not None:
                 curve_taus[k].append(_agreement_values(cv[k], acc, directions[k])[0])
+        if curve_stage is not None:
+            curve_stage.done(f"N={size}")
     if not sizes:
         curve_scores = {}
 

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, List
 
+from .._progress import Reporter
 from ..errors import ParameterError
 
 __all__ = ["add_report_arguments", "report_requested", "run_report"]
@@ -84,7 +85,8 @@ def run_report(args: argparse.Namespace) -> int:
         source_accuracies=None if args.source_accuracies is None
         else dict(zip(names, args.source_accuracies)),
         source_probs=None if args.source_probs is None else dict(zip(names, args.source_probs)),
-        bootstrap=args.bootstrap, curve_sizes=args.curve, top_k=args.top_k, seed=args.seed)
+        bootstrap=args.bootstrap, curve_sizes=args.curve, top_k=args.top_k, seed=args.seed,
+        progress=Reporter(enabled=not getattr(args, "quiet", False)))
     text = {"md": rep.to_markdown, "json": rep.to_json, "csv": rep.to_csv}[fmt]()
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:

@@ -46,7 +46,7 @@ import numpy as np
 from .._validation import as_features, as_labels_for_rows
 from ..errors import LabelError, ParameterError, ShapeError
 from ..stats import CollapseStats, LogMEResult, RidgePath
-from ._common import encode, stats_of
+from ._common import as_collapse_stats, encode, stats_of
 from .ncti import NCTIComponents, ncti, ncti_components
 from .source_head import leep, nce, source_joint
 from .streaming import TransferabilityStats
@@ -130,7 +130,7 @@ def hscore_from_stats(
     >>> transfer.hscore_from_stats(st) == st.hscore() == transfer.hscore(x, y)
     True
     """
-    return stats.hscore(rank=rank, rtol=rtol)
+    return as_collapse_stats(stats).hscore(rank=rank, rtol=rtol)
 
 
 def logme_from_stats(
@@ -165,7 +165,7 @@ def logme_from_stats(
     [`NumericalError`][etfcore.NumericalError] says so; ``parity=True`` (the reference code's 11
     damped iterations) still returns its finite value there.
     """
-    return stats.logme(parity=parity, tol=tol, max_iter=max_iter, rtol=rtol)
+    return as_collapse_stats(stats).logme(parity=parity, tol=tol, max_iter=max_iter, rtol=rtol)
 
 
 

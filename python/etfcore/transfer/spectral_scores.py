@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import as_float
 from ..errors import ParameterError
 from ..stats import CollapseStats
-from ._common import stats_of
+from ._common import as_collapse_stats, stats_of
 from ._selection_common import eig_threshold, finite_matrix
 
 __all__ = [
@@ -87,6 +87,7 @@ def rankme_from_stats(
     ``≤ rtol · λ_max`` (default ``rtol = D · eps`` of the input precision) count as zero.
     Scale-invariant; at most ``min(N, D)``."""
     e = _eps(eps)
+    stats = as_collapse_stats(stats)
     cov = stats.total_covariance()
     if not centred:
         mu = stats.global_mean()
@@ -130,6 +131,7 @@ def lidar_from_stats(
     if not d > 0:
         raise ParameterError(f"delta must be positive, got {delta}")
     e = _eps(eps)
+    stats = as_collapse_stats(stats)
     sb = stats.between_class_covariance(weighting)
     sw = stats.within_class_covariance(weighting)
     lam, vec = np.linalg.eigh(sw + d * np.eye(sw.shape[0]))

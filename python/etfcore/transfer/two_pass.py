@@ -1,0 +1,868 @@
+r"""The two-pass mode: scores that need per-sample posteriors, streamed without the ``N × D``
+matrix.
+
+ETran (its LDA and energy terms), SFDA, NCTI and LEEP average a function of each sample's
+posterior under a classifier that is itself built from statistics of *all* samples. They cannot
+be finished in one pass, but they need no more than a second (SFDA a third) pass over the same
+chunks:
+
+1. **first pass** — the sufficient statistics (`etfcore.CollapseStats`: counts, class sums,
+   the scatter `FᵀF`, in float64) and, for LEEP, the soft joint of target labels and the source
+   head's outputs (`K × K_s`);
+2. **second pass** — each chunk's posteriors under the classifier fixed by pass 1, reduced at
+   once to what each score keeps: sums of true-class posteriors, the lowest energies (ETran),
+   a triangular factor of each class's posterior matrix (NCTI), LEEP's log-likelihoods, and
+   for SFDA the statistics of the confidence-mixed features;
+3. **third pass** (SFDA only) — the true-class posteriors of the mixed features under the
+   discriminant refit on them. The mixed features depend on each sample's first-stage posterior
+   and the refit on all of them, so no two-pass form exists.
+
+Every pass is mergeable: shards fill copies of one state and `TwoPassScores.merge` adds them
+(after the first pass, only states built from the same first-pass statistics merge). Chunks
+may be numpy arrays or torch tensors: with tensors, every pass runs on the tensors' device in
+float64 (importing this module never imports torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._validation import as_count, as_features, as_float, as_index, as_labels, as_str
+from ..errors import (
+    DegenerateInputError,
+    DTypeError,
+    IncompatibleStatsError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    TooFewClassesError,
+)
+from ..stats import CollapseStats
+from ._selection_common import eig_threshold
+from .discriminant_scores import ETranComponents, SFDAResult, _power_lambda_max
+from .ncti import NCTIComponents
+
+__all__ = ["TWO_PASS_SCORES", "TwoPassResult", "TwoPassScores", "two_pass_scores"]
+
+#: The scores of the two-pass mode, and the passes each needs.
+TWO_PASS_SCORES: Dict[str, int] = {"etran": 2, "sfda": 3, "ncti": 2, "leep": 2}
+
+
+# ----------------------------------------------------------------------- array backends
+def _is_torch(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "torch"
+
+
+class _Numpy:
+    """The array operations the passes need, for numpy (float64 on the host)."""
+
+    @staticmethod
+    def const(a: np.ndarray, like: Any) -> np.ndarray:
+        return a
+
+    @staticmethod
+    def exp(a):
+        return np.exp(a)
+
+    @staticmethod
+    def log(a):
+        return np.log(a)
+
+    @staticmethod
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    @staticmethod
+    def logsumexp(z):
+        m = z.max(1)
+        return m + np.log(np.exp(z - m[:, None]).sum(1))
+
+    @staticmethod
+    def take(z, y):
+        return z[np.arange(z.shape[0]), y]
+
+    @staticmethod
+    def smallest(v, m: int):
+        return v if v.shape[0] <= m else np.partition(v, m - 1)[:m]
+
+    @staticmethod
+    def cat(parts):
+        return np.concatenate(parts)
+
+    @staticmethod
+    def qr_r(a):
+        return np.linalg.qr(a, mode="r")
+
+    @staticmethod
+    def scalar(v) -> float:
+        return float(v)
+
+    @staticmethod
+    def host(a) -> np.ndarray:
+        return np.asarray(a)
+
+    @staticmethod
+    def index_add(target_rows: int, y, rows):
+        out = np.zeros((target_rows, rows.shape[1]))
+        np.add.at(out, y, rows)
+        return out
+
+    @staticmethod
+    def new_stats(k: int, p: int, like: Any):
+        return CollapseStats(k, p)
+
+    @staticmethod
+    def f64(a, like: Any):
+        return np.asarray(a, dtype=np.float64)
+
+    @staticmethod
+    def index(a: np.ndarray, like: Any):
+        return a
+
+
+class _Torch:
+    """The same operations for torch tensors, on their device in float64."""
+
+    @staticmethod
+    def const(a: np.ndarray, like: Any):
+        import torch
+
+        return torch.as_tensor(a, dtype=torch.float64, device=like.device)
+
+    @staticmethod
+    def exp(a):
+        return a.exp()
+
+    @staticmethod
+    def log(a):
+        return a.log()
+
+    @staticmethod
+    def log_softmax(z):
+        return z.log_softmax(1)
+
+    @staticmethod
+    def logsumexp(z):
+        return z.logsumexp(1)
+
+    @staticmethod
+    def take(z, y):
+        return z.gather(1, y[:, None])[:, 0]
+
+    @staticmethod
+    def smallest(v, m: int):
+        import torch
+
+        return v if v.shape[0] <= m else torch.topk(v, m, largest=False).values
+
+    @staticmethod
+    def cat(parts):
+        import torch
+
+        return torch.cat(parts)
+
+    @staticmethod
+    def qr_r(a):
+        import torch
+
+        return torch.linalg.qr(a, mode="r")[1]
+
+    @staticmethod
+    def scalar(v) -> float:
+        return float(v.item())
+
+    @staticmethod
+    def host(a) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    @staticmethod
+    def index_add(target_rows: int, y, rows):
+        import torch
+
+        out = torch.zeros(target_rows, rows.shape[1], dtype=torch.float64, device=rows.device)
+        return out.index_add_(0, y, rows)
+
+    @staticmethod
+    def new_stats(k: int, p: int, like: Any):
+        from ..training.metric import CollapseMetrics
+
+        return CollapseMetrics(k, p, products="float64").to(like.device)
+
+    @staticmethod
+    def f64(a, like: Any):
+        import torch
+
+        if _is_torch(a):
+            return a.detach().to(device=like.device, dtype=torch.float64)
+        return torch.as_tensor(np.asarray(a, dtype=np.float64), device=like.device)
+
+    @staticmethod
+    def index(a: np.ndarray, like: Any):
+        import torch
+
+        return torch.as_tensor(a, dtype=torch.int64, device=like.device)
+
+
+def _core(stats: Any) -> CollapseStats:
+    """Statistics of either backend as the core's `etfcore.CollapseStats` (a copy)."""
+    return stats.copy() if isinstance(stats, CollapseStats) else stats.to_core()
+
+
+# ----------------------------------------------------------------------- classifiers
+def _lda(stats: CollapseStats, present: np.ndarray, shrinkage: Optional[float], rule: str):
+    r"""``(coef, bias, means, s)`` of the shrunk LDA of SFDA's first stage from statistics:
+    logits ``f·coef_kᵀ + bias_k`` with ``coef_k = μ_kᵀS⁻¹``, ``bias_k = -½μ_kᵀS⁻¹μ_k + log π_k``,
+    ``S = (1-s)Σ_W + s(tr Σ_W/D)I`` (population, weighted ``Σ_W``)."""
+    counts = stats.class_counts[present].astype(np.float64)
+    pri = counts / counts.sum()
+    means = stats.class_means()[present]
+    sw = stats.within_class_covariance("weighted")
+    if shrinkage is None:
+        lam_max = float(np.linalg.eigvalsh(sw)[-1]) if rule == "exact" else _power_lambda_max(sw)
+        s = max(math.exp(-5.0 * lam_max), 1e-10)
+    else:
+        s = shrinkage
+    d = sw.shape[0]
+    sm = (1.0 - s) * sw
+    sm[np.diag_indices(d)] += s * np.trace(sw) / d
+    lam, vec = np.linalg.eigh(sm)
+    if lam[0] <= 0:
+        raise DegenerateInputError(
+            "the shrunk within-class covariance is singular (all within-class variation is "
+            "zero); the LDA posterior is undefined"
+        )
+    coef = (means @ vec / lam) @ vec.T
+    return coef, -0.5 * np.sum(coef * means, 1) + np.log(pri), means, s
+
+
+def _ncti_model(stats: CollapseStats, present: np.ndarray, pca_dim: int):
+    """NCTI's PCA, shrinkage, LDA and the nuclear norm ``‖Z‖_*`` from statistics (as
+    `etfcore.transfer.ncti_components` computes them from the matrix)."""
+    n = stats.num_samples
+    k = present.size
+    p = stats.dim
+    d = min(pca_dim, p, n)
+    mean = stats.global_mean()
+    st_pop = stats.total_covariance()
+    lam, vec = np.linalg.eigh(st_pop * (n / (n - 1)))
+    lam, vec = lam[::-1][:d], vec[:, ::-1][:, :d]
+    s = max(float(np.exp(-lam[:32].sum())), 1e-10)
+    counts = stats.class_counts[present].astype(np.float64)
+    pri = counts / n
+    mu = (stats.class_means()[present] - mean) @ vec
+    sw = vec.T @ stats.within_class_covariance("weighted") @ vec
+    st = vec.T @ st_pop @ vec
+
+    def shrink(a):
+        return (1 - s) * a + s * np.trace(a) / d * np.eye(d)
+
+    sw_s, st_s = shrink(sw), shrink(st)
+    wl, wv = np.linalg.eigh(sw_s)
+    if wl.min() <= 0:
+        raise ParameterError("the shrunk within-class covariance is singular; NCTI is undefined")
+    isq = wv / np.sqrt(wl)
+    _, gv = np.linalg.eigh(isq.T @ (st_s - sw_s) @ isq)
+    scal = isq @ gv[:, ::-1][:, : min(k - 1, d)]
+    zz = n * (scal.T @ st @ scal)  # ZᵀZ of the centred projection
+    seli = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (zz + zz.T)), 0.0, None))))
+    coef = mu @ np.linalg.inv(sw_s)
+    bias = -0.5 * np.sum(coef * mu, axis=1) + np.log(pri)
+    # logits of a raw feature h: ((h - mean) @ vec) @ coef.T + bias = h @ a + b
+    a = vec @ coef.T
+    return a, bias - mean @ a, seli, s
+
+
+# ----------------------------------------------------------------------------- result
+@dataclasses.dataclass(frozen=True)
+class TwoPassResult:
+    """What `TwoPassScores.result` returns.
+
+    Attributes
+    ----------
+    etran : ETranComponents or None
+        The three raw ETran terms (as `etfcore.transfer.etran` returns them).
+    sfda : SFDAResult or None
+        SFDA with its choices (as `etfcore.transfer.sfda`).
+    ncti : NCTIComponents or None
+        NCTI's raw terms (as `etfcore.transfer.ncti_components`); combine candidates with
+        `etfcore.transfer.ncti`.
+    leep : float or None
+        LEEP of the source head's outputs (as `etfcore.transfer.leep`).
+    num_samples : int
+        The rows seen in each pass.
+    passes : int
+        The passes made over the data.
+    """
+
+    etran: Optional[ETranComponents]
+    sfda: Optional[SFDAResult]
+    ncti: Optional[NCTIComponents]
+    leep: Optional[float]
+    num_samples: int
+    passes: int
+
+
+# ------------------------------------------------------------------------------ state
+class TwoPassScores:
+    r"""ETran, SFDA, NCTI and LEEP from two passes (SFDA three) over the same chunks.
+
+    Feed every chunk to `first_pass`, then
+    the same chunks (any chunking, any order) to
+    `second_pass` and, when SFDA is asked
+    for, to `third_pass`; then
+    `result`. Nothing of size ``N × D`` is
+    kept: the state is the first pass's statistics (``O(K·D + D²)``), the classifiers they fix,
+    and per score: two sums (ETran, SFDA), the ``⌊energy_fraction·N⌋`` lowest energies (ETran),
+    a ``K × K`` triangular factor per class (NCTI: ``K³`` numbers, 8 GiB at ``K = 1000``) and a
+    ``K × K_s`` joint (LEEP).
+
+    Parameters
+    ----------
+    num_classes : int
+        ``K``: labels are integers in ``0..K-1``; only classes with samples in the first pass
+        take part (at least two).
+    dim : int
+        ``D``, the feature dimension.
+    scores : sequence of str
+        Any of ``"etran"``, ``"sfda"``, ``"ncti"``, ``"leep"``. LEEP needs ``source_probs`` in
+        every chunk and reads no features.
+    energy_fraction, lda_mode, shrinkage, rtol
+        ETran's options (see `etfcore.transfer.etran`). The energy keeps the lowest
+        ``max(1, ⌊energy_fraction · N⌋)`` values, ``N`` known from the first pass.
+    sfda_shrinkage, shrinkage_rule
+        SFDA's options (see `etfcore.transfer.sfda`).
+    pca_dim : int
+        NCTI's PCA dimension (see `etfcore.transfer.ncti_components`).
+    logits : bool
+        ``source_probs`` are the source head's logits (a softmax is applied).
+
+    Notes
+    -----
+    Every data-dependent choice of the in-memory functions is a function of the first pass's
+    statistics, so the results equal theirs up to rounding: the LDA shrinkage
+    ``s = max(exp(-5λ_max(Σ_W)), 10⁻¹⁰)``, NCTI's PCA axes and shrinkage from ``Σ_T``, the
+    energy's sample count from ``N``. NCTI's class term needs the singular values of each
+    class's ``n_k × K`` posterior matrix: the pass keeps an R factor of it (stacked rows are
+    re-factored by QR once they outnumber ``K``), whose singular values are the same — a Gram
+    matrix would lose those below ``√eps`` of the largest.
+
+    Examples
+    --------
+    >>> from etfcore import data, transfer
+    >>> x, y = data.load_digits()
+    >>> tp = transfer.TwoPassScores(10, 64, scores=("etran", "sfda"))
+    >>> for p in range(tp.passes):
+    ...     for a in range(0, len(y), 500):
+    ...         _ = tp.feed(p, x[a:a + 500], y[a:a + 500])
+    >>> r = tp.result()
+    >>> abs(r.sfda.value - transfer.sfda(x, y).value) < 1e-10
+    True
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        scores: Sequence[str] = ("etran", "sfda", "ncti"),
+        energy_fraction: float = 0.005,
+        lda_mode: str = "paper",
+        shrinkage: Optional[float] = None,
+        rtol: Optional[float] = None,
+        sfda_shrinkage: Optional[float] = None,
+        shrinkage_rule: str = "exact",
+        pca_dim: int = 64,
+        logits: bool = False,
+    ) -> None:
+        self.num_classes = as_count(num_classes, "num_classes")
+        self.dim = as_count(dim, "dim")
+        names = [as_str(s, "score").lower() for s in scores]
+        unknown = [s for s in names if s not in TWO_PASS_SCORES]
+        if unknown or not names:
+            raise ParameterError(
+                f"scores must be a non-empty subset of {sorted(TWO_PASS_SCORES)}, "
+                f"got {list(scores)}"
+            )
+        self.scores: Tuple[str, ...] = tuple(dict.fromkeys(names))
+        frac = as_float(energy_fraction, "energy_fraction")
+        if not 0.0 < frac <= 1.0:
+            raise ParameterError(f"energy_fraction must be in (0, 1], got {frac}")
+        mode = as_str(lda_mode, "lda_mode")
+        if mode not in ("paper", "public"):
+            raise ParameterError(f"lda_mode must be 'paper' or 'public', got {mode!r}")
+        rule = as_str(shrinkage_rule, "shrinkage_rule")
+        if rule not in ("exact", "power3"):
+            raise ParameterError(f"shrinkage_rule must be 'exact' or 'power3', got {rule!r}")
+        for name, v in (("shrinkage", shrinkage), ("sfda_shrinkage", sfda_shrinkage)):
+            if v is not None and not 0.0 <= as_float(v, name) <= 1.0:
+                raise ParameterError(f"{name} must be in [0, 1], got {v}")
+        self._opt = dict(
+            energy_fraction=frac, lda_mode=mode,
+            shrinkage=None if shrinkage is None else float(shrinkage),
+            rtol=None if rtol is None else float(rtol),
+            sfda_shrinkage=None if sfda_shrinkage is None else float(sfda_shrinkage),
+            shrinkage_rule=rule, pca_dim=as_count(pca_dim, "pca_dim"), logits=bool(logits),
+        )
+        self.passes = max(TWO_PASS_SCORES[s] for s in self.scores)
+        self.stage = 1
+        self._ops: Any = None  # backend of the chunks (fixed by the first one)
+        self._needs_features = any(s != "leep" for s in self.scores)
+        self._stats: Any = None  # pass 1 (and SFDA's mixed statistics in pass 2)
+        self._mixed: Any = None
+        self._joint: Any = None
+        self._rows = [0, 0, 0]
+        self._acc: Dict[str, Any] = {}
+        self._fixed: Dict[str, Any] = {}
+        self._key = ""
+        self._coarse = False  # a chunk coarser than float64 (sets ETran's default cut)
+        self._like: Any = None
+
+    # ------------------------------------------------------------------- chunk input
+    def _chunk(self, features: Any, labels: Any, source_probs: Any):
+        """Validated ``(x, y, theta)`` of one chunk in float64 on its backend."""
+        like = features if features is not None else source_probs
+        ops = _Torch if _is_torch(like) else _Numpy
+        self._like = like
+        if self._ops is None:
+            self._ops = ops
+        elif ops is not self._ops:
+            raise DTypeError("mix of numpy arrays and torch tensors across chunks; use one kind")
+        x = theta = None
+        if ops is _Torch:
+            import torch
+
+            y = labels.detach().to(device=like.device) if _is_torch(labels) else \
+                torch.as_tensor(as_labels(labels), device=like.device)
+            if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim != 1:
+                raise DTypeError(f"labels must be a 1-D integer tensor, got {y.dtype}, {y.ndim}-D")
+            y = y.to(torch.int64)
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+                raise LabelError(f"labels must lie in 0..{self.num_classes - 1}")
+        else:
+            y = as_labels(labels)
+            if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+                raise LabelError(f"labels must lie in 0..{self.num_classes - 1}, got "
+                                 f"{int(y.min())}..{int(y.max())}")
+        if self._needs_features:
+            if features is None:
+                raise ParameterError("features are needed for " + ", ".join(self.scores))
+            if ops is _Torch:
+                if features.ndim != 2 or not features.is_floating_point():
+                    raise DTypeError("features must be a 2-D floating-point tensor")
+                self._coarse |= features.dtype != __import__("torch").float64
+                x = ops.f64(features, features)
+                if not bool(x.isfinite().all()):
+                    raise NonFiniteError("features contain a non-finite value (NaN or Inf)")
+            else:
+                h = as_features(features)
+                self._coarse |= h.dtype != np.float64
+                x = np.asarray(h, dtype=np.float64)
+                if not np.all(np.isfinite(x)):
+                    raise NonFiniteError("features contain a non-finite value (NaN or Inf)")
+            if x.shape[1] != self.dim:
+                raise ShapeError(f"features have {x.shape[1]} columns, expected {self.dim}")
+            if x.shape[0] != y.shape[0]:
+                raise ShapeError(f"{x.shape[0]} feature rows but {y.shape[0]} labels")
+        if "leep" in self.scores:
+            theta = self._source(source_probs, y.shape[0])
+        return x, y, theta
+
+    def _source(self, source_probs: Any, n: int):
+        if source_probs is None:
+            raise ParameterError("LEEP needs source_probs (the source head's outputs) per chunk")
+        ops = self._ops
+        t = ops.f64(source_probs, self._like)
+        if t.ndim != 2 or t.shape[0] != n:
+            raise ShapeError(f"source_probs must be {n} × K_s, got {tuple(t.shape)}")
+        if ops is _Torch:
+            finite = bool(t.isfinite().all())
+        else:
+            finite = bool(np.all(np.isfinite(t)))
+        if not finite:
+            raise NonFiniteError("source_probs contain a non-finite value")
+        if self._opt["logits"]:
+            return ops.exp(ops.log_softmax(t))
+        if ops.scalar(t.min()) < 0 or (n and ops.scalar(abs(t.sum(1) - 1).max()) > 1e-4):
+            raise ParameterError("source_probs rows must be non-negative and sum to 1 (softmax "
+                                 "of the source head); pass logits=True for logits")
+        return t
+
+    def _code(self, y):
+        """Labels as indices among the first pass's present classes."""
+        cache = self._fixed.setdefault("_dev", {})
+        key = ("code", str(getattr(y, "device", "cpu")))
+        if key not in cache:
+            cache[key] = self._ops.index(self._fixed["code"], y)
+        c = cache[key][y]
+        if c.shape[0] and self._ops.scalar(c.min()) < 0:
+            raise LabelError("a label of this pass had no sample in the first pass")
+        return c
+
+    # ---------------------------------------------------------------------- the passes
+    def feed(self, pass_index: int, features: Any, labels: Any,
+             source_probs: Any = None) -> TwoPassScores:
+        """Adds one chunk to pass ``pass_index`` (0-based: 0, 1, and 2 for SFDA); a pass
+        beyond the current one closes the current one first."""
+        i = as_index(pass_index, "pass_index")
+        fn = (self.first_pass, self.second_pass, self.third_pass)
+        if i >= self.passes:
+            raise ParameterError(f"these scores need {self.passes} passes; got pass {i}")
+        return fn[i](features, labels, source_probs)
+
+    def first_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
+        """Adds a chunk to the statistics (and LEEP's joint). All-or-nothing per chunk."""
+        if self.stage != 1:
+            raise ParameterError("the first pass is closed; start a new TwoPassScores")
+        x, y, theta = self._chunk(features, labels, source_probs)
+        ops = self._ops
+        if self._needs_features:
+            if self._stats is None:
+                self._stats = ops.new_stats(self.num_classes, self.dim, x)
+            self._stats.update(x, y)
+        if theta is not None:
+            j = ops.index_add(self.num_classes, y, theta)
+            if self._joint is not None and self._joint.shape != j.shape:
+                raise ShapeError(f"source_probs have {j.shape[1]} columns, earlier chunks "
+                                 f"{self._joint.shape[1]}")
+            self._joint = j if self._joint is None else self._joint + j
+        self._rows[0] += int(y.shape[0])
+        return self
+
+    def close_pass(self) -> TwoPassScores:
+        """Ends the current pass and fixes what the next needs (called by the next pass's first
+        chunk when not called before). Copies made after it start the next pass empty, so
+        shards can each take a copy, run the next pass, and `merge`."""
+        if self.stage == 1:
+            self._close_first()
+        elif self.stage == 2:
+            if self._rows[1] != self._rows[0]:
+                raise ParameterError(f"the second pass saw {self._rows[1]} rows, the first "
+                                     f"{self._rows[0]}: feed the same chunks")
+            if self.passes < 3:
+                raise ParameterError("no pass follows the second for these scores")
+            self._close_second()
+        else:
+            raise ParameterError("the last pass cannot be closed; call result()")
+        self.stage += 1
+        return self
+
+    def _close_first(self) -> None:
+        n = self._rows[0]
+        if n == 0:
+            raise ParameterError("the first pass saw no rows")
+        o, ops = self._opt, self._ops
+        fx: Dict[str, Any] = {}
+        if self._needs_features:
+            st = _core(self._stats)
+            self._stats = st
+            present = st.present_classes()
+        else:
+            present = np.flatnonzero(ops.host(self._joint).sum(1) > 0)
+        if present.size < 2:
+            raise TooFewClassesError(
+                f"at least 2 classes with samples are needed, but only {present.size} present")
+        code = np.full(self.num_classes, -1, dtype=np.int64)
+        code[present] = np.arange(present.size)
+        fx["present"] = present
+        fx["code"] = code
+        if "etran" in self.scores:
+            m = max(1, int(math.floor(o["energy_fraction"] * n + 1e-9)))
+            fx["energy_m"] = m
+            if o["lda_mode"] == "paper":
+                coef, bias, _, s = _lda(st, present, o["shrinkage"], "exact")
+            else:
+                means = st.class_means()[present]
+                pri = st.class_counts[present] / n
+                coef, bias, s = means, -0.5 * np.sum(means * means, 1) + np.log(pri), math.nan
+            fx["etran_lda"] = (coef, bias, s)
+        if "sfda" in self.scores:
+            coef, bias, means, s = _lda(st, present, o["sfda_shrinkage"], o["shrinkage_rule"])
+            others = (means.sum(0)[None, :] - means) / (present.size - 1)
+            fx["sfda1"] = (coef, bias, others, s)
+        if "ncti" in self.scores:
+            fx["ncti"] = _ncti_model(st, present, o["pca_dim"])
+        if "leep" in self.scores:
+            joint = ops.host(self._joint) / n
+            pz = joint.sum(0)
+            fx["leep_cond"] = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)
+        self._fixed = fx
+        h = hashlib.sha256(repr(sorted(self._opt.items())).encode())
+        if self._needs_features:
+            h.update(self._stats.to_bytes())
+        if self._joint is not None:
+            h.update(np.ascontiguousarray(ops.host(self._joint)).tobytes())
+        self._key = h.hexdigest()
+        self._acc = {"etran_lda": 0.0, "etran_energy": None, "sfda1": 0.0, "sfda2": 0.0,
+                     "ncc": 0.0, "ncti_r": {}, "ncti_buf": {}, "leep": 0.0}
+
+    def _close_second(self) -> None:
+        mixed = _core(self._mixed)
+        _, _, others, s = self._fixed["sfda1"]
+        coef, bias, _, _ = _lda(mixed, self._fixed["present"], s, "exact")
+        self._fixed["sfda2"] = (coef, bias, others, s)
+        self._mixed = mixed
+        self._key = hashlib.sha256(self._key.encode() + mixed.to_bytes()).hexdigest()
+
+    def _const(self, name: str, like: Any):
+        """A fixed quantity on the chunks' backend and device (converted once)."""
+        cache = self._fixed.setdefault("_dev", {})
+        dev = str(getattr(like, "device", "cpu"))
+        key = (name, dev)
+        if key not in cache:
+            v = self._fixed[name]
+
+            def conv(a):
+                return self._ops.const(a, like) if isinstance(a, np.ndarray) else a
+
+            cache[key] = tuple(conv(a) for a in v) if isinstance(v, tuple) else conv(v)
+        return cache[key]
+
+    def second_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
+        """Adds a chunk of the second pass: the posteriors under the classifiers of pass 1."""
+        if self.stage == 1:
+            self.close_pass()
+        if self.stage != 2:
+            raise ParameterError("the second pass is closed")
+        x, y, theta = self._chunk(features, labels, source_probs)
+        ops, acc = self._ops, self._acc
+        c = self._code(y)
+        if "etran" in self.scores:
+            coef, bias, _ = self._const("etran_lda", c)
+            acc["etran_lda"] += ops.scalar(ops.exp(ops.take(ops.log_softmax(x @ coef.T + bias),
+                                                            c)).sum())
+            m = self._fixed["energy_m"]
+            low = ops.smallest(ops.logsumexp(x), m)
+            prev = acc["etran_energy"]
+            acc["etran_energy"] = low if prev is None else ops.smallest(ops.cat([prev, low]), m)
+        if "sfda" in self.scores:
+            coef, bias, others, _ = self._const("sfda1", c)
+            logp = ops.log_softmax(x @ coef.T + bias)
+            acc["sfda1"] += ops.scalar(ops.exp(ops.take(logp, c)).sum())
+            q = ops.exp(ops.take(ops.log_softmax(ops.exp(logp)), c))[:, None]
+            if self._mixed is None:
+                self._mixed = ops.new_stats(self.num_classes, self.dim, x)
+            self._mixed.update(q * x + (1.0 - q) * others[c], y)
+        if "ncti" in self.scores:
+            a, b, _, _ = self._const("ncti", c)
+            logp = ops.log_softmax(x @ a + b)
+            acc["ncc"] += ops.scalar(ops.exp(ops.take(logp, c)).sum())
+            self._ncti_rows(ops.exp(logp), c)
+        if theta is not None:
+            cond = self._const("leep_cond", theta)
+            acc["leep"] += ops.scalar(ops.log((theta * cond[y]).sum(1)).sum())
+        self._rows[1] += int(y.shape[0])
+        return self
+
+    def _ncti_rows(self, post, c) -> None:
+        """Stacks each class's posterior rows; re-factors (QR) a class's rows once they outnumber
+        ``K``, so at most ``2K × K`` numbers per class are held."""
+        ops, acc = self._ops, self._acc
+        k = post.shape[1]
+        ch = ops.host(c)
+        order = np.argsort(ch, kind="stable")
+        cls, starts = np.unique(ch[order], return_index=True)
+        ends = np.r_[starts[1:], ch.size]
+        ps = post[ops.index(order, post)]
+        for cl, a, b in zip(cls.tolist(), starts.tolist(), ends.tolist()):
+            buf = acc["ncti_buf"].setdefault(cl, [])
+            buf.append(ps[a:b])
+            if sum(int(r.shape[0]) for r in buf) > k:
+                acc["ncti_buf"][cl] = [ops.qr_r(ops.cat(buf))]
+
+    def third_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
+        """Adds a chunk of SFDA's third pass: the true-class posteriors of the mixed features
+        under the discriminant refit on them (pass 2's statistics)."""
+        if self.passes < 3:
+            raise ParameterError("only SFDA needs a third pass")
+        if self.stage == 2:
+            self.close_pass()
+        x, y, _ = self._chunk(features, labels, source_probs)
+        ops = self._ops
+        c = self._code(y)
+        coef1, bias1, others, _ = self._const("sfda1", c)
+        coef2, bias2, _, _ = self._const("sfda2", c)
+        logp = ops.log_softmax(x @ coef1.T + bias1)
+        q = ops.exp(ops.take(ops.log_softmax(ops.exp(logp)), c))[:, None]
+        mixed = q * x + (1.0 - q) * others[c]
+        logp2 = ops.log_softmax(mixed @ coef2.T + bias2)
+        self._acc["sfda2"] += ops.scalar(ops.exp(ops.take(logp2, c)).sum())
+        self._rows[2] += int(y.shape[0])
+        return self
+
+    # -------------------------------------------------------------------- merge, result
+    def copy(self) -> TwoPassScores:
+        """An independent copy (the statistics and accumulators copied)."""
+        import copy as _copy
+
+        other = TwoPassScores.__new__(TwoPassScores)
+        other.__dict__.update(self.__dict__)
+        other._stats = None if self._stats is None else (
+            self._stats.copy() if isinstance(self._stats, CollapseStats)
+            else _copy.deepcopy(self._stats))
+        other._mixed = None if self._mixed is None else (
+            self._mixed.copy() if isinstance(self._mixed, CollapseStats)
+            else _copy.deepcopy(self._mixed))
+        other._joint = None if self._joint is None else self._joint * 1.0
+        other._rows = list(self._rows)
+        other._acc = {k: (dict((c, list(v)) for c, v in a.items()) if isinstance(a, dict)
+                          else a) for k, a in self._acc.items()}
+        other._fixed = dict(self._fixed)
+        return other
+
+    def merge(self, other: TwoPassScores) -> TwoPassScores:
+        """Adds another state of the same pass into this one.
+
+        In the first pass any two states merge (their statistics and joints add). In a later
+        pass both must come from the same first-pass statistics (copies taken after
+        `close_pass`); an
+        `IncompatibleStatsError` says when not.
+        """
+        if not isinstance(other, TwoPassScores):
+            raise IncompatibleStatsError(f"can only merge a TwoPassScores, got "
+                                         f"{type(other).__name__}")
+        if (other.scores, other._opt, other.num_classes, other.dim) != \
+                (self.scores, self._opt, self.num_classes, self.dim):
+            raise IncompatibleStatsError("the two states compute different scores or options")
+        if other.stage != self.stage:
+            raise IncompatibleStatsError(f"the states are in different passes ({self.stage} and "
+                                         f"{other.stage})")
+        if self._ops is None:
+            self._ops = other._ops
+        elif other._ops is not None and other._ops is not self._ops:
+            raise IncompatibleStatsError("one state holds numpy arrays, the other torch tensors")
+        if self.stage == 1:
+            if other._stats is not None:
+                mine = _core(self._stats) if self._stats is not None else None
+                self._stats = _core(other._stats) if mine is None else mine.merge(
+                    _core(other._stats))
+            if other._joint is not None:
+                oj = other._joint
+                if self._joint is not None and self._joint.shape != oj.shape:
+                    raise IncompatibleStatsError("the LEEP joints have different source classes")
+                self._joint = oj * 1.0 if self._joint is None else self._joint + oj
+            self._rows[0] += other._rows[0]
+            self._coarse |= other._coarse
+            return self
+        if other._key != self._key:
+            raise IncompatibleStatsError(
+                "the states were built from different first-pass statistics (copy one state "
+                "after close_pass() for every shard)")
+        st = self.stage - 1
+        self._rows[st] += other._rows[st]
+        a, b = self._acc, other._acc
+        if self.stage == 3:
+            a["sfda2"] += b["sfda2"]
+            return self
+        for k in ("etran_lda", "sfda1", "ncc", "leep"):
+            a[k] += b[k]
+        if b["etran_energy"] is not None:
+            m = self._fixed["energy_m"]
+            a["etran_energy"] = b["etran_energy"] if a["etran_energy"] is None else \
+                self._ops.smallest(self._ops.cat([a["etran_energy"], b["etran_energy"]]), m)
+        for cl, rows in b["ncti_buf"].items():
+            a["ncti_buf"].setdefault(cl, []).extend(rows)
+        if other._mixed is not None:
+            mine = _core(self._mixed) if self._mixed is not None else None
+            self._mixed = _core(other._mixed) if mine is None else mine.merge(_core(other._mixed))
+        return self
+
+    def result(self) -> TwoPassResult:
+        """The scores, once every pass has seen every row (the counts of rows per pass must
+        agree with the first pass's)."""
+        if self.stage < self.passes or self._rows[self.passes - 1] != self._rows[0]:
+            raise ParameterError(
+                f"the passes are incomplete: rows seen per pass {self._rows[:self.passes]}, "
+                f"{self.passes} passes needed")
+        n = self._rows[0]
+        o, a, ops = self._opt, self._acc, self._ops
+        etran = sfda = ncti = leep = None
+        if "etran" in self.scores:
+            low = ops.host(a["etran_energy"])
+            coef, bias, s = self._fixed["etran_lda"]
+            svd, rank = self._etran_svd()
+            etran = ETranComponents(float(np.mean(np.sort(low))), a["etran_lda"] / n, svd,
+                                    o["energy_fraction"], self._fixed["energy_m"], o["lda_mode"],
+                                    s, rank)
+        if "sfda" in self.scores:
+            s = self._fixed["sfda1"][3]
+            val = a["sfda2"] / n
+            rule = o["shrinkage_rule"] if o["sfda_shrinkage"] is None else "given"
+            sfda = SFDAResult(val, a["sfda1"] / n, s, rule, val > 1 - 1e-6)
+        if "ncti" in self.scores:
+            nuc = 0.0
+            for rows in a["ncti_buf"].values():
+                r = ops.host(ops.cat(rows)) if len(rows) > 1 else ops.host(rows[0])
+                nuc += float(np.linalg.svd(r, compute_uv=False).sum())
+            _, _, seli, s = self._fixed["ncti"]
+            ncti = NCTIComponents(seli, a["ncc"] / n, float(np.log(nuc)), s)
+        if "leep" in self.scores:
+            leep = a["leep"] / n
+        return TwoPassResult(etran, sfda, ncti, leep, n, self.passes)
+
+    def _etran_svd(self) -> Tuple[float, int]:
+        r"""ETran's SVD term from the statistics: ``‖FW - Y‖² = N - Σ_k S_kᵀ(FᵀF)^†S_k`` with
+        ``S_k`` the uncentred class sums and the cut of `etfcore.transfer.etran`."""
+        st: CollapseStats = self._stats
+        present = self._fixed["present"]
+        n = st.num_samples
+        c = st.shift
+        s_all = st.class_sums
+        tot = s_all.sum(0)
+        gram = st.scatter + np.outer(c, tot) + np.outer(tot, c) + n * np.outer(c, c)
+        sums = s_all[present] + st.class_counts[present, None] * c
+        lam, vec = np.linalg.eigh(0.5 * (gram + gram.T))
+        coarse = self._coarse or st.precision == "float32"
+        eps = float(np.finfo(np.float32 if coarse else np.float64).eps)
+        keep = lam > eig_threshold(lam, eps, self._opt["rtol"])
+        proj = sums @ vec[:, keep]
+        fit = float(np.sum(proj * proj / lam[keep]))
+        return -(n - fit) / (n * present.size), int(keep.sum())
+
+
+def two_pass_scores(
+    batches: Callable[[], Iterable[Tuple[Any, ...]]],
+    num_classes: int,
+    dim: int,
+    **options: Any,
+) -> TwoPassResult:
+    """Runs `TwoPassScores` over re-iterable data.
+
+    Parameters
+    ----------
+    batches : callable
+        Called once per pass; returns an iterable of ``(features, labels)`` or
+        ``(features, labels, source_probs)`` chunks — the same rows every time (a data loader
+        without shuffling, or chunks of a memory-mapped file).
+    num_classes, dim : int
+        As for `TwoPassScores`.
+    **options
+        The scores and their options (see `TwoPassScores`).
+
+    Returns
+    -------
+    TwoPassResult
+        The scores, the row count and the passes made.
+
+    Examples
+    --------
+    >>> from etfcore import data, transfer
+    >>> x, y = data.load_digits()
+    >>> r = transfer.two_pass_scores(lambda: ((x[a:a + 600], y[a:a + 600])
+    ...                                       for a in range(0, len(y), 600)), 10, 64)
+    >>> r.passes, r.num_samples
+    (3, 1797)
+    """
+    state = TwoPassScores(num_classes, dim, **options)
+    for p in range(state.passes):
+        for chunk in batches():
+            if not 2 <= len(chunk) <= 3:
+                raise ParameterError("each chunk must be (features, labels[, source_probs])")
+            state.feed(p, *chunk)
+    return state.result()
