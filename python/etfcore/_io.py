@@ -29,7 +29,7 @@ from .errors import CorruptDataError, StorageError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: The manifest of a directory of files written together (see :func:`write_manifest`).
+#: The manifest of a directory of files written together (see `write_manifest`).
 MANIFEST = "manifest.json"
 _MANIFEST_FORMAT = "etfcore-manifest-1"
 

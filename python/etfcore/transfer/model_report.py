@@ -59,7 +59,7 @@ _BASE = ("hscore", "regularized_hscore", "logme", "gbc", "vci", "probe_mse", "cm
          "ncti", "leep", "nce")
 _SELECTION = ("knn_accuracy", "parc", "nleep", "pactran_gauss", "sfda", "etran", "transrate",
               "emms", "ped_logme", "ped_gbc", "rankme", "lidar")
-#: The names :func:`rank_models` accepts in ``scores`` (``"etran"`` gives its three terms and
+#: The names `rank_models` accepts in ``scores`` (``"etran"`` gives its three terms and
 #: their zoo combination; ``"leep"``/``"nce"`` need ``source_probs``).
 MODEL_REPORT_SCORES: Tuple[str, ...] = _BASE + _SELECTION
 _DIRECTION = {**HIGHER_IS_BETTER, **SELECTION_HIGHER_IS_BETTER, "etran": True,

@@ -45,7 +45,7 @@ __all__ = [
     "parc",
 ]
 
-#: The default grid of neighbour counts of :func:`knn_accuracy`.
+#: The default grid of neighbour counts of `knn_accuracy`.
 KNN_GRID = (1, 3, 5, 10, 20, 50)
 
 

@@ -14,7 +14,7 @@ from .spectral_scores import lidar, rankme
 
 __all__ = ["SELECTION_HIGHER_IS_BETTER", "selection_scores"]
 
-#: Direction of every name :func:`selection_scores` returns (all higher-is-better: PACTran's
+#: Direction of every name `selection_scores` returns (all higher-is-better: PACTran's
 #: bound is negated in its ``value``).
 SELECTION_HIGHER_IS_BETTER: Dict[str, bool] = {
     name: True
