@@ -1,14 +1,16 @@
 """etfcore — neural-collapse geometry.
 
-- :func:`etf`, :func:`orthogonal_frame`: fixed classifier frames; beyond the simplex
-  (``K > dim + 1``) :func:`sphere_codes`, :func:`hypercube_frame`, :func:`orthoplex_frame`,
-  :func:`min_coherence_frame`, and :func:`frame_coherence` against the Welch bound.
-- :class:`CollapseStats`: streaming, mergeable sufficient statistics and every collapse metric
-  computed from them.
-- :func:`collapse_metrics`: every metric on in-memory arrays in one call.
-- :func:`pinv_psd`: the explicit pseudo-inverse policy.
-- :mod:`etfcore.data`: embedded data (digits, Gaussian mixtures, long-tail profiles).
-- :mod:`etfcore.errors`: the exception hierarchy (all ``ValueError``).
+- [`etf`][etfcore.etf], [`orthogonal_frame`][etfcore.orthogonal_frame]: fixed classifier frames;
+  beyond the simplex (``K > dim + 1``) [`sphere_codes`][etfcore.sphere_codes],
+  [`hypercube_frame`][etfcore.hypercube_frame], [`orthoplex_frame`][etfcore.orthoplex_frame],
+  [`min_coherence_frame`][etfcore.min_coherence_frame], and
+  [`frame_coherence`][etfcore.frame_coherence] against the Welch bound.
+- [`CollapseStats`][etfcore.CollapseStats]: streaming, mergeable sufficient statistics and every
+  collapse metric computed from them.
+- [`collapse_metrics`][etfcore.collapse_metrics]: every metric on in-memory arrays in one call.
+- [`pinv_psd`][etfcore.pinv_psd]: the explicit pseudo-inverse policy.
+- [`etfcore.data`][etfcore.data]: embedded data (digits, Gaussian mixtures, long-tail profiles).
+- [`etfcore.errors`][etfcore.errors]: the exception hierarchy (all ``ValueError``).
 
 Importing etfcore never imports torch.
 """

@@ -22,18 +22,32 @@ __all__ = [
 FORMAT_VERSION: int
 CHUNK_ROWS: int
 
-class EtfcoreError(ValueError): ...
-class ShapeError(EtfcoreError): ...
-class DTypeError(EtfcoreError): ...
-class NonFiniteError(EtfcoreError): ...
-class LabelError(EtfcoreError): ...
-class TooFewClassesError(EtfcoreError): ...
-class DimensionError(EtfcoreError): ...
-class IncompatibleStatsError(EtfcoreError): ...
-class CorruptDataError(EtfcoreError): ...
-class ParameterError(EtfcoreError): ...
-class DegenerateInputError(EtfcoreError): ...
-class NumericalError(EtfcoreError): ...
+# The docstrings repeat those of rust/py/errors.rs (what help() shows): the documentation site
+# reads them from here.
+class EtfcoreError(ValueError):
+    """Base class of every etfcore error (a ValueError)."""
+class ShapeError(EtfcoreError):
+    """Wrong number of dimensions, wrong shape or mismatched lengths."""
+class DTypeError(EtfcoreError):
+    """An array of an unsupported dtype."""
+class NonFiniteError(EtfcoreError):
+    """NaN or Inf in an input."""
+class LabelError(EtfcoreError):
+    """Labels negative, not below num_classes, or not integers."""
+class TooFewClassesError(EtfcoreError):
+    """Fewer than two classes with samples."""
+class DimensionError(EtfcoreError):
+    """A dimension too small for the object (e.g. an ETF with dim < K-1), or sizes too large."""
+class IncompatibleStatsError(EtfcoreError):
+    """Statistics that cannot be merged (K, dim, options or format version differ)."""
+class CorruptDataError(EtfcoreError):
+    """Serialised statistics that are truncated or modified."""
+class ParameterError(EtfcoreError):
+    """A parameter outside its domain."""
+class DegenerateInputError(EtfcoreError):
+    """Input valid in form but degenerate for the metric."""
+class NumericalError(EtfcoreError):
+    """A numerical routine failed (or overflowed)."""
 
 _F = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 _Pinv = Tuple[float, int, str, int]

@@ -1,14 +1,14 @@
 """Crash-safe file writing and checked reading, shared by every writer of etfcore.
 
-One rule: a file under its final name is always complete. :func:`atomic_write` writes to a
+One rule: a file under its final name is always complete. `atomic_write` writes to a
 temporary file **in the destination directory** (so the final rename never crosses filesystems),
 fsyncs it, renames it over the destination and fsyncs the directory; a failure or a kill at any
 point leaves the previous file untouched (and at worst a hidden ``.<name>.tmp-*`` file beside it).
-:func:`append_line` appends one whole line with a single write; :func:`read_jsonl` skips a torn
+`append_line` appends one whole line with a single write; `read_jsonl` skips a torn
 last line. Operating-system failures (full or read-only disk, permissions) become a
-:class:`~etfcore.errors.StorageError` that names the path.
+[`StorageError`][etfcore.StorageError] that names the path.
 
-:func:`write_manifest` / :func:`verify_manifest` bind the files of one multi-file result (e.g.
+`write_manifest` / `verify_manifest` bind the files of one multi-file result (e.g.
 one extraction): a manifest written last lists each file's size, SHA-256 and, for ``.npy`` files,
 shape and dtype; readers refuse a set that no longer matches it.
 """
@@ -29,13 +29,14 @@ from .errors import CorruptDataError, StorageError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: The manifest of a directory of files written together (see :func:`write_manifest`).
+#: The manifest of a directory of files written together (see `write_manifest`).
 MANIFEST = "manifest.json"
 _MANIFEST_FORMAT = "etfcore-manifest-1"
 
 
 def storage_error(e: OSError, path: PathLike, action: str = "write") -> StorageError:
-    """A :class:`StorageError` naming ``path`` for an operating-system failure ``e``."""
+    """A [`StorageError`][etfcore.StorageError] naming ``path`` for an operating-system failure
+    ``e``."""
     why = {
         errno.ENOSPC: "no space left on the device",
         errno.EDQUOT: "disk quota exceeded",
@@ -170,7 +171,7 @@ def save_with(path: PathLike, writer: Callable[[IO[bytes]], None]) -> None:
 
 def append_line(path: PathLike, line: str) -> None:
     """Appends ``line`` plus a newline to ``path`` with one write, then flushes and fsyncs: a
-    kill leaves at worst a torn last line, which :func:`read_jsonl` skips."""
+    kill leaves at worst a torn last line, which `read_jsonl` skips."""
     p = os.fspath(path)
     data = (line.rstrip("\n") + "\n").encode("utf-8")
     try:
@@ -188,7 +189,8 @@ def append_line(path: PathLike, line: str) -> None:
 
 def read_jsonl(path: PathLike) -> List[Dict[str, Any]]:
     """The JSON rows of ``path``, one per line. A damaged *last* line (a write cut by a kill) is
-    skipped with a warning; a damaged line elsewhere is a :class:`CorruptDataError`."""
+    skipped with a warning; a damaged line elsewhere is a
+    [`CorruptDataError`][etfcore.CorruptDataError]."""
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:
@@ -222,8 +224,9 @@ def write_jsonl(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def check_free_space(directory: PathLike, nbytes: int, what: Optional[PathLike] = None) -> None:
-    """Refuses (:class:`StorageError`) to start writing ``nbytes`` into ``directory`` when the
-    filesystem has less free space (a memory-mapped write to a full disk dies with SIGBUS)."""
+    """Refuses ([`StorageError`][etfcore.StorageError]) to start writing ``nbytes`` into
+    ``directory`` when the filesystem has less free space (a memory-mapped write to a full disk dies
+    with SIGBUS)."""
     d = os.fspath(directory)
     try:
         free = shutil.disk_usage(d).free
@@ -295,7 +298,7 @@ def write_manifest(
 
 def mark_incomplete(directory: PathLike, manifest: str = MANIFEST) -> None:
     """Replaces the manifest with one saying a new result is being put in place: until the
-    final :func:`write_manifest`, readers refuse the directory's files."""
+    final `write_manifest`, readers refuse the directory's files."""
     doc = {"format": _MANIFEST_FORMAT, "complete": False, "files": {}}
     write_text(os.path.join(os.fspath(directory), manifest), json.dumps(doc) + "\n")
 
@@ -318,8 +321,8 @@ def read_manifest(directory: PathLike, manifest: str = MANIFEST) -> Optional[Dic
 def verify_manifest(path: PathLike, *, checksum: bool = True, manifest: str = MANIFEST) -> None:
     """Checks a file against the manifest of its directory. A file with no manifest beside it is
     accepted as it is (files made by hand); one whose directory's manifest is incomplete, does not
-    list it, or records another size, shape, dtype or checksum raises :class:`CorruptDataError`
-    naming the path."""
+    list it, or records another size, shape, dtype or checksum raises
+    [`CorruptDataError`][etfcore.CorruptDataError] naming the path."""
     p = os.fspath(path)
     d, name = os.path.split(os.path.abspath(p))
     doc = read_manifest(d, manifest)

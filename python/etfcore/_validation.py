@@ -1,7 +1,7 @@
 """Argument coercion shared by the public functions (no copies of feature matrices).
 
 These helpers only turn Python objects into what the core takes (arrays of the right dtype,
-machine integers, floats, strings) and raise a typed :class:`~etfcore.EtfcoreError` when an
+machine integers, floats, strings) and raise a typed [`EtfcoreError`][etfcore.EtfcoreError] when an
 object cannot be turned into one. Every check of *values* (shapes against the statistics,
 labels against ``num_classes``, finiteness, domains) is the core's.
 """
@@ -62,8 +62,8 @@ def as_features(features: Any, name: str = "features") -> np.ndarray:
 
 
 def as_labels(labels: Any, name: str = "labels") -> np.ndarray:
-    """Contiguous int64 labels; refuses booleans, floats and objects with a :class:`LabelError`
-    (their range is checked by the core)."""
+    """Contiguous int64 labels; refuses booleans, floats and objects with a
+    [`LabelError`][etfcore.LabelError] (their range is checked by the core)."""
     arr = _asarray(labels, name)
     if arr.ndim != 1:
         raise ShapeError(f"{name} must be 1-D, got shape {arr.shape}")
@@ -75,7 +75,7 @@ def as_labels(labels: Any, name: str = "labels") -> np.ndarray:
 
 
 def as_labels_for_rows(labels: Any, num_rows: int, name: str = "labels") -> np.ndarray:
-    """:func:`as_labels` plus the one check the Python-side computations (validation data of the
+    """`as_labels` plus the one check the Python-side computations (validation data of the
     ridge path, LEEP, NCE, CM accuracy) need: one label per row of their features."""
     y = as_labels(labels, name)
     if y.shape[0] != num_rows:
@@ -194,8 +194,9 @@ def as_count(value: Any, name: str, minimum: int = 1) -> int:
 def torch_device(device: Any, name: str = "device") -> Any:
     """The ``torch.device`` of ``device`` (``None``/``"auto"``: CUDA when present, else the CPU),
     checked before any tensor goes there: an unknown name, ``"cuda"`` without CUDA, or a device
-    index the machine lacks is a :class:`ParameterError`. The one device check of etfcore
-    (probe, extraction, the torch statistics, the command line); imports torch when called."""
+    index the machine lacks is a [`ParameterError`][etfcore.ParameterError]. The one device check of
+    etfcore (probe, extraction, the torch statistics, the command line); imports torch when called.
+    """
     import torch
 
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):

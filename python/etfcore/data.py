@@ -15,6 +15,8 @@ from .errors import ParameterError, require
 def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -> np.ndarray:
     """CIFAR-LT profile ``n_k = floor(n_max · ρ^{k/(K-1)})`` with ``ρ = n_min/n_max`` in (0, 1].
 
+    Examples
+    --------
     >>> long_tail_counts(3, 100, 0.1).tolist()
     [100, 31, 10]
     """
@@ -50,9 +52,12 @@ def gaussian_mixture(
 
     Means are ``mean_scale`` times random unit vectors (or given ``means`` ``(K, p)``); each class
     has isotropic covariance ``(s_k · within_scale)² I`` (``covariance_scales`` gives ``s_k``,
-    default 1). ``samples_per_class`` is an int or a per-class list (e.g. :func:`long_tail_counts`).
-    Samples are ordered by class. Returns ``(features (N, p), labels (N,))``.
+    default 1). ``samples_per_class`` is an int or a per-class list (e.g.
+    [`long_tail_counts`][etfcore.data.long_tail_counts]). Samples are ordered by class. Returns
+    ``(features (N, p), labels (N,))``.
 
+    Examples
+    --------
     >>> H, y = gaussian_mixture(3, 5, 10, seed=0)
     >>> H.shape, np.bincount(y).tolist()
     ((30, 5), [10, 10, 10])
@@ -101,6 +106,8 @@ def hierarchical_mixture(
 
     Returns ``(x (N, dim), fine labels (N,), coarse_of (C·F,))`` with ``coarse_of[k] = k // F``.
 
+    Examples
+    --------
     >>> x, y, coarse_of = hierarchical_mixture(2, 3, 8, 5, seed=0)
     >>> x.shape, np.bincount(y).tolist(), coarse_of.tolist()
     ((30, 8), [5, 5, 5, 5, 5, 5], [0, 0, 0, 1, 1, 1])

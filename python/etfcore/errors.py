@@ -1,9 +1,9 @@
 """The etfcore exception hierarchy.
 
-Every error etfcore raises for bad input is an :class:`EtfcoreError`, itself a ``ValueError``;
-the subclass names the kind of problem and the message names the offending value or position.
-They are defined once in the Rust core (``etfcore._core``) and re-exported here; the one
-Python-side kind, :class:`StorageError`, is for the filesystem.
+Every error etfcore raises for bad input is an [`EtfcoreError`][etfcore.EtfcoreError], itself a
+``ValueError``; the subclass names the kind of problem and the message names the offending value or
+position. They are defined once in the Rust core (``etfcore._core``) and re-exported here; the one
+Python-side kind, [`StorageError`][etfcore.StorageError], is for the filesystem.
 """
 
 from ._core import (
@@ -50,10 +50,13 @@ def _missing_dependency(message: str, name: "str | None", extra: "str | None"):
 
 
 def require(module: str, extra: str, purpose: str, package: "str | None" = None):
-    """Imports ``module`` and returns it, or raises :class:`MissingDependencyError` naming what
-    needs it (``purpose``), the package (``package``, default the module's top level) and the
-    extra that installs it: the one helper behind every optional import of etfcore.
+    """Imports ``module`` and returns it, or raises
+    [`MissingDependencyError`][etfcore.MissingDependencyError] naming what needs it (``purpose``),
+    the package (``package``, default the module's top level) and the extra that installs it: the
+    one helper behind every optional import of etfcore.
 
+    Examples
+    --------
     >>> require("numpy", "torch", "this example").__name__
     'numpy'
     """

@@ -40,19 +40,50 @@ def etf(
 ) -> np.ndarray:
     r"""Simplex ETF ``W`` of shape ``(num_classes, dim)``.
 
-    .. math::
-        W = \sqrt{K/(K-1)}\; B\, Q', \qquad
-        W W^\top = \tfrac{K}{K-1}\,(I_K - \tfrac{1}{K}\mathbf{1}\mathbf{1}^\top)
+    $$
+    W = \sqrt{K/(K-1)}\; B\, Q', \qquad
+    W W^\top = \tfrac{K}{K-1}\,(I_K - \tfrac{1}{K}\mathbf{1}\mathbf{1}^\top)
+    $$
 
-    with ``B`` the Helmert basis of :math:`\mathbf 1^\perp` and ``Q'`` a ``(K-1) × dim`` matrix
+    with ``B`` the Helmert basis of $\mathbf 1^\perp$ and ``Q'`` a ``(K-1) × dim`` matrix
     with orthonormal rows drawn from the Haar measure (QR of a Gaussian matrix, signs of ``R``'s
     diagonal fixed) from ``seed``. Rows have unit norm (or ``lengths[k]``), pairwise inner
     products are exactly ``-1/(K-1)`` and the rows sum to zero. ``dim`` must be at least
     ``K-1``.
 
-    ``canonical=True`` gives the deterministic frame of public code,
-    ``sqrt(K/(K-1)) (I - 11ᵀ/K) [I_K 0]`` (for ``dim = K-1``: ``sqrt(K/(K-1)) B``).
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$ (rows of the frame).
+    dim : int
+        The dimension $p \ge K - 1$ of each class vector.
+    seed : int, default 0
+        Seed of the random rotation $Q'$ (ignored with ``canonical=True``).
+    lengths : sequence of float, optional
+        Per-class row norms (``num_classes`` finite positive values); unit norms by default.
+    canonical : bool, default False
+        Return the deterministic frame of public code,
+        $\sqrt{K/(K-1)}\,(I_K - \tfrac1K \mathbf 1 \mathbf 1^\top)\,[I_K\ 0]$ (for
+        $p = K - 1$: $\sqrt{K/(K-1)}\, B$) instead of a random rotation.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
 
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame, rows are the class vectors.
+
+    Raises
+    ------
+    DimensionError
+        Fewer than two classes, or ``dim < num_classes - 1``.
+    ShapeError
+        ``lengths`` does not have ``num_classes`` entries.
+    ParameterError
+        A negative ``seed``, a length that is not finite and positive, or another ``dtype``.
+
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.etf(num_classes=4, dim=8, seed=0)
     >>> np.allclose(W @ W.T, 4 / 3 * (np.eye(4) - 1 / 4))
@@ -76,8 +107,33 @@ def orthogonal_frame(
     lengths: Optional[Sequence[float]] = None,
     dtype: Any = np.float64,
 ) -> np.ndarray:
-    """``(num_classes, dim)`` frame with orthonormal rows (Haar, seeded); ``dim >= num_classes``.
+    r"""``(num_classes, dim)`` frame with orthonormal rows (Haar, seeded); ``dim >= num_classes``.
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K$ (rows of the frame).
+    dim : int
+        The dimension $p \ge K$ of each class vector.
+    seed : int, default 0
+        Seed of the Haar-random rotation.
+    lengths : sequence of float, optional
+        Per-class row norms (``num_classes`` finite positive values); unit norms by default.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame.
+
+    Raises
+    ------
+    DimensionError
+        ``dim < num_classes``.
+
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.orthogonal_frame(3, 5, seed=1)
     >>> np.allclose(W @ W.T, np.eye(3))
@@ -97,11 +153,11 @@ def orthogonal_frame(
 
 @dataclasses.dataclass(frozen=True)
 class Coherence:
-    """How well a frame separates its classes.
+    r"""How well a frame separates its classes.
 
-    ``max_abs_cosine`` is the coherence :math:`\\max_{k\\ne l} |\\cos(w_k, w_l)|`,
+    ``max_abs_cosine`` is the coherence $\max_{k\ne l} |\cos(w_k, w_l)|$,
     ``max_cosine`` the largest cosine (the closest pair of classes), and ``welch_bound``
-    :math:`\\sqrt{(K-p)/(p(K-1))}` for ``K > p`` (0 otherwise), below which no ``K`` unit vectors
+    $\sqrt{(K-p)/(p(K-1))}$ for ``K > p`` (0 otherwise), below which no ``K`` unit vectors
     in ``p`` dimensions can go.
     """
 
@@ -117,13 +173,31 @@ def _float32(dtype: Any) -> bool:
 def sphere_codes(
     num_classes: int, dim: int, seed: int = 0, *, dtype: Any = np.float64
 ) -> np.ndarray:
-    """``num_classes`` unit vectors drawn uniformly on the sphere in ``dim`` dimensions.
+    r"""``num_classes`` unit vectors drawn uniformly on the sphere in ``dim`` dimensions.
 
     Normalised standard Gaussian rows from ``seed`` (ChaCha12; each block of 256 rows from its
     own stream, so the result does not depend on the number of threads), written once in the
     requested ``dtype``: a 50 000 × 4 096 float32 code takes 0.8 GB and no copy. Any
-    ``num_classes`` works; the coherence is about :math:`\\sqrt{2\\ln(K^2)/p}`.
+    ``num_classes`` works; the coherence is about $\sqrt{2\ln(K^2)/p}$.
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of unit vectors $K \ge 2$ (any number, also above ``dim + 1``).
+    dim : int
+        Their dimension $p \ge 1$.
+    seed : int, default 0
+        Seed of the Gaussian draws.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows, in ``dtype``.
+
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.sphere_codes(1000, 64, seed=0, dtype=np.float32)
     >>> W.shape, W.dtype, bool(np.allclose(np.linalg.norm(W, axis=1), 1, atol=1e-6))
@@ -138,12 +212,33 @@ def sphere_codes(
 
 
 def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
-    """``num_classes`` vertices of the ``d``-cube, :math:`d = \\lceil\\log_2 K\\rceil \\le` ``dim``.
+    r"""``num_classes`` vertices of the ``d``-cube, $d = \lceil\log_2 K\rceil \le$ ``dim``.
 
-    Row ``k`` is :math:`\\pm 1/\\sqrt d` in the first ``d`` coordinates (minus where bit ``j`` of
-    ``k`` is set) and 0 after them. Cosines are :math:`1 - 2h/d`, ``h`` the Hamming distance
+    Row ``k`` is $\pm 1/\sqrt d$ in the first ``d`` coordinates (minus where bit ``j`` of
+    ``k`` is set) and 0 after them. Cosines are $1 - 2h/d$, ``h`` the Hamming distance
     between the two labels' bits.
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$.
+    dim : int
+        The dimension $p \ge \lceil\log_2 K\rceil$ (coordinates after the first $d$ are 0).
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows.
+
+    Raises
+    ------
+    DimensionError
+        ``dim`` below $\lceil\log_2 K\rceil$.
+
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> W = ec.hypercube_frame(4, 3)
     >>> np.round(W @ W.T, 12) + 0.0
@@ -158,10 +253,31 @@ def hypercube_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
 
 
 def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> np.ndarray:
-    """``num_classes`` vertices of the cross-polytope: rows ``2i``, ``2i+1`` are
-    :math:`\\pm e_i`, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
+    r"""``num_classes`` vertices of the cross-polytope: rows ``2i``, ``2i+1`` are
+    $\pm e_i$, so ``dim >= ceil(num_classes / 2)``. Distinct classes are orthogonal or
     opposite (largest cosine 0).
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K \ge 2$.
+    dim : int
+        The dimension $p \ge \lceil K/2 \rceil$.
+    dtype : numpy dtype, default numpy.float64
+        ``float32`` or ``float64``: the dtype of the returned frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(num_classes, dim)`` frame of unit rows.
+
+    Raises
+    ------
+    DimensionError
+        ``dim`` below $\lceil K/2 \rceil$.
+
+    Examples
+    --------
     >>> import etfcore as ec
     >>> ec.orthoplex_frame(3, 2)
     array([[ 1.,  0.],
@@ -174,9 +290,28 @@ def orthoplex_frame(num_classes: int, dim: int, *, dtype: Any = np.float64) -> n
 
 
 def frame_coherence(frame: Any) -> Coherence:
-    """The :class:`Coherence` of a ``(K, p)`` frame's rows (any row lengths), exactly, by blocks
-    of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the rows).
+    """The [`Coherence`][etfcore.Coherence] of a ``(K, p)`` frame's rows (any row lengths), exactly,
+    by blocks of the cosine matrix (``K² p / 2`` multiply-adds, memory ``O(512 K)`` beside the
+    rows).
 
+    Parameters
+    ----------
+    frame : array_like
+        A ``(K, p)`` array of class vectors (float32 or float64 are used as they are, anything
+        else is converted to float64).
+
+    Returns
+    -------
+    Coherence
+        The largest absolute cosine, the largest cosine and the Welch bound of ``K`` and ``p``.
+
+    Raises
+    ------
+    DTypeError
+        ``frame`` is not two-dimensional.
+
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> c = ec.frame_coherence(ec.etf(5, 4, seed=0))
     >>> round(c.max_abs_cosine, 12), round(c.welch_bound, 12)
@@ -191,15 +326,40 @@ def frame_coherence(frame: Any) -> Coherence:
 def min_coherence_frame(
     num_classes: int, dim: int, seed: int = 0, *, steps: int = 500
 ) -> Tuple[np.ndarray, Coherence]:
-    """A ``(K, dim)`` frame of low coherence, with its :class:`Coherence`.
+    r"""A ``(K, dim)`` frame of low coherence, with its [`Coherence`][etfcore.Coherence].
 
-    From :func:`sphere_codes` of ``seed``, ``steps`` steps of projected gradient descent on the
-    sphere on the smooth maximum :math:`\\tfrac1\\beta\\log\\sum_{k\\ne l} e^{\\beta\\cos^2_{kl}}`
-    with :math:`\\beta` rising from 10 to :math:`10^4`; the iterate of smallest coherence is
-    returned. Compare ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions
-    reach the bound :math:`1/\\sqrt5` to within 5%. It holds the ``K × K`` Gram, so ``K`` is at
-    most 20 000; for vocabularies use :func:`sphere_codes`.
+    From [`sphere_codes`][etfcore.sphere_codes] of ``seed``, ``steps`` steps of projected gradient
+    descent on the sphere on the smooth maximum $\tfrac1\beta\log\sum_{k\ne l} e^{\beta\cos^2_{kl}}$
+    with $\beta$ rising from 10 to $10^4$; the iterate of smallest coherence is returned. Compare
+    ``max_abs_cosine`` with ``welch_bound``: six classes in three dimensions reach the bound
+    $1/\sqrt5$ to within 5%. It holds the ``K × K`` Gram, so ``K`` is at most 20 000; for
+    vocabularies use [`sphere_codes`][etfcore.sphere_codes].
 
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes $K$, at most 20 000.
+    dim : int
+        The dimension $p$ of each class vector.
+    seed : int, default 0
+        Seed of the starting [`sphere_codes`][etfcore.sphere_codes].
+    steps : int, default 500
+        The number of gradient steps.
+
+    Returns
+    -------
+    frame : numpy.ndarray
+        The ``(num_classes, dim)`` float64 frame of unit rows of smallest coherence seen.
+    coherence : Coherence
+        Its coherence, with the Welch bound to compare against.
+
+    Raises
+    ------
+    DimensionError
+        ``num_classes`` above 20 000 (or fewer than 2 classes).
+
+    Examples
+    --------
     >>> import etfcore as ec
     >>> W, c = ec.min_coherence_frame(6, 3, seed=0, steps=3000)
     >>> W.shape, bool(c.welch_bound <= c.max_abs_cosine < 1.05 * c.welch_bound)

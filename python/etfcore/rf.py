@@ -1,20 +1,28 @@
 r"""Random-feature kernels and their large-dimensional equivalent (Tiomoko Ali et al., "fixed
 random classifier", §3.1).
 
-Samples are **rows** in every API (the random-matrix literature writes ``X`` as ``p × n``).
-Features should be scaled so that ``‖x_i‖²`` is of order one (e.g.
-``x_i = (μ_a + C_a^{1/2} z_i)/√p``).
+Samples are **rows** in every API (the random-matrix literature writes $X$ as $p \times n$).
+Features should be scaled so that $\lVert x_i \rVert^2$ is of order one (e.g.
+$x_i = (\mu_a + C_a^{1/2} z_i)/\sqrt p$).
 
-- :func:`coefficients`: ``(d0, d1, d2)`` of an activation at variance ``τ``, with
-  ``F_k = τ^{-k/2} E[σ(√τ ξ) He_k(ξ)]``, ``d1 = F_1²``, ``d2 = F_2²/2`` (Tiomoko Ali et al.;
-  ``convention="liao2018"`` gives ``F_2²/4``), ``d0 = E σ²(√τ ξ) - F_0² - τ F_1²``.
-- :func:`kernel`: the empirical kernel ``(1/m) σ(X Wᵀ) σ(X Wᵀ)ᵀ``.
-- :func:`expected_kernel`: ``E_w[σ(wᵀx_i) σ(wᵀx_j)]`` for Gaussian ``w`` (closed forms or the
+- [`coefficients`][etfcore.rf.coefficients]: $(d_0, d_1, d_2)$ of an activation at variance
+  $\tau$, with $F_k = \tau^{-k/2}\, \mathbb E[\sigma(\sqrt\tau\, \xi)\, \mathrm{He}_k(\xi)]$,
+  $d_1 = F_1^2$, $d_2 = F_2^2/2$ (Tiomoko Ali et al.; ``convention="liao2018"`` gives
+  $F_2^2/4$), $d_0 = \mathbb E\, \sigma^2(\sqrt\tau\, \xi) - F_0^2 - \tau F_1^2$.
+- [`kernel`][etfcore.rf.kernel]: the empirical kernel
+  $\frac1m\, \sigma(X W^\top)\, \sigma(X W^\top)^\top$.
+- [`expected_kernel`][etfcore.rf.expected_kernel]:
+  $\mathbb E_w[\sigma(w^\top x_i)\, \sigma(w^\top x_j)]$ for Gaussian $w$ (closed forms or the
   Hermite series).
-- :func:`equivalent_kernel`: the deterministic equivalent ``K̃`` with its d1/d2/d0 parts.
-- :class:`RandomFeatureRidge`, :func:`ridge_test_mse_theory`, :func:`ridge_test_mse`:
-  random-feature ridge regression and its deterministic test MSE.
+- [`equivalent_kernel`][etfcore.rf.equivalent_kernel]: the deterministic equivalent $\tilde K$ with
+  its $d_1$, $d_2$, $d_0$ parts.
+- [`RandomFeatureRidge`][etfcore.rf.RandomFeatureRidge],
+  [`ridge_test_mse_theory`][etfcore.rf.ridge_test_mse_theory],
+  [`ridge_test_mse`][etfcore.rf.ridge_test_mse]: random-feature ridge regression and its
+  deterministic test MSE.
 
+Examples
+--------
 >>> import numpy as np
 >>> from etfcore import rf
 >>> d0, d1, d2 = rf.coefficients("relu", tau=1.0)
@@ -130,9 +138,11 @@ def projection(
     num_features: int, dim: int, *, kind: str = "gaussian", seed: int, density: float = 1 / 3
 ) -> np.ndarray:
     """The ``(num_features, dim)`` projection ``W`` of unit-variance entries used by
-    :func:`kernel` (``gaussian``, ``orthogonal`` rows × √p, simplex ``etf`` rows × √p,
-    ``sparse_ternary``).
+    [`kernel`][etfcore.rf.kernel] (``gaussian``, ``orthogonal`` rows × √p, simplex ``etf`` rows ×
+    √p, ``sparse_ternary``).
 
+    Examples
+    --------
     >>> from etfcore import rf
     >>> rf.projection(3, 4, seed=0).shape
     (3, 4)
@@ -157,7 +167,7 @@ def features(
     density: float = 1 / 3,
 ) -> np.ndarray:
     """Random features ``σ(X Wᵀ)``, shape ``(n, num_features)`` (materialised; for kernels use
-    :func:`kernel`, which never holds them)."""
+    [`kernel`][etfcore.rf.kernel], which never holds them)."""
     a = _act(activation)
     x = as_features(X, "X").astype(np.float64, copy=False)
     W = projection(num_features, x.shape[1], kind=projection_kind, seed=seed, density=density)
@@ -212,11 +222,11 @@ def expected_kernel(
 
 @dataclasses.dataclass
 class EquivalentKernel:
-    """``K̃ = d1·XXᵀ + d2_part + d0·I`` and what it was built from.
+    r"""$\tilde K = d_1 X X^\top + d_2\text{-part} + d_0 I$ and what it was built from.
 
-    ``d1_part = d1 · X Xᵀ`` (class means and noise Gram),
-    ``d2_part = (d2/2)(ψ + J t/√p)(…)ᵀ + (d2/p) J T Jᵀ`` (covariance information only),
-    ``d0_part = d0 · I``.
+    ``d1_part`` $= d_1 X X^\top$ (class means and noise Gram),
+    ``d2_part`` $= \frac{d_2}{2} (\psi + J t/\sqrt p)(\psi + J t/\sqrt p)^\top + \frac{d_2}{p} J T
+    J^\top$ (covariance information only), ``d0_part`` $= d_0 I$.
     """
 
     kernel: np.ndarray
@@ -261,8 +271,8 @@ def _class_moments(
     class_means: Optional[np.ndarray],
     class_covariances: Optional[Sequence[np.ndarray]],
 ) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """The class means and covariances :func:`equivalent_kernel` uses: the given population
-    values, or estimates from the rows (unbiased covariances, ``1/(n_k - 1)``)."""
+    """The class means and covariances [`equivalent_kernel`][etfcore.rf.equivalent_kernel] uses: the
+    given population values, or estimates from the rows (unbiased covariances, ``1/(n_k - 1)``)."""
     p = x.shape[1]
     if class_means is None or class_covariances is None:
         stats = CollapseStats(K, p, track_class_scatter=True).update(x, labels)
@@ -293,9 +303,10 @@ def equivalent_kernel(
 ) -> EquivalentKernel:
     r"""Deterministic equivalent of the random-feature kernel:
 
-    .. math::
-        \tilde K = d_1 XX^\top + \tfrac{d_2}{2}(\psi + Jt/\sqrt p)(\psi + Jt/\sqrt p)^\top
-        + \tfrac{d_2}{p} J T J^\top + d_0 I_n
+    $$
+    \tilde K = d_1 XX^\top + \tfrac{d_2}{2}(\psi + Jt/\sqrt p)(\psi + Jt/\sqrt p)^\top
+    + \tfrac{d_2}{p} J T J^\top + d_0 I_n
+    $$
 
     ``X`` ``(n, p)`` with rows ``x_i = (μ_a + C_a^{1/2} z_i)/√p``. By default every quantity is
     estimated from the data through the core's class statistics (``CollapseStats`` with per-class
@@ -358,8 +369,9 @@ def centred_relative_error(K: np.ndarray, K_approx: np.ndarray) -> float:
 
 
 class RandomFeatureRidge:
-    """Random-feature ridge regression: ``β = Σ (ΣᵀΣ/n + γI)⁻¹ y / n`` with ``Σ = σ(W Xᵀ)``
-    (``N × n``, Gaussian ``W`` from ``seed``), predictions ``Σ̂ᵀ β``."""
+    r"""Random-feature ridge regression: $\beta = \Sigma\, (\Sigma^\top \Sigma / n + \gamma I)^{-1}
+    y / n$ with $\Sigma = \sigma(W X^\top)$ ($N \times n$, Gaussian $W$ from ``seed``), predictions
+    $\hat\Sigma^\top \beta$."""
 
     def __init__(
         self,
@@ -427,8 +439,9 @@ def ridge_test_mse_theory(
     num_features: int,
     gamma: float,
 ) -> float:
-    """Deterministic equivalent of the test MSE of :class:`RandomFeatureRidge` through the exact
-    uncentred expected kernel (Louart, Liao & Couillet's random-feature ridge regression)."""
+    """Deterministic equivalent of the test MSE of
+    [`RandomFeatureRidge`][etfcore.rf.RandomFeatureRidge] through the exact uncentred expected
+    kernel (Louart, Liao & Couillet's random-feature ridge regression)."""
     a = _act(activation)
     gamma = _check_gamma(gamma)
     X = as_features(X_train, "X_train").astype(np.float64, copy=False)
@@ -471,7 +484,8 @@ def ridge_test_mse(
     *,
     seeds: Sequence[int] = tuple(range(10)),
 ) -> Dict[str, float]:
-    """Simulated test MSE over ``seeds`` (mean, std) beside :func:`ridge_test_mse_theory`."""
+    """Simulated test MSE over ``seeds`` (mean, std) beside
+    [`ridge_test_mse_theory`][etfcore.rf.ridge_test_mse_theory]."""
     yh = np.asarray(y_test, dtype=np.float64)
     sims = []
     for s in seeds:
@@ -517,7 +531,8 @@ test_mse_curve.__test__ = False  # type: ignore[attr-defined]  # not a pytest te
 
 
 def plot_test_mse_curve(curve: Dict[str, np.ndarray], path: str, title: str = "") -> None:
-    """Draws :func:`test_mse_curve`'s output to ``path`` (needs matplotlib)."""
+    """Draws [`test_mse_curve`][etfcore.rf.test_mse_curve]'s output to ``path`` (needs matplotlib).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

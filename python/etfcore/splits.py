@@ -1,27 +1,26 @@
-"""One toolkit for the index arithmetic of labelled data (numpy only): class subsets, label maps,
+r"""One toolkit for the index arithmetic of labelled data (numpy only): class subsets, label maps,
 long-tail subsampling and stratified splits. The training layer (datasets, datamodule) and the
 transfer layer (features, linear probe) both use it.
 
 Conventions: labels are non-negative integers; index arrays are sorted int64; every random
 choice is seeded and drawn with ``numpy.random.default_rng(seed)``.
 
-=====================================  ===========================================================
-function                               what it returns
-=====================================  ===========================================================
-:func:`label_lookup`                   original label → new label ``0..K'-1`` (``-1``: dropped)
-:func:`class_subset`                   the samples of some classes, relabelled in the given order
-:func:`label_table`,                   a label map (sequence or dict) and the labels it maps
-:func:`map_label_array`
-:func:`take_per_class`                 a seeded subset with a given count per class
-:func:`long_tail_indices`              a long-tail subset, ``⌊n_max·ρ^{k/(K-1)}⌋`` of class ``k``
-:func:`stratified_holdout`             ``(kept, held)``: ``min(round(f·n_k), n_k-1)`` of class
-                                       ``k`` held out (a class of one sample stays whole)
-:func:`stratified_validation_mask`     a boolean mask, ``round(f·n_k)`` of class ``k``; refuses a
-                                       class left empty on either side
-:func:`random_split`                   an unstratified seeded ``(train, test)`` split
-:func:`plan_splits`                    the training/validation/test plan of a labelled dataset
-=====================================  ===========================================================
+- [`label_lookup`][label_lookup]: original label → new label ``0..K'-1`` (``-1``: dropped).
+- [`class_subset`][class_subset]: the samples of some classes, relabelled in the given order.
+- [`label_table`][label_table], [`map_label_array`][map_label_array]: a label map (sequence or dict)
+  and the labels it maps.
+- [`take_per_class`][take_per_class]: a seeded subset with a given count per class.
+- [`long_tail_indices`][long_tail_indices]: a long-tail subset, $\lfloor n_{\max} \rho^{k/(K-1)}
+  \rfloor$ of class $k$.
+- [`stratified_holdout`][stratified_holdout]: ``(kept, held)``: $\min(\mathrm{round}(f n_k),\, n_k -
+  1)$ of class $k$ held out (a class of one sample stays whole).
+- [`stratified_validation_mask`][stratified_validation_mask]: a boolean mask, $\mathrm{round}(f
+  n_k)$ of class $k$; refuses a class left empty on either side.
+- [`random_split`][random_split]: an unstratified seeded ``(train, test)`` split.
+- [`plan_splits`][plan_splits]: the training/validation/test plan of a labelled dataset.
 
+Examples
+--------
 >>> y = np.repeat(np.arange(3), 100)
 >>> kept, held = stratified_holdout(y, 0.2, seed=0)
 >>> np.bincount(y[held]).tolist()
@@ -65,8 +64,10 @@ __all__ = [
 # ------------------------------------------------------------------ labels
 def integer_labels(labels: Any) -> np.ndarray:
     """``labels`` (numpy, a sequence or a CPU/GPU torch tensor) as a 1-D int64 array; anything
-    else raises :class:`~etfcore.LabelError`.
+    else raises [`LabelError`][etfcore.LabelError].
 
+    Examples
+    --------
     >>> integer_labels([3, 1, 2]).dtype.name
     'int64'
     """
@@ -90,9 +91,11 @@ def _class_list(classes: Any) -> List[int]:
 def class_subset(labels: Any, classes: Any) -> Tuple[np.ndarray, np.ndarray]:
     """``(indices, new_labels)``: the sorted indices of the samples whose label is in ``classes``
     and their new labels, ``classes[j] → j`` (the given order). Empty or repeated ``classes``
-    raise :class:`~etfcore.ParameterError`, a class without samples
-    :class:`~etfcore.LabelError`.
+    raise [`ParameterError`][etfcore.ParameterError], a class without samples
+    [`LabelError`][etfcore.LabelError].
 
+    Examples
+    --------
     >>> idx, new = class_subset(np.array([0, 1, 2, 0, 1, 2]), [2, 0])
     >>> idx.tolist(), new.tolist()
     ([0, 2, 3, 5], [1, 0, 1, 0])
@@ -111,6 +114,8 @@ def label_table(mapping: Any) -> Dict[int, int]:
     """A label map as a dict: a ``Mapping`` as it is, a 1-D integer sequence ``m`` as
     ``{i: m[i]}`` (e.g. the coarse label of each fine label).
 
+    Examples
+    --------
     >>> label_table([0, 0, 1])
     {0: 0, 1: 0, 2: 1}
     """
@@ -124,8 +129,10 @@ def label_table(mapping: Any) -> Dict[int, int]:
 
 def map_label_array(labels: Any, table: Mapping[int, int]) -> np.ndarray:
     """``table[y]`` for every label ``y`` (int64); a label without an entry raises
-    :class:`~etfcore.LabelError`.
+    [`LabelError`][etfcore.LabelError].
 
+    Examples
+    --------
     >>> map_label_array(np.array([0, 3, 1, 2]), label_table([0, 0, 1, 1])).tolist()
     [0, 1, 0, 1]
     """
@@ -135,7 +142,7 @@ def map_label_array(labels: Any, table: Mapping[int, int]) -> np.ndarray:
 
 
 def check_mapped(labels: np.ndarray, table: Mapping[int, int]) -> None:
-    """Raises :class:`~etfcore.LabelError` unless every label has an entry in ``table``."""
+    """Raises [`LabelError`][etfcore.LabelError] unless every label has an entry in ``table``."""
     missing = sorted(set(np.unique(labels).tolist()) - set(table))
     if missing:
         raise LabelError(f"labels {missing[:10]} have no entry in the mapping")
@@ -155,6 +162,8 @@ def label_lookup(
     - both: ``classes`` selects, ``label_map`` maps, and the distinct targets are numbered in the
       order in which ``classes`` first reaches them.
 
+    Examples
+    --------
     >>> label_lookup(5, classes=[3, 1]).tolist()
     [-1, 1, -1, 0, -1]
     >>> label_lookup(4, label_map=[5, 5, 2, -1]).tolist()
@@ -199,6 +208,8 @@ def rank_within_class(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     """A uniformly random rank ``0..n_c-1`` of every sample within its class: the samples of a
     class ordered by one uniform draw ``u_i`` each (``rng.random(N)``, ties by position).
 
+    Examples
+    --------
     >>> r = rank_within_class(np.array([0, 1, 0, 0, 1]), np.random.default_rng(0))
     >>> sorted(r[[0, 2, 3]].tolist()), sorted(r[[1, 4]].tolist())
     ([0, 1, 2], [0, 1])
@@ -213,8 +224,10 @@ def rank_within_class(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 def take_per_class(labels: np.ndarray, counts: np.ndarray, *, seed: int) -> np.ndarray:
     """Sorted indices of a seeded random subset keeping ``counts[c]`` samples of class ``c``
-    (those of :func:`rank_within_class` below ``counts[c]``).
+    (those of [`rank_within_class`][etfcore.splits.rank_within_class] below ``counts[c]``).
 
+    Examples
+    --------
     >>> y = np.repeat([0, 1], 5)
     >>> np.bincount(y[take_per_class(y, np.array([2, 4]), seed=0)]).tolist()
     [2, 4]
@@ -231,9 +244,11 @@ def long_tail_indices(
     labels: np.ndarray, imbalance_ratio: float, *, seed: int, num_classes: Optional[int] = None
 ) -> np.ndarray:
     """Sorted indices of a long-tail subset: class ``k`` keeps ``⌊n_max · ρ^{k/(K-1)}⌋`` samples
-    (CIFAR-LT profile, :func:`etfcore.data.long_tail_counts`), ``n_max`` the smallest class
-    count (so every class can supply its share), seeded.
+    (CIFAR-LT profile, [`etfcore.data.long_tail_counts`][etfcore.data.long_tail_counts]), ``n_max``
+    the smallest class count (so every class can supply its share), seeded.
 
+    Examples
+    --------
     >>> y = np.repeat(np.arange(3), 100)
     >>> np.bincount(y[long_tail_indices(y, 0.1, seed=0)]).tolist()
     [100, 31, 10]
@@ -253,9 +268,11 @@ def stratified_holdout(
     """Seeded stratified split ``(kept, held_out)`` of sorted indices: class ``c`` sends
     ``round(fraction · n_c)`` samples to ``held_out``, at most ``n_c - 1`` (a class of one sample
     stays whole on the kept side). The held-out samples of a class are those of
-    :func:`rank_within_class` below that count. Used for the training layer's validation split
-    and the held-out split of datasets without an official one.
+    [`rank_within_class`][etfcore.splits.rank_within_class] below that count. Used for the training
+    layer's validation split and the held-out split of datasets without an official one.
 
+    Examples
+    --------
     >>> kept, held = stratified_holdout(np.repeat([0, 1], [10, 30]), 0.2, seed=0)
     >>> len(kept), len(held)
     (32, 8)
@@ -271,12 +288,15 @@ def stratified_holdout(
 
 
 def stratified_validation_mask(labels: Any, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of a stratified, seeded validation split: ``round(val_fraction · n_k)``
-    samples of every class ``k`` (class by class in ascending label order, the first of
+    """Boolean mask of a stratified, seeded validation split: ``round(val_fraction · n_k)`` samples
+    of every class ``k`` (class by class in ascending label order, the first of
     ``numpy.random.default_rng(seed).permutation`` of its indices). Strict where
-    :func:`stratified_holdout` is lenient: a class that would have no sample on one side raises
-    :class:`~etfcore.errors.LabelError` (the linear probe needs every class on both sides).
+    [`stratified_holdout`][etfcore.splits.stratified_holdout] is lenient: a class that would have no
+    sample on one side raises [`LabelError`][etfcore.LabelError] (the linear probe needs every class
+    on both sides).
 
+    Examples
+    --------
     >>> m = stratified_validation_mask(np.repeat([0, 1], 10), 0.2, seed=0)
     >>> int(m.sum()), int(m[:10].sum())
     (4, 2)
@@ -305,6 +325,8 @@ def random_split(n: int, test_fraction: float, seed: int) -> Tuple[np.ndarray, n
     """Stratification-free seeded split of ``range(n)`` into sorted ``(train, test)`` indices:
     the first ``round(n·(1 - test_fraction))`` of a seeded permutation train.
 
+    Examples
+    --------
     >>> tr, te = random_split(10, 0.3, seed=0)
     >>> len(tr), len(te), sorted(tr.tolist() + te.tolist()) == list(range(10))
     (7, 3, True)
@@ -344,19 +366,22 @@ def plan_splits(
 ) -> SplitPlan:
     """The training/validation/test plan of a dataset from its labels, in this order:
 
-    1. labels selected and renumbered by :func:`label_lookup` (``classes``, ``label_map``), on
-       both splits;
-    2. the training split long-tail subsampled (:func:`long_tail_indices`, ``imbalance_ratio``,
-       seeded by ``seed``) over the full training split, so ``n_max`` is the smallest class count
-       of the whole split (CIFAR-10-LT with ρ = 0.01 keeps 5000 … 50);
-    3. a validation split drawn from the kept samples by :func:`stratified_holdout`
-       (``round(val_fraction · n_k)`` of class ``k``, at most ``n_k - 1``; seeded by
-       ``seed + 1``): it follows the training distribution, long tail included, and training
-       keeps ``n_k`` minus that. The samples the long tail kept are the same whatever
-       ``val_fraction``.
+    1. labels selected and renumbered by [`label_lookup`][etfcore.splits.label_lookup] (``classes``,
+       ``label_map``), on both splits;
+    2. the training split long-tail subsampled
+       ([`long_tail_indices`][etfcore.splits.long_tail_indices], ``imbalance_ratio``, seeded by
+       ``seed``) over the full training split, so ``n_max`` is the smallest class count of the whole
+       split (CIFAR-10-LT with ρ = 0.01 keeps 5000 … 50);
+    3. a validation split drawn from the kept samples by
+       [`stratified_holdout`][etfcore.splits.stratified_holdout] (``round(val_fraction · n_k)`` of
+       class ``k``, at most ``n_k - 1``; seeded by ``seed + 1``): it follows the training
+       distribution, long tail included, and training keeps ``n_k`` minus that. The samples the long
+       tail kept are the same whatever ``val_fraction``.
 
     The test split is relabelled only (never subsampled).
 
+    Examples
+    --------
     >>> y = np.repeat(np.arange(3), 100)
     >>> plan = plan_splits(y, y, imbalance_ratio=0.1, val_fraction=0.2, seed=0)
     >>> plan.train_counts.tolist(), np.bincount(plan.val_labels).tolist()
@@ -392,13 +417,15 @@ def plan_splits(
 
 
 def stratified_folds(labels: Any, folds: int, seed: int) -> np.ndarray:
-    """The fold ``0..folds-1`` of every sample for stratified, seeded k-fold cross-validation:
-    the samples sorted by class, in the order of :func:`rank_within_class` (drawn from
-    ``numpy.random.default_rng(seed)``) within it, are dealt to the folds in turn, so each class
-    splits as evenly as it can (its counts per fold differ by at most one) and so do the folds.
-    Every class needs at least ``folds`` samples (:class:`~etfcore.errors.LabelError`
+    """The fold ``0..folds-1`` of every sample for stratified, seeded k-fold cross-validation: the
+    samples sorted by class, in the order of [`rank_within_class`][etfcore.splits.rank_within_class]
+    (drawn from ``numpy.random.default_rng(seed)``) within it, are dealt to the folds in turn, so
+    each class splits as evenly as it can (its counts per fold differ by at most one) and so do the
+    folds. Every class needs at least ``folds`` samples ([`LabelError`][etfcore.LabelError]
     otherwise): each fold must hold every class for the probe's per-fold accuracy.
 
+    Examples
+    --------
     >>> f = stratified_folds(np.repeat([0, 1], [6, 9]), 3, seed=0)
     >>> np.bincount(f).tolist(), np.bincount(f[:6]).tolist()
     ([5, 5, 5], [2, 2, 2])

@@ -1,14 +1,18 @@
 """Streaming, mergeable collapse statistics and the metrics computed from them.
 
-- :mod:`etfcore.stats.collapse`: :class:`CollapseStats` (the accumulator, every collapse metric
-  and the statistics-only transferability scores: H-score, LogME, the ridge path) and
-  :func:`merge_stats`.
-- :mod:`etfcore.stats.results`: the result types (:class:`PinvResult`, :class:`NC1Split`,
-  :class:`LogMEResult`, :class:`RidgePath`), which the transfer layer returns too.
+- [`etfcore.stats.collapse`][etfcore.stats.collapse]: [`CollapseStats`][etfcore.CollapseStats] (the
+  accumulator, every collapse metric and the statistics-only transferability scores: H-score, LogME,
+  the ridge path) and [`merge_stats`][etfcore.merge_stats].
+- [`etfcore.stats.results`][etfcore.stats.results]: the result types
+  ([`PinvResult`][etfcore.PinvResult], [`NC1Split`][etfcore.NC1Split],
+  [`LogMEResult`][etfcore.stats.LogMEResult], [`RidgePath`][etfcore.stats.RidgePath]), which the
+  transfer layer returns too.
 
 This package imports only the Rust core and the package's low modules (errors, validation):
-nothing of :mod:`etfcore.transfer` or above.
+nothing of `etfcore.transfer` or above.
 
+Examples
+--------
 >>> import etfcore as ec
 >>> H, y = ec.data.gaussian_mixture(3, 4, 20, seed=0)
 >>> st = ec.stats.CollapseStats(3, 4).update(H, y)

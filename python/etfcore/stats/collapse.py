@@ -1,11 +1,12 @@
-"""Streaming, mergeable collapse statistics and the metrics computed from them.
+r"""Streaming, mergeable collapse statistics and the metrics computed from them.
 
-The state is the sufficient statistics ``(n_k, s_k = Σ (h_i - c), S = Σ (h_i - c)(h_i - c)ᵀ)`` for a
-shift ``c`` (the mean of the first batch), plus per-class sums of squared norms (for the class
-variances ``tr C_k``) and of unit vectors (for the cosine metrics). Accumulation is in float64,
-one pass per batch, multithreaded in the Rust core with the GIL released; memory is
-``O(K·p + p²)`` whatever the number of samples. Two statistics merge by addition after being
-re-expressed to a common shift, so shards, processes and GPUs can each fill their own.
+The state is the sufficient statistics $n_k$, $s_k = \sum_{y_i = k} (h_i - c)$ and
+$S = \sum_i (h_i - c)(h_i - c)^\top$ for a shift $c$ (the mean of the first batch), plus per-class
+sums of squared norms (for the class variances $\mathrm{tr}\, C_k$) and of unit vectors (for the
+cosine metrics). Accumulation is in float64, one pass per batch, multithreaded in the Rust core
+with the GIL released; memory is $O(K p + p^2)$ whatever the number of samples. Two statistics
+merge by addition after being re-expressed to a common shift, so shards, processes and GPUs can
+each fill their own.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ _from_bytes.__module__ = "etfcore.stats"
 
 
 def merge_stats(*parts: CollapseStats) -> CollapseStats:
-    """A new :class:`CollapseStats` holding the sum of ``parts`` (left unchanged): the reduce
-    step of a map-reduce over shards, equal to one pass over their union to rounding.
+    """A new [`CollapseStats`][etfcore.CollapseStats] holding the sum of ``parts`` (left unchanged):
+    the reduce step of a map-reduce over shards, equal to one pass over their union to rounding.
 
+    Examples
+    --------
     >>> import etfcore as ec
     >>> H, y = ec.data.gaussian_mixture(3, 4, 20, seed=0)
     >>> a = ec.CollapseStats(3, 4).update(H[::2], y[::2])
@@ -87,19 +90,21 @@ class CollapseStats:
 
     Parameters
     ----------
-    num_classes, dim:
-        ``K`` and ``p``. Labels must lie in ``0..K-1``; classes without samples are ignored by
-        every metric (at least two classes must have samples).
-    track_class_scatter:
+    num_classes : int
+        The number of classes $K$. Labels must lie in ``0..K-1``; classes without samples are
+        ignored by every metric (at least two classes must have samples).
+    dim : int
+        The feature dimension $p$: every batch has ``dim`` columns.
+    track_class_scatter : bool, default False
         Also keep each class's scatter ``S_k`` (``K·p²`` float64 values). Needed only for the
         *balanced* within-class covariance of *imbalanced* classes (which is not a function of
-        ``(n_k, s_k, S)``) and for :meth:`class_covariance`.
+        ``(n_k, s_k, S)``) and for [`class_covariance`][etfcore.CollapseStats.class_covariance].
 
     Notes
     -----
-    Conventions: ``weighting="weighted"`` (default) uses ``μ_G`` the sample mean and
-    class weights ``π_k = n_k/N``, so ``Σ_T = Σ_W + Σ_B`` exactly; ``"balanced"`` uses
-    ``μ_G = mean_k μ_k`` and weights ``1/K``. All covariances are population (``1/N``).
+    Conventions: ``weighting="weighted"`` (default) uses $\mu_G$ the sample mean and class
+    weights $\pi_k = n_k/N$, so $\Sigma_T = \Sigma_W + \Sigma_B$ exactly; ``"balanced"`` uses
+    $\mu_G = \frac1K \sum_k \mu_k$ and weights $1/K$. All covariances are population ($1/N$).
 
     Examples
     --------
@@ -204,8 +209,8 @@ class CollapseStats:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CollapseStats:
-        """Parses :meth:`to_bytes` output (format version 1 or 2); corrupted, truncated or
-        inconsistent data raise ``CorruptDataError``, another format version
+        """Parses [`to_bytes`][etfcore.CollapseStats.to_bytes] output (format version 1 or 2);
+        corrupted, truncated or inconsistent data raise ``CorruptDataError``, another format version
         ``IncompatibleStatsError``."""
         return cls._wrap(_core.RawCollapseStats.from_bytes(as_bytes(data)))
 
@@ -225,7 +230,7 @@ class CollapseStats:
         precision: Optional[str] = None,
     ) -> CollapseStats:
         """Statistics accumulated elsewhere (e.g. on a GPU by
-        :class:`etfcore.training.TorchCollapseStats`), validated by the core. ``precision``
+        `etfcore.training.TorchCollapseStats`), validated by the core. ``precision``
         (``"float32"`` or ``"float64"``, default float64) is the precision of the features they
         were accumulated from: it sets the default pseudo-inverse threshold."""
         f, i = as_flat64, as_flat_int64
@@ -244,8 +249,9 @@ class CollapseStats:
         return cls._wrap(raw)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes :meth:`to_bytes` to ``path`` atomically (a kill or a full disk leaves an earlier
-        file whole; failures are a :class:`~etfcore.StorageError` naming the path)."""
+        """Writes [`to_bytes`][etfcore.CollapseStats.to_bytes] to ``path`` atomically (a kill or a
+        full disk leaves an earlier file whole; failures are a
+        [`StorageError`][etfcore.StorageError] naming the path)."""
         write_bytes(path, self.to_bytes())
 
     @classmethod
@@ -332,7 +338,8 @@ class CollapseStats:
         return self._geometry(weighting)["global_mean"]
 
     def class_variances(self, weighting: Weighting = "weighted") -> np.ndarray:
-        """``tr C_k`` for each present class (order of :meth:`present_classes`)."""
+        """``tr C_k`` for each present class (order of
+        [`present_classes`][etfcore.CollapseStats.present_classes])."""
         return self._geometry(weighting)["class_variances"]
 
     def total_covariance(self, weighting: Weighting = "weighted") -> np.ndarray:
@@ -363,11 +370,11 @@ class CollapseStats:
     ) -> PinvResult:
         r"""Variability Collapse Index ``1 - Tr[Σ_T^† Σ_B] / r`` (Xu & Liu).
 
-        ``r = min(p, K-1)`` (``normalizer="min"``), the numerical rank of ``Σ_B``
-        (``"numerical"``) or a given int. ``Σ_T^†`` keeps eigenvalues ``> rtol·λ_max``
-        (default ``rtol = p·eps`` of the input precision, see :attr:`precision`) or exactly the
-        top ``rank``; the rank used is returned. In ``[0, 1]``; 0 when ``Σ_W = 0``; invariant
-        to invertible linear maps of the features. Identical class means raise
+        ``r = min(p, K-1)`` (``normalizer="min"``), the numerical rank of ``Σ_B`` (``"numerical"``)
+        or a given int. ``Σ_T^†`` keeps eigenvalues ``> rtol·λ_max`` (default ``rtol = p·eps`` of
+        the input precision, see [`precision`][etfcore.CollapseStats.precision]) or exactly the top
+        ``rank``; the rank used is returned. In ``[0, 1]``; 0 when ``Σ_W = 0``; invariant to
+        invertible linear maps of the features. Identical class means raise
         ``DegenerateInputError``.
         """
         return _pinv(
@@ -475,10 +482,12 @@ class CollapseStats:
         rtol: Optional[float] = None,
     ) -> Dict[str, Any]:
         """Every metric computable from the statistics, as a flat dict (see
-        :func:`collapse_metrics` for the keys), from one core report that builds ``Σ_T``'s
-        pseudo-inverse and ``Σ_B``'s spectrum once. Degenerate statistics (identical class
-        means, rows that all share one direction) raise ``DegenerateInputError``.
+        [`collapse_metrics`][etfcore.collapse_metrics] for the keys), from one core report that
+        builds ``Σ_T``'s pseudo-inverse and ``Σ_B``'s spectrum once. Degenerate statistics
+        (identical class means, rows that all share one direction) raise ``DegenerateInputError``.
 
+        Examples
+        --------
         >>> import etfcore as ec
         >>> H, y = ec.data.gaussian_mixture(3, 6, 40, seed=0)
         >>> m = ec.CollapseStats(3, 6).update(H, y).metrics()
@@ -527,6 +536,8 @@ class CollapseStats:
         of the input precision) or exactly the top ``rank``. It equals ``r·(1 - VCI)`` with
         VCI's ``r``.
 
+        Examples
+        --------
         >>> import etfcore as ec
         >>> H, y = ec.data.gaussian_mixture(3, 6, 40, seed=0)
         >>> st = ec.CollapseStats(3, 6).update(H, y)
@@ -552,15 +563,18 @@ class CollapseStats:
         ``Fᵀy_k`` and ``n_k``, which the shifted state gives exactly.
 
         For each class the evidence of ``y_k ≈ F m`` (no bias), prior ``m ~ N(0, α⁻¹I)``, noise
-        ``N(0, β⁻¹)``, is maximised by the fixed point ``α = γ/‖m‖²``,
-        ``β = (N-γ)/‖y_k - Fm‖²``, ``γ = Σ_j βσ_j/(α+βσ_j)`` (``σ_j`` eigenvalues of ``FᵀF``),
-        iterated until the relative change of ``α/β`` is ``≤ tol``; the evidence per sample,
-        ``[r/2 log α + N/2 log β - ½Σ log(α+βσ_j) - β/2‖y-Fm‖² - α/2‖m‖² - N/2 log 2π]/N``
-        (``r`` = rank of ``F``), is averaged over classes. ``parity=True`` reproduces the
-        reference implementation instead (see :func:`etfcore.transfer.logme_from_stats`, which
-        documents the numerics). Returns a :class:`~etfcore.stats.LogMEResult`; ``float()`` of
-        it is the value.
+        ``N(0, β⁻¹)``, is maximised by the fixed point ``α = γ/‖m‖²``, ``β = (N-γ)/‖y_k - Fm‖²``,
+        ``γ = Σ_j βσ_j/(α+βσ_j)`` (``σ_j`` eigenvalues of ``FᵀF``), iterated until the relative
+        change of ``α/β`` is ``≤ tol``; the evidence per sample,
+        ``[r/2 log α + N/2 log β - ½Σ log(α+βσ_j) - β/2‖y-Fm‖² - α/2‖m‖² - N/2 log 2π]/N`` (``r`` =
+        rank of ``F``), is averaged over classes. ``parity=True`` reproduces the reference
+        implementation instead (see
+        [`etfcore.transfer.logme_from_stats`][etfcore.transfer.logme_from_stats], which documents
+        the numerics). Returns a [`LogMEResult`][etfcore.stats.LogMEResult]; ``float()`` of it is
+        the value.
 
+        Examples
+        --------
         >>> import etfcore as ec
         >>> x, y = ec.data.load_digits()
         >>> r = ec.CollapseStats(10, 64).update(x / 16, y).logme()
@@ -588,10 +602,13 @@ class CollapseStats:
         ``min_{W,b} (1/2N) Σ ‖Wᵀf_i + b - e_{y_i}‖² + (λ/2)‖W‖²``, for every ``λ`` of ``grid``
         (default: ``0`` and ``logspace(-6, 6, 97)``), from one eigendecomposition
         ``Σ_T = V diag(σ) Vᵀ``: ``W_λ = V diag(1/(σ+λ)) Vᵀ C``, ``C = Σ_k π_k (μ_k-μ_G) e_kᵀ``,
-        training loss ``½(1-Σπ_k²) - ½ Σ_j ‖(VᵀC)_j‖² (2/(σ_j+λ) - σ_j/(σ_j+λ)²)``. At
-        ``λ = 0`` the pseudo-inverse policy applies and the loss is :meth:`probe_mse`. With
-        validation data, also the validation accuracy (argmax) and loss at every ``λ``.
+        training loss ``½(1-Σπ_k²) - ½ Σ_j ‖(VᵀC)_j‖² (2/(σ_j+λ) - σ_j/(σ_j+λ)²)``. At ``λ = 0`` the
+        pseudo-inverse policy applies and the loss is
+        [`probe_mse`][etfcore.CollapseStats.probe_mse]. With validation data, also the validation
+        accuracy (argmax) and loss at every ``λ``.
 
+        Examples
+        --------
         >>> import etfcore as ec
         >>> x, y = ec.data.load_digits()
         >>> st = ec.CollapseStats(10, 64).update(x, y)

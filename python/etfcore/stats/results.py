@@ -1,11 +1,14 @@
 """The result types the statistics layer returns, kept apart from the accumulator so that the
 transfer layer can return and re-export them without importing anything above it.
 
-- :class:`PinvResult`: a metric computed through a pseudo-inverse (a ``float`` carrying its rank).
-- :class:`NC1Split`: ``tr(P_B Σ_W)`` and the rest of ``tr Σ_W``.
-- :class:`LogMEResult`: LogME and its per-class evidences.
-- :class:`RidgePath`: the ridge least-squares probe for a grid of ``λ``.
+- [`PinvResult`][etfcore.PinvResult]: a metric computed through a pseudo-inverse (a ``float``
+  carrying its rank).
+- [`NC1Split`][etfcore.NC1Split]: ``tr(P_B Σ_W)`` and the rest of ``tr Σ_W``.
+- [`LogMEResult`][etfcore.stats.LogMEResult]: LogME and its per-class evidences.
+- [`RidgePath`][etfcore.stats.RidgePath]: the ridge least-squares probe for a grid of ``λ``.
 
+Examples
+--------
 >>> r = PinvResult(0.5, rank=2, method="eigh", normalizer=2)
 >>> float(r) * 2, r.rank
 (1.0, 2)
@@ -30,6 +33,8 @@ class PinvResult(float):
     gives the same result), ``normalizer`` is VCI's ``r`` (for the other metrics it equals
     ``rank``). ``value`` is the plain float.
 
+    Examples
+    --------
     >>> import json
     >>> r = PinvResult(0.25, rank=3, method="eigh", normalizer=3)
     >>> r + 1, f"{r:.1f}", r.rank, json.dumps({"vci": r})
@@ -82,6 +87,8 @@ class LogMEResult:
     ``iterations`` the largest fixed-point count over classes; ``rank`` the eigenvalues of
     ``FᵀF`` used. ``float(result)`` is ``value``, the mean of ``per_class``.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> r = LogMEResult(0.5, np.array([0.4, 0.6]), np.array([0, 1]), 3, True, 2, False)
     >>> float(r) == float(np.mean(r.per_class))
@@ -104,6 +111,8 @@ def ridge_multipliers(eigenvalues: np.ndarray, rank: int, lam: float) -> np.ndar
     """``1/(σ_j + λ)`` for every eigenvalue ``σ_j`` of ``Σ_T``; at ``λ = 0`` the pseudo-inverse
     policy: ``1/σ_j`` for the ``rank`` kept eigenvalues (the largest, first) and 0 for the rest.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> ridge_multipliers(np.array([4.0, 2.0, 1e-20]), 2, 0.0).tolist()
     [0.25, 0.5, 0.0]
@@ -120,10 +129,12 @@ def ridge_multipliers(eigenvalues: np.ndarray, rank: int, lam: float) -> np.ndar
 @dataclasses.dataclass(frozen=True)
 class RidgePath:
     r"""The ridge least-squares probe for every ``λ`` of ``grid`` (see
-    :meth:`~etfcore.CollapseStats.ridge_path`): with ``Σ_T = V diag(σ) Vᵀ`` (``eigenvalues``,
+    [`ridge_path`][etfcore.CollapseStats.ridge_path]): with ``Σ_T = V diag(σ) Vᵀ`` (``eigenvalues``,
     ``eigenvectors``) and ``VᵀC`` (``projected_targets``, ``C = Σ_k π_k (μ_k-μ_G) e_kᵀ``), the
     weights are ``W_λ = V diag(1/(σ+λ)) VᵀC`` and the bias ``b_λ = π - μ_Gᵀ W_λ``.
 
+    Examples
+    --------
     >>> import etfcore as ec
     >>> x, y = ec.data.load_digits()
     >>> path = ec.CollapseStats(10, 64).update(x, y).ridge_path([0.0, 1.0])

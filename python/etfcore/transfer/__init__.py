@@ -1,28 +1,38 @@
 """Transfer evaluation and model selection: does a backbone transfer, and which one to pick?
 
-- :func:`linear_probe`: multinomial logistic regression on frozen features (torch L-BFGS,
-  97-λ warm-started sweep chosen on a validation split, refit); needs torch.
-- :func:`ridge_path`: the least-squares probe for every ridge ``λ`` from one eigendecomposition
-  of the streamed statistics.
+- [`linear_probe`][etfcore.transfer.linear_probe]: multinomial logistic regression on frozen
+  features (torch L-BFGS, 97-λ warm-started sweep chosen on a validation split, refit); needs torch.
+- [`ridge_path`][etfcore.transfer.ridge_path]: the least-squares probe for every ridge ``λ`` from
+  one eigendecomposition of the streamed statistics.
 - Transferability scores from one streaming pass where the mathematics allows:
-  :func:`hscore`, :func:`regularized_hscore`, :func:`logme`, :func:`gbc`, :func:`vci`,
-  :func:`probe_mse`; from the source head's predictions :func:`leep`, :func:`nce`; and
-  :func:`ncti`, :func:`cm_accuracy`. :class:`TransferabilityStats` streams and merges.
-- Rank agreement: :func:`weighted_kendall_tau` (scipy's convention), :func:`pearson`,
-  :func:`spearman`, :func:`rank_report`; :func:`mlog` and :func:`mlog_report`.
-- :func:`extract_features`, :func:`select_classes`, :func:`map_labels` (torch for the first);
-  :func:`load_npy` reads a saved feature or label file, checked against its extraction's
-  manifest.
-- Model-selection scores of the field, each recording its conventions in its result:
-  sample level (seeded stratified subsample) :func:`knn_accuracy`, :func:`parc`, :func:`nleep`,
-  :func:`pactran_gauss`;
-  discriminant :func:`sfda`, :func:`etran` (+ :func:`etran_combine`, :func:`normalise_scores`),
-  :func:`transrate`, :func:`emms`, :func:`ped` (+ :func:`ped_features`); spectral
-  :func:`rankme`, :func:`lidar` (and their ``*_from_stats`` forms); all of one matrix by name:
-  :func:`selection_scores`.
-- The ranking report :func:`rank_models` (τ with bootstrap intervals, top-k regret, score-vs-N
-  curves, warnings; Markdown/JSON/CSV/plot) and ground-truth tables as data
-  (:class:`GroundTruth`, :func:`load_ground_truth`).
+  [`hscore`][etfcore.transfer.hscore], [`regularized_hscore`][etfcore.transfer.regularized_hscore],
+  [`logme`][etfcore.transfer.logme], [`gbc`][etfcore.transfer.gbc], [`vci`][etfcore.transfer.vci],
+  [`probe_mse`][etfcore.transfer.probe_mse]; from the source head's predictions
+  [`leep`][etfcore.transfer.leep], [`nce`][etfcore.transfer.nce]; and
+  [`ncti`][etfcore.transfer.ncti], [`cm_accuracy`][etfcore.transfer.cm_accuracy].
+  [`TransferabilityStats`][etfcore.transfer.TransferabilityStats] streams and merges.
+- Rank agreement: [`weighted_kendall_tau`][etfcore.transfer.weighted_kendall_tau] (scipy's
+  convention), [`pearson`][etfcore.transfer.pearson], [`spearman`][etfcore.transfer.spearman],
+  [`rank_report`][etfcore.transfer.rank_report]; [`mlog`][etfcore.transfer.mlog] and
+  [`mlog_report`][etfcore.transfer.mlog_report].
+- [`extract_features`][etfcore.transfer.extract_features],
+  [`select_classes`][etfcore.transfer.select_classes], [`map_labels`][etfcore.transfer.map_labels]
+  (torch for the first); [`load_npy`][etfcore.transfer.load_npy] reads a saved feature or label
+  file, checked against its extraction's manifest.
+- Model-selection scores of the field, each recording its conventions in its result: sample level
+  (seeded stratified subsample) [`knn_accuracy`][etfcore.transfer.knn_accuracy],
+  [`parc`][etfcore.transfer.parc], [`nleep`][etfcore.transfer.nleep],
+  [`pactran_gauss`][etfcore.transfer.pactran_gauss]; discriminant [`sfda`][etfcore.transfer.sfda],
+  [`etran`][etfcore.transfer.etran] (+ [`etran_combine`][etfcore.transfer.etran_combine],
+  [`normalise_scores`][etfcore.transfer.normalise_scores]),
+  [`transrate`][etfcore.transfer.transrate], [`emms`][etfcore.transfer.emms],
+  [`ped`][etfcore.transfer.ped] (+ [`ped_features`][etfcore.transfer.ped_features]); spectral
+  [`rankme`][etfcore.transfer.rankme], [`lidar`][etfcore.transfer.lidar] (and their ``*_from_stats``
+  forms); all of one matrix by name: [`selection_scores`][etfcore.transfer.selection_scores].
+- The ranking report [`rank_models`][etfcore.transfer.rank_models] (τ with bootstrap intervals,
+  top-k regret, score-vs-N curves, warnings; Markdown/JSON/CSV/plot) and ground-truth tables as data
+  ([`GroundTruth`][etfcore.transfer.GroundTruth],
+  [`load_ground_truth`][etfcore.transfer.load_ground_truth]).
 
 Importing this module never imports torch.
 """

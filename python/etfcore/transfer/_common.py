@@ -1,4 +1,4 @@
-"""Label handling shared by the transfer scores (private to :mod:`etfcore.transfer`)."""
+"""Label handling shared by the transfer scores (private to `etfcore.transfer`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def encode(labels: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def stats_of(features: Any, labels: Any) -> CollapseStats:
-    """:class:`~etfcore.CollapseStats` of in-memory features over their present classes."""
+    """[`CollapseStats`][etfcore.CollapseStats] of in-memory features over their present classes."""
     h = as_features(features)
     classes, y = encode(labels, h.shape[0])
     return CollapseStats(classes.size, h.shape[1]).update(h, y)

@@ -1,4 +1,4 @@
-"""Helpers shared by the model-selection scores (private to :mod:`etfcore.transfer`): input in
+"""Helpers shared by the model-selection scores (private to `etfcore.transfer`): input in
 float64 with its precision remembered, a seeded stratified subsample, thresholds that follow the
 input precision, PCA with a fixed sign convention, average ranks and a row-wise softmax."""
 
@@ -16,8 +16,8 @@ from ._common import encode
 
 def prepared(features: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``(x, y, classes, eps)``: the features in float64 (validated by the package's
-    :func:`~etfcore._validation.as_features`, then checked finite), the label codes ``0..K-1``
-    of the present classes (:func:`~etfcore.transfer._common.encode`), the classes, and the
+    `as_features`, then checked finite), the label codes ``0..K-1``
+    of the present classes (`encode`), the classes, and the
     machine epsilon of the *input* precision (float32 input: float32 eps)."""
     x, eps = finite_matrix(features)
     classes, y = encode(labels, x.shape[0])
@@ -25,7 +25,7 @@ def prepared(features: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray, np.nda
 
 
 def finite_matrix(features: Any, name: str = "features") -> Tuple[np.ndarray, float]:
-    """``(x, eps)``: :func:`~etfcore._validation.as_features` in float64, checked finite, and the
+    """``(x, eps)``: `as_features` in float64, checked finite, and the
     machine epsilon of the input precision."""
     h = as_features(features, name)
     eps = float(np.finfo(h.dtype).eps)
@@ -45,10 +45,10 @@ def check_seed(seed: Any) -> int:
 def stratified_subsample(
     y: np.ndarray, max_samples: Optional[int], seed: int
 ) -> np.ndarray:
-    """Sorted row indices of a seeded, stratified subsample of at most ``max_samples`` rows:
-    class ``k`` keeps ``max(min(n_k, 2), ⌊max_samples · n_k / N⌋)`` samples (every class keeps
-    at least two, or all it has), drawn by :func:`etfcore.splits.take_per_class`. ``None`` or
-    ``max_samples ≥ N``: every row."""
+    """Sorted row indices of a seeded, stratified subsample of at most ``max_samples`` rows: class
+    ``k`` keeps ``max(min(n_k, 2), ⌊max_samples · n_k / N⌋)`` samples (every class keeps at least
+    two, or all it has), drawn by [`etfcore.splits.take_per_class`][etfcore.splits.take_per_class].
+    ``None`` or ``max_samples ≥ N``: every row."""
     n = y.size
     if max_samples is None:
         return np.arange(n)

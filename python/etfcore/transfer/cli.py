@@ -4,7 +4,7 @@
     etfcore rank --target y.npy --candidates A.npy B.npy ... [--accuracies 0.71 0.74 ...]
                  [--names a b ...] [--source-accuracies ...] [--json] [--plot scatter.png]
 
-Registered by :func:`add_parsers` from ``etfcore.cli.build_parser``; :func:`run` executes them
+Registered by `add_parsers` from ``etfcore.cli.build_parser``; `run` executes them
 and ``etfcore.cli.main`` maps their failures: bad input prints ``etfcore: error: …`` and exits
 with status 2.
 """

@@ -2,20 +2,16 @@ r"""Model-selection scores built on class statistics and linear discriminants: S
 TransRate, EMMS and the PED wrapper. Each takes in-memory features ``F`` (``N × D``) and labels
 and returns a result that records its conventions (``float(result)`` is the score).
 
-==================  =========================================================  ===============
-score               definition (details in each function and ``docs/transfer.md``)  passes
-==================  =========================================================  ===============
-``sfda``            mean true-class posterior of a shrunk-LDA classifier refit on   two (+ mixing)
-                    confidence-mixed features (Shao et al. 2022)
-``etran``           energy, LDA and SVD terms (Gholami et al. 2023); combined       two
-                    across a zoo by :func:`etran_combine`
-``transrate``       coding-rate difference ``R(Z) - R(Z|Y)`` (Huang et al. 2022)    one (per class
-                                                                                    Grams)
-``emms``            negative residual of a least-squares map from features to      one
-                    (mixtures of) label embeddings (Meng et al. 2023)
-``ped``             potential-energy-descent class shifts (Li et al. 2023), then    one + score
-                    LogME or GBC
-==================  =========================================================  ===============
+- ``sfda``: mean true-class posterior of a shrunk-LDA classifier refit on confidence-mixed features
+  (Shao et al. 2022). Passes: two (+ mixing).
+- ``etran``: energy, LDA and SVD terms (Gholami et al. 2023); combined across a zoo by
+  [`etran_combine`][etfcore.transfer.etran_combine]. Passes: two.
+- ``transrate``: coding-rate difference $R(Z) - R(Z \mid Y)$ (Huang et al. 2022). Passes: one (per
+  class Grams).
+- ``emms``: negative residual of a least-squares map from features to (mixtures of) label embeddings
+  (Meng et al. 2023). Passes: one.
+- ``ped``: potential-energy-descent class shifts (Li et al. 2023), then LogME or GBC. Passes: one +
+  score.
 """
 
 from __future__ import annotations
@@ -173,7 +169,7 @@ def sfda(
 @dataclasses.dataclass(frozen=True)
 class ETranComponents:
     """The three raw ETran terms of one model on one target (combined across a zoo by
-    :func:`etran_combine`; never normalised here)."""
+    [`etran_combine`][etfcore.transfer.etran_combine]; never normalised here)."""
 
     energy: float
     lda: float
@@ -199,18 +195,19 @@ def etran(
     - **energy**: ``-E(f_i) = log Σ_j exp(f_ij)`` (the features read as logits, temperature 1),
       averaged over the ``max(1, ⌊energy_fraction · N⌋)`` samples of *lowest* value (the
       reference code's default keeps the lowest 0.5 %). Not label-aware.
-    - **lda**: ``(1/N) Σ_i p(y_i | f_i)`` of an LDA classifier. ``lda_mode="paper"``: the shrunk
-      LDA of :func:`sfda`'s first stage (shrinkage ``s = max(exp(-5λ_max(Σ_W)), 1e-10)`` unless
-      given). ``lda_mode="public"``: what the public code computes — its eigendecomposition of the
-      non-symmetric ``S⁻¹Σ_B`` through a symmetric solver returns an orthogonal basis, so its
-      classifier reduces to ``softmax_k(fᵀμ_k - ½‖μ_k‖² + log π_k)`` (identity covariance).
+    - **lda**: ``(1/N) Σ_i p(y_i | f_i)`` of an LDA classifier. ``lda_mode="paper"``: the shrunk LDA
+      of [`sfda`][etfcore.transfer.sfda]'s first stage (shrinkage
+      ``s = max(exp(-5λ_max(Σ_W)), 1e-10)`` unless given). ``lda_mode="public"``: what the public
+      code computes — its eigendecomposition of the non-symmetric ``S⁻¹Σ_B`` through a symmetric
+      solver returns an orthogonal basis, so its classifier reduces to
+      ``softmax_k(fᵀμ_k - ½‖μ_k‖² + log π_k)`` (identity covariance).
     - **svd**: ``-(1/(N K)) ‖F W - Y‖_F²`` with ``W = F^† Y`` the minimum-norm least-squares map
       onto the one-hot labels ``Y`` (no bias), ``F^†`` through the eigendecomposition of ``FᵀF``
       keeping eigenvalues ``> rtol · λ_max`` (default ``rtol = D · eps`` of the input precision).
 
     The paper's score is a weighted sum of the terms after each is min–max normalised over the
     candidate models of the target; that step depends on the zoo, so it is
-    :func:`etran_combine`'s, never this function's.
+    [`etran_combine`][etfcore.transfer.etran_combine]'s, never this function's.
     """
     x, y, classes, eps = prepared(features, labels)
     n = x.shape[0]
@@ -269,8 +266,9 @@ def etran_combine(
 ) -> np.ndarray:
     """ETran scores of a zoo (one entry per candidate model, same target):
     ``w_e · n(energy) + w_l · n(lda) + w_s · n(svd)`` with ``n`` the zoo normalisation
-    (:func:`normalise_scores`). Default weights: the public code's classification setting
-    (0.15 energy, 0.85 LDA, no SVD term). Adding or removing a model changes every value."""
+    ([`normalise_scores`][etfcore.transfer.normalise_scores]). Default weights: the public code's
+    classification setting (0.15 energy, 0.85 LDA, no SVD term). Adding or removing a model changes
+    every value."""
     comps = list(components)
     if len(comps) < 2:
         raise ParameterError("ETran's zoo normalisation needs at least two candidate models")
@@ -538,12 +536,13 @@ def ped(
     max_steps: int = 6,
     **score_kw: Any,
 ) -> PEDResult:
-    """PED as a wrapper (Li et al., ICCV 2023): :func:`ped_features`, then
-    :func:`etfcore.transfer.logme` (``score="logme"``) or :func:`etfcore.transfer.gbc`
-    (``"gbc"``) of the moved features; ``score_kw`` go to that score. The paper's defaults:
-    ``time_step = 0.1``, ``nsigma = 0.6`` (0.3 its other candidate), ``exit_ratio = 0.5``.
-    ``steps`` in the result counts the steps applied (the last recorded displacement is that of
-    the step that stopped the descent when ``steps < len(displacements)``)."""
+    """PED as a wrapper (Li et al., ICCV 2023): [`ped_features`][etfcore.transfer.ped_features],
+    then [`etfcore.transfer.logme`][etfcore.transfer.logme] (``score="logme"``) or
+    [`etfcore.transfer.gbc`][etfcore.transfer.gbc] (``"gbc"``) of the moved features; ``score_kw``
+    go to that score. The paper's defaults: ``time_step = 0.1``, ``nsigma = 0.6`` (0.3 its other
+    candidate), ``exit_ratio = 0.5``. ``steps`` in the result counts the steps applied (the last
+    recorded displacement is that of the step that stopped the descent when
+    ``steps < len(displacements)``)."""
     name = as_str(score, "score").lower()
     if name not in ("logme", "gbc"):
         raise ParameterError(f"score must be 'logme' or 'gbc', got {score!r}")

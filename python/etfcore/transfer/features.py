@@ -1,13 +1,14 @@
 """Penultimate features of a backbone over a dataset, and class subsets / label maps.
 
-:func:`extract_features` runs any ``nn.Module`` (in eval mode, without gradients) over any
-``Dataset`` or ``DataLoader`` and streams each batch's features into statistics
-(:class:`~etfcore.CollapseStats`, :class:`TransferabilityStats`, or anything with
-``update(features, labels)``) and, optionally, into a memory-mapped ``.npy`` file, so the
-features of a large dataset never need to be held in memory.
+[`extract_features`][etfcore.transfer.extract_features] runs any ``nn.Module`` (in eval mode,
+without gradients) over any ``Dataset`` or ``DataLoader`` and streams each batch's features into
+statistics ([`CollapseStats`][etfcore.CollapseStats],
+[`TransferabilityStats`][etfcore.transfer.TransferabilityStats], or anything with
+``update(features, labels)``) and, optionally, into a memory-mapped ``.npy`` file, so the features
+of a large dataset never need to be held in memory.
 
-:func:`select_classes` and :func:`map_labels` work on ``(features, labels)`` arrays and on
-map-style datasets whose items are ``(x, label)``.
+[`select_classes`][etfcore.transfer.select_classes] and [`map_labels`][etfcore.transfer.map_labels]
+work on ``(features, labels)`` arrays and on map-style datasets whose items are ``(x, label)``.
 """
 
 from __future__ import annotations
@@ -72,13 +73,15 @@ class _Relabelled:
 
 def select_classes(data: Any, labels_or_classes: Any, classes: Optional[Sequence[int]] = None):
     """Keeps the samples of ``classes`` (original labels) and relabels them ``0..K'-1`` in the
-    given order (:func:`etfcore.splits.class_subset`).
+    given order ([`etfcore.splits.class_subset`][etfcore.splits.class_subset]).
 
     Arrays: ``select_classes(features, labels, classes) -> (features_subset, new_labels)``.
     Datasets: ``select_classes(dataset, classes) -> dataset`` whose items are
     ``(x, new_label)`` (labels read from ``dataset.targets``/``.labels``/``.tensors[1]``, or by
     indexing).
 
+    Examples
+    --------
     >>> import numpy as np
     >>> f = np.arange(12.0).reshape(6, 2); y = np.array([0, 1, 2, 0, 1, 2])
     >>> fs, ys = select_classes(f, y, [2, 0])
@@ -97,11 +100,14 @@ def select_classes(data: Any, labels_or_classes: Any, classes: Optional[Sequence
 
 
 def map_labels(data: Any, mapping: Any, labels: Any = None):
-    """Relabels through ``mapping`` (a sequence/array indexed by the original label, e.g. a
-    coarse label for each fine label, or a dict; :func:`etfcore.splits.label_table`).
-    ``map_labels(labels, mapping) -> new labels`` for an array; ``map_labels(dataset, mapping)
-    -> dataset`` of ``(x, mapping[y])``.
+    """Relabels through ``mapping`` (a sequence/array indexed by the original label, e.g. a coarse
+    label for each fine label, or a dict;
+    [`etfcore.splits.label_table`][etfcore.splits.label_table]).
+    ``map_labels(labels, mapping) -> new labels`` for an array;
+    ``map_labels(dataset, mapping) -> dataset`` of ``(x, mapping[y])``.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> map_labels(np.array([0, 3, 1, 2]), [0, 0, 1, 1]).tolist()
     [0, 1, 0, 1]
@@ -128,17 +134,19 @@ def extract_features(
     progress: Any = None,
 ) -> ExtractedFeatures:
     """Features ``backbone(x)`` (flattened to ``(batch, p)``) of every sample of ``data`` (a map-
-    style ``Dataset`` of ``(x, label)``, read in order, or a ``DataLoader``/iterable of
-    ``(x, y)`` batches), under ``torch.no_grad`` with the backbone in eval mode (its mode is
-    restored afterwards). Each batch updates ``stats`` (if given) and is written to ``out`` (a
-    ``.npy`` path; needs ``len(dataset)``). ``out`` is written crash-safely: into a memory-mapped
-    temporary file beside it (its space reserved first: a full disk is a
-    :class:`~etfcore.StorageError` before any row, not a SIGBUS), renamed over ``out`` only when
-    every row is in; a failure or a kill leaves an earlier ``out`` as it was. With
-    ``keep=False`` and no ``out``, only the labels and the statistics are returned.
+    style ``Dataset`` of ``(x, label)``, read in order, or a ``DataLoader``/iterable of ``(x, y)``
+    batches), under ``torch.no_grad`` with the backbone in eval mode (its mode is restored
+    afterwards). Each batch updates ``stats`` (if given) and is written to ``out`` (a ``.npy`` path;
+    needs ``len(dataset)``). ``out`` is written crash-safely: into a memory-mapped temporary file
+    beside it (its space reserved first: a full disk is a [`StorageError`][etfcore.StorageError]
+    before any row, not a SIGBUS), renamed over ``out`` only when every row is in; a failure or a
+    kill leaves an earlier ``out`` as it was. With ``keep=False`` and no ``out``, only the labels
+    and the statistics are returned.
     ``progress``: a stage of an `etfcore._progress.Reporter` counting rows (``unit="rows"``),
     advanced after each batch (rows done, rows/s, ETA); ``None`` (the default): silent.
 
+    Examples
+    --------
     >>> import torch, numpy as np, etfcore as ec
     >>> from etfcore import transfer
     >>> x = torch.randn(50, 8); y = torch.arange(50) % 5
@@ -243,8 +251,8 @@ def load_npy(path: Union[str, os.PathLike], what: str = "array", *, mmap: bool =
     """A saved ``.npy`` array (memory-mapped read-only by default), checked first against the
     ``manifest.json`` of its directory when there is one (files of ``etfcore extract``): a
     missing, truncated, damaged, stale or non-``.npy`` file is a typed error naming the path
-    (:class:`~etfcore.StorageError`, :class:`~etfcore.CorruptDataError` or
-    :class:`~etfcore.ParameterError`), never a traceback or a silent read."""
+    ([`StorageError`][etfcore.StorageError], [`CorruptDataError`][etfcore.CorruptDataError] or
+    [`ParameterError`][etfcore.ParameterError]), never a traceback or a silent read."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ParameterError(f"{what} file not found: {p}")
@@ -273,7 +281,7 @@ def _loader(torch: Any, data: Any, batch_size: int, num_workers: int):
 
 
 def split_labels(labels: Any, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Indices of a stratified, seeded ``(train, held_out)`` split (``fraction`` held out; the
-    mask of :func:`etfcore.splits.stratified_validation_mask`)."""
+    """Indices of a stratified, seeded ``(train, held_out)`` split (``fraction`` held out; the mask
+    of [`etfcore.splits.stratified_validation_mask`][etfcore.splits.stratified_validation_mask])."""
     m = stratified_validation_mask(integer_labels(labels), fraction, seed)
     return np.flatnonzero(~m), np.flatnonzero(m)

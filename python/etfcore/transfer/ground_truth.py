@@ -12,13 +12,16 @@ The file format (CSV or JSON, chosen by the file's extension) holds one row per
 - table-level metadata: in CSV, comment lines ``# key: value`` before the header; in JSON, the
   object ``{"format": "etfcore-ground-truth", "version": 1, "metadata": {...}, "rows": [...]}``.
 
-A ``(model, target)`` pair appears at most once. :func:`load_ground_truth` reads either form and
-raises :class:`~etfcore.errors.CorruptDataError` for a malformed file (naming the line or row),
-:class:`~etfcore.errors.ParameterError` for a missing file or an unknown extension;
-:meth:`GroundTruth.for_target` raises :class:`~etfcore.errors.ParameterError` for an unknown
-target and :meth:`GroundTruth.accuracies` for a model the table lacks.
+A ``(model, target)`` pair appears at most once.
+[`load_ground_truth`][etfcore.transfer.load_ground_truth] reads either form and raises
+[`CorruptDataError`][etfcore.CorruptDataError] for a malformed file (naming the line or row),
+[`ParameterError`][etfcore.ParameterError] for a missing file or an unknown extension;
+[`GroundTruth.for_target`][etfcore.transfer.ground_truth.GroundTruth.for_target] raises
+[`ParameterError`][etfcore.ParameterError] for an unknown target and
+[`GroundTruth.accuracies`][etfcore.transfer.ground_truth.GroundTruth.accuracies] for a model the
+table lacks.
 
-No table is shipped with etfcore (:data:`SHIPPED_TABLES` is empty): the published ground truths
+No table is shipped with etfcore (`SHIPPED_TABLES` is empty): the published ground truths
 we know of come from repositories without a license file (SFDA's, PED's, ETran's) or were not
 checked for one, so their numbers are not redistributed here. Write your own table in this
 format.

@@ -1,10 +1,12 @@
 r"""A ranking report for one target: every score of every candidate backbone, checked against a
-ground truth, with uncertainty, convergence and warnings (:func:`rank_models`).
+ground truth, with uncertainty, convergence and warnings
+([`rank_models`][etfcore.transfer.rank_models]).
 
 For each score the report holds the per-candidate values and, when a ground truth is given:
 
-- ``weighted_tau``, ``pearson``, ``spearman`` (:func:`~etfcore.transfer.weighted_kendall_tau`
-  etc.) between ``direction × score`` and the ground-truth accuracy over the candidates;
+- ``weighted_tau``, ``pearson``, ``spearman``
+  ([`weighted_kendall_tau`][etfcore.transfer.weighted_kendall_tau] etc.) between
+  ``direction × score`` and the ground-truth accuracy over the candidates;
 - ``regret_top1 = max(acc) - acc[top-1 of the score]`` and
   ``regret_topk = max(acc) - max(acc[top-k of the score])`` (in the ground truth's unit; ties
   between score values are broken by the order of the candidates);
@@ -57,7 +59,7 @@ _BASE = ("hscore", "regularized_hscore", "logme", "gbc", "vci", "probe_mse", "cm
          "ncti", "leep", "nce")
 _SELECTION = ("knn_accuracy", "parc", "nleep", "pactran_gauss", "sfda", "etran", "transrate",
               "emms", "ped_logme", "ped_gbc", "rankme", "lidar")
-#: The names :func:`rank_models` accepts in ``scores`` (``"etran"`` gives its three terms and
+#: The names `rank_models` accepts in ``scores`` (``"etran"`` gives its three terms and
 #: their zoo combination; ``"leep"``/``"nce"`` need ``source_probs``).
 MODEL_REPORT_SCORES: Tuple[str, ...] = _BASE + _SELECTION
 _DIRECTION = {**HIGHER_IS_BETTER, **SELECTION_HIGHER_IS_BETTER, "etran": True,
@@ -129,7 +131,8 @@ def _better(d: int) -> str:
 
 @dataclasses.dataclass
 class ModelReport:
-    """The result of :func:`rank_models` (see the module documentation for every field)."""
+    """The result of [`rank_models`][etfcore.transfer.rank_models] (see the module documentation for
+    every field)."""
 
     target: str
     candidates: List[str]
@@ -176,7 +179,7 @@ class ModelReport:
         return _nan_none(d)
 
     def to_json(self) -> str:
-        """Strict JSON (a NaN is written as ``null``); :meth:`from_json` reads it back."""
+        """Strict JSON (a NaN is written as ``null``); `from_json` reads it back."""
         return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     @classmethod
@@ -507,8 +510,8 @@ def rank_models(
     ``features``: ``{name: F}`` or a sequence (names from the file stems, else ``model<i>``),
     each ``F`` an ``N × D_m`` array or the path of a ``.npy`` file, rows aligned with
     ``labels`` (an array or a ``.npy`` path). ``ground_truth``: ``{name: accuracy}`` or a
-    :class:`~etfcore.transfer.ground_truth.GroundTruth` (``target`` picks its target).
-    ``scores``: names from :data:`MODEL_REPORT_SCORES` (default: every one that applies — LEEP
+    [`GroundTruth`][etfcore.transfer.GroundTruth] (``target`` picks its target).
+    ``scores``: names from `MODEL_REPORT_SCORES` (default: every one that applies — LEEP
     and NCE only with ``source_probs``). ``source_accuracies``: ``{name: accuracy on the
     pretraining task}``, the baseline row ``source_accuracy``. ``bootstrap``: resamples for τ's
     interval (0: none). ``curve_sizes``: subsample sizes for the score-vs-N curves.

@@ -15,9 +15,10 @@ from ._common import encode, softmax
 
 @dataclasses.dataclass(frozen=True)
 class NCTIComponents:
-    """The three raw NCTI terms of one candidate (combined across candidates by :func:`ncti`):
-    ``seli = ‖Z‖_*`` (nuclear norm of the centred LDA projection), ``ncc`` the mean LDA
-    posterior of the true class, ``vc = log Σ_k ‖P_k‖_*`` (posteriors of class ``k``)."""
+    """The three raw NCTI terms of one candidate (combined across candidates by
+    [`ncti`][etfcore.transfer.ncti]): ``seli = ‖Z‖_*`` (nuclear norm of the centred LDA projection),
+    ``ncc`` the mean LDA posterior of the true class, ``vc = log Σ_k ‖P_k‖_*`` (posteriors of class
+    ``k``)."""
 
     seli: float
     ncc: float

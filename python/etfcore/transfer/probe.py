@@ -1,9 +1,11 @@
 r"""Linear probe: multinomial logistic regression on frozen features, L2 strength chosen on a
 validation split (the protocol of Kornblith et al. 2019, used by Xu & Liu for VCI).
 
-Objective, for one strength ``λ``::
+Objective, for one strength $\lambda$ (the bias is not penalised):
 
-    min_{W, b}  (1/N) Σ_i CE(W f_i + b, y_i) + (λ/2) ‖W‖_F²        (the bias is not penalised)
+$$
+\min_{W, b}\; \frac{1}{N} \sum_i \mathrm{CE}(W f_i + b,\, y_i) + \frac{\lambda}{2} \|W\|_F^2
+$$
 
 solved by full-batch L-BFGS (strong-Wolfe line search) in torch on the features' device, until
 the largest absolute entry of the gradient of this objective is ``≤ tol`` (``tol = 1e-4`` is
@@ -19,9 +21,9 @@ standard deviation (this *does* change the problem). A stratified, seeded valida
 fitted on the rest from strong to weak, each warm-started from the previous solution; the strength
 with the best validation accuracy is refitted on all training data, warm-started from its split
 solution, and evaluated on the test set. ``cv=k`` replaces the single split by stratified, seeded
-k-fold cross-validation (:func:`etfcore.splits.stratified_folds`): the sweep runs once per fold
-and the validation curve is the mean of the folds' accuracies (k times the cost; the single split
-stays the default because it is the fast one).
+k-fold cross-validation ([`etfcore.splits.stratified_folds`][etfcore.splits.stratified_folds]): the
+sweep runs once per fold and the validation curve is the mean of the folds' accuracies (k times the
+cost; the single split stays the default because it is the fast one).
 
 **Ties.** Validation accuracy is a count over a few hundred samples, so whole plateaus of the grid
 tie (20 or more of the 97 values on well-separated features). Among tied strengths the probe takes
@@ -65,7 +67,7 @@ def _torch():
 
 @dataclasses.dataclass
 class ProbeResult:
-    """The outcome of :func:`linear_probe`.
+    """The outcome of [`linear_probe`][etfcore.transfer.linear_probe].
 
     ``grid`` is increasing and ``validation_curve[i]`` is the validation accuracy (of the kind
     named by ``selection``) at ``grid[i]``; ``l2 = grid[l2_index]`` was chosen and refitted on
@@ -149,11 +151,14 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
 
 
 def stratified_split(labels: Any, val_fraction: float, seed: int) -> np.ndarray:
-    """Alias of :func:`etfcore.splits.stratified_validation_mask` (its name before the toolkit):
-    the boolean mask of the probe's stratified, seeded validation split, ``round(val_fraction ·
-    n_k)`` samples of every class ``k``; a class left without a sample on one side raises
-    :class:`~etfcore.errors.LabelError`.
+    """Alias of
+    [`etfcore.splits.stratified_validation_mask`][etfcore.splits.stratified_validation_mask] (its
+    name before the toolkit): the boolean mask of the probe's stratified, seeded validation split,
+    ``round(val_fraction · n_k)`` samples of every class ``k``; a class left without a sample on one
+    side raises [`LabelError`][etfcore.LabelError].
 
+    Examples
+    --------
     >>> m = stratified_split(np.repeat([0, 1], 10), 0.2, seed=0)
     >>> int(m.sum()), int(m[:10].sum())
     (4, 2)
@@ -468,6 +473,8 @@ def linear_probe(
     (or ``max_resident_bytes``), or ``chunk_rows`` is given, features are streamed to the
     device in chunks of ``chunk_rows`` rows (default 65 536) at every evaluation.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> from etfcore import data, transfer
     >>> x, y = data.load_digits()
@@ -564,6 +571,8 @@ def select_strength(curve: Any) -> int:
     accuracy, and among ties the weakest regularisation (the smallest index; see the module
     docstring for why).
 
+    Examples
+    --------
     >>> select_strength([0.5, 0.9, 0.9, 0.9, 0.7])
     1
     """
@@ -589,6 +598,8 @@ def fit_logistic(
     scikit-learn's ``LogisticRegression(C=1/(λN))`` solves the same problem (``K ≥ 3``;
     ``C = 2/(λN)`` for ``K = 2``, where it fits one binary logit).
 
+    Examples
+    --------
     >>> import numpy as np
     >>> x = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
     >>> w, b, _, ok = fit_logistic(x, y, 0.1)

@@ -1,13 +1,14 @@
 r"""Rank agreement between transferability scores and measured transfer, and MLOG.
 
-- :func:`weighted_kendall_tau`: Vigna's weighted τ with the hyperbolic weigher ``1/(r+1)`` and
-  additive pair weights, averaged over the rankings by ``(x, y)`` and by ``(y, x)`` — the
-  convention of ``scipy.stats.weightedtau`` (its default ``rank=True``), the field's standard.
-- :func:`pearson`, :func:`spearman`.
-- :func:`mlog`: mean log-odds gain ``(1/T) Σ_t logit(acc_t) - logit(acc_pretrain)`` (Xu & Liu),
-  accuracies as fractions.
-- :func:`rank_report`: every score of every candidate against the ground truth of one target,
-  always with the baseline of ranking by the candidates' own source accuracy.
+- [`weighted_kendall_tau`][etfcore.transfer.weighted_kendall_tau]: Vigna's weighted τ with the
+  hyperbolic weigher ``1/(r+1)`` and additive pair weights, averaged over the rankings by ``(x, y)``
+  and by ``(y, x)`` — the convention of ``scipy.stats.weightedtau`` (its default ``rank=True``), the
+  field's standard.
+- [`pearson`][etfcore.transfer.pearson], [`spearman`][etfcore.transfer.spearman].
+- [`mlog`][etfcore.transfer.mlog]: mean log-odds gain
+  ``(1/T) Σ_t logit(acc_t) - logit(acc_pretrain)`` (Xu & Liu), accuracies as fractions.
+- [`rank_report`][etfcore.transfer.rank_report]: every score of every candidate against the ground
+  truth of one target, always with the baseline of ranking by the candidates' own source accuracy.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def weighted_kendall_tau(scores: Any, accuracies: Any) -> float:
     ``scipy.stats.weightedtau(scores, accuracies).statistic`` (written here, no scipy needed).
     ``O(M²)`` for ``M`` candidates.
 
+    Examples
+    --------
     >>> round(weighted_kendall_tau([0.1, 0.4, 0.35, 0.8], [0.6, 0.7, 0.75, 0.9]), 6)
     0.733333
     """
@@ -127,6 +130,8 @@ def mlog(target_accuracies: Any, pretrain_accuracy: float) -> float:
     ``MLOG = (1/T) Σ_t logit(acc_t) - logit(acc_pretrain)``, ``logit(p) = log(p/(1-p))``,
     accuracies as fractions in ``(0, 1)``.
 
+    Examples
+    --------
     >>> accs = [.908, .9503, .5885, .6473, .7447, .931, .7545, .7714, .849, .6244]
     >>> round(mlog(accs, 0.754), 3)   # Xu & Liu, App. C, τ = 0.1: 0.3250 (rounded inputs)
     0.325

@@ -1,7 +1,7 @@
-"""The ranking-report options of ``etfcore rank`` (:func:`~etfcore.transfer.rank_models`).
+"""The ranking-report options of ``etfcore rank`` ([`rank_models`][etfcore.transfer.rank_models]).
 
-:func:`add_report_arguments` adds them to the ``rank`` parser; when any of them is given
-(:func:`report_requested`), :func:`run_report` replaces the plain score table by the report.
+`add_report_arguments` adds them to the ``rank`` parser; when any of them is given
+(`report_requested`), `run_report` replaces the plain score table by the report.
 """
 
 from __future__ import annotations

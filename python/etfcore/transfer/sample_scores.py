@@ -2,16 +2,12 @@ r"""Sample-level model-selection scores: they need the samples themselves (pairs
 mixture model fitted to them), so they run on a seeded, stratified subsample whose size the
 result records.
 
-===================  =====================================================================
-score                definition (details in each function and in ``docs/transfer.md``)
-===================  =====================================================================
-``knn_accuracy``     leave-one-out k-NN accuracy (cosine or L2), ``k`` chosen on a split
-``parc``             Spearman (or Pearson) correlation of the feature and label
-                     dissimilarity matrices (Bolya et al. 2021)
-``nleep``            LEEP on the posteriors of a Gaussian mixture fitted to PCA-reduced
-                     features (Li et al. 2021); EM written here in numpy
-``pactran_gauss``    PAC-Bayesian bound of a Gaussian-prior softmax head (Ding et al. 2022)
-===================  =====================================================================
+- ``knn_accuracy``: leave-one-out k-NN accuracy (cosine or L2), ``k`` chosen on a split.
+- ``parc``: Spearman (or Pearson) correlation of the feature and label dissimilarity matrices (Bolya
+  et al. 2021).
+- ``nleep``: LEEP on the posteriors of a Gaussian mixture fitted to PCA-reduced features (Li et al.
+  2021); EM written here in numpy.
+- ``pactran_gauss``: PAC-Bayesian bound of a Gaussian-prior softmax head (Ding et al. 2022).
 """
 
 from __future__ import annotations
@@ -49,7 +45,7 @@ __all__ = [
     "parc",
 ]
 
-#: The default grid of neighbour counts of :func:`knn_accuracy`.
+#: The default grid of neighbour counts of `knn_accuracy`.
 KNN_GRID = (1, 3, 5, 10, 20, 50)
 
 
@@ -123,15 +119,16 @@ def knn_accuracy(
     r"""k-nearest-neighbour accuracy of the features on the target labels.
 
     Steps: (1) a seeded stratified subsample of at most ``max_samples`` rows; (2) a seeded
-    stratified split (:func:`etfcore.splits.stratified_validation_mask`, ``val_fraction`` of
-    every class) into a *selection* part and the *rest*; (3) ``k`` is the grid value with the
-    best accuracy of the selection samples classified by their ``k`` nearest rows of the rest
-    (ties: the smallest ``k``); (4) the score is the leave-one-out accuracy on the rest: every
-    sample classified by the majority label of its ``k`` nearest *other* samples of the rest.
-    ``metric="cosine"`` ranks neighbours by cosine similarity (zero rows are an error),
-    ``"l2"`` by Euclidean distance. Votes are uniform; a tied vote goes to the smallest class,
-    equidistant neighbours to the lower index. Grid values above the neighbours available are
-    dropped (the result records the grid used).
+    stratified split
+    ([`etfcore.splits.stratified_validation_mask`][etfcore.splits.stratified_validation_mask],
+    ``val_fraction`` of every class) into a *selection* part and the *rest*; (3) ``k`` is the grid
+    value with the best accuracy of the selection samples classified by their ``k`` nearest rows of
+    the rest (ties: the smallest ``k``); (4) the score is the leave-one-out accuracy on the rest:
+    every sample classified by the majority label of its ``k`` nearest *other* samples of the rest.
+    ``metric="cosine"`` ranks neighbours by cosine similarity (zero rows are an error), ``"l2"`` by
+    Euclidean distance. Votes are uniform; a tied vote goes to the smallest class, equidistant
+    neighbours to the lower index. Grid values above the neighbours available are dropped (the
+    result records the grid used).
     """
     x, y, classes, _ = prepared(features, labels)
     metric = as_str(metric, "metric").lower()
@@ -350,9 +347,9 @@ def nleep(
     reg_covar: float = 1e-6,
     max_samples: Optional[int] = None,
 ) -> NLEEPResult:
-    r"""NLEEP (Li et al., CVPR 2021): LEEP (:func:`etfcore.transfer.leep`, with its log) of the
-    target labels against the posteriors ``p(c | x_i)`` of a Gaussian mixture fitted to the
-    PCA-reduced features, as if the mixture components were a source head's classes:
+    r"""NLEEP (Li et al., CVPR 2021): LEEP ([`etfcore.transfer.leep`][etfcore.transfer.leep], with
+    its log) of the target labels against the posteriors ``p(c | x_i)`` of a Gaussian mixture fitted
+    to the PCA-reduced features, as if the mixture components were a source head's classes:
     ``(1/N) Σ_i log Σ_c P̂(y_i | c) p(c | x_i)``.
 
     Conventions: PCA keeps the fewest axes reaching ``variance_kept`` of the variance (the

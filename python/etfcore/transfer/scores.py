@@ -5,38 +5,36 @@ training data and the target labels. Conventions: only classes with samples take
 may be any integers); covariances are population (``1/N``) and weighted (``π_k = n_k/N``):
 ``Σ_T = (1/N) Σ (f_i - μ_G)(f_i - μ_G)ᵀ``, ``Σ_B = Σ_k π_k (μ_k - μ_G)(μ_k - μ_G)ᵀ``.
 
-===================  ===============================================  ==========================
-score                definition                                       passes over the samples
-===================  ===============================================  ==========================
-``hscore``           ``tr(Σ_T^† Σ_B)`` (Bao et al. 2019)              one (CollapseStats)
-``regularized_``     ``tr(Σ_LW^{-1} (1-δ) Σ_B)``, Ledoit–Wolf         one (TransferabilityStats)
-``hscore``           ``Σ_LW = (1-δ)Σ_T + δ(tr Σ_T/p) I`` (Ibrahim
-                     et al. 2022)
-``logme``            mean over classes of the maximised evidence of   one (CollapseStats)
-                     Bayesian linear regression of the one-hot
-                     column on ``F`` (You et al. 2021)
-``gbc``              ``-Σ_{k≠l} exp(-D_B(k,l))``, diagonal Gaussians  one (TransferabilityStats)
-                     (Pándy et al. 2022)
-``nce``              ``-H(Y|Z)``, ``Z`` the source head's argmax      one (a ``K_s × K`` joint)
-                     (Tran et al. 2019)
-``leep``             ``(1/N) Σ_i log Σ_z P̂(y_i|z) θ_z(x_i)``         two: the joint, then the
-                     (Nguyen et al. 2020)                             log-likelihood
-``ncti``             Wang et al. 2023, min–max normalised across      two: the statistics, then
-                     candidates                                       the LDA posteriors
-``vci``              ``1 - tr(Σ_T^† Σ_B)/min(p, K-1)``                one (CollapseStats)
-``probe_mse``        least-squares probe loss                         one (CollapseStats)
-``cm_accuracy``      accuracy of ``argmax_k (μ_k - mean_l μ_l)ᵀ f``   two: the means, then the
-                     (centred class means as weights; Seddik &        predictions
-                     Tamaazousti)
-===================  ===============================================  ==========================
+- ``hscore``: $\mathrm{tr}(\Sigma_T^\dagger \Sigma_B)$ (Bao et al. 2019). Passes over the samples:
+  one (CollapseStats).
+- ``regularized_hscore``: $\mathrm{tr}(\Sigma_{LW}^{-1} (1-\delta) \Sigma_B)$, Ledoit–Wolf
+  $\Sigma_{LW} = (1-\delta)\Sigma_T + \delta\,(\mathrm{tr}\,\Sigma_T/p)\, I$ (Ibrahim et al. 2022).
+  Passes over the samples: one (TransferabilityStats).
+- ``logme``: mean over classes of the maximised evidence of Bayesian linear regression of the
+  one-hot column on $F$ (You et al. 2021). Passes over the samples: one (CollapseStats).
+- ``gbc``: $-\sum_{k \ne l} \exp(-D_B(k,l))$, diagonal Gaussians (Pándy et al. 2022). Passes over
+  the samples: one (TransferabilityStats).
+- ``nce``: $-H(Y \mid Z)$, $Z$ the source head's argmax (Tran et al. 2019). Passes over the samples:
+  one (a $K_s \times K$ joint).
+- ``leep``: $\frac1N \sum_i \log \sum_z \hat P(y_i \mid z)\, \theta_z(x_i)$ (Nguyen et al. 2020).
+  Passes over the samples: two: the joint, then the log-likelihood.
+- ``ncti``: Wang et al. 2023, min–max normalised across candidates. Passes over the samples: two:
+  the statistics, then the LDA posteriors.
+- ``vci``: $1 - \mathrm{tr}(\Sigma_T^\dagger \Sigma_B)/\min(p, K-1)$. Passes over the samples: one
+  (CollapseStats).
+- ``probe_mse``: least-squares probe loss. Passes over the samples: one (CollapseStats).
+- ``cm_accuracy``: accuracy of $\arg\max_k (\mu_k - \mathrm{mean}_l\, \mu_l)^\top f$ (centred class
+  means as weights; Seddik & Tamaazousti). Passes over the samples: two: the means, then the
+  predictions.
 
 Higher is better for every score except ``vci`` and ``probe_mse`` (lower is better);
-:func:`score_direction` says which.
+[`score_direction`][etfcore.transfer.score_direction] says which.
 
-This module holds the array-in scores and those of :class:`~etfcore.CollapseStats`; the
-streaming accumulator of the regularised H-score and GBC is :mod:`etfcore.transfer.streaming`,
-LEEP and NCE are :mod:`etfcore.transfer.source_head`, NCTI is :mod:`etfcore.transfer.ncti`
-(all re-exported here and by :mod:`etfcore.transfer`).
+This module holds the array-in scores and those of [`CollapseStats`][etfcore.CollapseStats]; the
+streaming accumulator of the regularised H-score and GBC is
+[`etfcore.transfer.streaming`][etfcore.transfer.streaming], LEEP and NCE are
+[`etfcore.transfer.source_head`][etfcore.transfer.source_head], NCTI is
+[`etfcore.transfer.ncti`][etfcore.transfer.ncti] (all re-exported here and by `etfcore.transfer`).
 """
 
 from __future__ import annotations
@@ -98,6 +96,8 @@ HIGHER_IS_BETTER = {
 def score_direction(name: str) -> int:
     """``+1`` when a larger value of the score predicts better transfer, ``-1`` otherwise.
 
+    Examples
+    --------
     >>> score_direction("logme"), score_direction("vci")
     (1, -1)
     """
@@ -116,11 +116,13 @@ def _xstats(features: Any, labels: Any) -> TransferabilityStats:
 def hscore_from_stats(
     stats: CollapseStats, *, rank: Optional[int] = None, rtol: Optional[float] = None
 ) -> float:
-    """H-score ``tr(Σ_T^† Σ_B)`` of streamed statistics (``Σ_T^†`` under the package's pinv
-    policy: eigenvalues ``> rtol·λ_max``, default ``rtol = p·eps``, or exactly the top ``rank``).
-    It equals ``r·(1 - VCI)`` with VCI's ``r``; the same as :meth:`CollapseStats.hscore
-    <etfcore.CollapseStats.hscore>`.
+    """H-score ``tr(Σ_T^† Σ_B)`` of streamed statistics (``Σ_T^†`` under the package's pinv policy:
+    eigenvalues ``> rtol·λ_max``, default ``rtol = p·eps``, or exactly the top ``rank``). It equals
+    ``r·(1 - VCI)`` with VCI's ``r``; the same as
+    [`CollapseStats.hscore`][etfcore.CollapseStats.hscore].
 
+    Examples
+    --------
     >>> import etfcore as ec
     >>> from etfcore import transfer
     >>> x, y = ec.data.load_digits()
@@ -146,12 +148,11 @@ def logme_from_stats(
     ``N(0, β⁻¹)``, is maximised by the fixed point ``α = γ/‖m‖²``, ``β = (N-γ)/‖y_k - Fm‖²``,
     ``γ = Σ_j βσ_j/(α+βσ_j)`` (``σ_j`` eigenvalues of ``FᵀF``), iterated until the relative change
     of ``α/β`` is ``≤ tol``; the evidence per sample,
-    ``[r/2 log α + N/2 log β - ½Σ log(α+βσ_j) - β/2‖y-Fm‖² - α/2‖m‖² - N/2 log 2π]/N``
-    (``r`` = rank of ``F``: zero eigenvalues contribute ``log α`` to the sum and cancel), is
-    averaged over classes. ``parity=True`` reproduces the reference implementation instead
-    (11 iterations at most, 1e-3 relative stop, ``1e-5`` in the denominators, zero eigenvalues
-    dropped but ``p/2 log α`` kept). The same as :meth:`CollapseStats.logme
-    <etfcore.CollapseStats.logme>`.
+    ``[r/2 log α + N/2 log β - ½Σ log(α+βσ_j) - β/2‖y-Fm‖² - α/2‖m‖² - N/2 log 2π]/N`` (``r`` = rank
+    of ``F``: zero eigenvalues contribute ``log α`` to the sum and cancel), is averaged over
+    classes. ``parity=True`` reproduces the reference implementation instead (11 iterations at most,
+    1e-3 relative stop, ``1e-5`` in the denominators, zero eigenvalues dropped but ``p/2 log α``
+    kept). The same as [`CollapseStats.logme`][etfcore.CollapseStats.logme].
 
     Numerics: ``r`` is at most ``min(N, p)`` and eigenvalues ``≤ rtol·σ_max`` count as zero,
     default ``rtol = p·eps`` of the input precision (float32 input: float32 eps), the same
@@ -159,10 +160,10 @@ def logme_from_stats(
     of ``F``: with features far from the origin (offset/spread ``≈ 10⁴`` the relative error is
     ``≈ 1e-6``; at ``≈ 10⁶`` the value is meaningless) centre or rescale the features first.
 
-    Default mode needs more samples than the rank of ``F``: when ``r ≥ N`` the features fit
-    every one-hot column exactly, the evidence grows without bound as ``β → ∞`` and a
-    :class:`~etfcore.NumericalError` says so; ``parity=True`` (the reference code's 11 damped
-    iterations) still returns its finite value there.
+    Default mode needs more samples than the rank of ``F``: when ``r ≥ N`` the features fit every
+    one-hot column exactly, the evidence grows without bound as ``β → ∞`` and a
+    [`NumericalError`][etfcore.NumericalError] says so; ``parity=True`` (the reference code's 11
+    damped iterations) still returns its finite value there.
     """
     return as_collapse_stats(stats).logme(parity=parity, tol=tol, max_iter=max_iter, rtol=rtol)
 
@@ -184,8 +185,10 @@ def ridge_path(
     ``½(1-Σπ_k²) - ½ Σ_j ‖(VᵀC)_j‖² (2/(σ_j+λ) - σ_j/(σ_j+λ)²)``. At ``λ = 0`` the pseudo-inverse
     policy applies and the loss is ``stats.probe_mse()``. With validation data, also the
     validation accuracy (argmax) and loss at every ``λ`` (columns follow ``classes``). The same
-    as :meth:`CollapseStats.ridge_path <etfcore.CollapseStats.ridge_path>`.
+    as [`CollapseStats.ridge_path`][etfcore.CollapseStats.ridge_path].
 
+    Examples
+    --------
     >>> import numpy as np, etfcore as ec
     >>> from etfcore import transfer
     >>> x, y = ec.data.load_digits()
@@ -204,8 +207,26 @@ def ridge_path(
 
 # --------------------------------------------------------------------------- arrays in, float out
 def hscore(features: Any, labels: Any, **kw) -> float:
-    """H-score ``tr(Σ_T^† Σ_B)`` of in-memory features (see :func:`hscore_from_stats`).
+    r"""H-score $\mathrm{tr}(\Sigma_T^\dagger \Sigma_B)$ of in-memory features (see
+    [`hscore_from_stats`][etfcore.transfer.hscore_from_stats]).
 
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rank`` or ``rtol`` of the pseudo-inverse of $\Sigma_T$, as in
+        [`hscore_from_stats`][etfcore.transfer.hscore_from_stats].
+
+    Returns
+    -------
+    float
+        The H-score (higher predicts better transfer).
+
+    Examples
+    --------
     >>> from etfcore import data, transfer
     >>> x, y = data.load_digits()
     >>> round(transfer.hscore(x, y), 4) == round(transfer.hscore(x * 3 + 1, y), 4)
@@ -215,8 +236,26 @@ def hscore(features: Any, labels: Any, **kw) -> float:
 
 
 def logme(features: Any, labels: Any, **kw) -> float:
-    """LogME of in-memory features (see :func:`logme_from_stats`; ``float`` of its result).
+    """LogME of in-memory features (see [`logme_from_stats`][etfcore.transfer.logme_from_stats];
+    ``float`` of its result).
 
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``parity``, ``tol``, ``max_iter`` or ``rtol``, as in
+        [`logme_from_stats`][etfcore.transfer.logme_from_stats].
+
+    Returns
+    -------
+    float
+        The mean evidence per sample over the classes (higher predicts better transfer).
+
+    Examples
+    --------
     >>> from etfcore import data, transfer
     >>> x, y = data.load_digits()
     >>> -2.0 < transfer.logme(x / 16, y) < 2.0
@@ -226,22 +265,89 @@ def logme(features: Any, labels: Any, **kw) -> float:
 
 
 def regularized_hscore(features: Any, labels: Any, **kw) -> float:
-    """Regularised H-score (see :meth:`TransferabilityStats.regularized_hscore`)."""
+    r"""Regularised H-score $\mathrm{tr}(\Sigma_{LW}^{-1} (1-\delta) \Sigma_B)$ with the
+    Ledoit–Wolf shrinkage $\delta$ (see
+    [`TransferabilityStats.regularized_hscore`][etfcore.transfer.streaming.TransferabilityStats.regularized_hscore]).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rtol``, as in ``TransferabilityStats.regularized_hscore``.
+
+    Returns
+    -------
+    float
+        The regularised H-score (higher predicts better transfer).
+    """
     return _xstats(features, labels).regularized_hscore(**kw)
 
 
 def gbc(features: Any, labels: Any, **kw) -> float:
-    """GBC (see :meth:`TransferabilityStats.gbc`)."""
+    r"""GBC, $-\sum_{k \ne l} \exp(-D_B(k, l))$ with $D_B$ the Bhattacharyya distance of
+    diagonal Gaussians (see
+    [`TransferabilityStats.gbc`][etfcore.transfer.streaming.TransferabilityStats.gbc]).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``var_floor``, as in ``TransferabilityStats.gbc``.
+
+    Returns
+    -------
+    float
+        The GBC score, at most 0 (higher predicts better transfer).
+    """
     return _xstats(features, labels).gbc(**kw)
 
 
 def vci(features: Any, labels: Any, **kw) -> float:
-    """VCI ``1 - tr(Σ_T^† Σ_B)/min(p, K-1)`` (lower predicts better transfer)."""
+    r"""VCI $1 - \mathrm{tr}(\Sigma_T^\dagger \Sigma_B)/\min(p, K-1)$ (lower predicts better
+    transfer).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``weighting``, ``normalizer``, ``rank`` or ``rtol``, as in
+        [`CollapseStats.vci`][etfcore.CollapseStats.vci].
+
+    Returns
+    -------
+    float
+        The VCI, in $[0, 1]$.
+    """
     return float(stats_of(features, labels).vci(**kw))
 
 
 def probe_mse(features: Any, labels: Any, **kw) -> float:
-    """Least-squares probe loss ``min (1/2N)Σ‖Wᵀf_i + b - e_{y_i}‖²`` (lower is better)."""
+    r"""Least-squares probe loss
+    $\min_{W, b} \frac{1}{2N} \sum_i \lVert W^\top f_i + b - e_{y_i} \rVert^2$ (lower is better).
+
+    Parameters
+    ----------
+    features : array_like
+        ``(N, p)`` float32 or float64 features of one backbone on the target's training data.
+    labels : array_like
+        ``(N,)`` integer target labels (any integers; at least two distinct).
+    **kw
+        ``rank`` or ``rtol``, as in [`CollapseStats.probe_mse`][etfcore.CollapseStats.probe_mse].
+
+    Returns
+    -------
+    float
+        The loss in closed form (no training).
+    """
     return float(stats_of(features, labels).probe_mse(**kw))
 
 
@@ -266,6 +372,8 @@ def cm_accuracy(
     ``(features, labels)`` and evaluated on ``(eval_features, eval_labels)`` (default: the same
     samples). Two passes: the means, then the predictions (in chunks).
 
+    Examples
+    --------
     >>> from etfcore import data, transfer
     >>> x, y = data.load_digits()
     >>> transfer.cm_accuracy(x, y) > 0.8

@@ -1,6 +1,6 @@
 """The model-selection scores by name: which direction is better, and every per-model value of one
 feature matrix in one call (for a ranking report). Zoo-level steps (ETran's combination) are not
-here: they need every candidate's components (:func:`~etfcore.transfer.etran_combine`)."""
+here: they need every candidate's components ([`etran_combine`][etfcore.transfer.etran_combine])."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .spectral_scores import lidar, rankme
 
 __all__ = ["SELECTION_HIGHER_IS_BETTER", "selection_scores"]
 
-#: Direction of every name :func:`selection_scores` returns (all higher-is-better: PACTran's
+#: Direction of every name `selection_scores` returns (all higher-is-better: PACTran's
 #: bound is negated in its ``value``).
 SELECTION_HIGHER_IS_BETTER: Dict[str, bool] = {
     name: True
@@ -52,7 +52,7 @@ def selection_scores(
     """Every model-selection score of one feature matrix with default conventions (``names``
     picks some: ``"etran"`` gives its three terms, ``"ped_logme"``/``"ped_gbc"`` the wrapper).
     ``seed`` seeds the sample-level scores. Higher is better for every value
-    (:data:`SELECTION_HIGHER_IS_BETTER`)."""
+    (`SELECTION_HIGHER_IS_BETTER`)."""
     runners = _runners(as_index(seed, "seed"))
     chosen = list(runners) if names is None else list(names)
     unknown = sorted(set(chosen) - set(runners))

@@ -52,9 +52,12 @@ def source_joint(source_probs: Any, labels: Any, *, logits: bool = False):
 
 def leep(source_probs: Any, labels: Any, *, logits: bool = False) -> float:
     r"""LEEP (Nguyen et al. 2020): ``(1/N) Σ_i log Σ_z P̂(y_i|z) θ_z(x_i)`` with
-    ``P̂(y|z) = P̂(y,z)/P̂(z)`` from the empirical joint (:func:`source_joint`). Two passes over
-    the predictions (the joint, then the log-likelihood).
+    ``P̂(y|z) = P̂(y,z)/P̂(z)`` from the empirical joint
+    ([`source_joint`][etfcore.transfer.source_joint]). Two passes over the predictions (the joint,
+    then the log-likelihood).
 
+    Examples
+    --------
     >>> import numpy as np
     >>> from etfcore import transfer
     >>> theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
@@ -72,6 +75,8 @@ def nce(source_probs: Any, labels: Any, *, logits: bool = False) -> float:
     r"""NCE (Tran et al. 2019): ``-H(Y|Z) = Σ_{y,z} P̂(y,z) log P̂(y|z)`` with ``Z`` the source
     head's hard prediction (argmax of ``source_probs``). One pass (a ``K × K_s`` count table).
 
+    Examples
+    --------
     >>> from etfcore import transfer
     >>> transfer.nce([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]], [0, 0, 1, 1])
     0.0

@@ -1,7 +1,7 @@
 r"""Representation-quality scores from spectra of the streamed statistics: RankMe (label-free,
 Garrido et al. 2023) and LiDAR (label-aware, Thilak et al. 2024). Both read only covariances of
-:class:`~etfcore.CollapseStats` (one streaming, mergeable pass, no per-sample work); the array-in
-forms build those statistics first (RankMe also has a direct SVD form for reference).
+[`CollapseStats`][etfcore.CollapseStats] (one streaming, mergeable pass, no per-sample work); the
+array-in forms build those statistics first (RankMe also has a direct SVD form for reference).
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def rankme_from_stats(
 def rankme(
     features: Any, *, centred: bool = False, eps: float = 1e-7, rtol: Optional[float] = None,
 ) -> RankMeResult:
-    """RankMe of an in-memory matrix (no labels), from its singular values directly (the
-    definition of :func:`rankme_from_stats`; the same threshold on ``σ_j²``)."""
+    """RankMe of an in-memory matrix (no labels), from its singular values directly (the definition
+    of [`rankme_from_stats`][etfcore.transfer.rankme_from_stats]; the same threshold on ``σ_j²``).
+    """
     x, pe = finite_matrix(features)
     if centred:
         x = x - x.mean(0)
@@ -141,5 +142,6 @@ def lidar_from_stats(
 
 
 def lidar(features: Any, labels: Any, **kw: Any) -> LiDARResult:
-    """LiDAR of in-memory features and labels (:func:`lidar_from_stats` of their statistics)."""
+    """LiDAR of in-memory features and labels
+    ([`lidar_from_stats`][etfcore.transfer.lidar_from_stats] of their statistics)."""
     return lidar_from_stats(stats_of(features, labels), **kw)

@@ -255,8 +255,20 @@ def ped_from_stats(
         Statistics of the reference features whose per-dimension mean and population standard
         deviation standardise the space (any of `as_collapse_stats`'s inputs); ``None``: the
         target's own.
-    time_step, nsigma, exit_ratio, max_steps, constant, std_floor
-        As in `etfcore.transfer.ped_features`.
+    time_step : float, default 0.1
+        The step $t$ of the descent (as in `etfcore.transfer.ped_features`).
+    nsigma : float, default 0.6
+        Two classes overlap where their means are closer than ``nsigma`` times the sum of their
+        radii.
+    exit_ratio : float, default 0.5
+        A step is kept while its total displacement is more than this fraction of the first
+        step's.
+    max_steps : int, default 6
+        The largest number of steps.
+    constant : float, default 1.0
+        The force constant of the repulsion.
+    std_floor : float, default 1e-3
+        The floor of the per-dimension standard deviations of the standardisation.
 
     Returns
     -------

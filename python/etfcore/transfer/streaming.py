@@ -1,5 +1,5 @@
 """Streaming statistics for the transferability scores that need more than
-:class:`~etfcore.CollapseStats`: the regularised H-score and GBC."""
+[`CollapseStats`][etfcore.CollapseStats]: the regularised H-score and GBC."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from ..stats import CollapseStats, LogMEResult
 
 
 class TransferabilityStats:
-    r"""A :class:`~etfcore.CollapseStats` plus the accumulators the regularised H-score and GBC
-    need, relative to the same shift ``c`` (``a_i = f_i - c``): ``Σ‖a_i‖⁴``, ``Σ‖a_i‖² a_i`` and
+    r"""A [`CollapseStats`][etfcore.CollapseStats] plus the accumulators the regularised H-score and
+    GBC need, relative to the same shift ``c`` (``a_i = f_i - c``): ``Σ‖a_i‖⁴``, ``Σ‖a_i‖² a_i`` and
     the per-class, per-dimension ``Σ_{y_i=k} a_i²`` (``K × p``). One streaming pass, float64,
     mergeable (another's sums are re-expressed to this shift exactly), serialisable.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> from etfcore import data, transfer
     >>> x, y = data.load_digits()
@@ -81,7 +83,7 @@ class TransferabilityStats:
 
     @property
     def collapse_stats(self) -> CollapseStats:
-        """A copy of the inner :class:`~etfcore.CollapseStats` (every collapse metric)."""
+        """A copy of the inner [`CollapseStats`][etfcore.CollapseStats] (every collapse metric)."""
         return CollapseStats._wrap(self._raw.collapse_stats())
 
     @property
@@ -102,7 +104,9 @@ class TransferabilityStats:
         return float(self._raw.regularized_hscore(as_optional_float(rtol, "rtol"))[0])
 
     def ledoit_wolf_shrinkage(self) -> float:
-        """The shrinkage ``δ`` used by :meth:`regularized_hscore`."""
+        """The shrinkage ``δ`` used by
+        [`regularized_hscore`][etfcore.transfer.streaming.TransferabilityStats.regularized_hscore].
+        """
         return float(self._raw.regularized_hscore(None)[1])
 
     def gbc(self, *, var_floor: Optional[float] = None) -> float:
