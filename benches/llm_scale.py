@@ -106,7 +106,8 @@ def main() -> None:
         c_hth += cpu_s() - c
     del HtH
     rows = []  # (step, etfcore s, numpy s, multiply-adds, note)
-    rows.append(("statistics pass", t_pass, t_hth, N * p * p / 2, f"CPU s {c_pass:.1f} vs {c_hth:.1f}"))
+    cpu_note = f"CPU s {c_pass:.1f} vs {c_hth:.1f}"
+    rows.append(("statistics pass", t_pass, t_hth, N * p * p / 2, cpu_note))
     print(f"pass done ({t_pass:.1f} s; bare HᵀH {t_hth:.1f} s); peak {mem_gib()[1]:.2f} GiB")
 
     steps = [
@@ -147,7 +148,8 @@ def main() -> None:
                  "numpy: bare HᵀH + bare M Mᵀ"))
 
     print()
-    print(f"{'step':<22}{'etfcore s':>10}{'numpy s':>9}{'ratio':>7}{'G madds':>9}{'limit s':>9}  note")
+    print(f"{'step':<22}{'etfcore s':>10}{'numpy s':>9}{'ratio':>7}{'G madds':>9}"
+          f"{'limit s':>9}  note")
     for name, ours, theirs, madds, note in rows:
         print(f"{name:<22}{ours:>10.1f}{theirs:>9.1f}{ours / theirs:>7.2f}{madds / 1e9:>9.0f}"
               f"{madds / rate:>9.1f}  {note}")

@@ -8,8 +8,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
 from etfcore.errors import ParameterError  # noqa: E402
-from etfcore.training.datamodule import ClassificationDataModule, EvenBatchSampler  # noqa: E402
-from etfcore.training.datamodule import EpochSeededSampler  # noqa: E402
+from etfcore.training.datamodule import (  # noqa: E402
+    ClassificationDataModule,
+    EpochSeededSampler,
+    EvenBatchSampler,
+)
 
 
 def _epoch_labels(dm, epoch):

@@ -166,7 +166,8 @@ class EvenBatchSampler(Sampler):
     Examples
     --------
     >>> bs = EvenBatchSampler(EpochSeededSampler(range(130), seed=0), batch_size=64)
-    >>> sizes = [len(b) for b in bs]; sizes, len(bs), sorted(i for b in bs for i in b) == list(range(130))
+    >>> sizes = [len(b) for b in bs]
+    >>> sizes, len(bs), sorted(i for b in bs for i in b) == list(range(130))
     ([44, 43, 43], 3, True)
     """
 

@@ -338,9 +338,10 @@ def finetune(
         features) and only evaluates it: with `head="cm"` this is the centred-means
         classifier's accuracy; nothing is written.
     callbacks
-        Passed to [`Trainer`][etfcore.training.trainer.Trainer].
+        Extra Lightning callbacks, passed to [`Trainer`][etfcore.training.trainer.Trainer].
     **trainer_kwargs
-        Passed to [`Trainer`][etfcore.training.trainer.Trainer].
+        Other keyword arguments of [`Trainer`][etfcore.training.trainer.Trainer] (e.g.
+        `limit_train_batches`).
 
     Returns
     -------

@@ -37,8 +37,10 @@ class TorchTransferabilityStats:
 
     Parameters
     ----------
-    num_classes, dim : int
-        ``K`` and ``D``.
+    num_classes : int
+        The number of classes $K$ (labels in `0..K-1`).
+    dim : int
+        The feature dimension $D$.
     device : str or torch.device, optional
         Where the states live (default: the CPU).
 
