@@ -13,7 +13,7 @@ PKG = ROOT / "python" / "etfcore"
 
 # Bottom to top. A module of layer i may import from layers 0..i.
 LAYERS = [
-    {"_core", "errors", "_validation", "_io", "data", "frames"},
+    {"_core", "errors", "_validation", "_io", "_progress", "data", "frames"},
     {"stats", "metrics", "rf", "splits"},
     {"nn"},
     {"transfer"},
