@@ -6,6 +6,7 @@ import pytest
 
 from etfcore import transfer
 from etfcore.errors import (
+    DTypeError,
     IncompatibleStatsError,
     LabelError,
     NonFiniteError,
@@ -156,7 +157,9 @@ def test_two_pass_errors():
 def _torch_run(device):
     torch = pytest.importorskip("torch")
     x, y, theta = mixture(seed=7)
-    tp = transfer.TwoPassScores(5, 12, scores=("etran", "sfda", "ncti", "leep"))
+    from etfcore.training import TorchTwoPassScores
+
+    tp = TorchTwoPassScores(5, 12, scores=("etran", "sfda", "ncti", "leep"))
     t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     for p in range(tp.passes):
         for a in range(0, 900, 256):
@@ -166,6 +169,14 @@ def _torch_run(device):
 
 def test_two_pass_on_torch_cpu_tensors():
     _torch_run("cpu")
+
+
+def test_torch_tensors_need_device_statistics():
+    torch = pytest.importorskip("torch")
+    x, y, _ = mixture(seed=7)
+    tp = transfer.TwoPassScores(5, 12, scores=("sfda",))
+    with pytest.raises(DTypeError, match="TorchTwoPassScores"):
+        tp.feed(0, torch.as_tensor(x), torch.as_tensor(y))
 
 
 @pytest.mark.cuda

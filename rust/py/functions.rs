@@ -194,7 +194,15 @@ fn min_coherence_frame<'py>(
     ))
 }
 
+/// The checksum (FNV-1a, 64-bit) that every serialised state ends with, for statistics
+/// assembled outside the core.
+#[pyfunction]
+fn format_checksum(py: Python<'_>, data: &[u8]) -> u64 {
+    py.detach(|| crate::stats::format::checksum(data))
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(format_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(simplex_etf, m)?)?;
     m.add_function(wrap_pyfunction!(orthogonal_frame, m)?)?;
     m.add_function(wrap_pyfunction!(sphere_codes, m)?)?;

@@ -21,7 +21,7 @@ pub(crate) const FLAG_CLASS_SCATTER: u32 = 2;
 pub(crate) const FLAG_FLOAT32: u32 = 4;
 
 /// FNV-1a-64 of `data`: the checksum every serialised state of the crate ends with.
-pub(crate) fn checksum(data: &[u8]) -> u64 {
+pub fn checksum(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for &b in data {
         h ^= b as u64;

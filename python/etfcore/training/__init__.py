@@ -22,7 +22,7 @@ from .metric import CollapseMetrics
 from .module import ClassifierModule
 from .tracking import TorchCollapseStats
 from .trainer import Trainer, TrainingInterrupted, load_pretrained
-from .transfer_stats import TorchTransferabilityStats
+from .transfer_stats import TorchTransferabilityStats, TorchTwoPassScores
 
 __all__ = [
     "CollapseMetrics",
@@ -30,6 +30,7 @@ __all__ = [
     "ClassifierModule",
     "TorchCollapseStats",
     "TorchTransferabilityStats",
+    "TorchTwoPassScores",
     "Trainer",
     "TrainingInterrupted",
     "TrainConfig",

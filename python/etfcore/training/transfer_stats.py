@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .. import _core
 from .._validation import torch_device
 from ..errors import LabelError, NonFiniteError
 from ..transfer.streaming import TransferabilityStats
@@ -22,14 +23,6 @@ from .metric import CollapseMetrics, check_batch
 
 _MAGIC = b"ETFCXFER"
 _VERSION = 1
-
-
-def _fnv1a64(data: bytes) -> int:
-    """FNV-1a (64-bit) of ``data``, the checksum of the statistics' byte format."""
-    h = 0xCBF29CE484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
 
 
 class TorchTransferabilityStats:
@@ -108,4 +101,45 @@ class TorchTransferabilityStats:
             self.class_sq.reshape(-1).cpu().numpy(),
         ]).astype("<f8")
         body = (_MAGIC + struct.pack("<IQ", _VERSION, len(inner)) + inner + vals.tobytes())
-        return TransferabilityStats.from_bytes(body + struct.pack("<Q", _fnv1a64(body)))
+        checksum = _core.format_checksum(body)
+        return TransferabilityStats.from_bytes(body + struct.pack("<Q", checksum))
+
+
+def _device_collapse_stats(num_classes: int, dim: int, like: Any) -> CollapseMetrics:
+    """Empty collapse statistics (float64 products and states) on the device of `like`."""
+    return CollapseMetrics(num_classes, dim, products="float64").to(like.device)
+
+
+def TorchTwoPassScores(num_classes: int, dim: int, **options: Any):  # noqa: N802
+    """[`TwoPassScores`][etfcore.transfer.TwoPassScores] whose statistics live on the device of
+    the torch tensors it is fed (float64 states and products there; only `O(K·D + D²)` numbers
+    reach the host when a pass closes).
+
+    Parameters
+    ----------
+    num_classes
+        $K$: labels are integers in `0..K-1`.
+    dim
+        $D$, the feature dimension.
+    **options
+        The scores and their options, as for `TwoPassScores`.
+
+    Returns
+    -------
+    TwoPassScores
+        Fed with torch tensors (one device for every chunk).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from etfcore import data, transfer
+    >>> x, y = data.load_digits()
+    >>> tp = TorchTwoPassScores(10, 64, scores=("sfda",))
+    >>> for p in range(tp.passes):
+    ...     _ = tp.feed(p, torch.as_tensor(x), torch.as_tensor(y))
+    >>> abs(tp.result().sfda.value - transfer.sfda(x, y).value) < 1e-9
+    True
+    """
+    from ..transfer.two_pass import TwoPassScores
+
+    return TwoPassScores(num_classes, dim, device_stats=_device_collapse_stats, **options)

@@ -190,12 +190,6 @@ class _Torch:
         return out.index_add_(0, y, rows)
 
     @staticmethod
-    def new_stats(k: int, p: int, like: Any):
-        from ..training.metric import CollapseMetrics
-
-        return CollapseMetrics(k, p, products="float64").to(like.device)
-
-    @staticmethod
     def f64(a, like: Any):
         import torch
 
@@ -353,6 +347,11 @@ class TwoPassScores:
         NCTI's PCA dimension (see `etfcore.transfer.ncti_components`).
     logits : bool
         ``source_probs`` are the source head's logits (a softmax is applied).
+    device_stats : callable, optional
+        `device_stats(K, D, like)` returns a statistics accumulator on the device of the
+        tensor `like` (`update`, `to_core`, `to_bytes`); it is what lets the passes run on torch
+        tensors where they live. [`TorchTwoPassScores`][etfcore.training.TorchTwoPassScores]
+        passes one (float64 states on the device); without it, chunks must be numpy arrays.
 
     Notes
     -----
@@ -391,8 +390,12 @@ class TwoPassScores:
         shrinkage_rule: str = "exact",
         pca_dim: int = 64,
         logits: bool = False,
+        device_stats: Optional[Callable[[int, int, Any], Any]] = None,
     ) -> None:
         self.num_classes = as_count(num_classes, "num_classes")
+        if device_stats is not None and not callable(device_stats):
+            raise ParameterError("device_stats must be callable: (K, D, like) -> statistics")
+        self._device_stats = device_stats
         self.dim = as_count(dim, "dim")
         names = [as_str(s, "score").lower() for s in scores]
         unknown = [s for s in names if s not in TWO_PASS_SCORES]
@@ -440,6 +443,11 @@ class TwoPassScores:
         """Validated ``(x, y, theta)`` of one chunk in float64 on its backend."""
         like = features if features is not None else source_probs
         ops = _Torch if _is_torch(like) else _Numpy
+        if ops is _Torch and self._device_stats is None and self._needs_features:
+            raise DTypeError(
+                "torch tensors need statistics on their device: use "
+                "etfcore.training.TorchTwoPassScores, or pass numpy arrays"
+            )
         self._like = like
         if self._ops is None:
             self._ops = ops
@@ -527,6 +535,12 @@ class TwoPassScores:
             raise ParameterError(f"these scores need {self.passes} passes; got pass {i}")
         return fn[i](features, labels, source_probs)
 
+    def _new_stats(self, like: Any) -> Any:
+        """Empty statistics on the backend of the chunk `like`."""
+        if self._ops is _Torch:
+            return self._device_stats(self.num_classes, self.dim, like)
+        return _Numpy.new_stats(self.num_classes, self.dim, like)
+
     def first_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
         """Adds a chunk to the statistics (and LEEP's joint). All-or-nothing per chunk."""
         if self.stage != 1:
@@ -535,7 +549,7 @@ class TwoPassScores:
         ops = self._ops
         if self._needs_features:
             if self._stats is None:
-                self._stats = ops.new_stats(self.num_classes, self.dim, x)
+                self._stats = self._new_stats(x)
             self._stats.update(x, y)
         if theta is not None:
             j = ops.index_add(self.num_classes, y, theta)
@@ -658,7 +672,7 @@ class TwoPassScores:
             acc["sfda1"] += ops.scalar(ops.exp(ops.take(logp, c)).sum())
             q = ops.exp(ops.take(ops.log_softmax(ops.exp(logp)), c))[:, None]
             if self._mixed is None:
-                self._mixed = ops.new_stats(self.num_classes, self.dim, x)
+                self._mixed = self._new_stats(x)
             self._mixed.update(q * x + (1.0 - q) * others[c], y)
         if "ncti" in self.scores:
             a, b, _, _ = self._const("ncti", c)
