@@ -8,7 +8,7 @@ from typing_extensions import final
 # Every public name of the extension (stubtest compares it with the module's __all__; a new
 # binding adds its name here and its stub below).
 __all__ = [
-    "simplex_etf", "orthogonal_frame", "sphere_codes", "vertex_frame",
+    "format_checksum", "simplex_etf", "orthogonal_frame", "sphere_codes", "vertex_frame",
     "frame_coherence", "min_coherence_frame", "pinv_psd", "numerical_rank", "classifier_predictions",
     "RawCollapseStats", "rf_coefficients", "rf_moments", "rf_has_closed_form", "rf_apply",
     "rf_expected_kernel", "rf_empirical_kernel", "rf_projection", "FORMAT_VERSION", "CHUNK_ROWS",
