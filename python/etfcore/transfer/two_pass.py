@@ -44,6 +44,7 @@ from ..errors import (
     TooFewClassesError,
 )
 from ..stats import CollapseStats
+from ._array_ops import _core, _is_torch, _Numpy, _Torch
 from ._selection_common import eig_threshold
 from .discriminant_scores import ETranComponents, SFDAResult, _power_lambda_max
 from .ncti import NCTIComponents
@@ -52,161 +53,6 @@ __all__ = ["TWO_PASS_SCORES", "TwoPassResult", "TwoPassScores", "two_pass_scores
 
 #: The scores of the two-pass mode, and the passes each needs.
 TWO_PASS_SCORES: Dict[str, int] = {"etran": 2, "sfda": 3, "ncti": 2, "leep": 2}
-
-
-# ----------------------------------------------------------------------- array backends
-def _is_torch(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "torch"
-
-
-class _Numpy:
-    """The array operations the passes need, for numpy (float64 on the host)."""
-
-    @staticmethod
-    def const(a: np.ndarray, like: Any) -> np.ndarray:
-        return a
-
-    @staticmethod
-    def exp(a):
-        return np.exp(a)
-
-    @staticmethod
-    def log(a):
-        return np.log(a)
-
-    @staticmethod
-    def log_softmax(z):
-        z = z - z.max(1, keepdims=True)
-        return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-    @staticmethod
-    def logsumexp(z):
-        m = z.max(1)
-        return m + np.log(np.exp(z - m[:, None]).sum(1))
-
-    @staticmethod
-    def take(z, y):
-        return z[np.arange(z.shape[0]), y]
-
-    @staticmethod
-    def smallest(v, m: int):
-        return v if v.shape[0] <= m else np.partition(v, m - 1)[:m]
-
-    @staticmethod
-    def cat(parts):
-        return np.concatenate(parts)
-
-    @staticmethod
-    def qr_r(a):
-        return np.linalg.qr(a, mode="r")
-
-    @staticmethod
-    def scalar(v) -> float:
-        return float(v)
-
-    @staticmethod
-    def host(a) -> np.ndarray:
-        return np.asarray(a)
-
-    @staticmethod
-    def index_add(target_rows: int, y, rows):
-        out = np.zeros((target_rows, rows.shape[1]))
-        np.add.at(out, y, rows)
-        return out
-
-    @staticmethod
-    def new_stats(k: int, p: int, like: Any):
-        return CollapseStats(k, p)
-
-    @staticmethod
-    def f64(a, like: Any):
-        return np.asarray(a, dtype=np.float64)
-
-    @staticmethod
-    def index(a: np.ndarray, like: Any):
-        return a
-
-
-class _Torch:
-    """The same operations for torch tensors, on their device in float64."""
-
-    @staticmethod
-    def const(a: np.ndarray, like: Any):
-        import torch
-
-        return torch.as_tensor(a, dtype=torch.float64, device=like.device)
-
-    @staticmethod
-    def exp(a):
-        return a.exp()
-
-    @staticmethod
-    def log(a):
-        return a.log()
-
-    @staticmethod
-    def log_softmax(z):
-        return z.log_softmax(1)
-
-    @staticmethod
-    def logsumexp(z):
-        return z.logsumexp(1)
-
-    @staticmethod
-    def take(z, y):
-        return z.gather(1, y[:, None])[:, 0]
-
-    @staticmethod
-    def smallest(v, m: int):
-        import torch
-
-        return v if v.shape[0] <= m else torch.topk(v, m, largest=False).values
-
-    @staticmethod
-    def cat(parts):
-        import torch
-
-        return torch.cat(parts)
-
-    @staticmethod
-    def qr_r(a):
-        import torch
-
-        return torch.linalg.qr(a, mode="r")[1]
-
-    @staticmethod
-    def scalar(v) -> float:
-        return float(v.item())
-
-    @staticmethod
-    def host(a) -> np.ndarray:
-        return a.detach().cpu().numpy()
-
-    @staticmethod
-    def index_add(target_rows: int, y, rows):
-        import torch
-
-        out = torch.zeros(target_rows, rows.shape[1], dtype=torch.float64, device=rows.device)
-        return out.index_add_(0, y, rows)
-
-    @staticmethod
-    def f64(a, like: Any):
-        import torch
-
-        if _is_torch(a):
-            return a.detach().to(device=like.device, dtype=torch.float64)
-        return torch.as_tensor(np.asarray(a, dtype=np.float64), device=like.device)
-
-    @staticmethod
-    def index(a: np.ndarray, like: Any):
-        import torch
-
-        return torch.as_tensor(a, dtype=torch.int64, device=like.device)
-
-
-def _core(stats: Any) -> CollapseStats:
-    """Statistics of either backend as the core's `etfcore.CollapseStats` (a copy)."""
-    return stats.copy() if isinstance(stats, CollapseStats) else stats.to_core()
 
 
 # ----------------------------------------------------------------------- classifiers
@@ -327,22 +173,11 @@ class TwoPassScores:
     scores : sequence of str
         Any of ``"etran"``, ``"sfda"``, ``"ncti"``, ``"leep"``. LEEP needs ``source_probs`` in
         every chunk and reads no features.
-    energy_fraction : float, default 0.005
-        ETran's energy term keeps the lowest $\max(1, \lfloor \text{energy\_fraction} \cdot N
-        \rfloor)$ values, $N$ known from the first pass (see `etfcore.transfer.etran`).
-    lda_mode : {"paper", "public"}, default "paper"
-        ETran's LDA term: the shrunk LDA of SFDA's first stage, or what the public code computes
-        (see `etfcore.transfer.etran`).
-    shrinkage : float, optional
-        ETran's LDA shrinkage; by default $\max(e^{-5 \lambda_{\max}(\Sigma_W)}, 10^{-10})$.
-    rtol : float, optional
-        ETran's SVD term keeps the eigenvalues of $F^\top F$ above ``rtol`` times the largest
-        (default $D \varepsilon$ of the input precision).
-    sfda_shrinkage : float, optional
-        SFDA's shrinkage $s$ (see `etfcore.transfer.sfda`); by default from ``shrinkage_rule``.
-    shrinkage_rule : {"exact", "power3"}, default "exact"
-        How SFDA finds $\lambda_{\max}(\Sigma_W)$: an eigendecomposition, or the reference
-        code's three power iterations.
+    energy_fraction, lda_mode, shrinkage, rtol
+        ETran's options (see `etfcore.transfer.etran`). The energy keeps the lowest
+        ``max(1, ⌊energy_fraction · N⌋)`` values, ``N`` known from the first pass.
+    sfda_shrinkage, shrinkage_rule
+        SFDA's options (see `etfcore.transfer.sfda`).
     pca_dim : int
         NCTI's PCA dimension (see `etfcore.transfer.ncti_components`).
     logits : bool
@@ -865,10 +700,8 @@ def two_pass_scores(
         Called once per pass; returns an iterable of ``(features, labels)`` or
         ``(features, labels, source_probs)`` chunks — the same rows every time (a data loader
         without shuffling, or chunks of a memory-mapped file).
-    num_classes : int
-        $K$, as for `TwoPassScores`: labels are integers in ``0..K-1``.
-    dim : int
-        $D$, the feature dimension.
+    num_classes, dim : int
+        As for `TwoPassScores`.
     **options
         The scores and their options (see `TwoPassScores`).
 
