@@ -334,6 +334,7 @@ fn f32_tiles(c: &Ctx) -> Part {
         .into_par_iter()
         .with_max_len(1)
         .map(|s| {
+            crate::linalg::clear_upper_vector_state();
             let (i_lo, i_hi) = (s * TILE_ROWS, ((s + 1) * TILE_ROWS).min(kp));
             let mut part = Part::default();
             let mut tile = vec![0f64; TILE_ROWS * TILE_COLS];

@@ -70,6 +70,28 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// Clears the upper halves of the vector registers (`vzeroupper`) on a CPU with AVX.
+///
+/// Code compiled for baseline x86-64 (SSE, as this crate's scalar loops and the C library's
+/// `exp`/`log` are) runs several times slower on a thread whose wide registers were left
+/// dirty by AVX code that did not clear them — measured: GBC's pair loop 13× slower on the
+/// threads that had just run a faer eigendecomposition. Scalar-heavy parallel loops call this
+/// at the start of each task.
+#[inline]
+pub fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        unsafe fn zeroupper() {
+            std::arch::x86_64::_mm256_zeroupper();
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present.
+            unsafe { zeroupper() };
+        }
+    }
+}
+
 /// Row-major slice → faer view.
 pub fn mat_ref(data: &[f64], nrows: usize, ncols: usize) -> MatRef<'_, f64> {
     MatRef::from_row_major_slice(data, nrows, ncols)
