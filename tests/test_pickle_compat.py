@@ -61,7 +61,12 @@ def test_previous_release_pickles_of_statistics_load():
     assert (float(old["vci"]), old["vci"].rank, old["vci"].method, old["vci"].normalizer) == (
         float(v), v.rank, v.method, v.normalizer
     )
-    assert old["nc1_split"] == st.nc1_split()
+    # the same fields; values to rounding (the geometry's summation order may change)
+    o, n = old["nc1_split"], st.nc1_split()
+    assert type(o) is type(n) and o.rank == n.rank
+    assert (o.between_span, o.orthogonal) == pytest.approx(
+        (n.between_span, n.orthogonal), rel=1e-12, abs=1e-12 * abs(n.between_span)
+    )
     assert float(old["stats"].nc1()) == pytest.approx(float(st.nc1()), rel=1e-12)
 
 

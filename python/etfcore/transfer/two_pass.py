@@ -173,11 +173,22 @@ class TwoPassScores:
     scores : sequence of str
         Any of ``"etran"``, ``"sfda"``, ``"ncti"``, ``"leep"``. LEEP needs ``source_probs`` in
         every chunk and reads no features.
-    energy_fraction, lda_mode, shrinkage, rtol
-        ETran's options (see `etfcore.transfer.etran`). The energy keeps the lowest
-        ``max(1, ⌊energy_fraction · N⌋)`` values, ``N`` known from the first pass.
-    sfda_shrinkage, shrinkage_rule
-        SFDA's options (see `etfcore.transfer.sfda`).
+    energy_fraction : float, default 0.005
+        ETran's energy term keeps the lowest $\max(1, \lfloor \text{energy\_fraction} \cdot N
+        \rfloor)$ values, $N$ known from the first pass (see `etfcore.transfer.etran`).
+    lda_mode : {"paper", "public"}, default "paper"
+        ETran's LDA term: the shrunk LDA of SFDA's first stage, or what the public code computes
+        (see `etfcore.transfer.etran`).
+    shrinkage : float, optional
+        ETran's LDA shrinkage; by default $\max(e^{-5 \lambda_{\max}(\Sigma_W)}, 10^{-10})$.
+    rtol : float, optional
+        ETran's SVD term keeps the eigenvalues of $F^\top F$ above `rtol` times the largest
+        (default $D \varepsilon$ of the input precision).
+    sfda_shrinkage : float, optional
+        SFDA's shrinkage $s$ (see `etfcore.transfer.sfda`); by default from `shrinkage_rule`.
+    shrinkage_rule : {"exact", "power3"}, default "exact"
+        How SFDA finds $\lambda_{\max}(\Sigma_W)$: an eigendecomposition, or the reference
+        code's three power iterations.
     pca_dim : int
         NCTI's PCA dimension (see `etfcore.transfer.ncti_components`).
     logits : bool
@@ -700,8 +711,10 @@ def two_pass_scores(
         Called once per pass; returns an iterable of ``(features, labels)`` or
         ``(features, labels, source_probs)`` chunks — the same rows every time (a data loader
         without shuffling, or chunks of a memory-mapped file).
-    num_classes, dim : int
-        As for `TwoPassScores`.
+    num_classes : int
+        $K$, as for `TwoPassScores`: labels are integers in `0..K-1`.
+    dim : int
+        $D$, the feature dimension.
     **options
         The scores and their options (see `TwoPassScores`).
 
