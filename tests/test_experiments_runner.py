@@ -3,6 +3,7 @@ training runs, the report, and the CLI."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -214,6 +215,11 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert os.path.isfile(tmp_path / "toy-probe" / "report.md")
     second = run_experiment("toy-probe", opts)  # the cache: nothing recomputed
     assert second.computed_seconds == 0 and second.results == first.results
+    # the seeds' cost survives the cache: recorded when computed, read back with the results
+    recorded = [json.loads(p.read_text())["seconds"]
+                for p in sorted((tmp_path / "toy-probe").glob("*/seed_*.json"))]
+    assert len(recorded) == 2 and first.recorded_seconds == pytest.approx(sum(recorded))
+    assert second.recorded_seconds == pytest.approx(first.computed_seconds, rel=1e-12)
     md = second.markdown()
     assert "toy-probe" in md and "Verdict:" in md and "| ours |" in md
     # the combined report: figures copied beside it, the module's page linked
@@ -230,6 +236,8 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
     assert "| `toy-probe` |" in text and "95% interval" in text and "TOST" in text
     assert "CPU cores" in text and "(form: quick)" in text and "Scale forms" in text
+    took = f"Its seeds took {first.computed_seconds / 60:.1f} min of computing"
+    assert took in text and "every seed read from the cache" in text
     # a new seed computes only that seed; --no-cache recomputes
     third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
     assert third.results[:2] == first.results and third.computed_seconds > 0

@@ -463,6 +463,10 @@ class Report:
         The figure's path, or `None`.
     form
         The scale form run.
+    recorded_seconds
+        Every seed's computing time as recorded when it was computed (in this run or, for a
+        seed read from the cache, in the run that computed it), summed over seeds: what the
+        results cost, whether or not this run recomputed them.
     """
 
     experiment: Experiment
@@ -474,6 +478,7 @@ class Report:
     computed_seconds: float
     figure: Optional[str]
     form: str = ""
+    recorded_seconds: float = 0.0
 
     def text(self) -> str:
         e, o = self.experiment, self.outcome
@@ -492,7 +497,8 @@ class Report:
             lines.append(f"figure: {self.figure}")
         lines.append(
             f"({len(self.seeds)} seeds; {self.seconds:.0f} s wall; seeds not in the cache took "
-            f"{self.computed_seconds:.0f} s, summed over parallel jobs)"
+            f"{self.computed_seconds:.0f} s, summed over parallel jobs; all seeds "
+            f"{self.recorded_seconds:.0f} s as recorded when computed)"
         )
         return "\n".join(lines)
 
@@ -518,7 +524,8 @@ class Report:
         lines += [
             "",
             f"<small>Form {self.form or '?'}; seeds {seeds}; settings "
-            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.seconds:.0f} s.</small>",
+            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.recorded_seconds:.0f} s of "
+            f"computing, summed over seeds as recorded when each was computed.</small>",
             "",
         ]
         return "\n".join(lines)
@@ -587,9 +594,15 @@ def _run_one_seed_in_worker(
     return result, seconds, recorded
 
 
-def _cached_result(path: str) -> Optional[Dict[str, Any]]:
+def _cached_entry(path: str) -> Optional[Tuple[Dict[str, Any], float]]:
+    """A cached seed's results and the seconds it took when it was computed (0 when the
+    entry does not say), or `None` (absent or damaged: it is recomputed)."""
     cached = _cached_json(path)
-    return cached["result"] if isinstance(cached, dict) and "result" in cached else None
+    if not (isinstance(cached, dict) and "result" in cached):
+        return None
+    seconds = cached.get("seconds", 0.0)
+    ok = isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
+    return cached["result"], float(seconds) if ok else 0.0
 
 
 def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
@@ -616,10 +629,12 @@ def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
 
 def _compute_seeds(
     exp: Experiment, options: RunOptions, settings: Dict[str, Any], progress: Any = None
-) -> Tuple[Dict[int, Dict[str, Any]], float]:
+) -> Tuple[Dict[int, Dict[str, Any]], float, float]:
     """Every seed's results (from the cache or computed, in worker processes with
-    ``options.jobs > 1``) and the computing seconds; one ``progress.done`` per seed."""
+    ``options.jobs > 1``), the seconds spent computing here, and every seed's seconds as
+    recorded when it was computed (cached ones included); one ``progress.done`` per seed."""
     results: Dict[int, Dict[str, Any]] = {}
+    recorded = 0.0
     n = len(options.seeds)
 
     def report(seed: int, seconds: float = 0.0, cached: bool = False) -> None:
@@ -629,9 +644,10 @@ def _compute_seeds(
 
     todo = []
     for seed in options.seeds:
-        cached = _cached_result(_seed_path(options, exp, settings, seed)) if options.cache else None
+        cached = _cached_entry(_seed_path(options, exp, settings, seed)) if options.cache else None
         if cached is not None:
-            results[seed] = cached
+            results[seed], seconds = cached
+            recorded += seconds
             report(seed, cached=True)
         else:
             todo.append(seed)
@@ -658,7 +674,7 @@ def _compute_seeds(
                 replay_warnings(recorded, registry)
                 computed += s
                 report(seed, s)
-    return results, computed
+    return results, computed, recorded + computed
 
 
 def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
@@ -713,14 +729,14 @@ def run_experiment(
         raise ParameterError("at least one seed is needed")
     t0 = time.perf_counter()
     settings = _json_clean(exp.settings(options))
-    by_seed, computed = _compute_seeds(exp, options, settings, progress)
+    by_seed, computed, recorded = _compute_seeds(exp, options, settings, progress)
     results = [by_seed[s] for s in options.seeds]
     outcome = exp.summarise(settings, results)
     root = os.path.abspath(options.out_dir)
     figure = _draw(exp, settings, results, os.path.join(root, "figures", f"{exp.name}.png"))
     report = Report(
         exp, settings, tuple(options.seeds), results, outcome, time.perf_counter() - t0,
-        computed, figure, options.form,
+        computed, figure, options.form, recorded,
     )  # fmt: skip
     os.makedirs(os.path.join(root, exp.name), exist_ok=True)
     write_text(
@@ -801,6 +817,26 @@ def machine_description() -> str:
             f"Python {platform.python_version()}{tv}")
 
 
+def made_by(reports: Sequence[Report], command: str, machine: str) -> str:
+    """The report's provenance sentence: command, form(s), machine, the seeds' computing time
+    as recorded when each was computed, and this rendering's wall time."""
+    forms = sorted({r.form for r in reports if r.form})
+    form = f" (form{'s' if len(forms) > 1 else ''}: {', '.join(forms)})" if forms else ""
+    recorded = sum(r.recorded_seconds for r in reports)
+    wall = sum(r.seconds for r in reports)
+    computed = sum(r.computed_seconds for r in reports)
+    this_run = (
+        f"this command took {wall / 60:.1f} min of wall time"
+        + (" (every seed read from the cache)" if computed == 0 and recorded > 0 else "")
+    )
+    return (
+        f"Made by `{command}`{form} on {machine}. Its seeds took {recorded / 60:.1f} min of "
+        f"computing, summed over seeds as each was recorded when computed (with several jobs "
+        f"they ran side by side; a run shared by experiments counts where it was first "
+        f"trained); {this_run}."
+    )
+
+
 def write_report(
     reports: Sequence[Report],
     path: str,
@@ -836,9 +872,7 @@ def write_report(
         "",
         INTRO,
         "",
-        f"Made by `{command}` in {sum(r.seconds for r in reports) / 60:.1f} min of wall time "
-        f"on {machine or machine_description()}"
-        + (f" (form: {reports[0].form})" if reports and reports[0].form else "") + ".",
+        made_by(reports, command, machine or machine_description()),
         "",
         FORMS_TEXT,
         "",
