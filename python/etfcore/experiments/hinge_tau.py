@@ -44,7 +44,7 @@ _SWEEP_LABELS = {
     "normalized": "L2-normalised features, τ⁻ = π",
     "theorem1_normalized": "L2-normalised features, τ⁻ = θ_K − τ⁺",
     "lr0.01": "lr 0.01 (instead of 0.05), τ⁻ = π",
-    "epochs10": "10 epochs (instead of 30), τ⁻ = π",
+    "epochs10": "10 epochs (instead of the recipe's 30 or 60), τ⁻ = π",
 }
 
 
@@ -86,16 +86,16 @@ def tau_grid(quick: bool) -> List[float]:
 class Nc1VersusTau(Experiment):
     """NC1 and numerical rank of the training features as the cone angle τ⁺ grows.
 
-    Protocol: on digits (10 classes, the demo's MLP recipe: 30 epochs, SGD 0.05), hinge CE on a
-    fixed ETF with the projector and `τ⁻ = π` (the paper's recipe) is trained for each τ⁺ in
-    `[0, 17π/36]` (0°, 25°, 45°, 65°, 85° in the quick form), τ⁺ on every class; at the last
-    epoch the training features the frame classifies give NC1 (`tr(Σ_W Σ_B^†)/K`) and the
-    numerical rank (per class `‖H_k‖_*²/‖H_k‖_F²`, averaged). CE with a learnable head and CE
-    on the ETF are shown for reference. Ablations sweep the same τ⁺ with one change each:
-    `τ⁻ = θ_K − τ⁺` (Theorem 1: no gradient at all inside the cones), no projector (the
-    demo's head), L2-normalised features (with either τ⁻), lr 0.01, and 10 epochs. A run that
-    diverges (non-finite or degenerate features) is reported, not raised; ρ is then taken over
-    the τ⁺ values that trained (at least three).
+    Protocol: on digits (10 classes, the demo's MLP recipe: 30 epochs, 60 in the cpu form; SGD
+    0.05), hinge CE on a fixed ETF with the projector and `τ⁻ = π` (the paper's recipe) is trained
+    for each τ⁺ in `[0, 17π/36]` (0°, 25°, 45°, 65°, 85° in the quick form), τ⁺ on every class; at
+    the last epoch the training features the frame classifies give NC1 (`tr(Σ_W Σ_B^†)/K`) and the
+    numerical rank (per class `‖H_k‖_*²/‖H_k‖_F²`, averaged). CE with a learnable head and CE on the
+    ETF are shown for reference. Ablations sweep the same τ⁺ with one change each: `τ⁻ = θ_K − τ⁺`
+    (Theorem 1: no gradient at all inside the cones), no projector (the demo's head), L2-normalised
+    features (with either τ⁻), lr 0.01, and 10 epochs. A run that diverges (non-finite or degenerate
+    features) is reported, not raised; ρ is then taken over the τ⁺ values that trained (at least
+    three).
 
     Class-count sweep (Dec 2026): with `τ⁻ = π` the negative logits keep their gradient inside
     a cone, pulling a feature toward its own class vector with a weight ≈ `(1 − p_y)/(K − 1)`

@@ -393,7 +393,7 @@ class SelectionBenchmark(Experiment):
     """Model-selection benchmark on an offline zoo (see the module docstring for the zoo, the
     targets and the scores).
 
-    Protocol: one seed trains the 14 backbones of the zoo on MNIST-1D digits 0–4, extracts their
+    Protocol: one seed trains the 20 backbones of the zoo on MNIST-1D digits 0–4, extracts their
     features on 5 target tasks, probes each target linearly (the ground truth) and computes every
     transferability score on the target's training features. Per target, each score's weighted
     Kendall τ with the probe accuracy over the zoo; then the mean over targets. The table has one

@@ -112,15 +112,15 @@ class VCITracksTransfer(Experiment):
 
     Effects, fixed before any run: VCI's Pearson with MLOG in family A and in family B
     (`min_effect = 0.5`: the claim is a strong correlation — the paper's are 0.99 and 0.98 —
-    and with four runs per family only |r| > 0.5 is distinguishable from noise at all); and for
+    and with six runs per family only |r| > 0.5 is distinguishable from noise at all); and for
     each older metric the *sign disagreement* `−r_A·r_B` (positive when the correlation flips
     sign between the families, as the paper reports; `min_effect = 0.25`, i.e. both |r| ≈ 0.5).
     A constant metric (undefined Pearson) counts as r = 0.
 
     Changed in Dec 2026: six values per family (the paper's grids, App. C), against four
     before, when MLOG moved less within a family than its spread across seeds; with the new
-    verdict rule an effect whose interval holds both 0 and 0.5 is *inconclusive* — the
-    "undecided" the issue asks for. Not changed, with the reason: a richer source (≥ 20 classes)
+    verdict rule an effect whose interval holds both 0 and 0.5 is *inconclusive*: the data
+    cannot decide. Not changed, with the reason: a richer source (≥ 20 classes)
     — MNIST-1D has ten, and a synthetic 20-class source would leave the zoo and its targets'
     domain; ≥ 2 000 test samples per target — the cpu form's MNIST-1D (n = 20 000) gives about
     2 000 per five-class target, the quick form about 500.
