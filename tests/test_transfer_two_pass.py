@@ -92,6 +92,38 @@ def test_two_pass_absent_classes_and_many_classes():
     check(tp.result(), reference(x, y, theta))
 
 
+def test_two_pass_failed_chunk_changes_nothing():
+    # a chunk refused in the first pass leaves no trace in the statistics: LEEP's column count
+    # is checked before they are updated
+    x, y, theta = mixture(seed=8)
+    tp = transfer.TwoPassScores(5, 12, scores=("etran", "sfda", "ncti", "leep"))
+    tp.first_pass(x[:450], y[:450], theta[:450])
+    with pytest.raises(ShapeError, match="columns"):
+        tp.first_pass(x[450:], y[450:], theta[450:, :6] / theta[450:, :6].sum(1, keepdims=True))
+    tp.first_pass(x[450:], y[450:], theta[450:])
+    for p in (1, 2):
+        tp.feed(p, x, y, theta)
+    check(tp.result(), reference(x, y, theta))
+
+
+def test_two_pass_refused_float32_chunk_keeps_the_float64_cut():
+    # nor in the precision that sets ETran's eigenvalue cut: a float32 chunk refused for a NaN
+    # must not switch the cut to float32's (which would drop the near-null direction)
+    x, y, _ = mixture(seed=9)
+    x[:, 11] = x[:, 10] + 1e-6 * np.random.default_rng(0).normal(size=len(y))
+    tp = transfer.TwoPassScores(5, 12, scores=("etran",))
+    bad = x[:100].astype(np.float32)
+    bad[3, 2] = np.nan
+    with pytest.raises(NonFiniteError):
+        tp.first_pass(bad, y[:100])
+    tp.first_pass(x, y).second_pass(x, y)
+    ref = transfer.etran(x, y)
+    assert tp.result().etran.svd_rank == ref.svd_rank == 12
+    coarse = transfer.TwoPassScores(5, 12, scores=("etran",))
+    coarse.first_pass(x.astype(np.float32), y).second_pass(x, y)
+    assert coarse.result().etran.svd_rank == 11  # the test can tell the two cuts apart
+
+
 def test_two_pass_merged_across_shards_equals_whole():
     x, y, theta = mixture(seed=5)
     halves = [slice(0, 400), slice(400, 900)]

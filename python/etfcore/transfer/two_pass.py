@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._validation import as_count, as_features, as_float, as_index, as_labels, as_str
 from ..errors import (
-    DegenerateInputError,
     DTypeError,
     IncompatibleStatsError,
     LabelError,
@@ -45,78 +43,14 @@ from ..errors import (
 )
 from ..stats import CollapseStats
 from ._array_ops import _core, _is_torch, _Numpy, _Torch
-from ._selection_common import eig_threshold
-from .discriminant_scores import ETranComponents, SFDAResult, _power_lambda_max
+from ._two_pass_scores import Chunk, FirstPass, accumulators
+from .discriminant_scores import ETranComponents, SFDAResult
 from .ncti import NCTIComponents
 
 __all__ = ["TWO_PASS_SCORES", "TwoPassResult", "TwoPassScores", "two_pass_scores"]
 
 #: The scores of the two-pass mode, and the passes each needs.
 TWO_PASS_SCORES: Dict[str, int] = {"etran": 2, "sfda": 3, "ncti": 2, "leep": 2}
-
-
-# ----------------------------------------------------------------------- classifiers
-def _lda(stats: CollapseStats, present: np.ndarray, shrinkage: Optional[float], rule: str):
-    r"""``(coef, bias, means, s)`` of the shrunk LDA of SFDA's first stage from statistics:
-    logits ``f·coef_kᵀ + bias_k`` with ``coef_k = μ_kᵀS⁻¹``, ``bias_k = -½μ_kᵀS⁻¹μ_k + log π_k``,
-    ``S = (1-s)Σ_W + s(tr Σ_W/D)I`` (population, weighted ``Σ_W``)."""
-    counts = stats.class_counts[present].astype(np.float64)
-    pri = counts / counts.sum()
-    means = stats.class_means()[present]
-    sw = stats.within_class_covariance("weighted")
-    if shrinkage is None:
-        lam_max = float(np.linalg.eigvalsh(sw)[-1]) if rule == "exact" else _power_lambda_max(sw)
-        s = max(math.exp(-5.0 * lam_max), 1e-10)
-    else:
-        s = shrinkage
-    d = sw.shape[0]
-    sm = (1.0 - s) * sw
-    sm[np.diag_indices(d)] += s * np.trace(sw) / d
-    lam, vec = np.linalg.eigh(sm)
-    if lam[0] <= 0:
-        raise DegenerateInputError(
-            "the shrunk within-class covariance is singular (all within-class variation is "
-            "zero); the LDA posterior is undefined"
-        )
-    coef = (means @ vec / lam) @ vec.T
-    return coef, -0.5 * np.sum(coef * means, 1) + np.log(pri), means, s
-
-
-def _ncti_model(stats: CollapseStats, present: np.ndarray, pca_dim: int):
-    """NCTI's PCA, shrinkage, LDA and the nuclear norm ``‖Z‖_*`` from statistics (as
-    `etfcore.transfer.ncti_components` computes them from the matrix)."""
-    n = stats.num_samples
-    k = present.size
-    p = stats.dim
-    d = min(pca_dim, p, n)
-    mean = stats.global_mean()
-    st_pop = stats.total_covariance()
-    lam, vec = np.linalg.eigh(st_pop * (n / (n - 1)))
-    lam, vec = lam[::-1][:d], vec[:, ::-1][:, :d]
-    s = max(float(np.exp(-lam[:32].sum())), 1e-10)
-    counts = stats.class_counts[present].astype(np.float64)
-    pri = counts / n
-    mu = (stats.class_means()[present] - mean) @ vec
-    sw = vec.T @ stats.within_class_covariance("weighted") @ vec
-    st = vec.T @ st_pop @ vec
-
-    def shrink(a):
-        return (1 - s) * a + s * np.trace(a) / d * np.eye(d)
-
-    sw_s, st_s = shrink(sw), shrink(st)
-    wl, wv = np.linalg.eigh(sw_s)
-    if wl.min() <= 0:
-        raise ParameterError("the shrunk within-class covariance is singular; NCTI is undefined")
-    isq = wv / np.sqrt(wl)
-    _, gv = np.linalg.eigh(isq.T @ (st_s - sw_s) @ isq)
-    scal = isq @ gv[:, ::-1][:, : min(k - 1, d)]
-    zz = n * (scal.T @ st @ scal)  # ZᵀZ of the centred projection
-    seli = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (zz + zz.T)), 0.0, None))))
-    coef = mu @ np.linalg.inv(sw_s)
-    bias = -0.5 * np.sum(coef * mu, axis=1) + np.log(pri)
-    # logits of a raw feature h: ((h - mean) @ vec) @ coef.T + bias = h @ a + b
-    a = vec @ coef.T
-    return a, bias - mean @ a, seli, s
 
 
 # ----------------------------------------------------------------------------- result
@@ -274,15 +208,14 @@ class TwoPassScores:
         self.stage = 1
         self._ops: Any = None  # backend of the chunks (fixed by the first one)
         self._needs_features = any(s != "leep" for s in self.scores)
-        self._stats: Any = None  # pass 1 (and SFDA's mixed statistics in pass 2)
-        self._mixed: Any = None
-        self._joint: Any = None
+        self._stats: Any = None  # the first pass's statistics (core ones once it is closed)
+        self._joint: Any = None  # LEEP's soft joint, summed
         self._rows = [0, 0, 0]
-        self._acc: Dict[str, Any] = {}
-        self._fixed: Dict[str, Any] = {}
+        self._first: Optional[FirstPass] = None  # what the first pass fixed
+        self._scores: Dict[str, Any] = {}  # one accumulator per score, from the second pass on
+        self._codes: Dict[str, Any] = {}  # class indices among the present ones, per device
         self._key = ""
         self._coarse = False  # a chunk coarser than float64 (sets ETran's default cut)
-        self._like: Any = None
 
     # ------------------------------------------------------------------- chunk input
     def _chunk(self, features: Any, labels: Any, source_probs: Any):
@@ -294,12 +227,10 @@ class TwoPassScores:
                 "torch tensors need statistics on their device: use "
                 "etfcore.training.TorchTwoPassScores, or pass numpy arrays"
             )
-        self._like = like
-        if self._ops is None:
-            self._ops = ops
-        elif ops is not self._ops:
+        if self._ops is not None and ops is not self._ops:
             raise DTypeError("mix of numpy arrays and torch tensors across chunks; use one kind")
         x = theta = None
+        coarse = False
         if ops is _Torch:
             import torch
 
@@ -321,13 +252,13 @@ class TwoPassScores:
             if ops is _Torch:
                 if features.ndim != 2 or not features.is_floating_point():
                     raise DTypeError("features must be a 2-D floating-point tensor")
-                self._coarse |= features.dtype != __import__("torch").float64
+                coarse = features.dtype != __import__("torch").float64
                 x = ops.f64(features, features)
                 if not bool(x.isfinite().all()):
                     raise NonFiniteError("features contain a non-finite value (NaN or Inf)")
             else:
                 h = as_features(features)
-                self._coarse |= h.dtype != np.float64
+                coarse = h.dtype != np.float64
                 x = np.asarray(h, dtype=np.float64)
                 if not np.all(np.isfinite(x)):
                     raise NonFiniteError("features contain a non-finite value (NaN or Inf)")
@@ -336,14 +267,15 @@ class TwoPassScores:
             if x.shape[0] != y.shape[0]:
                 raise ShapeError(f"{x.shape[0]} feature rows but {y.shape[0]} labels")
         if "leep" in self.scores:
-            theta = self._source(source_probs, y.shape[0])
+            theta = self._source(source_probs, y.shape[0], ops, like)
+        self._ops = ops  # the chunk is valid: its kind is the state's from now on
+        self._coarse |= coarse
         return x, y, theta
 
-    def _source(self, source_probs: Any, n: int):
+    def _source(self, source_probs: Any, n: int, ops: Any, like: Any):
         if source_probs is None:
             raise ParameterError("LEEP needs source_probs (the source head's outputs) per chunk")
-        ops = self._ops
-        t = ops.f64(source_probs, self._like)
+        t = ops.f64(source_probs, like)
         if t.ndim != 2 or t.shape[0] != n:
             raise ShapeError(f"source_probs must be {n} × K_s, got {tuple(t.shape)}")
         if ops is _Torch:
@@ -361,11 +293,13 @@ class TwoPassScores:
 
     def _code(self, y):
         """Labels as indices among the first pass's present classes."""
-        cache = self._fixed.setdefault("_dev", {})
-        key = ("code", str(getattr(y, "device", "cpu")))
-        if key not in cache:
-            cache[key] = self._ops.index(self._fixed["code"], y)
-        c = cache[key][y]
+        assert self._first is not None
+        dev = str(getattr(y, "device", "cpu"))
+        if dev not in self._codes:
+            code = np.full(self.num_classes, -1, dtype=np.int64)
+            code[self._first.present] = np.arange(self._first.present.size)
+            self._codes[dev] = self._ops.index(code, y)
+        c = self._codes[dev][y]
         if c.shape[0] and self._ops.scalar(c.min()) < 0:
             raise LabelError("a label of this pass had no sample in the first pass")
         return c
@@ -393,15 +327,17 @@ class TwoPassScores:
             raise ParameterError("the first pass is closed; start a new TwoPassScores")
         x, y, theta = self._chunk(features, labels, source_probs)
         ops = self._ops
-        if self._needs_features:
-            if self._stats is None:
-                self._stats = self._new_stats(x)
-            self._stats.update(x, y)
+        j = None
         if theta is not None:
             j = ops.index_add(self.num_classes, y, theta)
             if self._joint is not None and self._joint.shape != j.shape:
                 raise ShapeError(f"source_probs have {j.shape[1]} columns, earlier chunks "
                                  f"{self._joint.shape[1]}")
+        if self._needs_features:  # all-or-nothing: the one step that validates goes first
+            stats = self._new_stats(x) if self._stats is None else self._stats
+            stats.update(x, y)
+            self._stats = stats
+        if j is not None:
             self._joint = j if self._joint is None else self._joint + j
         self._rows[0] += int(y.shape[0])
         return self
@@ -428,124 +364,48 @@ class TwoPassScores:
         n = self._rows[0]
         if n == 0:
             raise ParameterError("the first pass saw no rows")
-        o, ops = self._opt, self._ops
-        fx: Dict[str, Any] = {}
+        ops = self._ops
+        stats = None
         if self._needs_features:
-            st = _core(self._stats)
-            self._stats = st
-            present = st.present_classes()
+            stats = _core(self._stats)
+            present = stats.present_classes()
         else:
             present = np.flatnonzero(ops.host(self._joint).sum(1) > 0)
         if present.size < 2:
             raise TooFewClassesError(
                 f"at least 2 classes with samples are needed, but only {present.size} present")
-        code = np.full(self.num_classes, -1, dtype=np.int64)
-        code[present] = np.arange(present.size)
-        fx["present"] = present
-        fx["code"] = code
-        if "etran" in self.scores:
-            m = max(1, int(math.floor(o["energy_fraction"] * n + 1e-9)))
-            fx["energy_m"] = m
-            if o["lda_mode"] == "paper":
-                coef, bias, _, s = _lda(st, present, o["shrinkage"], "exact")
-            else:
-                means = st.class_means()[present]
-                pri = st.class_counts[present] / n
-                coef, bias, s = means, -0.5 * np.sum(means * means, 1) + np.log(pri), math.nan
-            fx["etran_lda"] = (coef, bias, s)
-        if "sfda" in self.scores:
-            coef, bias, means, s = _lda(st, present, o["sfda_shrinkage"], o["shrinkage_rule"])
-            others = (means.sum(0)[None, :] - means) / (present.size - 1)
-            fx["sfda1"] = (coef, bias, others, s)
-        if "ncti" in self.scores:
-            fx["ncti"] = _ncti_model(st, present, o["pca_dim"])
-        if "leep" in self.scores:
-            joint = ops.host(self._joint) / n
-            pz = joint.sum(0)
-            fx["leep_cond"] = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)
-        self._fixed = fx
+        first = FirstPass(stats, self._joint, present, n, self._coarse, ops)
+        scores = accumulators(self.scores, first, self._opt, self._new_stats)
         h = hashlib.sha256(repr(sorted(self._opt.items())).encode())
-        if self._needs_features:
-            h.update(self._stats.to_bytes())
+        if stats is not None:
+            h.update(stats.to_bytes())
         if self._joint is not None:
             h.update(np.ascontiguousarray(ops.host(self._joint)).tobytes())
-        self._key = h.hexdigest()
-        self._acc = {"etran_lda": 0.0, "etran_energy": None, "sfda1": 0.0, "sfda2": 0.0,
-                     "ncc": 0.0, "ncti_r": {}, "ncti_buf": {}, "leep": 0.0}
+        self._stats, self._first, self._scores, self._key = stats, first, scores, h.hexdigest()
 
     def _close_second(self) -> None:
-        mixed = _core(self._mixed)
-        _, _, others, s = self._fixed["sfda1"]
-        coef, bias, _, _ = _lda(mixed, self._fixed["present"], s, "exact")
-        self._fixed["sfda2"] = (coef, bias, others, s)
-        self._mixed = mixed
-        self._key = hashlib.sha256(self._key.encode() + mixed.to_bytes()).hexdigest()
+        assert self._first is not None
+        mixed = self._scores["sfda"].close_second(self._first.present)
+        self._key = hashlib.sha256(self._key.encode() + mixed).hexdigest()
 
-    def _const(self, name: str, like: Any):
-        """A fixed quantity on the chunks' backend and device (converted once)."""
-        cache = self._fixed.setdefault("_dev", {})
-        dev = str(getattr(like, "device", "cpu"))
-        key = (name, dev)
-        if key not in cache:
-            v = self._fixed[name]
-
-            def conv(a):
-                return self._ops.const(a, like) if isinstance(a, np.ndarray) else a
-
-            cache[key] = tuple(conv(a) for a in v) if isinstance(v, tuple) else conv(v)
-        return cache[key]
+    def _later_chunk(self, features: Any, labels: Any, source_probs: Any) -> Chunk:
+        x, y, theta = self._chunk(features, labels, source_probs)
+        return Chunk(x, y, self._code(y), theta)
 
     def second_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
-        """Adds a chunk of the second pass: the posteriors under the classifiers of pass 1."""
+        """Adds a chunk of the second pass: the posteriors under the classifiers of pass 1.
+        All-or-nothing per chunk: every score's part is computed before any is added."""
         if self.stage == 1:
             self.close_pass()
         if self.stage != 2:
             raise ParameterError("the second pass is closed")
-        x, y, theta = self._chunk(features, labels, source_probs)
-        ops, acc = self._ops, self._acc
-        c = self._code(y)
-        if "etran" in self.scores:
-            coef, bias, _ = self._const("etran_lda", c)
-            acc["etran_lda"] += ops.scalar(ops.exp(ops.take(ops.log_softmax(x @ coef.T + bias),
-                                                            c)).sum())
-            m = self._fixed["energy_m"]
-            low = ops.smallest(ops.logsumexp(x), m)
-            prev = acc["etran_energy"]
-            acc["etran_energy"] = low if prev is None else ops.smallest(ops.cat([prev, low]), m)
-        if "sfda" in self.scores:
-            coef, bias, others, _ = self._const("sfda1", c)
-            logp = ops.log_softmax(x @ coef.T + bias)
-            acc["sfda1"] += ops.scalar(ops.exp(ops.take(logp, c)).sum())
-            q = ops.exp(ops.take(ops.log_softmax(ops.exp(logp)), c))[:, None]
-            if self._mixed is None:
-                self._mixed = self._new_stats(x)
-            self._mixed.update(q * x + (1.0 - q) * others[c], y)
-        if "ncti" in self.scores:
-            a, b, _, _ = self._const("ncti", c)
-            logp = ops.log_softmax(x @ a + b)
-            acc["ncc"] += ops.scalar(ops.exp(ops.take(logp, c)).sum())
-            self._ncti_rows(ops.exp(logp), c)
-        if theta is not None:
-            cond = self._const("leep_cond", theta)
-            acc["leep"] += ops.scalar(ops.log((theta * cond[y]).sum(1)).sum())
-        self._rows[1] += int(y.shape[0])
+        chunk = self._later_chunk(features, labels, source_probs)
+        parts = [(acc, acc.measure(chunk)) for acc in self._scores.values()]
+        # the one addition that validates (SFDA's statistics update) goes first
+        for acc, part in sorted(parts, key=lambda ap: ap[0].name != "sfda"):
+            acc.add(part)
+        self._rows[1] += int(chunk.y.shape[0])
         return self
-
-    def _ncti_rows(self, post, c) -> None:
-        """Stacks each class's posterior rows; re-factors (QR) a class's rows once they outnumber
-        ``K``, so at most ``2K × K`` numbers per class are held."""
-        ops, acc = self._ops, self._acc
-        k = post.shape[1]
-        ch = ops.host(c)
-        order = np.argsort(ch, kind="stable")
-        cls, starts = np.unique(ch[order], return_index=True)
-        ends = np.r_[starts[1:], ch.size]
-        ps = post[ops.index(order, post)]
-        for cl, a, b in zip(cls.tolist(), starts.tolist(), ends.tolist()):
-            buf = acc["ncti_buf"].setdefault(cl, [])
-            buf.append(ps[a:b])
-            if sum(int(r.shape[0]) for r in buf) > k:
-                acc["ncti_buf"][cl] = [ops.qr_r(ops.cat(buf))]
 
     def third_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
         """Adds a chunk of SFDA's third pass: the true-class posteriors of the mixed features
@@ -554,17 +414,10 @@ class TwoPassScores:
             raise ParameterError("only SFDA needs a third pass")
         if self.stage == 2:
             self.close_pass()
-        x, y, _ = self._chunk(features, labels, source_probs)
-        ops = self._ops
-        c = self._code(y)
-        coef1, bias1, others, _ = self._const("sfda1", c)
-        coef2, bias2, _, _ = self._const("sfda2", c)
-        logp = ops.log_softmax(x @ coef1.T + bias1)
-        q = ops.exp(ops.take(ops.log_softmax(ops.exp(logp)), c))[:, None]
-        mixed = q * x + (1.0 - q) * others[c]
-        logp2 = ops.log_softmax(mixed @ coef2.T + bias2)
-        self._acc["sfda2"] += ops.scalar(ops.exp(ops.take(logp2, c)).sum())
-        self._rows[2] += int(y.shape[0])
+        chunk = self._later_chunk(features, labels, source_probs)
+        sfda = self._scores["sfda"]
+        sfda.add_third(sfda.measure_third(chunk))
+        self._rows[2] += int(chunk.y.shape[0])
         return self
 
     # -------------------------------------------------------------------- merge, result
@@ -574,17 +427,13 @@ class TwoPassScores:
 
         other = TwoPassScores.__new__(TwoPassScores)
         other.__dict__.update(self.__dict__)
-        other._stats = None if self._stats is None else (
-            self._stats.copy() if isinstance(self._stats, CollapseStats)
-            else _copy.deepcopy(self._stats))
-        other._mixed = None if self._mixed is None else (
-            self._mixed.copy() if isinstance(self._mixed, CollapseStats)
-            else _copy.deepcopy(self._mixed))
+        if self._stats is not None:
+            other._stats = self._stats.copy() if isinstance(self._stats, CollapseStats) \
+                else _copy.deepcopy(self._stats)
         other._joint = None if self._joint is None else self._joint * 1.0
         other._rows = list(self._rows)
-        other._acc = {k: (dict((c, list(v)) for c, v in a.items()) if isinstance(a, dict)
-                          else a) for k, a in self._acc.items()}
-        other._fixed = dict(self._fixed)
+        other._scores = {name: acc.copy() for name, acc in self._scores.items()}
+        other._codes = dict(self._codes)
         return other
 
     def merge(self, other: TwoPassScores) -> TwoPassScores:
@@ -604,45 +453,33 @@ class TwoPassScores:
         if other.stage != self.stage:
             raise IncompatibleStatsError(f"the states are in different passes ({self.stage} and "
                                          f"{other.stage})")
-        if self._ops is None:
-            self._ops = other._ops
-        elif other._ops is not None and other._ops is not self._ops:
+        if self._ops is not None and other._ops is not None and other._ops is not self._ops:
             raise IncompatibleStatsError("one state holds numpy arrays, the other torch tensors")
         if self.stage == 1:
-            if other._stats is not None:
-                mine = _core(self._stats) if self._stats is not None else None
-                self._stats = _core(other._stats) if mine is None else mine.merge(
-                    _core(other._stats))
-            if other._joint is not None:
-                oj = other._joint
-                if self._joint is not None and self._joint.shape != oj.shape:
-                    raise IncompatibleStatsError("the LEEP joints have different source classes")
-                self._joint = oj * 1.0 if self._joint is None else self._joint + oj
-            self._rows[0] += other._rows[0]
-            self._coarse |= other._coarse
+            self._merge_first(other)
             return self
         if other._key != self._key:
             raise IncompatibleStatsError(
                 "the states were built from different first-pass statistics (copy one state "
                 "after close_pass() for every shard)")
-        st = self.stage - 1
-        self._rows[st] += other._rows[st]
-        a, b = self._acc, other._acc
-        if self.stage == 3:
-            a["sfda2"] += b["sfda2"]
-            return self
-        for k in ("etran_lda", "sfda1", "ncc", "leep"):
-            a[k] += b[k]
-        if b["etran_energy"] is not None:
-            m = self._fixed["energy_m"]
-            a["etran_energy"] = b["etran_energy"] if a["etran_energy"] is None else \
-                self._ops.smallest(self._ops.cat([a["etran_energy"], b["etran_energy"]]), m)
-        for cl, rows in b["ncti_buf"].items():
-            a["ncti_buf"].setdefault(cl, []).extend(rows)
-        if other._mixed is not None:
-            mine = _core(self._mixed) if self._mixed is not None else None
-            self._mixed = _core(other._mixed) if mine is None else mine.merge(_core(other._mixed))
+        for name, acc in self._scores.items():
+            if acc.passes >= self.stage:  # a score whose passes are over has nothing to add
+                acc.merge(other._scores[name], self.stage)
+        self._rows[self.stage - 1] += other._rows[self.stage - 1]
         return self
+
+    def _merge_first(self, other: TwoPassScores) -> None:
+        oj = other._joint
+        if oj is not None and self._joint is not None and self._joint.shape != oj.shape:
+            raise IncompatibleStatsError("the LEEP joints have different source classes")
+        if other._stats is not None:  # the only step that can fail otherwise: done first
+            self._stats = _core(other._stats) if self._stats is None else \
+                _core(self._stats).merge(_core(other._stats))
+        if oj is not None:
+            self._joint = oj * 1.0 if self._joint is None else self._joint + oj
+        self._ops = self._ops or other._ops
+        self._rows[0] += other._rows[0]
+        self._coarse |= other._coarse
 
     def result(self) -> TwoPassResult:
         """The scores, once every pass has seen every row (the counts of rows per pass must
@@ -651,50 +488,11 @@ class TwoPassScores:
             raise ParameterError(
                 f"the passes are incomplete: rows seen per pass {self._rows[:self.passes]}, "
                 f"{self.passes} passes needed")
-        n = self._rows[0]
-        o, a, ops = self._opt, self._acc, self._ops
-        etran = sfda = ncti = leep = None
-        if "etran" in self.scores:
-            low = ops.host(a["etran_energy"])
-            coef, bias, s = self._fixed["etran_lda"]
-            svd, rank = self._etran_svd()
-            etran = ETranComponents(float(np.mean(np.sort(low))), a["etran_lda"] / n, svd,
-                                    o["energy_fraction"], self._fixed["energy_m"], o["lda_mode"],
-                                    s, rank)
-        if "sfda" in self.scores:
-            s = self._fixed["sfda1"][3]
-            val = a["sfda2"] / n
-            rule = o["shrinkage_rule"] if o["sfda_shrinkage"] is None else "given"
-            sfda = SFDAResult(val, a["sfda1"] / n, s, rule, val > 1 - 1e-6)
-        if "ncti" in self.scores:
-            nuc = 0.0
-            for rows in a["ncti_buf"].values():
-                r = ops.host(ops.cat(rows)) if len(rows) > 1 else ops.host(rows[0])
-                nuc += float(np.linalg.svd(r, compute_uv=False).sum())
-            _, _, seli, s = self._fixed["ncti"]
-            ncti = NCTIComponents(seli, a["ncc"] / n, float(np.log(nuc)), s)
-        if "leep" in self.scores:
-            leep = a["leep"] / n
-        return TwoPassResult(etran, sfda, ncti, leep, n, self.passes)
-
-    def _etran_svd(self) -> Tuple[float, int]:
-        r"""ETran's SVD term from the statistics: ``‖FW - Y‖² = N - Σ_k S_kᵀ(FᵀF)^†S_k`` with
-        ``S_k`` the uncentred class sums and the cut of `etfcore.transfer.etran`."""
-        st: CollapseStats = self._stats
-        present = self._fixed["present"]
-        n = st.num_samples
-        c = st.shift
-        s_all = st.class_sums
-        tot = s_all.sum(0)
-        gram = st.scatter + np.outer(c, tot) + np.outer(tot, c) + n * np.outer(c, c)
-        sums = s_all[present] + st.class_counts[present, None] * c
-        lam, vec = np.linalg.eigh(0.5 * (gram + gram.T))
-        coarse = self._coarse or st.precision == "float32"
-        eps = float(np.finfo(np.float32 if coarse else np.float64).eps)
-        keep = lam > eig_threshold(lam, eps, self._opt["rtol"])
-        proj = sums @ vec[:, keep]
-        fit = float(np.sum(proj * proj / lam[keep]))
-        return -(n - fit) / (n * present.size), int(keep.sum())
+        first = self._first
+        assert first is not None
+        out = {name: acc.result(first) for name, acc in self._scores.items()}
+        return TwoPassResult(out.get("etran"), out.get("sfda"), out.get("ncti"), out.get("leep"),
+                             first.num_samples, self.passes)
 
 
 def two_pass_scores(
