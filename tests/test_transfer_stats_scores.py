@@ -77,6 +77,24 @@ def test_ped_from_stats_errors():
     with pytest.raises(ShapeError, match="dimension"):
         transfer.ped_from_stats(streamed(x, y, 5),
                                 reference=ec.CollapseStats(2, 3).update(x[:, :3], y % 2))
+    with pytest.raises(ParameterError, match="var_floor"):
+        transfer.ped_from_stats(streamed(x, y, 5), score="gbc", var_floor=-1.0)
+
+
+def test_gbc_from_moments_in_the_core_refuses_bad_moments():
+    # PED-GBC's moved moments go through the core's GBC; its checks name the problem
+    from etfcore import _core
+    from etfcore.errors import NonFiniteError
+
+    m, v = np.zeros((3, 4)), np.ones((3, 4))
+    with pytest.raises(ShapeError, match="one shape"):
+        _core.transfer_gbc_from_moments(m, np.ones((3, 5)))
+    v[2, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="row 2, column 1"):
+        _core.transfer_gbc_from_moments(m, v)
+    v[2, 1] = -1.0
+    with pytest.raises(ParameterError, match=">= 0"):
+        _core.transfer_gbc_from_moments(m, v)
 
 
 @pytest.mark.parametrize("merged", [False, True])

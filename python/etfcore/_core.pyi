@@ -15,7 +15,8 @@ __all__ = [
     "EtfcoreError", "ShapeError", "DTypeError", "NonFiniteError", "LabelError",
     "TooFewClassesError", "DimensionError", "IncompatibleStatsError", "CorruptDataError",
     "ParameterError", "DegenerateInputError", "NumericalError",
-    "transfer_hscore", "transfer_logme", "transfer_ridge_path", "RawTransferabilityStats",
+    "transfer_hscore", "transfer_logme", "transfer_ridge_path", "transfer_gbc_from_moments",
+    "RawTransferabilityStats",
     "XFER_FORMAT_VERSION",
 ]
 
@@ -159,6 +160,11 @@ def transfer_ridge_path(
     int,
     npt.NDArray[np.float64],
 ]: ...
+def transfer_gbc_from_moments(
+    means: npt.NDArray[np.float64],
+    variances: npt.NDArray[np.float64],
+    var_floor: Optional[float] = None,
+) -> float: ...
 
 @final
 class RawTransferabilityStats:

@@ -7,7 +7,7 @@ use super::stats::PyCollapseStats;
 use crate::linalg::to_ndarray;
 use crate::transfer::{self as xfer, TransferabilityStats};
 use ndarray::Array1;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::RwLock;
@@ -202,10 +202,24 @@ impl PyTransferabilityStats {
     }
 }
 
+/// GBC from per-class moments (`classes × p` means and population variances).
+#[pyfunction]
+#[pyo3(signature = (means, variances, var_floor=None))]
+fn transfer_gbc_from_moments(
+    py: Python<'_>,
+    means: PyReadonlyArray2<'_, f64>,
+    variances: PyReadonlyArray2<'_, f64>,
+    var_floor: Option<f64>,
+) -> PyResult<f64> {
+    let (m, v) = (means.as_array(), variances.as_array());
+    detach(py, || xfer::gbc_from_moments(m, v, var_floor))
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(transfer_hscore, m)?)?;
     m.add_function(wrap_pyfunction!(transfer_logme, m)?)?;
     m.add_function(wrap_pyfunction!(transfer_ridge_path, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer_gbc_from_moments, m)?)?;
     m.add_class::<PyTransferabilityStats>()?;
     m.add("XFER_FORMAT_VERSION", xfer::XFER_FORMAT_VERSION)?;
     Ok(())

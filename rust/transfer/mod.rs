@@ -16,7 +16,7 @@ pub mod streaming;
 pub use hscore::hscore;
 pub use logme::{logme, LogMe};
 pub use ridge::RidgePath;
-pub use streaming::{TransferabilityStats, XFER_FORMAT_VERSION};
+pub use streaming::{gbc_from_moments, TransferabilityStats, XFER_FORMAT_VERSION};
 
 use crate::error::{EtfError, Result};
 use crate::geometry::ClassGeometry;

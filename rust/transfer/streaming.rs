@@ -320,64 +320,123 @@ impl TransferabilityStats {
             });
         }
         let cs = stats.class_sums();
-        // Rows padded by one cache line, the variances offset by another: the four rows a pair
-        // reads (two means, two variances) never sit a multiple of 4 KiB apart, whose cache-set
-        // conflicts made this loop an order of magnitude slower under some heap layouts.
-        let ps = p + GBC_PAD;
-        let row = |a: usize| a * ps..a * ps + p;
-        let vrow = |a: usize| GBC_PAD + a * ps..GBC_PAD + a * ps + p;
-        let mut means = vec![0.0; present.len() * ps];
-        let mut vars = vec![0.0; present.len() * ps + GBC_PAD];
+        let mut means = vec![0.0; present.len() * p];
+        let mut vars = vec![0.0; present.len() * p];
         for (i, &kk) in present.iter().enumerate() {
             let nk = counts[kk] as f64;
             for j in 0..p {
                 let m = cs[kk * p + j] / nk;
-                means[i * ps + j] = m; // relative to the shift: differences are all we need
-                vars[GBC_PAD + i * ps + j] = (self.class_sq[kk * p + j] / nk - m * m).max(0.0);
+                means[i * p + j] = m; // relative to the shift: differences are all we need
+                vars[i * p + j] = (self.class_sq[kk * p + j] / nk - m * m).max(0.0);
             }
         }
-        let vmax = vars.iter().cloned().fold(0.0, f64::max);
-        let floor = match var_floor {
-            Some(f) if f.is_finite() && f >= 0.0 => f,
-            Some(f) => {
-                return Err(EtfError::Parameter(format!(
-                    "var_floor must be finite and >= 0, got {f}"
-                )))
-            }
-            None => 1e-12 * vmax,
-        };
-        if !(vmax > 0.0 || floor > 0.0) {
-            return Err(EtfError::Degenerate(
-                "every class has zero variance in every dimension: GBC is undefined".into(),
-            ));
-        }
-        for v in vars.iter_mut() {
-            *v = v.max(floor);
-        }
-        let kp = present.len();
-        // D_B(k, l) = Σ_d [⅛ (μ_kd-μ_ld)²/σ̄_d + ½ ln σ̄_d] - ¼ Σ_d ln σ_kd - ¼ Σ_d ln σ_ld: the
-        // class terms once per class, each unordered pair once (D_B is symmetric).
-        let class_logs: Vec<f64> = (0..kp)
-            .map(|a| 0.25 * vars[vrow(a)].iter().map(|v| v.ln()).sum::<f64>())
-            .collect();
-        let vscale = vmax.max(floor);
-        let total: f64 = (0..kp)
-            .into_par_iter()
-            .map(|a| {
-                crate::linalg::clear_upper_vector_state();
-                let (ma, va) = (&means[row(a)], &vars[vrow(a)]);
-                let mut acc = 0.0;
-                for b in (a + 1)..kp {
-                    let (mb, vb) = (&means[row(b)], &vars[vrow(b)]);
-                    let (quad, log_mean_var) = bhattacharyya_sums(ma, va, mb, vb, vscale);
-                    let db = 0.125 * quad + 0.5 * log_mean_var - class_logs[a] - class_logs[b];
-                    acc += (-db).exp();
-                }
-                2.0 * acc
-            })
-            .sum();
-        Ok(-total)
+        let shape = (present.len(), p);
+        let means = ArrayView2::from_shape(shape, &means).expect("class rows × p");
+        let vars = ArrayView2::from_shape(shape, &vars).expect("class rows × p");
+        gbc_from_moments(means, vars, var_floor)
     }
+}
+
+/// GBC (Pándy et al. 2022) from per-class moments: `means` and `vars` are `classes × p` (the
+/// same shape, at least two classes), `vars` the population per-dimension variances. `-Σ_{k≠l} exp(-D_B(k,l))` with
+/// `D_B = ⅛ Σ_d (μ_kd-μ_ld)²/σ̄_d + ½ Σ_d ln(σ̄_d/√(σ_kd σ_ld))`, `σ̄ = (σ_k+σ_l)/2`; variances
+/// floored at `var_floor` (default `1e-12 ×` the largest). What
+/// [`TransferabilityStats::gbc`] computes from its accumulators, and what PED computes after
+/// moving the class means.
+pub fn gbc_from_moments(
+    means: ArrayView2<f64>,
+    vars: ArrayView2<f64>,
+    var_floor: Option<f64>,
+) -> Result<f64> {
+    let (kp, p) = means.dim();
+    if means.dim() != vars.dim() || p == 0 {
+        return Err(EtfError::Shape(format!(
+            "GBC needs class means and variances of one shape (classes × dimension ≥ 1), got \
+             {:?} and {:?}",
+            means.dim(),
+            vars.dim()
+        )));
+    }
+    if kp < 2 {
+        return Err(EtfError::TooFewClasses {
+            present: kp,
+            needed: 2,
+        });
+    }
+    for (what, values) in [
+        ("GBC's class means", &means),
+        ("GBC's class variances", &vars),
+    ] {
+        if let Some(((row, col), _)) = values.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(EtfError::NonFinite {
+                what: what.into(),
+                row,
+                col,
+            });
+        }
+    }
+    if let Some(((row, col), v)) = vars.indexed_iter().find(|(_, &v)| v < 0.0) {
+        return Err(EtfError::Parameter(format!(
+            "GBC's class variances must be >= 0, got {v} at class row {row}, dimension {col}"
+        )));
+    }
+    // Rows padded by one cache line, the variances offset by another: the four rows a pair
+    // reads (two means, two variances) never sit a multiple of 4 KiB apart, whose cache-set
+    // conflicts made this loop an order of magnitude slower under some heap layouts.
+    let ps = p + GBC_PAD;
+    let row = |a: usize| a * ps..a * ps + p;
+    let vrow = |a: usize| GBC_PAD + a * ps..GBC_PAD + a * ps + p;
+    let mut padded_means = vec![0.0; kp * ps];
+    let mut padded_vars = vec![0.0; kp * ps + GBC_PAD];
+    for a in 0..kp {
+        for (dst, src) in padded_means[row(a)].iter_mut().zip(means.row(a)) {
+            *dst = *src;
+        }
+        for (dst, src) in padded_vars[vrow(a)].iter_mut().zip(vars.row(a)) {
+            *dst = *src;
+        }
+    }
+    let (means, mut vars) = (padded_means, padded_vars);
+    let vmax = vars.iter().cloned().fold(0.0, f64::max);
+    let floor = match var_floor {
+        Some(f) if f.is_finite() && f >= 0.0 => f,
+        Some(f) => {
+            return Err(EtfError::Parameter(format!(
+                "var_floor must be finite and >= 0, got {f}"
+            )))
+        }
+        None => 1e-12 * vmax,
+    };
+    if !(vmax > 0.0 || floor > 0.0) {
+        return Err(EtfError::Degenerate(
+            "every class has zero variance in every dimension: GBC is undefined".into(),
+        ));
+    }
+    for v in vars.iter_mut() {
+        *v = v.max(floor);
+    }
+    // D_B(k, l) = Σ_d [⅛ (μ_kd-μ_ld)²/σ̄_d + ½ ln σ̄_d] - ¼ Σ_d ln σ_kd - ¼ Σ_d ln σ_ld: the
+    // class terms once per class, each unordered pair once (D_B is symmetric).
+    let class_logs: Vec<f64> = (0..kp)
+        .map(|a| 0.25 * vars[vrow(a)].iter().map(|v| v.ln()).sum::<f64>())
+        .collect();
+    let vscale = vmax.max(floor);
+    let total: f64 = (0..kp)
+        .into_par_iter()
+        .map(|a| {
+            crate::linalg::clear_upper_vector_state();
+            let (ma, va) = (&means[row(a)], &vars[vrow(a)]);
+            let mut acc = 0.0;
+            for b in (a + 1)..kp {
+                let (mb, vb) = (&means[row(b)], &vars[vrow(b)]);
+                let (quad, log_mean_var) = bhattacharyya_sums(ma, va, mb, vb, vscale);
+                let db = 0.125 * quad + 0.5 * log_mean_var - class_logs[a] - class_logs[b];
+                acc += (-db).exp();
+            }
+            2.0 * acc
+        })
+        .sum();
+    Ok(-total)
 }
 
 /// Padding (in f64) of GBC's per-class rows: one cache line.
@@ -429,7 +488,71 @@ fn bhattacharyya_sums(ma: &[f64], va: &[f64], mb: &[f64], vb: &[f64], scale: f64
 
 #[cfg(test)]
 mod gbc_tests {
-    use super::bhattacharyya_sums;
+    use super::{bhattacharyya_sums, gbc_from_moments};
+    use crate::error::EtfError;
+    use ndarray::Array2;
+
+    #[test]
+    fn gbc_from_moments_equals_the_pairwise_sum() {
+        let (k, p) = (5usize, 11usize);
+        let f = |i: usize, j: usize, s: f64| (((i * 31 + j * 17) % 13) as f64 / 13.0 + 0.05) * s;
+        let means = Array2::from_shape_fn((k, p), |(i, j)| f(i, j, 2.0) - 1.0);
+        let vars = Array2::from_shape_fn((k, p), |(i, j)| f(i + 3, j, 0.7));
+        let mut want = 0.0;
+        for a in 0..k {
+            for b in 0..k {
+                if a == b {
+                    continue;
+                }
+                let mut db = 0.0;
+                for d in 0..p {
+                    let vb = 0.5 * (vars[(a, d)] + vars[(b, d)]);
+                    db += 0.125 * (means[(a, d)] - means[(b, d)]).powi(2) / vb
+                        + 0.5 * (vb / (vars[(a, d)] * vars[(b, d)]).sqrt()).ln();
+                }
+                want -= (-db).exp();
+            }
+        }
+        let got = gbc_from_moments(means.view(), vars.view(), None).unwrap();
+        assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} {want}");
+    }
+
+    #[test]
+    fn gbc_from_moments_refuses_bad_moments() {
+        let m = Array2::<f64>::zeros((3, 4));
+        let v = Array2::<f64>::ones((3, 4));
+        let short = Array2::<f64>::ones((3, 5));
+        assert!(matches!(
+            gbc_from_moments(m.view(), short.view(), None),
+            Err(EtfError::Shape(_))
+        ));
+        let one = Array2::<f64>::ones((1, 4));
+        assert!(matches!(
+            gbc_from_moments(one.view(), one.view(), None),
+            Err(EtfError::TooFewClasses { present: 1, .. })
+        ));
+        let mut nan = v.clone();
+        nan[(2, 1)] = f64::NAN;
+        assert!(matches!(
+            gbc_from_moments(m.view(), nan.view(), None),
+            Err(EtfError::NonFinite { row: 2, col: 1, .. })
+        ));
+        let mut neg = v.clone();
+        neg[(1, 3)] = -1.0;
+        assert!(matches!(
+            gbc_from_moments(m.view(), neg.view(), None),
+            Err(EtfError::Parameter(_))
+        ));
+        assert!(matches!(
+            gbc_from_moments(m.view(), v.view(), Some(-1.0)),
+            Err(EtfError::Parameter(_))
+        ));
+        let zero = Array2::<f64>::zeros((3, 4));
+        assert!(matches!(
+            gbc_from_moments(m.view(), zero.view(), None),
+            Err(EtfError::Degenerate(_))
+        ));
+    }
 
     #[test]
     fn blocked_logs_equal_one_log_per_dimension() {

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import _core
 from .._validation import as_float, as_index, as_matrix64, as_str
 from ..errors import ParameterError, ShapeError, TooFewClassesError
 from ..stats import CollapseStats
@@ -204,22 +205,13 @@ def _moved_collapse_stats(st: CollapseStats, delta: np.ndarray) -> CollapseStats
 
 
 def _gbc_from_moments(means: np.ndarray, var: np.ndarray, var_floor: Optional[float]) -> float:
-    """GBC from class means and per-dimension variances (the formula of
-    `TransferabilityStats.gbc`), one class against
-    the later ones at a time."""
-    vmax = float(var.max())
-    floor = 1e-12 * vmax if var_floor is None else as_float(var_floor, "var_floor")
-    if not floor >= 0:
-        raise ParameterError(f"var_floor must be finite and >= 0, got {var_floor}")
-    v = np.maximum(var, floor)
-    logs = 0.25 * np.log(v).sum(1)
-    total = 0.0
-    for a in range(means.shape[0] - 1):
-        vb = 0.5 * (v[a] + v[a + 1:])
-        db = (0.125 * np.sum((means[a] - means[a + 1:]) ** 2 / vb, 1)
-              + 0.5 * np.sum(np.log(vb), 1) - logs[a] - logs[a + 1:])
-        total += float(np.sum(np.exp(-db)))
-    return -2.0 * total
+    """GBC from class means and per-dimension variances: the core's
+    (`TransferabilityStats.gbc`'s formula and
+    code)."""
+    floor = None if var_floor is None else as_float(var_floor, "var_floor")
+    m = np.ascontiguousarray(means, dtype=np.float64)
+    v = np.ascontiguousarray(var, dtype=np.float64)
+    return float(_core.transfer_gbc_from_moments(m, v, floor))
 
 
 def ped_from_stats(
