@@ -670,8 +670,8 @@ def _compute_seeds(
             }
             for fut in as_completed(futures):
                 seed = futures[fut]
-                results[seed], s, recorded = fut.result()
-                replay_warnings(recorded, registry)
+                results[seed], s, warned = fut.result()
+                replay_warnings(warned, registry)
                 computed += s
                 report(seed, s)
     return results, computed, recorded + computed
