@@ -216,10 +216,19 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     second = run_experiment("toy-probe", opts)  # the cache: nothing recomputed
     assert second.computed_seconds == 0 and second.results == first.results
     # the seeds' cost survives the cache: recorded when computed, read back with the results
-    recorded = [json.loads(p.read_text())["seconds"]
-                for p in sorted((tmp_path / "toy-probe").glob("*/seed_*.json"))]
-    assert len(recorded) == 2 and first.recorded_seconds == pytest.approx(sum(recorded))
-    assert second.recorded_seconds == pytest.approx(first.computed_seconds, rel=1e-12)
+    entries = [json.loads(p.read_text())
+               for p in sorted((tmp_path / "toy-probe").glob("*/seed_*.json"))]
+    cpu = [e["cpu_seconds"] for e in entries]
+    assert len(cpu) == 2 and all(c > 0 for c in cpu)
+    assert first.recorded_seconds == pytest.approx(sum(cpu), rel=1e-12)
+    assert second.recorded_seconds == pytest.approx(first.recorded_seconds, rel=1e-12)
+    assert first.computed_seconds == pytest.approx(sum(e["seconds"] for e in entries))
+    old = sorted((tmp_path / "toy-probe").glob("*/seed_*.json"))[0]  # written before CPU time
+    entry = json.loads(old.read_text())
+    del entry["cpu_seconds"]
+    old.write_text(json.dumps(entry))
+    older = run_experiment("toy-probe", opts)
+    assert older.recorded_seconds == pytest.approx(entry["seconds"] + cpu[1], rel=1e-12)
     md = second.markdown()
     assert "toy-probe" in md and "Verdict:" in md and "| ours |" in md
     # the combined report: figures copied beside it, the module's page linked
@@ -236,7 +245,7 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
     assert "| `toy-probe` |" in text and "95% interval" in text and "TOST" in text
     assert "CPU cores" in text and "(form: quick)" in text and "Scale forms" in text
-    took = f"Its seeds took {first.computed_seconds / 60:.1f} min of computing"
+    took = f"Its seeds took {first.recorded_seconds / 60:.1f} CPU-min of computing"
     assert took in text and "every seed read from the cache" in text
     # a new seed computes only that seed; --no-cache recomputes
     third = run_experiment("toy-probe", RunOptions(**{**opts.__dict__, "seeds": (0, 1, 2)}))
@@ -247,6 +256,7 @@ def test_seeds_in_parallel_processes_equal_serial(toy, tmp_path):
     serial = RunOptions(quick=True, seeds=(3, 4), accelerator="cpu", out_dir=str(tmp_path / "a"))
     parallel = RunOptions(**{**serial.__dict__, "out_dir": str(tmp_path / "b"), "jobs": 2})
     a, b = run_experiment("toy-probe", serial), run_experiment("toy-probe", parallel)
+    assert b.computed_seconds > 0 and b.recorded_seconds > 0  # timed in the workers too
     for ra, rb in zip(a.results, b.results):  # CPU training is deterministic given the seed
         assert ra["test_acc"] == rb["test_acc"] and ra["probe"] == rb["probe"]
 

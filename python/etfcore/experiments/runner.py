@@ -464,9 +464,10 @@ class Report:
     form
         The scale form run.
     recorded_seconds
-        Every seed's computing time as recorded when it was computed (in this run or, for a
-        seed read from the cache, in the run that computed it), summed over seeds: what the
-        results cost, whether or not this run recomputed them.
+        Every seed's CPU time as recorded when it was computed (in this run or, for a seed
+        read from the cache, in the run that computed it; its wall time in cache entries
+        written before CPU time was recorded), summed over seeds: what the results cost,
+        whether or not this run recomputed them.
     """
 
     experiment: Experiment
@@ -498,7 +499,7 @@ class Report:
         lines.append(
             f"({len(self.seeds)} seeds; {self.seconds:.0f} s wall; seeds not in the cache took "
             f"{self.computed_seconds:.0f} s, summed over parallel jobs; all seeds "
-            f"{self.recorded_seconds:.0f} s as recorded when computed)"
+            f"{self.recorded_seconds:.0f} CPU-s as recorded when computed)"
         )
         return "\n".join(lines)
 
@@ -524,8 +525,8 @@ class Report:
         lines += [
             "",
             f"<small>Form {self.form or '?'}; seeds {seeds}; settings "
-            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.recorded_seconds:.0f} s of "
-            f"computing, summed over seeds as recorded when each was computed.</small>",
+            f"`{json.dumps(self.settings, sort_keys=True)}`; {self.recorded_seconds:.0f} CPU-s "
+            f"of computing, summed over seeds as recorded when each was computed.</small>",
             "",
         ]
         return "\n".join(lines)
@@ -565,44 +566,47 @@ def _experiment_of(where: Tuple[str, str]) -> Experiment:
 
 def _run_one_seed(
     exp: Any, options: RunOptions, settings: Dict[str, Any], seed: int
-) -> Tuple[Dict[str, Any], float]:
+) -> Tuple[Dict[str, Any], float, float]:
     """One seed, in this process or a worker (`exp` is then its `(module, qualname)`):
-    computes, caches and returns its measurements."""
+    computes, caches and returns its measurements, its wall and its CPU seconds."""
     if isinstance(exp, tuple):
         exp = _experiment_of(exp)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with _one_thread():
         result = _json_clean(exp.run_seed(Context(options), settings, seed))
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     _write_json(
         _seed_path(options, exp, settings, seed),
         {"experiment": exp.name, "version": exp.version, "settings": settings, "seed": seed,
-         "seconds": seconds, "result": result},
+         "seconds": seconds, "cpu_seconds": cpu_seconds, "result": result},
     )  # fmt: skip
-    return result, seconds
+    return result, seconds, cpu_seconds
 
 
 def _run_one_seed_in_worker(
     where: Tuple[str, str], options: RunOptions, settings: Dict[str, Any], seed: int
-) -> Tuple[Dict[str, Any], float, List[Any]]:
+) -> Tuple[Dict[str, Any], float, float, List[Any]]:
     """`_run_one_seed` in a worker process, with
     the warnings it raised recorded (not printed there) for the parent to raise again."""
     from .._progress import record_warnings
 
     with record_warnings() as recorded:
-        result, seconds = _run_one_seed(where, options, settings, seed)
-    return result, seconds, recorded
+        result, seconds, cpu_seconds = _run_one_seed(where, options, settings, seed)
+    return result, seconds, cpu_seconds, recorded
 
 
 def _cached_entry(path: str) -> Optional[Tuple[Dict[str, Any], float]]:
-    """A cached seed's results and the seconds it took when it was computed (0 when the
-    entry does not say), or `None` (absent or damaged: it is recomputed)."""
+    """A cached seed's results and the seconds it took when it was computed — its CPU time,
+    or its wall time in entries written before CPU time was recorded (0 when the entry says
+    neither) — or `None` (absent or damaged: it is recomputed)."""
     cached = _cached_json(path)
     if not (isinstance(cached, dict) and "result" in cached):
         return None
-    seconds = cached.get("seconds", 0.0)
-    ok = isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
-    return cached["result"], float(seconds) if ok else 0.0
+    for key in ("cpu_seconds", "seconds"):
+        v = cached.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
+            return cached["result"], float(v)
+    return cached["result"], 0.0
 
 
 def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
@@ -631,8 +635,9 @@ def _compute_seeds(
     exp: Experiment, options: RunOptions, settings: Dict[str, Any], progress: Any = None
 ) -> Tuple[Dict[int, Dict[str, Any]], float, float]:
     """Every seed's results (from the cache or computed, in worker processes with
-    ``options.jobs > 1``), the seconds spent computing here, and every seed's seconds as
-    recorded when it was computed (cached ones included); one ``progress.done`` per seed."""
+    ``options.jobs > 1``), the wall seconds spent computing here, and every seed's CPU seconds
+    as recorded when it was computed (cached ones included; wall seconds for cache entries
+    older than that record); one ``progress.done`` per seed."""
     results: Dict[int, Dict[str, Any]] = {}
     recorded = 0.0
     n = len(options.seeds)
@@ -655,8 +660,9 @@ def _compute_seeds(
     jobs = max(1, min(options.jobs, len(todo)))
     if jobs == 1:
         for seed in todo:
-            results[seed], s = _run_one_seed(exp, options, settings, seed)
+            results[seed], s, cpu = _run_one_seed(exp, options, settings, seed)
             computed += s
+            recorded += cpu
             report(seed, s)
     elif todo:
         from .._progress import replay_warnings
@@ -670,11 +676,12 @@ def _compute_seeds(
             }
             for fut in as_completed(futures):
                 seed = futures[fut]
-                results[seed], s, warned = fut.result()
+                results[seed], s, cpu, warned = fut.result()
                 replay_warnings(warned, registry)
                 computed += s
+                recorded += cpu
                 report(seed, s)
-    return results, computed, recorded + computed
+    return results, computed, recorded
 
 
 def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
@@ -830,9 +837,9 @@ def made_by(reports: Sequence[Report], command: str, machine: str) -> str:
         + (" (every seed read from the cache)" if computed == 0 and recorded > 0 else "")
     )
     return (
-        f"Made by `{command}`{form} on {machine}. Its seeds took {recorded / 60:.1f} min of "
-        f"computing, summed over seeds as each was recorded when computed (with several jobs "
-        f"they ran side by side; a run shared by experiments counts where it was first "
+        f"Made by `{command}`{form} on {machine}. Its seeds took {recorded / 60:.1f} CPU-min "
+        f"of computing, summed over seeds as each was recorded when computed (with several "
+        f"jobs they ran side by side; a run shared by experiments counts where it was first "
         f"trained); {this_run}."
     )
 
