@@ -243,3 +243,21 @@ def test_hinge_goes_to_the_papers_share_of_rarest_classes():
     big = LongTailMinor().settings(RunOptions(data="cifar100"))
     counts = long_tail_counts(100, 500, big["imbalance_ratio"])
     assert int(np.sum(counts <= big["minor_threshold"])) == 50
+
+
+def test_sweep_plot_statistics_skip_diverged_runs_without_warnings():
+    import warnings
+
+    from etfcore.experiments.hinge_tau import _mean_std_of_trained
+
+    rng = np.random.default_rng(0)
+    curves = rng.normal(size=(5, 6))
+    curves[[0, 3], 1] = np.nan  # two seeds diverged at one τ⁺
+    curves[:, 4] = np.inf  # every seed diverged at another
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, sd = _mean_std_of_trained(curves)
+    for j in (0, 1, 2, 3, 5):
+        col = curves[:, j][np.isfinite(curves[:, j])]
+        assert mean[j] == pytest.approx(col.mean()) and sd[j] == pytest.approx(col.std())
+    assert np.isnan(mean[4]) and np.isnan(sd[4])

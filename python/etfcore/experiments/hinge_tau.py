@@ -82,6 +82,18 @@ def tau_grid(quick: bool) -> List[float]:
     return [d / DEG for d in degrees]
 
 
+def _mean_std_of_trained(curves: np.ndarray):
+    """Per-column mean and standard deviation over the seeds whose run trained (finite); a
+    column where no seed trained is NaN (left out of the plot), without numpy's warning."""
+    ok = np.isfinite(curves)
+    n = ok.sum(0)
+    filled = np.where(ok, curves, 0.0)
+    mean = np.divide(filled.sum(0), n, out=np.full(n.shape, np.nan), where=n > 0)
+    dev = np.where(ok, curves - mean, 0.0)
+    var = np.divide((dev * dev).sum(0), n, out=np.full(n.shape, np.nan), where=n > 0)
+    return mean, np.sqrt(var)
+
+
 @register
 class Nc1VersusTau(Experiment):
     """NC1 and numerical rank of the training features as the cone angle τ⁺ grows.
@@ -312,8 +324,9 @@ class Nc1VersusTau(Experiment):
             ax = fig.add_subplot(1, 2, j + 1)
             for v in settings["variants"]:
                 curves = np.array([self._curve(settings, r, v, key) for r in results])
-                ax.errorbar(deg, np.nanmean(curves, 0), yerr=np.nanstd(curves, 0),
-                            label=_SWEEP_LABELS.get(v, v), capsize=2, marker="o", ms=3)  # fmt: skip
+                mean, sd = _mean_std_of_trained(curves)
+                ax.errorbar(deg, mean, yerr=sd, label=_SWEEP_LABELS.get(v, v), capsize=2,
+                            marker="o", ms=3)  # fmt: skip
             ax.set_xlabel("τ⁺ (degrees)")
             ax.set_ylabel(label)
             if key == "nc1":
