@@ -388,6 +388,14 @@ def _same_score_gaps(results, targets) -> Dict[str, float]:
 
 
 # ------------------------------------------------------------------ the benchmark
+def _finite_mean(values: Sequence[float]) -> str:
+    """The mean of the finite values to two decimals, or "—" when none is (a score undefined
+    on that target in every seed), without numpy's empty-slice warning."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return f"{v.mean():.2f}" if v.size else "—"
+
+
 @register
 class SelectionBenchmark(Experiment):
     """Model-selection benchmark on an offline zoo (see the module docstring for the zoo, the
@@ -477,7 +485,7 @@ class SelectionBenchmark(Experiment):
                 mean_std(_cell(results, s, "weighted_tau")),
                 mean_std(_cell(results, s, "pearson")),
                 mean_std(_cell(results, s, "spearman")),
-                *[f"{np.nanmean(_cell(results, s, 'weighted_tau', t)):.2f}" for t in targets],
+                *[_finite_mean(_cell(results, s, "weighted_tau", t)) for t in targets],
                 *[mean_std([r["ranking_finetune"]["targets"][t][s]["weighted_tau"]
                             for r in results], digits=2) for t in ft],  # None: dropped
                 PUBLISHED.get(s, "—"),
