@@ -261,6 +261,49 @@ def test_seeds_in_parallel_processes_equal_serial(toy, tmp_path):
         assert ra["test_acc"] == rb["test_acc"] and ra["probe"] == rb["probe"]
 
 
+class _ToyTwin(_Toy):
+    """Trains the same runs as `_Toy` (same configs, seeds included) and says whether each was
+    already in the cache when it asked."""
+
+    name = "toy-twin"
+
+    def run_seed(self, ctx, settings, seed):
+        cfg = {"epochs": settings["epochs"], "seed": seed, "head": "linear"}
+        key = ctx._key(ctx.config(cfg))
+        was_cached = os.path.isfile(os.path.join(ctx.root, "runs", key, "history.json"))
+        out = super().run_seed(ctx, settings, seed)
+        return {**out, "was_cached": was_cached}
+
+
+@pytest.fixture
+def twin(toy):
+    exp = _ToyTwin()
+    REGISTRY[exp.name] = exp
+    yield exp
+    REGISTRY.pop(exp.name, None)
+
+
+def test_experiments_packed_on_one_pool_equal_one_by_one(toy, twin, tmp_path):
+    from etfcore.experiments import run_experiments
+
+    serial = RunOptions(quick=True, seeds=(0, 1, 2), accelerator="cpu",
+                        out_dir=str(tmp_path / "a"))  # fmt: skip
+    packed = RunOptions(**{**serial.__dict__, "out_dir": str(tmp_path / "b"), "jobs": 2})
+    order = []
+    a = run_experiments([toy, twin], serial)
+    b = run_experiments([toy, twin], packed, on_report=lambda i, r: order.append(i))
+    assert order == [0, 1] and [r.experiment.name for r in b] == ["toy-probe", "toy-twin"]
+    for ra, rb in zip(a, b):
+        assert [x["probe"] for x in ra.results] == [x["probe"] for x in rb.results]
+        assert rb.recorded_seconds > 0
+    # seed s of the twin starts only after seed s of the toy: their shared run is trained once
+    assert all(x["was_cached"] for x in b[1].results)
+    assert [x["run_dir"] for x in b[1].results] == [x["run_dir"] for x in b[0].results]
+    again = run_experiments([toy, twin], packed)  # everything from the cache
+    assert all(r.computed_seconds == 0 for r in again)
+    assert [r.results for r in again] == [r.results for r in b]
+
+
 def test_cli_lists_and_refuses_unknown(toy, capsys):
     from etfcore.cli import main
 

@@ -36,6 +36,7 @@ from .runner import (
     select,
     write_report,
 )
+from .schedule import run_experiments
 
 __all__ = [
     "FORMS",
@@ -56,6 +57,7 @@ __all__ = [
     "mean_std",
     "register",
     "run_experiment",
+    "run_experiments",
     "select",
     "write_report",
 ]

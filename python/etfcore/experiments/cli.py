@@ -36,7 +36,7 @@ def add_arguments(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("--list", action="store_true", help="list the experiments by paper")
     rp.add_argument(
         "--form", choices=FORMS, default=None,
-        help="scale form: quick (≤ 30 min on 2 CPU cores, 3 seeds), cpu (default; ~2 h, 5 "
+        help="scale form: quick (~30 min on 2 CPU cores, 3 seeds), cpu (default; ~2 h, 5 "
         "seeds), gpu (the papers' networks on --data; needs a GPU)",
     )  # fmt: skip
     rp.add_argument("--quick", action="store_true", help="the same as --form quick")
@@ -52,7 +52,10 @@ def add_arguments(rp: argparse.ArgumentParser) -> None:
         "--accelerator", default=None,
         help="Lightning accelerator (auto, cpu, gpu; default auto, gpu with --form gpu)",
     )  # fmt: skip
-    rp.add_argument("--jobs", type=int, default=0, help="seeds in parallel (0: one per core)")
+    rp.add_argument(
+        "--jobs", type=int, default=0,
+        help="worker processes, shared by all the experiments named (0: one per core)",
+    )  # fmt: skip
     rp.add_argument("--out", default="out/reproduce", help="results, cached runs and figures")
     rp.add_argument("--no-cache", action="store_true", help="recompute every seed and run")
     rp.add_argument(
@@ -132,12 +135,12 @@ def run(args: argparse.Namespace) -> int:
     from .base import PAPERS
     from .runner import (
         load_experiments,
-        run_experiment,
         seeds_in_cache,
         select,
         summary_table,
         write_report,
     )
+    from .schedule import run_experiments
 
     if args.list:
         paper = None
@@ -169,14 +172,21 @@ def run(args: argparse.Namespace) -> int:
         "", len(experiments) * len(options.seeds), workers=min(options.jobs, len(options.seeds)),
         cached=sum(in_cache),
     )  # fmt: skip
-    reports = []
-    for i, (exp, cached) in enumerate(zip(experiments, in_cache), 1):
-        head = f"[experiment {i}/{len(experiments)}] {exp.name}"
-        reporter.line(f"{head}: {len(options.seeds)} seeds, {cached} in the cache")
-        print(f"== {exp.name}", flush=True)
-        reports.append(run_experiment(exp, options, progress=seeds))
-        reporter.line(f"{head} done in {format_duration(reports[-1].seconds)}{seeds.status()}")
-        print(reports[-1].text(), "\n", flush=True)
+    n = len(experiments)
+
+    def on_start(i: int, exp: Any) -> None:
+        head = f"[experiment {i + 1}/{n}] {exp.name}"
+        reporter.line(f"{head}: {len(options.seeds)} seeds, {in_cache[i]} in the cache")
+
+    def on_report(i: int, report: Any) -> None:
+        head = f"[experiment {i + 1}/{n}] {report.experiment.name}"
+        reporter.line(f"{head} done in {format_duration(report.seconds)}{seeds.status()}")
+        print(f"== {report.experiment.name}", flush=True)
+        print(report.text(), "\n", flush=True)
+
+    reports = run_experiments(
+        experiments, options, progress=seeds, on_start=on_start, on_report=on_report
+    )
     if len(reports) > 1 or args.report:
         path = args.report or os.path.join(args.out, "report.md")
         argv = getattr(args, "argv", None)

@@ -737,6 +737,15 @@ def run_experiment(
     t0 = time.perf_counter()
     settings = _json_clean(exp.settings(options))
     by_seed, computed, recorded = _compute_seeds(exp, options, settings, progress)
+    return finish_experiment(exp, options, settings, by_seed, computed, recorded, t0)
+
+
+def finish_experiment(
+    exp: Experiment, options: RunOptions, settings: Dict[str, Any],
+    by_seed: Mapping[int, Dict[str, Any]], computed: float, recorded: float, t0: float,
+) -> Report:  # fmt: skip
+    """Summarise an experiment whose every seed is in `by_seed`, draw its figure and write
+    `<out>/<name>/report.md` (`t0`: the `time.perf_counter()` at which it started)."""
     results = [by_seed[s] for s in options.seeds]
     outcome = exp.summarise(settings, results)
     root = os.path.abspath(options.out_dir)
@@ -793,15 +802,17 @@ cached runs and only redraws."""
 FORMS_TEXT = """\
 **Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, aimed
 at about 30 min for all of them on two idle CPU cores. Measured (Dec 2026, from an empty cache,
-nothing else running): 48 CPU-min in all, 32.4 min of wall time with `--jobs 2` — each
-experiment's third seed runs alone; with `--jobs 3` (all three seeds at once) the same recorded
-CPU times pack into about 24 min (an estimate from that run, not yet timed end to end).
+nothing else running): 48 CPU-min in all, 32.4 min of wall time with `--jobs 2`, when each
+experiment ran its seeds on a pool of its own and its third seed ran alone. The runner now
+shares one pool among all experiments (seed `s` of an experiment starts once seed `s` of the one
+before is done, so runs they share are trained once), which keeps both cores busy: the same
+recorded CPU times pack into about 24 min — an estimate from that run, not yet timed end to
+end.
 `--form cpu` (the default): larger data and longer runs, 5 seeds (e.g. MNIST-1D with 50 000
 training signals and a 1-D CNN for Yang et al., a class-count sweep up to K = 100 for the hinge
 loss), budgeted at about two hours on two cores from per-run times measured in Dec 2026 (its
 first design, with a 100-epoch zoo, fine-tuning on every target and every long-tail ablation
-at two ρ, would have taken five hours or more); `--jobs 3` packs its five seeds best on two
-cores.
+at two ρ, would have taken five hours or more).
 `--form gpu --data cifar10|cifar100`: the papers' networks where an experiment has them —
 ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup settings + ablations) and
 `004-*` (200 epochs; `004-coarse-to-fine` needs `cifar100`), ResNet-18 for
