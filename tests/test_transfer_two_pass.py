@@ -107,21 +107,33 @@ def test_two_pass_failed_chunk_changes_nothing():
 
 
 def test_two_pass_refused_float32_chunk_keeps_the_float64_cut():
-    # nor in the precision that sets ETran's eigenvalue cut: a float32 chunk refused for a NaN
-    # must not switch the cut to float32's (which would drop the near-null direction)
-    x, y, _ = mixture(seed=9)
+    # nor in the precision that sets ETran's eigenvalue cut: a float32 chunk refused (for a NaN,
+    # or for LEEP's column count after the features passed) must not switch the cut to
+    # float32's, which would drop the near-null direction
+    x, y, theta = mixture(seed=9)
     x[:, 11] = x[:, 10] + 1e-6 * np.random.default_rng(0).normal(size=len(y))
-    tp = transfer.TwoPassScores(5, 12, scores=("etran",))
+    tp = transfer.TwoPassScores(5, 12, scores=("etran", "leep"))
     bad = x[:100].astype(np.float32)
     bad[3, 2] = np.nan
     with pytest.raises(NonFiniteError):
-        tp.first_pass(bad, y[:100])
-    tp.first_pass(x, y).second_pass(x, y)
+        tp.first_pass(bad, y[:100], theta[:100])
+    tp.first_pass(x[:450], y[:450], theta[:450])
+    six = theta[450:, :6] / theta[450:, :6].sum(1, keepdims=True)
+    with pytest.raises(ShapeError, match="columns"):
+        tp.first_pass(x[450:].astype(np.float32), y[450:], six)
+    tp.first_pass(x[450:], y[450:], theta[450:]).second_pass(x, y, theta)
     ref = transfer.etran(x, y)
     assert tp.result().etran.svd_rank == ref.svd_rank == 12
     coarse = transfer.TwoPassScores(5, 12, scores=("etran",))
     coarse.first_pass(x.astype(np.float32), y).second_pass(x, y)
     assert coarse.result().etran.svd_rank == 11  # the test can tell the two cuts apart
+
+
+def test_two_pass_third_pass_before_the_second_says_so():
+    x, y, _ = mixture(seed=10)
+    tp = transfer.TwoPassScores(5, 12, scores=("sfda",)).first_pass(x, y)
+    with pytest.raises(ParameterError, match="second pass saw 0 rows"):
+        tp.feed(2, x, y)
 
 
 def test_two_pass_merged_across_shards_equals_whole():

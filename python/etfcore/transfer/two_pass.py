@@ -219,7 +219,9 @@ class TwoPassScores:
 
     # ------------------------------------------------------------------- chunk input
     def _chunk(self, features: Any, labels: Any, source_probs: Any):
-        """Validated ``(x, y, theta)`` of one chunk in float64 on its backend."""
+        """Validated ``(x, y, theta, kind)`` of one chunk in float64 on its backend; ``kind``
+        (its backend, whether it was coarser than float64) becomes the state's by
+        `_commit_kind` once the chunk has been taken whole."""
         like = features if features is not None else source_probs
         ops = _Torch if _is_torch(like) else _Numpy
         if ops is _Torch and self._device_stats is None and self._needs_features:
@@ -268,9 +270,12 @@ class TwoPassScores:
                 raise ShapeError(f"{x.shape[0]} feature rows but {y.shape[0]} labels")
         if "leep" in self.scores:
             theta = self._source(source_probs, y.shape[0], ops, like)
-        self._ops = ops  # the chunk is valid: its kind is the state's from now on
-        self._coarse |= coarse
-        return x, y, theta
+        return x, y, theta, (ops, coarse)
+
+    def _commit_kind(self, kind: Tuple[Any, bool]) -> None:
+        """The backend of a chunk that was taken (fixed by the first), and its precision."""
+        self._ops = kind[0]
+        self._coarse |= kind[1]
 
     def _source(self, source_probs: Any, n: int, ops: Any, like: Any):
         if source_probs is None:
@@ -317,7 +322,7 @@ class TwoPassScores:
 
     def _new_stats(self, like: Any) -> Any:
         """Empty statistics on the backend of the chunk `like`."""
-        if self._ops is _Torch:
+        if _is_torch(like):
             return self._device_stats(self.num_classes, self.dim, like)
         return _Numpy.new_stats(self.num_classes, self.dim, like)
 
@@ -325,8 +330,8 @@ class TwoPassScores:
         """Adds a chunk to the statistics (and LEEP's joint). All-or-nothing per chunk."""
         if self.stage != 1:
             raise ParameterError("the first pass is closed; start a new TwoPassScores")
-        x, y, theta = self._chunk(features, labels, source_probs)
-        ops = self._ops
+        x, y, theta, kind = self._chunk(features, labels, source_probs)
+        ops = kind[0]
         j = None
         if theta is not None:
             j = ops.index_add(self.num_classes, y, theta)
@@ -339,6 +344,7 @@ class TwoPassScores:
             self._stats = stats
         if j is not None:
             self._joint = j if self._joint is None else self._joint + j
+        self._commit_kind(kind)
         self._rows[0] += int(y.shape[0])
         return self
 
@@ -389,7 +395,8 @@ class TwoPassScores:
         self._key = hashlib.sha256(self._key.encode() + mixed).hexdigest()
 
     def _later_chunk(self, features: Any, labels: Any, source_probs: Any) -> Chunk:
-        x, y, theta = self._chunk(features, labels, source_probs)
+        """A chunk of a later pass (its kind is the first pass's: `_chunk` checks it)."""
+        x, y, theta, _ = self._chunk(features, labels, source_probs)
         return Chunk(x, y, self._code(y), theta)
 
     def second_pass(self, features: Any, labels: Any, source_probs: Any = None) -> TwoPassScores:
@@ -412,7 +419,7 @@ class TwoPassScores:
         under the discriminant refit on them (pass 2's statistics)."""
         if self.passes < 3:
             raise ParameterError("only SFDA needs a third pass")
-        if self.stage == 2:
+        while self.stage < 3:  # closing an unfed second pass says so
             self.close_pass()
         chunk = self._later_chunk(features, labels, source_probs)
         sfda = self._scores["sfda"]
@@ -462,7 +469,8 @@ class TwoPassScores:
             raise IncompatibleStatsError(
                 "the states were built from different first-pass statistics (copy one state "
                 "after close_pass() for every shard)")
-        for name, acc in self._scores.items():
+        # SFDA first: merging its statistics is the one step that can fail
+        for name, acc in sorted(self._scores.items(), key=lambda kv: kv[0] != "sfda"):
             if acc.passes >= self.stage:  # a score whose passes are over has nothing to add
                 acc.merge(other._scores[name], self.stage)
         self._rows[self.stage - 1] += other._rows[self.stage - 1]
