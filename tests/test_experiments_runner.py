@@ -304,6 +304,23 @@ def test_experiments_packed_on_one_pool_equal_one_by_one(toy, twin, tmp_path):
     assert [r.results for r in again] == [r.results for r in b]
 
 
+def test_duplicate_seeds_are_refused():
+    with pytest.raises(ParameterError, match="distinct"):
+        RunOptions(seeds=(0, 0))
+
+
+def test_report_states_the_commands_wall_time(toy, tmp_path):
+    from etfcore.experiments import write_report
+
+    opts = RunOptions(quick=True, seeds=(0,), accelerator="cpu", out_dir=str(tmp_path))
+    rep = run_experiment("toy-probe", opts)
+    write_report([rep, rep], str(tmp_path / "r.md"), command="c", wall_seconds=90.0)
+    assert "this command took 1.5 min of wall time" in (tmp_path / "r.md").read_text()
+    write_report([rep, rep], str(tmp_path / "s.md"), command="c")  # one by one: the sum
+    summed = f"this command took {2 * rep.seconds / 60:.1f} min of wall time"
+    assert summed in (tmp_path / "s.md").read_text()
+
+
 def test_cli_lists_and_refuses_unknown(toy, capsys):
     from etfcore.cli import main
 

@@ -531,6 +531,8 @@ class RunOptions:
             raise ParameterError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
         if self.quick != (form == "quick"):
             raise ParameterError(f"quick={self.quick} contradicts form={form!r}")
+        if len(set(self.seeds)) != len(tuple(self.seeds)):
+            raise ParameterError(f"seeds must be distinct, got {tuple(self.seeds)}")
         object.__setattr__(self, "form", form)
 
 

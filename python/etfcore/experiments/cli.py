@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import textwrap
+import time
 from typing import Any
 
 from .._progress import Reporter, add_quiet_argument, format_duration
@@ -184,9 +185,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"== {report.experiment.name}", flush=True)
         print(report.text(), "\n", flush=True)
 
+    t0 = time.perf_counter()
     reports = run_experiments(
         experiments, options, progress=seeds, on_start=on_start, on_report=on_report
     )
+    wall = time.perf_counter() - t0
     if len(reports) > 1 or args.report:
         path = args.report or os.path.join(args.out, "report.md")
         argv = getattr(args, "argv", None)
@@ -195,11 +198,10 @@ def run(args: argparse.Namespace) -> int:
         write_report(
             reports, path, command=command.strip(),
             figures_dir=os.path.join(stem, "figures") if args.report else None,
-            pages_dir=stem if args.report else None,
+            pages_dir=stem if args.report else None, wall_seconds=wall,
         )  # fmt: skip
         print(summary_table(reports))
-        total = sum(r.seconds for r in reports)
-        print(f"\n({total / 60:.1f} min in all; report: {path})")
+        print(f"\n({wall / 60:.1f} min in all; report: {path})")
     return 0
 
 

@@ -456,7 +456,8 @@ class Report:
     outcome
         The verdict, effects, table and notes.
     seconds
-        The wall time.
+        The wall time from its first seed (started or read) to its summary; experiments that
+        share a pool of workers overlap, so these do not add up to a command's time.
     computed_seconds
         The time spent computing seeds (not read from the cache).
     figure
@@ -574,6 +575,7 @@ def _run_one_seed(
     t0, c0 = time.perf_counter(), time.process_time()
     with _one_thread():
         result = _json_clean(exp.run_seed(Context(options), settings, seed))
+    # CPU time of this process (not of data-loader worker processes, nor GPU time)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     _write_json(
         _seed_path(options, exp, settings, seed),
@@ -841,13 +843,16 @@ def machine_description() -> str:
             f"Python {platform.python_version()}{tv}")
 
 
-def made_by(reports: Sequence[Report], command: str, machine: str) -> str:
+def made_by(
+    reports: Sequence[Report], command: str, machine: str, wall_seconds: Optional[float] = None
+) -> str:
     """The report's provenance sentence: command, form(s), machine, the seeds' computing time
-    as recorded when each was computed, and this rendering's wall time."""
+    as recorded when each was computed, and the command's wall time (`wall_seconds`; by
+    default the experiments' own times, summed, which is right when they ran one by one)."""
     forms = sorted({r.form for r in reports if r.form})
     form = f" (form{'s' if len(forms) > 1 else ''}: {', '.join(forms)})" if forms else ""
     recorded = sum(r.recorded_seconds for r in reports)
-    wall = sum(r.seconds for r in reports)
+    wall = sum(r.seconds for r in reports) if wall_seconds is None else wall_seconds
     computed = sum(r.computed_seconds for r in reports)
     this_run = (
         f"this command took {wall / 60:.1f} min of wall time"
@@ -869,6 +874,7 @@ def write_report(
     figures_dir: Optional[str] = None,
     pages_dir: Optional[str] = None,
     machine: Optional[str] = None,
+    wall_seconds: Optional[float] = None,
 ) -> None:
     """Write every experiment's section under a summary table, grouped by paper, with the
     command, the machine and the wall time.
@@ -889,6 +895,8 @@ def write_report(
     machine
         The machine's description (default
         [`machine_description`][etfcore.experiments.runner.machine_description]).
+    wall_seconds
+        The command's wall time (default: the experiments' times summed).
     """
     base = os.path.dirname(os.path.abspath(path))
     parts = [
@@ -896,7 +904,7 @@ def write_report(
         "",
         INTRO,
         "",
-        made_by(reports, command, machine or machine_description()),
+        made_by(reports, command, machine or machine_description(), wall_seconds),
         "",
         FORMS_TEXT,
         "",

@@ -88,8 +88,8 @@ def run_experiments(
     Raises
     ------
     ParameterError
-        With no seed. A seed that fails raises its error here, after the other workers were
-        told to stop (finished seeds stay in the cache).
+        With no seed. A seed that fails raises its error here once the seeds already running
+        have finished (they are cached; the queued ones are dropped).
     """
     if not options.seeds:
         raise ParameterError("at least one seed is needed")
