@@ -227,8 +227,9 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     entry = json.loads(old.read_text())
     del entry["cpu_seconds"]
     old.write_text(json.dumps(entry))
-    older = run_experiment("toy-probe", opts)
-    assert older.recorded_seconds == pytest.approx(entry["seconds"] + cpu[1], rel=1e-12)
+    older = run_experiment("toy-probe", opts)  # its wall time is not counted as CPU time
+    assert older.recorded_seconds == pytest.approx(cpu[1], rel=1e-12)
+    assert older.unrecorded_seeds == 1 and "computed before CPU time" in older.markdown()
     md = second.markdown()
     assert "toy-probe" in md and "Verdict:" in md and "| ours |" in md
     # the combined report: figures copied beside it, the module's page linked

@@ -466,9 +466,11 @@ class Report:
         The scale form run.
     recorded_seconds
         Every seed's CPU time as recorded when it was computed (in this run or, for a seed
-        read from the cache, in the run that computed it; its wall time in cache entries
-        written before CPU time was recorded), summed over seeds: what the results cost,
-        whether or not this run recomputed them.
+        read from the cache, in the run that computed it), summed over seeds: what the
+        results cost, whether or not this run recomputed them.
+    unrecorded_seeds
+        Seeds read from cache entries written before CPU time was recorded: not counted in
+        `recorded_seconds`.
     """
 
     experiment: Experiment
@@ -481,6 +483,7 @@ class Report:
     figure: Optional[str]
     form: str = ""
     recorded_seconds: float = 0.0
+    unrecorded_seeds: int = 0
 
     def text(self) -> str:
         e, o = self.experiment, self.outcome
@@ -500,9 +503,14 @@ class Report:
         lines.append(
             f"({len(self.seeds)} seeds; {self.seconds:.0f} s wall; seeds not in the cache took "
             f"{self.computed_seconds:.0f} s, summed over parallel jobs; all seeds "
-            f"{self.recorded_seconds:.0f} CPU-s as recorded when computed)"
+            f"{self.recorded_seconds:.0f} CPU-s as recorded when computed{self._unrecorded()})"
         )
         return "\n".join(lines)
+
+    def _unrecorded(self) -> str:
+        k = self.unrecorded_seeds
+        return (f" (not counting {k} seed{'s' * (k > 1)} computed before CPU time was recorded)"
+                if k else "")  # fmt: skip
 
     def markdown(self, figure_href: Optional[str] = None) -> str:
         e, o = self.experiment, self.outcome
@@ -527,7 +535,8 @@ class Report:
             "",
             f"<small>Form {self.form or '?'}; seeds {seeds}; settings "
             f"`{json.dumps(self.settings, sort_keys=True)}`; {self.recorded_seconds:.0f} CPU-s "
-            f"of computing, summed over seeds as recorded when each was computed.</small>",
+            f"of computing, summed over seeds as recorded when each was computed"
+            f"{self._unrecorded()}.</small>",
             "",
         ]
         return "\n".join(lines)
@@ -597,18 +606,16 @@ def _run_one_seed_in_worker(
     return result, seconds, cpu_seconds, recorded
 
 
-def _cached_entry(path: str) -> Optional[Tuple[Dict[str, Any], float]]:
-    """A cached seed's results and the seconds it took when it was computed — its CPU time,
-    or its wall time in entries written before CPU time was recorded (0 when the entry says
-    neither) — or `None` (absent or damaged: it is recomputed)."""
+def _cached_entry(path: str) -> Optional[Tuple[Dict[str, Any], Optional[float]]]:
+    """A cached seed's results and the CPU seconds it took when it was computed (`None` in
+    entries written before CPU time was recorded: their wall time depended on what else ran),
+    or `None` (absent or damaged: it is recomputed)."""
     cached = _cached_json(path)
     if not (isinstance(cached, dict) and "result" in cached):
         return None
-    for key in ("cpu_seconds", "seconds"):
-        v = cached.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
-            return cached["result"], float(v)
-    return cached["result"], 0.0
+    v = cached.get("cpu_seconds")
+    ok = isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+    return cached["result"], float(v) if ok else None
 
 
 def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
@@ -638,10 +645,10 @@ def _compute_seeds(
 ) -> Tuple[Dict[int, Dict[str, Any]], float, float]:
     """Every seed's results (from the cache or computed, in worker processes with
     ``options.jobs > 1``), the wall seconds spent computing here, and every seed's CPU seconds
-    as recorded when it was computed (cached ones included; wall seconds for cache entries
-    older than that record); one ``progress.done`` per seed."""
+    as recorded when it was computed (cached ones included), and the number of cached seeds
+    without a recorded CPU time; one ``progress.done`` per seed."""
     results: Dict[int, Dict[str, Any]] = {}
-    recorded = 0.0
+    recorded, unrecorded = 0.0, 0
     n = len(options.seeds)
 
     def report(seed: int, seconds: float = 0.0, cached: bool = False) -> None:
@@ -653,8 +660,11 @@ def _compute_seeds(
     for seed in options.seeds:
         cached = _cached_entry(_seed_path(options, exp, settings, seed)) if options.cache else None
         if cached is not None:
-            results[seed], seconds = cached
-            recorded += seconds
+            results[seed], cpu = cached
+            if cpu is None:
+                unrecorded += 1
+            else:
+                recorded += cpu
             report(seed, cached=True)
         else:
             todo.append(seed)
@@ -683,7 +693,7 @@ def _compute_seeds(
                 computed += s
                 recorded += cpu
                 report(seed, s)
-    return results, computed, recorded
+    return results, computed, recorded, unrecorded
 
 
 def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
@@ -738,13 +748,15 @@ def run_experiment(
         raise ParameterError("at least one seed is needed")
     t0 = time.perf_counter()
     settings = _json_clean(exp.settings(options))
-    by_seed, computed, recorded = _compute_seeds(exp, options, settings, progress)
-    return finish_experiment(exp, options, settings, by_seed, computed, recorded, t0)
+    by_seed, computed, recorded, unrecorded = _compute_seeds(exp, options, settings, progress)
+    return finish_experiment(exp, options, settings, by_seed, computed, recorded, t0,
+                             unrecorded)  # fmt: skip
 
 
 def finish_experiment(
     exp: Experiment, options: RunOptions, settings: Dict[str, Any],
     by_seed: Mapping[int, Dict[str, Any]], computed: float, recorded: float, t0: float,
+    unrecorded: int = 0,
 ) -> Report:  # fmt: skip
     """Summarise an experiment whose every seed is in `by_seed`, draw its figure and write
     `<out>/<name>/report.md` (`t0`: the `time.perf_counter()` at which it started)."""
@@ -754,7 +766,7 @@ def finish_experiment(
     figure = _draw(exp, settings, results, os.path.join(root, "figures", f"{exp.name}.png"))
     report = Report(
         exp, settings, tuple(options.seeds), results, outcome, time.perf_counter() - t0,
-        computed, figure, options.form, recorded,
+        computed, figure, options.form, recorded, unrecorded,
     )  # fmt: skip
     os.makedirs(os.path.join(root, exp.name), exist_ok=True)
     write_text(
@@ -852,6 +864,7 @@ def made_by(
     forms = sorted({r.form for r in reports if r.form})
     form = f" (form{'s' if len(forms) > 1 else ''}: {', '.join(forms)})" if forms else ""
     recorded = sum(r.recorded_seconds for r in reports)
+    unrecorded = sum(r.unrecorded_seeds for r in reports)
     wall = sum(r.seconds for r in reports) if wall_seconds is None else wall_seconds
     computed = sum(r.computed_seconds for r in reports)
     this_run = (
@@ -862,7 +875,10 @@ def made_by(
         f"Made by `{command}`{form} on {machine}. Its seeds took {recorded / 60:.1f} CPU-min "
         f"of computing, summed over seeds as each was recorded when computed (with several "
         f"jobs they ran side by side; a run shared by experiments counts where it was first "
-        f"trained); {this_run}."
+        f"trained"
+        + (f"; not counting {unrecorded} seeds computed before CPU time was recorded"
+           if unrecorded else "")
+        + f"); {this_run}."
     )
 
 

@@ -44,6 +44,7 @@ class _Pending:
         self.results: Dict[int, Dict[str, Any]] = {}
         self.computed = 0.0
         self.recorded = 0.0
+        self.unrecorded = 0  # cached seeds without a recorded CPU time
         self.t0: Optional[float] = None  # when its first seed was dispatched or read
 
     def touch(self) -> bool:
@@ -110,11 +111,14 @@ def run_experiments(
         if pending[i].touch() and on_start:
             on_start(i, pending[i].exp)
 
-    def record(i: int, seed: int, result: Dict[str, Any], cpu: float, wall: float,
+    def record(i: int, seed: int, result: Dict[str, Any], cpu: Optional[float], wall: float,
                cached: bool) -> None:  # fmt: skip
         p = pending[i]
         p.results[seed] = result
-        p.recorded += cpu
+        if cpu is None:
+            p.unrecorded += 1
+        else:
+            p.recorded += cpu
         p.computed += wall
         if progress is not None:
             label = f"{p.exp.name} seed {seed} ({len(p.results)}/{len(seeds)})"
@@ -125,8 +129,10 @@ def run_experiments(
             i = len(reports)
             p = pending[i]
             assert p.t0 is not None
-            reports.append(finish_experiment(p.exp, options, p.settings, p.results,
-                                             p.computed, p.recorded, p.t0))  # fmt: skip
+            reports.append(finish_experiment(
+                p.exp, options, p.settings, p.results, p.computed, p.recorded, p.t0,
+                p.unrecorded,
+            ))  # fmt: skip
             if on_report:
                 on_report(i, reports[-1])
 
