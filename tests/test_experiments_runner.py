@@ -244,7 +244,7 @@ def test_runner_caches_seeds_and_shares_runs(toy, tmp_path):
     text = (docs / "rep.md").read_text()
     assert "(rep/figures/toy-probe.png)" in text and f"(rep/{module}.md)" in text
     assert (docs / "rep" / "figures" / "toy-probe.png").is_file()
-    assert "| `toy-probe` |" in text and "95% interval" in text and "TOST" in text
+    assert "| `toy-probe` | quick (2) |" in text and "95% interval" in text and "TOST" in text
     assert "CPU cores" in text and "(form: quick)" in text and "Scale forms" in text
     took = f"Its seeds took {first.recorded_seconds / 60:.1f} CPU-min of computing"
     assert took in text and "every seed read from the cache" in text

@@ -777,10 +777,11 @@ def finish_experiment(
 
 
 def summary_table(reports: Sequence[Report]) -> str:
-    """Markdown: one row per experiment with its verdict and main effect."""
+    """Markdown: one row per experiment with its form and seeds, claim, verdict and main
+    effect."""
     lines = [
-        "| experiment | claim | verdict | main effect (detectable ≥) |",
-        "|---|---|---|---|",
+        "| experiment | form (seeds) | claim | verdict | main effect (detectable ≥) |",
+        "|---|---|---|---|---|",
     ]
     for r in reports:
         eff = r.outcome.effects[0]
@@ -789,7 +790,8 @@ def summary_table(reports: Sequence[Report]) -> str:
                 f"(≥ {eff.mde * sc:.2g}{u})")
         claim = r.experiment.claim.replace("|", "\\|")
         verdict = r.outcome.verdict.value  # type: ignore[union-attr]
-        lines.append(f"| `{r.experiment.name}` | {claim} | {verdict} | {main} |")
+        form = f"{r.form or '?'} ({len(r.seeds)})"
+        lines.append(f"| `{r.experiment.name}` | {form} | {claim} | {verdict} | {main} |")
     return "\n".join(lines)
 
 
