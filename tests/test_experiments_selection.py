@@ -36,9 +36,10 @@ def test_settings_build_valid_configs_quick_and_full():
     assert zoo_settings(RunOptions(quick=False))["grid"] is None  # the default 97-λ grid
     full = REGISTRY["selection-benchmark"].settings(RunOptions(quick=False))
     cfg = TrainConfig.from_dict(member_config(full, "etf-dr", 0))
+    assert full["finetune"]["targets"] == ["other-classes", "permuted"]  # the cpu form's budget
     for t in full["finetune"]["targets"]:
         tc = target_config(cfg, {**full["targets"][t], "epochs": full["finetune"]["epochs"]})
-        assert tc.epochs == 30 and tc.backbone == "mlp"
+        assert tc.epochs == 10 and tc.backbone == "mlp"
 
 
 def _fake_zoo(rng, members=6, targets=("a", "b"), informative="logme"):

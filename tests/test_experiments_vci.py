@@ -155,6 +155,6 @@ def test_full_settings_build_valid_configs():
         s = REGISTRY[name].settings(RunOptions(quick=False))
         for m, changes in s["zoo"].items():
             cfg = TrainConfig.from_dict({**s["source"], **changes, "seed": 0})
-            assert cfg.epochs == 100 and cfg.track_every == 1, m
+            assert cfg.epochs == 30 and cfg.track_every == 1, m  # 30 in both forms since Dec 2026
     s = REGISTRY["003-vci-mlog"].settings(RunOptions(quick=False))
     assert s["grid"] is None and len(s["targets"]) == 5  # the default 97-λ grid
