@@ -17,11 +17,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import DegenerateInputError, ParameterError
+from ..errors import ParameterError
 from ..stats import CollapseStats
 from ._array_ops import _core
 from ._selection_common import eig_threshold
-from .discriminant_scores import ETranComponents, SFDAResult, _power_lambda_max
+from .discriminant_scores import (
+    ETranComponents,
+    SFDAResult,
+    _power_lambda_max,
+    shrunk_lda_coefficients,
+)
 from .ncti import NCTIComponents
 
 
@@ -117,17 +122,8 @@ def shrunk_lda(stats: CollapseStats, present: np.ndarray, shrinkage: Optional[fl
         s = max(math.exp(-5.0 * lam_max), 1e-10)
     else:
         s = shrinkage
-    d = sw.shape[0]
-    sm = (1.0 - s) * sw
-    sm[np.diag_indices(d)] += s * np.trace(sw) / d
-    lam, vec = np.linalg.eigh(sm)
-    if lam[0] <= 0:
-        raise DegenerateInputError(
-            "the shrunk within-class covariance is singular (all within-class variation is "
-            "zero); the LDA posterior is undefined"
-        )
-    coef = (means @ vec / lam) @ vec.T
-    return coef, -0.5 * np.sum(coef * means, 1) + np.log(pri), means, s
+    coef, bias = shrunk_lda_coefficients(pri, means, sw, s)
+    return coef, bias, means, s
 
 
 def ncti_model(stats: CollapseStats, present: np.ndarray, pca_dim: int):

@@ -85,10 +85,10 @@ def _shrinkage(sw: np.ndarray, rule: str) -> float:
     return max(math.exp(-5.0 * lam), 1e-10)
 
 
-def _lda_log_posteriors(x, y, k, shrinkage):
-    """Log posteriors of the shrunk-LDA classifier:
-    ``log softmax_k(fᵀS⁻¹μ_k - ½μ_kᵀS⁻¹μ_k + log π_k)``, ``S = (1-s)Σ_W + s(tr Σ_W/D) I``."""
-    pri, means, sw = _class_moments(x, y, k)
+def shrunk_lda_coefficients(pri, means, sw, shrinkage):
+    """``(coef, bias)`` of the shrunk-LDA classifier, logits ``f·coef_kᵀ + bias_k`` with
+    ``coef_k = μ_kᵀS⁻¹``, ``bias_k = -½μ_kᵀS⁻¹μ_k + log π_k``, ``S = (1-s)Σ_W + s(tr Σ_W/D) I``
+    (through an eigendecomposition of ``S``; a singular ``S`` is refused)."""
     d = sw.shape[0]
     s = (1.0 - shrinkage) * sw
     s[np.diag_indices(d)] += shrinkage * np.trace(sw) / d
@@ -99,8 +99,15 @@ def _lda_log_posteriors(x, y, k, shrinkage):
             "zero); the LDA posterior is undefined"
         )
     coef = (means @ vec / lam) @ vec.T  # μ_k S⁻¹
-    logits = x @ coef.T - 0.5 * np.sum(coef * means, 1) + np.log(pri)
-    return log_softmax(logits), means
+    return coef, -0.5 * np.sum(coef * means, 1) + np.log(pri)
+
+
+def _lda_log_posteriors(x, y, k, shrinkage):
+    """Log posteriors of the shrunk-LDA classifier (`shrunk_lda_coefficients`), and the class
+    means."""
+    pri, means, sw = _class_moments(x, y, k)
+    coef, bias = shrunk_lda_coefficients(pri, means, sw, shrinkage)
+    return log_softmax(x @ coef.T + bias), means
 
 
 # ------------------------------------------------------------------------------------ SFDA
