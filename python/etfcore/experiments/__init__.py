@@ -32,11 +32,10 @@ from .runner import (
     Report,
     TrainedRun,
     load_experiments,
-    run_experiment,
     select,
     write_report,
 )
-from .schedule import run_experiments
+from .schedule import run_experiment, run_experiments
 
 __all__ = [
     "FORMS",

@@ -27,8 +27,6 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -642,9 +640,10 @@ def seeds_in_cache(exp: Experiment, options: RunOptions) -> List[int]:
 
 def _compute_seeds(
     exp: Experiment, options: RunOptions, settings: Dict[str, Any], progress: Any = None
-) -> Tuple[Dict[int, Dict[str, Any]], float, float]:
-    """Every seed's results (from the cache or computed, in worker processes with
-    ``options.jobs > 1``), the wall seconds spent computing here, and every seed's CPU seconds
+) -> Tuple[Dict[int, Dict[str, Any]], float, float, int]:
+    """Every seed's results (from the cache or computed in this process; worker processes are
+    `etfcore.experiments.run_experiments`'), the wall seconds spent computing here, and every
+    seed's CPU seconds
     as recorded when it was computed (cached ones included), and the number of cached seeds
     without a recorded CPU time; one ``progress.done`` per seed."""
     results: Dict[int, Dict[str, Any]] = {}
@@ -669,30 +668,11 @@ def _compute_seeds(
         else:
             todo.append(seed)
     computed = 0.0
-    jobs = max(1, min(options.jobs, len(todo)))
-    if jobs == 1:
-        for seed in todo:
-            results[seed], s, cpu = _run_one_seed(exp, options, settings, seed)
-            computed += s
-            recorded += cpu
-            report(seed, s)
-    elif todo:
-        from .._progress import replay_warnings
-
-        where = (type(exp).__module__, type(exp).__qualname__)
-        registry: Dict[Any, Any] = {}  # a worker's warning is shown once, as in one process
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_run_one_seed_in_worker, where, options, settings, seed): seed
-                for seed in todo
-            }
-            for fut in as_completed(futures):
-                seed = futures[fut]
-                results[seed], s, cpu, warned = fut.result()
-                replay_warnings(warned, registry)
-                computed += s
-                recorded += cpu
-                report(seed, s)
+    for seed in todo:
+        results[seed], s, cpu = _run_one_seed(exp, options, settings, seed)
+        computed += s
+        recorded += cpu
+        report(seed, s)
     return results, computed, recorded, unrecorded
 
 
@@ -714,43 +694,6 @@ def _draw(exp: Experiment, settings, results, path: str) -> Optional[str]:
         return path
     finally:
         plt.close(fig)
-
-
-def run_experiment(
-    experiment: Any, options: Optional[RunOptions] = None, *, progress: Any = None
-) -> Report:
-    """Run (or read from the cache) every seed of an experiment, summarise, draw the figure
-    and write `<out>/<name>/report.md`.
-
-    Parameters
-    ----------
-    experiment
-        A name or an instance.
-    options
-        How it runs (default `RunOptions()`).
-    progress
-        A stage of an `etfcore._progress.Reporter` counting seeds: each seed, computed or read
-        from the cache, calls its `done` as it finishes (with `options.jobs > 1`, as the worker
-        processes finish). `None` (the default): no progress lines.
-
-    Returns
-    -------
-    Report
-
-    Raises
-    ------
-    ParameterError
-        For an unknown name or no seed.
-    """
-    options = options or RunOptions()
-    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
-    if not options.seeds:
-        raise ParameterError("at least one seed is needed")
-    t0 = time.perf_counter()
-    settings = _json_clean(exp.settings(options))
-    by_seed, computed, recorded, unrecorded = _compute_seeds(exp, options, settings, progress)
-    return finish_experiment(exp, options, settings, by_seed, computed, recorded, t0,
-                             unrecorded)  # fmt: skip
 
 
 def finish_experiment(
@@ -964,7 +907,6 @@ __all__ = [
     "digest",
     "get_experiment",
     "load_experiments",
-    "run_experiment",
     "seeds_in_cache",
     "select",
     "summary_table",

@@ -24,14 +24,54 @@ from .base import Experiment, RunOptions
 from .runner import (
     Report,
     _cached_entry,
+    _compute_seeds,
     _json_clean,
     _run_one_seed_in_worker,
     _seed_path,
     finish_experiment,
-    run_experiment,
+    get_experiment,
 )
 
-__all__ = ["run_experiments"]
+__all__ = ["run_experiment", "run_experiments"]
+
+
+def run_experiment(
+    experiment: Any, options: Optional[RunOptions] = None, *, progress: Any = None
+) -> Report:
+    """Run (or read from the cache) every seed of an experiment, summarise, draw the figure
+    and write `<out>/<name>/report.md`.
+
+    Parameters
+    ----------
+    experiment
+        A name or an instance.
+    options
+        How it runs (default `RunOptions()`).
+    progress
+        A stage of an `etfcore._progress.Reporter` counting seeds: each seed, computed or read
+        from the cache, calls its `done` as it finishes (with `options.jobs > 1`, as the worker
+        processes finish). `None` (the default): no progress lines.
+
+    Returns
+    -------
+    Report
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name or no seed.
+    """
+    options = options or RunOptions()
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if not options.seeds:
+        raise ParameterError("at least one seed is needed")
+    if options.jobs > 1:  # worker processes: the scheduler that packs seeds owns them
+        return run_experiments([exp], options, progress=progress)[0]
+    t0 = time.perf_counter()
+    settings = _json_clean(exp.settings(options))
+    by_seed, computed, recorded, unrecorded = _compute_seeds(exp, options, settings, progress)
+    return finish_experiment(exp, options, settings, by_seed, computed, recorded, t0,
+                             unrecorded)  # fmt: skip
 
 
 class _Pending:
