@@ -51,7 +51,8 @@ def test_theorem1_recipe_builds_the_zero_gradient_loss():
     from etfcore.training import TrainConfig
     from etfcore.training.build import build_loss
 
-    cfg = TrainConfig.from_dict(dict(recipe("hinge_thm1", tau_plus=0.4, num_classes=5)))
+    with pytest.warns(RuntimeWarning, match="can diverge"):  # τ⁻ < π/2, unnormalised
+        cfg = TrainConfig.from_dict(dict(recipe("hinge_thm1", tau_plus=0.4, num_classes=5)))
     head = FixedETFHead(5, 8, seed=0)
     crit = build_loss(cfg, head, np.full(5, 10))
     w = head.weight
@@ -69,13 +70,18 @@ def test_theorem1_recipe_builds_the_zero_gradient_loss():
 
 
 def test_full_form_settings_build_valid_configs():
+    import warnings
+
+    from etfcore.experiments.hinge_cones import DIVERGENCE_WARNING
     from etfcore.training import TrainConfig
 
     for exp in (CoarseToFine(), Nc1VersusTau(), LongTailMinor()):
         for quick in (True, False):
             s = exp.settings(RunOptions(quick=quick))
             for cfg in exp.configs(s, 0).values():
-                TrainConfig.from_dict(cfg)
+                with warnings.catch_warnings():  # the unnormalised Theorem-1 ablation's
+                    warnings.filterwarnings("ignore", message=DIVERGENCE_WARNING)
+                    TrainConfig.from_dict(cfg)
     s = CoarseToFine().settings(RunOptions(quick=False, data="cifar100"))
     cfgs = CoarseToFine().configs(s, 0)
     assert all(TrainConfig.from_dict(c).label_map is not None for c in cfgs.values())
@@ -261,3 +267,38 @@ def test_sweep_plot_statistics_skip_diverged_runs_without_warnings():
         col = curves[:, j][np.isfinite(curves[:, j])]
         assert mean[j] == pytest.approx(col.mean()) and sd[j] == pytest.approx(col.std())
     assert np.isnan(mean[4]) and np.isnan(sd[4])
+
+
+class _DivergingContext:
+    """`train` validates a real config (which may warn), warns `other`, then diverges."""
+
+    def __init__(self, other: str = ""):
+        self.other = other
+
+    def train(self, config):
+        import warnings
+
+        from etfcore.errors import NonFiniteError
+        from etfcore.training import TrainConfig
+
+        TrainConfig(**config).validate()
+        if self.other:
+            warnings.warn(self.other, UserWarning, stacklevel=2)
+        raise NonFiniteError("features are not finite")
+
+
+def test_train_or_diverge_silences_only_the_expected_divergence_warning():
+    import warnings
+
+    from etfcore.experiments.hinge_cones import train_or_diverge
+
+    cfg = dict(head="etf", loss="hinge_ce", tau_minus=0.5)
+    with pytest.warns(RuntimeWarning, match="can diverge"):  # the pattern matches the real text
+        from etfcore.training import TrainConfig
+
+        TrainConfig(**cfg).validate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train_or_diverge(_DivergingContext(), cfg) is None
+    with pytest.warns(UserWarning, match="unrelated"):
+        assert train_or_diverge(_DivergingContext("unrelated"), cfg) is None

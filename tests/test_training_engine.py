@@ -679,3 +679,17 @@ def test_hinge_with_small_tau_minus_on_unnormalised_features_warns():
         warnings.simplefilter("error")
         TrainConfig(head="etf", loss="hinge_ce", tau_minus=0.5, normalize_features=True).validate()
         TrainConfig(head="etf", loss="hinge_ce").validate()  # tau_minus = pi
+
+
+def test_a_non_finite_batch_loss_makes_the_epoch_loss_nan_without_warnings():
+    # torchmetrics' default would drop the NaN batch from the mean and warn once per batch
+    module = _module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module.record_batch_loss(torch.tensor(1.0), 4)
+        module.record_batch_loss(torch.tensor(float("nan")), 4)
+        assert math.isnan(float(module.epoch_loss.compute()))
+    module.epoch_loss.reset()
+    module.record_batch_loss(torch.tensor(1.0), 1)  # weighted by the batch sizes
+    module.record_batch_loss(torch.tensor(4.0), 3)
+    assert float(module.epoch_loss.compute()) == pytest.approx(3.25, abs=1e-6)

@@ -154,13 +154,22 @@ def spec_keys(spec: Mapping[str, Any], *, tau_plus: float, num_classes: int) -> 
 def train_or_diverge(ctx: Any, config: Mapping[str, Any]) -> Any:
     """`ctx.train(config)`, or None when training diverged or degenerated (non-finite
     features, or every class mean the same, at the end-of-epoch evaluation): a result to
-    report, not an error."""
+    report, not an error. The config's warning that hinge CE with `τ⁻ < π/2` on unnormalised
+    features can diverge is silenced here, where divergence is the outcome being measured."""
+    import warnings
+
     from ..errors import DegenerateInputError, NonFiniteError
 
-    try:
-        return ctx.train(config)
-    except (NonFiniteError, DegenerateInputError):
-        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=DIVERGENCE_WARNING, category=RuntimeWarning)
+        try:
+            return ctx.train(config)
+        except (NonFiniteError, DegenerateInputError):
+            return None
+
+
+#: Start of the training config's warning about hinge CE that can diverge (a regex prefix).
+DIVERGENCE_WARNING = r"hinge CE with tau_minus < pi/2 on unnormalised features can diverge"
 
 
 _DIVERGED = dict(
@@ -227,6 +236,18 @@ def _col(results: Sequence[Mapping[str, Any]], *path: str) -> List[Any]:
             v = v.get(p) if isinstance(v, Mapping) else None
         out.append(v)
     return out
+
+
+def _finite_mean(values: Sequence[Any]) -> float:
+    """Mean of the finite values (`None` counts as missing); NaN, without numpy's warning,
+    when there is none (every run diverged).
+
+    >>> _finite_mean([1.0, None, float("nan"), 3.0]), _finite_mean([None])
+    (2.0, nan)
+    """
+    a = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")
 
 
 def _nan0(v: Any) -> float:
@@ -438,8 +459,8 @@ class CoarseToFine(Experiment):
         for i, t in enumerate(tasks):
             ax = fig.add_subplot(1, len(tasks), i + 1)
             vals = [[100 * _num(r[t][m]["fine_probe"]) for r in results] for m in methods]
-            means = [np.nanmean(v) for v in vals]
-            sds = [np.nanstd(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
+            means = [_finite_mean(v) for v in vals]
+            sds = [np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0 for v in vals]
             ax.barh(np.arange(len(methods)), means, xerr=sds, capsize=3,
                     color=[f"C{j}" for j in range(len(methods))])  # fmt: skip
             ax.set_yticks(np.arange(len(methods)), [_C2F_LABELS.get(m, m) for m in methods],

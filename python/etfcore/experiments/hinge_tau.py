@@ -14,6 +14,7 @@ from .hinge_cones import (
     DEG,
     _config,
     _final,
+    _finite_mean,
     _ms,
     _nan0,
     _num,
@@ -265,7 +266,7 @@ class Nc1VersusTau(Experiment):
     def _notes(self, settings, results) -> List[str]:
         last = len(settings["taus"]) - 1
         cone = " / ".join(
-            f"{t * DEG:.0f}°: {np.nanmean([_num(r[f'paper/{i}']['in_cone']) for r in results]):.2f}"
+            f"{t * DEG:.0f}°: {_finite_mean([r[f'paper/{i}']['in_cone'] for r in results]):.2f}"
             if i
             else f"{t * DEG:.0f}°: —"
             for i, t in enumerate(settings["taus"])
@@ -292,10 +293,10 @@ class Nc1VersusTau(Experiment):
                     f"ρ(τ⁺, NC1) {_ms([self._rho(settings, r, v, 'nc1') for r in results], 1, 2)}, "
                     f"ρ(τ⁺, rank) {_ms([self._rho(settings, r, v, 'rank') for r in results], 1, 2)}"
                 )
-        paper_rho = np.nanmean([self._rho(settings, r, "paper", "nc1") for r in results])
+        paper_rho = _finite_mean([self._rho(settings, r, "paper", "nc1") for r in results])
         flips = [
             _SWEEP_LABELS.get(v, v) for v in settings["variants"] if v != "paper"
-            and np.sign(np.nanmean([self._rho(settings, r, v, "nc1") for r in results]))
+            and np.sign(_finite_mean([self._rho(settings, r, v, "nc1") for r in results]))
             != np.sign(paper_rho)
         ]  # fmt: skip
         notes.append(
@@ -306,13 +307,14 @@ class Nc1VersusTau(Experiment):
         for v in settings["variants"]:
             rho = _ms([self._rho(settings, r, v, "nc1") for r in results], 1, 2)
             rho_r = _ms([self._rho(settings, r, v, "rank") for r in results], 1, 2)
-            nc1 = np.nanmean([_num(r[f"{v}/{last}"]["nc1"]) for r in results])
-            ratio = nc1 / np.nanmean([_num(b) for b in base])
+            nc1 = _finite_mean([r[f"{v}/{last}"]["nc1"] for r in results])
+            ratio = nc1 / _finite_mean(base)
             diverged = sum(bool(r[f"{v}/{i}"].get("diverged")) for r in results
                            for i in range(last + 1))  # fmt: skip
             notes.append(
                 f"{_SWEEP_LABELS.get(v, v)}: ρ(τ⁺, NC1) {rho}, ρ(τ⁺, rank) {rho_r}; "
-                f"NC1 at the largest τ⁺ {nc1:.3f} ({ratio:.2f}× the paper recipe's)"
+                + (f"NC1 at the largest τ⁺ {nc1:.3f} ({ratio:.2f}× the paper recipe's)"
+                   if np.isfinite(ratio) else "NC1 at the largest τ⁺ — (no run trained)")
                 + (f"; {diverged} of {len(results) * (last + 1)} runs diverged (non-finite "
                    "features)" if diverged else "")
             )  # fmt: skip

@@ -165,7 +165,7 @@ def source_probabilities(head: Any, temperature: float, features: np.ndarray) ->
     import torch
 
     with torch.no_grad():
-        z = head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+        z = head(torch.from_numpy(np.array(features, dtype=np.float32)))  # a writable copy
     z = z.double().numpy() / temperature
     z -= z.max(1, keepdims=True)
     e = np.exp(z)

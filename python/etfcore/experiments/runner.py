@@ -225,7 +225,7 @@ class TrainedRun:
         import torch
 
         with torch.no_grad():
-            h = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            h = torch.from_numpy(np.array(features, dtype=np.float32))  # a writable copy
             return self.head().features(h).double().numpy()
 
     def load(self):

@@ -140,9 +140,8 @@ class ClassifierModule(L.LightningModule):
         self.input_shape: Optional[Tuple[int, ...]] = None  # recorded in checkpoints
         self.custom_backbone = False
         self.start_epoch, self._seeded_epoch = 0, -1
-        self.epoch_loss = (
-            MeanMetric()
-        )  # the epoch's mean training loss, synchronised by torchmetrics
+        # the epoch's mean training loss, synchronised by torchmetrics (`record_batch_loss`)
+        self.epoch_loss = MeanMetric(nan_strategy="disable")
         if config.freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -224,6 +223,13 @@ class ClassifierModule(L.LightningModule):
                 other = other + self.regulariser(u, y_perm)
             return lam * loss + (1 - lam) * other
 
+    def record_batch_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        """Adds a batch's mean loss to the epoch's, weighted by the batch size. A non-finite
+        loss makes the epoch's mean NaN: torchmetrics' default NaN strategy would drop it with
+        a warning per batch, and its `"disable"` strategy ignores weights, so the batch mean
+        enters `batch_size` times (a broadcast view, no copy)."""
+        self.epoch_loss.update(loss.detach().expand(batch_size))
+
     def training_step(
         self, batch: Tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
@@ -232,7 +238,7 @@ class ClassifierModule(L.LightningModule):
         if self.config.mixup_alpha > 0:
             x, y_perm, lam = enn.mixup(x, y, self.config.mixup_alpha, generator=self._mix_gen)
         loss = self.loss_terms(self.features(x), y, y_perm, lam)
-        self.epoch_loss.update(loss.detach(), len(y))
+        self.record_batch_loss(loss, len(y))
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         # the run's one epoch count (1 = the first epoch) in Lightning's metrics.csv and the
         # checkpoint names too (Lightning would write its 0-based index): see trainer.py
