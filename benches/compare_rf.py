@@ -1,6 +1,6 @@
 """Empirical random-feature kernel: etfcore against numpy's ``σ(X @ W.T)`` then Gram, same run.
 
-Issue 3's workload: n=8192, p=1024, m=4096, float32, ReLU. Each method runs in its own process
+Workload: n=8192, p=1024, m=4096, float32, ReLU. Each method runs in its own process
 (peak memory above the input is its own); both use the very same W (etfcore's seeded projection),
 and the results are compared. The runs alternate (numpy, etfcore, numpy, ...) ``--repeats`` times
 and the minimum of each is reported, with the process CPU time beside the wall time (on a shared

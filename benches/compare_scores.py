@@ -1,7 +1,7 @@
 """Streaming LogME / H-score from etfcore's statistics vs an in-memory numpy LogME (SVD of the
 N×p feature matrix, the reference algorithm) and numpy H-score, on the same float32 array.
 
-Workload (issue 7): N=200 000, p=1024, K=1000, float32 Gaussian mixture with an offset. Each
+Workload: N=200 000, p=1024, K=1000, float32 Gaussian mixture with an offset. Each
 method runs in its own subprocess on the same .npy file (memory-mapped), so its peak memory
 (VmHWM above the process after loading the libraries) is its own. etfcore streams the file in
 chunks of 16 384 rows (plain reads into one buffer) into a CollapseStats; numpy loads the whole
@@ -327,9 +327,9 @@ def run_generated(method: str, n: int, p: int, k: int) -> dict:
             "value": v, "peak_extra_mib": peak_mib() - base}
 
 
-def generated_suite(n: int, p: int, k: int) -> None:
+def generated_suite(n: int, p: int, k: int, scores=FULL_SCORES) -> None:
     res = {}
-    for m in ["etfcore_stream"] + [f"numpy_{s}" for s in FULL_SCORES]:
+    for m in ["etfcore_stream"] + [f"numpy_{s}" for s in scores]:
         out = subprocess.run([sys.executable, __file__, "--method", m, "--suite", "streaming",
                               "--full", "--rows", str(n), "--dim", str(p), "--K", str(k)],
                              capture_output=True, text=True)
@@ -338,7 +338,7 @@ def generated_suite(n: int, p: int, k: int) -> None:
             continue
         res[m] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {m}: done", flush=True)
-    report(res, FULL_SCORES, target=True)
+    report(res, scores, target=True)
 
 
 def report(res: dict, scores, target: bool = False) -> None:
@@ -469,9 +469,12 @@ def main() -> None:
                     help="with --suite streaming: N=1M, D=2048, K=1000 generated chunk by chunk "
                          "(no file; the streaming side never holds N x D)")
     ap.add_argument("--rows", type=int, help="override N")
+    ap.add_argument("--scores", nargs="+", choices=FULL_SCORES,
+                    help="with --full: only these scores' numpy processes and rows (etfcore's "
+                         "one pass serves every score anyway)")
     ap.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--suite", choices=["logme", "streaming"], default="logme",
-                    help="logme: LogME/H-score methods (issue 7); streaming: every streaming "
+                    help="logme: LogME/H-score methods; streaming: every streaming "
                          "score against its fastest numpy formulation")
     args = ap.parse_args()
     if args.method and args.full:
@@ -484,7 +487,7 @@ def main() -> None:
         print(f"N={n}, D={p}, K={k}, generated in chunks of {CHUNK_ROWS} rows (float32; numpy "
               f"materialises {n * p * 8 / 2**20:.0f} MiB in float64), cpus {os.cpu_count()}, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        generated_suite(n, p, k)
+        generated_suite(n, p, k, args.scores or FULL_SCORES)
         return
     if args.method:
         fn = run_streaming if args.suite == "streaming" else run

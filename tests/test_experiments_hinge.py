@@ -51,8 +51,7 @@ def test_theorem1_recipe_builds_the_zero_gradient_loss():
     from etfcore.training import TrainConfig
     from etfcore.training.build import build_loss
 
-    with pytest.warns(RuntimeWarning, match="can diverge"):  # τ⁻ < π/2, unnormalised
-        cfg = TrainConfig.from_dict(dict(recipe("hinge_thm1", tau_plus=0.4, num_classes=5)))
+    cfg = TrainConfig.from_dict(dict(recipe("hinge_thm1", tau_plus=0.4, num_classes=5)))
     head = FixedETFHead(5, 8, seed=0)
     crit = build_loss(cfg, head, np.full(5, 10))
     w = head.weight
@@ -70,18 +69,13 @@ def test_theorem1_recipe_builds_the_zero_gradient_loss():
 
 
 def test_full_form_settings_build_valid_configs():
-    import warnings
-
-    from etfcore.experiments.hinge_cones import DIVERGENCE_WARNING
     from etfcore.training import TrainConfig
 
     for exp in (CoarseToFine(), Nc1VersusTau(), LongTailMinor()):
         for quick in (True, False):
             s = exp.settings(RunOptions(quick=quick))
             for cfg in exp.configs(s, 0).values():
-                with warnings.catch_warnings():  # the unnormalised Theorem-1 ablation's
-                    warnings.filterwarnings("ignore", message=DIVERGENCE_WARNING)
-                    TrainConfig.from_dict(cfg)
+                TrainConfig.from_dict(cfg)
     s = CoarseToFine().settings(RunOptions(quick=False, data="cifar100"))
     cfgs = CoarseToFine().configs(s, 0)
     assert all(TrainConfig.from_dict(c).label_map is not None for c in cfgs.values())
@@ -270,7 +264,7 @@ def test_sweep_plot_statistics_skip_diverged_runs_without_warnings():
 
 
 class _DivergingContext:
-    """`train` validates a real config (which may warn), warns `other`, then diverges."""
+    """`train` starts like the trainer (which may warn), warns `other`, then diverges."""
 
     def __init__(self, other: str = ""):
         self.other = other
@@ -281,7 +275,7 @@ class _DivergingContext:
         from etfcore.errors import NonFiniteError
         from etfcore.training import TrainConfig
 
-        TrainConfig(**config).validate()
+        TrainConfig(**config).warn_training_hazards()
         if self.other:
             warnings.warn(self.other, UserWarning, stacklevel=2)
         raise NonFiniteError("features are not finite")
@@ -296,7 +290,7 @@ def test_train_or_diverge_silences_only_the_expected_divergence_warning():
     with pytest.warns(RuntimeWarning, match="can diverge"):  # the pattern matches the real text
         from etfcore.training import TrainConfig
 
-        TrainConfig(**cfg).validate()
+        TrainConfig(**cfg).warn_training_hazards()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert train_or_diverge(_DivergingContext(), cfg) is None

@@ -672,13 +672,16 @@ def test_metric_forward_and_reset_with_the_default_shift():
     torch.testing.assert_close(m.shift, torch.from_numpy(H[:5] + 1e5).mean(0))
 
 
-def test_hinge_with_small_tau_minus_on_unnormalised_features_warns():
+def test_hinge_with_small_tau_minus_on_unnormalised_features_warns_when_training_starts():
+    risky = TrainConfig(**{**QUIET, "head": "etf", "loss": "hinge_ce", "tau_minus": 0.5})
     with pytest.warns(RuntimeWarning, match="can diverge"):
-        TrainConfig(head="etf", loss="hinge_ce", tau_minus=0.5).validate()
+        Trainer(risky)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        TrainConfig(head="etf", loss="hinge_ce", tau_minus=0.5, normalize_features=True).validate()
-        TrainConfig(head="etf", loss="hinge_ce").validate()  # tau_minus = pi
+        risky.validate()  # valid, and reading a finished run's config does not warn
+        TrainConfig.from_dict(risky.to_dict())
+        for ok in (risky.replace(normalize_features=True), risky.replace(tau_minus=math.pi)):
+            ok.warn_training_hazards()
 
 
 def test_a_non_finite_batch_loss_makes_the_epoch_loss_nan_without_warnings():

@@ -154,7 +154,7 @@ def spec_keys(spec: Mapping[str, Any], *, tau_plus: float, num_classes: int) -> 
 def train_or_diverge(ctx: Any, config: Mapping[str, Any]) -> Any:
     """`ctx.train(config)`, or None when training diverged or degenerated (non-finite
     features, or every class mean the same, at the end-of-epoch evaluation): a result to
-    report, not an error. The config's warning that hinge CE with `τ⁻ < π/2` on unnormalised
+    report, not an error. The trainer's warning that hinge CE with `τ⁻ < π/2` on unnormalised
     features can diverge is silenced here, where divergence is the outcome being measured."""
     import warnings
 
@@ -168,7 +168,7 @@ def train_or_diverge(ctx: Any, config: Mapping[str, Any]) -> Any:
             return None
 
 
-#: Start of the training config's warning about hinge CE that can diverge (a regex prefix).
+#: Start of `TrainConfig.warn_training_hazards`' warning about hinge CE (a regex prefix).
 DIVERGENCE_WARNING = r"hinge CE with tau_minus < pi/2 on unnormalised features can diverge"
 
 
