@@ -6,10 +6,10 @@ command-line layer only has to call two functions:
 
 Three scale forms (`--form`; `--quick` is `--form quick`):
 
-- `quick`: each experiment's CPU-minutes form, three seeds by default (everything in ≤ 30 min on
-  two CPU cores);
-- `cpu` (the default): the form `docs/reproductions.md` shows, five seeds by default (up to
-  about two hours on two CPU cores);
+- `quick`: each experiment's CPU-minutes form, three seeds by default (everything in about
+  23 min on two CPU cores, measured Dec 2026);
+- `cpu` (the default): the form `docs/reproductions.md` shows, five seeds by default (about
+  2 h 10 min on two CPU cores, measured Dec 2026);
 - `gpu`: the papers' networks where an experiment has them (`--data cifar10`/`cifar100`
   with ResNet-32/18), `--accelerator gpu` unless one is given; the data must be on disk or
   downloadable (`--data-root`).
@@ -37,8 +37,8 @@ def add_arguments(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("--list", action="store_true", help="list the experiments by paper")
     rp.add_argument(
         "--form", choices=FORMS, default=None,
-        help="scale form: quick (~30 min on 2 CPU cores, 3 seeds), cpu (default; ~2 h, 5 "
-        "seeds), gpu (the papers' networks on --data; needs a GPU)",
+        help="scale form: quick (~23 min on 2 CPU cores, 3 seeds), cpu (default; ~2 h 10 min, "
+        "5 seeds), gpu (the papers' networks on --data; needs a GPU)",
     )  # fmt: skip
     rp.add_argument("--quick", action="store_true", help="the same as --form quick")
     rp.add_argument(

@@ -760,18 +760,17 @@ cached runs and only redraws."""
 
 FORMS_TEXT = """\
 **Scale forms.** `--form quick` (`--quick`): each experiment's CPU-minutes form, 3 seeds, aimed
-at about 30 min for all of them on two idle CPU cores. Measured (Dec 2026, from an empty cache,
-nothing else running): 48 CPU-min in all, 32.4 min of wall time with `--jobs 2`, when each
-experiment ran its seeds on a pool of its own and its third seed ran alone. The runner now
-shares one pool among all experiments (seed `s` of an experiment starts once seed `s` of the one
-before is done, so runs they share are trained once), which keeps both cores busy: the same
-recorded CPU times pack into about 24 min — an estimate from that run, not yet timed end to
-end.
+at about 30 min for all of them on two idle CPU cores. Measured (7 Dec 2026, from an empty
+cache, nothing else running): `etfcore reproduce all --quick --jobs 2` took 23.1 min of wall
+time and 42.3 CPU-min (the seeds' recorded CPU time). One pool of workers serves all the
+experiments: seed `s` of an experiment starts once seed `s` of the one before is done, so runs
+they share are trained once and both cores stay busy (with a pool per experiment, each
+experiment's third seed ran alone: 32.4 min the day before).
 `--form cpu` (the default): larger data and longer runs, 5 seeds (e.g. MNIST-1D with 50 000
 training signals and a 1-D CNN for Yang et al., a class-count sweep up to K = 100 for the hinge
-loss), budgeted at about two hours on two cores from per-run times measured in Dec 2026 (its
-first design, with a 100-epoch zoo, fine-tuning on every target and every long-tail ablation
-at two ρ, would have taken five hours or more).
+loss). Measured (Dec 2026, two idle cores): 241 CPU-min for its 70 seeds, about 2 h 8 min of
+wall time with two or three jobs (its first design, with a 100-epoch zoo, fine-tuning on every
+target and every long-tail ablation at two ρ, would have taken five hours or more).
 `--form gpu --data cifar10|cifar100`: the papers' networks where an experiment has them —
 ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup settings + ablations) and
 `004-*` (200 epochs; `004-coarse-to-fine` needs `cifar100`), ResNet-18 for
