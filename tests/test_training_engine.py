@@ -696,3 +696,21 @@ def test_a_non_finite_batch_loss_makes_the_epoch_loss_nan_without_warnings():
     module.record_batch_loss(torch.tensor(1.0), 1)  # weighted by the batch sizes
     module.record_batch_loss(torch.tensor(4.0), 3)
     assert float(module.epoch_loss.compute()) == pytest.approx(3.25, abs=1e-6)
+
+
+def test_demo_settings_train_equal_steps_and_make_the_rarest_class_minor():
+    from etfcore.training import demo
+    from etfcore.training.build import build_datamodule
+
+    def steps(rho, **kw):  # batches the loader really yields per epoch, times the epochs
+        cfg = TrainConfig(**{**QUIET, "imbalance_ratio": rho, "last_batch": "even", **kw})
+        return len(build_datamodule(cfg).train_dataloader()) * cfg.epochs, build_datamodule(cfg)
+
+    balanced, _ = steps(1.0, **demo.setting_schedule(30, 1.0))
+    sched = demo.setting_schedule(30, 0.1)
+    long_tail, dm = steps(0.1, **sched)
+    per_epoch = long_tail // sched["epochs"]
+    assert balanced <= long_tail < balanced + per_epoch  # the fewest epochs reaching its steps
+    counts = np.asarray(dm.train_counts)
+    assert (counts <= sched["minor_threshold"]).sum() == 1
+    assert counts.min() == sched["minor_threshold"]

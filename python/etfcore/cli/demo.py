@@ -13,7 +13,10 @@ def add_parsers(sub: Any) -> None:
     dm = sub.add_parser(
         "demo", help="the main job: heads and losses on digits, balanced and long-tail"
     )
-    dm.add_argument("--epochs", type=int, default=30)
+    dm.add_argument(
+        "--epochs", type=int, default=30,
+        help="balanced epochs; the long-tail runs train the same number of SGD steps",
+    )  # fmt: skip
     dm.add_argument("--seeds", type=int, default=3)
     dm.add_argument("--out", default="out/demo")
     dm.add_argument("--accelerator", default="auto")

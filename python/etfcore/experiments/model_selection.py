@@ -533,9 +533,12 @@ class SelectionBenchmark(Experiment):
             "8 and 256, 1 and 3 training epochs, other source tasks (digits 5–9, all ten). "
             "Depth stays 2 (etfcore's MLP has no depth key; answered here, not changed).",
             "H-score, VCI and the least-squares probe loss are one score on these features "
-            "in theory (VCI = 1 − H/r; the probe loss is affine in H on balanced data), so "
-            f"their rows nearly agree: largest |τ(H) − τ(VCI)| {same['vci']:.3f}, "
-            f"|τ(H) − τ(probe loss)| {same['probe_mse']:.3f} over seeds and targets.",
+            "in theory (VCI = 1 − H/r with r = min(p, K − 1); the probe loss is affine in H on "
+            "balanced data), so their rows nearly agree: largest |τ(H) − τ(VCI)| "
+            f"{same['vci']:.3f}, |τ(H) − τ(probe loss)| {same['probe_mse']:.3f} over seeds and "
+            "targets. VCI's τ can differ from H's only where r differs between backbones: on a "
+            "ten-class target r is 8 for the width-8 members and 9 for the others, so there "
+            "VCI is not one fixed transform of H across the zoo.",
             f"{len(results[0]['members'])} backbones × {len(targets)} targets per seed; "
             "std of the probe accuracy over the zoo per target (mean over seeds), beside the "
             "test-set sampling error of one accuracy: "

@@ -749,7 +749,12 @@ relevant. **holds**: the interval lies above 0 and `m ≥ δ`; **partly holds**:
 this scale**: the interval excludes every relevant effect (its upper end is below `δ`);
 **inconclusive**: the interval contains both 0 and `δ` — the data cannot tell. Equivalence claims
 ("comparable", "keeps the accuracy") test the paired difference against a margin `±Δ` with two
-one-sided tests (TOST): they hold when the 95% interval lies inside `(−Δ, Δ)`. Next to each
+one-sided tests (TOST): they hold when the 95% interval lies inside `(−Δ, Δ)`. An effect shown
+without "relevant ≥" has `δ = 0` (any positive effect counts; it does not hold when the interval
+lies at or below 0). A claim measured by several effects holds when all hold and does not hold
+when every resolved one does not; inconclusive effects beside resolved ones leave the verdict to
+the resolved ones (so a "does not hold" row may show an inconclusive main effect: see its other
+effects); any other mix partly holds. Next to each
 verdict, *detectable ≥ x* is the design's power: the smallest true effect it would find in 80% of
 repetitions, `(t_{0.975, n−1} + t_{0.80, n−1})·s/√n` (for an equivalence, the smallest margin
 it could establish, with `t_{0.90}`). A claim that does not reproduce here may still hold at the

@@ -1,5 +1,12 @@
 """The README's main job: learnable head vs fixed ETF with CE, dot regression and hinge CE, on the
-embedded digits, balanced and long-tail (ρ = 0.1), several seeds; a table and plots."""
+embedded digits, balanced and long-tail (ρ = 0.1), several seeds; a table and plots.
+
+Every setting trains the same number of SGD steps (`epochs` balanced epochs: the long-tail runs
+take more epochs of their smaller training set, `setting_schedule`), every sample in every
+epoch, and in the long-tail setting the minor classes — where hinge CE puts its `τ⁺` and the
+"minor acc" column averages — are the rarest tenth of the classes (class 9 alone on digits),
+the proportion of the hinge-CE paper's CIFAR10-LT setting.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +59,8 @@ def run_demo(
     Parameters
     ----------
     epochs
-        Training epochs of each run.
+        Training epochs of the balanced runs; the long-tail runs train the same number of SGD
+        steps ([`setting_schedule`][etfcore.training.demo.setting_schedule]).
     seeds
         The seeds of each method and setting.
     out_dir
@@ -83,21 +91,52 @@ def run_demo(
             lg.setLevel(level)
 
 
+def setting_schedule(epochs: int, rho: float) -> Dict[str, int]:
+    """The keys a setting adds to every run's config: the epochs that give it the SGD steps of
+    `epochs` balanced epochs, `⌈E · S₁ / S_ρ⌉` (`S` the steps of one epoch, every sample kept),
+    and, below `ρ = 1`, `minor_threshold`: the training count of the rarest class, so that the
+    rarest tenth of the classes (at least one) is minor.
+
+    Examples
+    --------
+    >>> setting_schedule(30, 1.0)["epochs"], setting_schedule(30, 0.1)
+    (30, {'epochs': 75, 'minor_threshold': 11})
+    """
+    from .datamodule import ClassificationDataModule
+
+    def module(r: float) -> ClassificationDataModule:
+        cfg = TrainConfig(imbalance_ratio=r, last_batch="even")
+        return ClassificationDataModule(
+            dataset=cfg.dataset, imbalance_ratio=r, batch_size=cfg.batch_size,
+            last_batch="even", seed=0,
+        ).prepare()  # fmt: skip
+
+    if rho >= 1:
+        return {"epochs": int(epochs)}
+    here, full = module(rho), module(1.0)
+    steps = full.train_steps_per_epoch() * int(epochs)
+    counts = np.sort(np.asarray(here.train_counts))
+    rarest = max(1, len(counts) // 10)
+    return {"epochs": -(-steps // here.train_steps_per_epoch()),
+            "minor_threshold": int(counts[rarest - 1])}
+
+
 def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[str, List[Dict]]]:
     results: Dict[str, Dict[str, List[Dict]]] = {}
     t0 = time.perf_counter()
     for setting, rho in SETTINGS.items():
         results[setting] = {}
+        schedule = setting_schedule(epochs, rho)
         for method, kw in METHODS.items():
             runs = []
             for seed in seeds:
                 cfg = TrainConfig(
-                    epochs=epochs,
                     seed=seed,
                     imbalance_ratio=rho,
                     progress=progress,
                     accelerator=accelerator,
                     last_batch="even",  # every long-tail sample in every epoch
+                    **schedule,
                     **kw,
                 )
                 runs.append(Trainer(cfg, enable_model_summary=False).fit())
