@@ -11,8 +11,8 @@ Three scale forms (`--form`; `--quick` is `--form quick`):
 - `cpu` (the default): the form `docs/reproductions.md` shows, five seeds by default (about
   2 h 10 min on two CPU cores, measured Dec 2026);
 - `gpu`: the papers' networks where an experiment has them (`--data cifar10`/`cifar100`
-  with ResNet-32/18), `--accelerator gpu` unless one is given; the data must be on disk or
-  downloadable (`--data-root`).
+  with ResNet-32/18), `--accelerator gpu` unless one is given; the CIFAR python archives must
+  already be unpacked under `./data` (nothing is downloaded).
 """
 
 from __future__ import annotations

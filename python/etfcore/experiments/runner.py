@@ -783,9 +783,12 @@ ResNet-32 for `002-*` (200 epochs at every ρ, 5 ρ × 3 methods × 2 mixup sett
 CIFAR python archives unpacked under `./data` (`cifar-10-batches-py`, `cifar-100-python`) and,
 as an estimate from ResNet-32's cost (≈ 10 s per CIFAR epoch on one modern GPU, less on the
 long-tail subsets), some 15–25 GPU-hours per seed for `002-long-tail-dr`, 2–3 for
-`004-long-tail-minor`, and 40–60 for `004-nc1-vs-tau`'s sweep of 7 variants × 11 τ⁺ values —
-not measured here (no GPU run has been made). Every form is tested to build valid training
-configs (`tests/test_experiments_forms.py`)."""
+`004-long-tail-minor`, about 3 for `004-coarse-to-fine` (5 runs × 200 epochs on CIFAR-100),
+40–60 for `004-nc1-vs-tau`'s sweep of 7 variants × 11 τ⁺ values, about 0.5 for
+`001-weights-align-means` (one ResNet-18, 100 epochs), and nothing beyond `002-long-tail-dr` for
+`002-imbalanced-collapse`, whose four runs are among its runs (trained once through the cache) —
+not measured here (no GPU run has been made). Nothing is downloaded: the archives must be
+there. Every form is tested to build valid training configs (`tests/test_experiments_forms.py`)."""
 
 
 def machine_description() -> str:
