@@ -674,8 +674,10 @@ def test_metric_forward_and_reset_with_the_default_shift():
 
 def test_hinge_with_small_tau_minus_on_unnormalised_features_warns_when_training_starts():
     risky = TrainConfig(**{**QUIET, "head": "etf", "loss": "hinge_ce", "tau_minus": 0.5})
-    with pytest.warns(RuntimeWarning, match="can diverge"):
-        Trainer(risky)
+    for start in (lambda: Trainer(risky), risky.warn_training_hazards):
+        with pytest.warns(RuntimeWarning, match="can diverge") as caught:
+            start()
+        assert caught[0].filename == __file__  # points at the line that starts training
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         risky.validate()  # valid, and reading a finished run's config does not warn
@@ -698,7 +700,8 @@ def test_a_non_finite_batch_loss_makes_the_epoch_loss_nan_without_warnings():
     assert float(module.epoch_loss.compute()) == pytest.approx(3.25, abs=1e-6)
 
 
-def test_demo_settings_train_equal_steps_and_make_the_rarest_class_minor():
+@pytest.mark.parametrize("epochs", [30, 7])  # 7: the step ratio is not a whole number
+def test_demo_settings_train_equal_steps_and_make_the_rarest_class_minor(epochs):
     from etfcore.training import demo
     from etfcore.training.build import build_datamodule
 
@@ -706,8 +709,8 @@ def test_demo_settings_train_equal_steps_and_make_the_rarest_class_minor():
         cfg = TrainConfig(**{**QUIET, "imbalance_ratio": rho, "last_batch": "even", **kw})
         return len(build_datamodule(cfg).train_dataloader()) * cfg.epochs, build_datamodule(cfg)
 
-    balanced, _ = steps(1.0, **demo.setting_schedule(30, 1.0))
-    sched = demo.setting_schedule(30, 0.1)
+    balanced, _ = steps(1.0, **demo.setting_schedule(epochs, 1.0))
+    sched = demo.setting_schedule(epochs, 0.1)
     long_tail, dm = steps(0.1, **sched)
     per_epoch = long_tail // sched["epochs"]
     assert balanced <= long_tail < balanced + per_epoch  # the fewest epochs reaching its steps

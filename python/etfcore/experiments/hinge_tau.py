@@ -273,8 +273,8 @@ class Nc1VersusTau(Experiment):
         )
         notes = [
             f"paper's recipe, fraction of training features inside their cones by τ⁺: {cone}. "
-            "With τ⁻ = π the negative logits keep their gradient inside the cones: each pulls a "
-            "feature toward its own class vector with a weight of about (1 − p_y)/(K − 1), "
+            "With τ⁻ = π the negative logits keep their gradient inside the cones: together they "
+            "pull a feature toward its own class vector with a weight of about (1 − p_y)/(K − 1), "
             "which shrinks as K grows; the class-count sweep below tests whether the paper's "
             "trend appears where that pull is small (measured, not an explanation of it)",
             TAU_MINUS_NOTE,
@@ -310,13 +310,15 @@ class Nc1VersusTau(Experiment):
             rho = _ms([self._rho(settings, r, v, "nc1") for r in results], 1, 2)
             rho_r = _ms([self._rho(settings, r, v, "rank") for r in results], 1, 2)
             nc1 = _finite_mean([r[f"{v}/{last}"]["nc1"] for r in results])
-            ratio = nc1 / _finite_mean(base)
+            base_nc1 = _finite_mean(base)
+            ratio = nc1 / base_nc1 if base_nc1 > 0 else float("nan")
             diverged = sum(bool(r[f"{v}/{i}"].get("diverged")) for r in results
                            for i in range(last + 1))  # fmt: skip
             notes.append(
                 f"{_SWEEP_LABELS.get(v, v)}: ρ(τ⁺, NC1) {rho}, ρ(τ⁺, rank) {rho_r}; "
                 + (f"NC1 at the largest τ⁺ {nc1:.3f} ({ratio:.2f}× the paper recipe's)"
-                   if np.isfinite(ratio) else "NC1 at the largest τ⁺ — (no run trained)")
+                   if np.isfinite(ratio) else f"NC1 at the largest τ⁺ {nc1:.3f}"
+                   if np.isfinite(nc1) else "NC1 at the largest τ⁺ — (no run trained)")
                 + (f"; {diverged} of {len(results) * (last + 1)} runs diverged (non-finite "
                    "features)" if diverged else "")
             )  # fmt: skip

@@ -226,13 +226,18 @@ class TrainConfig:
         if self.track_sample < 0:
             raise ParameterError(f"track_sample must be >= 0, got {self.track_sample}")
 
-    def warn_training_hazards(self) -> None:
+    def warn_training_hazards(self, stacklevel: int = 2) -> None:
         """Warn (`RuntimeWarning`) about a valid config that training may not survive; the
         trainer calls it when training starts, not when a finished run's config is read.
 
         Hinge CE with `tau_minus < π/2` on unnormalised features can diverge: the other
         classes' floor `‖u‖‖w_k‖ cos τ⁻` then exceeds the true-class logit of a feature far
         from its class vector, so growing `‖u‖` never stops.
+
+        Parameters
+        ----------
+        stacklevel
+            As in `warnings.warn`: 2 (the default) points at the line calling this method.
         """
         if self.loss == "hinge_ce" and self.tau_minus < math.pi / 2 and not self.normalize_features:
             warnings.warn(
@@ -240,7 +245,7 @@ class TrainConfig:
                 "classes' floor exceeds the true-class logit of a feature far from its class "
                 "vector, so growing the norm never stops (set normalize_features=true)",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
 

@@ -102,14 +102,10 @@ def setting_schedule(epochs: int, rho: float) -> Dict[str, int]:
     >>> setting_schedule(30, 1.0)["epochs"], setting_schedule(30, 0.1)
     (30, {'epochs': 75, 'minor_threshold': 11})
     """
-    from .datamodule import ClassificationDataModule
+    from .build import build_datamodule
 
-    def module(r: float) -> ClassificationDataModule:
-        cfg = TrainConfig(imbalance_ratio=r, last_batch="even")
-        return ClassificationDataModule(
-            dataset=cfg.dataset, imbalance_ratio=r, batch_size=cfg.batch_size,
-            last_batch="even", seed=0,
-        ).prepare()  # fmt: skip
+    def module(r: float):  # the runs' own data (the counts do not depend on the seed)
+        return build_datamodule(TrainConfig(imbalance_ratio=r, last_batch="even"))
 
     if rho >= 1:
         return {"epochs": int(epochs)}

@@ -413,7 +413,7 @@ class Trainer:
         **trainer_kwargs: Any,
     ) -> None:
         config.validate()
-        config.warn_training_hazards()
+        config.warn_training_hazards(stacklevel=3)  # the line that made the Trainer
         self.config, self.out_dir = config, out_dir
         torch.manual_seed(config.seed)
         self.datamodule = build_datamodule(config)
