@@ -296,3 +296,15 @@ def test_train_or_diverge_silences_only_the_expected_divergence_warning():
         assert train_or_diverge(_DivergingContext(), cfg) is None
     with pytest.warns(UserWarning, match="unrelated"):
         assert train_or_diverge(_DivergingContext("unrelated"), cfg) is None
+
+
+def test_rarest_count_makes_exactly_the_rarest_classes_minor():
+    from etfcore.data import long_tail_counts, rarest_count
+    from etfcore.errors import ParameterError
+
+    counts = np.random.default_rng(0).permutation(long_tail_counts(100, 500, 0.01))
+    for m in (1, 10, 50):
+        t = rarest_count(counts, m)
+        assert (counts <= t).sum() >= m and (counts < t).sum() < m  # brute force by definition
+    with pytest.raises(ParameterError, match="num_rarest"):
+        rarest_count(counts, 0)

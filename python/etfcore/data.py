@@ -35,6 +35,22 @@ def long_tail_counts(num_classes: int, max_count: int, imbalance_ratio: float) -
     return np.maximum(counts, 1)
 
 
+def rarest_count(counts: Sequence[int], num_rarest: int) -> int:
+    """The class count at or below which the ``num_rarest`` rarest classes fall: as a
+    ``minor_threshold``, it makes them the minor classes (ties at that count join them).
+
+    Examples
+    --------
+    >>> rarest_count([115, 89, 11, 14], 1), rarest_count([115, 89, 11, 14], 2)
+    (11, 14)
+    """
+    ordered = np.sort(np.asarray(counts, dtype=np.int64))
+    num_rarest = as_index(num_rarest, "num_rarest")
+    if not 1 <= num_rarest <= len(ordered):
+        raise ParameterError(f"num_rarest must be in [1, {len(ordered)}], got {num_rarest}")
+    return int(ordered[num_rarest - 1])
+
+
 def gaussian_mixture(
     num_classes: int,
     dim: int,

@@ -75,9 +75,10 @@ def minor_threshold(dataset: str, rho: float, num_classes: int) -> int:
     >>> minor_threshold("digits", 0.1, 10)
     11
     """
+    from ..data import rarest_count
+
     m = MINOR_CLASSES.get(int(num_classes), max(1, int(num_classes) // 10))
-    counts = np.sort(train_counts(dataset, rho))
-    return int(counts[m - 1])
+    return rarest_count(train_counts(dataset, rho), m)
 
 
 @register

@@ -94,14 +94,15 @@ def run_demo(
 def setting_schedule(epochs: int, rho: float) -> Dict[str, int]:
     """The keys a setting adds to every run's config: the epochs that give it the SGD steps of
     `epochs` balanced epochs, `⌈E · S₁ / S_ρ⌉` (`S` the steps of one epoch, every sample kept),
-    and, below `ρ = 1`, `minor_threshold`: the training count of the rarest class, so that the
-    rarest tenth of the classes (at least one) is minor.
+    and, below `ρ = 1`, `minor_threshold`: the count that makes the rarest tenth of the classes
+    (at least one) minor.
 
     Examples
     --------
     >>> setting_schedule(30, 1.0)["epochs"], setting_schedule(30, 0.1)
     (30, {'epochs': 75, 'minor_threshold': 11})
     """
+    from ..data import rarest_count
     from .build import build_datamodule
 
     def module(r: float):  # the runs' own data (the counts do not depend on the seed)
@@ -111,10 +112,9 @@ def setting_schedule(epochs: int, rho: float) -> Dict[str, int]:
         return {"epochs": int(epochs)}
     here, full = module(rho), module(1.0)
     steps = full.train_steps_per_epoch() * int(epochs)
-    counts = np.sort(np.asarray(here.train_counts))
-    rarest = max(1, len(counts) // 10)
+    counts = here.train_counts
     return {"epochs": -(-steps // here.train_steps_per_epoch()),
-            "minor_threshold": int(counts[rarest - 1])}
+            "minor_threshold": rarest_count(counts, max(1, len(counts) // 10))}
 
 
 def _run_all(epochs, seeds, out_dir, accelerator, progress) -> Dict[str, Dict[str, List[Dict]]]:
